@@ -1,0 +1,41 @@
+# drmesh — the two commands a newcomer needs are `make dev` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+CLUSTER := tests/e2e/cluster/cluster.sh
+E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
+
+.PHONY: all build test unit e2e control-plane cluster-up cluster-down kubeconfig crds lint
+
+all: build
+
+build: ## Build the drmesh binary
+	$(CARGO) build --locked
+
+test: unit e2e ## All tests: unit, then end-to-end on the local control plane
+
+unit: ## Unit and offline tests (no cluster needed)
+	$(CARGO) test --locked
+
+e2e: cluster-up ## End-to-end tests against the real local control plane
+	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e
+
+control-plane: ## Build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
+	@tests/e2e/cluster/build.sh
+
+cluster-up: ## Start the local control plane (builds it first if needed)
+	@$(CLUSTER) up
+
+cluster-down: ## Stop the local control plane; safe to run twice
+	@$(CLUSTER) down
+
+kubeconfig: ## Print the local cluster's kubeconfig path (use with make -s)
+	@$(CLUSTER) kubeconfig
+
+crds: ## Regenerate the CRD YAML from the Rust types
+	$(CARGO) run -q --locked -- crds > crds/drmesh.io_crds.yaml
+	cp crds/drmesh.io_crds.yaml charts/drmesh/crds/drmesh.io_crds.yaml
+
+lint: ## Formatting and clippy
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets --features e2e -- -D warnings

@@ -1,0 +1,207 @@
+//! Test harness for the real local control plane (`make cluster-up`).
+//!
+//! Each test gets its own namespace, deleted when the test's [`TestNamespace`] drops.
+//! Waiting is always on a watch or on a polled condition with a deadline, never a bare
+//! sleep. People (`alice`, `bob`, `mallory`) are contexts of the cluster's kubeconfig,
+//! authenticated by client certificates whose organisations are their groups.
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+/// Default deadline for a condition to hold on the local cluster.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cluster_script() -> PathBuf {
+    repo_root().join("tests/e2e/cluster/cluster.sh")
+}
+
+fn script_output(arg: &str) -> PathBuf {
+    let out = Command::new(cluster_script())
+        .arg(arg)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cluster.sh {arg}: {e}"));
+    assert!(out.status.success(), "cluster.sh {arg} failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The kubeconfig of the local cluster: `$DRMESH_KUBECONFIG`, else what `make -s kubeconfig` prints.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("DRMESH_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| script_output("kubeconfig"))
+}
+
+/// The kubectl built with the control plane (same version as the API server).
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("DRMESH_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| script_output("bin").join("kubectl"))
+}
+
+/// The API server's audit log.
+pub fn audit_log_path() -> PathBuf {
+    kubeconfig_path().parent().expect("kubeconfig has a parent dir").join("logs/audit.log")
+}
+
+/// A client acting as one context of the cluster's kubeconfig: `admin`, `alice`, `bob`, `mallory`.
+pub async fn client_as(context: &str) -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!("no local cluster kubeconfig at {} ({e}); run `make cluster-up`", path.display())
+    });
+    let options = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .unwrap_or_else(|e| panic!("context {context}: {e}"));
+    Client::try_from(config).expect("client from kubeconfig")
+}
+
+/// The cluster administrator (`system:masters`).
+pub async fn admin() -> Client {
+    client_as("admin").await
+}
+
+/// Runs the cluster's kubectl as the admin; `--context NAME` in `args` acts as someone else.
+pub fn kubectl(args: &[&str]) -> Output {
+    Command::new(kubectl_path())
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// Runs kubectl as a test person.
+pub fn kubectl_as(context: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--context", context];
+    all.extend_from_slice(args);
+    kubectl(&all)
+}
+
+/// A DNS-1123 name unique across tests and runs.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{:05x}{n}", (nanos >> 8) & 0xfffff)
+}
+
+/// A namespace owned by one test; deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestNamespace {
+    pub async fn create(prefix: &str) -> Self {
+        Self::create_with_labels(prefix, &[]).await
+    }
+
+    pub async fn create_with_labels(prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let client = admin().await;
+        let name = unique_name(prefix);
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.clone());
+        let mut all_labels: std::collections::BTreeMap<String, String> =
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all_labels.insert("drmesh.io/e2e".into(), "true".into());
+        ns.metadata.labels = Some(all_labels);
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        Self { name, client }
+    }
+
+    /// A namespaced API in this namespace, as the admin.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var_os("DRMESH_E2E_KEEP").is_some() {
+            return;
+        }
+        // Blocking and short: the API server only marks the namespace Terminating.
+        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+    }
+}
+
+/// Waits on a watch until `cond` holds for the named object (or its absence), with a deadline.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, timeout: Duration, cond: impl Condition<K>) -> Option<K>
+where
+    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(obj)) => obj,
+        Ok(Err(e)) => panic!("watch on {name} failed: {e}"),
+        Err(_) => {
+            let current = api.get_opt(name).await.ok().flatten();
+            panic!("timed out after {timeout:?} waiting on {name}; last seen: {current:#?}")
+        }
+    }
+}
+
+/// Waits until the named object is gone.
+pub async fn wait_deleted<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Clone + Debug + Send + DeserializeOwned + Resource + 'static,
+{
+    wait_for(api, name, timeout, |obj: Option<&K>| obj.is_none()).await;
+}
+
+/// Polls an async probe until it returns `Some`, with a deadline. For conditions that no
+/// watch can observe (authorization caches, admission policy propagation, files).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// Deletes a cluster-scoped object when dropped (admission policies, cluster roles).
+pub struct ClusterScoped {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", self.kind, &self.name, "--wait=false", "--ignore-not-found"]);
+    }
+}
+
+/// Background delete so dependents are left to the garbage collector.
+pub fn background() -> DeleteParams {
+    DeleteParams::background()
+}
