@@ -7,7 +7,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${DRMESH_CACHE:-$HOME/.cache/drmesh}"
-k8s_version="$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/k8s/go.mod")"
+k8s_version="$(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$here/k8s/go.mod")"
+[[ -n "$k8s_version" ]] || { echo "[build] cannot read the k8s.io/kubernetes version from k8s/go.mod" >&2; exit 1; }
 key="$( (cat "$here"/k8s/go.mod "$here"/k8s/go.sum "$here"/kwok/go.mod "$here"/kwok/go.sum; go env GOVERSION; echo "$k8s_version") | sha256sum | cut -c1-16)"
 bin="$cache/bin/$key"
 tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
