@@ -1,2 +1,7 @@
 pub mod api;
 pub mod audit;
+pub mod cli;
+pub mod manifest;
+pub mod mesh;
+pub mod controllers;
+pub mod telemetry;

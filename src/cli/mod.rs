@@ -1,0 +1,73 @@
+//! The `drmesh` command line. Offline subcommands live here; `main.rs` only parses and
+//! dispatches.
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+/// drmesh: a data mesh with restricted-distribution controls, as Kubernetes objects.
+#[derive(Debug, Parser)]
+#[command(name = "drmesh", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (multi-document YAML) generated from the API
+    /// types; `make crds` writes them to crds/ and the Helm chart.
+    Crds,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Output(_) => 1,
+        }
+    }
+}
+
+/// Runs an offline command, writing its result to stdout.
+pub fn run(command: &Command) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        Command::Crds => write_all(&mut out, crate::api::crds_yaml().as_bytes()),
+    }
+}
+
+/// Writes everything; a closed pipe (`drmesh crds | head`) is not an error.
+fn write_all(out: &mut impl Write, bytes: &[u8]) -> Result<(), CliError> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(CliError::Output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_crds() {
+        let cli = Cli::try_parse_from(["drmesh", "crds"]).expect("crds parses");
+        assert!(matches!(cli.command, Command::Crds));
+        assert!(Cli::try_parse_from(["drmesh", "nope"]).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,267 @@
+//! AccessPolicy controller: decide the grant (pure) -> build (pure) -> apply -> status,
+//! revoke at expiry, and record every grant, denial, expiry and revocation.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::children::prune;
+use super::context::Context;
+use super::error::Error;
+use super::requeue_at;
+use crate::api::{
+    AccessPolicy, AccessPolicyStatus, Condition, ConditionStatus, DeniedSubject, condition_type, find_condition,
+    set_condition,
+};
+use crate::audit;
+use crate::mesh::grant::{self, GrantBundle};
+use crate::mesh::labels::ACCESS_POLICY;
+use crate::mesh::rules::{self, GrantPlan, reason, subject_display};
+
+pub const CONTROLLER: &str = "accesspolicy";
+
+#[instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
+pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches.ready().await;
+    let started = Instant::now();
+    let result = reconcile_inner(&policy, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    result
+}
+
+async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+    let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
+    let uid = policy.uid().ok_or(Error::MissingUid)?;
+    let now = ctx.now();
+    let plan = rules::plan_grant(&ctx.caches, policy, now);
+    let bundle = grant::build(policy, &plan);
+    apply(ctx, policy, &namespace, &uid, bundle).await?;
+    let status = desired_status(policy, &plan, now);
+    write_status(ctx, policy, &namespace, &plan, status).await?;
+    // Wake up at expiry to revoke; expired grants need nothing more.
+    let next = plan.expires_at.filter(|t| *t > now);
+    Ok(requeue_at(next, now))
+}
+
+async fn apply(ctx: &Context, policy: &AccessPolicy, namespace: &str, uid: &str, bundle: GrantBundle) -> Result<(), Error> {
+    let GrantBundle { role, binding, ingress } = bundle;
+    let caches = &ctx.caches;
+    let applier = &ctx.policies;
+    let client = applier.client();
+    let name = policy.name_any();
+    let label = (ACCESS_POLICY, name.as_str());
+    // Revocations first: a narrower grant must never be briefly wider than both versions.
+    let mut keep_rbac = BTreeSet::new();
+    let mut keep_network = BTreeSet::new();
+    if let (Some(role), Some(_)) = (&role, &binding) {
+        keep_rbac.insert(role.name_any());
+    }
+    if let Some(ingress) = &ingress {
+        keep_network.insert(ingress.name_any());
+    }
+    prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, uid, label, &keep_rbac).await?;
+    prune::<Role, _>(client, &caches.roles, namespace, uid, label, &keep_rbac).await?;
+    prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, uid, label, &keep_network).await?;
+    if let (Some(role), Some(binding)) = (&role, &binding) {
+        applier.apply(role, &caches.roles).await?;
+        applier.apply(binding, &caches.role_bindings).await?;
+    }
+    if let Some(ingress) = &ingress {
+        applier.apply(ingress, &caches.network_policies).await?;
+    }
+    Ok(())
+}
+
+/// The status the policy should have (pure).
+pub fn desired_status(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> AccessPolicyStatus {
+    let generation = policy.meta().generation;
+    let mut conditions = policy.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let granted = plan.grants_anything();
+    let (ready, why, message) = match (&plan.problem, plan.denied.first()) {
+        (Some(problem), _) => (false, problem.reason, problem.message.clone()),
+        (None, Some((_, problem))) => (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message)),
+        (None, None) if !granted => (false, reason::NO_SUBJECT_GRANTED, "nothing to grant".to_string()),
+        (None, None) => {
+            let until = plan.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
+            (true, reason::GRANTED, format!("{} subject(s) granted{until}", plan.effective.len()))
+        }
+    };
+    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    let status_of = |b: bool| if b { ConditionStatus::True } else { ConditionStatus::False };
+    set_condition(&mut conditions, Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()));
+    let granted_reason = if granted { reason::GRANTED } else { why };
+    set_condition(&mut conditions, Condition::new(condition_type::GRANTED, status_of(granted), granted_reason, message.clone(), generation, time.clone()));
+    // kstatus: a grant that needs a person to act is Stalled; nothing here progresses by itself.
+    set_condition(&mut conditions, Condition::new(condition_type::RECONCILING, ConditionStatus::False, why, message.clone(), generation, time.clone()));
+    set_condition(&mut conditions, Condition::new(condition_type::STALLED, status_of(!ready), why, message, generation, time));
+    AccessPolicyStatus {
+        observed_generation: generation,
+        conditions,
+        effective_subjects: plan.effective.clone(),
+        denied_subjects: plan
+            .denied
+            .iter()
+            .map(|(subject, problem)| DeniedSubject {
+                subject: subject.clone(),
+                reason: problem.reason.to_string(),
+                message: Some(problem.message.clone()),
+            })
+            .collect(),
+        subject_count: Some(plan.effective.len() as i32),
+        expires_at: plan.expires_at.map(|t| t.to_string()),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    namespace: &str,
+    plan: &GrantPlan,
+    status: AccessPolicyStatus,
+) -> Result<(), Error> {
+    let previous = policy.status.clone().unwrap_or_default();
+    if policy.status.is_some() && previous == status {
+        return Ok(());
+    }
+    let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .await
+        .map_err(|source| Error::Status { name: policy.name_any(), source })?;
+    report_transition(ctx, policy, plan, &previous, &status).await;
+    Ok(())
+}
+
+/// The audit decision for a change of the Granted condition (or of the denied subjects).
+fn decision(was: bool, is: bool, reason_changed: bool, reason_now: &str, denials_changed: bool) -> Option<audit::Decision> {
+    let expired = reason_now == reason::EXPIRED;
+    match (was, is) {
+        (false, true) => Some(audit::Decision::Granted),
+        (true, false) if expired => Some(audit::Decision::Expired),
+        (true, false) => Some(audit::Decision::Revoked),
+        (false, false) if reason_changed && expired => Some(audit::Decision::Expired),
+        (false, false) if reason_changed => Some(audit::Decision::Denied),
+        _ if denials_changed => Some(audit::Decision::Denied),
+        _ => None,
+    }
+}
+
+async fn report_transition(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    plan: &GrantPlan,
+    before: &AccessPolicyStatus,
+    after: &AccessPolicyStatus,
+) {
+    let granted = |s: &AccessPolicyStatus| find_condition(&s.conditions, condition_type::GRANTED).cloned();
+    let Some(now_granted) = granted(after) else { return };
+    let old = granted(before);
+    let was = old.as_ref().is_some_and(|c| c.status == ConditionStatus::True);
+    let is = now_granted.status == ConditionStatus::True;
+    let reason_changed = old.as_ref().map(|c| &c.reason) != Some(&now_granted.reason);
+    let denials_changed = before.denied_subjects != after.denied_subjects && !after.denied_subjects.is_empty();
+    let record = decision(was, is, reason_changed, &now_granted.reason, denials_changed);
+    let Some(decision) = record else { return };
+
+    let namespace = policy.namespace().unwrap_or_default();
+    let subjects: Vec<String> = match decision {
+        audit::Decision::Granted => plan.effective.iter().map(subject_display).collect(),
+        audit::Decision::Denied if plan.problem.is_none() => plan.denied.iter().map(|(s, _)| subject_display(s)).collect(),
+        _ => policy.spec.subjects.iter().map(subject_display).collect(),
+    };
+    let (why, message) = match decision {
+        audit::Decision::Denied => plan
+            .problem
+            .clone()
+            .or_else(|| plan.denied.first().map(|(_, p)| p.clone()))
+            .map(|p| (p.reason.to_string(), p.message))
+            .unwrap_or_else(|| (now_granted.reason.clone(), now_granted.message.clone())),
+        _ => (now_granted.reason.clone(), now_granted.message.clone()),
+    };
+    let warning = !matches!(decision, audit::Decision::Granted);
+    let event = KubeEvent {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: why.clone(),
+        note: Some(message.clone()),
+        action: format!("{decision:?}"),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+    ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: decision_label(decision), reason: why.clone() }).inc();
+    ctx.audit.record(audit::Event {
+        time: ctx.now().to_string(),
+        actor: ctx.actor.clone(),
+        decision,
+        reason: why,
+        message,
+        product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
+        classification: plan.product.as_ref().map(|p| p.spec.classification.to_string()).unwrap_or_else(|| "Unknown".into()),
+        subjects,
+        purpose: policy.spec.purpose.clone(),
+        expires_at: policy.spec.expires_at.clone(),
+        policy: Some(audit::PolicyRef {
+            namespace,
+            name: policy.name_any(),
+            uid: policy.uid().unwrap_or_default(),
+            generation: policy.meta().generation.unwrap_or_default(),
+        }),
+    });
+}
+
+fn decision_label(decision: audit::Decision) -> &'static str {
+    match decision {
+        audit::Decision::Granted => "Granted",
+        audit::Decision::Denied => "Denied",
+        audit::Decision::Revoked => "Revoked",
+        audit::Decision::Expired => "Expired",
+    }
+}
+
+/// A deleted policy: its children go with the garbage collector; the revocation is recorded.
+pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
+    let was_granted = policy
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, condition_type::GRANTED))
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    if !was_granted {
+        return;
+    }
+    let namespace = policy.namespace().unwrap_or_default();
+    ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: "PolicyDeleted".into() }).inc();
+    ctx.audit.record(audit::Event {
+        time: ctx.now().to_string(),
+        actor: ctx.actor.clone(),
+        decision: audit::Decision::Revoked,
+        reason: "PolicyDeleted".into(),
+        message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
+        product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
+        classification: ctx
+            .caches
+            .product(&namespace, &policy.spec.data_product)
+            .map(|p| p.spec.classification.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
+        subjects: policy.spec.subjects.iter().map(subject_display).collect(),
+        purpose: policy.spec.purpose.clone(),
+        expires_at: policy.spec.expires_at.clone(),
+        policy: Some(audit::PolicyRef {
+            namespace,
+            name: policy.name_any(),
+            uid: policy.uid().unwrap_or_default(),
+            generation: policy.meta().generation.unwrap_or_default(),
+        }),
+    });
+}
+
+use crate::mesh::MeshView;

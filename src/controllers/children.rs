@@ -1,0 +1,151 @@
+//! Applying children and removing orphans, shared by the three controllers.
+//!
+//! Children are server-side applied with one field manager per controller and `force`
+//! (the operator owns every field it sets). The [`Applier`] remembers, per child, a hash
+//! of what it last applied and the resourceVersion the API server answered with: while
+//! the cached child still has that resourceVersion and the desired object hashes the
+//! same, nothing is sent, so an idle mesh causes no writes; any edit by someone else
+//! changes the resourceVersion and the child is applied again (drift is reverted).
+//! Orphans are deleted only when both our labels and a controller owner reference to
+//! the parent's UID match.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::Error;
+use crate::mesh::labels;
+
+/// A child kind the operator manages: a namespaced, typed Kubernetes object.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Applies children for one controller (one field manager), skipping unchanged ones.
+pub struct Applier {
+    client: Client,
+    manager: &'static str,
+    last: Mutex<HashMap<String, (u64, String)>>,
+}
+
+impl Applier {
+    pub fn new(client: Client, manager: &'static str) -> Self {
+        Self { client, manager, last: Mutex::default() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn key<K: Child>(namespace: &str, name: &str) -> String {
+        format!("{}/{namespace}/{name}", K::kind(&()))
+    }
+
+    /// Server-side applies `child` unless the cache shows it is already as we left it.
+    /// Returns whether a request was sent.
+    pub async fn apply<K, C>(&self, child: &K, cache: &Store<C>) -> Result<bool, Error>
+    where
+        K: Child,
+        C: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
+        let name = child.name_any();
+        let key = Self::key::<K>(&namespace, &name);
+        let desired = fingerprint(child);
+        let cached_rv = cache.get(&ObjectRef::new(&name).within(&namespace)).and_then(|c| c.resource_version());
+        if let (Some(rv), Some((hash, last_rv))) = (&cached_rv, self.remembered(&key)) {
+            if hash == desired && *rv == last_rv {
+                return Ok(false);
+            }
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PatchParams::apply(self.manager).force();
+        let stored = api
+            .patch(&name, &params, &Patch::Apply(child))
+            .await
+            .map_err(|source| Error::Apply { kind: K::kind(&()).to_string(), name: name.clone(), source })?;
+        if let Some(rv) = stored.resource_version() {
+            self.remember(key, desired, rv);
+        }
+        Ok(true)
+    }
+
+    fn remembered(&self, key: &str) -> Option<(u64, String)> {
+        self.last.lock().map(|m| m.get(key).cloned()).unwrap_or(None)
+    }
+
+    fn remember(&self, key: String, hash: u64, rv: String) {
+        if let Ok(mut m) = self.last.lock() {
+            m.insert(key, (hash, rv));
+        }
+    }
+
+    /// Forgets a child (after it was deleted).
+    pub fn forget<K: Child>(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.last.lock() {
+            m.remove(&Self::key::<K>(namespace, name));
+        }
+    }
+}
+
+fn fingerprint<K: Serialize>(child: &K) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(child).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Deletes children of `kind` that carry `label=value`, are controlled by `owner_uid`,
+/// and are not in `keep`. Reads candidates from the metadata cache; deletes with a UID
+/// precondition so a newer object of the same name is never removed by mistake.
+pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Clone + 'static>(
+    client: &Client,
+    cache: &Store<C>,
+    namespace: &str,
+    owner_uid: &str,
+    label: (&str, &str),
+    keep: &BTreeSet<String>,
+) -> Result<usize, Error> {
+    let mut deleted = 0;
+    for meta in cache.state() {
+        let ours = meta.namespace().as_deref() == Some(namespace)
+            && meta.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+            && meta.labels().get(label.0).map(String::as_str) == Some(label.1)
+            && meta.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid);
+        if !ours || keep.contains(&meta.name_any()) {
+            continue;
+        }
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: meta.uid(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&meta.name_any(), &params).await {
+            Ok(_) => deleted += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(source) => return Err(Error::Delete { kind: K::kind(&()).to_string(), name: meta.name_any(), source }),
+        }
+    }
+    Ok(deleted)
+}
+

@@ -1,0 +1,225 @@
+//! DataProduct controller: plan (pure) -> build (pure) -> apply -> status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::children::prune;
+use super::context::Context;
+use super::error::Error;
+use super::requeue_at;
+use crate::api::{
+    Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus, InputState, InputStatus, condition_type,
+    set_condition,
+};
+use crate::audit;
+use crate::mesh::labels::DATA_PRODUCT;
+use crate::mesh::product::{self, ProductBundle};
+use crate::mesh::rules::{self, ProductPlan, reason};
+use crate::mesh::MeshView;
+
+pub const CONTROLLER: &str = "dataproduct";
+
+#[instrument(skip_all, fields(product = %product.name_any(), namespace = product.namespace().unwrap_or_default()))]
+pub async fn reconcile(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches.ready().await;
+    let started = Instant::now();
+    let result = reconcile_inner(&product, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    result
+}
+
+async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action, Error> {
+    let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
+    let uid = product.uid().ok_or(Error::MissingUid)?;
+    let now = ctx.now();
+    let plan = rules::plan_product(&ctx.caches, product, now);
+    let bundle = product::build(product, &plan);
+    apply(ctx, product, &namespace, &uid, bundle).await?;
+    let consumers = rules::product_consumers(&ctx.caches, &namespace, &product.name_any(), now);
+    let deployment = ctx.caches.deployments.get(&kube::runtime::reflector::ObjectRef::new(&product.name_any()).within(&namespace));
+    let available = deployment.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0);
+    let status = desired_status(product, &plan, plan.runnable().then_some(available), consumers, now);
+    write_status(ctx, product, &namespace, status).await?;
+    Ok(requeue_at(plan.next_expiry, now))
+}
+
+/// Applies the bundle in a safe order: isolation first, then identity, Service, workload.
+async fn apply(ctx: &Context, product: &DataProduct, namespace: &str, uid: &str, bundle: ProductBundle) -> Result<(), Error> {
+    let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } = bundle;
+    let caches = &ctx.caches;
+    let applier = &ctx.products;
+    let name = product.name_any();
+    let label = (DATA_PRODUCT, name.as_str());
+    let client = applier.client();
+    // Deny by default before anything runs: the NetworkPolicy is persisted before the Deployment is sent.
+    applier.apply(&isolation, &caches.network_policies).await?;
+    applier.apply(&service_account, &caches.service_accounts).await?;
+    let mut keep_services = BTreeSet::new();
+    if let Some(service) = &service {
+        applier.apply(service, &caches.services).await?;
+        keep_services.insert(service.name_any());
+    }
+    prune::<k8s_openapi::api::core::v1::Service, _>(client, &caches.services, namespace, uid, label, &keep_services).await?;
+    let mut keep_deployments = BTreeSet::new();
+    if let Some(deployment) = &deployment {
+        applier.apply(deployment, &caches.deployments).await?;
+        keep_deployments.insert(deployment.name_any());
+    }
+    prune::<k8s_openapi::api::apps::v1::Deployment, _>(client, &caches.deployments, namespace, uid, label, &keep_deployments).await?;
+    let mut keep_roles = BTreeSet::new();
+    if let (Some(role), Some(binding)) = (&owners_role, &owners_binding) {
+        applier.apply(role, &caches.roles).await?;
+        applier.apply(binding, &caches.role_bindings).await?;
+        keep_roles.insert(role.name_any());
+    }
+    prune::<k8s_openapi::api::rbac::v1::RoleBinding, _>(client, &caches.role_bindings, namespace, uid, label, &keep_roles).await?;
+    prune::<k8s_openapi::api::rbac::v1::Role, _>(client, &caches.roles, namespace, uid, label, &keep_roles).await?;
+    let mut keep_config = BTreeSet::new();
+    if let Some(contract) = &contract {
+        applier.apply(contract, &caches.config_maps).await?;
+        keep_config.insert(contract.name_any());
+    }
+    prune::<k8s_openapi::api::core::v1::ConfigMap, _>(client, &caches.config_maps, namespace, uid, label, &keep_config).await?;
+    let keep_policies = BTreeSet::from([isolation.name_any()]);
+    prune::<k8s_openapi::api::networking::v1::NetworkPolicy, _>(client, &caches.network_policies, namespace, uid, label, &keep_policies).await?;
+    let keep_accounts = BTreeSet::from([service_account.name_any()]);
+    prune::<k8s_openapi::api::core::v1::ServiceAccount, _>(client, &caches.service_accounts, namespace, uid, label, &keep_accounts).await?;
+    Ok(())
+}
+
+fn input_status(input: &rules::InputPlan) -> InputStatus {
+    let reference = match &input.input {
+        rules::InputKey::Source(name) => format!("DataSource {name}"),
+        rules::InputKey::Product(key) => format!("DataProduct {key}"),
+    };
+    match &input.outcome {
+        Ok(_) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
+        Err(problem) => {
+            let state = if problem.reason == reason::INPUT_NOT_FOUND { InputState::Pending } else { InputState::Denied };
+            InputStatus { reference, state, reason: Some(problem.reason.to_string()), message: Some(problem.message.clone()) }
+        }
+    }
+}
+
+/// The status the product should have (pure). `available` is `None` when no Deployment may run.
+pub fn desired_status(
+    product: &DataProduct,
+    plan: &ProductPlan,
+    available: Option<i32>,
+    consumers: Vec<DataProductRef>,
+    now: Timestamp,
+) -> DataProductStatus {
+    let generation = product.meta().generation;
+    let previous = product.status.clone().unwrap_or_default();
+    let mut conditions = previous.conditions.clone();
+    let desired = product.spec.runtime.replicas;
+    let (ready, reconciling, stalled) = if let Some(blocker) = &plan.blocker {
+        let msg = format!("{} — the product does not run", blocker.message);
+        ((false, blocker.reason, msg.clone()), (false, blocker.reason, msg.clone()), (true, blocker.reason, msg))
+    } else if let Some(problem) = plan.input_problem() {
+        let msg = problem.message.clone();
+        ((false, problem.reason, msg.clone()), (true, problem.reason, msg.clone()), (false, problem.reason, msg))
+    } else if available.unwrap_or(0) < desired {
+        let msg = format!("{} of {desired} replicas available", available.unwrap_or(0));
+        ((false, reason::PROGRESSING, msg.clone()), (true, reason::PROGRESSING, msg.clone()), (false, reason::PROGRESSING, msg))
+    } else {
+        let msg = format!("{desired} replicas available; all inputs granted");
+        ((true, reason::READY, msg.clone()), (false, reason::READY, msg.clone()), (false, reason::READY, msg))
+    };
+    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    for (type_, (truth, why, message)) in [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)] {
+        let status = if truth { ConditionStatus::True } else { ConditionStatus::False };
+        set_condition(&mut conditions, Condition::new(type_, status, why, message, generation, time.clone()));
+    }
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let endpoint = product
+        .spec
+        .output_ports
+        .first()
+        .map(|p| format!("{name}.{namespace}.svc:{}", p.port));
+    DataProductStatus {
+        observed_generation: generation,
+        conditions,
+        available_replicas: available,
+        endpoint,
+        inputs: plan.inputs.iter().map(input_status).collect(),
+        consumer_count: Some(consumers.len() as i32),
+        consumers,
+    }
+}
+
+async fn write_status(ctx: &Context, product: &DataProduct, namespace: &str, status: DataProductStatus) -> Result<(), Error> {
+    let previous = product.status.clone().unwrap_or_default();
+    if product.status.is_some() && previous == status {
+        return Ok(()); // quiet: no write when nothing changed
+    }
+    let api: Api<DataProduct> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({"status": status});
+    api.patch_status(&product.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status { name: product.name_any(), source })?;
+    report_transition(ctx, product, &previous, &status).await;
+    Ok(())
+}
+
+const DENIALS: [&str; 4] =
+    [reason::CLASSIFICATION_VIOLATION, reason::INPUT_NOT_GRANTED, reason::NAMESPACE_CLEARANCE_TOO_LOW, reason::CLEARANCE_TOO_LOW];
+
+/// An Event on every change of the Ready reason; an audit record when it is a denial.
+async fn report_transition(ctx: &Context, product: &DataProduct, before: &DataProductStatus, after: &DataProductStatus) {
+    let ready = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::READY).cloned();
+    let (Some(new), old) = (ready(after), ready(before)) else { return };
+    if old.as_ref().map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
+        return;
+    }
+    let warning = DENIALS.contains(&new.reason.as_str());
+    let event = KubeEvent {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: new.reason.clone(),
+        note: Some(new.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &product.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
+    if warning {
+        let namespace = product.namespace().unwrap_or_default();
+        ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: "Denied", reason: new.reason.clone() }).inc();
+        ctx.audit.record(audit::Event {
+            time: ctx.now().to_string(),
+            actor: ctx.actor.clone(),
+            decision: audit::Decision::Denied,
+            reason: new.reason.clone(),
+            message: new.message.clone(),
+            product: audit::ObjectRef { namespace, name: product.name_any() },
+            classification: product.spec.classification.to_string(),
+            subjects: vec![],
+            purpose: None,
+            expires_at: None,
+            policy: None,
+        });
+    }
+}
+
+/// Which products should be re-evaluated when `product` changes: the products it reads
+/// (their consumer lists) and the products reading it (their grants and inputs).
+pub fn related_products(view: &dyn MeshView, product: &DataProduct) -> Vec<(String, String)> {
+    let namespace = product.namespace().unwrap_or_default();
+    let mut related: Vec<(String, String)> = rules::product_inputs(product).map(|k| (k.namespace, k.name)).collect();
+    for user in view.products_using_product(&namespace, &product.name_any()) {
+        related.push((user.namespace().unwrap_or_default(), user.name_any()));
+    }
+    related
+}
+

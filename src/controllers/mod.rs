@@ -1,0 +1,324 @@
+//! The three controllers and what wires them to the API server: one watch cache per
+//! kind (managedFields dropped, children watched as metadata only and filtered by our
+//! label), shared by the controllers and by the pure core's [`MeshView`].
+
+pub mod accesspolicy;
+pub mod children;
+pub mod context;
+pub mod datasource;
+pub mod dataproduct;
+pub mod error;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, future};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+pub use context::{Caches, Context};
+pub use error::Error;
+
+use crate::api::{AccessPolicy, DataProduct, DataSource};
+use crate::mesh::labels;
+use crate::mesh::rules::subject_namespace;
+use crate::mesh::MeshView;
+use crate::telemetry::{AuditSink, Metrics};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Reconciles run at once, per controller.
+    pub concurrency: u16,
+    /// Identity recorded in audit records.
+    pub actor: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { concurrency: 8, actor: "drmesh".into() }
+    }
+}
+
+/// Requeue at `at` (an expiry) with a small margin, or wait for a change.
+pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
+    match at {
+        Some(at) if at > now => {
+            let wait = now.duration_until(at).unsigned_abs();
+            Action::requeue(Duration::from(wait) + Duration::from_millis(20))
+        }
+        Some(_) => Action::requeue(Duration::from_millis(20)),
+        None => Action::await_change(),
+    }
+}
+
+/// Per-object exponential backoff for transient errors, reset on success.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub fn failed(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 2u64.saturating_pow((*n).min(8)).min(300);
+        Duration::from_millis(250 * secs)
+    }
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+}
+
+fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// A watch that keeps `writer`'s cache up to date.
+fn cached<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, cfg).default_backoff().modify(|o| o.managed_fields_mut().clear()).reflect(writer)
+}
+
+/// Like [`cached`], for metadata only.
+fn cached_meta<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    writer: reflector::store::Writer<PartialObjectMeta<K>>,
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = Api::all(api.into_client());
+    watcher(api, cfg)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
+}
+
+fn meta_stream<K>(client: Client, cfg: watcher::Config) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(Api::<PartialObjectMeta<K>>::all(client), cfg).default_backoff().touched_objects()
+}
+
+fn product_ref(namespace: &str, name: &str) -> ObjectRef<DataProduct> {
+    ObjectRef::new(name).within(namespace)
+}
+
+/// Runs the three controllers until a termination signal.
+pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit: Arc<AuditSink>) {
+    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let all = watcher::Config::default();
+
+    let (sources, sources_w) = reflector::store();
+    let (products, products_w) = reflector::store();
+    let (policies, policies_w) = reflector::store();
+    let (namespaces, namespaces_w) = reflector::store();
+    let (deployments, deployments_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (service_accounts, service_accounts_w) = reflector::store();
+    let (network_policies, network_policies_w) = reflector::store();
+    let (roles, roles_w) = reflector::store();
+    let (role_bindings, role_bindings_w) = reflector::store();
+    let (config_maps, config_maps_w) = reflector::store();
+    let caches = Caches {
+        sources,
+        products,
+        policies,
+        namespaces,
+        deployments,
+        services,
+        service_accounts,
+        network_policies,
+        roles,
+        role_bindings,
+        config_maps,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone()));
+    let config = ControllerConfig::default().concurrency(options.concurrency);
+
+    // Namespaces: the cache behind clearances; each controller gets its own trigger watch.
+    let ns_cache = cached_meta(Api::<Namespace>::all(client.clone()), all.clone(), namespaces_w);
+    tokio::spawn(ns_cache.for_each(|_| future::ready(())));
+
+    // AccessPolicy deletions are revocations: record them (children go with the GC).
+    let audit_ctx = ctx.clone();
+    let policy_stream = watcher(Api::<AccessPolicy>::all(client.clone()), all.clone())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(policy)) = event {
+                accesspolicy::record_deletion(&audit_ctx, policy);
+            }
+        })
+        .reflect(policies_w)
+        .applied_objects();
+
+    let products_ctrl = {
+        let c2 = caches.clone();
+        let c3 = caches.clone();
+        let c4 = caches.clone();
+        Controller::for_stream(cached(Api::<DataProduct>::all(client.clone()), all.clone(), products_w).applied_objects(), caches.products.clone())
+            .with_config(config.clone())
+            .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w).touched_objects())
+            .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w))
+            .owns_stream(cached_meta(Api::<ServiceAccount>::all(client.clone()), managed.clone(), service_accounts_w))
+            .owns_stream(cached_meta(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), network_policies_w))
+            .owns_stream(cached_meta(Api::<Role>::all(client.clone()), managed.clone(), roles_w))
+            .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w))
+            .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w))
+            .watches(Api::<AccessPolicy>::all(client.clone()), all.clone(), move |policy| {
+                let namespace = policy.namespace().unwrap_or_default();
+                let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
+                for s in &policy.spec.subjects {
+                    if s.kind == crate::api::SubjectKind::DataProduct {
+                        if let (Some(ns), Some(name)) = (&s.namespace, &s.name) {
+                            refs.push(product_ref(ns, name));
+                        }
+                    }
+                }
+                refs
+            })
+            .watches(Api::<DataSource>::all(client.clone()), all.clone(), move |source| {
+                let namespace = source.namespace().unwrap_or_default();
+                c2.products_using_source(&namespace, &source.name_any())
+                    .iter()
+                    .map(|p| product_ref(&namespace, &p.name_any()))
+                    .collect::<Vec<_>>()
+            })
+            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+                dataproduct::related_products(&c3, &product)
+                    .into_iter()
+                    .map(|(ns, name)| product_ref(&ns, &name))
+                    .collect::<Vec<_>>()
+            })
+            .watches_stream(meta_stream::<Namespace>(client.clone(), all.clone()), move |ns| {
+                in_namespace(&c4.products, &ns.name_any())
+            })
+            .shutdown_on_signal()
+            .run(reconcile_product, error_policy::<DataProduct>, ctx.clone())
+            .for_each(|_| future::ready(()))
+    };
+
+    let sources_ctrl = {
+        let c = caches.clone();
+        let c2 = caches.clone();
+        Controller::for_stream(cached(Api::<DataSource>::all(client.clone()), all.clone(), sources_w).applied_objects(), caches.sources.clone())
+            .with_config(config.clone())
+            .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
+            .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
+            .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed.clone()))
+            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+                in_namespace(&c.sources, &product.namespace().unwrap_or_default())
+            })
+            .watches_stream(meta_stream::<Namespace>(client.clone(), all.clone()), move |ns| in_namespace(&c2.sources, &ns.name_any()))
+            .shutdown_on_signal()
+            .run(reconcile_source, error_policy::<DataSource>, ctx.clone())
+            .for_each(|_| future::ready(()))
+    };
+
+    let policies_ctrl = {
+        let c = caches.clone();
+        let c2 = caches.clone();
+        Controller::for_stream(policy_stream, caches.policies.clone())
+            .with_config(config)
+            .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
+            .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
+            .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed))
+            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+                let namespace = product.namespace().unwrap_or_default();
+                c.policies_for(&namespace, &product.name_any())
+                    .iter()
+                    .map(|p| ObjectRef::new(&p.name_any()).within(&namespace))
+                    .collect::<Vec<_>>()
+            })
+            .watches_stream(meta_stream::<Namespace>(client.clone(), all), move |ns| {
+                let name = ns.name_any();
+                c2.policies
+                    .state()
+                    .iter()
+                    .filter(|p| {
+                        p.metadata.namespace.as_deref() == Some(name.as_str())
+                            || p.spec.subjects.iter().any(|s| subject_namespace(s) == Some(name.as_str()))
+                    })
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .shutdown_on_signal()
+            .run(reconcile_policy, error_policy::<AccessPolicy>, ctx.clone())
+            .for_each(|_| future::ready(()))
+    };
+
+    tracing::info!("drmesh controllers started");
+    futures::join!(products_ctrl, sources_ctrl, policies_ctrl);
+    tracing::info!("drmesh controllers stopped");
+}
+
+fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+async fn reconcile_product(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(product.as_ref());
+    let action = dataproduct::reconcile(product, ctx.clone()).await?;
+    ctx.backoff.succeeded(&key);
+    Ok(action)
+}
+
+async fn reconcile_source(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(source.as_ref());
+    let action = datasource::reconcile(source, ctx.clone()).await?;
+    ctx.backoff.succeeded(&key);
+    Ok(action)
+}
+
+async fn reconcile_policy(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(policy.as_ref());
+    let action = accesspolicy::reconcile(policy, ctx.clone()).await?;
+    ctx.backoff.succeeded(&key);
+    Ok(action)
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let controller = match K::kind(&()).as_ref() {
+        "DataProduct" => dataproduct::CONTROLLER,
+        "DataSource" => datasource::CONTROLLER,
+        _ => accesspolicy::CONTROLLER,
+    };
+    ctx.metrics.failed(controller, error.label());
+    let wait = ctx.backoff.failed(key_of(obj.as_ref()));
+    tracing::warn!(%error, error_label = error.label(), object = %key_of(obj.as_ref()), retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}

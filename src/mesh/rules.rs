@@ -1,0 +1,404 @@
+//! The rules of the mesh, as pure decisions over a [`MeshView`] at a given instant.
+//!
+//! - no declassification by derivation: a product's classification is at least each input's;
+//! - a product runs only in a domain cleared for its classification;
+//! - a cross-domain input needs an effective grant naming the consuming product;
+//! - a grant reaches a subject only if the subject's domain is cleared for the product;
+//! - a grant on a `Restricted` product needs a purpose and an expiry;
+//! - an expired grant grants nothing.
+//!
+//! Nothing here reads a clock or the network: `now` is passed in.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::view::MeshView;
+use crate::api::{AccessPolicy, Classification, DataProduct, Subject, SubjectKind};
+
+/// Stable reasons: status conditions, Events, audit records and metrics all use them.
+pub mod reason {
+    pub const READY: &str = "Ready";
+    pub const GRANTED: &str = "Granted";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const INPUT_NOT_FOUND: &str = "InputNotFound";
+    pub const INPUT_NOT_GRANTED: &str = "InputNotGranted";
+    pub const INPUT_NOT_READY: &str = "InputNotReady";
+    pub const CLASSIFICATION_VIOLATION: &str = "ClassificationViolation";
+    pub const NAMESPACE_CLEARANCE_TOO_LOW: &str = "NamespaceClearanceTooLow";
+    pub const CLEARANCE_TOO_LOW: &str = "ClearanceTooLow";
+    pub const MISSING_PURPOSE: &str = "MissingPurpose";
+    pub const MISSING_EXPIRY: &str = "MissingExpiry";
+    pub const INVALID_EXPIRY: &str = "InvalidExpiry";
+    pub const EXPIRED: &str = "Expired";
+    pub const DATA_PRODUCT_NOT_FOUND: &str = "DataProductNotFound";
+    pub const PORT_NOT_FOUND: &str = "PortNotFound";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const ENDPOINT_NEEDS_CIDR: &str = "EndpointNeedsCidr";
+    pub const NO_SUBJECT_GRANTED: &str = "NoSubjectGranted";
+}
+
+/// Why something is not (fully) allowed: a stable reason and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+/// A reference to a product in another (or the same) namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProductKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ProductKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Names of the sources a product reads (same namespace).
+pub fn source_inputs(product: &DataProduct) -> impl Iterator<Item = &str> {
+    product.spec.inputs.iter().filter_map(|i| i.data_source.as_deref())
+}
+
+/// The products a product reads, with the ports it asks for (empty: all granted ports).
+pub fn product_inputs(product: &DataProduct) -> impl Iterator<Item = ProductKey> + '_ {
+    product.spec.inputs.iter().filter_map(|i| {
+        i.data_product.as_ref().map(|r| ProductKey { namespace: r.namespace.clone(), name: r.name.clone() })
+    })
+}
+
+/// A product's output ports (number, name) selected by a list of names or numbers;
+/// `None` or an empty list selects all. Unknown entries are returned separately.
+pub fn select_ports(product: &DataProduct, wanted: Option<&[String]>) -> (Vec<(i32, String)>, Vec<String>) {
+    let all: Vec<(i32, String)> = product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect();
+    match wanted {
+        None => (all, vec![]),
+        Some(w) if w.is_empty() => (all, vec![]),
+        Some(wanted) => {
+            let mut selected = Vec::new();
+            let mut unknown = Vec::new();
+            for want in wanted {
+                match all.iter().find(|(n, name)| name == want || n.to_string() == *want) {
+                    Some(p) if !selected.contains(p) => selected.push(p.clone()),
+                    Some(_) => {}
+                    None => unknown.push(want.clone()),
+                }
+            }
+            selected.sort();
+            (selected, unknown)
+        }
+    }
+}
+
+/// Parses `expiresAt`.
+pub fn parse_expiry(value: &str) -> Result<Timestamp, Problem> {
+    value.parse::<Timestamp>().map_err(|e| {
+        Problem::new(reason::INVALID_EXPIRY, format!("spec.expiresAt {value:?} is not an RFC 3339 time: {e}"))
+    })
+}
+
+/// What one AccessPolicy grants at `now`.
+#[derive(Clone, Debug)]
+pub struct GrantPlan {
+    /// The product the policy grants access to, when it exists.
+    pub product: Option<Arc<DataProduct>>,
+    /// Subjects that get access.
+    pub effective: Vec<Subject>,
+    /// Subjects refused, each with its reason.
+    pub denied: Vec<(Subject, Problem)>,
+    /// A problem with the whole policy: nothing is granted.
+    pub problem: Option<Problem>,
+    /// Granted output ports (number, name).
+    pub ports: Vec<(i32, String)>,
+    /// When the grant ends; the operator revokes it then.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl GrantPlan {
+    pub fn grants_anything(&self) -> bool {
+        self.problem.is_none() && !self.effective.is_empty() && !self.ports.is_empty()
+    }
+
+    fn refused(product: Option<Arc<DataProduct>>, subjects: &[Subject], problem: Problem, expires_at: Option<Timestamp>) -> Self {
+        let denied = subjects.iter().map(|s| (s.clone(), problem.clone())).collect();
+        Self { product, effective: vec![], denied, problem: Some(problem), ports: vec![], expires_at }
+    }
+}
+
+/// The namespace whose clearance a subject must have, if any (people have none).
+pub fn subject_namespace(subject: &Subject) -> Option<&str> {
+    match subject.kind {
+        SubjectKind::User | SubjectKind::Group => None,
+        SubjectKind::Namespace => subject.name.as_deref(),
+        SubjectKind::ServiceAccount | SubjectKind::DataProduct => subject.namespace.as_deref(),
+    }
+}
+
+/// Decides what `policy` grants at `now`.
+pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) -> GrantPlan {
+    let namespace = policy.namespace().unwrap_or_default();
+    let spec = &policy.spec;
+    let subjects = &spec.subjects;
+    let expires_at = match spec.expires_at.as_deref().map(parse_expiry).transpose() {
+        Ok(t) => t,
+        Err(problem) => return GrantPlan::refused(None, subjects, problem, None),
+    };
+    let Some(product) = view.product(&namespace, &spec.data_product) else {
+        let problem = Problem::new(
+            reason::DATA_PRODUCT_NOT_FOUND,
+            format!("spec.dataProduct: DataProduct {namespace}/{} does not exist", spec.data_product),
+        );
+        return GrantPlan::refused(None, subjects, problem, expires_at);
+    };
+    let classification = product.spec.classification;
+    if let Some(expiry) = expires_at {
+        if expiry <= now {
+            let problem = Problem::new(reason::EXPIRED, format!("the grant expired at {expiry}"));
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+    }
+    if classification == Classification::Restricted {
+        let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
+        if purpose_missing {
+            let problem = Problem::new(
+                reason::MISSING_PURPOSE,
+                format!("spec.purpose is required: {} is Restricted (need to know)", spec.data_product),
+            );
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+        if expires_at.is_none() {
+            let problem = Problem::new(
+                reason::MISSING_EXPIRY,
+                format!("spec.expiresAt is required: {} is Restricted (every grant is time-bounded)", spec.data_product),
+            );
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+    }
+    let (ports, unknown) = select_ports(&product, spec.ports.as_deref());
+    if !unknown.is_empty() {
+        let problem = Problem::new(
+            reason::PORT_NOT_FOUND,
+            format!("spec.ports: {} has no output port {}", spec.data_product, unknown.join(", ")),
+        );
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+    }
+    let mut effective = Vec::new();
+    let mut denied = Vec::new();
+    for subject in subjects {
+        match subject_namespace(subject) {
+            Some(ns) if view.clearance(ns) < classification => {
+                let message = format!(
+                    "{} {} is in domain {ns} cleared {}, below the product's classification {}",
+                    subject.kind,
+                    subject_display(subject),
+                    view.clearance(ns),
+                    classification
+                );
+                denied.push((subject.clone(), Problem::new(reason::CLEARANCE_TOO_LOW, message)));
+            }
+            _ => effective.push(subject.clone()),
+        }
+    }
+    GrantPlan { product: Some(product), effective, denied, problem: None, ports, expires_at }
+}
+
+/// `kind:namespace/name` or `kind:name`, as audit records and status list subjects.
+pub fn subject_display(subject: &Subject) -> String {
+    let name = subject.name.as_deref().unwrap_or("");
+    match subject.namespace.as_deref() {
+        Some(ns) if subject.kind != SubjectKind::Namespace => format!("{}:{ns}/{name}", subject.kind),
+        _ => format!("{}:{name}", subject.kind),
+    }
+}
+
+/// The state of one input of a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputKey {
+    Source(String),
+    Product(ProductKey),
+}
+
+impl std::fmt::Display for InputKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputKey::Source(name) => write!(f, "DataSource {name}"),
+            InputKey::Product(key) => write!(f, "DataProduct {key}"),
+        }
+    }
+}
+
+/// What a product may use of an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Mount the source's credentials Secret (the endpoint egress is the source's child).
+    Source { secret: String },
+    /// Egress to the input product's pods on these ports, until `until`.
+    Product { key: ProductKey, ports: Vec<i32>, until: Option<Timestamp> },
+}
+
+#[derive(Clone, Debug)]
+pub struct InputPlan {
+    pub input: InputKey,
+    pub outcome: Result<Reach, Problem>,
+}
+
+/// What the operator does with a product at `now`.
+#[derive(Clone, Debug)]
+pub struct ProductPlan {
+    pub inputs: Vec<InputPlan>,
+    /// A rule the product breaks that forbids running it at all.
+    pub blocker: Option<Problem>,
+    /// The earliest instant at which a grant the product relies on expires.
+    pub next_expiry: Option<Timestamp>,
+}
+
+impl ProductPlan {
+    /// Whether the Deployment may exist.
+    pub fn runnable(&self) -> bool {
+        self.blocker.is_none()
+    }
+
+    /// The first input problem, if any.
+    pub fn input_problem(&self) -> Option<&Problem> {
+        self.inputs.iter().find_map(|i| i.outcome.as_ref().err())
+    }
+}
+
+/// Decides what `product` may run and reach at `now`.
+pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) -> ProductPlan {
+    let namespace = product.namespace().unwrap_or_default();
+    let name = product.name_any();
+    let classification = product.spec.classification;
+    let mut blocker = None;
+    let clearance = view.clearance(&namespace);
+    if clearance < classification {
+        blocker = Some(Problem::new(
+            reason::NAMESPACE_CLEARANCE_TOO_LOW,
+            format!(
+                "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
+                 (namespace label drmesh.io/clearance)"
+            ),
+        ));
+    }
+    let mut inputs = Vec::new();
+    let mut next_expiry: Option<Timestamp> = None;
+    for input in &product.spec.inputs {
+        if let Some(source_name) = &input.data_source {
+            let key = InputKey::Source(source_name.clone());
+            let outcome = match view.source(&namespace, source_name) {
+                None => Err(Problem::new(
+                    reason::INPUT_NOT_FOUND,
+                    format!("spec.inputs: DataSource {namespace}/{source_name} does not exist"),
+                )),
+                Some(source) if source.spec.classification > classification => Err(Problem::new(
+                    reason::CLASSIFICATION_VIOLATION,
+                    format!(
+                        "spec.inputs: DataSource {source_name} is {} but this product is {classification}: \
+                         derived data cannot be classified lower than its inputs",
+                        source.spec.classification
+                    ),
+                )),
+                Some(source) => Ok(Reach::Source { secret: source.spec.credentials_secret_ref.name.clone() }),
+            };
+            inputs.push(InputPlan { input: key, outcome });
+        } else if let Some(reference) = &input.data_product {
+            let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
+            let outcome = plan_product_input(view, &namespace, &name, classification, &key, input.ports.as_deref(), now);
+            if let Ok(Reach::Product { until: Some(t), .. }) = &outcome {
+                next_expiry = Some(next_expiry.map_or(*t, |n| n.min(*t)));
+            }
+            inputs.push(InputPlan { input: InputKey::Product(key), outcome });
+        }
+    }
+    if blocker.is_none() {
+        blocker = inputs
+            .iter()
+            .filter_map(|i| i.outcome.as_ref().err())
+            .find(|p| p.reason == reason::CLASSIFICATION_VIOLATION)
+            .cloned();
+    }
+    ProductPlan { inputs, blocker, next_expiry }
+}
+
+fn plan_product_input(
+    view: &dyn MeshView,
+    namespace: &str,
+    name: &str,
+    classification: Classification,
+    key: &ProductKey,
+    wanted_ports: Option<&[String]>,
+    now: Timestamp,
+) -> Result<Reach, Problem> {
+    let Some(input) = view.product(&key.namespace, &key.name) else {
+        return Err(Problem::new(reason::INPUT_NOT_FOUND, format!("spec.inputs: DataProduct {key} does not exist")));
+    };
+    if input.spec.classification > classification {
+        return Err(Problem::new(
+            reason::CLASSIFICATION_VIOLATION,
+            format!(
+                "spec.inputs: DataProduct {key} is {} but this product is {classification}: \
+                 derived data cannot be classified lower than its inputs",
+                input.spec.classification
+            ),
+        ));
+    }
+    if key.namespace == namespace {
+        // Same domain: no grant needed; reach every requested port.
+        let (ports, _) = select_ports(&input, wanted_ports);
+        return Ok(Reach::Product { key: key.clone(), ports: ports.into_iter().map(|p| p.0).collect(), until: None });
+    }
+    let mut granted: BTreeSet<i32> = BTreeSet::new();
+    let mut until: Option<Timestamp> = None;
+    let mut unbounded = false;
+    for policy in view.policies_for(&key.namespace, &key.name) {
+        let plan = plan_grant(view, &policy, now);
+        let names_us = plan
+            .effective
+            .iter()
+            .any(|s| s.kind == SubjectKind::DataProduct && s.namespace.as_deref() == Some(namespace) && s.name.as_deref() == Some(name));
+        if plan.problem.is_none() && names_us {
+            granted.extend(plan.ports.iter().map(|p| p.0));
+            match plan.expires_at {
+                Some(t) => until = Some(until.map_or(t, |u| u.max(t))),
+                None => unbounded = true,
+            }
+        }
+    }
+    let (wanted, _) = select_ports(&input, wanted_ports);
+    let ports: Vec<i32> = wanted.into_iter().map(|p| p.0).filter(|p| granted.contains(p)).collect();
+    if ports.is_empty() {
+        return Err(Problem::new(
+            reason::INPUT_NOT_GRANTED,
+            format!("spec.inputs: no effective AccessPolicy in {} grants DataProduct {namespace}/{name} access to {key}", key.namespace),
+        ));
+    }
+    Ok(Reach::Product { key: key.clone(), ports, until: if unbounded { None } else { until } })
+}
+
+/// The products that may read `namespace/name` now: every product that declares it as
+/// an input and whose plan reaches it (same domain, or granted).
+pub fn product_consumers(view: &dyn MeshView, namespace: &str, name: &str, now: Timestamp) -> Vec<crate::api::DataProductRef> {
+    let mut consumers = Vec::new();
+    for user in view.products_using_product(namespace, name) {
+        let plan = plan_product(view, &user, now);
+        let reaches = plan.inputs.iter().any(|i| {
+            matches!(&i.outcome, Ok(Reach::Product { key, .. }) if key.namespace == namespace && key.name == name)
+        });
+        if reaches {
+            consumers.push(crate::api::DataProductRef::new(user.namespace().unwrap_or_default(), user.name_any()));
+        }
+    }
+    consumers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    consumers
+}

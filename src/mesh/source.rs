@@ -1,0 +1,67 @@
+//! Builds what a DataSource gives its consumers: read access to its credentials Secret
+//! for exactly their ServiceAccounts, and egress from exactly their pods to its endpoint.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
+use super::{meta, owner_reference, typed};
+use crate::api::DataSource;
+
+/// Every child of one DataSource; all absent while no product may use it.
+#[derive(Clone, Debug, Default)]
+pub struct SourceBundle {
+    pub role: Option<Role>,
+    pub binding: Option<RoleBinding>,
+    pub egress: Option<NetworkPolicy>,
+}
+
+/// Builds the children of `source` for its allowed `consumers` (product names, sorted).
+pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
+    if consumers.is_empty() {
+        return SourceBundle::default();
+    }
+    let namespace = source.namespace().unwrap_or_default();
+    let owner = owner_reference(source);
+    let labels = BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (DATA_SOURCE.to_string(), source.name_any()),
+    ]);
+    let rbac_name = labels::source_credentials(&source.name_any());
+    let secret = &source.spec.credentials_secret_ref.name;
+    let role = typed(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": meta(&rbac_name, &namespace, &labels, &owner),
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get"]}],
+    }));
+    let subjects: Vec<Value> = consumers
+        .iter()
+        .map(|c| json!({"kind": "ServiceAccount", "namespace": namespace, "name": c}))
+        .collect();
+    let binding = typed(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": meta(&rbac_name, &namespace, &labels, &owner),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rbac_name},
+        "subjects": subjects,
+    }));
+    // NetworkPolicies cannot name hosts: without a CIDR the endpoint stays unreachable (fail closed).
+    let egress = source.spec.endpoint.cidr.as_ref().map(|cidr| {
+        typed(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(&labels::source_egress(&source.name_any()), &namespace, &labels, &owner),
+            "spec": {
+                "podSelector": {"matchExpressions": [{"key": DATA_PRODUCT, "operator": "In", "values": consumers}]},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{"ipBlock": {"cidr": cidr}}],
+                    "ports": [{"protocol": "TCP", "port": source.spec.endpoint.port}],
+                }],
+            }
+        }))
+    });
+    SourceBundle { role: Some(role), binding: Some(binding), egress }
+}

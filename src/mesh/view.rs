@@ -1,0 +1,103 @@
+//! What the pure core may know about the mesh: a read-only view that the operator
+//! backs with its watch caches and the CLI with manifests loaded from files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
+
+/// A read-only view of the mesh.
+pub trait MeshView {
+    /// The clearance of a domain: its namespace's `drmesh.io/clearance` label;
+    /// `Public` when the label is missing or the namespace is unknown (fail closed).
+    fn clearance(&self, namespace: &str) -> Classification;
+    fn source(&self, namespace: &str, name: &str) -> Option<Arc<DataSource>>;
+    fn product(&self, namespace: &str, name: &str) -> Option<Arc<DataProduct>>;
+    /// Whether the Secret exists (`None`: unknown, e.g. offline without the Secret's manifest).
+    fn secret_exists(&self, namespace: &str, name: &str) -> Option<bool>;
+    /// AccessPolicies in `namespace` whose `spec.dataProduct` is `product`, ordered by name.
+    fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>>;
+    /// DataProducts in `namespace` with an input `dataSource: source`, ordered by name.
+    fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>>;
+    /// DataProducts (any namespace) with an input `dataProduct: {namespace, name}`, ordered.
+    fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>>;
+}
+
+type Key = (String, String);
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.to_string(), name.to_string())
+}
+
+/// An in-memory mesh: the CLI's view of manifests, and the fixture of pure tests.
+#[derive(Default, Clone)]
+pub struct Snapshot {
+    pub clearances: BTreeMap<String, Classification>,
+    pub sources: BTreeMap<Key, Arc<DataSource>>,
+    pub products: BTreeMap<Key, Arc<DataProduct>>,
+    pub policies: BTreeMap<Key, Arc<AccessPolicy>>,
+    /// Secrets known to exist. `None`: the snapshot does not know about Secrets at all.
+    pub secrets: Option<std::collections::BTreeSet<Key>>,
+}
+
+fn ns_of<K: kube::ResourceExt>(obj: &K) -> String {
+    obj.namespace().unwrap_or_default()
+}
+
+impl Snapshot {
+    pub fn add_source(&mut self, source: DataSource) {
+        self.sources.insert(key(&ns_of(&source), &source.name_any()), Arc::new(source));
+    }
+    pub fn add_product(&mut self, product: DataProduct) {
+        self.products.insert(key(&ns_of(&product), &product.name_any()), Arc::new(product));
+    }
+    pub fn add_policy(&mut self, policy: AccessPolicy) {
+        self.policies.insert(key(&ns_of(&policy), &policy.name_any()), Arc::new(policy));
+    }
+    pub fn add_secret(&mut self, namespace: &str, name: &str) {
+        self.secrets.get_or_insert_with(Default::default).insert(key(namespace, name));
+    }
+    pub fn set_clearance(&mut self, namespace: &str, clearance: Classification) {
+        self.clearances.insert(namespace.to_string(), clearance);
+    }
+}
+
+use kube::ResourceExt;
+
+impl MeshView for Snapshot {
+    fn clearance(&self, namespace: &str) -> Classification {
+        self.clearances.get(namespace).copied().unwrap_or(Classification::Public)
+    }
+    fn source(&self, namespace: &str, name: &str) -> Option<Arc<DataSource>> {
+        self.sources.get(&key(namespace, name)).cloned()
+    }
+    fn product(&self, namespace: &str, name: &str) -> Option<Arc<DataProduct>> {
+        self.products.get(&key(namespace, name)).cloned()
+    }
+    fn secret_exists(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.secrets.as_ref().map(|s| s.contains(&key(namespace, name)))
+    }
+    fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
+        self.policies
+            .range(key(namespace, "")..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .filter(|(_, p)| p.spec.data_product == product)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+    fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
+        self.products
+            .range(key(namespace, "")..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .filter(|(_, p)| super::rules::source_inputs(p).any(|s| s == source))
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+    fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
+        self.products
+            .values()
+            .filter(|p| super::rules::product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
+            .cloned()
+            .collect()
+    }
+}
