@@ -87,7 +87,7 @@ pub struct AccessPolicySpec {
 #[x_kube(
     cel,
     validation = Rule::new("has(self.name)").message("spec.subjects[].name is required"),
-    validation = Rule::new("(self.kind in ['ServiceAccount', 'DataProduct']) == has(self.namespace)").message("spec.subjects[].namespace is required for kinds ServiceAccount and DataProduct, and not allowed for User, Group and Namespace (a Namespace subject is named by name)"),
+    validation = Rule::new("self.kind in ['ServiceAccount', 'DataProduct'] ? has(self.namespace) : !has(self.namespace)").message("spec.subjects[].namespace is required for kinds ServiceAccount and DataProduct, and not allowed for User, Group and Namespace (a Namespace subject is named by name)"),
     validation = Rule::new("!has(self.podSelector) || self.kind == 'Namespace'").message("spec.subjects[].podSelector is only allowed for kind Namespace"),
     validation = Rule::new(format!("!has(self.name) || self.kind != 'Namespace' || (size(self.name) <= 63 && self.name.matches('{DNS1123_LABEL}'))")).message("spec.subjects[].name must be a namespace name (DNS-1123 label) for kind Namespace"),
     validation = Rule::new(format!("!has(self.name) || self.kind != 'DataProduct' || (size(self.name) <= 63 && self.name.matches('{DNS1035_LABEL}'))")).message("spec.subjects[].name must be a DataProduct name (DNS-1035 label) for kind DataProduct"),

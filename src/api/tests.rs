@@ -234,3 +234,22 @@ fn every_rule_message_names_a_field() {
         );
     }
 }
+
+#[test]
+fn scratch_cel() {
+    let v = kube::core::cel::Validator::new();
+    for rule in [
+        "self.kind in ['ServiceAccount', 'DataProduct']",
+        "(self.kind in ['ServiceAccount', 'DataProduct'])",
+        "self.kind == 'ServiceAccount'",
+        "has(self.namespace)",
+        "(self.kind in ['ServiceAccount', 'DataProduct']) == has(self.namespace)",
+        "true == true",
+        "(self.kind == 'ServiceAccount') == has(self.namespace)",
+        "has(self.namespace) == true", "has(self.__namespace__)", "self.__namespace__ == 'cnc'",
+    ] {
+        let schema = json!({"type": "object", "properties": {"kind": {"type": "string", "enum": ["ServiceAccount"]}, "namespace": {"type": "string", "nullable": true}, "name": {"type": "string"}}, "x-kubernetes-validations": [{"rule": rule}]});
+        let r = v.validate(&schema, &json!({"kind": "ServiceAccount", "namespace": "cnc", "name": "bot"}), None);
+        println!("{rule:60} => {:?}", r.map_err(|e| e.to_string()));
+    }
+}

@@ -47,3 +47,6 @@ pub fn typed<T: DeserializeOwned + Default>(value: Value) -> T {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

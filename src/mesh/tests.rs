@@ -1,0 +1,268 @@
+//! Pure tests of the rules and builders on small meshes.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
+use super::rules::{self, reason};
+use super::{Snapshot, grant, product, source};
+use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
+
+fn now() -> Timestamp {
+    "2026-11-28T12:00:00Z".parse().expect("time")
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_yaml::from_str(text).expect("fixture parses")
+}
+
+fn product(ns: &str, name: &str, classification: &str, inputs: &str) -> DataProduct {
+    yaml(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {{name: {name}, namespace: {ns}, uid: uid-{name}, generation: 1}}
+spec:
+  classification: {classification}
+  owners: [{{kind: Group, name: {ns}-owners}}]
+  inputs: {inputs}
+  runtime: {{image: registry.example/{name}:1.0, replicas: 2}}
+  outputPorts:
+    - {{name: http, port: 8080, protocol: HTTP}}
+    - {{name: grpc, port: 9090, protocol: GRPC}}
+"#
+    ))
+}
+
+fn policy(ns: &str, name: &str, product: &str, subjects: &str, extra: &str) -> AccessPolicy {
+    yaml(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: {name}, namespace: {ns}, uid: uid-{name}, generation: 1}}
+spec:
+  dataProduct: {product}
+  subjects: {subjects}
+  {extra}
+"#
+    ))
+}
+
+fn source_fixture(ns: &str, name: &str, classification: &str) -> DataSource {
+    yaml(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {{name: {name}, namespace: {ns}, uid: uid-{name}, generation: 1}}
+spec:
+  classification: {classification}
+  type: Postgres
+  endpoint: {{host: db.{ns}.example, cidr: 10.20.0.0/24, port: 5432}}
+  credentialsSecretRef: {{name: {name}-credentials}}
+"#
+    ))
+}
+
+/// police/incident-feed (Restricted) read by cnc/situation-picture (Restricted).
+fn mesh() -> Snapshot {
+    let mut mesh = Snapshot::default();
+    mesh.set_clearance("police", Classification::Restricted);
+    mesh.set_clearance("cnc", Classification::Restricted);
+    mesh.set_clearance("transport", Classification::Internal);
+    mesh.add_source(source_fixture("police", "incident-db", "Restricted"));
+    mesh.add_product(product("police", "incident-feed", "Restricted", "[{dataSource: incident-db}]"));
+    mesh.add_product(product("cnc", "situation-picture", "Restricted", "[{dataProduct: {namespace: police, name: incident-feed}}]"));
+    mesh
+}
+
+const GRANT_CNC: &str = "[{kind: DataProduct, namespace: cnc, name: situation-picture}, {kind: Group, name: cnc-officers}]";
+const PURPOSE: &str = "purpose: Olympic hypervision of public safety\n  expiresAt: \"2027-01-01T00:00:00Z\"";
+
+fn cnc_picture(mesh: &Snapshot) -> std::sync::Arc<DataProduct> {
+    mesh.products.get(&("cnc".to_string(), "situation-picture".to_string())).cloned().expect("fixture")
+}
+
+#[test]
+fn a_product_without_inputs_is_isolated_except_dns() {
+    let mesh = mesh();
+    let feed = mesh.products.get(&("police".into(), "incident-feed".into())).cloned().expect("fixture");
+    let plan = rules::plan_product(&mesh, &feed, now());
+    let bundle = product::build(&feed, &plan);
+    let spec = bundle.isolation.spec.expect("spec");
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));
+    assert_eq!(spec.ingress, Some(vec![]), "no ingress rule: deny by default");
+    let egress = spec.egress.expect("egress");
+    assert_eq!(egress.len(), 1, "only DNS: {egress:?}");
+    assert!(bundle.deployment.is_some());
+}
+
+#[test]
+fn an_ungranted_cross_domain_input_is_not_reachable() {
+    let mesh = mesh();
+    let picture = cnc_picture(&mesh);
+    let plan = rules::plan_product(&mesh, &picture, now());
+    let problem = plan.input_problem().expect("a problem");
+    assert_eq!(problem.reason, reason::INPUT_NOT_GRANTED);
+    let bundle = product::build(&picture, &plan);
+    assert_eq!(bundle.isolation.spec.and_then(|s| s.egress).map(|e| e.len()), Some(1));
+    assert!(bundle.deployment.is_some(), "the product runs, it just cannot reach the input");
+}
+
+#[test]
+fn a_grant_opens_egress_to_exactly_the_granted_ports() {
+    let mut mesh = mesh();
+    mesh.add_policy(policy("police", "cnc", "incident-feed", GRANT_CNC, &format!("ports: [http]\n  {PURPOSE}")));
+    let picture = cnc_picture(&mesh);
+    let plan = rules::plan_product(&mesh, &picture, now());
+    assert!(plan.input_problem().is_none(), "{:?}", plan.inputs);
+    assert_eq!(plan.next_expiry, Some("2027-01-01T00:00:00Z".parse().expect("time")));
+    let egress = product::build(&picture, &plan).isolation.spec.and_then(|s| s.egress).expect("egress");
+    assert_eq!(egress.len(), 2);
+    let rule = serde_json::to_value(&egress[1]).expect("json");
+    assert_eq!(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "police");
+    assert_eq!(rule["to"][0]["podSelector"]["matchLabels"]["drmesh.io/data-product"], "incident-feed");
+    assert_eq!(rule["ports"], serde_json::json!([{"port": 8080, "protocol": "TCP"}]));
+}
+
+#[test]
+fn an_expired_grant_grants_nothing() {
+    let mut mesh = mesh();
+    let expired = "purpose: Olympic hypervision of public safety\n  expiresAt: \"2026-11-28T11:59:59Z\"";
+    let p = policy("police", "cnc", "incident-feed", GRANT_CNC, expired);
+    mesh.add_policy(p.clone());
+    let plan = rules::plan_grant(&mesh, &p, now());
+    assert_eq!(plan.problem.as_ref().map(|p| p.reason), Some(reason::EXPIRED));
+    let bundle = grant::build(&p, &plan);
+    assert!(bundle.role.is_none() && bundle.binding.is_none() && bundle.ingress.is_none());
+    let picture = cnc_picture(&mesh);
+    let input = rules::plan_product(&mesh, &picture, now());
+    assert_eq!(input.input_problem().map(|p| p.reason), Some(reason::INPUT_NOT_GRANTED));
+}
+
+#[test]
+fn a_grant_is_effective_until_the_instant_it_expires() {
+    let mut mesh = mesh();
+    let p = policy("police", "cnc", "incident-feed", GRANT_CNC, PURPOSE);
+    mesh.add_policy(p.clone());
+    let expiry: Timestamp = "2027-01-01T00:00:00Z".parse().expect("time");
+    let before = expiry - jiff::SignedDuration::from_millis(1);
+    assert!(rules::plan_grant(&mesh, &p, before).grants_anything());
+    assert!(!rules::plan_grant(&mesh, &p, expiry).grants_anything());
+}
+
+#[test]
+fn restricted_grants_need_purpose_and_expiry() {
+    let mesh = mesh();
+    let no_purpose = policy("police", "a", "incident-feed", GRANT_CNC, "expiresAt: \"2027-01-01T00:00:00Z\"");
+    assert_eq!(rules::plan_grant(&mesh, &no_purpose, now()).problem.map(|p| p.reason), Some(reason::MISSING_PURPOSE));
+    let no_expiry = policy("police", "b", "incident-feed", GRANT_CNC, "purpose: Olympic hypervision of public safety");
+    assert_eq!(rules::plan_grant(&mesh, &no_expiry, now()).problem.map(|p| p.reason), Some(reason::MISSING_EXPIRY));
+}
+
+#[test]
+fn a_subject_in_a_domain_without_clearance_is_denied() {
+    let mesh = mesh();
+    let subjects = "[{kind: DataProduct, namespace: transport, name: transit}, {kind: Namespace, name: cnc}]";
+    let p = policy("police", "mixed", "incident-feed", subjects, PURPOSE);
+    let plan = rules::plan_grant(&mesh, &p, now());
+    assert_eq!(plan.denied.len(), 1);
+    assert_eq!(plan.denied[0].1.reason, reason::CLEARANCE_TOO_LOW);
+    assert_eq!(plan.effective.len(), 1);
+    let bundle = grant::build(&p, &plan);
+    let ingress = serde_json::to_value(bundle.ingress.expect("ingress for cnc")).expect("json");
+    let from = &ingress["spec"]["ingress"][0]["from"];
+    assert_eq!(from.as_array().map(Vec::len), Some(1));
+    assert_eq!(from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "cnc");
+    assert!(bundle.binding.is_none(), "a Namespace subject gets network access only");
+}
+
+#[test]
+fn an_unlabelled_namespace_is_public() {
+    let mut mesh = mesh();
+    mesh.add_product(product("nowhere", "leak", "Internal", "[]"));
+    let leak = mesh.products.get(&("nowhere".into(), "leak".into())).cloned().expect("fixture");
+    let plan = rules::plan_product(&mesh, &leak, now());
+    assert_eq!(plan.blocker.map(|p| p.reason), Some(reason::NAMESPACE_CLEARANCE_TOO_LOW));
+}
+
+#[test]
+fn classification_never_flows_downward() {
+    let mut mesh = mesh();
+    mesh.add_product(product("police", "summary", "Internal", "[{dataSource: incident-db}]"));
+    let summary = mesh.products.get(&("police".into(), "summary".into())).cloned().expect("fixture");
+    let plan = rules::plan_product(&mesh, &summary, now());
+    assert_eq!(plan.blocker.as_ref().map(|p| p.reason), Some(reason::CLASSIFICATION_VIOLATION));
+    assert!(product::build(&summary, &plan).deployment.is_none(), "no Deployment runs");
+    let db = mesh.sources.get(&("police".into(), "incident-db".into())).cloned().expect("fixture");
+    let consumers = crate::controllers::datasource::allowed_consumers(&mesh, &db, now());
+    assert_eq!(consumers, vec!["incident-feed".to_string()], "the violating product gets no credentials");
+}
+
+#[test]
+fn the_deployment_is_hardened() {
+    let mesh = mesh();
+    let feed = mesh.products.get(&("police".into(), "incident-feed".into())).cloned().expect("fixture");
+    let plan = rules::plan_product(&mesh, &feed, now());
+    let deployment: Deployment = product::build(&feed, &plan).deployment.expect("deployment");
+    let pod = deployment.spec.expect("spec").template.spec.expect("pod");
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let psc = pod.security_context.expect("pod security");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.seccomp_profile.map(|s| s.type_), Some("RuntimeDefault".into()));
+    for c in pod.containers {
+        let sc = c.security_context.expect("container security");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".into()]));
+        assert!(c.env.unwrap_or_default().iter().all(|e| e.value_from.is_none()), "credentials are files");
+        let mounts = c.volume_mounts.unwrap_or_default();
+        assert!(mounts.iter().any(|m| m.mount_path == "/var/run/drmesh/sources/incident-db" && m.read_only == Some(true)));
+    }
+}
+
+#[test]
+fn children_carry_owner_and_labels() {
+    let mesh = mesh();
+    let feed = mesh.products.get(&("police".into(), "incident-feed".into())).cloned().expect("fixture");
+    let plan = rules::plan_product(&mesh, &feed, now());
+    let b = product::build(&feed, &plan);
+    let metas = [
+        b.isolation.metadata.clone(),
+        b.service_account.metadata.clone(),
+        b.service.clone().expect("service").metadata,
+        b.deployment.clone().expect("deployment").metadata,
+        b.owners_role.clone().expect("role").metadata,
+        b.owners_binding.clone().expect("binding").metadata,
+    ];
+    for meta in metas {
+        let labels = meta.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("drmesh"));
+        assert_eq!(labels.get("drmesh.io/data-product").map(String::as_str), Some("incident-feed"));
+        let owner = &meta.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-incident-feed", Some(true)));
+    }
+    assert_eq!(b.deployment.expect("deployment").name_any(), "incident-feed");
+    assert_eq!(b.service.expect("service").name_any(), "incident-feed");
+}
+
+#[test]
+fn proxy_names_cover_only_granted_ports() {
+    let names = grant::proxy_names("feed", &[(8080, "http".into())]);
+    assert!(names.contains(&"feed:8080".to_string()) && names.contains(&"https:feed:http".to_string()));
+    assert!(!names.contains(&"feed".to_string()), "the bare name reaches the first port: never granted");
+    assert!(!names.iter().any(|n| n.contains("9090")));
+}
+
+#[test]
+fn a_source_reaches_only_its_consumers() {
+    let mesh = mesh();
+    let db = mesh.sources.get(&("police".into(), "incident-db".into())).cloned().expect("fixture");
+    let bundle = source::build(&db, &["incident-feed".to_string()]);
+    let role = serde_json::to_value(bundle.role.expect("role")).expect("json");
+    assert_eq!(role["rules"][0]["resourceNames"], serde_json::json!(["incident-db-credentials"]));
+    assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get"]));
+    let egress = serde_json::to_value(bundle.egress.expect("egress")).expect("json");
+    assert_eq!(egress["spec"]["podSelector"]["matchExpressions"][0]["values"], serde_json::json!(["incident-feed"]));
+    assert_eq!(egress["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"], "10.20.0.0/24");
+    assert!(source::build(&db, &[]).role.is_none(), "no consumer, no access");
+}
