@@ -61,7 +61,7 @@ pub struct AccessPolicySpec {
     #[schemars(length(min = 1, max = MAX_SUBJECTS))]
     #[x_kube(validation = Rule::new(
         "self.all(s, self.exists_one(t, t.kind == s.kind \
-         && (has(t.namespace) ? t.namespace : '') == (has(s.namespace) ? s.namespace : '') \
+         && (has(t.__namespace__) ? t.__namespace__ : '') == (has(s.__namespace__) ? s.__namespace__ : '') \
          && (has(t.name) ? t.name : '') == (has(s.name) ? s.name : '')))"
     ).message("spec.subjects must not name the same subject (kind, namespace, name) twice"))]
     pub subjects: Vec<Subject>,
@@ -79,6 +79,7 @@ pub struct AccessPolicySpec {
     pub expires_at: Option<String>,
 }
 
+// CEL reserves the word `namespace`: rules spell the field `__namespace__`.
 /// Who is granted access. Which fields apply depends on `kind`, as in RBAC subjects:
 /// User and Group take `name`; ServiceAccount and DataProduct take `namespace` and
 /// `name`; Namespace takes `name` (the namespace) and an optional `podSelector`.
@@ -87,7 +88,7 @@ pub struct AccessPolicySpec {
 #[x_kube(
     cel,
     validation = Rule::new("has(self.name)").message("spec.subjects[].name is required"),
-    validation = Rule::new("self.kind in ['ServiceAccount', 'DataProduct'] ? has(self.namespace) : !has(self.namespace)").message("spec.subjects[].namespace is required for kinds ServiceAccount and DataProduct, and not allowed for User, Group and Namespace (a Namespace subject is named by name)"),
+    validation = Rule::new("self.kind in ['ServiceAccount', 'DataProduct'] ? has(self.__namespace__) : !has(self.__namespace__)").message("spec.subjects[].namespace is required for kinds ServiceAccount and DataProduct, and not allowed for User, Group and Namespace (a Namespace subject is named by name)"),
     validation = Rule::new("!has(self.podSelector) || self.kind == 'Namespace'").message("spec.subjects[].podSelector is only allowed for kind Namespace"),
     validation = Rule::new(format!("!has(self.name) || self.kind != 'Namespace' || (size(self.name) <= 63 && self.name.matches('{DNS1123_LABEL}'))")).message("spec.subjects[].name must be a namespace name (DNS-1123 label) for kind Namespace"),
     validation = Rule::new(format!("!has(self.name) || self.kind != 'DataProduct' || (size(self.name) <= 63 && self.name.matches('{DNS1035_LABEL}'))")).message("spec.subjects[].name must be a DataProduct name (DNS-1035 label) for kind DataProduct"),

@@ -32,7 +32,9 @@ pub const CONTROLLER: &str = "accesspolicy";
 
 #[instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
 pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tracing::debug!("waiting for caches");
     ctx.caches.ready().await;
+    tracing::debug!("reconciling");
     let started = Instant::now();
     let result = reconcile_inner(&policy, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());

@@ -33,12 +33,22 @@ pub struct Caches {
     pub roles: Store<PartialObjectMeta<Role>>,
     pub role_bindings: Store<PartialObjectMeta<RoleBinding>>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).
+    pub synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Caches {
     /// Resolves once every cache has listed its objects: no decision is taken on a
     /// partial view of the mesh (that could revoke a grant that exists).
     pub async fn ready(&self) {
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|ready| *ready).await;
+    }
+
+    /// Waits for every store, then flips `synced`. Run once, by a single task: a store's
+    /// own readiness future wakes only its most recent waiter, so reconciles must not
+    /// wait on the stores directly.
+    pub async fn watch_ready(&self, synced: tokio::sync::watch::Sender<bool>) {
         let _ = futures::join!(
             self.sources.wait_until_ready(),
             self.products.wait_until_ready(),
@@ -52,6 +62,8 @@ impl Caches {
             self.role_bindings.wait_until_ready(),
             self.config_maps.wait_until_ready(),
         );
+        let _ = synced.send(true);
+        tracing::info!("caches synced");
     }
 }
 

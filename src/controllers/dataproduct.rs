@@ -30,7 +30,9 @@ pub const CONTROLLER: &str = "dataproduct";
 
 #[instrument(skip_all, fields(product = %product.name_any(), namespace = product.namespace().unwrap_or_default()))]
 pub async fn reconcile(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tracing::debug!("waiting for caches");
     ctx.caches.ready().await;
+    tracing::debug!("reconciling");
     let started = Instant::now();
     let result = reconcile_inner(&product, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());

@@ -35,7 +35,9 @@ pub const SECRET_RECHECK: Duration = Duration::from_secs(3);
 
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
 pub async fn reconcile(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tracing::debug!("waiting for caches");
     ctx.caches.ready().await;
+    tracing::debug!("reconciling");
     let started = Instant::now();
     let result = reconcile_inner(&source, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());

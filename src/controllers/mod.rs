@@ -145,6 +145,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (roles, roles_w) = reflector::store();
     let (role_bindings, role_bindings_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let caches = Caches {
         sources,
         products,
@@ -157,7 +158,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         roles,
         role_bindings,
         config_maps,
+        synced,
     };
+    let gate = caches.clone();
+    tokio::spawn(async move { gate.watch_ready(synced_tx).await });
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone()));
     let config = ControllerConfig::default().concurrency(options.concurrency);
 
