@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build test unit e2e control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build test unit e2e dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
@@ -17,8 +17,17 @@ test: unit e2e ## All tests: unit, then end-to-end on the local control plane
 unit: ## Unit and offline tests (no cluster needed)
 	$(CARGO) test --locked
 
-e2e: cluster-up ## End-to-end tests against the real local control plane
-	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e
+e2e: cluster-up build ## End-to-end tests against the real local control plane, with the operator running
+	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e
+
+dev: ## Local cluster + drmesh + the reference mesh, shown converging
+	@hack/dev.sh
+
+dev-down: ## Stop the operator started by make dev
+	@if [[ -f .drmesh/dev/operator.pid ]]; then kill "$$(cat .drmesh/dev/operator.pid)" 2>/dev/null || true; rm -f .drmesh/dev/operator.pid; fi
+
+run: build ## The operator in the foreground, against the current kubeconfig
+	target/debug/drmesh run
 
 control-plane: ## Build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
 	@tests/e2e/cluster/build.sh
@@ -26,7 +35,7 @@ control-plane: ## Build (or reuse cached) etcd, kube-apiserver, controller-manag
 cluster-up: ## Start the local control plane (builds it first if needed)
 	@$(CLUSTER) up
 
-cluster-down: ## Stop the local control plane; safe to run twice
+cluster-down: dev-down ## Stop the local control plane (and a make dev operator); safe to run twice
 	@$(CLUSTER) down
 
 kubeconfig: ## Print the local cluster's kubeconfig path (use with make -s)

@@ -18,7 +18,18 @@ pub const CLEARANCE_LABEL: &str = "drmesh.io/clearance";
 // Variants carry no doc comments on purpose: schemars would turn documented unit
 // variants into a `oneOf` of consts, which is not a structural schema.
 #[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
 )]
 pub enum Classification {
     #[default]
@@ -63,7 +74,9 @@ impl FromStr for Classification {
         Self::ALL
             .into_iter()
             .find(|level| level.as_str() == s)
-            .ok_or_else(|| UnknownClassification { value: s.to_string() })
+            .ok_or_else(|| UnknownClassification {
+                value: s.to_string(),
+            })
     }
 }
 
@@ -96,8 +109,15 @@ mod tests {
     fn ladder_is_ordered() {
         assert!(Classification::Public < Classification::Internal);
         assert!(Classification::Internal < Classification::Restricted);
-        assert_eq!(Classification::ALL.iter().max(), Some(&Classification::Restricted));
-        let mut shuffled = vec![Classification::Restricted, Classification::Public, Classification::Internal];
+        assert_eq!(
+            Classification::ALL.iter().max(),
+            Some(&Classification::Restricted)
+        );
+        let mut shuffled = vec![
+            Classification::Restricted,
+            Classification::Public,
+            Classification::Internal,
+        ];
         shuffled.sort();
         assert_eq!(shuffled, Classification::ALL.to_vec());
     }
@@ -109,7 +129,10 @@ mod tests {
             assert_eq!(level.to_string(), level.as_str());
         }
         for bad in ["restricted", "RESTRICTED", " Restricted", "Secret", ""] {
-            assert!(bad.parse::<Classification>().is_err(), "{bad:?} must not parse");
+            assert!(
+                bad.parse::<Classification>().is_err(),
+                "{bad:?} must not parse"
+            );
         }
     }
 
@@ -125,17 +148,31 @@ mod tests {
     #[test]
     fn clearance_fails_closed() {
         assert_eq!(clearance_from_labels(None), Ok(Classification::Public));
-        assert_eq!(clearance_from_labels(Some(&BTreeMap::new())), Ok(Classification::Public));
-        assert_eq!(clearance_from_labels(Some(&labels("Restricted"))), Ok(Classification::Restricted));
-        assert_eq!(clearance_from_labels(Some(&labels("Internal"))), Ok(Classification::Internal));
+        assert_eq!(
+            clearance_from_labels(Some(&BTreeMap::new())),
+            Ok(Classification::Public)
+        );
+        assert_eq!(
+            clearance_from_labels(Some(&labels("Restricted"))),
+            Ok(Classification::Restricted)
+        );
+        assert_eq!(
+            clearance_from_labels(Some(&labels("Internal"))),
+            Ok(Classification::Internal)
+        );
 
         let typo = labels("restricted");
         assert_eq!(
             clearance_from_labels(Some(&typo)),
-            Err(UnknownClassification { value: "restricted".into() })
+            Err(UnknownClassification {
+                value: "restricted".into()
+            })
         );
         assert_eq!(clearance_or_public(Some(&typo)), Classification::Public);
         assert_eq!(clearance_or_public(None), Classification::Public);
-        assert_eq!(clearance_or_public(Some(&labels("Restricted"))), Classification::Restricted);
+        assert_eq!(
+            clearance_or_public(Some(&labels("Restricted"))),
+            Classification::Restricted
+        );
     }
 }

@@ -8,8 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::classification::Classification;
-use super::common::{Condition, DNS1035_LABEL, DNS1123_SUBDOMAIN, DataProductRef, Owner, PORT_NAME};
-use super::{MAX_OWNERS, MAX_PORTS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE, PORT_NAME_OR_NUMBER};
+use super::common::{
+    Condition, DNS1035_LABEL, DNS1123_SUBDOMAIN, DataProductRef, Owner, PORT_NAME,
+};
+use super::{
+    MAX_OWNERS, MAX_PORTS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE, PORT_NAME_OR_NUMBER,
+};
 
 /// Most inputs a product may declare.
 pub const MAX_INPUTS: u32 = 64;
@@ -18,6 +22,8 @@ pub const MAX_INPUTS: u32 = 64;
 /// that granted it access) into a product served on its output ports. drmesh runs it as
 /// a hardened Deployment behind a Service named after the product, isolated by
 /// NetworkPolicies so that it reaches only its inputs and is reached only by its grantees.
+// Clippy mistakes the repeated `type_ = ...` inside printcolumn(..) for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "drmesh.io",

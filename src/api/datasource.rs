@@ -11,6 +11,8 @@ use super::{MAX_OWNERS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE};
 /// Where raw data lives (a database, a bucket, a topic, an API), owned by the domain
 /// (namespace) it is declared in. drmesh lets only the DataProducts that use the source
 /// read its credentials Secret and reach its endpoint.
+// Clippy mistakes the repeated `type_ = ...` inside printcolumn(..) for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "drmesh.io",
@@ -18,7 +20,10 @@ use super::{MAX_OWNERS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE};
     kind = "DataSource",
     namespaced,
     status = "DataSourceStatus",
+    // `ds` is the contract's short name but kubectl resolves it to DaemonSets first
+    // (built-in resources win); `dsrc` always reaches DataSources.
     shortname = "ds",
+    shortname = "dsrc",
     category = "drmesh",
     derive = "PartialEq",
     doc = "Where raw data lives (database, bucket, topic, API), owned by the domain (namespace) it is declared in. Only the DataProducts that use the source may read its credentials and reach its endpoint.",

@@ -69,14 +69,14 @@ impl CliError {
 
 /// Runs an offline command, writing its result to stdout.
 pub fn run(command: &Command) -> Result<(), CliError> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Lock stdout per write, never across the operator: its audit stream writes there.
+    let out = || std::io::stdout().lock();
     match command {
-        Command::Crds => write_all(&mut out, crate::api::crds_yaml().as_bytes()),
+        Command::Crds => write_all(&mut out(), crate::api::crds_yaml().as_bytes()),
         Command::Run(args) => Ok(operator::run(args)?),
         Command::Audit(AuditCommand::Verify { file }) => {
             let count = verify_audit(file)?;
-            write_all(&mut out, format!("audit log intact: {count} records\n").as_bytes())
+            write_all(&mut out(), format!("audit log intact: {count} records\n").as_bytes())
         }
     }
 }

@@ -44,26 +44,30 @@ impl Caches {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|ready| *ready).await;
     }
+}
 
-    /// Waits for every store, then flips `synced`. Run once, by a single task: a store's
-    /// own readiness future wakes only its most recent waiter, so reconciles must not
-    /// wait on the stores directly.
-    pub async fn watch_ready(&self, synced: tokio::sync::watch::Sender<bool>) {
-        let _ = futures::join!(
-            self.sources.wait_until_ready(),
-            self.products.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.service_accounts.wait_until_ready(),
-            self.network_policies.wait_until_ready(),
-            self.roles.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-        );
-        let _ = synced.send(true);
-        tracing::info!("caches synced");
+/// Flips the caches' `synced` flag once every registered watch has listed its objects.
+///
+/// Fed by the watch streams' `InitDone` events rather than by the stores' own readiness
+/// futures: those wake only their most recent waiter, and the controllers already wait
+/// on them.
+pub struct SyncGate {
+    pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
+    synced: tokio::sync::watch::Sender<bool>,
+}
+
+impl SyncGate {
+    pub fn new(kinds: &[&'static str], synced: tokio::sync::watch::Sender<bool>) -> Arc<Self> {
+        Arc::new(Self { pending: std::sync::Mutex::new(kinds.iter().copied().collect()), synced })
+    }
+
+    /// `kind`'s watch has listed everything (later relists are ignored).
+    pub fn listed(&self, kind: &'static str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.remove(kind) && pending.is_empty() {
+            let _ = self.synced.send(true);
+            tracing::info!("caches synced");
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-pub use context::{Caches, Context};
+pub use context::{Caches, Context, SyncGate};
 pub use error::Error;
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
@@ -89,16 +89,26 @@ fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// A watch that keeps `writer`'s cache up to date.
+/// A watch that keeps `writer`'s cache up to date and tells `gate` when it has listed.
 fn cached<K>(
     api: Api<K>,
     cfg: watcher::Config,
     writer: reflector::store::Writer<K>,
+    gate: Arc<SyncGate>,
+    kind: &'static str,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    watcher(api, cfg).default_backoff().modify(|o| o.managed_fields_mut().clear()).reflect(writer)
+    watcher(api, cfg)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                gate.listed(kind);
+            }
+        })
+        .reflect(writer)
 }
 
 /// Like [`cached`], for metadata only.
@@ -106,16 +116,14 @@ fn cached_meta<K>(
     api: Api<K>,
     cfg: watcher::Config,
     writer: reflector::store::Writer<PartialObjectMeta<K>>,
+    gate: Arc<SyncGate>,
+    kind: &'static str,
 ) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let api: Api<PartialObjectMeta<K>> = Api::all(api.into_client());
-    watcher(api, cfg)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects()
+    cached(api, cfg, writer, gate, kind).touched_objects()
 }
 
 fn meta_stream<K>(client: Client, cfg: watcher::Config) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
@@ -160,24 +168,28 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         config_maps,
         synced,
     };
-    let gate = caches.clone();
-    tokio::spawn(async move { gate.watch_ready(synced_tx).await });
+    let gate = SyncGate::new(
+        &["datasources", "dataproducts", "accesspolicies", "namespaces", "deployments", "services", "serviceaccounts",
+          "networkpolicies", "roles", "rolebindings", "configmaps"],
+        synced_tx,
+    );
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone()));
     let config = ControllerConfig::default().concurrency(options.concurrency);
 
     // Namespaces: the cache behind clearances; each controller gets its own trigger watch.
-    let ns_cache = cached_meta(Api::<Namespace>::all(client.clone()), all.clone(), namespaces_w);
+    let ns_cache = cached_meta(Api::<Namespace>::all(client.clone()), all.clone(), namespaces_w, gate.clone(), "namespaces");
     tokio::spawn(ns_cache.for_each(|_| future::ready(())));
 
     // AccessPolicy deletions are revocations: record them (children go with the GC).
     let audit_ctx = ctx.clone();
+    let policy_gate = gate.clone();
     let policy_stream = watcher(Api::<AccessPolicy>::all(client.clone()), all.clone())
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(policy)) = event {
-                accesspolicy::record_deletion(&audit_ctx, policy);
-            }
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Delete(policy)) => accesspolicy::record_deletion(&audit_ctx, policy),
+            Ok(watcher::Event::InitDone) => policy_gate.listed("accesspolicies"),
+            _ => {}
         })
         .reflect(policies_w)
         .applied_objects();
@@ -186,15 +198,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let c2 = caches.clone();
         let c3 = caches.clone();
         let c4 = caches.clone();
-        Controller::for_stream(cached(Api::<DataProduct>::all(client.clone()), all.clone(), products_w).applied_objects(), caches.products.clone())
+        Controller::for_stream(cached(Api::<DataProduct>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").applied_objects(), caches.products.clone())
             .with_config(config.clone())
-            .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w).touched_objects())
-            .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w))
-            .owns_stream(cached_meta(Api::<ServiceAccount>::all(client.clone()), managed.clone(), service_accounts_w))
-            .owns_stream(cached_meta(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), network_policies_w))
-            .owns_stream(cached_meta(Api::<Role>::all(client.clone()), managed.clone(), roles_w))
-            .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w))
-            .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w))
+            .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w, gate.clone(), "deployments").touched_objects())
+            .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w, gate.clone(), "services"))
+            .owns_stream(cached_meta(Api::<ServiceAccount>::all(client.clone()), managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts"))
+            .owns_stream(cached_meta(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), network_policies_w, gate.clone(), "networkpolicies"))
+            .owns_stream(cached_meta(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles"))
+            .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w, gate.clone(), "rolebindings"))
+            .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w, gate.clone(), "configmaps"))
             .watches(Api::<AccessPolicy>::all(client.clone()), all.clone(), move |policy| {
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
@@ -231,7 +243,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let sources_ctrl = {
         let c = caches.clone();
         let c2 = caches.clone();
-        Controller::for_stream(cached(Api::<DataSource>::all(client.clone()), all.clone(), sources_w).applied_objects(), caches.sources.clone())
+        Controller::for_stream(cached(Api::<DataSource>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").applied_objects(), caches.sources.clone())
             .with_config(config.clone())
             .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))

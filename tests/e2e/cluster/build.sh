@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl) and kwok from the Go modules pinned next to this script.
+# kube-scheduler, kubectl), kwok, and the independent judges (np-guard's netpolicy)
+# from the Go modules pinned next to this script.
 # Binaries are cached under $DRMESH_CACHE/bin/<key>, where <key> hashes go.mod/go.sum
 # of both modules and the Go version, so a second build costs nothing and a changed
 # version rebuilds. Prints the bin directory on stdout.
@@ -9,9 +10,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${DRMESH_CACHE:-$HOME/.cache/drmesh}"
 k8s_version="$(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$here/k8s/go.mod")"
 [[ -n "$k8s_version" ]] || { echo "[build] cannot read the k8s.io/kubernetes version from k8s/go.mod" >&2; exit 1; }
-key="$( (cat "$here"/k8s/go.mod "$here"/k8s/go.sum "$here"/kwok/go.mod "$here"/kwok/go.sum; go env GOVERSION; echo "$k8s_version") | sha256sum | cut -c1-16)"
+key="$( (cat "$here"/{k8s,kwok,judges}/go.{mod,sum}; go env GOVERSION; echo "$k8s_version") | sha256sum | cut -c1-16)"
 bin="$cache/bin/$key"
-tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok netpolicy)
 
 have_all() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -54,6 +55,17 @@ start=$SECONDS
   stages="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
   rm -rf "$bin.tmp/stages" && cp -r "$stages" "$bin.tmp/stages" && chmod -R u+w "$bin.tmp/stages"
 )
+(
+  # Independent judges of what drmesh produces (their own module: their k8s.io deps differ).
+  cd "$here/judges"
+  if [[ ! -x "$bin.tmp/netpolicy" ]]; then
+    log "building netpolicy (np-guard netpol-analyzer)"
+    # The checksum database has no entry for this module; go.sum (committed) pins it.
+    GONOSUMDB=github.com/np-guard go build -ldflags "-s -w" -o "$bin.tmp/netpolicy" github.com/np-guard/netpol-analyzer/cmd/netpolicy
+  fi
+)
 rm -rf "$bin" && mv "$bin.tmp" "$bin"
+# Older builds (other versions) are not needed any more.
+find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
 log "built in $((SECONDS - start)) s into $bin"
 echo "$bin"
