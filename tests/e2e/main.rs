@@ -2,4 +2,5 @@
 //! (brings the cluster up), or `cargo test --features e2e --test e2e` on a running one.
 mod admission;
 mod harness;
+mod operator;
 mod smoke;

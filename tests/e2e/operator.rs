@@ -1,0 +1,422 @@
+//! The operator against the real control plane (started by `tests/e2e/with-operator.sh`):
+//! the reference mesh converges, real RBAC and an independent NetworkPolicy analyzer
+//! agree with the grants, and expiry, clearance changes, grant deletion and drift are
+//! handled end to end. Each test builds its own small mesh in its own namespaces.
+
+use std::time::{Duration, Instant};
+
+use drmesh::api::{AccessPolicy, DataProduct, DataSource};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::harness::{self, TIMEOUT, TestNamespace};
+
+/// The Ready condition of any drmesh object: (status, reason).
+fn ready<K: serde::Serialize>(obj: &K) -> Option<(String, String)> {
+    let v = serde_json::to_value(obj).ok()?;
+    let conditions = v.pointer("/status/conditions")?.as_array()?.clone();
+    let c = conditions.into_iter().find(|c| c["type"] == "Ready")?;
+    Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
+}
+
+fn is_ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
+    obj.and_then(ready).is_some_and(|(s, _)| s == "True")
+}
+
+fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) -> bool {
+    move |obj| obj.and_then(ready).is_some_and(|(_, r)| r == reason)
+}
+
+fn apply(yaml: &str) {
+    let mut child = std::process::Command::new(harness::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(harness::kubeconfig_path())
+        .args(["apply", "--server-side", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A producer domain with a source and a product, and a consumer domain reading it
+/// through a grant that expires at `expires_at`.
+struct Mesh {
+    producer: TestNamespace,
+    consumer: TestNamespace,
+}
+
+impl Mesh {
+    async fn new(prefix: &str, consumer_clearance: &str) -> Self {
+        let producer = TestNamespace::create_with_labels(
+            &format!("{prefix}-prod"),
+            &[("drmesh.io/clearance", "Restricted"), ("pod-security.kubernetes.io/enforce", "restricted")],
+        )
+        .await;
+        let consumer =
+            TestNamespace::create_with_labels(&format!("{prefix}-cons"), &[("drmesh.io/clearance", consumer_clearance)]).await;
+        let (p, c) = (&producer.name, &consumer.name);
+        apply(&format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: db-credentials, namespace: {p}}}
+stringData: {{password: test}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {{name: db, namespace: {p}}}
+spec:
+  classification: Restricted
+  type: Postgres
+  endpoint: {{host: db.example, cidr: 10.30.0.0/24, port: 5432}}
+  credentialsSecretRef: {{name: db-credentials}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {{name: feed, namespace: {p}}}
+spec:
+  classification: Restricted
+  owners: [{{kind: Group, name: feed-owners}}]
+  inputs: [{{dataSource: db}}]
+  runtime: {{image: registry.example/feed:1.0, replicas: 1}}
+  outputPorts:
+    - {{name: http, port: 8080, protocol: HTTP}}
+    - {{name: admin, port: 9090, protocol: HTTP}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {{name: reader, namespace: {c}}}
+spec:
+  classification: Restricted
+  inputs: [{{dataProduct: {{namespace: {p}, name: feed}}}}]
+  runtime: {{image: registry.example/reader:1.0, replicas: 1}}
+  outputPorts: [{{name: http, port: 8080, protocol: HTTP}}]
+"#
+        ));
+        Self { producer, consumer }
+    }
+
+    fn grant(&self, expires_at: &str) {
+        let (p, c) = (&self.producer.name, &self.consumer.name);
+        apply(&format!(
+            r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: grant, namespace: {p}}}
+spec:
+  dataProduct: feed
+  ports: [http]
+  subjects:
+    - {{kind: DataProduct, namespace: {c}, name: reader}}
+    - {{kind: Group, name: e2e-officers-{p}}}
+  purpose: end-to-end test of a time-bounded grant
+  expiresAt: "{expires_at}"
+"#
+        ));
+    }
+
+    fn products_in(&self, ns: &TestNamespace) -> Api<DataProduct> {
+        ns.api()
+    }
+
+    async fn wait_granted(&self) {
+        harness::wait_for(&self.producer.api::<AccessPolicy>(), "grant", TIMEOUT, is_ready).await;
+        harness::wait_for(&self.products_in(&self.consumer), "reader", TIMEOUT, is_ready).await;
+        harness::wait_for(&self.producer.api::<RoleBinding>(), "drmesh-grant-grant", TIMEOUT, |b: Option<&RoleBinding>| b.is_some()).await;
+        harness::wait_for(&self.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT, |n: Option<&NetworkPolicy>| n.is_some()).await;
+    }
+
+    /// Egress rules of the reader's isolation policy that lead to the producer.
+    async fn reader_egress_to_producer(&self) -> usize {
+        let np = self.consumer.api::<NetworkPolicy>().get("reader-isolation").await.expect("isolation policy");
+        let v = serde_json::to_value(np).expect("json");
+        v.pointer("/spec/egress")
+            .and_then(Value::as_array)
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter(|r| r.pointer("/to/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name") == Some(&json!(self.producer.name)))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn can_i(&self, group_member: bool, resource: &str) -> bool {
+        let group = format!("e2e-officers-{}", self.producer.name);
+        let mut args = vec!["auth", "can-i", "get", resource, "-n", &self.producer.name, "--as", "someone"];
+        if group_member {
+            args.extend(["--as-group", group.as_str()]);
+        }
+        let out = harness::kubectl(&args);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    }
+}
+
+fn rfc3339_in(d: Duration) -> (String, jiff::Timestamp) {
+    let at = jiff::Timestamp::now() + d;
+    let at = jiff::Timestamp::from_second(at.as_second() + 1).expect("time"); // whole seconds
+    (at.to_string(), at)
+}
+
+fn audit_records() -> Vec<Value> {
+    let path = std::env::var("DRMESH_E2E_AUDIT_LOG").expect("run through tests/e2e/with-operator.sh");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn audit_record(what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    harness::eventually(what, TIMEOUT, || {
+        let found = audit_records().into_iter().find(|r| matches(r));
+        async move { found }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_grant_gives_exactly_the_granted_access_and_expires_on_time() {
+    let mesh = Mesh::new("e2e-expiry", "Restricted").await;
+    let (expires, expiry) = rfc3339_in(Duration::from_secs(8));
+    mesh.grant(&expires);
+    mesh.wait_granted().await;
+
+    // Real RBAC: the granted group may proxy to the granted port only; others may not.
+    let proxy = |port: &str, member: bool| {
+        let group = format!("e2e-officers-{}", mesh.producer.name);
+        let target = format!("services/feed:{port}");
+        let mut args = vec!["auth", "can-i", "get", target.as_str(), "--subresource=proxy", "-n", &mesh.producer.name, "--as", "someone"];
+        if member {
+            args.extend(["--as-group", group.as_str()]);
+        }
+        String::from_utf8_lossy(&harness::kubectl(&args).stdout).trim() == "yes"
+    };
+    assert!(proxy("8080", true), "the granted group can use the service proxy on the granted port");
+    assert!(!proxy("9090", true), "ports outside the grant stay closed");
+    assert!(!proxy("8080", false), "people outside the grant are denied");
+    assert!(mesh.can_i(true, "dataproducts.drmesh.io/feed"));
+    assert!(!mesh.can_i(false, "dataproducts.drmesh.io/feed"));
+    assert_eq!(mesh.reader_egress_to_producer().await, 1, "the consumer may reach the producer");
+
+    // At expiry the RoleBinding and the ingress go, the consumer loses its egress.
+    let bindings = mesh.producer.api::<RoleBinding>();
+    harness::wait_deleted(&bindings, "drmesh-grant-grant", Duration::from_secs(30)).await;
+    let late = jiff::Timestamp::now().duration_since(expiry);
+    assert!(late < jiff::SignedDuration::from_secs(2), "revoked {late} after expiresAt");
+    harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
+    harness::wait_for(&mesh.producer.api::<AccessPolicy>(), "grant", TIMEOUT, has_reason::<AccessPolicy>("Expired")).await;
+    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, has_reason::<DataProduct>("InputNotGranted")).await;
+    assert_eq!(mesh.reader_egress_to_producer().await, 0);
+    assert!(!mesh.can_i(true, "dataproducts.drmesh.io/feed"));
+
+    let ns = mesh.producer.name.clone();
+    let granted = audit_record("the grant's audit record", |r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str()).await;
+    assert_eq!(granted["purpose"], "end-to-end test of a time-bounded grant");
+    assert_eq!(granted["classification"], "Restricted");
+    audit_record("the expiry's audit record", |r| r["decision"] == "Expired" && r["policy"]["namespace"] == ns.as_str()).await;
+}
+
+#[tokio::test]
+async fn lowering_the_consumer_clearance_revokes_its_access() {
+    let mesh = Mesh::new("e2e-clearance", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+
+    let namespaces: Api<Namespace> = Api::all(mesh.consumer.client.clone());
+    let patch = json!({"metadata": {"labels": {"drmesh.io/clearance": "Internal"}}});
+    namespaces.patch(&mesh.consumer.name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("relabel");
+
+    // The DataProduct subject is denied: its ingress goes; people keep their RBAC.
+    harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
+    let policy = harness::wait_for(&mesh.producer.api::<AccessPolicy>(), "grant", TIMEOUT, has_reason::<AccessPolicy>("ClearanceTooLow"))
+        .await
+        .expect("policy");
+    let denied = policy.status.expect("status").denied_subjects;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].reason, "ClearanceTooLow");
+    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, |p: Option<&DataProduct>| {
+        p.and_then(ready).is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    assert_eq!(mesh.reader_egress_to_producer().await, 0);
+    assert!(mesh.can_i(true, "dataproducts.drmesh.io/feed"), "the group subject is unaffected");
+}
+
+#[tokio::test]
+async fn deleting_a_grant_removes_access_and_is_audited() {
+    let mesh = Mesh::new("e2e-revoke", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    mesh.producer.api::<AccessPolicy>().delete("grant", &DeleteParams::default()).await.expect("delete grant");
+    harness::wait_deleted(&mesh.producer.api::<RoleBinding>(), "drmesh-grant-grant", TIMEOUT).await;
+    harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
+    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, has_reason::<DataProduct>("InputNotGranted")).await;
+    assert_eq!(mesh.reader_egress_to_producer().await, 0);
+    let ns = mesh.producer.name.clone();
+    audit_record("the revocation's audit record", |r| r["decision"] == "Revoked" && r["policy"]["namespace"] == ns.as_str()).await;
+}
+
+#[tokio::test]
+async fn hand_edits_and_deletions_of_children_are_reverted() {
+    let mesh = Mesh::new("e2e-drift", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+
+    // A deleted isolation policy comes back.
+    let policies = mesh.producer.api::<NetworkPolicy>();
+    let before = policies.get("feed-isolation").await.expect("isolation").uid();
+    policies.delete("feed-isolation", &DeleteParams::default()).await.expect("delete");
+    harness::wait_for(&policies, "feed-isolation", TIMEOUT, |n: Option<&NetworkPolicy>| n.is_some_and(|n| n.uid() != before)).await;
+
+    // A widened grant Role is narrowed again.
+    let roles = mesh.producer.api::<Role>();
+    let original = roles.get("drmesh-grant-grant").await.expect("role").rules;
+    let widen = json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
+    roles.patch("drmesh-grant-grant", &PatchParams::default(), &Patch::Merge(&widen)).await.expect("widen");
+    harness::wait_for(&roles, "drmesh-grant-grant", TIMEOUT, |r: Option<&Role>| r.is_some_and(|r| r.rules == original)).await;
+
+    // A deleted Deployment is recreated.
+    let deployments = mesh.producer.api::<Deployment>();
+    let before = deployments.get("feed").await.expect("deployment").uid();
+    deployments.delete("feed", &DeleteParams::default()).await.expect("delete");
+    harness::wait_for(&deployments, "feed", TIMEOUT, |d: Option<&Deployment>| d.is_some_and(|d| d.uid() != before)).await;
+}
+
+#[tokio::test]
+async fn a_classification_violation_never_runs_and_is_reported() {
+    let mesh = Mesh::new("e2e-violation", "Restricted").await;
+    let p = &mesh.producer.name;
+    apply(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {{name: leak, namespace: {p}}}
+spec:
+  classification: Internal
+  inputs: [{{dataSource: db}}]
+  runtime: {{image: registry.example/leak:1.0}}
+  outputPorts: [{{name: http, port: 8080, protocol: HTTP}}]
+"#
+    ));
+    let products = mesh.producer.api::<DataProduct>();
+    let leak = harness::wait_for(&products, "leak", TIMEOUT, has_reason::<DataProduct>("ClassificationViolation")).await.expect("leak");
+    let stalled = leak.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Stalled").expect("Stalled");
+    assert_eq!(format!("{:?}", stalled.status), "True");
+    assert!(mesh.producer.api::<Deployment>().get_opt("leak").await.expect("get").is_none(), "no Deployment runs");
+    // The isolation policy exists all the same (deny by default).
+    assert!(mesh.producer.api::<NetworkPolicy>().get_opt("leak-isolation").await.expect("get").is_some());
+    let events: Api<Event> = mesh.producer.api();
+    harness::eventually("the Warning Event", TIMEOUT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("ClassificationViolation") && e.involved_object.name.as_deref() == Some("leak"))
+        }
+    })
+    .await;
+    let ns = p.clone();
+    audit_record("the denial's audit record", |r| {
+        r["decision"] == "Denied" && r["product"]["namespace"] == ns.as_str() && r["product"]["name"] == "leak"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_reported_then_converges_and_pods_pass_pod_security() {
+    let mesh = Mesh::new("e2e-secret", "Restricted").await;
+    let p = &mesh.producer.name;
+    apply(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {{name: late, namespace: {p}}}
+spec:
+  classification: Internal
+  type: Http
+  endpoint: {{host: api.example, cidr: 10.40.0.0/24, port: 443}}
+  credentialsSecretRef: {{name: late-credentials}}
+"#
+    ));
+    let sources = mesh.producer.api::<DataSource>();
+    harness::wait_for(&sources, "late", TIMEOUT, has_reason::<DataSource>("SecretNotFound")).await;
+    apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: late-credentials, namespace: {p}}}\nstringData: {{token: x}}\n"));
+    harness::wait_for(&sources, "late", TIMEOUT, is_ready).await;
+
+    // The producer namespace enforces Pod Security "restricted": the product's pods run.
+    let feed = harness::wait_for(&mesh.producer.api::<DataProduct>(), "feed", TIMEOUT, is_ready).await.expect("feed");
+    let owner = feed.meta().uid.clone();
+    assert_eq!(feed.status.and_then(|s| s.available_replicas), Some(1));
+    let deployment = mesh.producer.api::<Deployment>().get("feed").await.expect("deployment");
+    assert_eq!(deployment.owner_references().first().map(|o| Some(o.uid.clone())), Some(owner));
+}
+
+#[tokio::test]
+async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_grants() {
+    let samples = format!("{}/config/samples", env!("CARGO_MANIFEST_DIR"));
+    let out = harness::kubectl(&["apply", "--server-side", "-f", &samples]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client = harness::admin().await;
+    let started = Instant::now();
+    for doc in drmesh::manifest::load_documents(std::path::Path::new(&samples)).expect("samples") {
+        let (ns, name) = (doc.namespace().unwrap_or_default().to_string(), doc.name().to_string());
+        match doc.kind() {
+            "DataSource" => drop(harness::wait_for(&Api::<DataSource>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
+            "DataProduct" => drop(harness::wait_for(&Api::<DataProduct>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
+            "AccessPolicy" => drop(harness::wait_for(&Api::<AccessPolicy>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
+            _ => {}
+        }
+    }
+    eprintln!("reference mesh Ready after {:?}", started.elapsed());
+
+    // Real RBAC for the test people, with their own certificates.
+    let can = |who: &str, ns: &str, target: &str| {
+        let out = harness::kubectl_as(who, &["auth", "can-i", "get", target, "--subresource=proxy", "-n", ns]);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    assert!(can("alice", "police", "services/incident-feed:8080"), "cnc-officers are granted the incident feed");
+    assert!(can("alice", "cnc", "services/situation-picture:8080"));
+    assert!(!can("bob", "police", "services/incident-feed:8080"), "transport analysts are not");
+    assert!(can("bob", "transport", "services/transit-disruptions:8080"));
+    for (ns, svc) in [("police", "incident-feed"), ("cnc", "situation-picture"), ("transport", "transit-disruptions")] {
+        assert!(!can("mallory", ns, &format!("services/{svc}:8080")), "mallory has no grant on {svc}");
+    }
+
+    // np-guard's analyzer reads the live cluster's NetworkPolicies and workloads.
+    let analyzer = harness::kubectl_path().with_file_name("netpolicy");
+    let out = std::process::Command::new(analyzer)
+        .args(["list", "-o", "json", "-k"])
+        .arg(harness::kubeconfig_path())
+        .output()
+        .expect("run netpolicy");
+    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
+    let conns: Vec<Value> = serde_json::from_slice(&out.stdout).expect("netpolicy json");
+    let from_to = |src: &str, dst: &str| {
+        conns.iter().any(|c| {
+            c["src"].as_str().is_some_and(|s| s.starts_with(src)) && c["dst"].as_str().is_some_and(|d| d.starts_with(dst))
+        })
+    };
+    assert!(from_to("cnc/situation-picture", "police/incident-feed"), "the situation picture reaches the incident feed");
+    assert!(from_to("cnc/situation-picture", "transport/transit-disruptions"));
+    assert!(!from_to("transport/", "police/incident-feed"), "transport pods cannot reach the incident feed");
+    let into_feed: Vec<&Value> = conns
+        .iter()
+        .filter(|c| c["dst"].as_str().is_some_and(|d| d.starts_with("police/incident-feed")))
+        .collect();
+    assert!(
+        into_feed.iter().all(|c| c["src"].as_str().is_some_and(|s| s.starts_with("cnc/situation-picture"))),
+        "only the situation picture reaches the incident feed: {into_feed:?}"
+    );
+}
