@@ -5,3 +5,4 @@ pub mod manifest;
 pub mod mesh;
 pub mod controllers;
 pub mod telemetry;
+pub mod leader;

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub grants_active: Gauge,
     pub child_writes: Family<ControllerLabels, Counter>,
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,13 +61,15 @@ impl Default for Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         let grants_active = Gauge::default();
         let child_writes = Family::<ControllerLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
         registry.register("reconcile_failures", "Failed reconciles, by controller and error", failures.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
         registry.register("access_decisions", "Access decisions (audit records), by decision and reason", decisions.clone());
         registry.register("grants_active", "AccessPolicies currently granting access", grants_active.clone());
         registry.register("child_writes", "Server-side applies and deletes of children", child_writes.clone());
-        Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes }
+        Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes, leader }
     }
 }
 

@@ -4,11 +4,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Router;
+use axum::http::StatusCode;
 use axum::extract::State;
 use axum::routing::get;
 
 use crate::controllers::{self, Options};
+use crate::leader::Elector;
 use crate::telemetry::{self, AuditSink, Metrics};
 
 /// Options of `drmesh run`.
@@ -29,6 +33,18 @@ pub struct RunArgs {
     /// Who the audit records name as the actor.
     #[arg(long, default_value = "drmesh", env = "DRMESH_ACTOR")]
     pub actor: String,
+    /// Run the controllers only while holding a Lease (for several replicas).
+    #[arg(long, env = "DRMESH_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "drmesh-leader")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else host and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 /// Why the operator could not start.
@@ -44,6 +60,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("leadership lost: stopped writing; exiting so that a fresh process stands by")]
+    LeadershipLost,
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -66,20 +84,85 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         None => AuditSink::new(Box::new(std::io::stdout())),
     };
     let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .map_err(|source| RunError::Listen { addr: args.http_addr, source })?;
+    let ready_probe = ready.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready_probe.load(Ordering::Relaxed);
+                async move {
+                    if ready { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "caches not synced") }
+                }
+            }),
+        )
         .route("/metrics", get(metrics_handler))
         .with_state(metrics.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(addr = %args.http_addr, "serving /healthz, /readyz, /metrics");
-    let options = Options { concurrency: args.concurrency, actor: args.actor.clone() };
-    controllers::run(client, options, metrics, Arc::new(audit)).await;
+    let options = Options { concurrency: args.concurrency, actor: args.actor.clone(), ready: ready.clone() };
+    let audit = Arc::new(audit);
+    let result = if args.leader_election {
+        lead(&args, client, options, metrics, audit, ready).await
+    } else {
+        controllers::run(client, options, metrics, audit).await;
+        Ok(())
+    };
     server.abort();
-    Ok(())
+    result
+}
+
+/// Stands by until this replica holds the Lease, then runs the controllers while it does.
+async fn lead(
+    args: &RunArgs,
+    client: kube::Client,
+    options: Options,
+    metrics: Arc<Metrics>,
+    audit: Arc<AuditSink>,
+    ready: Arc<AtomicBool>,
+) -> Result<(), RunError> {
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity);
+    // A standby is healthy and ready: it serves nothing but waits to take over.
+    ready.store(true, Ordering::Relaxed);
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = shutdown_signal() => return Ok(()),
+    }
+    ready.store(false, Ordering::Relaxed);
+    metrics.leader.set(1);
+    tracing::info!(%identity, lease = %args.lease_name, "leading");
+    let outcome = tokio::select! {
+        _ = controllers::run(client, options, metrics.clone(), audit) => Ok(()),
+        _ = elector.keep() => Err(RunError::LeadershipLost),
+    };
+    metrics.leader.set(0);
+    if outcome.is_ok() {
+        elector.release().await;
+    }
+    outcome
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> String {

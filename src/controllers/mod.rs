@@ -44,11 +44,13 @@ pub struct Options {
     pub concurrency: u16,
     /// Identity recorded in audit records.
     pub actor: String,
+    /// Set once every watch cache has listed its objects (served as /readyz).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 8, actor: "drmesh".into() }
+        Self { concurrency: 8, actor: "drmesh".into(), ready: Arc::default() }
     }
 }
 
@@ -154,6 +156,13 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (role_bindings, role_bindings_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    let mut ready_rx = synced.clone();
+    let ready_flag = options.ready.clone();
+    tokio::spawn(async move {
+        if ready_rx.wait_for(|r| *r).await.is_ok() {
+            ready_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let caches = Caches {
         sources,
         products,

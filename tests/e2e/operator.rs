@@ -420,3 +420,79 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
         "only the situation picture reaches the incident feed: {into_feed:?}"
     );
 }
+
+/// An operator process of the test's own; killed when dropped.
+struct Replica {
+    child: std::process::Child,
+    metrics: String,
+}
+
+impl Replica {
+    fn start(identity: &str, lease_namespace: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("drmesh-{identity}.log"))).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
+            .args(["run", "--leader-election", "--lease-name", "e2e-leader", "--lease-namespace", lease_namespace])
+            .args(["--identity", identity, "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--audit-log", &std::env::temp_dir().join(format!("drmesh-{identity}-audit.log")).to_string_lossy()])
+            .env("KUBECONFIG", harness::kubeconfig_path())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start drmesh");
+        Self { child, metrics: format!("http://127.0.0.1:{port}/metrics") }
+    }
+
+    fn is_leader(&self) -> Option<bool> {
+        let out = std::process::Command::new("curl").args(["-fsS", "--max-time", "1", &self.metrics]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find(|l| l.starts_with("drmesh_leader ")).map(|l| l.ends_with(" 1"))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn lease_holder(ns: &str) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(harness::admin().await, ns);
+    leases.get_opt("e2e-leader").await.ok().flatten()?.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let ns = TestNamespace::create("e2e-leader").await;
+    let a = Replica::start("replica-a", &ns.name);
+    harness::eventually("replica-a to lead", TIMEOUT, || {
+        let ns = ns.name.clone();
+        async move { (lease_holder(&ns).await.as_deref() == Some("replica-a")).then_some(()) }
+    })
+    .await;
+    let b = Replica::start("replica-b", &ns.name);
+    harness::eventually("both replicas to report their role", TIMEOUT, || {
+        let roles = (a.is_leader(), b.is_leader());
+        async move { (roles == (Some(true), Some(false))).then_some(()) }
+    })
+    .await;
+
+    // kill -9 the leader: the standby takes over once the Lease expires.
+    let mut a = a;
+    a.child.kill().expect("kill leader");
+    let killed = Instant::now();
+    harness::eventually("replica-b to take over", Duration::from_secs(30), || {
+        let ns = ns.name.clone();
+        async move { (lease_holder(&ns).await.as_deref() == Some("replica-b")).then_some(()) }
+    })
+    .await;
+    let failover = killed.elapsed();
+    assert!(failover < Duration::from_secs(15), "failover took {failover:?}");
+    harness::eventually("replica-b to report leading", TIMEOUT, || {
+        let leading = b.is_leader();
+        async move { (leading == Some(true)).then_some(()) }
+    })
+    .await;
+    eprintln!("leader failover after kill -9: {failover:?}");
+}
