@@ -50,3 +50,6 @@ pub fn typed<T: DeserializeOwned + Default>(value: Value) -> T {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
