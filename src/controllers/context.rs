@@ -7,7 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::Client;
+use kube::core::DeserializeGuard;
+use kube::{Client, Resource};
 use kube::api::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -22,9 +23,9 @@ use crate::telemetry::{AuditSink, Metrics};
 /// Watch caches of the mesh and of the children.
 #[derive(Clone)]
 pub struct Caches {
-    pub sources: Store<DataSource>,
-    pub products: Store<DataProduct>,
-    pub policies: Store<AccessPolicy>,
+    pub sources: Store<DeserializeGuard<DataSource>>,
+    pub products: Store<DeserializeGuard<DataProduct>>,
+    pub policies: Store<DeserializeGuard<AccessPolicy>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub deployments: Store<Deployment>,
     pub services: Store<PartialObjectMeta<Service>>,
@@ -80,44 +81,42 @@ impl MeshView for Caches {
             .unwrap_or(Classification::Public)
     }
     fn source(&self, namespace: &str, name: &str) -> Option<Arc<DataSource>> {
-        self.sources.get(&ObjectRef::new(name).within(namespace))
+        valid(self.sources.get(&ObjectRef::new(name).within(namespace))?)
     }
     fn product(&self, namespace: &str, name: &str) -> Option<Arc<DataProduct>> {
-        self.products.get(&ObjectRef::new(name).within(namespace))
+        valid(self.products.get(&ObjectRef::new(name).within(namespace))?)
     }
     fn secret_exists(&self, _namespace: &str, _name: &str) -> Option<bool> {
         None // the operator does not cache Secrets; the DataSource controller asks the API server
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
-        let mut found: Vec<_> = self
-            .policies
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && p.spec.data_product == product)
-            .collect();
-        found.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        found
+        select(&self.policies, |p| p.metadata.namespace.as_deref() == Some(namespace) && p.spec.data_product == product)
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
-        let mut found: Vec<_> = self
-            .products
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && source_inputs(p).any(|s| s == source))
-            .collect();
-        found.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        found
+        select(&self.products, |p| p.metadata.namespace.as_deref() == Some(namespace) && source_inputs(p).any(|s| s == source))
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
-        let mut found: Vec<_> = self
-            .products
-            .state()
-            .into_iter()
-            .filter(|p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
-            .collect();
-        found.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
-        found
+        select(&self.products, |p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
     }
+}
+
+/// The object, if it could be parsed (unparseable objects are skipped everywhere).
+fn valid<K: Clone>(guarded: Arc<DeserializeGuard<K>>) -> Option<Arc<K>> {
+    guarded.0.as_ref().ok().map(|k| Arc::new(k.clone()))
+}
+
+/// Parseable objects of a cache matching `keep`, ordered by namespace and name.
+fn select<K>(store: &Store<DeserializeGuard<K>>, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut found: Vec<Arc<K>> = store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().filter(|k| keep(k)).map(|k| Arc::new(k.clone())))
+        .collect();
+    found.sort_by(|a, b| (a.meta().namespace.as_ref(), a.meta().name.as_ref()).cmp(&(b.meta().namespace.as_ref(), b.meta().name.as_ref())));
+    found
 }
 
 /// Shared by the three controllers.

@@ -25,6 +25,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
+use kube::core::DeserializeGuard;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -135,7 +136,10 @@ where
     watcher(Api::<PartialObjectMeta<K>>::all(client), cfg).default_backoff().touched_objects()
 }
 
-fn product_ref(namespace: &str, name: &str) -> ObjectRef<DataProduct> {
+/// An object as the watches deliver it: parsed, or kept aside as unparseable.
+type Guarded<K> = DeserializeGuard<K>;
+
+fn product_ref(namespace: &str, name: &str) -> ObjectRef<Guarded<DataProduct>> {
     ObjectRef::new(name).within(namespace)
 }
 
@@ -192,11 +196,11 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     // AccessPolicy deletions are revocations: record them (children go with the GC).
     let audit_ctx = ctx.clone();
     let policy_gate = gate.clone();
-    let policy_stream = watcher(Api::<AccessPolicy>::all(client.clone()), all.clone())
+    let policy_stream = watcher(Api::<Guarded<AccessPolicy>>::all(client.clone()), all.clone())
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
         .inspect(move |event| match event {
-            Ok(watcher::Event::Delete(policy)) => accesspolicy::record_deletion(&audit_ctx, policy),
+            Ok(watcher::Event::Delete(DeserializeGuard(Ok(policy)))) => accesspolicy::record_deletion(&audit_ctx, policy),
             Ok(watcher::Event::InitDone) => policy_gate.listed("accesspolicies"),
             _ => {}
         })
@@ -207,7 +211,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let c2 = caches.clone();
         let c3 = caches.clone();
         let c4 = caches.clone();
-        Controller::for_stream(cached(Api::<DataProduct>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").applied_objects(), caches.products.clone())
+        Controller::for_stream(cached(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").applied_objects(), caches.products.clone())
             .with_config(config.clone())
             .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w, gate.clone(), "deployments").touched_objects())
             .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w, gate.clone(), "services"))
@@ -216,7 +220,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(cached_meta(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles"))
             .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w, gate.clone(), "rolebindings"))
             .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w, gate.clone(), "configmaps"))
-            .watches(Api::<AccessPolicy>::all(client.clone()), all.clone(), move |policy| {
+            .watches(Api::<Guarded<AccessPolicy>>::all(client.clone()), all.clone(), move |guarded| {
+                let DeserializeGuard(Ok(policy)) = guarded else { return vec![] };
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
                 for s in &policy.spec.subjects {
@@ -228,14 +233,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 }
                 refs
             })
-            .watches(Api::<DataSource>::all(client.clone()), all.clone(), move |source| {
+            .watches(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
                 c2.products_using_source(&namespace, &source.name_any())
                     .iter()
                     .map(|p| product_ref(&namespace, &p.name_any()))
                     .collect::<Vec<_>>()
             })
-            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |guarded| {
+                let DeserializeGuard(Ok(product)) = guarded else { return vec![] };
                 dataproduct::related_products(&c3, &product)
                     .into_iter()
                     .map(|(ns, name)| product_ref(&ns, &name))
@@ -245,24 +251,24 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 in_namespace(&c4.products, &ns.name_any())
             })
             .shutdown_on_signal()
-            .run(reconcile_product, error_policy::<DataProduct>, ctx.clone())
+            .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
             .for_each(|_| future::ready(()))
     };
 
     let sources_ctrl = {
         let c = caches.clone();
         let c2 = caches.clone();
-        Controller::for_stream(cached(Api::<DataSource>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").applied_objects(), caches.sources.clone())
+        Controller::for_stream(cached(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").applied_objects(), caches.sources.clone())
             .with_config(config.clone())
             .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed.clone()))
-            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |product| {
                 in_namespace(&c.sources, &product.namespace().unwrap_or_default())
             })
             .watches_stream(meta_stream::<Namespace>(client.clone(), all.clone()), move |ns| in_namespace(&c2.sources, &ns.name_any()))
             .shutdown_on_signal()
-            .run(reconcile_source, error_policy::<DataSource>, ctx.clone())
+            .run(reconcile_source, error_policy::<Guarded<DataSource>>, ctx.clone())
             .for_each(|_| future::ready(()))
     };
 
@@ -274,7 +280,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed))
-            .watches(Api::<DataProduct>::all(client.clone()), all.clone(), move |product| {
+            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
                 c.policies_for(&namespace, &product.name_any())
                     .iter()
@@ -286,15 +292,18 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 c2.policies
                     .state()
                     .iter()
-                    .filter(|p| {
-                        p.metadata.namespace.as_deref() == Some(name.as_str())
-                            || p.spec.subjects.iter().any(|s| subject_namespace(s) == Some(name.as_str()))
+                    .filter(|g| match &g.0 {
+                        Ok(p) => {
+                            p.metadata.namespace.as_deref() == Some(name.as_str())
+                                || p.spec.subjects.iter().any(|s| subject_namespace(s) == Some(name.as_str()))
+                        }
+                        Err(_) => false,
                     })
                     .map(|p| ObjectRef::from_obj(p.as_ref()))
                     .collect::<Vec<_>>()
             })
             .shutdown_on_signal()
-            .run(reconcile_policy, error_policy::<AccessPolicy>, ctx.clone())
+            .run(reconcile_policy, error_policy::<Guarded<AccessPolicy>>, ctx.clone())
             .for_each(|_| future::ready(()))
     };
 
@@ -315,21 +324,38 @@ where
         .collect()
 }
 
-async fn reconcile_product(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The parsed object, or `None` after logging why it is skipped: one unparseable object
+/// must never block the others (nor crash the operator).
+fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>) -> Option<Arc<K>> {
+    match &guarded.0 {
+        Ok(obj) => Some(Arc::new(obj.clone())),
+        Err(invalid) => {
+            let name = invalid.metadata.name.clone().unwrap_or_default();
+            let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+            tracing::warn!(kind = %K::kind(&()), %namespace, %name, error = %invalid.error, "skipping an object that cannot be parsed");
+            None
+        }
+    }
+}
+
+async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(product) = parsed(&guarded) else { return Ok(Action::await_change()) };
     let key = key_of(product.as_ref());
     let action = dataproduct::reconcile(product, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
 }
 
-async fn reconcile_source(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(source) = parsed(&guarded) else { return Ok(Action::await_change()) };
     let key = key_of(source.as_ref());
     let action = datasource::reconcile(source, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
 }
 
-async fn reconcile_policy(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(policy) = parsed(&guarded) else { return Ok(Action::await_change()) };
     let key = key_of(policy.as_ref());
     let action = accesspolicy::reconcile(policy, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
