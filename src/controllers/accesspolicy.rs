@@ -50,6 +50,7 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action,
     apply(ctx, policy, &namespace, &uid, bundle).await?;
     let status = desired_status(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
+    ctx.metrics.grants_active.set(active_grants(ctx) as i64);
     // Wake up at expiry to revoke; expired grants need nothing more.
     let next = plan.expires_at.filter(|t| *t > now);
     Ok(requeue_at(next, now))
@@ -219,6 +220,22 @@ async fn report_transition(
             generation: policy.meta().generation.unwrap_or_default(),
         }),
     });
+}
+
+/// Policies whose status says they grant access now.
+fn active_grants(ctx: &Context) -> usize {
+    ctx.caches
+        .policies
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| find_condition(&s.conditions, condition_type::GRANTED))
+                .is_some_and(|c| c.status == ConditionStatus::True)
+        })
+        .count()
 }
 
 fn decision_label(decision: audit::Decision) -> &'static str {

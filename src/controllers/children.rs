@@ -47,11 +47,13 @@ pub struct Applier {
     client: Client,
     manager: &'static str,
     last: Mutex<HashMap<String, (u64, String)>>,
+    writes: prometheus_client::metrics::counter::Counter,
 }
 
 impl Applier {
-    pub fn new(client: Client, manager: &'static str) -> Self {
-        Self { client, manager, last: Mutex::default() }
+    /// `writes` counts the applies actually sent (the idle-write figure of the benchmarks).
+    pub fn new(client: Client, manager: &'static str, writes: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { client, manager, last: Mutex::default(), writes }
     }
 
     pub fn client(&self) -> &Client {
@@ -81,6 +83,7 @@ impl Applier {
         }
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let params = PatchParams::apply(self.manager).force();
+        self.writes.inc();
         let stored = api
             .patch(&name, &params, &Patch::Apply(child))
             .await

@@ -119,6 +119,10 @@ where
     found
 }
 
+fn writes(metrics: &Metrics, controller: &'static str) -> prometheus_client::metrics::counter::Counter {
+    metrics.child_writes.get_or_create(&crate::telemetry::ControllerLabels { controller }).clone()
+}
+
 /// Shared by the three controllers.
 pub struct Context {
     pub client: Client,
@@ -139,9 +143,9 @@ impl Context {
         let reporter = Reporter { controller: "drmesh".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            products: Applier::new(client.clone(), labels::MANAGER_DATA_PRODUCT),
-            sources: Applier::new(client.clone(), labels::MANAGER_DATA_SOURCE),
-            policies: Applier::new(client.clone(), labels::MANAGER_ACCESS_POLICY),
+            products: Applier::new(client.clone(), labels::MANAGER_DATA_PRODUCT, writes(&metrics, "dataproduct")),
+            sources: Applier::new(client.clone(), labels::MANAGER_DATA_SOURCE, writes(&metrics, "datasource")),
+            policies: Applier::new(client.clone(), labels::MANAGER_ACCESS_POLICY, writes(&metrics, "accesspolicy")),
             backoff: super::Backoff::default(),
             client,
             caches,
