@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build test unit e2e dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build test unit e2e bench dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
@@ -19,6 +19,9 @@ unit: ## Unit and offline tests (no cluster needed)
 
 e2e: cluster-up build ## End-to-end tests against the real local control plane, with the operator running
 	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e
+
+bench: cluster-up ## Benchmarks on the local control plane (DRMESH_BENCH_PRODUCTS, DRMESH_BENCH_IDLE_SECS)
+	$(E2E_ENV) $(CARGO) bench --locked --bench mesh
 
 dev: ## Local cluster + drmesh + the reference mesh, shown converging
 	@hack/dev.sh

@@ -1,0 +1,412 @@
+//! `make bench`: measures drmesh on the local control plane against the figures of
+//! QUALITY.md and prints a table (also written to bench/results/).
+//!
+//! Environment: DRMESH_KUBECONFIG, DRMESH_KUBECTL (set by `make bench`),
+//! DRMESH_BENCH_PRODUCTS (default 1000), DRMESH_BENCH_IDLE_SECS (default 600),
+//! DRMESH_BENCH_LATENCY_SAMPLES (default 40).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource};
+use drmesh::mesh::{Snapshot, grant, product, rules, source};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config, ResourceExt};
+use serde_json::{Value, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn kubectl() -> Command {
+    let mut c = Command::new(std::env::var("DRMESH_KUBECTL").unwrap_or_else(|_| "kubectl".into()));
+    if let Ok(k) = std::env::var("DRMESH_KUBECONFIG") {
+        c.arg("--kubeconfig").arg(k);
+    }
+    c
+}
+
+fn kubectl_apply_file(path: &Path) -> Duration {
+    let started = Instant::now();
+    let out = kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    started.elapsed()
+}
+
+/// A synthetic mesh: `domains` namespaces, one source per domain, products reading it,
+/// every fifth product also reading a product of the next domain through a grant.
+fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
+    let domains = (products / 50).max(4);
+    let mut docs = Vec::new();
+    let mut snapshot = Snapshot::default();
+    for d in 0..domains {
+        let ns = format!("{prefix}-d{d}");
+        docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted", "drmesh.io/bench": prefix}}}));
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns},
+            "stringData": {"password": "bench"}}));
+        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": "db", "namespace": ns},
+            "spec": {"classification": "Internal", "type": "Postgres",
+                     "endpoint": {"cidr": "10.50.0.0/24", "port": 5432}, "credentialsSecretRef": {"name": "db-credentials"}}}));
+        snapshot.set_clearance(&ns, Classification::Restricted);
+        snapshot.add_secret(&ns, "db-credentials");
+    }
+    for i in 0..products {
+        let d = i % domains;
+        let ns = format!("{prefix}-d{d}");
+        let mut inputs = vec![json!({"dataSource": "db"})];
+        if i % 5 == 4 {
+            let producer_ns = format!("{prefix}-d{}", (i - 1) % domains);
+            inputs.push(json!({"dataProduct": {"namespace": producer_ns, "name": format!("p{}", i - 1)}}));
+            docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
+                "metadata": {"name": format!("to-p{i}"), "namespace": producer_ns},
+                "spec": {"dataProduct": format!("p{}", i - 1),
+                         "subjects": [{"kind": "DataProduct", "namespace": ns, "name": format!("p{i}")},
+                                      {"kind": "Group", "name": "bench-analysts"}],
+                         "purpose": "benchmark of the mesh", "expiresAt": "2030-01-01T00:00:00Z"}}));
+        }
+        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": format!("p{i}"), "namespace": ns},
+            "spec": {"classification": "Internal", "owners": [{"kind": "Group", "name": "bench-owners"}], "inputs": inputs,
+                     "runtime": {"image": "registry.example/bench:1.0", "replicas": 1},
+                     "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}));
+    }
+    for doc in &docs {
+        match doc["kind"].as_str() {
+            Some("DataSource") => snapshot.add_source(serde_json::from_value::<DataSource>(doc.clone()).expect("source")),
+            Some("DataProduct") => snapshot.add_product(serde_json::from_value::<DataProduct>(doc.clone()).expect("product")),
+            Some("AccessPolicy") => snapshot.add_policy(serde_json::from_value::<AccessPolicy>(doc.clone()).expect("policy")),
+            _ => {}
+        }
+    }
+    (docs, snapshot)
+}
+
+/// The children the operator would create, as the pure core builds them (no owner
+/// references: the baseline has no owners).
+fn rendered_children(snapshot: &Snapshot) -> Vec<Value> {
+    let now = jiff::Timestamp::now();
+    let mut out = Vec::new();
+    let mut push = |v: Value| {
+        let mut v = v;
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("ownerReferences");
+        }
+        out.push(v);
+    };
+    for p in snapshot.products.values() {
+        let plan = rules::plan_product(snapshot, p, now);
+        let b = product::build(p, &plan);
+        push(serde_json::to_value(&b.isolation).expect("json"));
+        push(serde_json::to_value(&b.service_account).expect("json"));
+        b.service.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+        b.deployment.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+        b.owners_role.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+        b.owners_binding.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+        b.contract.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+    }
+    for s in snapshot.sources.values() {
+        let consumers = drmesh::controllers::datasource::allowed_consumers(snapshot, s, now);
+        let b = source::build(s, &consumers);
+        for v in [b.role.map(|x| serde_json::to_value(x)), b.binding.map(|x| serde_json::to_value(x)), b.egress.map(|x| serde_json::to_value(x))]
+            .into_iter()
+            .flatten()
+        {
+            push(v.expect("json"));
+        }
+    }
+    for a in snapshot.policies.values() {
+        let plan = rules::plan_grant(snapshot, a, now);
+        let b = grant::build(a, &plan);
+        for v in [b.role.map(|x| serde_json::to_value(x)), b.binding.map(|x| serde_json::to_value(x)), b.ingress.map(|x| serde_json::to_value(x))]
+            .into_iter()
+            .flatten()
+        {
+            push(v.expect("json"));
+        }
+    }
+    out
+}
+
+fn write_yaml(path: &Path, docs: &[Value]) {
+    let mut text = String::new();
+    for d in docs {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(d).expect("yaml"));
+    }
+    std::fs::write(path, text).expect("write manifests");
+}
+
+async fn count_ready(client: &Client, prefix: &str) -> (usize, usize) {
+    let all: Api<DataProduct> = Api::all(client.clone());
+    let list = all.list(&ListParams::default()).await.expect("list");
+    let mine: Vec<_> = list.items.into_iter().filter(|p| p.namespace().is_some_and(|n| n.starts_with(prefix))).collect();
+    let ready = mine
+        .iter()
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True"))
+        })
+        .count();
+    (ready, mine.len())
+}
+
+fn deployments_available(prefix: &str, domains: usize) {
+    for d in 0..domains {
+        let out = kubectl()
+            .args(["wait", "--for=condition=Available", "deployment", "--all", "-n", &format!("{prefix}-d{d}"), "--timeout=600s"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("kubectl wait");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn start_operator(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["run", "--http-addr", "127.0.0.1:18090", "--concurrency", &env_or("DRMESH_BENCH_CONCURRENCY", 16u16).to_string()])
+        .arg("--audit-log")
+        .arg(dir.join("audit.log"))
+        .env("KUBECONFIG", std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
+        .spawn()
+        .expect("start operator")
+}
+
+fn metric(name: &str) -> f64 {
+    let out = Command::new("curl").args(["-fsS", "--max-time", "2", "http://127.0.0.1:18090/metrics"]).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn proc_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// resourceVersions of every child the operator manages in the bench namespaces.
+fn child_versions(prefix: &str) -> BTreeMap<String, String> {
+    let out = kubectl()
+        .args(["get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-A"])
+        .args(["-l", "app.kubernetes.io/managed-by=drmesh", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name} {.metadata.resourceVersion}{\"\\n\"}{end}"])
+        .output()
+        .expect("kubectl get");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split('/').nth(1).is_some_and(|ns| ns.starts_with(prefix)))
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn wait_binding(api: &Api<RoleBinding>, name: &str, present: bool, deadline: Duration) -> Option<Instant> {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if api.get_opt(name).await.ok().flatten().is_some() == present {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() {
+    let products: usize = env_or("DRMESH_BENCH_PRODUCTS", 1000);
+    let idle_secs: u64 = env_or("DRMESH_BENCH_IDLE_SECS", 600);
+    let samples: usize = env_or("DRMESH_BENCH_LATENCY_SAMPLES", 40);
+    let run_id = jiff::Timestamp::now().as_second();
+    let dir = PathBuf::from(format!("{}/.drmesh/bench/{run_id}", env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let kubeconfig = kube::config::Kubeconfig::read_from(std::env::var("DRMESH_KUBECONFIG").expect("DRMESH_KUBECONFIG")).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let client = Client::try_from(config).expect("client");
+    let mut table: Vec<(String, String, String)> = Vec::new();
+
+    // 1. Baseline: a person applying the operator's children by hand.
+    let base_prefix = format!("bb{}", run_id % 100_000);
+    let (base_docs, base_snapshot) = synthetic(&base_prefix, products);
+    let domains = base_docs.iter().filter(|d| d["kind"] == "Namespace").count();
+    let namespaces: Vec<Value> = base_docs.iter().filter(|d| d["kind"] == "Namespace").cloned().collect();
+    write_yaml(&dir.join("base-namespaces.yaml"), &namespaces);
+    kubectl_apply_file(&dir.join("base-namespaces.yaml"));
+    let children = rendered_children(&base_snapshot);
+    write_yaml(&dir.join("base-children.yaml"), &children);
+    let started = Instant::now();
+    kubectl_apply_file(&dir.join("base-children.yaml"));
+    deployments_available(&base_prefix, domains);
+    let baseline = started.elapsed();
+    eprintln!("baseline: {} children applied and Available in {baseline:?}", children.len());
+
+    // 2. The operator from cold: the declarations are applied, then the operator starts.
+    let op_prefix = format!("bo{}", run_id % 100_000);
+    let (docs, _) = synthetic(&op_prefix, products);
+    write_yaml(&dir.join("mesh.yaml"), &docs);
+    kubectl_apply_file(&dir.join("mesh.yaml"));
+    let mut operator = start_operator(&dir);
+    let pid = operator.id();
+    let started = Instant::now();
+    loop {
+        let (ready, total) = count_ready(&client, &op_prefix).await;
+        if total > 0 && ready == total {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "not converged: {ready}/{total}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let convergence = started.elapsed();
+    eprintln!("operator: {products} products Ready in {convergence:?}");
+    table.push(("cold convergence, operator".into(), format!("{:.1} s", convergence.as_secs_f64()), "<= 120 s".into()));
+    table.push(("same children, kubectl apply --server-side".into(), format!("{:.1} s", baseline.as_secs_f64()), "".into()));
+    table.push((
+        "ratio operator / baseline".into(),
+        format!("{:.2}", convergence.as_secs_f64() / baseline.as_secs_f64()),
+        "<= 1.0".into(),
+    ));
+
+    // 3. Reconciles per spec change.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = metric("drmesh_reconciles_total{controller=\"dataproduct\"}");
+    let dps: Api<DataProduct> = Api::namespaced(client.clone(), &format!("{op_prefix}-d1"));
+    let patch = json!({"spec": {"description": "changed by the benchmark"}});
+    dps.patch("p1", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = metric("drmesh_reconciles_total{controller=\"dataproduct\"}");
+    table.push(("reconciles per spec change".into(), format!("{}", after - before), "<= 2".into()));
+
+    // 4. Reaction latency: grant create -> RoleBinding, delete -> gone, expiry -> gone.
+    let ns = format!("{op_prefix}-d0");
+    let policies: Api<AccessPolicy> = Api::namespaced(client.clone(), &ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let (mut created, mut deleted, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..samples {
+        let name = format!("lat-{k}");
+        let ap: AccessPolicy = serde_json::from_value(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"dataProduct": "p0", "subjects": [{"kind": "Group", "name": format!("g{k}")}], "purpose": "latency sample", "expiresAt": "2030-01-01T00:00:00Z"}}))
+        .expect("ap");
+        let t = Instant::now();
+        policies.create(&PostParams::default(), &ap).await.expect("create");
+        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), true, Duration::from_secs(30)).await {
+            created.push(at - t);
+        }
+        let t = Instant::now();
+        policies.delete(&name, &DeleteParams::default()).await.expect("delete");
+        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), false, Duration::from_secs(30)).await {
+            deleted.push(at - t);
+        }
+    }
+    let expiring: Vec<(String, jiff::Timestamp)> = (0..samples.min(20))
+        .map(|k| {
+            let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 4 + (k as i64 % 3)).expect("time");
+            (format!("exp-{k}"), at)
+        })
+        .collect();
+    for (name, at) in &expiring {
+        let ap: AccessPolicy = serde_json::from_value(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"dataProduct": "p0", "subjects": [{"kind": "Group", "name": name}], "purpose": "expiry sample", "expiresAt": at.to_string()}}))
+        .expect("ap");
+        policies.create(&PostParams::default(), &ap).await.expect("create");
+    }
+    // Watch all of them at once: each revocation is timed when first seen.
+    let mut pending: Vec<&(String, jiff::Timestamp)> = expiring.iter().collect();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() && Instant::now() < until {
+        let mut still = Vec::new();
+        for item in pending {
+            let (name, at) = item;
+            if bindings.get_opt(&format!("drmesh-grant-{name}")).await.ok().flatten().is_none() {
+                let late = jiff::Timestamp::now().duration_since(*at);
+                expired.push(Duration::try_from(late).unwrap_or(Duration::ZERO));
+            } else {
+                still.push(item);
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (name, _) in &expiring {
+        let _ = policies.delete(name, &DeleteParams::default()).await;
+    }
+    for (label, v) in [("grant create -> RoleBinding", &mut created), ("grant delete -> RoleBinding gone", &mut deleted), ("expiresAt -> RoleBinding gone", &mut expired)] {
+        v.sort();
+        table.push((
+            format!("{label} p50 / p99 (n={})", v.len()),
+            format!("{:.0} / {:.0} ms", percentile(v, 0.5).as_secs_f64() * 1000.0, percentile(v, 0.99).as_secs_f64() * 1000.0),
+            "p99 <= 1000 ms".into(),
+        ));
+    }
+
+    // 5. Idle: no writes, no resourceVersion changes, little CPU.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let versions_before = child_versions(&op_prefix);
+    let writes_before = metric("drmesh_child_writes_total");
+    let ticks_before = cpu_ticks(pid);
+    let idle_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle = idle_started.elapsed();
+    let ticks = cpu_ticks(pid) - ticks_before;
+    let writes = metric("drmesh_child_writes_total") - writes_before;
+    let versions_after = child_versions(&op_prefix);
+    let changed = versions_after.iter().filter(|(k, v)| versions_before.get(*k) != Some(*v)).count();
+    table.push((format!("child writes while idle ({} s)", idle.as_secs()), format!("{writes}"), "0".into()));
+    table.push((format!("children whose resourceVersion changed ({})", versions_before.len()), format!("{changed}"), "0".into()));
+    let ticks_per_sec = 100.0;
+    table.push(("idle CPU".into(), format!("{:.2} % of a core", ticks as f64 / ticks_per_sec / idle.as_secs_f64() * 100.0), "<= 2 %".into()));
+    table.push(("operator peak RSS".into(), format!("{:.1} MiB", proc_field(pid, "VmHWM:") as f64 / 1024.0), "<= 64 MiB at 1,000".into()));
+
+    let _ = operator.kill();
+    let _ = operator.wait();
+
+    // Report.
+    let mut report = String::new();
+    let _ = writeln!(report, "# drmesh benchmark — {products} products, {} domains", domains);
+    let _ = writeln!(report, "\nrun {} on {} cores; `make bench` (DRMESH_BENCH_PRODUCTS={products}, DRMESH_BENCH_IDLE_SECS={idle_secs})\n",
+        jiff::Timestamp::now(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let _ = writeln!(report, "| figure | measured | target |\n|---|---|---|");
+    for (k, v, t) in &table {
+        let _ = writeln!(report, "| {k} | {v} | {t} |");
+    }
+    println!("{report}");
+    let results = PathBuf::from(format!("{}/bench/results", env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(&results).expect("results dir");
+    std::fs::write(results.join(format!("{run_id}-n{products}.md")), &report).expect("write results");
+    std::fs::write(results.join("latest.md"), &report).expect("write results");
+
+    // Clean up the bench namespaces (without waiting).
+    for prefix in [&base_prefix, &op_prefix] {
+        for d in 0..domains {
+            let _ = kubectl().args(["delete", "namespace", &format!("{prefix}-d{d}"), "--wait=false"]).output();
+        }
+    }
+}
