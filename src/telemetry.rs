@@ -68,7 +68,7 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
         registry.register("access_decisions", "Access decisions (audit records), by decision and reason", decisions.clone());
         registry.register("grants_active", "AccessPolicies currently granting access", grants_active.clone());
-        registry.register("child_writes", "Server-side applies and deletes of children", child_writes.clone());
+        registry.register("child_writes", "Server-side applies of children actually sent (unchanged children are skipped)", child_writes.clone());
         Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes, leader }
     }
 }

@@ -41,8 +41,8 @@ pub enum OwnerKind {
     Group,
 }
 
-/// A person or group accountable for an object; owners get read access to what drmesh
-/// generates for it.
+/// A person or group accountable for an object; a DataProduct's owners get read access
+/// to the product, its Deployment, Service (and service proxy) and contract.
 #[derive(
     Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
 )]
@@ -51,6 +51,7 @@ pub struct Owner {
     pub kind: OwnerKind,
     /// User or group name as authenticated by the API server (e.g. `alice`, `cnc-officers`).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("!self.startsWith('system:')").message("spec.owners[].name must not be a system: user or group (system:authenticated would make everyone an owner)"))]
     pub name: String,
 }
 

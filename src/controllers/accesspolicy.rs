@@ -104,9 +104,11 @@ pub fn desired_status(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -
     set_condition(&mut conditions, Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()));
     let granted_reason = if granted { reason::GRANTED } else { why };
     set_condition(&mut conditions, Condition::new(condition_type::GRANTED, status_of(granted), granted_reason, message.clone(), generation, time.clone()));
-    // kstatus: a grant that needs a person to act is Stalled; nothing here progresses by itself.
-    set_condition(&mut conditions, Condition::new(condition_type::RECONCILING, ConditionStatus::False, why, message.clone(), generation, time.clone()));
-    set_condition(&mut conditions, Condition::new(condition_type::STALLED, status_of(!ready), why, message, generation, time));
+    // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
+    // other refusal needs a person to act: Stalled.
+    let waiting = !ready && why == reason::DATA_PRODUCT_NOT_FOUND;
+    set_condition(&mut conditions, Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()));
+    set_condition(&mut conditions, Condition::new(condition_type::STALLED, status_of(!ready && !waiting), why, message, generation, time));
     AccessPolicyStatus {
         observed_generation: generation,
         conditions,
@@ -172,7 +174,17 @@ async fn report_transition(
     let is = now_granted.status == ConditionStatus::True;
     let reason_changed = old.as_ref().map(|c| &c.reason) != Some(&now_granted.reason);
     let denials_changed = before.denied_subjects != after.denied_subjects && !after.denied_subjects.is_empty();
-    let record = decision(was, is, reason_changed, &now_granted.reason, denials_changed);
+    // A grant edited while in force (subjects, ports, expiry) is a new grant: record it.
+    let grant_changed = was
+        && is
+        && (before.effective_subjects != after.effective_subjects
+            || before.expires_at != after.expires_at
+            || before.observed_generation != after.observed_generation);
+    let record = if grant_changed {
+        Some(audit::Decision::Granted)
+    } else {
+        decision(was, is, reason_changed, &now_granted.reason, denials_changed)
+    };
     let Some(decision) = record else { return };
 
     let namespace = policy.namespace().unwrap_or_default();

@@ -32,6 +32,8 @@ pub const CONTROLLER: &str = "datasource";
 /// While a source's Secret is missing, look again this often (Secrets are not watched:
 /// the operator may not list or watch Secrets cluster-wide).
 pub const SECRET_RECHECK: Duration = Duration::from_secs(3);
+/// While it exists, look again this often (a deleted Secret is noticed; reads only).
+pub const SECRET_PRESENT_RECHECK: Duration = Duration::from_secs(60);
 
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
 pub async fn reconcile(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -70,9 +72,10 @@ async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, E
     let consumers = allowed_consumers(&ctx.caches, source, now);
     let bundle = source::build(source, &consumers);
     apply(ctx, &namespace, &uid, &source.name_any(), bundle).await?;
-    let status = desired_status(source, &consumers, secret_found, now);
+    let clearance = ctx.caches.clearance(&namespace);
+    let status = desired_status(source, &consumers, secret_found, clearance, now);
     write_status(ctx, source, &namespace, status).await?;
-    Ok(if secret_found { Action::await_change() } else { Action::requeue(SECRET_RECHECK) })
+    Ok(Action::requeue(if secret_found { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
 }
 
 async fn secret_exists(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
@@ -111,11 +114,23 @@ async fn apply(ctx: &Context, namespace: &str, uid: &str, name: &str, bundle: So
 }
 
 /// The status the source should have (pure).
-pub fn desired_status(source: &DataSource, consumers: &[String], secret_found: bool, now: Timestamp) -> DataSourceStatus {
+pub fn desired_status(
+    source: &DataSource,
+    consumers: &[String],
+    secret_found: bool,
+    clearance: crate::api::Classification,
+    now: Timestamp,
+) -> DataSourceStatus {
     let generation = source.meta().generation;
     let namespace = source.namespace().unwrap_or_default();
     let mut conditions = source.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let (ready, reconciling, stalled, why, message) = if !secret_found {
+    let classification = source.spec.classification;
+    let (ready, reconciling, stalled, why, message) = if clearance < classification {
+        let msg = format!(
+            "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
+        );
+        (false, false, true, reason::NAMESPACE_CLEARANCE_TOO_LOW, msg)
+    } else if !secret_found {
         let secret = &source.spec.credentials_secret_ref.name;
         (false, true, false, reason::SECRET_NOT_FOUND, format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"))
     } else if source.spec.endpoint.cidr.is_none() {
@@ -145,7 +160,7 @@ async fn write_status(ctx: &Context, source: &DataSource, namespace: &str, statu
     let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch_status(&source.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
         .await
-        .map_err(|source| Error::Status { name: namespace.to_string(), source })?;
+        .map_err(|e| Error::Status { name: format!("{namespace}/{}", source.name_any()), source: e })?;
     let ready = |s: &DataSourceStatus| find_condition(&s.conditions, condition_type::READY).cloned();
     if let Some(new) = ready(&status) {
         if ready(&previous).map(|o| o.reason) != Some(new.reason.clone()) {

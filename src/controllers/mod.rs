@@ -208,6 +208,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         .applied_objects();
 
     let products_ctrl = {
+        let c1 = caches.clone();
         let c2 = caches.clone();
         let c3 = caches.clone();
         let c4 = caches.clone();
@@ -224,6 +225,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 let DeserializeGuard(Ok(policy)) = guarded else { return vec![] };
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
+                // Consumers that read the product, named by the policy or not any more.
+                for user in c1.products_using_product(&namespace, &policy.spec.data_product) {
+                    refs.push(product_ref(&user.namespace().unwrap_or_default(), &user.name_any()));
+                }
                 for s in &policy.spec.subjects {
                     if s.kind == crate::api::SubjectKind::DataProduct {
                         if let (Some(ns), Some(name)) = (&s.namespace, &s.name) {

@@ -19,8 +19,9 @@ pub struct GrantBundle {
     pub ingress: Option<NetworkPolicy>,
 }
 
-/// The `services/proxy` resource names that reach exactly the granted ports. The bare
-/// service name (which proxies to the first port) only when every port is granted.
+/// The `services/proxy` resource names that reach exactly the granted ports
+/// (`NAME:PORT`, by number or name, with or without scheme). The bare service name is
+/// never granted: it proxies to whichever port comes first.
 pub fn proxy_names(service: &str, ports: &[(i32, String)]) -> Vec<String> {
     let mut names = Vec::new();
     for (number, name) in ports {

@@ -2,7 +2,8 @@
 //!
 //! - no declassification by derivation: a product's classification is at least each input's;
 //! - a product runs only in a domain cleared for its classification;
-//! - a cross-domain input needs an effective grant naming the consuming product;
+//! - an input product needs an effective grant naming the consuming product (in the
+//!   same domain too: a product is reachable only from its granted consumers);
 //! - a grant reaches a subject only if the subject's domain is cleared for the product;
 //! - a grant on a `Restricted` product needs a purpose and an expiry;
 //! - an expired grant grants nothing.
@@ -199,8 +200,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         match subject_namespace(subject) {
             Some(ns) if view.clearance(ns) < classification => {
                 let message = format!(
-                    "{} {} is in domain {ns} cleared {}, below the product's classification {}",
-                    subject.kind,
+                    "{} is in domain {ns} cleared {}, below the product's classification {}",
                     subject_display(subject),
                     view.clearance(ns),
                     classification
@@ -352,11 +352,6 @@ fn plan_product_input(
                 input.spec.classification
             ),
         ));
-    }
-    if key.namespace == namespace {
-        // Same domain: no grant needed; reach every requested port.
-        let (ports, _) = select_ports(&input, wanted_ports);
-        return Ok(Reach::Product { key: key.clone(), ports: ports.into_iter().map(|p| p.0).collect(), until: None });
     }
     let mut granted: BTreeSet<i32> = BTreeSet::new();
     let mut until: Option<Timestamp> = None;
