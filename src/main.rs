@@ -1,10 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use drmesh::cli::{Cli, run};
+use drmesh::cli::{parse_args, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -164,6 +164,39 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, Manifes
     Ok(documents)
 }
 
+/// Like [`parse_documents`], but goes on after a document that is not an object: returns
+/// the documents read and every problem met. A YAML syntax error ends the file (the
+/// stream cannot be resynchronised after it).
+pub fn parse_documents_lenient(file: &Path, text: &str) -> (Vec<Document>, Vec<ManifestError>) {
+    let mut documents = Vec::new();
+    let mut problems = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = match Value::deserialize(document) {
+            Ok(value) => value,
+            Err(source) => {
+                problems.push(ManifestError::Yaml { path: file.to_path_buf(), index, source });
+                break;
+            }
+        };
+        match &value {
+            Value::Null => {}
+            Value::Object(map) if map.contains_key("apiVersion") && map.contains_key("kind") => {
+                documents.push(Document { file: file.to_path_buf(), index, value });
+            }
+            _ => problems.push(ManifestError::NotAnObject { path: file.to_path_buf(), index }),
+        }
+    }
+    (documents, problems)
+}
+
+/// The files [`load_documents`] reads for `path`: the file itself, or every
+/// `.yaml`/`.yml` file under the directory, in path order, hidden entries skipped.
+pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    Ok(files)
+}
+
 /// The documents of a file, or of every `.yaml`/`.yml` file under a directory (files in
 /// path order, hidden entries skipped).
 pub fn load_documents(path: &Path) -> Result<Vec<Document>, ManifestError> {

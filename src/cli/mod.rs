@@ -3,9 +3,19 @@
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub mod access_review;
+pub mod admission;
+pub mod diff;
+pub mod graph;
+pub mod offline;
 pub mod operator;
+pub mod render;
+pub mod report;
+pub mod snapshot;
+pub mod svg;
+pub mod validate;
 
 /// drmesh: a data mesh with restricted-distribution controls, as Kubernetes objects.
 #[derive(Debug, Parser)]
@@ -23,9 +33,37 @@ pub enum Command {
     Crds,
     /// Run the operator against the current kubeconfig (or in-cluster configuration).
     Run(operator::RunArgs),
+    /// Check manifests offline: CRD schema and CEL rules, then every rule of the
+    /// controllers on all the manifests together. Exit 0 valid, 1 problems, 2 unreadable.
+    Validate(offline::ValidateArgs),
+    /// Print the children the operator would apply for the manifests, in apply order.
+    Render(offline::RenderArgs),
+    /// Show what a change does, widened access first (`--against` the manifests before).
+    Diff(offline::DiffArgs),
+    /// Draw the mesh: domains, sources, products, lineage and grants.
+    Graph(offline::GraphArgs),
+    /// List who can access what, through which policy, for what purpose, until when.
+    AccessReview(offline::AccessReviewArgs),
     /// Work with the audit stream.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+/// Parses the command line. Invoked as `kubectl-drmesh` (a kubectl plugin: `kubectl
+/// drmesh ...`), it behaves the same and names itself `kubectl drmesh` in help.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let program = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let mut command = Cli::command();
+    if program.starts_with("kubectl-drmesh") {
+        command = command.bin_name("kubectl drmesh");
+    }
+    let matches = command.try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
 }
 
 /// `drmesh audit ...`
@@ -53,6 +91,16 @@ pub enum CliError {
     },
     #[error("audit log does not verify: {0}")]
     AuditBroken(#[source] crate::audit::VerifyError),
+    #[error("{errors} error(s){}", if *warnings > 0 { format!(" and {warnings} warning(s) (--strict)") } else { String::new() })]
+    Problems { errors: usize, warnings: usize },
+    #[error("{errors} error(s) in the manifests: the API server would refuse them (see drmesh validate)")]
+    Invalid { errors: usize },
+    #[error("{count} update(s) the API server would refuse")]
+    Refused { count: usize },
+    #[error("the change widens access ({count} change(s)): review it")]
+    Widened { count: usize },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl CliError {
@@ -63,6 +111,9 @@ impl CliError {
             CliError::Run(_) => 1,
             CliError::Read { .. } => 2,
             CliError::AuditBroken(_) => 3,
+            CliError::Problems { .. } | CliError::Invalid { .. } | CliError::Refused { .. } => 1,
+            CliError::Widened { .. } => 3,
+            CliError::Internal(_) => 2,
         }
     }
 }
@@ -74,6 +125,11 @@ pub fn run(command: &Command) -> Result<(), CliError> {
     match command {
         Command::Crds => write_all(&mut out(), crate::api::crds_yaml().as_bytes()),
         Command::Run(args) => Ok(operator::run(args)?),
+        Command::Validate(args) => offline::run_validate(args),
+        Command::Render(args) => offline::run_render(args),
+        Command::Diff(args) => offline::run_diff(args),
+        Command::Graph(args) => offline::run_graph(args),
+        Command::AccessReview(args) => offline::run_access_review(args),
         Command::Audit(AuditCommand::Verify { file }) => {
             let count = verify_audit(file)?;
             write_all(&mut out(), format!("audit log intact: {count} records\n").as_bytes())
@@ -109,6 +165,28 @@ mod tests {
         let cli = Cli::try_parse_from(["drmesh", "crds"]).expect("crds parses");
         assert!(matches!(cli.command, Command::Crds));
         assert!(Cli::try_parse_from(["drmesh", "nope"]).is_err());
+    }
+
+    #[test]
+    fn parses_offline_commands_and_answers_as_a_kubectl_plugin() {
+        let cli = parse_args(["drmesh", "validate", "-f", "a.yaml", "b/", "--output", "junit", "--now", "2026-01-01T00:00:00Z"])
+            .expect("validate parses");
+        match cli.command {
+            Command::Validate(args) => {
+                assert_eq!(args.inputs.paths.len(), 2);
+                assert_eq!(args.output, offline::ValidateOutput::Junit);
+                assert_eq!(args.inputs.now.map(|t| t.to_string()).as_deref(), Some("2026-01-01T00:00:00Z"));
+            }
+            other => panic!("expected validate, got {other:?}"),
+        }
+        let plugin = parse_args(["/usr/local/bin/kubectl-drmesh", "graph", "-f", "-", "--format", "svg"]).expect("plugin parses");
+        assert!(matches!(plugin.command, Command::Graph(_)));
+        let help = parse_args(["kubectl-drmesh", "--help"]).expect_err("help is an early exit").to_string();
+        assert!(help.contains("kubectl drmesh"), "{help}");
+        let usage = parse_args(["drmesh", "validate"]).expect_err("-f is required");
+        assert_eq!(usage.exit_code(), 2);
+        assert!(parse_args(["drmesh", "validate", "-f", "x", "--now", "yesterday"]).is_err());
+        assert!(parse_args(["drmesh", "diff", "-f", "x"]).is_err(), "--against is required");
     }
 
     #[test]

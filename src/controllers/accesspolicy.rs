@@ -1,13 +1,10 @@
 //! AccessPolicy controller: decide the grant (pure) -> build (pure) -> apply -> status,
 //! revoke at expiry, and record every grant, denial, expiry and revocation.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -15,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::prune;
+use super::children::apply_access;
 use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
@@ -58,31 +55,8 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action,
 
 async fn apply(ctx: &Context, policy: &AccessPolicy, namespace: &str, uid: &str, bundle: GrantBundle) -> Result<(), Error> {
     let GrantBundle { role, binding, ingress } = bundle;
-    let caches = &ctx.caches;
-    let applier = &ctx.policies;
-    let client = applier.client();
     let name = policy.name_any();
-    let label = (ACCESS_POLICY, name.as_str());
-    // Revocations first: a narrower grant must never be briefly wider than both versions.
-    let mut keep_rbac = BTreeSet::new();
-    let mut keep_network = BTreeSet::new();
-    if let (Some(role), Some(_)) = (&role, &binding) {
-        keep_rbac.insert(role.name_any());
-    }
-    if let Some(ingress) = &ingress {
-        keep_network.insert(ingress.name_any());
-    }
-    prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, uid, label, &keep_rbac).await?;
-    prune::<Role, _>(client, &caches.roles, namespace, uid, label, &keep_rbac).await?;
-    prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, uid, label, &keep_network).await?;
-    if let (Some(role), Some(binding)) = (&role, &binding) {
-        applier.apply(role, &caches.roles).await?;
-        applier.apply(binding, &caches.role_bindings).await?;
-    }
-    if let Some(ingress) = &ingress {
-        applier.apply(ingress, &caches.network_policies).await?;
-    }
-    Ok(())
+    apply_access(&ctx.policies, &ctx.caches, namespace, uid, (ACCESS_POLICY, name.as_str()), role, binding, ingress).await
 }
 
 /// The status the policy should have (pure).
@@ -225,12 +199,7 @@ async fn report_transition(
         subjects,
         purpose: policy.spec.purpose.clone(),
         expires_at: policy.spec.expires_at.clone(),
-        policy: Some(audit::PolicyRef {
-            namespace,
-            name: policy.name_any(),
-            uid: policy.uid().unwrap_or_default(),
-            generation: policy.meta().generation.unwrap_or_default(),
-        }),
+        policy: Some(policy_ref(policy)),
     });
 }
 
@@ -248,6 +217,15 @@ fn active_grants(ctx: &Context) -> usize {
                 .is_some_and(|c| c.status == ConditionStatus::True)
         })
         .count()
+}
+
+fn policy_ref(policy: &AccessPolicy) -> audit::PolicyRef {
+    audit::PolicyRef {
+        namespace: policy.namespace().unwrap_or_default(),
+        name: policy.name_any(),
+        uid: policy.uid().unwrap_or_default(),
+        generation: policy.meta().generation.unwrap_or_default(),
+    }
 }
 
 fn decision_label(decision: audit::Decision) -> &'static str {
@@ -286,12 +264,7 @@ pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
         subjects: policy.spec.subjects.iter().map(subject_display).collect(),
         purpose: policy.spec.purpose.clone(),
         expires_at: policy.spec.expires_at.clone(),
-        policy: Some(audit::PolicyRef {
-            namespace,
-            name: policy.name_any(),
-            uid: policy.uid().unwrap_or_default(),
-            generation: policy.meta().generation.unwrap_or_default(),
-        }),
+        policy: Some(policy_ref(policy)),
     });
 }
 

@@ -21,6 +21,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
 use super::error::Error;
 use crate::mesh::labels;
 
@@ -152,3 +155,54 @@ pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Clone + 'static>(
     Ok(deleted)
 }
 
+
+/// Applies what one parent grants: an optional Role with its RoleBinding, and an
+/// optional NetworkPolicy; removes the parent's others first (revocations before grants).
+///
+/// When an existing Role's rules change, its RoleBinding is withdrawn first and bound
+/// again after: nobody ever holds the new rules under the old subjects (or the reverse),
+/// at the price of a moment without access — fail closed.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_access(
+    applier: &Applier,
+    caches: &super::Caches,
+    namespace: &str,
+    owner_uid: &str,
+    label: (&str, &str),
+    role: Option<Role>,
+    binding: Option<RoleBinding>,
+    network: Option<NetworkPolicy>,
+) -> Result<(), Error> {
+    let client = applier.client();
+    let mut keep_rbac = BTreeSet::new();
+    let mut keep_network = BTreeSet::new();
+    if let (Some(role), Some(_)) = (&role, &binding) {
+        keep_rbac.insert(role.name_any());
+    }
+    if let Some(network) = &network {
+        keep_network.insert(network.name_any());
+    }
+    prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, owner_uid, label, &keep_rbac).await?;
+    prune::<Role, _>(client, &caches.roles, namespace, owner_uid, label, &keep_rbac).await?;
+    prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, owner_uid, label, &keep_network).await?;
+    if let (Some(role), Some(binding)) = (&role, &binding) {
+        let current = caches.roles.get(&ObjectRef::new(&role.name_any()).within(namespace));
+        let rules_change = current.as_ref().is_some_and(|c| c.rules != role.rules);
+        let bound = caches.role_bindings.get(&ObjectRef::new(&binding.name_any()).within(namespace)).is_some();
+        if rules_change && bound {
+            let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
+            match api.delete(&binding.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => return Err(Error::Delete { kind: "RoleBinding".into(), name: binding.name_any(), source }),
+            }
+            applier.forget::<RoleBinding>(namespace, &binding.name_any());
+        }
+        applier.apply(role, &caches.roles).await?;
+        applier.apply(binding, &caches.role_bindings).await?;
+    }
+    if let Some(network) = &network {
+        applier.apply(network, &caches.network_policies).await?;
+    }
+    Ok(())
+}

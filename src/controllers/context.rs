@@ -31,7 +31,8 @@ pub struct Caches {
     pub services: Store<PartialObjectMeta<Service>>,
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    pub roles: Store<PartialObjectMeta<Role>>,
+    /// Full objects: a Role's rules are compared before it changes (see `apply_access`).
+    pub roles: Store<Role>,
     pub role_bindings: Store<PartialObjectMeta<RoleBinding>>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).

@@ -1,14 +1,11 @@
 //! DataSource controller: credentials RBAC and endpoint egress for exactly the products
 //! allowed to use the source.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -16,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::prune;
+use super::children::apply_access;
 use super::context::Context;
 use super::error::Error;
 use crate::api::{
@@ -88,29 +85,7 @@ async fn secret_exists(ctx: &Context, namespace: &str, name: &str) -> Result<boo
 
 async fn apply(ctx: &Context, namespace: &str, uid: &str, name: &str, bundle: SourceBundle) -> Result<(), Error> {
     let SourceBundle { role, binding, egress } = bundle;
-    let caches = &ctx.caches;
-    let applier = &ctx.sources;
-    let client = applier.client();
-    let label = (DATA_SOURCE, name);
-    let mut keep_rbac = BTreeSet::new();
-    let mut keep_network = BTreeSet::new();
-    if let (Some(role), Some(_)) = (&role, &binding) {
-        keep_rbac.insert(role.name_any());
-    }
-    if let Some(egress) = &egress {
-        keep_network.insert(egress.name_any());
-    }
-    prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, uid, label, &keep_rbac).await?;
-    prune::<Role, _>(client, &caches.roles, namespace, uid, label, &keep_rbac).await?;
-    prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, uid, label, &keep_network).await?;
-    if let (Some(role), Some(binding)) = (&role, &binding) {
-        applier.apply(role, &caches.roles).await?;
-        applier.apply(binding, &caches.role_bindings).await?;
-    }
-    if let Some(egress) = &egress {
-        applier.apply(egress, &caches.network_policies).await?;
-    }
-    Ok(())
+    apply_access(&ctx.sources, &ctx.caches, namespace, uid, (DATA_SOURCE, name), role, binding, egress).await
 }
 
 /// The status the source should have (pure).

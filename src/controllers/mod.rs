@@ -218,7 +218,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w, gate.clone(), "services"))
             .owns_stream(cached_meta(Api::<ServiceAccount>::all(client.clone()), managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts"))
             .owns_stream(cached_meta(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), network_policies_w, gate.clone(), "networkpolicies"))
-            .owns_stream(cached_meta(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles"))
+            .owns_stream(cached(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles").touched_objects())
             .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w, gate.clone(), "rolebindings"))
             .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w, gate.clone(), "configmaps"))
             .watches(Api::<Guarded<AccessPolicy>>::all(client.clone()), all.clone(), move |guarded| {

@@ -496,3 +496,36 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await;
     eprintln!("leader failover after kill -9: {failover:?}");
 }
+
+#[tokio::test]
+async fn editing_a_granted_policy_rebinds_and_is_audited() {
+    let mesh = Mesh::new("e2e-edit", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    let roles = mesh.producer.api::<Role>();
+    let bindings = mesh.producer.api::<RoleBinding>();
+    let old_binding = bindings.get("drmesh-grant-grant").await.expect("binding").uid();
+
+    // Move the grant from port http to port admin: the Role changes, so the binding is
+    // withdrawn and bound again (never the new rules under the old binding).
+    let policies = mesh.producer.api::<AccessPolicy>();
+    let patch = json!({"spec": {"ports": ["admin"]}});
+    policies.patch("grant", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("edit grant");
+    let has_port = |port: &'static str| {
+        move |r: Option<&Role>| {
+            r.is_some_and(|r| r.rules.iter().flatten().any(|rule| rule.resource_names.iter().flatten().any(|n| n == &format!("feed:{port}"))))
+        }
+    };
+    harness::wait_for(&roles, "drmesh-grant-grant", TIMEOUT, has_port("9090")).await;
+    let role = roles.get("drmesh-grant-grant").await.expect("role");
+    assert!(!has_port("8080")(Some(&role)), "the old port is gone");
+    harness::wait_for(&bindings, "drmesh-grant-grant", TIMEOUT, |b: Option<&RoleBinding>| b.is_some_and(|b| b.uid() != old_binding)).await;
+    let ns = mesh.producer.name.clone();
+    harness::eventually("two Granted records (the grant and its edit)", TIMEOUT, || {
+        let n = audit_records().iter().filter(|r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str()).count();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    // The consumer asked for every port; it now reaches the producer on the admin port only.
+    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, is_ready).await;
+}

@@ -1,0 +1,218 @@
+//! The offline subcommands: read manifests into a snapshot, ask the pure core, print.
+//!
+//! Exit codes (see docs/cli.md): 0 success; 1 problems found in the manifests
+//! (`validate`), or manifests the API server would refuse (the other commands);
+//! 2 unreadable input or bad usage; 3 `diff --fail-on-widening` found widened access.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::admission::Admission;
+use super::report::{self, Case};
+use super::snapshot::{self, Inputs, Mesh};
+use super::{CliError, access_review, diff, graph, render, svg, validate, write_all};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateOutput {
+    Text,
+    Json,
+    Junit,
+}
+
+/// `drmesh validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Report format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: ValidateOutput,
+    /// Fail on warnings too (things the manifests alone cannot settle).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RenderOutput {
+    Yaml,
+    Json,
+}
+
+/// `drmesh render`
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Multi-document YAML, or a JSON `v1` List.
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: RenderOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffOutput {
+    Text,
+    Json,
+}
+
+/// `drmesh diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// The manifests before the change (files, directories or `-`), e.g. the main branch's.
+    #[arg(long, value_name = "PATH", required = true, num_args = 1..)]
+    pub against: Vec<PathBuf>,
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: DiffOutput,
+    /// Exit with code 3 when the change widens access (to require a security review).
+    #[arg(long)]
+    pub fail_on_widening: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+}
+
+/// `drmesh graph`
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub format: GraphFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReviewOutput {
+    Table,
+    Csv,
+    Json,
+}
+
+/// `drmesh access-review`
+#[derive(Debug, Args)]
+pub struct AccessReviewArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: ReviewOutput,
+    /// Only the access in force (leave out refused grants).
+    #[arg(long)]
+    pub granted_only: bool,
+}
+
+fn admission() -> Result<Admission, CliError> {
+    Admission::new().map_err(|e| CliError::Internal(e.to_string()))
+}
+
+fn out(bytes: &[u8]) -> Result<(), CliError> {
+    write_all(&mut std::io::stdout().lock(), bytes)
+}
+
+/// Prints load problems on stderr; fails when the API server would refuse something.
+fn admitted(mesh: &Mesh) -> Result<(), CliError> {
+    let mut diagnostics = mesh.diagnostics.clone();
+    report::sort(&mut diagnostics);
+    let mut err = std::io::stderr().lock();
+    for d in &diagnostics {
+        let _ = writeln!(err, "{}", d.line());
+    }
+    let (errors, _) = report::counts(&diagnostics);
+    if errors > 0 {
+        return Err(CliError::Invalid { errors });
+    }
+    Ok(())
+}
+
+pub fn run_validate(args: &ValidateArgs) -> Result<(), CliError> {
+    let admission = admission()?;
+    let mesh = snapshot::load(&args.inputs, &admission)?;
+    let mut diagnostics = mesh.diagnostics.clone();
+    diagnostics.extend(validate::semantic(&mesh, args.inputs.instant()));
+    report::sort(&mut diagnostics);
+    let (errors, warnings) = report::counts(&diagnostics);
+    let failing = errors + if args.strict { warnings } else { 0 };
+    let checked = mesh.objects.len();
+    let text = match args.output {
+        ValidateOutput::Text => report::text(&diagnostics, checked),
+        ValidateOutput::Json => report::json(&diagnostics, checked, failing == 0),
+        ValidateOutput::Junit => {
+            let cases: Vec<Case> =
+                mesh.objects.iter().map(|(id, origin)| Case { file: origin.file.clone(), name: id.to_string() }).collect();
+            report::junit(&cases, &diagnostics, args.strict)
+        }
+    };
+    out(text.as_bytes())?;
+    if failing > 0 {
+        return Err(CliError::Problems { errors, warnings: if args.strict { warnings } else { 0 } });
+    }
+    Ok(())
+}
+
+pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
+    let admission = admission()?;
+    let mesh = snapshot::load(&args.inputs, &admission)?;
+    admitted(&mesh)?;
+    let children = render::children(&mesh.snapshot, args.inputs.instant());
+    let text = match args.output {
+        RenderOutput::Yaml => render::yaml(&children),
+        RenderOutput::Json => render::json_list(&children),
+    };
+    out(text.as_bytes())
+}
+
+pub fn run_diff(args: &DiffArgs) -> Result<(), CliError> {
+    let admission = admission()?;
+    let new = snapshot::load(&args.inputs, &admission)?;
+    let old_inputs = Inputs { paths: args.against.clone(), ..args.inputs.clone() };
+    let old = snapshot::load(&old_inputs, &admission)?;
+    admitted(&old)?;
+    admitted(&new)?;
+    let d = diff::diff(&old, &new, &admission, args.inputs.instant());
+    let text = match args.output {
+        DiffOutput::Text => diff::text(&d),
+        DiffOutput::Json => diff::json(&d),
+    };
+    out(text.as_bytes())?;
+    if !d.rejected.is_empty() {
+        return Err(CliError::Refused { count: d.rejected.len() });
+    }
+    if args.fail_on_widening && !d.widened.is_empty() {
+        return Err(CliError::Widened { count: d.widened.len() });
+    }
+    Ok(())
+}
+
+pub fn run_graph(args: &GraphArgs) -> Result<(), CliError> {
+    let admission = admission()?;
+    let mesh = snapshot::load(&args.inputs, &admission)?;
+    admitted(&mesh)?;
+    let g = graph::build(&mesh.snapshot, args.inputs.instant());
+    let text = match args.format {
+        GraphFormat::Mermaid => graph::mermaid(&g),
+        GraphFormat::Dot => graph::dot(&g),
+        GraphFormat::Svg => svg::render(&g),
+    };
+    out(text.as_bytes())
+}
+
+pub fn run_access_review(args: &AccessReviewArgs) -> Result<(), CliError> {
+    let admission = admission()?;
+    let mesh = snapshot::load(&args.inputs, &admission)?;
+    admitted(&mesh)?;
+    let mut rows = access_review::review(&mesh.snapshot, args.inputs.instant());
+    if args.granted_only {
+        rows.retain(access_review::Access::granted);
+    }
+    let text = match args.output {
+        ReviewOutput::Table => access_review::table(&rows),
+        ReviewOutput::Csv => access_review::csv(&rows),
+        ReviewOutput::Json => access_review::json(&rows),
+    };
+    out(text.as_bytes())
+}

@@ -1,0 +1,172 @@
+//! `drmesh render`: the children the operator would apply for the manifests, built by the
+//! same pure functions the controllers call (plan, then build), in a stable apply order.
+//!
+//! Order: every DataProduct's bundle (products sorted by namespace and name, each in its
+//! controller's apply order: isolation NetworkPolicy first, then ServiceAccount,
+//! Service, Deployment, owners' Role and RoleBinding, contract ConfigMap), then every
+//! DataSource's (Role, RoleBinding, egress NetworkPolicy), then every AccessPolicy's
+//! (Role, RoleBinding, ingress NetworkPolicy). Offline, owner references carry no UID.
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::report::ObjectId;
+use crate::controllers::datasource::allowed_consumers;
+use crate::mesh::grant::{self, GrantBundle};
+use crate::mesh::product::{self, ProductBundle};
+use crate::mesh::source::{self, SourceBundle};
+use crate::mesh::{Snapshot, rules};
+
+/// One child and the drmesh object it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Child {
+    pub parent: ObjectId,
+    /// The child as JSON: apiVersion, kind, metadata and the rest.
+    pub object: Value,
+}
+
+impl Child {
+    /// `Kind namespace/name` of the child.
+    pub fn id(&self) -> ObjectId {
+        let s = |p: &str| self.object.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        ObjectId::new(&s("/kind"), &s("/metadata/namespace"), &s("/metadata/name"))
+    }
+}
+
+fn push<T: Serialize>(out: &mut Vec<Child>, parent: &ObjectId, child: Option<&T>) {
+    if let Some(child) = child {
+        match serde_json::to_value(child) {
+            Ok(object) => out.push(Child { parent: parent.clone(), object }),
+            Err(error) => tracing::error!(%error, "a child does not serialize"),
+        }
+    }
+}
+
+/// Every child of every drmesh object of `view`, as the operator would apply them at `now`.
+pub fn children(view: &Snapshot, now: Timestamp) -> Vec<Child> {
+    let mut out = Vec::new();
+    for product in view.products.values() {
+        let parent = ObjectId::new("DataProduct", &product.namespace().unwrap_or_default(), &product.name_any());
+        let plan = rules::plan_product(view, product, now);
+        // Destructured without `..`, as in the controller: a new child kind cannot be forgotten.
+        let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } =
+            product::build(product, &plan);
+        push(&mut out, &parent, Some(&isolation));
+        push(&mut out, &parent, Some(&service_account));
+        push(&mut out, &parent, service.as_ref());
+        push(&mut out, &parent, deployment.as_ref());
+        if let (Some(role), Some(binding)) = (&owners_role, &owners_binding) {
+            push(&mut out, &parent, Some(role));
+            push(&mut out, &parent, Some(binding));
+        }
+        push(&mut out, &parent, contract.as_ref());
+    }
+    for source_object in view.sources.values() {
+        let parent = ObjectId::new("DataSource", &source_object.namespace().unwrap_or_default(), &source_object.name_any());
+        let consumers = allowed_consumers(view, source_object, now);
+        let SourceBundle { role, binding, egress } = source::build(source_object, &consumers);
+        if let (Some(role), Some(binding)) = (&role, &binding) {
+            push(&mut out, &parent, Some(role));
+            push(&mut out, &parent, Some(binding));
+        }
+        push(&mut out, &parent, egress.as_ref());
+    }
+    for policy in view.policies.values() {
+        let parent = ObjectId::new("AccessPolicy", &policy.namespace().unwrap_or_default(), &policy.name_any());
+        let plan = rules::plan_grant(view, policy, now);
+        let GrantBundle { role, binding, ingress } = grant::build(policy, &plan);
+        if let (Some(role), Some(binding)) = (&role, &binding) {
+            push(&mut out, &parent, Some(role));
+            push(&mut out, &parent, Some(binding));
+        }
+        push(&mut out, &parent, ingress.as_ref());
+    }
+    out
+}
+
+/// Multi-document YAML, each child headed by a comment naming its parent.
+pub fn yaml(children: &[Child]) -> String {
+    let mut out = String::new();
+    for child in children {
+        out.push_str(&format!("---\n# {} -> {}\n", child.parent, child.id()));
+        out.push_str(&serde_yaml::to_string(&child.object).unwrap_or_default());
+    }
+    out
+}
+
+/// A `v1` List of the children, as `kubectl get -o json` prints several objects.
+pub fn json_list(children: &[Child]) -> String {
+    let items: Vec<&Value> = children.iter().map(|c| &c.object).collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cli::admission::Admission;
+    use crate::cli::snapshot::load_path;
+
+    fn reference_children(now: &str) -> Vec<Child> {
+        let admission = Admission::new().expect("schemas");
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+        let mesh = load_path(&samples, &admission).expect("samples");
+        children(&mesh.snapshot, now.parse().expect("time"))
+    }
+
+    #[test]
+    fn renders_every_child_with_kind_and_metadata_in_apply_order() {
+        let children = reference_children("2026-06-01T00:00:00Z");
+        for child in &children {
+            for field in ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"] {
+                assert!(child.object.pointer(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()), "{field} in {:?}", child.id());
+            }
+            let owner = &child.object["metadata"]["ownerReferences"][0];
+            assert_eq!(owner["kind"], json!(child.parent.kind));
+            assert_eq!(owner["name"], json!(child.parent.name));
+        }
+        let kinds: Vec<String> = children.iter().take(7).map(|c| c.id().kind).collect();
+        assert_eq!(kinds, ["NetworkPolicy", "ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ConfigMap"]);
+        assert_eq!(children[0].parent, ObjectId::new("DataProduct", "cnc", "situation-picture"));
+        // 6 products: 6 isolations, 6 SAs, 6 Services, 6 Deployments, 6 owner Roles and bindings, 5 contracts;
+        // 5 sources: Role + RoleBinding + egress; 7 grants: Role + RoleBinding, and an ingress
+        // NetworkPolicy for the 6 that name a product or a namespace.
+        let count = |kind: &str| children.iter().filter(|c| c.id().kind == kind).count();
+        assert_eq!(count("Deployment"), 6);
+        assert_eq!(count("ConfigMap"), 5);
+        assert_eq!(count("Role"), 6 + 5 + 7);
+        assert_eq!(count("NetworkPolicy"), 6 + 5 + 6);
+        // Stable: the same input renders the same bytes.
+        assert_eq!(yaml(&children), yaml(&reference_children("2026-06-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn expired_grants_render_nothing_and_cut_the_inputs() {
+        let children = reference_children("2028-01-01T00:00:00Z");
+        assert!(!children.iter().any(|c| c.parent.kind == "AccessPolicy" && c.parent.namespace != "transport"));
+        let picture_isolation = children
+            .iter()
+            .find(|c| c.id() == ObjectId::new("NetworkPolicy", "cnc", "situation-picture-isolation"))
+            .expect("isolation always rendered");
+        // Only DNS egress is left.
+        assert_eq!(picture_isolation.object["spec"]["egress"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn json_list_round_trips_through_the_loader() {
+        let children = reference_children("2026-06-01T00:00:00Z");
+        let list: Value = serde_json::from_str(&json_list(&children)).expect("json");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(children.len()));
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml(&children))
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+            .collect();
+        assert_eq!(docs.len(), children.len());
+        assert_eq!(docs[3], children[3].object);
+    }
+}

@@ -1,0 +1,248 @@
+//! `drmesh validate`: admission (schema and CEL, from the loader) plus every semantic
+//! rule of the controllers, decided by the pure core on the whole mesh at once.
+//!
+//! A problem that depends on something the manifests do not show (an input in a domain
+//! none of the manifests belongs to, a Secret of a namespace whose Secrets are not among
+//! them) is a warning: the cluster may have it. Everything else the operator would
+//! report as not Ready is an error.
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::report::{Diagnostic, ObjectId, Severity};
+use super::snapshot::Mesh;
+use crate::api::{AccessPolicy, ConditionStatus, DataProduct, DataSource, condition_type, find_condition};
+use crate::controllers::{accesspolicy, datasource};
+use crate::mesh::MeshView;
+use crate::mesh::rules::{self, InputKey, reason, subject_namespace};
+
+/// Every semantic problem of the mesh at `now`, in object order.
+pub fn semantic(mesh: &Mesh, now: Timestamp) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let view = &mesh.snapshot;
+    for source in view.sources.values() {
+        check_source(mesh, source, now, &mut out);
+    }
+    for product in view.products.values() {
+        check_product(mesh, product, now, &mut out);
+    }
+    for policy in view.policies.values() {
+        check_policy(mesh, policy, now, &mut out);
+    }
+    out
+}
+
+fn id_of<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectId {
+    ObjectId::new(&K::kind(&()), &object.namespace().unwrap_or_default(), &object.name_any())
+}
+
+fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<Diagnostic>) {
+    let id = id_of(source);
+    let origin = mesh.origin(&id);
+    let namespace = id.namespace.as_str();
+    let secret = &source.spec.credentials_secret_ref.name;
+    // Offline, a Secret is known missing only when the inputs carry that namespace's Secrets.
+    let secret_found = mesh.snapshot.secret_exists(namespace, secret).unwrap_or(false)
+        || !mesh.secret_namespaces.contains(namespace);
+    let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
+    let clearance = mesh.snapshot.clearance(namespace);
+    let status = datasource::desired_status(source, &consumers, secret_found, clearance, now);
+    if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
+        && ready.status != ConditionStatus::True
+    {
+        let field = match ready.reason.as_str() {
+            reason::SECRET_NOT_FOUND => "spec.credentialsSecretRef",
+            reason::ENDPOINT_NEEDS_CIDR => "spec.endpoint.cidr",
+            reason::NAMESPACE_CLEARANCE_TOO_LOW => "spec.classification",
+            _ => "",
+        };
+        out.push(Diagnostic::error(&origin, &ready.reason, ready.message.clone()).on(&id).at(field));
+    }
+}
+
+/// The index in `spec.inputs` of the n-th input the plan lists (the plan skips inputs
+/// that name neither a source nor a product; CEL rejects those anyway).
+fn input_field(product: &DataProduct, nth: usize) -> String {
+    product
+        .spec
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.data_source.is_some() || i.data_product.is_some())
+        .nth(nth)
+        .map(|(i, _)| format!("spec.inputs[{i}]"))
+        .unwrap_or_else(|| "spec.inputs".into())
+}
+
+fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut Vec<Diagnostic>) {
+    let id = id_of(product);
+    let origin = mesh.origin(&id);
+    let plan = rules::plan_product(&mesh.snapshot, product, now);
+    if let Some(blocker) = &plan.blocker
+        && blocker.reason == reason::NAMESPACE_CLEARANCE_TOO_LOW
+    {
+        let mut d = Diagnostic::error(&origin, blocker.reason, blocker.message.clone()).on(&id).at("spec.classification");
+        if !mesh.declared_namespaces.contains(&id.namespace) {
+            d.message.push_str(&format!(
+                " — no Namespace manifest for {} among the inputs: include it or pass --clearance {}=LEVEL",
+                id.namespace, id.namespace
+            ));
+        }
+        out.push(d);
+    }
+    for (nth, input) in plan.inputs.iter().enumerate() {
+        let Err(problem) = &input.outcome else { continue };
+        let unseen = match &input.input {
+            InputKey::Product(key) => problem.reason == reason::INPUT_NOT_FOUND && !mesh.known_namespaces.contains(&key.namespace),
+            InputKey::Source(_) => false,
+        };
+        let (severity, message) = if unseen {
+            let note = " (its domain is not among the inputs: not checked)";
+            (Severity::Warning, format!("{}{note}", problem.message))
+        } else {
+            (Severity::Error, problem.message.clone())
+        };
+        let d = Diagnostic::new(severity, &origin, problem.reason, message).on(&id).at(input_field(product, nth));
+        out.push(d);
+    }
+}
+
+/// A grant names a product that no manifest declares (in a domain the manifests cover).
+pub const SUBJECT_NOT_DECLARED: &str = "SubjectNotDeclared";
+
+fn policy_field(problem_reason: &str) -> &'static str {
+    match problem_reason {
+        reason::DATA_PRODUCT_NOT_FOUND => "spec.dataProduct",
+        reason::EXPIRED | reason::MISSING_EXPIRY | reason::INVALID_EXPIRY => "spec.expiresAt",
+        reason::MISSING_PURPOSE => "spec.purpose",
+        reason::PORT_NOT_FOUND => "spec.ports",
+        _ => "",
+    }
+}
+
+fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Vec<Diagnostic>) {
+    let id = id_of(policy);
+    let origin = mesh.origin(&id);
+    let plan = rules::plan_grant(&mesh.snapshot, policy, now);
+    if let Some(problem) = &plan.problem {
+        let message = match problem.reason {
+            reason::EXPIRED => format!("{} (expiry in the past at {now}): the grant grants nothing", problem.message),
+            _ => problem.message.clone(),
+        };
+        out.push(Diagnostic::error(&origin, problem.reason, message).on(&id).at(policy_field(problem.reason)));
+        return;
+    }
+    for (subject, problem) in &plan.denied {
+        let index = policy.spec.subjects.iter().position(|s| s == subject).unwrap_or(0);
+        let mut d = Diagnostic::error(&origin, problem.reason, problem.message.clone()).on(&id).at(format!("spec.subjects[{index}]"));
+        if let Some(ns) = subject_namespace(subject)
+            && !mesh.declared_namespaces.contains(ns)
+            && !mesh.snapshot.clearances.contains_key(ns)
+        {
+            d.severity = Severity::Warning;
+            d.message.push_str(&format!(
+                " — no Namespace manifest for {ns} among the inputs (taken as Public, fail closed): include it or pass --clearance {ns}=LEVEL"
+            ));
+        }
+        out.push(d);
+    }
+    // Grants to products that no manifest declares open a path to nothing (yet).
+    for (index, subject) in policy.spec.subjects.iter().enumerate() {
+        if subject.kind != crate::api::SubjectKind::DataProduct {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (subject.namespace.as_deref(), subject.name.as_deref()) else { continue };
+        if mesh.known_namespaces.contains(ns) && mesh.snapshot.product(ns, name).is_none() {
+            let message = format!("spec.subjects[{index}]: DataProduct {ns}/{name} is not declared in the manifests");
+            out.push(Diagnostic::warning(&origin, SUBJECT_NOT_DECLARED, message).on(&id).at(format!("spec.subjects[{index}]")));
+        }
+    }
+    let status = accesspolicy::desired_status(policy, &plan, now);
+    if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
+        && ready.status != ConditionStatus::True
+        && plan.denied.is_empty()
+    {
+        out.push(Diagnostic::error(&origin, &ready.reason, ready.message.clone()).on(&id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::cli::admission::Admission;
+    use crate::cli::snapshot::{load_path, load_texts};
+
+    fn now() -> Timestamp {
+        "2026-06-01T00:00:00Z".parse().expect("time")
+    }
+
+    #[test]
+    fn the_reference_mesh_is_valid() {
+        let admission = Admission::new().expect("schemas");
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+        let mesh = load_path(&samples, &admission).expect("samples");
+        assert_eq!(semantic(&mesh, now()), vec![]);
+        // After the grants' expiry, every grant is reported, and the picture loses its inputs.
+        let later: Timestamp = "2028-01-01T00:00:00Z".parse().expect("time");
+        let problems = semantic(&mesh, later);
+        let expired = problems.iter().filter(|d| d.rule == reason::EXPIRED).count();
+        assert_eq!(expired, 6, "{problems:#?}");
+        assert!(problems.iter().any(|d| d.rule == reason::INPUT_NOT_GRANTED && d.field.as_deref() == Some("spec.inputs[0]")));
+    }
+
+    #[test]
+    fn semantic_problems_name_object_and_field() {
+        let admission = Admission::new().expect("schemas");
+        let text = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: sdis, labels: {drmesh.io/clearance: Restricted}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other, namespace: sdis}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {name: reports, namespace: sdis}
+spec:
+  classification: Restricted
+  type: Sftp
+  endpoint: {host: sftp.sdis.example, port: 22}
+  credentialsSecretRef: {name: reports-credentials}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {name: ops, namespace: sdis}
+spec:
+  classification: Internal
+  inputs: [{dataSource: reports}, {dataProduct: {namespace: elsewhere, name: x}}]
+  runtime: {image: registry.example/ops:1.0}
+  outputPorts: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: ops-grant, namespace: sdis}
+spec:
+  dataProduct: ops
+  subjects: [{kind: Group, name: g}]
+  expiresAt: "2020-01-01T00:00:00Z"
+"#;
+        let mesh = load_texts(&[(PathBuf::from("m.yaml"), text.into())], "default", &[], &admission);
+        assert_eq!(mesh.diagnostics, vec![]);
+        let got: Vec<(String, Severity, Option<String>)> =
+            semantic(&mesh, now()).into_iter().map(|d| (d.rule, d.severity, d.field)).collect();
+        let want = |rule: &str, severity, field: &str| (rule.to_string(), severity, Some(field.to_string()));
+        assert_eq!(
+            got,
+            vec![
+                want(reason::SECRET_NOT_FOUND, Severity::Error, "spec.credentialsSecretRef"),
+                want(reason::CLASSIFICATION_VIOLATION, Severity::Error, "spec.inputs[0]"),
+                want(reason::INPUT_NOT_FOUND, Severity::Warning, "spec.inputs[1]"),
+                want(reason::EXPIRED, Severity::Error, "spec.expiresAt"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The offline CLI as CI pipelines and reviewers run it: the `drmesh` binary on the
+//! reference mesh (config/samples) and on crafted bad inputs (tests/fixtures/cli).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const NOW: &str = "2026-06-01T00:00:00Z";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn samples() -> PathBuf {
+    root().join("config/samples")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/cli").join(name)
+}
+
+fn drmesh(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drmesh")).args(args).current_dir(root()).output().expect("drmesh runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn validate_accepts_the_reference_mesh() {
+    let out = drmesh(&["validate", "-f", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out), "29 object(s) checked: 0 error(s), 0 warning(s)\n");
+}
+
+#[test]
+fn validate_names_file_object_and_field_of_bad_shapes() {
+    let out = drmesh(&["validate", "-f", "tests/fixtures/cli/bad-shape.yaml", "--now", NOW]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    for expected in [
+        "tests/fixtures/cli/bad-shape.yaml#0: error: DataSource gendarmerie/crowd-sensors: spec.endpoint.port: 70000 is greater than the maximum",
+        "tests/fixtures/cli/bad-shape.yaml#0: error: DataSource gendarmerie/crowd-sensors: spec.type: \"Mongo\" is not one of",
+        "DataSource gendarmerie/crowd-sensors: spec: unknown field(s) \"colour\" [schema]",
+        "#1: error: DataProduct gendarmerie/crowd-density: spec.inputs[0]: spec.inputs[] must set exactly one of dataSource or dataProduct [cel]",
+        "DataProduct gendarmerie/crowd-density: spec.outputPorts[].port must be unique [cel]",
+        "#2: error: AccessPolicy gendarmerie/crowd-density-everyone: spec.expiresAt: \"next tuesday\" is not a \"date-time\" [schema]",
+        "AccessPolicy gendarmerie/crowd-density-everyone: spec.purpose: \"short\" is shorter than 10 characters [schema]",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(text.ends_with("3 object(s) checked: 7 error(s), 0 warning(s)\n"), "{text}");
+}
+
+#[test]
+fn validate_reports_every_semantic_rule_as_json() {
+    let out = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", NOW, "-o", "json"]);
+    assert_eq!(code(&out), 1);
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("json report");
+    assert_eq!(report["valid"], false);
+    let found: Vec<(String, String, String)> = report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| {
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            (s("rule"), d["object"]["name"].as_str().unwrap_or("").to_string(), s("field"))
+        })
+        .collect();
+    let want = |rule: &str, object: &str, field: &str| (rule.to_string(), object.to_string(), field.to_string());
+    assert_eq!(
+        found,
+        vec![
+            want("SecretNotFound", "intervention-reports", "spec.credentialsSecretRef"),
+            want("NamespaceClearanceTooLow", "victims-db", "spec.classification"),
+            want("ClassificationViolation", "rescue-operations", "spec.inputs[1]"),
+            want("NamespaceClearanceTooLow", "casualties", "spec.classification"),
+            want("InputNotGranted", "city-dashboard", "spec.inputs[0]"),
+            want("ClearanceTooLow", "rescue-operations-mairie", "spec.subjects[1]"),
+            want("SubjectNotDeclared", "rescue-operations-mairie", "spec.subjects[0]"),
+            want("Expired", "old-grant", "spec.expiresAt"),
+            want("DataProductNotFound", "no-such-product", "spec.dataProduct"),
+            want("PortNotFound", "wrong-port", "spec.ports"),
+            want("MissingPurpose", "need-to-know", "spec.purpose"),
+        ]
+    );
+    assert_eq!((report["errors"].as_u64(), report["warnings"].as_u64()), (Some(10), Some(1)));
+    // Before the old grant's expiry, it is not reported.
+    let before = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", "2024-01-01T00:00:00Z"]);
+    assert!(!stdout(&before).contains("[Expired]"));
+}
+
+#[test]
+fn validate_writes_junit_for_ci() {
+    let out = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "-f", path(&fixture("garbled.yaml")), "--now", NOW, "-o", "junit"]);
+    assert_eq!(code(&out), 1);
+    let xml = stdout(&out);
+    // 14 + 1 objects, and the unreadable document of garbled.yaml.
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"drmesh validate\" tests=\"16\" failures=\"11\""), "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 2, "one suite per file");
+    assert_eq!(xml.matches("<failure ").count(), 11);
+    assert!(xml.contains("name=\"document 1\">"), "{xml}");
+    assert!(xml.contains("<testcase classname=\"") && xml.contains("name=\"AccessPolicy sdis/old-grant\">"));
+    assert!(xml.trim_end().ends_with("</testsuites>"));
+    // --strict: the warning fails too.
+    let strict = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", NOW, "-o", "junit", "--strict"]);
+    assert_eq!(stdout(&strict).matches("<failure ").count(), 11);
+}
+
+#[test]
+fn validate_exit_codes_distinguish_bad_manifests_from_unreadable_input() {
+    let garbled = drmesh(&["validate", "-f", path(&fixture("garbled.yaml"))]);
+    assert_eq!(code(&garbled), 1);
+    assert!(stdout(&garbled).contains("#1: error: not valid YAML: did not find expected ',' or '}'"), "{}", stdout(&garbled));
+    let missing = drmesh(&["validate", "-f", "tests/fixtures/cli/no-such-file.yaml"]);
+    assert_eq!(code(&missing), 2);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read tests/fixtures/cli/no-such-file.yaml"));
+    assert_eq!(code(&drmesh(&["validate"])), 2, "-f is required");
+    assert_eq!(code(&drmesh(&["validate", "-f", path(&samples()), "--now", "soon"])), 2);
+    assert_eq!(code(&drmesh(&["validate", "-f", path(&samples()), "--clearance", "cnc"])), 2);
+}
+
+#[test]
+fn validate_checks_all_manifests_together() {
+    // The cnc domain alone: its inputs live in domains that are not among the inputs.
+    let alone = drmesh(&["validate", "-f", "config/samples/cnc.yaml", "--now", NOW]);
+    assert_eq!(code(&alone), 0, "{}", stdout(&alone));
+    assert_eq!(stdout(&alone).matches("warning: DataProduct cnc/situation-picture: spec.inputs[").count(), 5, "{}", stdout(&alone));
+    assert_eq!(code(&drmesh(&["validate", "-f", "config/samples/cnc.yaml", "--now", NOW, "--strict"])), 1);
+    // The same object twice: kubectl would keep the last one.
+    let twice = drmesh(&["validate", "-f", path(&samples()), "-f", "config/samples/police.yaml", "--now", NOW]);
+    assert_eq!(code(&twice), 1);
+    assert!(stdout(&twice).contains("error: DataSource police/incident-db: DataSource police/incident-db is also declared in"), "{}", stdout(&twice));
+}
+
+#[test]
+fn validate_reads_stdin() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["validate", "-f", "-", "--now", NOW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let text = std::fs::read_to_string(fixture("bad-shape.yaml")).expect("fixture");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("<stdin>#0: error: DataSource gendarmerie/crowd-sensors: spec.endpoint.port"));
+}
+
+#[test]
+fn render_prints_every_child_in_a_stable_order() {
+    let out = drmesh(&["render", "-f", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert_eq!(text, stdout(&drmesh(&["render", "-f", path(&samples()), "--now", NOW])), "stable");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .collect();
+    assert_eq!(docs.len(), 6 * 6 + 5 + 5 * 3 + 7 * 2 + 6);
+    for doc in &docs {
+        for field in ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/labels/app.kubernetes.io~1managed-by"] {
+            assert!(doc.pointer(field).is_some(), "{field} missing in {doc}");
+        }
+    }
+    let first: Vec<(&str, &str)> = docs[..4].iter().map(|d| (d["kind"].as_str().unwrap_or(""), d["metadata"]["name"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        first,
+        [("NetworkPolicy", "situation-picture-isolation"), ("ServiceAccount", "situation-picture"), ("Service", "situation-picture"), ("Deployment", "situation-picture")]
+    );
+    let json = drmesh(&["render", "-f", path(&samples()), "--now", NOW, "-o", "json"]);
+    let list: Value = serde_json::from_str(&stdout(&json)).expect("json list");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(docs.len()));
+    // Manifests the API server would refuse are not rendered.
+    let bad = drmesh(&["render", "-f", path(&fixture("bad-shape.yaml"))]);
+    assert_eq!((code(&bad), bad.stdout.is_empty()), (1, true));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("spec.endpoint.port"));
+}
+
+/// A copy of the samples with `edit` applied to each file's text.
+fn edited_samples(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(samples()).expect("samples") {
+        let file = entry.expect("entry").path();
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let text = std::fs::read_to_string(&file).expect("sample");
+        std::fs::write(dir.path().join(&name), edit(&name, text)).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn diff_lists_widened_access_first() {
+    let changed = edited_samples(|name, text| match name {
+        "transport.yaml" => text
+            .replace("name: transport-analysts", "name: transport-analysts\n    - kind: User\n      name: eve")
+            .replace("  ports: [http]\n  subjects:", "  subjects:"),
+        "police.yaml" => text.replace("expiresAt: \"2027-12-31T23:59:59Z\"", "expiresAt: \"2029-12-31T23:59:59Z\""),
+        "gendarmerie.yaml" => text.replace("    - kind: Group\n      name: cnc-officers\n    - kind: DataProduct", "    - kind: DataProduct"),
+        _ => text,
+    });
+    let out = drmesh(&["diff", "-f", path(changed.path()), "--against", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    assert!(text.starts_with("ACCESS WIDENED (review these first) (5)\n"), "{text}");
+    for expected in [
+        "  + User:eve -> DataProduct transport/transit-disruptions: new access: api+proxy on 8080/http,9090/grpc with no expiry (via AccessPolicy transport/transit-disruptions-analysts)",
+        "  + Group:transport-analysts -> DataProduct transport/transit-disruptions: new ports: 9090/grpc",
+        "  + Group:cnc-officers -> DataProduct police/incident-feed: longer expiry: 2027-12-31T23:59:59Z -> 2029-12-31T23:59:59Z",
+        "ACCESS NARROWED (1)\n  - Group:cnc-officers -> DataProduct gendarmerie/crowd-density: access removed",
+        "  ~ AccessPolicy transport/transit-disruptions-analysts: changed: spec.ports, spec.subjects",
+        "  ~ RoleBinding transport/drmesh-grant-transit-disruptions-analysts: changed: subjects",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    let widened = text.find("ACCESS WIDENED").unwrap_or(usize::MAX);
+    assert!(widened < text.find("ACCESS NARROWED").unwrap_or(0));
+    let gate = drmesh(&["diff", "-f", path(changed.path()), "--against", path(&samples()), "--now", NOW, "--fail-on-widening", "-o", "json"]);
+    assert_eq!(code(&gate), 3);
+    let json: Value = serde_json::from_str(&stdout(&gate)).expect("json");
+    assert_eq!(json["widened"].as_array().map(Vec::len), Some(5));
+    let same = drmesh(&["diff", "-f", path(&samples()), "--against", path(&samples()), "--fail-on-widening"]);
+    assert_eq!((code(&same), stdout(&same)), (0, "no change\n".to_string()));
+}
+
+#[test]
+fn diff_refuses_declassification() {
+    let lowered = edited_samples(|name, text| {
+        if name == "police.yaml" { text.replacen("  classification: Restricted\n  type: Postgres", "  classification: Internal\n  type: Postgres", 1) } else { text }
+    });
+    let out = drmesh(&["diff", "-f", path(lowered.path()), "--against", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    assert!(text.contains("+ DataSource police/incident-db: classification lowered Restricted -> Internal"), "{text}");
+    assert!(text.contains("! DataSource police/incident-db: spec.classification: spec.classification cannot be lowered"), "{text}");
+}
+
+#[test]
+fn graph_draws_the_mesh_in_three_formats() {
+    let mermaid = drmesh(&["graph", "-f", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&mermaid), 0);
+    let text = stdout(&mermaid);
+    assert!(text.starts_with("flowchart LR\n"));
+    assert_eq!(text.matches("  subgraph ").count(), 6);
+    let dot = stdout(&drmesh(&["graph", "-f", path(&samples()), "--format", "dot"]));
+    assert!(dot.starts_with("digraph drmesh {") && dot.matches("subgraph \"cluster_").count() == 6);
+    let svg = stdout(&drmesh(&["graph", "-f", path(&samples()), "--format", "svg"]));
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.ends_with("</svg>\n"));
+    assert!(svg.contains(">situation-picture</text>") && svg.contains("fill=\"#ffebee\""));
+}
+
+#[test]
+fn the_readme_shows_the_generated_reference_mesh() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    // A fixed instant: the samples' grants end on 2027-12-31 (the picture would turn red after it).
+    let generated = stdout(&drmesh(&["graph", "-f", "config/samples", "--format", "mermaid", "--now", NOW]));
+    let block = format!("```mermaid\n{generated}```");
+    assert!(readme.contains("## The reference mesh"), "README lacks the heading");
+    assert!(
+        readme.contains(&block),
+        "README's mermaid block is stale: regenerate it with `drmesh graph -f config/samples --format mermaid`"
+    );
+}
+
+#[test]
+fn access_review_says_who_can_access_what() {
+    let table = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW]));
+    let header = table.lines().next().unwrap_or("");
+    for column in ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed") && l.contains("Group:cnc-officers") && l.contains("2027-12-31T23:59:59Z")));
+    let csv = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW, "-o", "csv"]));
+    assert!(csv.contains(
+        "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,2027-12-31T23:59:59Z,Granted\r\n"
+    ), "{csv}");
+    let json: Value = serde_json::from_str(&stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", "2028-01-01T00:00:00Z", "-o", "json"]))).expect("json");
+    let rows = json.as_array().expect("rows");
+    assert!(rows.iter().any(|r| r["status"] == "Expired" && r["subject"] == "Group:cnc-officers"));
+    let granted = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", "2028-01-01T00:00:00Z", "-o", "json", "--granted-only"]));
+    assert!(!granted.contains("\"Expired\""));
+}
+
+#[cfg(unix)]
+#[test]
+fn works_as_a_kubectl_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("kubectl-drmesh");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_drmesh"), &plugin).expect("symlink");
+    let help = Command::new(&plugin).arg("--help").output().expect("plugin runs");
+    assert_eq!(code(&help), 0);
+    assert!(stdout(&help).contains("Usage: kubectl drmesh <COMMAND>"), "{}", stdout(&help));
+    let out = Command::new(&plugin).args(["validate", "-f", path(&samples()), "--now", NOW]).output().expect("plugin runs");
+    assert_eq!((code(&out), stdout(&out)), (0, "29 object(s) checked: 0 error(s), 0 warning(s)\n".to_string()));
+}
