@@ -529,3 +529,89 @@ async fn editing_a_granted_policy_rebinds_and_is_audited() {
     // The consumer asked for every port; it now reaches the producer on the admin port only.
     harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, is_ready).await;
 }
+
+/// Whether every field of `rendered` is in `live` with the same value (the API server
+/// adds defaults and server-set fields; the operator sets nothing else).
+fn subset(rendered: &Value, live: &Value, path: &str, diffs: &mut Vec<String>) {
+    match (rendered, live) {
+        (Value::Object(r), Value::Object(l)) => {
+            for (k, v) in r {
+                match l.get(k) {
+                    Some(lv) => subset(v, lv, &format!("{path}.{k}"), diffs),
+                    // The API server drops empty lists (`ingress: []` reads back as absent).
+                    None if v.as_array().is_some_and(Vec::is_empty) => {}
+                    None => diffs.push(format!("{path}.{k} missing on the cluster")),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(l)) if r.len() == l.len() => {
+            for (i, (rv, lv)) in r.iter().zip(l).enumerate() {
+                subset(rv, lv, &format!("{path}[{i}]"), diffs);
+            }
+        }
+        // Quantities are normalised by the API server (e.g. 0.05 -> 50m).
+        (r, l) if r == l => {}
+        (r, l) => diffs.push(format!("{path}: rendered {r} but the cluster has {l}")),
+    }
+}
+
+#[tokio::test]
+async fn render_shows_exactly_what_the_operator_creates() {
+    let mesh = Mesh::new("e2e-render", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    harness::wait_for(&mesh.producer.api::<DataSource>(), "db", TIMEOUT, is_ready).await;
+
+    // The declarations as the cluster holds them (JSON is YAML), rendered offline.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (p, c) = (mesh.producer.name.as_str(), mesh.consumer.name.as_str());
+    for (file, args) in [
+        ("namespaces.yaml", vec!["get", "namespace", p, c, "-o", "json"]),
+        ("producer.yaml", vec!["get", "secrets,datasources,dataproducts,accesspolicies", "-n", p, "-o", "json"]),
+        ("consumer.yaml", vec!["get", "datasources,dataproducts,accesspolicies", "-n", c, "-o", "json"]),
+    ] {
+        let out = harness::kubectl(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(dir.path().join(file), &out.stdout).expect("write");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["render", "-o", "json", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("drmesh render");
+    assert!(out.status.success(), "render: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered: Value = serde_json::from_slice(&out.stdout).expect("render json");
+    let rendered = rendered["items"].as_array().cloned().unwrap_or_default();
+    assert!(rendered.len() >= 10, "rendered {} children", rendered.len());
+
+    // Every rendered child is on the cluster as rendered (owner UIDs are only known there).
+    let mut rendered_ids = std::collections::BTreeSet::new();
+    for mut child in rendered {
+        let (kind, ns, name) = (
+            child["kind"].as_str().unwrap_or_default().to_string(),
+            child["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+            child["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        );
+        if let Some(owners) = child["metadata"]["ownerReferences"].as_array_mut() {
+            owners.iter_mut().for_each(|o| drop(o.as_object_mut().map(|o| o.remove("uid"))));
+        }
+        let out = harness::kubectl(&["get", &kind, &name, "-n", &ns, "-o", "json"]);
+        assert!(out.status.success(), "{kind} {ns}/{name} rendered but not on the cluster");
+        let live: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut diffs = Vec::new();
+        subset(&child, &live, &format!("{kind}/{name}"), &mut diffs);
+        assert!(diffs.is_empty(), "render differs from the cluster: {diffs:#?}");
+        rendered_ids.insert(format!("{kind}/{ns}/{name}"));
+    }
+
+    // And the operator created nothing that render does not show.
+    for ns in [p, c] {
+        let out = harness::kubectl(&[
+            "get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-n", ns,
+            "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        for id in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+            assert!(rendered_ids.contains(id), "{id} exists on the cluster but render does not show it");
+        }
+    }
+}
