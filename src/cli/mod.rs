@@ -10,6 +10,7 @@ pub mod admission;
 pub mod diff;
 pub mod graph;
 pub mod offline;
+pub mod live;
 pub mod operator;
 pub mod render;
 pub mod report;
@@ -101,6 +102,8 @@ pub enum CliError {
     Widened { count: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("cannot read the cluster: {0}")]
+    Cluster(String),
 }
 
 impl CliError {
@@ -114,6 +117,7 @@ impl CliError {
             CliError::Problems { .. } | CliError::Invalid { .. } | CliError::Refused { .. } => 1,
             CliError::Widened { .. } => 3,
             CliError::Internal(_) => 2,
+            CliError::Cluster(_) => 2,
         }
     }
 }

@@ -61,8 +61,9 @@ pub enum DiffOutput {
 pub struct DiffArgs {
     #[command(flatten)]
     pub inputs: Inputs,
-    /// The manifests before the change (files, directories or `-`), e.g. the main branch's.
-    #[arg(long, value_name = "PATH", required = true, num_args = 1..)]
+    /// The manifests before the change (files, directories or `-`), e.g. the main branch's;
+    /// or `--cluster` to compare against the live mesh.
+    #[arg(long, value_name = "PATH", required_unless_present = "cluster", num_args = 1..)]
     pub against: Vec<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: DiffOutput,
@@ -168,7 +169,8 @@ pub fn run_render(args: &RenderArgs) -> Result<(), CliError> {
 
 pub fn run_diff(args: &DiffArgs) -> Result<(), CliError> {
     let admission = admission()?;
-    let new = snapshot::load(&args.inputs, &admission)?;
+    // `--cluster` names the side before the change: the live mesh.
+    let new = snapshot::load(&Inputs { cluster: false, ..args.inputs.clone() }, &admission)?;
     let old_inputs = Inputs { paths: args.against.clone(), ..args.inputs.clone() };
     let old = snapshot::load(&old_inputs, &admission)?;
     admitted(&old)?;

@@ -23,8 +23,12 @@ use crate::mesh::Snapshot;
 #[derive(Clone, Debug, clap::Args)]
 pub struct Inputs {
     /// Manifests: files, directories (every .yaml/.yml file, recursively) or `-` for stdin.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required_unless_present = "cluster", num_args = 1..)]
     pub paths: Vec<PathBuf>,
+    /// Read the live mesh with the current kubeconfig (Namespaces, Secret names and the
+    /// drmesh objects); with `-f` too, both are read. For `diff`: compare against it.
+    #[arg(long)]
+    pub cluster: bool,
     /// The instant to decide at (RFC 3339), e.g. 2026-01-01T00:00:00Z; default: now.
     /// Grants that expired before it grant nothing.
     #[arg(long, value_name = "RFC3339")]
@@ -79,7 +83,7 @@ impl Mesh {
 /// Reads every input. Unreadable paths fail with [`CliError::Read`] (exit code 2);
 /// everything else wrong becomes a diagnostic of the returned mesh.
 pub fn load(inputs: &Inputs, admission: &Admission) -> Result<Mesh, CliError> {
-    let mut texts = Vec::new();
+    let mut texts = if inputs.cluster { super::live::texts()? } else { Vec::new() };
     for path in &inputs.paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -242,7 +246,7 @@ fn add_namespace(mesh: &mut Mesh, document: &Document, origin: Origin) {
 
 /// Reads `path` for tests and tools: `load_texts` over the files of one directory.
 pub fn load_path(path: &Path, admission: &Admission) -> Result<Mesh, CliError> {
-    let inputs = Inputs { paths: vec![path.to_path_buf()], now: None, namespace: "default".into(), clearances: vec![] };
+    let inputs = Inputs { paths: vec![path.to_path_buf()], cluster: false, now: None, namespace: "default".into(), clearances: vec![] };
     load(&inputs, admission)
 }
 

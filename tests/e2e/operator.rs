@@ -604,6 +604,19 @@ async fn render_shows_exactly_what_the_operator_creates() {
         rendered_ids.insert(format!("{kind}/{ns}/{name}"));
     }
 
+    // The access review of the live cluster lists the grant as the operator applied it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["access-review", "--cluster", "-o", "json"])
+        .env("KUBECONFIG", harness::kubeconfig_path())
+        .output()
+        .expect("drmesh access-review");
+    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let group = format!("Group:e2e-officers-{p}");
+    let row = rows.iter().find(|r| r["namespace"] == p && r["name"] == "feed" && r["subject"] == group.as_str()).expect("the grant's row");
+    assert_eq!(row["status"], "Granted");
+    assert_eq!(row["ports"], json!(["8080/http"]));
+
     // And the operator created nothing that render does not show.
     for ns in [p, c] {
         let out = harness::kubectl(&[

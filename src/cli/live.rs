@@ -1,0 +1,69 @@
+//! `--cluster`: the live mesh as manifests, read with the current kubeconfig, so that
+//! every offline command can look at a cluster through the same pure core.
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
+use kube::discovery::ApiResource;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::CliError;
+
+fn cluster_error(what: &str, error: impl std::fmt::Display) -> CliError {
+    CliError::Cluster(format!("{what}: {error}"))
+}
+
+/// Lists the Namespaces (for clearances), Secret names, and drmesh objects of the
+/// cluster as one `kind: List` text named `<cluster>`.
+pub fn texts() -> Result<Vec<(PathBuf, String)>, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cluster_error("cannot start the async runtime", e))?;
+    let items = runtime.block_on(fetch())?;
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    Ok(vec![(PathBuf::from("<cluster>"), list.to_string())])
+}
+
+/// Keeps what a manifest says: no status, no server-set metadata.
+fn as_manifest(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.remove("status");
+    }
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink"] {
+            meta.remove(key);
+        }
+    }
+    value
+}
+
+async fn fetch() -> Result<Vec<Value>, CliError> {
+    let client = Client::try_default().await.map_err(|e| cluster_error("cannot load the kubeconfig", e))?;
+    let mut items = Vec::new();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in namespaces.list(&ListParams::default()).await.map_err(|e| cluster_error("cannot list namespaces", e))?.items {
+        items.push(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns.name_any(), "labels": ns.metadata.labels.clone().unwrap_or_default()}}));
+    }
+    // Secret names only (metadata): whether credentials exist, never their content.
+    let secrets: Api<Secret> = Api::all(client.clone());
+    for s in secrets.list_metadata(&ListParams::default()).await.map_err(|e| cluster_error("cannot list secrets", e))?.items {
+        items.push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": s.name_any(), "namespace": s.namespace().unwrap_or_default()}}));
+    }
+    for kind in ["DataSource", "DataProduct", "AccessPolicy"] {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(crate::api::GROUP, crate::api::VERSION, kind));
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let list = api.list(&ListParams::default()).await.map_err(|e| cluster_error(&format!("cannot list {kind}s"), e))?;
+        for object in list.items {
+            let mut value = serde_json::to_value(&object).map_err(|e| cluster_error("cannot encode", e))?;
+            value["apiVersion"] = json!(crate::api::API_VERSION);
+            value["kind"] = json!(kind);
+            items.push(as_manifest(value));
+        }
+    }
+    Ok(items)
+}
