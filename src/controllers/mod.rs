@@ -60,7 +60,8 @@ pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
     match at {
         Some(at) if at > now => {
             let wait = now.duration_until(at).unsigned_abs();
-            Action::requeue(Duration::from(wait) + Duration::from_millis(20))
+            // Far expiries are re-planned hourly: timer wheels do not take years.
+            Action::requeue((Duration::from(wait) + Duration::from_millis(20)).min(Duration::from_secs(3600)))
         }
         Some(_) => Action::requeue(Duration::from_millis(20)),
         None => Action::await_change(),
@@ -129,6 +130,49 @@ where
     cached(api, cfg, writer, gate, kind).touched_objects()
 }
 
+type Events<K> = futures::channel::mpsc::UnboundedReceiver<watcher::Event<K>>;
+type EventSender<K> = futures::channel::mpsc::UnboundedSender<watcher::Event<K>>;
+
+/// Copies every event of a cache's watch, after the cache applied it, to the other
+/// controllers: their triggers then never run ahead of the cache they read (a trigger
+/// from a separate watch could arrive first and be planned on the old state).
+fn fan_out<K: Clone>(count: usize) -> (Vec<EventSender<K>>, Vec<Events<K>>) {
+    (0..count).map(|_| futures::channel::mpsc::unbounded()).unzip()
+}
+
+fn send_all<K: Clone>(senders: &[EventSender<K>], event: &Result<watcher::Event<K>, watcher::Error>) {
+    if let Ok(event) = event {
+        for tx in senders {
+            let _ = tx.unbounded_send(event.clone());
+        }
+    }
+}
+
+/// The objects of fanned-out events that matter to another controller: with
+/// `spec_only`, those whose spec changed (a new `metadata.generation`) or that were
+/// deleted; another controller's status writes then wake nothing.
+fn changes<K>(events: Events<K>, spec_only: bool) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + Send + 'static,
+{
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+    events.filter_map(move |event| {
+        let changed = match event {
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                let generation = obj.meta().generation;
+                let new = generations.insert(obj.uid().unwrap_or_default(), generation) != Some(generation);
+                (new || !spec_only).then_some(Ok(obj))
+            }
+            watcher::Event::Delete(obj) => {
+                generations.remove(&obj.uid().unwrap_or_default());
+                Some(Ok(obj))
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        future::ready(changed)
+    })
+}
+
 fn meta_stream<K>(client: Client, cfg: watcher::Config) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -190,8 +234,17 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let config = ControllerConfig::default().concurrency(options.concurrency);
 
     // Namespaces: the cache behind clearances; each controller gets its own trigger watch.
-    let ns_cache = cached_meta(Api::<Namespace>::all(client.clone()), all.clone(), namespaces_w, gate.clone(), "namespaces");
+    let (ns_tx, mut ns_rx) = fan_out::<PartialObjectMeta<Namespace>>(3);
+    let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let ns_cache = cached(ns_api, all.clone(), namespaces_w, gate.clone(), "namespaces").inspect(move |e| send_all(&ns_tx, e));
     tokio::spawn(ns_cache.for_each(|_| future::ready(())));
+    let (ns_for_products, ns_for_sources, ns_for_policies) = (ns_rx.remove(0), ns_rx.remove(0), ns_rx.remove(0));
+    let (dp_tx, mut dp_rx) = fan_out::<Guarded<DataProduct>>(3);
+    let (ds_tx, mut ds_rx) = fan_out::<Guarded<DataSource>>(1);
+    let (ap_tx, mut ap_rx) = fan_out::<Guarded<AccessPolicy>>(1);
+    let (dp_for_products, dp_for_sources, dp_for_policies) = (dp_rx.remove(0), dp_rx.remove(0), dp_rx.remove(0));
+    let ds_for_products = ds_rx.remove(0);
+    let ap_for_products = ap_rx.remove(0);
 
     // AccessPolicy deletions are revocations: record them (children go with the GC).
     let audit_ctx = ctx.clone();
@@ -205,6 +258,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             _ => {}
         })
         .reflect(policies_w)
+        .inspect(move |e| send_all(&ap_tx, e))
         .applied_objects();
 
     let products_ctrl = {
@@ -212,7 +266,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let c2 = caches.clone();
         let c3 = caches.clone();
         let c4 = caches.clone();
-        Controller::for_stream(cached(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").applied_objects(), caches.products.clone())
+        Controller::for_stream(cached(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").inspect(move |e| send_all(&dp_tx, e)).applied_objects(), caches.products.clone())
             .with_config(config.clone())
             .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w, gate.clone(), "deployments").touched_objects())
             .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w, gate.clone(), "services"))
@@ -221,7 +275,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(cached(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles").touched_objects())
             .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w, gate.clone(), "rolebindings"))
             .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w, gate.clone(), "configmaps"))
-            .watches(Api::<Guarded<AccessPolicy>>::all(client.clone()), all.clone(), move |guarded| {
+            .watches_stream(changes(ap_for_products, true), move |guarded| {
                 let DeserializeGuard(Ok(policy)) = guarded else { return vec![] };
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
@@ -238,23 +292,21 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 }
                 refs
             })
-            .watches(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), move |source| {
+            .watches_stream(changes(ds_for_products, true), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
                 c2.products_using_source(&namespace, &source.name_any())
                     .iter()
                     .map(|p| product_ref(&namespace, &p.name_any()))
                     .collect::<Vec<_>>()
             })
-            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |guarded| {
+            .watches_stream(changes(dp_for_products, true), move |guarded| {
                 let DeserializeGuard(Ok(product)) = guarded else { return vec![] };
                 dataproduct::related_products(&c3, &product)
                     .into_iter()
                     .map(|(ns, name)| product_ref(&ns, &name))
                     .collect::<Vec<_>>()
             })
-            .watches_stream(meta_stream::<Namespace>(client.clone(), all.clone()), move |ns| {
-                in_namespace(&c4.products, &ns.name_any())
-            })
+            .watches_stream(changes(ns_for_products, false), move |ns| in_namespace(&c4.products, &ns.name_any()))
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
             .for_each(|_| future::ready(()))
@@ -263,15 +315,15 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let sources_ctrl = {
         let c = caches.clone();
         let c2 = caches.clone();
-        Controller::for_stream(cached(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").applied_objects(), caches.sources.clone())
+        Controller::for_stream(cached(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").inspect(move |e| send_all(&ds_tx, e)).applied_objects(), caches.sources.clone())
             .with_config(config.clone())
             .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed.clone()))
-            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |product| {
+            .watches_stream(changes(dp_for_sources, true), move |product| {
                 in_namespace(&c.sources, &product.namespace().unwrap_or_default())
             })
-            .watches_stream(meta_stream::<Namespace>(client.clone(), all.clone()), move |ns| in_namespace(&c2.sources, &ns.name_any()))
+            .watches_stream(changes(ns_for_sources, false), move |ns| in_namespace(&c2.sources, &ns.name_any()))
             .shutdown_on_signal()
             .run(reconcile_source, error_policy::<Guarded<DataSource>>, ctx.clone())
             .for_each(|_| future::ready(()))
@@ -285,14 +337,14 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
             .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed))
-            .watches(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), move |product| {
+            .watches_stream(changes(dp_for_policies, true), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
                 c.policies_for(&namespace, &product.name_any())
                     .iter()
                     .map(|p| ObjectRef::new(&p.name_any()).within(&namespace))
                     .collect::<Vec<_>>()
             })
-            .watches_stream(meta_stream::<Namespace>(client.clone(), all), move |ns| {
+            .watches_stream(changes(ns_for_policies, false), move |ns| {
                 let name = ns.name_any();
                 c2.policies
                     .state()
