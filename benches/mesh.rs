@@ -251,6 +251,16 @@ async fn main() {
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
     let client = Client::try_from(config).expect("client");
     let mut table: Vec<(String, String, String)> = Vec::new();
+    // A previous run's namespaces still being deleted would load the API server.
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(900) {
+        let out = kubectl().args(["get", "namespaces", "--no-headers"]).output().expect("kubectl");
+        if !String::from_utf8_lossy(&out.stdout).contains("Terminating") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    eprintln!("cluster quiet after {:?}", waited.elapsed());
 
     // 1. Baseline: a person applying the operator's children by hand.
     let base_prefix = format!("bb{}", run_id % 100_000);

@@ -369,6 +369,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     tracing::info!("drmesh controllers stopped");
 }
 
+fn namespace_terminating(caches: &Caches, namespace: Option<&str>) -> bool {
+    namespace
+        .and_then(|ns| caches.namespaces.get(&ObjectRef::new(ns)))
+        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+}
+
 fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
@@ -382,9 +388,13 @@ where
 }
 
 /// The parsed object, or `None` after logging why it is skipped: one unparseable object
-/// must never block the others (nor crash the operator).
-fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>) -> Option<Arc<K>> {
+/// must never block the others (nor crash the operator). Objects being deleted, or in a
+/// namespace being deleted, are left to the garbage collector and the namespace
+/// controller: re-creating their children would only fight the deletion.
+fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Caches) -> Option<Arc<K>> {
     match &guarded.0 {
+        Ok(obj) if obj.meta().deletion_timestamp.is_some() => None,
+        Ok(obj) if namespace_terminating(caches, obj.meta().namespace.as_deref()) => None,
         Ok(obj) => Some(Arc::new(obj.clone())),
         Err(invalid) => {
             let name = invalid.metadata.name.clone().unwrap_or_default();
@@ -396,7 +406,7 @@ fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>) -> Option
 }
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(product) = parsed(&guarded) else { return Ok(Action::await_change()) };
+    let Some(product) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(product.as_ref());
     let action = dataproduct::reconcile(product, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
@@ -404,7 +414,7 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(source) = parsed(&guarded) else { return Ok(Action::await_change()) };
+    let Some(source) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(source.as_ref());
     let action = datasource::reconcile(source, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
@@ -412,7 +422,7 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(policy) = parsed(&guarded) else { return Ok(Action::await_change()) };
+    let Some(policy) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(policy.as_ref());
     let action = accesspolicy::reconcile(policy, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
