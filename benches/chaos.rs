@@ -235,7 +235,17 @@ fn cluster_script(arg: &str) {
 fn kill_component(name: &str) {
     let pid_file = std::path::Path::new(&std::env::var("DRMESH_KUBECONFIG").unwrap_or_default()).with_file_name(format!("run/{name}.pid"));
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
-    let _ = Command::new("kill").args(["-9", pid.trim()]).output();
+    let pid = pid.trim();
+    let _ = Command::new("kill").args(["-9", pid]).output();
+    // SIGKILL is asynchronous: wait until the process is gone before restarting it.
+    let gone = Instant::now();
+    let running = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        !stat.is_empty() && stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z")
+    };
+    while running() && gone.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn main() {
@@ -324,14 +334,19 @@ fn main() {
         if i % 2 == 0 {
             let _ = kubectl(&["delete", &kind, &name, "-n", &ns, "--wait=false"]);
         } else {
-            let _ = kubectl(&["label", &kind, &name, "-n", &ns, "chaos=edited", "--overwrite"]);
-            let _ = kubectl(&["annotate", &kind, &name, "-n", &ns, "chaos=edited", "--overwrite"]);
+            // A widening hand edit of a field drmesh owns: select every pod / grant everything.
+            let widen = if kind == "role" {
+                json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+            } else {
+                json!({"spec": {"podSelector": {"matchLabels": null}}})
+            };
+            let _ = kubectl(&["patch", &kind, &name, "-n", &ns, "--type", "merge", "-p", &widen.to_string()]);
         }
         loop {
             let now = kubectl_json(&["get", &kind, &name, "-n", &ns, "-o", "json"]);
             let restored = match &now {
                 Some(o) if i % 2 == 0 => o["metadata"]["uid"] != uid,
-                Some(o) => o["metadata"]["resourceVersion"] != rv && o["metadata"]["labels"].get("chaos").is_none(),
+                Some(o) => o["metadata"]["resourceVersion"] != rv && o["rules"] == target["rules"] && o["spec"] == target["spec"],
                 None => false,
             };
             if restored || t.elapsed() > Duration::from_secs(30) {
