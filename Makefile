@@ -18,13 +18,23 @@ unit: ## Unit and offline tests (no cluster needed)
 	$(CARGO) test --locked
 
 e2e: cluster-up build ## End-to-end tests against the real local control plane, with the operator running
-	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e
+	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e -- --skip packaging::
+	@# The packaging tests run operators of their own (as the chart's identity): not beside the shared one.
+	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e -- packaging::
 
 bench: cluster-up ## Benchmarks on the local control plane (DRMESH_BENCH_PRODUCTS, DRMESH_BENCH_IDLE_SECS)
 	$(E2E_ENV) $(CARGO) bench --locked --bench mesh
 
 chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS)
 	$(E2E_ENV) $(CARGO) bench --locked --profile dev --bench chaos
+
+chart-lint: ## helm lint --strict and helm template of charts/drmesh (helm built from Go modules)
+	@helm="$$($(CLUSTER) bin)/helm"; \
+	"$$helm" lint --strict charts/drmesh; \
+	"$$helm" template drmesh charts/drmesh -n drmesh-system --include-crds > /dev/null && echo "charts/drmesh renders"
+
+packaging: cluster-up build ## Only the packaging e2e tests: chart, operator RBAC, admission policies, GitOps health, audit
+	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e -- packaging::
 
 dev: ## Local cluster + drmesh + the reference mesh, shown converging
 	@hack/dev.sh

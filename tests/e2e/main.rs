@@ -3,4 +3,5 @@
 mod admission;
 mod harness;
 mod operator;
+mod packaging;
 mod smoke;

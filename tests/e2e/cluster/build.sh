@@ -1,24 +1,51 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), kwok, and the independent judges (np-guard's netpolicy)
-# from the Go modules pinned next to this script.
-# Binaries are cached under $DRMESH_CACHE/bin/<key>, where <key> hashes go.mod/go.sum
-# of both modules and the Go version, so a second build costs nothing and a changed
-# version rebuilds. Prints the bin directory on stdout.
+# kube-scheduler, kubectl), kwok, and the independent judges (np-guard's netpolicy, helm,
+# and our kstatus wrapper of sigs.k8s.io/cli-utils) from the Go modules pinned next to
+# this script. Prints the bin directory on stdout.
+#
+# Cache: $DRMESH_CACHE/bin/<key>, where <key> hashes go.mod/go.sum of the three modules,
+# the judges' own Go sources, this script and the Go version, so a second build costs nothing and a
+# changed version rebuilds. Each module's binaries are also kept as a "part" under
+# $DRMESH_CACHE/parts/<module>-<module key>, and a bin dir is assembled from hard links
+# to the parts: changing the judges (helm, kstatus) does not rebuild Kubernetes.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
 cache="${DRMESH_CACHE:-$HOME/.cache/drmesh}"
 k8s_version="$(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$here/k8s/go.mod")"
 [[ -n "$k8s_version" ]] || { echo "[build] cannot read the k8s.io/kubernetes version from k8s/go.mod" >&2; exit 1; }
-key="$( (cat "$here"/{k8s,kwok,judges}/go.{mod,sum}; go env GOVERSION; echo "$k8s_version") | sha256sum | cut -c1-16)"
+helm_version="$(sed -nE 's/^[[:space:]]*helm\.sh\/helm\/v3 (v[0-9.]+).*/\1/p' "$here/judges/go.mod")"
+[[ -n "$helm_version" ]] || { echo "[build] cannot read the helm.sh/helm/v3 version from judges/go.mod" >&2; exit 1; }
+go_version="$(go env GOVERSION)"
+judges_sources() { (cd "$here/judges" && find . -name '*.go' -print0 | sort -z | xargs -0 -r cat); }
+hash16() { sha256sum | cut -c1-16; }
+
+# The judges are cheap to rebuild: their key also covers this script (their ldflags).
+key="$( (cat "$here"/{k8s,kwok,judges}/go.{mod,sum}; judges_sources; cat "$here/build.sh"; echo "$go_version"; echo "$k8s_version") | hash16)"
+declare -A part_key=(
+  [k8s]="$( (cat "$here"/k8s/go.{mod,sum}; echo "$go_version"; echo "$k8s_version") | hash16)"
+  [kwok]="$( (cat "$here"/kwok/go.{mod,sum}; echo "$go_version") | hash16)"
+  [judges]="$( (cat "$here"/judges/go.{mod,sum}; judges_sources; cat "$here/build.sh"; echo "$go_version") | hash16)"
+)
+declare -A part_tools=(
+  [k8s]="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  [kwok]="kwok"
+  [judges]="netpolicy helm kstatus"
+)
 bin="$cache/bin/$key"
-tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok netpolicy)
+tools=(${part_tools[k8s]} ${part_tools[kwok]} ${part_tools[judges]})
 
 have_all() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
 
 log() { echo "[build] $*" >&2; }
-mkdir -p "$bin.tmp"
+mkdir -p "$cache/bin" "$cache/parts"
+# One build at a time: tests and people share the cache.
+exec 8>"$cache/build.lock"
+flock 8
+if have_all; then echo "$bin"; exit 0; fi
+
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath"
 # Two packages at a time keeps peak memory of the linker bounded on small machines.
 export GOMAXPROCS="${GOMAXPROCS:-2}"
@@ -32,40 +59,82 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
 done
 
-start=$SECONDS
-(
+build_k8s() { # out-dir
+  local out="$1" t
   cd "$here/k8s"
   for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [[ -x "$bin.tmp/$t" ]] && continue
+    [[ -x "$out/$t" ]] && continue
     log "building $t $k8s_version"
-    go build -tags selinux,notest -ldflags "$ld" -o "$bin.tmp/$t" "k8s.io/kubernetes/cmd/$t"
+    go build -tags selinux,notest -ldflags "$ld" -o "$out/$t" "k8s.io/kubernetes/cmd/$t"
   done
-  if [[ ! -x "$bin.tmp/etcd" ]]; then
+  if [[ ! -x "$out/etcd" ]]; then
     log "building etcd"
-    go build -ldflags "-s -w" -o "$bin.tmp/etcd" go.etcd.io/etcd/server/v3
+    go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
   fi
-)
-(
+}
+
+build_kwok() { # out-dir
+  local out="$1"
   cd "$here/kwok"
-  if [[ ! -x "$bin.tmp/kwok" ]]; then
+  if [[ ! -x "$out/kwok" ]]; then
     log "building kwok"
-    go build -ldflags "-s -w" -o "$bin.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
+    go build -ldflags "-s -w" -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok
   fi
   # Stage definitions ship inside the kwok module; keep a copy next to the binary.
+  local stages
   stages="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
-  rm -rf "$bin.tmp/stages" && cp -r "$stages" "$bin.tmp/stages" && chmod -R u+w "$bin.tmp/stages"
-)
-(
+  rm -rf "$out/stages" && cp -r "$stages" "$out/stages" && chmod -R u+w "$out/stages"
+}
+
+build_judges() { # out-dir
   # Independent judges of what drmesh produces (their own module: their k8s.io deps differ).
+  local out="$1"
   cd "$here/judges"
-  if [[ ! -x "$bin.tmp/netpolicy" ]]; then
+  if [[ ! -x "$out/netpolicy" ]]; then
     log "building netpolicy (np-guard netpol-analyzer)"
     # The checksum database has no entry for this module; go.sum (committed) pins it.
-    GONOSUMDB=github.com/np-guard go build -ldflags "-s -w" -o "$bin.tmp/netpolicy" github.com/np-guard/netpol-analyzer/cmd/netpolicy
+    GONOSUMDB=github.com/np-guard go build -ldflags "-s -w" -o "$out/netpolicy" github.com/np-guard/netpol-analyzer/cmd/netpolicy
   fi
-)
+  if [[ ! -x "$out/helm" ]]; then
+    log "building helm $helm_version"
+    # As helm's Makefile does: its version, and the Kubernetes version that `helm
+    # template`/`helm lint` assume (from the client-go it is built with), else v1.20.
+    local client_go hv="helm.sh/helm/v3" kmajor kminor
+    client_go="$(go list -m -f '{{.Version}}' k8s.io/client-go)"
+    kmajor=1; kminor="${client_go#v0.}"; kminor="${kminor%%.*}" # client-go v0.N is Kubernetes 1.N
+    local hld="-s -w -X $hv/internal/version.version=$helm_version -X $hv/internal/version.metadata="
+    hld="$hld -X $hv/internal/version.gitTreeState=clean"
+    hld="$hld -X $hv/pkg/lint/rules.k8sVersionMajor=$kmajor -X $hv/pkg/lint/rules.k8sVersionMinor=$kminor"
+    hld="$hld -X $hv/pkg/chartutil.k8sVersionMajor=$kmajor -X $hv/pkg/chartutil.k8sVersionMinor=$kminor"
+    go build -ldflags "$hld" -o "$out/helm" helm.sh/helm/v3/cmd/helm
+  fi
+  if [[ ! -x "$out/kstatus" ]]; then
+    log "building kstatus (sigs.k8s.io/cli-utils status.Compute)"
+    go build -ldflags "-s -w" -o "$out/kstatus" ./kstatus
+  fi
+}
+
+start=$SECONDS
+rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
+for part in k8s kwok judges; do
+  dir="$cache/parts/$part-${part_key[$part]}"
+  if [[ ! -f "$dir/.complete" ]]; then
+    mkdir -p "$dir.tmp"
+    ("build_$part" "$dir.tmp")
+    touch "$dir.tmp/.complete"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  # Hard links: a bin dir costs no space, and outlives the removal of its parts.
+  cp -al "$dir/." "$bin.tmp/"
+done
+rm -f "$bin.tmp/.complete"
 rm -rf "$bin" && mv "$bin.tmp" "$bin"
-# Older builds (other versions) are not needed any more.
-find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
+
+# Older builds are not needed any more, except the one a running local cluster uses.
+in_use="$(cat "${DRMESH_CLUSTER_DIR:-$repo/.drmesh/cluster}/bin-path" 2>/dev/null || true)"
+find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -path "$in_use" -exec rm -rf {} +
+keep=()
+for part in k8s kwok judges; do keep+=(! -name "$part-${part_key[$part]}"); done
+find "$cache/parts" -mindepth 1 -maxdepth 1 -type d "${keep[@]}" -exec rm -rf {} +
 log "built in $((SECONDS - start)) s into $bin"
 echo "$bin"

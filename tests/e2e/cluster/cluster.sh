@@ -5,7 +5,7 @@
 #   cluster.sh up          build if needed, generate PKI, start, wait until ready
 #   cluster.sh down        stop everything (idempotent)
 #   cluster.sh kubeconfig  print the kubeconfig path (contexts admin, alice, bob, mallory)
-#   cluster.sh bin         print the directory of the built binaries
+#   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh status      say what runs
 #
 # State lives in $DRMESH_CLUSTER_DIR (default: <repo>/.drmesh/cluster).
@@ -108,7 +108,12 @@ write_configs() {
 }
 
 pid_of() { [[ -f "$run/$1.pid" ]] && cat "$run/$1.pid"; }
-alive() { local pid; pid="$(pid_of "$1")" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+# A killed component whose parent is gone may linger as a zombie: that is not running.
+alive() {
+  local pid
+  pid="$(pid_of "$1")" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
+}
 
 start() { # name binary args...
   local name="$1"; shift
@@ -147,8 +152,8 @@ metadata:
 spec:
   taints: []
 status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "250"}
-  capacity: {cpu: "64", memory: 256Gi, pods: "250"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "2000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "2000"}
 EOF
     echo "---"
   done
@@ -263,7 +268,9 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   kubeconfig) echo "$dir/kubeconfig" ;;
-  bin) if [[ -f "$dir/bin-path" ]]; then cat "$dir/bin-path"; else "$here/build.sh"; fi ;;
+  # The current build (cached: instant), which has every tool; a running cluster may
+  # still run binaries of an older, identical-in-Kubernetes build (see build.sh).
+  bin) "$here/build.sh" ;;
   status) status ;;
   *) echo "usage: $0 up|down|kubeconfig|bin|status" >&2; exit 2 ;;
 esac
