@@ -106,8 +106,12 @@ async fn rbac_grants_alice_and_denies_mallory() {
     };
     let allowed = |r: SubjectAccessReview| r.status.map(|s| s.allowed).unwrap_or(false);
     let pp = PostParams::default();
-    let alice = reviews.create(&pp, &review_for("alice", vec!["cnc-officers".into()])).await.expect("review");
-    assert!(allowed(alice), "alice must be allowed by her RoleBinding");
+    // The authorizer's RBAC cache catches up with the new binding asynchronously.
+    harness::eventually("alice's RoleBinding to take effect", TIMEOUT, || {
+        let (reviews, review) = (reviews.clone(), review_for("alice", vec!["cnc-officers".into()]));
+        async move { reviews.create(&PostParams::default(), &review).await.ok().filter(|r| allowed(r.clone())) }
+    })
+    .await;
     let mallory = reviews.create(&pp, &review_for("mallory", vec![])).await.expect("review");
     assert!(!allowed(mallory), "mallory has no binding and must be denied");
 

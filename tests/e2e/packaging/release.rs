@@ -273,7 +273,27 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// A replica with leader election on the Lease `drmesh-leader` in `lease_namespace`.
     pub fn start(kubeconfig: &Path, lease_namespace: &str, identity: &str, dir: &Path) -> Self {
+        Self::spawn(kubeconfig, Some(lease_namespace), identity, dir)
+    }
+
+    /// A lone operator without leader election (it runs its controllers at once).
+    pub fn start_alone(kubeconfig: &Path, identity: &str, dir: &Path) -> Self {
+        Self::spawn(kubeconfig, None, identity, dir)
+    }
+
+    fn spawn(kubeconfig: &Path, lease_namespace: Option<&str>, identity: &str, dir: &Path) -> Self {
+        let election: Vec<&str> = match lease_namespace {
+            Some(ns) => vec![
+                "--leader-election",
+                "--lease-name",
+                "drmesh-leader",
+                "--lease-namespace",
+                ns,
+            ],
+            None => vec![],
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -281,15 +301,8 @@ impl Operator {
         let log = dir.join(format!("{identity}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_drmesh"))
-            .args([
-                "run",
-                "--log-json",
-                "--leader-election",
-                "--lease-name",
-                "drmesh-leader",
-                "--lease-namespace",
-                lease_namespace,
-            ])
+            .args(["run", "--log-json"])
+            .args(&election)
             .args([
                 "--identity",
                 identity,
@@ -314,6 +327,11 @@ impl Operator {
             log,
             http: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// Whether /readyz answers 200 (the watch caches have synced).
+    pub fn is_ready(&self) -> bool {
+        self.get("/readyz").is_some()
     }
 
     fn get(&self, path: &str) -> Option<String> {
