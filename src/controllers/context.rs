@@ -56,11 +56,17 @@ impl Caches {
 pub struct SyncGate {
     pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
     synced: tokio::sync::watch::Sender<bool>,
+    /// The same fact for /readyz.
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SyncGate {
-    pub fn new(kinds: &[&'static str], synced: tokio::sync::watch::Sender<bool>) -> Arc<Self> {
-        Arc::new(Self { pending: std::sync::Mutex::new(kinds.iter().copied().collect()), synced })
+    pub fn new(
+        kinds: &[&'static str],
+        synced: tokio::sync::watch::Sender<bool>,
+        ready: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Arc<Self> {
+        Arc::new(Self { pending: std::sync::Mutex::new(kinds.iter().copied().collect()), synced, ready })
     }
 
     /// `kind`'s watch has listed everything (later relists are ignored).
@@ -68,6 +74,7 @@ impl SyncGate {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.remove(kind) && pending.is_empty() {
             let _ = self.synced.send(true);
+            self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("caches synced");
         }
     }

@@ -204,13 +204,6 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (role_bindings, role_bindings_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
-    let mut ready_rx = synced.clone();
-    let ready_flag = options.ready.clone();
-    tokio::spawn(async move {
-        if ready_rx.wait_for(|r| *r).await.is_ok() {
-            ready_flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
     let caches = Caches {
         sources,
         products,
@@ -229,6 +222,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         &["datasources", "dataproducts", "accesspolicies", "namespaces", "deployments", "services", "serviceaccounts",
           "networkpolicies", "roles", "rolebindings", "configmaps"],
         synced_tx,
+        options.ready.clone(),
     );
     let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone()));
     let config = ControllerConfig::default().concurrency(options.concurrency);
