@@ -48,6 +48,48 @@ pub struct Metrics {
     pub grants_active: Gauge,
     pub child_writes: Family<ControllerLabels, Counter>,
     pub leader: Gauge,
+    pub queue_depth: Family<ControllerLabels, Gauge>,
+    pub grants: Family<GrantLabels, Gauge>,
+    /// Computes the figures read from the caches, when /metrics is scraped.
+    live: std::sync::OnceLock<Box<dyn Fn() -> LiveFigures + Send + Sync>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    pub state: &'static str,
+}
+
+/// Figures read from the caches at scrape time rather than kept up to date by every
+/// reconcile (counting grants is a walk over every AccessPolicy).
+pub struct LiveFigures {
+    pub queue_depth: [(&'static str, usize); 3],
+    pub grants: GrantCounts,
+}
+
+/// AccessPolicies by the state of their grant, as their status reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantCounts {
+    /// Granting access now (`Granted=True`).
+    pub active: usize,
+    /// Revoked because `expiresAt` passed.
+    pub expired: usize,
+    /// Granting nothing for another reason (clearance, purpose, missing product…).
+    pub denied: usize,
+    /// Not reconciled yet.
+    pub pending: usize,
+}
+
+impl GrantCounts {
+    pub fn count(&mut self, status: Option<&crate::api::AccessPolicyStatus>) {
+        use crate::api::{ConditionStatus, condition_type, find_condition};
+        let granted = status.and_then(|s| find_condition(&s.conditions, condition_type::GRANTED));
+        match granted {
+            None => self.pending += 1,
+            Some(c) if c.status == ConditionStatus::True => self.active += 1,
+            Some(c) if c.reason == crate::mesh::rules::reason::EXPIRED => self.expired += 1,
+            Some(_) => self.denied += 1,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -62,6 +104,10 @@ impl Default for Metrics {
         let grants_active = Gauge::default();
         let child_writes = Family::<ControllerLabels, Counter>::default();
         let leader = Gauge::default();
+        let queue_depth = Family::<ControllerLabels, Gauge>::default();
+        let grants = Family::<GrantLabels, Gauge>::default();
+        registry.register("queue_depth", "Objects waiting for a reconcile, by controller", queue_depth.clone());
+        registry.register("grants", "AccessPolicies by grant state (active, expired, denied, pending)", grants.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
         registry.register("reconcile_failures", "Failed reconciles, by controller and error", failures.clone());
@@ -69,7 +115,7 @@ impl Default for Metrics {
         registry.register("access_decisions", "Access decisions (audit records), by decision and reason", decisions.clone());
         registry.register("grants_active", "AccessPolicies currently granting access", grants_active.clone());
         registry.register("child_writes", "Server-side applies of children actually sent (unchanged children are skipped)", child_writes.clone());
-        Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes, leader }
+        Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes, leader, queue_depth, grants, live: Default::default() }
     }
 }
 
@@ -84,7 +130,26 @@ impl Metrics {
         self.failures.get_or_create(&FailureLabels { controller, error }).inc();
     }
 
+    /// Sets what computes the live figures (once; later calls are ignored).
+    pub fn observe_with(&self, live: impl Fn() -> LiveFigures + Send + Sync + 'static) {
+        let _ = self.live.set(Box::new(live));
+    }
+
+    fn refresh(&self) {
+        let Some(live) = self.live.get() else { return };
+        let figures = live();
+        for (controller, depth) in figures.queue_depth {
+            self.queue_depth.get_or_create(&ControllerLabels { controller }).set(depth as i64);
+        }
+        let g = figures.grants;
+        for (state, n) in [("active", g.active), ("expired", g.expired), ("denied", g.denied), ("pending", g.pending)] {
+            self.grants.get_or_create(&GrantLabels { state }).set(n as i64);
+        }
+        self.grants_active.set(g.active as i64);
+    }
+
     pub fn encode(&self) -> String {
+        self.refresh();
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::extract::State;
 use axum::routing::get;
 
-use crate::controllers::{self, Options};
+use crate::controllers::{self, Options, Scope, shutdown_signal};
 use crate::leader::Elector;
 use crate::telemetry::{self, AuditSink, Metrics};
 
@@ -45,6 +45,13 @@ pub struct RunArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else host and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Watch and reconcile only these namespaces (comma-separated or repeated; default:
+    /// every namespace). Namespaces themselves are still read cluster-wide for clearances.
+    #[arg(long = "namespaces", value_delimiter = ',', env = "DRMESH_NAMESPACES")]
+    pub namespaces: Vec<String>,
+    /// Triggers of one object within this many milliseconds make one reconcile.
+    #[arg(long, default_value_t = 100, env = "DRMESH_DEBOUNCE_MS")]
+    pub debounce_ms: u64,
 }
 
 /// Why the operator could not start.
@@ -104,7 +111,13 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         .with_state(metrics.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(addr = %args.http_addr, "serving /healthz, /readyz, /metrics");
-    let options = Options { concurrency: args.concurrency, actor: args.actor.clone(), ready: ready.clone() };
+    let options = Options {
+        concurrency: args.concurrency,
+        actor: args.actor.clone(),
+        ready: ready.clone(),
+        scope: Scope::of(args.namespaces.iter().map(|n| n.trim().to_string())),
+        debounce: std::time::Duration::from_millis(args.debounce_ms),
+    };
     let audit = Arc::new(audit);
     let result = if args.leader_election {
         lead(&args, client, options, metrics, audit, ready).await
@@ -148,21 +161,6 @@ async fn lead(
         elector.release().await;
     }
     outcome
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> String {

@@ -47,7 +47,6 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action,
     apply(ctx, policy, &namespace, &uid, bundle).await?;
     let status = desired_status(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
-    ctx.metrics.grants_active.set(active_grants(ctx) as i64);
     // Wake up at expiry to revoke; expired grants need nothing more.
     let next = plan.expires_at.filter(|t| *t > now);
     Ok(requeue_at(next, now))
@@ -204,21 +203,6 @@ async fn report_transition(
 }
 
 /// Policies whose status says they grant access now.
-fn active_grants(ctx: &Context) -> usize {
-    ctx.caches
-        .policies
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| find_condition(&s.conditions, condition_type::GRANTED))
-                .is_some_and(|c| c.status == ConditionStatus::True)
-        })
-        .count()
-}
-
 fn policy_ref(policy: &AccessPolicy) -> audit::PolicyRef {
     audit::PolicyRef {
         namespace: policy.namespace().unwrap_or_default(),

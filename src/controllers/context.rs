@@ -14,6 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::children::Applier;
+use super::queue::Queue;
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
 use crate::mesh::labels;
 use crate::mesh::rules::{product_inputs, source_inputs};
@@ -144,10 +145,19 @@ pub struct Context {
     pub sources: Applier,
     pub policies: Applier,
     pub backoff: super::Backoff,
+    pub queues: Arc<Queues>,
+}
+
+/// What each controller has been asked to reconcile and has not started.
+#[derive(Default)]
+pub struct Queues {
+    pub products: Arc<Queue<DeserializeGuard<DataProduct>>>,
+    pub sources: Arc<Queue<DeserializeGuard<DataSource>>>,
+    pub policies: Arc<Queue<DeserializeGuard<AccessPolicy>>>,
 }
 
 impl Context {
-    pub fn new(client: Client, caches: Caches, metrics: Arc<Metrics>, audit: Arc<AuditSink>, actor: String) -> Self {
+    pub fn new(client: Client, caches: Caches, metrics: Arc<Metrics>, audit: Arc<AuditSink>, actor: String, queues: Arc<Queues>) -> Self {
         let reporter = Reporter { controller: "drmesh".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -155,6 +165,7 @@ impl Context {
             sources: Applier::new(client.clone(), labels::MANAGER_DATA_SOURCE, writes(&metrics, "datasource")),
             policies: Applier::new(client.clone(), labels::MANAGER_ACCESS_POLICY, writes(&metrics, "accesspolicy")),
             backoff: super::Backoff::default(),
+            queues,
             client,
             caches,
             metrics,

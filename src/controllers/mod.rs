@@ -8,29 +8,32 @@ pub mod context;
 pub mod datasource;
 pub mod dataproduct;
 pub mod error;
+pub mod queue;
+pub mod scope;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::core::DeserializeGuard;
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 
-pub use context::{Caches, Context, SyncGate};
+pub use context::{Caches, Context, Queues, SyncGate};
 pub use error::Error;
+pub use scope::Scope;
+use watches::{any_change, cached, cached_cluster, changes, generation, keep_all, Events, FanOut};
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::labels;
@@ -47,13 +50,20 @@ pub struct Options {
     pub actor: String,
     /// Set once every watch cache has listed its objects (served as /readyz).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The namespaces whose mesh objects and children are watched and reconciled.
+    pub scope: Scope,
+    /// Triggers of one object arriving within this window are merged into one reconcile.
+    pub debounce: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 8, actor: "drmesh".into(), ready: Arc::default() }
+        Self { concurrency: 8, actor: "drmesh".into(), ready: Arc::default(), scope: Scope::Cluster, debounce: Duration::from_millis(100) }
     }
 }
+
+/// How long in-flight reconciles may take to finish after a termination signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Requeue at `at` (an expiry) with a small margin, or wait for a change.
 pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
@@ -93,93 +103,6 @@ fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// A watch that keeps `writer`'s cache up to date and tells `gate` when it has listed.
-fn cached<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    writer: reflector::store::Writer<K>,
-    gate: Arc<SyncGate>,
-    kind: &'static str,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    watcher(api, cfg)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                gate.listed(kind);
-            }
-        })
-        .reflect(writer)
-}
-
-/// Like [`cached`], for metadata only.
-fn cached_meta<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    writer: reflector::store::Writer<PartialObjectMeta<K>>,
-    gate: Arc<SyncGate>,
-    kind: &'static str,
-) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let api: Api<PartialObjectMeta<K>> = Api::all(api.into_client());
-    cached(api, cfg, writer, gate, kind).touched_objects()
-}
-
-type Events<K> = futures::channel::mpsc::UnboundedReceiver<watcher::Event<K>>;
-type EventSender<K> = futures::channel::mpsc::UnboundedSender<watcher::Event<K>>;
-
-/// Copies every event of a cache's watch, after the cache applied it, to the other
-/// controllers: their triggers then never run ahead of the cache they read (a trigger
-/// from a separate watch could arrive first and be planned on the old state).
-fn fan_out<K: Clone>(count: usize) -> (Vec<EventSender<K>>, Vec<Events<K>>) {
-    (0..count).map(|_| futures::channel::mpsc::unbounded()).unzip()
-}
-
-fn send_all<K: Clone>(senders: &[EventSender<K>], event: &Result<watcher::Event<K>, watcher::Error>) {
-    if let Ok(event) = event {
-        for tx in senders {
-            let _ = tx.unbounded_send(event.clone());
-        }
-    }
-}
-
-/// The objects of fanned-out events that matter to another controller: with
-/// `spec_only`, those whose spec changed (a new `metadata.generation`) or that were
-/// deleted; another controller's status writes then wake nothing.
-fn changes<K>(events: Events<K>, spec_only: bool) -> impl Stream<Item = Result<K, watcher::Error>> + Send
-where
-    K: Resource<DynamicType = ()> + Clone + Send + 'static,
-{
-    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    events.filter_map(move |event| {
-        let changed = match event {
-            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
-                let generation = obj.meta().generation;
-                let new = generations.insert(obj.uid().unwrap_or_default(), generation) != Some(generation);
-                (new || !spec_only).then_some(Ok(obj))
-            }
-            watcher::Event::Delete(obj) => {
-                generations.remove(&obj.uid().unwrap_or_default());
-                Some(Ok(obj))
-            }
-            watcher::Event::Init | watcher::Event::InitDone => None,
-        };
-        future::ready(changed)
-    })
-}
-
-fn meta_stream<K>(client: Client, cfg: watcher::Config) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    watcher(Api::<PartialObjectMeta<K>>::all(client), cfg).default_backoff().touched_objects()
-}
-
 /// An object as the watches deliver it: parsed, or kept aside as unparseable.
 type Guarded<K> = DeserializeGuard<K>;
 
@@ -187,10 +110,55 @@ fn product_ref(namespace: &str, name: &str) -> ObjectRef<Guarded<DataProduct>> {
     ObjectRef::new(name).within(namespace)
 }
 
+/// A Deployment as the product controller needs it: identity and status. The spec is
+/// not kept (a drifted spec shows as a new generation and resourceVersion).
+fn trim_deployment(d: &mut Deployment) {
+    d.spec = None;
+    if let Some(status) = &mut d.status {
+        status.conditions = None;
+    }
+}
+
+/// A Deployment wakes its product when its spec, metadata or available replicas change,
+/// not on each intermediate status update of a rollout.
+fn deployment_change(d: &Deployment) -> u64 {
+    let m = &d.metadata;
+    watches::hash(&(
+        m.generation,
+        &m.labels,
+        &m.annotations,
+        m.owner_references.as_ref().map(|o| o.iter().map(|r| &r.uid).collect::<Vec<_>>()),
+        m.deletion_timestamp.is_some(),
+        d.status.as_ref().and_then(|s| s.available_replicas),
+    ))
+}
+
+/// Triggers from a child cache: the controlling owner of kind `P` of each changed child.
+fn owned<C, P>(events: Events<C>, fingerprint: watches::Fingerprint<C>, queue: Arc<queue::Queue<P>>) -> impl futures::Stream<Item = Result<C, watcher::Error>> + Send
+where
+    C: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    P: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    changes(events, fingerprint).inspect(move |child| {
+        if let Ok(child) = child {
+            queue.track(queue::owner::<P>(child.meta()));
+        }
+    })
+}
+
+/// Waits for the caches' watch streams (they never end on their own).
+async fn drive<S: futures::Stream + Send>(stream: S) {
+    stream.for_each(|_| future::ready(())).await
+}
+
 /// Runs the three controllers until a termination signal.
 pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit: Arc<AuditSink>) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let all = watcher::Config::default();
+    let scope = options.scope.clone();
+    if let Scope::Namespaces(set) = &scope {
+        tracing::info!(namespaces = ?set, "watching only these namespaces");
+    }
 
     let (sources, sources_w) = reflector::store();
     let (products, products_w) = reflector::store();
@@ -224,52 +192,55 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         synced_tx,
         options.ready.clone(),
     );
-    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone()));
-    let config = ControllerConfig::default().concurrency(options.concurrency);
+    let queues = Arc::new(Queues::default());
+    metrics.observe_with(live_figures(caches.clone(), queues.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone()));
+    let config = ControllerConfig::default().concurrency(options.concurrency).debounce(options.debounce);
 
-    // Namespaces: the cache behind clearances; each controller gets its own trigger watch.
-    let (ns_tx, mut ns_rx) = fan_out::<PartialObjectMeta<Namespace>>(3);
-    let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let ns_cache = cached(ns_api, all.clone(), namespaces_w, gate.clone(), "namespaces").inspect(move |e| send_all(&ns_tx, e));
-    tokio::spawn(ns_cache.for_each(|_| future::ready(())));
-    let (ns_for_products, ns_for_sources, ns_for_policies) = (ns_rx.remove(0), ns_rx.remove(0), ns_rx.remove(0));
-    let (dp_tx, mut dp_rx) = fan_out::<Guarded<DataProduct>>(3);
-    let (ds_tx, mut ds_rx) = fan_out::<Guarded<DataSource>>(1);
-    let (ap_tx, mut ap_rx) = fan_out::<Guarded<AccessPolicy>>(1);
-    let (dp_for_products, dp_for_sources, dp_for_policies) = (dp_rx.remove(0), dp_rx.remove(0), dp_rx.remove(0));
-    let ds_for_products = ds_rx.remove(0);
-    let ap_for_products = ap_rx.remove(0);
+    // One watch per kind feeds its cache; its events are then copied to the controllers.
+    let ns = FanOut::<PartialObjectMeta<Namespace>>::new();
+    let dp = FanOut::<Guarded<DataProduct>>::new();
+    let ds = FanOut::<Guarded<DataSource>>::new();
+    let ap = FanOut::<Guarded<AccessPolicy>>::new();
+    let deploy = FanOut::<Deployment>::new();
+    let svc = FanOut::<PartialObjectMeta<Service>>::new();
+    let sa = FanOut::<PartialObjectMeta<ServiceAccount>>::new();
+    let cm = FanOut::<PartialObjectMeta<ConfigMap>>::new();
+    let np = FanOut::<PartialObjectMeta<NetworkPolicy>>::new();
+    let role = FanOut::<Role>::new();
+    let rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
 
-    // AccessPolicy deletions are revocations: record them (children go with the GC).
-    let audit_ctx = ctx.clone();
-    let policy_gate = gate.clone();
-    let policy_stream = watcher(Api::<Guarded<AccessPolicy>>::all(client.clone()), all.clone())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Delete(DeserializeGuard(Ok(policy)))) => accesspolicy::record_deletion(&audit_ctx, policy),
-            Ok(watcher::Event::InitDone) => policy_gate.listed("accesspolicies"),
-            _ => {}
-        })
-        .reflect(policies_w)
-        .inspect(move |e| send_all(&ap_tx, e))
-        .applied_objects();
+    // Namespaces are watched cluster-wide whatever the scope: clearances of consumers
+    // outside the scope are still needed (their products are not, and fail closed).
+    let c = client.clone();
+    let caches_fed = future::join_all([
+        drive(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces").inspect({ let f = ns.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all).inspect({ let f = ds.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all).inspect({ let f = dp.clone(); move |e| f.send(e) })).boxed(),
+        drive(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()).inspect({ let f = ap.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), deployments_w, gate.clone(), "deployments", trim_deployment).inspect({ let f = deploy.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), services_w, gate.clone(), "services", keep_all).inspect({ let f = svc.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts", keep_all).inspect({ let f = sa.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), network_policies_w, gate.clone(), "networkpolicies", keep_all).inspect({ let f = np.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), roles_w, gate.clone(), "roles", keep_all).inspect({ let f = role.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), role_bindings_w, gate.clone(), "rolebindings", keep_all).inspect({ let f = rb.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached(c, &scope, managed, config_maps_w, gate.clone(), "configmaps", keep_all).inspect({ let f = cm.clone(); move |e| f.send(e) })).boxed(),
+    ]);
 
     let products_ctrl = {
-        let c1 = caches.clone();
-        let c2 = caches.clone();
-        let c3 = caches.clone();
-        let c4 = caches.clone();
-        Controller::for_stream(cached(Api::<Guarded<DataProduct>>::all(client.clone()), all.clone(), products_w, gate.clone(), "dataproducts").inspect(move |e| send_all(&dp_tx, e)).applied_objects(), caches.products.clone())
+        let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
+        let q = queues.products.clone();
+        let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
+        Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
-            .owns_stream(cached(Api::<Deployment>::all(client.clone()), managed.clone(), deployments_w, gate.clone(), "deployments").touched_objects())
-            .owns_stream(cached_meta(Api::<Service>::all(client.clone()), managed.clone(), services_w, gate.clone(), "services"))
-            .owns_stream(cached_meta(Api::<ServiceAccount>::all(client.clone()), managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts"))
-            .owns_stream(cached_meta(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), network_policies_w, gate.clone(), "networkpolicies"))
-            .owns_stream(cached(Api::<Role>::all(client.clone()), managed.clone(), roles_w, gate.clone(), "roles").touched_objects())
-            .owns_stream(cached_meta(Api::<RoleBinding>::all(client.clone()), managed.clone(), role_bindings_w, gate.clone(), "rolebindings"))
-            .owns_stream(cached_meta(Api::<ConfigMap>::all(client.clone()), managed.clone(), config_maps_w, gate.clone(), "configmaps"))
-            .watches_stream(changes(ap_for_products, true), move |guarded| {
+            .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone()))
+            .owns_stream(owned(svc.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(sa.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(np.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(cm.subscribe(), any_change, q))
+            .watches_stream(changes(ap.subscribe(), generation), move |guarded| {
                 let DeserializeGuard(Ok(policy)) = guarded else { return vec![] };
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
@@ -284,74 +255,68 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                         }
                     }
                 }
-                refs
+                q1.track(refs)
             })
-            .watches_stream(changes(ds_for_products, true), move |source| {
+            .watches_stream(changes(ds.subscribe(), generation), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
-                c2.products_using_source(&namespace, &source.name_any())
-                    .iter()
-                    .map(|p| product_ref(&namespace, &p.name_any()))
-                    .collect::<Vec<_>>()
+                q2.track(c2.products_using_source(&namespace, &source.name_any()).iter().map(|p| product_ref(&namespace, &p.name_any())))
             })
-            .watches_stream(changes(dp_for_products, true), move |guarded| {
+            .watches_stream(changes(dp.subscribe(), generation), move |guarded| {
                 let DeserializeGuard(Ok(product)) = guarded else { return vec![] };
-                dataproduct::related_products(&c3, &product)
-                    .into_iter()
-                    .map(|(ns, name)| product_ref(&ns, &name))
-                    .collect::<Vec<_>>()
+                q3.track(dataproduct::related_products(&c3, &product).into_iter().map(|(ns, name)| product_ref(&ns, &name)))
             })
-            .watches_stream(changes(ns_for_products, false), move |ns| in_namespace(&c4.products, &ns.name_any()))
+            .watches_stream(changes(ns.subscribe(), any_change), move |ns| q4.track(in_namespace(&c4.products, &ns.name_any())))
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
             .for_each(|_| future::ready(()))
     };
 
     let sources_ctrl = {
-        let c = caches.clone();
-        let c2 = caches.clone();
-        Controller::for_stream(cached(Api::<Guarded<DataSource>>::all(client.clone()), all.clone(), sources_w, gate.clone(), "datasources").inspect(move |e| send_all(&ds_tx, e)).applied_objects(), caches.sources.clone())
+        let (c, c2) = (caches.clone(), caches.clone());
+        let q = queues.sources.clone();
+        let (q1, q2) = (q.clone(), q.clone());
+        Controller::for_stream(primary(ds.subscribe(), q.clone()), caches.sources.clone())
             .with_config(config.clone())
-            .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
-            .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
-            .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed.clone()))
-            .watches_stream(changes(dp_for_sources, true), move |product| {
-                in_namespace(&c.sources, &product.namespace().unwrap_or_default())
+            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(np.subscribe(), any_change, q))
+            .watches_stream(changes(dp.subscribe(), generation), move |product| {
+                q1.track(in_namespace(&c.sources, &product.namespace().unwrap_or_default()))
             })
-            .watches_stream(changes(ns_for_sources, false), move |ns| in_namespace(&c2.sources, &ns.name_any()))
+            .watches_stream(changes(ns.subscribe(), any_change), move |ns| q2.track(in_namespace(&c2.sources, &ns.name_any())))
             .shutdown_on_signal()
             .run(reconcile_source, error_policy::<Guarded<DataSource>>, ctx.clone())
             .for_each(|_| future::ready(()))
     };
 
     let policies_ctrl = {
-        let c = caches.clone();
-        let c2 = caches.clone();
-        Controller::for_stream(policy_stream, caches.policies.clone())
+        let (c, c2) = (caches.clone(), caches.clone());
+        let q = queues.policies.clone();
+        let (q1, q2) = (q.clone(), q.clone());
+        Controller::for_stream(primary(ap.subscribe(), q.clone()), caches.policies.clone())
             .with_config(config)
-            .owns_stream(meta_stream::<Role>(client.clone(), managed.clone()))
-            .owns_stream(meta_stream::<RoleBinding>(client.clone(), managed.clone()))
-            .owns_stream(meta_stream::<NetworkPolicy>(client.clone(), managed))
-            .watches_stream(changes(dp_for_policies, true), move |product| {
+            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
+            .owns_stream(owned(np.subscribe(), any_change, q))
+            .watches_stream(changes(dp.subscribe(), generation), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
-                c.policies_for(&namespace, &product.name_any())
-                    .iter()
-                    .map(|p| ObjectRef::new(&p.name_any()).within(&namespace))
-                    .collect::<Vec<_>>()
+                q1.track(c.policies_for(&namespace, &product.name_any()).iter().map(|p| ObjectRef::new(&p.name_any()).within(&namespace)))
             })
-            .watches_stream(changes(ns_for_policies, false), move |ns| {
+            .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 let name = ns.name_any();
-                c2.policies
-                    .state()
-                    .iter()
-                    .filter(|g| match &g.0 {
-                        Ok(p) => {
-                            p.metadata.namespace.as_deref() == Some(name.as_str())
-                                || p.spec.subjects.iter().any(|s| subject_namespace(s) == Some(name.as_str()))
-                        }
-                        Err(_) => false,
-                    })
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
+                q2.track(
+                    c2.policies
+                        .state()
+                        .iter()
+                        .filter(|g| match &g.0 {
+                            Ok(p) => {
+                                p.metadata.namespace.as_deref() == Some(name.as_str())
+                                    || p.spec.subjects.iter().any(|s| subject_namespace(s) == Some(name.as_str()))
+                            }
+                            Err(_) => false,
+                        })
+                        .map(|p| ObjectRef::from_obj(p.as_ref())),
+                )
             })
             .shutdown_on_signal()
             .run(reconcile_policy, error_policy::<Guarded<AccessPolicy>>, ctx.clone())
@@ -359,8 +324,81 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     };
 
     tracing::info!("drmesh controllers started");
-    futures::join!(products_ctrl, sources_ctrl, policies_ctrl);
+    let controllers = futures::future::join3(products_ctrl, sources_ctrl, policies_ctrl);
+    tokio::select! {
+        _ = controllers => {}
+        _ = caches_fed => tracing::error!("a watch stream ended"),
+        // The controllers stop taking work on the signal and finish what is in flight;
+        // a reconcile that cannot finish (caches that never sync) does not hold the exit.
+        _ = async { shutdown_signal().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the grace period: stopping anyway");
+        }
+    }
     tracing::info!("drmesh controllers stopped");
+}
+
+/// The primary trigger of a controller: its objects, when their spec changed (its own
+/// status writes wake nothing) or they were deleted.
+fn primary<K>(events: Events<Guarded<K>>, queue: Arc<queue::Queue<Guarded<K>>>) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    Guarded<K>: Resource<DynamicType = ()> + Clone,
+{
+    changes(events, generation).inspect(move |obj| {
+        if let Ok(obj) = obj {
+            queue.track([ObjectRef::from_obj(obj)]);
+        }
+    })
+}
+
+/// The AccessPolicy watch: a deletion is a revocation, recorded as it is seen.
+fn policy_watch(
+    client: Client,
+    scope: &Scope,
+    cfg: watcher::Config,
+    writer: reflector::store::Writer<Guarded<AccessPolicy>>,
+    gate: Arc<SyncGate>,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = watches::WatchResult<Guarded<AccessPolicy>>> + Send {
+    cached(client, scope, cfg, writer, gate, "accesspolicies", keep_all).inspect(move |event| {
+        if let Ok(Event::Delete(DeserializeGuard(Ok(policy)))) = event {
+            accesspolicy::record_deletion(&ctx, policy);
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Figures computed when /metrics is scraped: queue depths and grants by state.
+fn live_figures(caches: Caches, queues: Arc<Queues>) -> impl Fn() -> crate::telemetry::LiveFigures + Send + Sync + 'static {
+    move || {
+        let mut grants = crate::telemetry::GrantCounts::default();
+        for policy in caches.policies.state().iter().filter_map(|g| g.0.as_ref().ok()) {
+            grants.count(policy.status.as_ref());
+        }
+        crate::telemetry::LiveFigures {
+            queue_depth: [
+                (dataproduct::CONTROLLER, queues.products.depth(&caches.products)),
+                (datasource::CONTROLLER, queues.sources.depth(&caches.sources)),
+                (accesspolicy::CONTROLLER, queues.policies.depth(&caches.policies)),
+            ],
+            grants,
+        }
+    }
 }
 
 fn namespace_terminating(caches: &Caches, namespace: Option<&str>) -> bool {
@@ -400,6 +438,7 @@ fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &
 }
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.queues.products.started(&ObjectRef::from_obj(guarded.as_ref()));
     let Some(product) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(product.as_ref());
     let action = dataproduct::reconcile(product, ctx.clone()).await?;
@@ -408,6 +447,7 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.queues.sources.started(&ObjectRef::from_obj(guarded.as_ref()));
     let Some(source) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(source.as_ref());
     let action = datasource::reconcile(source, ctx.clone()).await?;
@@ -416,6 +456,7 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.queues.policies.started(&ObjectRef::from_obj(guarded.as_ref()));
     let Some(policy) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
     let key = key_of(policy.as_ref());
     let action = accesspolicy::reconcile(policy, ctx.clone()).await?;

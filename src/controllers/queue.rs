@@ -1,0 +1,105 @@
+//! Queue depth: the objects a controller has been told to reconcile and has not started
+//! yet. kube-runtime's scheduler does not expose its queue, so every trigger a
+//! controller receives goes through [`Queue::track`] and every reconcile calls
+//! [`Queue::started`]; the set de-duplicates as the scheduler does.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use kube::api::ObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Resource;
+
+pub struct Queue<K: Resource<DynamicType = ()>> {
+    pending: Mutex<HashSet<ObjectRef<K>>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Default for Queue<K> {
+    fn default() -> Self {
+        Self { pending: Mutex::default() }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Queue<K> {
+    /// Records triggers and hands them on to the controller.
+    pub fn track<I: IntoIterator<Item = ObjectRef<K>>>(&self, refs: I) -> Vec<ObjectRef<K>> {
+        let refs: Vec<ObjectRef<K>> = refs.into_iter().collect();
+        if !refs.is_empty() {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.extend(refs.iter().cloned());
+        }
+        refs
+    }
+
+    pub fn started(&self, obj: &ObjectRef<K>) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(obj);
+    }
+
+    /// Objects waiting for a reconcile. Triggers for objects no longer in the cache are
+    /// dropped: the controller never reconciles those.
+    pub fn depth(&self, cache: &Store<K>) -> usize {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|r| cache.get(r).is_some());
+        pending.len()
+    }
+}
+
+/// The object that controls a child, if it is of kind `P` (what `Controller::owns` maps).
+pub fn owner<P: Resource<DynamicType = ()>>(child: &ObjectMeta) -> Option<ObjectRef<P>> {
+    let owner = child
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == P::kind(&()) && o.api_version == P::api_version(&()))?;
+    let mut r = ObjectRef::new(&owner.name);
+    if let Some(ns) = &child.namespace {
+        r = r.within(ns);
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DataProduct;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn product(name: &str) -> DataProduct {
+        let mut p = DataProduct::new(name, serde_json::from_value(serde_json::json!({"classification": "Public", "runtime": {"image": "x"}})).expect("spec"));
+        p.metadata.namespace = Some("ns".into());
+        p
+    }
+
+    #[test]
+    fn depth_counts_distinct_waiting_objects_still_cached() {
+        let (store, mut writer) = reflector::store::<DataProduct>();
+        writer.apply_watcher_event(&Event::Apply(product("a")));
+        writer.apply_watcher_event(&Event::Apply(product("b")));
+        let queue = Queue::<DataProduct>::default();
+        let a = ObjectRef::new("a").within("ns");
+        let b = ObjectRef::new("b").within("ns");
+        queue.track([a.clone(), a.clone(), b.clone(), ObjectRef::new("gone").within("ns")]);
+        assert_eq!(queue.depth(&store), 2);
+        queue.started(&a);
+        assert_eq!(queue.depth(&store), 1);
+    }
+
+    #[test]
+    fn owner_is_the_controller_reference_of_that_kind() {
+        let reference = |kind: &str, controller| OwnerReference {
+            api_version: "drmesh.io/v1alpha1".into(),
+            kind: kind.into(),
+            name: "p".into(),
+            uid: "u".into(),
+            controller: Some(controller),
+            ..Default::default()
+        };
+        let mut meta = ObjectMeta { namespace: Some("ns".into()), ..Default::default() };
+        meta.owner_references = Some(vec![reference("DataProduct", false)]);
+        assert!(owner::<DataProduct>(&meta).is_none(), "not the controller");
+        meta.owner_references = Some(vec![reference("AccessPolicy", true), reference("DataProduct", true)]);
+        assert_eq!(owner::<DataProduct>(&meta), Some(ObjectRef::new("p").within("ns")));
+    }
+}
