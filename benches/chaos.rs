@@ -107,14 +107,31 @@ impl Drop for Operator {
 /// Checks, on the live cluster, that every managed grant child is within its policy.
 /// Returns the violations found.
 fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
-    let Ok(texts) = live::texts() else { return vec![] }; // API server down: nothing to judge
+    // One consistent state: the grant children, then the mesh, all read at the
+    // resourceVersion of the first list (separate lists could mix two moments and
+    // report a child next to a policy or product that did not exist together).
+    let selector = "labelSelector=drmesh.io%2Faccess-policy";
+    let Some(bindings) = kubectl_json(&["get", "--raw", &format!("/apis/rbac.authorization.k8s.io/v1/rolebindings?{selector}")]) else {
+        return vec![]; // API server down: nothing to judge
+    };
+    let Some(version) = bindings["metadata"]["resourceVersion"].as_str().map(str::to_string) else { return vec![] };
+    let exact = format!("resourceVersion={version}&resourceVersionMatch=Exact");
+    let Some(policies) = kubectl_json(&["get", "--raw", &format!("/apis/networking.k8s.io/v1/networkpolicies?{selector}&{exact}")]) else {
+        return vec![];
+    };
+    let Ok(texts) = live::texts_at(Some(version)) else { return vec![] };
     let mesh = snapshot::load_texts(&texts, "default", &[], admission);
     let now = jiff::Timestamp::now();
     let mut violations = Vec::new();
-    let Some(bindings) = kubectl_json(&["get", "rolebindings,networkpolicies", "-A", "-l", "drmesh.io/access-policy", "-o", "json"]) else {
-        return vec![];
-    };
-    for child in bindings["items"].as_array().into_iter().flatten() {
+    let children = [("RoleBinding", &bindings), ("NetworkPolicy", &policies)]
+        .into_iter()
+        .flat_map(|(kind, list)| list["items"].as_array().into_iter().flatten().map(move |item| {
+            let mut item = item.clone();
+            item["kind"] = json!(kind); // raw list items carry no kind
+            item
+        }));
+    for child in children {
+        let child = &child;
         let ns = child["metadata"]["namespace"].as_str().unwrap_or("");
         if !ns.starts_with(prefix) {
             continue;

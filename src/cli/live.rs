@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, VersionMatch};
 use kube::discovery::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -18,11 +18,19 @@ fn cluster_error(what: &str, error: impl std::fmt::Display) -> CliError {
 /// Lists the Namespaces (for clearances), Secret names, and drmesh objects of the
 /// cluster as one `kind: List` text named `<cluster>`.
 pub fn texts() -> Result<Vec<(PathBuf, String)>, CliError> {
+    texts_at(None)
+}
+
+/// Like [`texts`], every list read at the same resourceVersion: one consistent state of
+/// the cluster (etcd revisions span all kinds). With `None`, the first list's version
+/// is used; a caller that listed something else first passes that list's version, to
+/// judge it against the mesh as it was at that moment.
+pub fn texts_at(resource_version: Option<String>) -> Result<Vec<(PathBuf, String)>, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| cluster_error("cannot start the async runtime", e))?;
-    let items = runtime.block_on(fetch())?;
+    let items = runtime.block_on(fetch(resource_version))?;
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
     Ok(vec![(PathBuf::from("<cluster>"), list.to_string())])
 }
@@ -40,24 +48,36 @@ fn as_manifest(mut value: Value) -> Value {
     value
 }
 
-async fn fetch() -> Result<Vec<Value>, CliError> {
+/// List parameters reading at `version` exactly (or the latest state, then pinned).
+fn at(version: &Option<String>) -> ListParams {
+    match version {
+        Some(v) => ListParams::default().at(v).matching(VersionMatch::Exact),
+        None => ListParams::default(),
+    }
+}
+
+async fn fetch(mut version: Option<String>) -> Result<Vec<Value>, CliError> {
     let client = Client::try_default().await.map_err(|e| cluster_error("cannot load the kubeconfig", e))?;
     let mut items = Vec::new();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in namespaces.list(&ListParams::default()).await.map_err(|e| cluster_error("cannot list namespaces", e))?.items {
+    let list = namespaces.list(&at(&version)).await.map_err(|e| cluster_error("cannot list namespaces", e))?;
+    if version.is_none() {
+        version = list.metadata.resource_version.clone();
+    }
+    for ns in list.items {
         items.push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns.name_any(), "labels": ns.metadata.labels.clone().unwrap_or_default()}}));
     }
     // Secret names only (metadata): whether credentials exist, never their content.
     let secrets: Api<Secret> = Api::all(client.clone());
-    for s in secrets.list_metadata(&ListParams::default()).await.map_err(|e| cluster_error("cannot list secrets", e))?.items {
+    for s in secrets.list_metadata(&at(&version)).await.map_err(|e| cluster_error("cannot list secrets", e))?.items {
         items.push(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": s.name_any(), "namespace": s.namespace().unwrap_or_default()}}));
     }
     for kind in ["DataSource", "DataProduct", "AccessPolicy"] {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(crate::api::GROUP, crate::api::VERSION, kind));
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let list = api.list(&ListParams::default()).await.map_err(|e| cluster_error(&format!("cannot list {kind}s"), e))?;
+        let list = api.list(&at(&version)).await.map_err(|e| cluster_error(&format!("cannot list {kind}s"), e))?;
         for object in list.items {
             let mut value = serde_json::to_value(&object).map_err(|e| cluster_error("cannot encode", e))?;
             value["apiVersion"] = json!(crate::api::API_VERSION);

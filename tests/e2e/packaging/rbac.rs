@@ -296,6 +296,60 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
     super::judge_manifests(&yaml, "children");
 }
 
+/// With `operator.watchNamespaces`, the chart grants the operator its rules per namespace
+/// (Roles) and keeps only the namespaces read cluster-wide; the operator, run as the
+/// chart's ServiceAccount with `--namespaces`, reconciles a mesh spread over two domains
+/// with that alone — it never lists anything cluster-wide but namespaces — and leaves a
+/// product outside its scope untouched.
+#[tokio::test]
+async fn a_namespace_scoped_operator_needs_only_the_roles_of_its_namespaces() {
+    let _turn = ONE_OPERATOR.lock().await;
+    let mut release = Release::new("pkg-scope").await;
+    let producer = TestNamespace::create_with_labels("pkg-scope-prod", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
+    let consumer = TestNamespace::create_with_labels("pkg-scope-cons", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
+    let outside = TestNamespace::create_with_labels("pkg-scope-out", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
+    let (p, c, o) = (producer.name.as_str(), consumer.name.as_str(), outside.name.as_str());
+    release.values.push_str(&format!("operator: {{watchNamespaces: [{p}, {c}]}}\n"));
+
+    let docs = super::documents(&release.render(&["--show-only", "templates/rbac.yaml"]));
+    let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
+    assert_eq!(
+        cluster_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]),
+        "scoped: nothing cluster-wide but reading namespaces"
+    );
+    let scoped_roles: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == release.name.as_str())
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(scoped_roles, [p, c], "one Role per watched namespace");
+    release.fence();
+    release.install();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = release.kubeconfig(dir.path());
+    let operator = Operator::start_scoped(&kubeconfig, &format!("{}-op", release.id), dir.path(), &[p, c]);
+    apply(&source(p, "db"));
+    apply(&product(p, "feed", "{dataSource: db}"));
+    apply(&product(c, "reader", &format!("{{dataProduct: {{namespace: {p}, name: feed}}}}")));
+    apply(&grant(p, "grant", "feed", &format!("{{kind: DataProduct, namespace: {c}, name: reader}}")));
+    apply(&source(o, "db"));
+    apply(&product(o, "elsewhere", "{dataSource: db}"));
+
+    harness::wait_for(&producer.api::<DataProduct>(), "feed", CONVERGE, ready).await;
+    harness::wait_for(&producer.api::<AccessPolicy>(), "grant", CONVERGE, ready).await;
+    harness::wait_for(&consumer.api::<DataProduct>(), "reader", CONVERGE, ready).await;
+    let elsewhere = outside.api::<DataProduct>().get("elsewhere").await.expect("get");
+    assert!(elsewhere.status.is_none(), "the product outside the scope was reconciled: {:?}", elsewhere.status);
+    assert!(outside.api::<Deployment>().get_opt("elsewhere").await.expect("get").is_none());
+    let log = operator.log_text();
+    assert!(
+        !log.lines().any(|l| l.contains("forbidden")),
+        "the scoped operator met an RBAC refusal:\n{log}"
+    );
+}
+
 /// A rule, as a test finds it in the rendered ClusterRole.
 fn rule_has(rule: &Value, resource: &str, verb: &str) -> bool {
     let has = |field: &str, v: &str| {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::{FENCE_LABEL, documents, helm, kubectl_stdin, ok, render};
 use crate::harness::{self, ClusterScoped, TestNamespace};
 
-/// How long our operator may take to bring an object to Ready. It watches the whole
-/// cluster (`drmesh run` has no namespace scope yet), so it first works through every
+/// How long our operator may take to bring an object to Ready. Most tests run it
+/// cluster-wide (as the chart installs it by default), so it first works through every
 /// other test's objects (its writes there are refused by the fence, then backed off):
 /// on a cluster shared with `make bench` that is thousands of objects.
 /// One test operator at a time: each watches the whole cluster, and every write it tries
@@ -275,15 +275,20 @@ pub struct Operator {
 impl Operator {
     /// A replica with leader election on the Lease `drmesh-leader` in `lease_namespace`.
     pub fn start(kubeconfig: &Path, lease_namespace: &str, identity: &str, dir: &Path) -> Self {
-        Self::spawn(kubeconfig, Some(lease_namespace), identity, dir)
+        Self::spawn(kubeconfig, Some(lease_namespace), identity, dir, &[])
     }
 
     /// A lone operator without leader election (it runs its controllers at once).
     pub fn start_alone(kubeconfig: &Path, identity: &str, dir: &Path) -> Self {
-        Self::spawn(kubeconfig, None, identity, dir)
+        Self::spawn(kubeconfig, None, identity, dir, &[])
     }
 
-    fn spawn(kubeconfig: &Path, lease_namespace: Option<&str>, identity: &str, dir: &Path) -> Self {
+    /// A lone operator watching only `namespaces` (`--namespaces`).
+    pub fn start_scoped(kubeconfig: &Path, identity: &str, dir: &Path, namespaces: &[&str]) -> Self {
+        Self::spawn(kubeconfig, None, identity, dir, &["--namespaces", &namespaces.join(",")])
+    }
+
+    fn spawn(kubeconfig: &Path, lease_namespace: Option<&str>, identity: &str, dir: &Path, extra: &[&str]) -> Self {
         let election: Vec<&str> = match lease_namespace {
             Some(ns) => vec![
                 "--leader-election",
@@ -313,6 +318,7 @@ impl Operator {
                 "--concurrency",
                 "16",
             ])
+            .args(extra)
             .arg("--audit-log")
             .arg(dir.join(format!("{identity}-audit.log")))
             .env("KUBECONFIG", kubeconfig)
