@@ -12,7 +12,7 @@ all: build
 build: ## Build the drmesh binary
 	$(CARGO) build --locked
 
-test: unit e2e ## All tests: unit, then end-to-end on the local control plane
+test: lint unit e2e ## All tests: formatting and clippy, unit, then end-to-end on the local control plane
 
 unit: ## Unit and offline tests (no cluster needed)
 	$(CARGO) test --locked

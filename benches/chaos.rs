@@ -111,25 +111,33 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
     // resourceVersion of the first list (separate lists could mix two moments and
     // report a child next to a policy or product that did not exist together).
     let selector = "labelSelector=drmesh.io%2Faccess-policy";
-    let Some(bindings) = kubectl_json(&["get", "--raw", &format!("/apis/rbac.authorization.k8s.io/v1/rolebindings?{selector}")]) else {
+    let Some(bindings) =
+        kubectl_json(&["get", "--raw", &format!("/apis/rbac.authorization.k8s.io/v1/rolebindings?{selector}")])
+    else {
         return vec![]; // API server down: nothing to judge
     };
-    let Some(version) = bindings["metadata"]["resourceVersion"].as_str().map(str::to_string) else { return vec![] };
-    let exact = format!("resourceVersion={version}&resourceVersionMatch=Exact");
-    let Some(policies) = kubectl_json(&["get", "--raw", &format!("/apis/networking.k8s.io/v1/networkpolicies?{selector}&{exact}")]) else {
+    let Some(version) = bindings["metadata"]["resourceVersion"].as_str().map(str::to_string) else {
         return vec![];
     };
-    let Ok(texts) = live::texts_at(Some(version)) else { return vec![] };
+    let exact = format!("resourceVersion={version}&resourceVersionMatch=Exact");
+    let Some(policies) =
+        kubectl_json(&["get", "--raw", &format!("/apis/networking.k8s.io/v1/networkpolicies?{selector}&{exact}")])
+    else {
+        return vec![];
+    };
+    let Ok(texts) = live::texts_at(Some(version)) else {
+        return vec![];
+    };
     let mesh = snapshot::load_texts(&texts, "default", &[], admission);
     let now = jiff::Timestamp::now();
     let mut violations = Vec::new();
-    let children = [("RoleBinding", &bindings), ("NetworkPolicy", &policies)]
-        .into_iter()
-        .flat_map(|(kind, list)| list["items"].as_array().into_iter().flatten().map(move |item| {
+    let children = [("RoleBinding", &bindings), ("NetworkPolicy", &policies)].into_iter().flat_map(|(kind, list)| {
+        list["items"].as_array().into_iter().flatten().map(move |item| {
             let mut item = item.clone();
             item["kind"] = json!(kind); // raw list items carry no kind
             item
-        }));
+        })
+    });
     for child in children {
         let child = &child;
         let ns = child["metadata"]["namespace"].as_str().unwrap_or("");
@@ -137,7 +145,11 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
             continue;
         }
         let policy_name = child["metadata"]["labels"]["drmesh.io/access-policy"].as_str().unwrap_or("");
-        let id = format!("{} {ns}/{}", child["kind"].as_str().unwrap_or(""), child["metadata"]["name"].as_str().unwrap_or(""));
+        let id = format!(
+            "{} {ns}/{}",
+            child["kind"].as_str().unwrap_or(""),
+            child["metadata"]["name"].as_str().unwrap_or("")
+        );
         let Some(policy) = mesh.snapshot.policies.get(&(ns.to_string(), policy_name.to_string())) else {
             // The garbage collector removes children of deleted policies; until then they
             // carry an owner reference to a UID that no longer exists. Not a widening of
@@ -146,7 +158,8 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
         };
         let plan = rules::plan_grant(&mesh.snapshot, policy, now);
         if !plan.grants_anything() {
-            violations.push(format!("{id}: exists while the policy grants nothing ({:?})", plan.problem.map(|p| p.reason)));
+            violations
+                .push(format!("{id}: exists while the policy grants nothing ({:?})", plan.problem.map(|p| p.reason)));
             continue;
         }
         let allowed: BTreeSet<String> = plan.effective.iter().map(rules::subject_display).collect();
@@ -159,7 +172,11 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
                         "ServiceAccount" => {
                             let sns = s["namespace"].as_str().unwrap_or("");
                             let as_product = format!("DataProduct:{sns}/{name}");
-                            if allowed.contains(&as_product) { as_product } else { format!("ServiceAccount:{sns}/{name}") }
+                            if allowed.contains(&as_product) {
+                                as_product
+                            } else {
+                                format!("ServiceAccount:{sns}/{name}")
+                            }
                         }
                         _ => format!("{kind}:{name}"),
                     };
@@ -171,10 +188,14 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
             _ => {
                 for rule in child["spec"]["ingress"].as_array().into_iter().flatten() {
                     for peer in rule["from"].as_array().into_iter().flatten() {
-                        let pns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str().unwrap_or("");
+                        let pns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                            .as_str()
+                            .unwrap_or("");
                         let pname = peer["podSelector"]["matchLabels"]["drmesh.io/data-product"].as_str();
                         let ok = plan.effective.iter().any(|s| match (s.kind, pname) {
-                            (SubjectKind::DataProduct, Some(n)) => s.namespace.as_deref() == Some(pns) && s.name.as_deref() == Some(n),
+                            (SubjectKind::DataProduct, Some(n)) => {
+                                s.namespace.as_deref() == Some(pns) && s.name.as_deref() == Some(n)
+                            }
                             (SubjectKind::Namespace, None) => s.name.as_deref() == Some(pns),
                             _ => false,
                         });
@@ -190,11 +211,24 @@ fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
 }
 
 fn ready_count(prefix: &str) -> (usize, usize) {
-    let Some(list) = kubectl_json(&["get", "dataproducts", "-A", "-o", "json"]) else { return (0, usize::MAX) };
-    let items: Vec<&Value> = list["items"].as_array().into_iter().flatten().filter(|p| p["metadata"]["namespace"].as_str().is_some_and(|n| n.starts_with(prefix))).collect();
+    let Some(list) = kubectl_json(&["get", "dataproducts", "-A", "-o", "json"]) else {
+        return (0, usize::MAX);
+    };
+    let items: Vec<&Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["namespace"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .collect();
     let ready = items
         .iter()
-        .filter(|p| p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
         .filter(|p| p["status"]["observedGeneration"] == p["metadata"]["generation"])
         .count();
     (ready, items.len())
@@ -215,14 +249,23 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
 /// Managed children whose owner is gone, and (kind, namespace, name) duplicates.
 fn orphans_and_duplicates(prefix: &str) -> (Vec<String>, usize) {
     let Some(children) = kubectl_json(&[
-        "get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-A",
-        "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "json",
+        "get",
+        "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps",
+        "-A",
+        "-l",
+        "app.kubernetes.io/managed-by=drmesh",
+        "-o",
+        "json",
     ]) else {
         return (vec!["cannot list children".into()], 0);
     };
     let mut owners = BTreeSet::new();
     for kind in ["datasources", "dataproducts", "accesspolicies"] {
-        for o in kubectl_json(&["get", kind, "-A", "-o", "json"]).map(|l| l["items"].clone()).and_then(|i| i.as_array().cloned()).unwrap_or_default() {
+        for o in kubectl_json(&["get", kind, "-A", "-o", "json"])
+            .map(|l| l["items"].clone())
+            .and_then(|i| i.as_array().cloned())
+            .unwrap_or_default()
+        {
             owners.insert(o["metadata"]["uid"].as_str().unwrap_or("").to_string());
         }
     }
@@ -250,7 +293,8 @@ fn cluster_script(arg: &str) {
 }
 
 fn kill_component(name: &str) {
-    let pid_file = std::path::Path::new(&std::env::var("DRMESH_KUBECONFIG").unwrap_or_default()).with_file_name(format!("run/{name}.pid"));
+    let pid_file = std::path::Path::new(&std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
+        .with_file_name(format!("run/{name}.pid"));
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
     let pid = pid.trim();
     let _ = Command::new("kill").args(["-9", pid]).output();
@@ -308,7 +352,10 @@ fn main() {
         assert!(started.elapsed() < Duration::from_secs(600), "no convergence under kills ({ready}/{total})");
     }
     let (orphans, duplicates) = orphans_and_duplicates(&prefix);
-    rows.push((format!("converged under {kills} kill -9 ({products} products)"), format!("{:.1} s", started.elapsed().as_secs_f64())));
+    rows.push((
+        format!("converged under {kills} kill -9 ({products} products)"),
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+    ));
     rows.push(("orphaned / duplicated children after the kills".into(), format!("{} / {duplicates}", orphans.len())));
     assert!(orphans.is_empty(), "orphans: {orphans:?}");
 
@@ -322,29 +369,77 @@ fn main() {
                  "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}});
     apply(&[change]);
     let t = wait_converged(&prefix, "after an API server and etcd restart", Duration::from_secs(180));
-    rows.push(("a change after kube-apiserver+etcd restart, converged in".into(), format!("{:.1} s (operator not restarted)", t.as_secs_f64())));
+    rows.push((
+        "a change after kube-apiserver+etcd restart, converged in".into(),
+        format!("{:.1} s (operator not restarted)", t.as_secs_f64()),
+    ));
 
     // 3. Two replicas with leader election; kill -9 the leader; a change still converges.
     drop(operator);
     let lease_ns = format!("{prefix}-d0");
-    let mut a = Operator::start(&["--leader-election", "--lease-namespace", &lease_ns, "--identity", "chaos-a", "--http-addr", "127.0.0.1:18092"]);
+    let mut a = Operator::start(&[
+        "--leader-election",
+        "--lease-namespace",
+        &lease_ns,
+        "--identity",
+        "chaos-a",
+        "--http-addr",
+        "127.0.0.1:18092",
+    ]);
     std::thread::sleep(Duration::from_secs(3));
-    let b = Operator::start(&["--leader-election", "--lease-namespace", &lease_ns, "--identity", "chaos-b", "--http-addr", "127.0.0.1:18093"]);
+    let b = Operator::start(&[
+        "--leader-election",
+        "--lease-namespace",
+        &lease_ns,
+        "--identity",
+        "chaos-b",
+        "--http-addr",
+        "127.0.0.1:18093",
+    ]);
     std::thread::sleep(Duration::from_secs(2));
     a.kill9();
     let killed = Instant::now();
     let patch = json!({"spec": {"description": "after failover"}});
-    let _ = kubectl(&["patch", "dataproduct", "p0", "-n", &format!("{prefix}-d0"), "--type", "merge", "-p", &patch.to_string()]);
+    let _ = kubectl(&[
+        "patch",
+        "dataproduct",
+        "p0",
+        "-n",
+        &format!("{prefix}-d0"),
+        "--type",
+        "merge",
+        "-p",
+        &patch.to_string(),
+    ]);
     let t = wait_converged(&prefix, "after a leader failover", Duration::from_secs(120));
-    rows.push(("change converged after kill -9 of the leader".into(), format!("{:.1} s after the kill", killed.elapsed().as_secs_f64().max(t.as_secs_f64()))));
+    rows.push((
+        "change converged after kill -9 of the leader".into(),
+        format!("{:.1} s after the kill", killed.elapsed().as_secs_f64().max(t.as_secs_f64())),
+    ));
 
     // 4. Drift: delete and hand-edit children; time their restoration.
     let mut restore = Vec::new();
     for i in 0..10 {
         let ns = format!("{prefix}-d{}", i % 3);
-        let Some(list) = kubectl_json(&["get", "networkpolicies,roles", "-n", &ns, "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "json"]) else { continue };
-        let Some(target) = list["items"].as_array().and_then(|items| items.get(i % items.len().max(1))).cloned() else { continue };
-        let (kind, name) = (target["kind"].as_str().unwrap_or("").to_lowercase(), target["metadata"]["name"].as_str().unwrap_or("").to_string());
+        let Some(list) = kubectl_json(&[
+            "get",
+            "networkpolicies,roles",
+            "-n",
+            &ns,
+            "-l",
+            "app.kubernetes.io/managed-by=drmesh",
+            "-o",
+            "json",
+        ]) else {
+            continue;
+        };
+        let Some(target) = list["items"].as_array().and_then(|items| items.get(i % items.len().max(1))).cloned() else {
+            continue;
+        };
+        let (kind, name) = (
+            target["kind"].as_str().unwrap_or("").to_lowercase(),
+            target["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        );
         let uid = target["metadata"]["uid"].clone();
         let rv = target["metadata"]["resourceVersion"].clone();
         let t = Instant::now();
@@ -363,7 +458,11 @@ fn main() {
             let now = kubectl_json(&["get", &kind, &name, "-n", &ns, "-o", "json"]);
             let restored = match &now {
                 Some(o) if i % 2 == 0 => o["metadata"]["uid"] != uid,
-                Some(o) => o["metadata"]["resourceVersion"] != rv && o["rules"] == target["rules"] && o["spec"] == target["spec"],
+                Some(o) => {
+                    o["metadata"]["resourceVersion"] != rv
+                        && o["rules"] == target["rules"]
+                        && o["spec"] == target["spec"]
+                }
                 None => false,
             };
             if restored || t.elapsed() > Duration::from_secs(30) {
@@ -380,7 +479,10 @@ fn main() {
 
     stop.store(true, Ordering::Relaxed);
     let violations = checker.join().expect("checker");
-    rows.push((format!("invariant samples / violations"), format!("{} / {}", samples.load(Ordering::Relaxed), violations.len())));
+    rows.push((
+        "invariant samples / violations".to_string(),
+        format!("{} / {}", samples.load(Ordering::Relaxed), violations.len()),
+    ));
     let (orphans, duplicates) = orphans_and_duplicates(&prefix);
     rows.push(("orphaned / duplicated children at the end".into(), format!("{} / {duplicates}", orphans.len())));
 

@@ -52,8 +52,10 @@ fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
         let ns = format!("{prefix}-d{d}");
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted", "drmesh.io/bench": prefix}}}));
-        docs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns},
-            "stringData": {"password": "bench"}}));
+        docs.push(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns},
+            "stringData": {"password": "bench"}}),
+        );
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": "db", "namespace": ns},
             "spec": {"classification": "Internal", "type": "Postgres",
                      "endpoint": {"cidr": "10.50.0.0/24", "port": 5432}, "credentialsSecretRef": {"name": "db-credentials"}}}));
@@ -81,9 +83,15 @@ fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
     }
     for doc in &docs {
         match doc["kind"].as_str() {
-            Some("DataSource") => snapshot.add_source(serde_json::from_value::<DataSource>(doc.clone()).expect("source")),
-            Some("DataProduct") => snapshot.add_product(serde_json::from_value::<DataProduct>(doc.clone()).expect("product")),
-            Some("AccessPolicy") => snapshot.add_policy(serde_json::from_value::<AccessPolicy>(doc.clone()).expect("policy")),
+            Some("DataSource") => {
+                snapshot.add_source(serde_json::from_value::<DataSource>(doc.clone()).expect("source"))
+            }
+            Some("DataProduct") => {
+                snapshot.add_product(serde_json::from_value::<DataProduct>(doc.clone()).expect("product"))
+            }
+            Some("AccessPolicy") => {
+                snapshot.add_policy(serde_json::from_value::<AccessPolicy>(doc.clone()).expect("policy"))
+            }
             _ => {}
         }
     }
@@ -116,9 +124,10 @@ fn rendered_children(snapshot: &Snapshot) -> Vec<Value> {
     for s in snapshot.sources.values() {
         let consumers = drmesh::controllers::datasource::allowed_consumers(snapshot, s, now);
         let b = source::build(s, &consumers);
-        for v in [b.role.map(|x| serde_json::to_value(x)), b.binding.map(|x| serde_json::to_value(x)), b.egress.map(|x| serde_json::to_value(x))]
-            .into_iter()
-            .flatten()
+        for v in
+            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.egress.map(serde_json::to_value)]
+                .into_iter()
+                .flatten()
         {
             push(v.expect("json"));
         }
@@ -126,9 +135,10 @@ fn rendered_children(snapshot: &Snapshot) -> Vec<Value> {
     for a in snapshot.policies.values() {
         let plan = rules::plan_grant(snapshot, a, now);
         let b = grant::build(a, &plan);
-        for v in [b.role.map(|x| serde_json::to_value(x)), b.binding.map(|x| serde_json::to_value(x)), b.ingress.map(|x| serde_json::to_value(x))]
-            .into_iter()
-            .flatten()
+        for v in
+            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.ingress.map(serde_json::to_value)]
+                .into_iter()
+                .flatten()
         {
             push(v.expect("json"));
         }
@@ -148,11 +158,14 @@ fn write_yaml(path: &Path, docs: &[Value]) {
 async fn count_ready(client: &Client, prefix: &str) -> (usize, usize) {
     let all: Api<DataProduct> = Api::all(client.clone());
     let list = all.list(&ListParams::default()).await.expect("list");
-    let mine: Vec<_> = list.items.into_iter().filter(|p| p.namespace().is_some_and(|n| n.starts_with(prefix))).collect();
+    let mine: Vec<_> =
+        list.items.into_iter().filter(|p| p.namespace().is_some_and(|n| n.starts_with(prefix))).collect();
     let ready = mine
         .iter()
         .filter(|p| {
-            p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True"))
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True"))
         })
         .count();
     (ready, mine.len())
@@ -161,7 +174,15 @@ async fn count_ready(client: &Client, prefix: &str) -> (usize, usize) {
 fn deployments_available(prefix: &str, domains: usize) {
     for d in 0..domains {
         let out = kubectl()
-            .args(["wait", "--for=condition=Available", "deployment", "--all", "-n", &format!("{prefix}-d{d}"), "--timeout=600s"])
+            .args([
+                "wait",
+                "--for=condition=Available",
+                "deployment",
+                "--all",
+                "-n",
+                &format!("{prefix}-d{d}"),
+                "--timeout=600s",
+            ])
             .stdout(Stdio::null())
             .output()
             .expect("kubectl wait");
@@ -171,7 +192,13 @@ fn deployments_available(prefix: &str, domains: usize) {
 
 fn start_operator(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["run", "--http-addr", "127.0.0.1:18090", "--concurrency", &env_or("DRMESH_BENCH_CONCURRENCY", 16u16).to_string()])
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:18090",
+            "--concurrency",
+            &env_or("DRMESH_BENCH_CONCURRENCY", 16u16).to_string(),
+        ])
         .arg("--audit-log")
         .arg(dir.join("audit.log"))
         .env("KUBECONFIG", std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
@@ -183,7 +210,10 @@ fn start_operator(dir: &Path) -> Child {
 }
 
 fn metric(name: &str) -> f64 {
-    let out = Command::new("curl").args(["-fsS", "--max-time", "2", "http://127.0.0.1:18090/metrics"]).output().expect("curl");
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "2", "http://127.0.0.1:18090/metrics"])
+        .output()
+        .expect("curl");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with(name))
@@ -219,14 +249,20 @@ fn proc_field(pid: u32, field: &str) -> u64 {
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// resourceVersions of every child the operator manages in the bench namespaces.
 fn child_versions(prefix: &str) -> BTreeMap<String, String> {
     let out = kubectl()
         .args(["get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-A"])
-        .args(["-l", "app.kubernetes.io/managed-by=drmesh", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name} {.metadata.resourceVersion}{\"\\n\"}{end}"])
+        .args([
+            "-l",
+            "app.kubernetes.io/managed-by=drmesh",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name} {.metadata.resourceVersion}{\"\\n\"}{end}",
+        ])
         .output()
         .expect("kubectl get");
     String::from_utf8_lossy(&out.stdout)
@@ -263,7 +299,9 @@ async fn main() {
     let run_id = jiff::Timestamp::now().as_second();
     let dir = PathBuf::from(format!("{}/.drmesh/bench/{run_id}", env!("CARGO_MANIFEST_DIR")));
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let kubeconfig = kube::config::Kubeconfig::read_from(std::env::var("DRMESH_KUBECONFIG").expect("DRMESH_KUBECONFIG")).expect("kubeconfig");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(std::env::var("DRMESH_KUBECONFIG").expect("DRMESH_KUBECONFIG"))
+            .expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
     let client = Client::try_from(config).expect("client");
     let mut table: Vec<(String, String, String)> = Vec::new();
@@ -312,7 +350,11 @@ async fn main() {
     let convergence = started.elapsed();
     eprintln!("operator: {products} products Ready in {convergence:?}");
     table.push(("cold convergence, operator".into(), format!("{:.1} s", convergence.as_secs_f64()), "<= 120 s".into()));
-    table.push(("same children, kubectl apply --server-side".into(), format!("{:.1} s", baseline.as_secs_f64()), "".into()));
+    table.push((
+        "same children, kubectl apply --server-side".into(),
+        format!("{:.1} s", baseline.as_secs_f64()),
+        "".into(),
+    ));
     table.push((
         "ratio operator / baseline".into(),
         format!("{:.2}", convergence.as_secs_f64() / baseline.as_secs_f64()),
@@ -358,18 +400,21 @@ async fn main() {
         .expect("ap");
         let t = Instant::now();
         policies.create(&PostParams::default(), &ap).await.expect("create");
-        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), true, Duration::from_secs(30)).await {
+        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), true, Duration::from_secs(30)).await
+        {
             created.push(at - t);
         }
         let t = Instant::now();
         policies.delete(&name, &DeleteParams::default()).await.expect("delete");
-        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), false, Duration::from_secs(30)).await {
+        if let Some(at) = wait_binding(&bindings, &format!("drmesh-grant-{name}"), false, Duration::from_secs(30)).await
+        {
             deleted.push(at - t);
         }
     }
     let expiring: Vec<(String, jiff::Timestamp)> = (0..samples.min(20))
         .map(|k| {
-            let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 4 + (k as i64 % 3)).expect("time");
+            let at =
+                jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 4 + (k as i64 % 3)).expect("time");
             (format!("exp-{k}"), at)
         })
         .collect();
@@ -400,11 +445,19 @@ async fn main() {
     for (name, _) in &expiring {
         let _ = policies.delete(name, &DeleteParams::default()).await;
     }
-    for (label, v) in [("grant create -> RoleBinding", &mut created), ("grant delete -> RoleBinding gone", &mut deleted), ("expiresAt -> RoleBinding gone", &mut expired)] {
+    for (label, v) in [
+        ("grant create -> RoleBinding", &mut created),
+        ("grant delete -> RoleBinding gone", &mut deleted),
+        ("expiresAt -> RoleBinding gone", &mut expired),
+    ] {
         v.sort();
         table.push((
             format!("{label} p50 / p99 (n={})", v.len()),
-            format!("{:.0} / {:.0} ms", percentile(v, 0.5).as_secs_f64() * 1000.0, percentile(v, 0.99).as_secs_f64() * 1000.0),
+            format!(
+                "{:.0} / {:.0} ms",
+                percentile(v, 0.5).as_secs_f64() * 1000.0,
+                percentile(v, 0.99).as_secs_f64() * 1000.0
+            ),
             "p99 <= 1000 ms".into(),
         ));
     }
@@ -422,11 +475,27 @@ async fn main() {
     let versions_after = child_versions(&op_prefix);
     let changed = versions_after.iter().filter(|(k, v)| versions_before.get(*k) != Some(*v)).count();
     table.push((format!("child writes while idle ({} s)", idle.as_secs()), format!("{writes}"), "0".into()));
-    table.push((format!("children whose resourceVersion changed ({})", versions_before.len()), format!("{changed}"), "0".into()));
+    table.push((
+        format!("children whose resourceVersion changed ({})", versions_before.len()),
+        format!("{changed}"),
+        "0".into(),
+    ));
     let ticks_per_sec = 100.0;
-    table.push(("idle CPU".into(), format!("{:.2} % of a core", ticks as f64 / ticks_per_sec / idle.as_secs_f64() * 100.0), "<= 2 %".into()));
-    table.push(("operator peak RSS".into(), format!("{:.1} MiB", proc_field(pid, "VmHWM:") as f64 / 1024.0), "<= 64 MiB at 1,000".into()));
-    table.push(("operator RSS after the idle period".into(), format!("{:.1} MiB", proc_field(pid, "VmRSS:") as f64 / 1024.0), "".into()));
+    table.push((
+        "idle CPU".into(),
+        format!("{:.2} % of a core", ticks as f64 / ticks_per_sec / idle.as_secs_f64() * 100.0),
+        "<= 2 %".into(),
+    ));
+    table.push((
+        "operator peak RSS".into(),
+        format!("{:.1} MiB", proc_field(pid, "VmHWM:") as f64 / 1024.0),
+        "<= 64 MiB at 1,000".into(),
+    ));
+    table.push((
+        "operator RSS after the idle period".into(),
+        format!("{:.1} MiB", proc_field(pid, "VmRSS:") as f64 / 1024.0),
+        "".into(),
+    ));
 
     let _ = operator.kill();
     let _ = operator.wait();
@@ -434,8 +503,12 @@ async fn main() {
     // Report.
     let mut report = String::new();
     let _ = writeln!(report, "# drmesh benchmark — {products} products, {} domains", domains);
-    let _ = writeln!(report, "\nrun {} on {} cores; `make bench` (DRMESH_BENCH_PRODUCTS={products}, DRMESH_BENCH_IDLE_SECS={idle_secs})\n",
-        jiff::Timestamp::now(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let _ = writeln!(
+        report,
+        "\nrun {} on {} cores; `make bench` (DRMESH_BENCH_PRODUCTS={products}, DRMESH_BENCH_IDLE_SECS={idle_secs})\n",
+        jiff::Timestamp::now(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     let _ = writeln!(report, "| figure | measured | target |\n|---|---|---|");
     for (k, v, t) in &table {
         let _ = writeln!(report, "| {k} | {v} | {t} |");

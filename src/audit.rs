@@ -196,8 +196,8 @@ mod tests {
         Event {
             time: format!("2026-11-28T12:00:{n:02}Z"),
             actor: "system:serviceaccount:drmesh-system:drmesh".into(),
-            decision: if n % 2 == 0 { Decision::Granted } else { Decision::Denied },
-            reason: if n % 2 == 0 { "Granted".into() } else { "ClearanceTooLow".into() },
+            decision: if n.is_multiple_of(2) { Decision::Granted } else { Decision::Denied },
+            reason: if n.is_multiple_of(2) { "Granted".into() } else { "ClearanceTooLow".into() },
             message: format!("decision {n}"),
             product: ObjectRef { namespace: "police".into(), name: "incident-feed".into() },
             classification: "Restricted".into(),

@@ -32,7 +32,9 @@ pub enum Role {
 
 /// The pure decision: may `identity` hold `lease` at `now`?
 pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Role {
-    let Some(spec) = lease else { return Role::Leader };
+    let Some(spec) = lease else {
+        return Role::Leader;
+    };
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder.is_empty() || holder == identity {
         return Role::Leader;
@@ -66,9 +68,17 @@ impl Elector {
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
-            acquire_time: if taking_over { Some(MicroTime(now)) } else { spec.as_ref().and_then(|s| s.acquire_time.clone()) },
+            acquire_time: if taking_over {
+                Some(MicroTime(now))
+            } else {
+                spec.as_ref().and_then(|s| s.acquire_time.clone())
+            },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if taking_over && !previous_holder.is_empty() { transitions + 1 } else { transitions }),
+            lease_transitions: Some(if taking_over && !previous_holder.is_empty() {
+                transitions + 1
+            } else {
+                transitions
+            }),
             ..Default::default()
         });
         // resourceVersion makes the write conditional: two replicas cannot both win.
@@ -85,14 +95,14 @@ impl Elector {
 
     /// Gives the Lease up (on shutdown) so a standby does not wait for it to expire.
     pub async fn release(&self) {
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await {
-            if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str()) {
-                if let Some(spec) = lease.spec.as_mut() {
-                    spec.holder_identity = None;
-                    spec.renew_time = None;
-                }
-                let _ = self.api.replace(&lease.name_any(), &PostParams::default(), &lease).await;
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
+            && lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str())
+        {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+                spec.renew_time = None;
             }
+            let _ = self.api.replace(&lease.name_any(), &PostParams::default(), &lease).await;
         }
     }
 

@@ -1,8 +1,8 @@
 pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod controllers;
+pub mod leader;
 pub mod manifest;
 pub mod mesh;
-pub mod controllers;
 pub mod telemetry;
-pub mod leader;

@@ -21,10 +21,7 @@ pub struct Document {
 
 impl Document {
     fn str_field(&self, pointer: &str) -> &str {
-        self.value
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
     }
     pub fn api_version(&self) -> &str {
         self.str_field("/apiVersion")
@@ -36,20 +33,12 @@ impl Document {
         self.str_field("/metadata/name")
     }
     pub fn namespace(&self) -> Option<&str> {
-        self.value
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
+        self.value.pointer("/metadata/namespace").and_then(Value::as_str)
     }
 
     /// `file#index (Kind name)`, for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{}#{} ({} {})",
-            self.file.display(),
-            self.index,
-            self.kind(),
-            self.name()
-        )
+        format!("{}#{} ({} {})", self.file.display(), self.index, self.kind(), self.name())
     }
 
     /// The document as a drmesh object, or [`MeshObject::Other`] for any other kind.
@@ -57,29 +46,19 @@ impl Document {
         let typed = |kind: &str| -> Option<Result<MeshObject, serde_json::Error>> {
             let value = self.value.clone();
             Some(match kind {
-                "DataSource" => {
-                    serde_json::from_value(value).map(|o| MeshObject::DataSource(Box::new(o)))
-                }
-                "DataProduct" => {
-                    serde_json::from_value(value).map(|o| MeshObject::DataProduct(Box::new(o)))
-                }
-                "AccessPolicy" => {
-                    serde_json::from_value(value).map(|o| MeshObject::AccessPolicy(Box::new(o)))
-                }
+                "DataSource" => serde_json::from_value(value).map(|o| MeshObject::DataSource(Box::new(o))),
+                "DataProduct" => serde_json::from_value(value).map(|o| MeshObject::DataProduct(Box::new(o))),
+                "AccessPolicy" => serde_json::from_value(value).map(|o| MeshObject::AccessPolicy(Box::new(o))),
                 _ => return None,
             })
         };
         let api_version = self.api_version();
         let in_group = api_version.split('/').next() == Some(GROUP);
         match (api_version == API_VERSION, typed(self.kind())) {
-            (true, Some(parsed)) => parsed.map_err(|source| ManifestError::Invalid {
-                what: self.describe(),
-                source,
-            }),
-            _ if in_group => Err(ManifestError::UnknownKind {
-                what: self.describe(),
-                api_version: api_version.to_string(),
-            }),
+            (true, Some(parsed)) => parsed.map_err(|source| ManifestError::Invalid { what: self.describe(), source }),
+            _ if in_group => {
+                Err(ManifestError::UnknownKind { what: self.describe(), api_version: api_version.to_string() })
+            }
             _ => Ok(MeshObject::Other),
         }
     }
@@ -149,17 +128,10 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, Manifes
             Value::Null => continue,
             Value::Object(map) if map.contains_key("apiVersion") && map.contains_key("kind") => {}
             _ => {
-                return Err(ManifestError::NotAnObject {
-                    path: file.to_path_buf(),
-                    index,
-                });
+                return Err(ManifestError::NotAnObject { path: file.to_path_buf(), index });
             }
         }
-        documents.push(Document {
-            file: file.to_path_buf(),
-            index,
-            value,
-        });
+        documents.push(Document { file: file.to_path_buf(), index, value });
     }
     Ok(documents)
 }
@@ -204,20 +176,15 @@ pub fn load_documents(path: &Path) -> Result<Vec<Document>, ManifestError> {
     collect_files(path, &mut files)?;
     let mut documents = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
-            path: file.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|source| ManifestError::Read { path: file.clone(), source })?;
         documents.extend(parse_documents(&file, &text)?);
     }
     Ok(documents)
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
-    let read_error = |source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_error = |source| ManifestError::Read { path: path.to_path_buf(), source };
     if !path.is_dir() {
         files.push(path.to_path_buf());
         return Ok(());
@@ -267,19 +234,14 @@ mod tests {
         let err = parse_documents(Path::new("bad.yaml"), "a: [1\n").unwrap_err();
         assert_eq!(err.label(), "yaml");
         let err = parse_documents(Path::new("bad.yaml"), "---\n- 1\n").unwrap_err();
-        assert!(
-            matches!(err, ManifestError::NotAnObject { index: 0, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ManifestError::NotAnObject { index: 0, .. }), "{err}");
 
-        let bad_enum = "apiVersion: drmesh.io/v1alpha1\nkind: DataSource\nmetadata: {name: s}\nspec: {classification: Secret}\n";
+        let bad_enum =
+            "apiVersion: drmesh.io/v1alpha1\nkind: DataSource\nmetadata: {name: s}\nspec: {classification: Secret}\n";
         let docs = parse_documents(Path::new("s.yaml"), bad_enum).unwrap();
         let err = docs[0].to_object().unwrap_err();
         assert_eq!(err.label(), "invalid");
-        assert!(
-            err.to_string().starts_with("s.yaml#0 (DataSource s)"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("s.yaml#0 (DataSource s)"), "{err}");
 
         let unknown = "apiVersion: drmesh.io/v1\nkind: DataSource\nmetadata: {name: s}\n";
         let docs = parse_documents(Path::new("u.yaml"), unknown).unwrap();
@@ -290,28 +252,12 @@ mod tests {
     fn loads_a_directory_tree_in_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(
-            dir.path().join("b.yaml"),
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("a.yml"),
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("sub/c.yaml"),
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n").unwrap();
+        std::fs::write(dir.path().join("a.yml"), "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(dir.path().join("sub/c.yaml"), "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
         std::fs::write(dir.path().join(".hidden.yaml"), "not yaml: [").unwrap();
-        let names: Vec<String> = load_documents(dir.path())
-            .unwrap()
-            .iter()
-            .map(|d| d.name().to_string())
-            .collect();
+        let names: Vec<String> = load_documents(dir.path()).unwrap().iter().map(|d| d.name().to_string()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         let missing = load_documents(&dir.path().join("missing.yaml")).unwrap_err();
         assert_eq!(missing.label(), "read");

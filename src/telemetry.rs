@@ -112,10 +112,30 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
         registry.register("reconcile_failures", "Failed reconciles, by controller and error", failures.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
-        registry.register("access_decisions", "Access decisions (audit records), by decision and reason", decisions.clone());
+        registry.register(
+            "access_decisions",
+            "Access decisions (audit records), by decision and reason",
+            decisions.clone(),
+        );
         registry.register("grants_active", "AccessPolicies currently granting access", grants_active.clone());
-        registry.register("child_writes", "Server-side applies of children actually sent (unchanged children are skipped)", child_writes.clone());
-        Self { registry, reconciles, failures, duration, decisions, grants_active, child_writes, leader, queue_depth, grants, live: Default::default() }
+        registry.register(
+            "child_writes",
+            "Server-side applies of children actually sent (unchanged children are skipped)",
+            child_writes.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            decisions,
+            grants_active,
+            child_writes,
+            leader,
+            queue_depth,
+            grants,
+            live: Default::default(),
+        }
     }
 }
 

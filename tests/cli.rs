@@ -102,7 +102,17 @@ fn validate_reports_every_semantic_rule_as_json() {
 
 #[test]
 fn validate_writes_junit_for_ci() {
-    let out = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "-f", path(&fixture("garbled.yaml")), "--now", NOW, "-o", "junit"]);
+    let out = drmesh(&[
+        "validate",
+        "-f",
+        path(&fixture("bad-meaning.yaml")),
+        "-f",
+        path(&fixture("garbled.yaml")),
+        "--now",
+        NOW,
+        "-o",
+        "junit",
+    ]);
     assert_eq!(code(&out), 1);
     let xml = stdout(&out);
     // 14 + 1 objects, and the unreadable document of garbled.yaml.
@@ -113,7 +123,8 @@ fn validate_writes_junit_for_ci() {
     assert!(xml.contains("<testcase classname=\"") && xml.contains("name=\"AccessPolicy sdis/old-grant\">"));
     assert!(xml.trim_end().ends_with("</testsuites>"));
     // --strict: the warning fails too.
-    let strict = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", NOW, "-o", "junit", "--strict"]);
+    let strict =
+        drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", NOW, "-o", "junit", "--strict"]);
     assert_eq!(stdout(&strict).matches("<failure ").count(), 11);
 }
 
@@ -121,7 +132,11 @@ fn validate_writes_junit_for_ci() {
 fn validate_exit_codes_distinguish_bad_manifests_from_unreadable_input() {
     let garbled = drmesh(&["validate", "-f", path(&fixture("garbled.yaml"))]);
     assert_eq!(code(&garbled), 1);
-    assert!(stdout(&garbled).contains("#1: error: not valid YAML: did not find expected ',' or '}'"), "{}", stdout(&garbled));
+    assert!(
+        stdout(&garbled).contains("#1: error: not valid YAML: did not find expected ',' or '}'"),
+        "{}",
+        stdout(&garbled)
+    );
     let missing = drmesh(&["validate", "-f", "tests/fixtures/cli/no-such-file.yaml"]);
     assert_eq!(code(&missing), 2);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read tests/fixtures/cli/no-such-file.yaml"));
@@ -135,12 +150,22 @@ fn validate_checks_all_manifests_together() {
     // The cnc domain alone: its inputs live in domains that are not among the inputs.
     let alone = drmesh(&["validate", "-f", "config/samples/cnc.yaml", "--now", NOW]);
     assert_eq!(code(&alone), 0, "{}", stdout(&alone));
-    assert_eq!(stdout(&alone).matches("warning: DataProduct cnc/situation-picture: spec.inputs[").count(), 5, "{}", stdout(&alone));
+    assert_eq!(
+        stdout(&alone).matches("warning: DataProduct cnc/situation-picture: spec.inputs[").count(),
+        5,
+        "{}",
+        stdout(&alone)
+    );
     assert_eq!(code(&drmesh(&["validate", "-f", "config/samples/cnc.yaml", "--now", NOW, "--strict"])), 1);
     // The same object twice: kubectl would keep the last one.
     let twice = drmesh(&["validate", "-f", path(&samples()), "-f", "config/samples/police.yaml", "--now", NOW]);
     assert_eq!(code(&twice), 1);
-    assert!(stdout(&twice).contains("error: DataSource police/incident-db: DataSource police/incident-db is also declared in"), "{}", stdout(&twice));
+    assert!(
+        stdout(&twice)
+            .contains("error: DataSource police/incident-db: DataSource police/incident-db is also declared in"),
+        "{}",
+        stdout(&twice)
+    );
 }
 
 #[test]
@@ -165,19 +190,32 @@ fn render_prints_every_child_in_a_stable_order() {
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
     assert_eq!(text, stdout(&drmesh(&["render", "-f", path(&samples()), "--now", NOW])), "stable");
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .collect();
+    let docs: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).expect("yaml")).collect();
     assert_eq!(docs.len(), 6 * 6 + 5 + 5 * 3 + 7 * 2 + 6);
     for doc in &docs {
-        for field in ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/labels/app.kubernetes.io~1managed-by"] {
+        for field in [
+            "/apiVersion",
+            "/kind",
+            "/metadata/name",
+            "/metadata/namespace",
+            "/metadata/labels/app.kubernetes.io~1managed-by",
+        ] {
             assert!(doc.pointer(field).is_some(), "{field} missing in {doc}");
         }
     }
-    let first: Vec<(&str, &str)> = docs[..4].iter().map(|d| (d["kind"].as_str().unwrap_or(""), d["metadata"]["name"].as_str().unwrap_or(""))).collect();
+    let first: Vec<(&str, &str)> = docs[..4]
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap_or(""), d["metadata"]["name"].as_str().unwrap_or("")))
+        .collect();
     assert_eq!(
         first,
-        [("NetworkPolicy", "situation-picture-isolation"), ("ServiceAccount", "situation-picture"), ("Service", "situation-picture"), ("Deployment", "situation-picture")]
+        [
+            ("NetworkPolicy", "situation-picture-isolation"),
+            ("ServiceAccount", "situation-picture"),
+            ("Service", "situation-picture"),
+            ("Deployment", "situation-picture")
+        ]
     );
     let json = drmesh(&["render", "-f", path(&samples()), "--now", NOW, "-o", "json"]);
     let list: Value = serde_json::from_str(&stdout(&json)).expect("json list");
@@ -208,7 +246,8 @@ fn diff_lists_widened_access_first() {
             .replace("name: transport-analysts", "name: transport-analysts\n    - kind: User\n      name: eve")
             .replace("  ports: [http]\n  subjects:", "  subjects:"),
         "police.yaml" => text.replace("expiresAt: \"2027-12-31T23:59:59Z\"", "expiresAt: \"2029-12-31T23:59:59Z\""),
-        "gendarmerie.yaml" => text.replace("    - kind: Group\n      name: cnc-officers\n    - kind: DataProduct", "    - kind: DataProduct"),
+        "gendarmerie.yaml" => text
+            .replace("    - kind: Group\n      name: cnc-officers\n    - kind: DataProduct", "    - kind: DataProduct"),
         _ => text,
     });
     let out = drmesh(&["diff", "-f", path(changed.path()), "--against", path(&samples()), "--now", NOW]);
@@ -227,7 +266,18 @@ fn diff_lists_widened_access_first() {
     }
     let widened = text.find("ACCESS WIDENED").unwrap_or(usize::MAX);
     assert!(widened < text.find("ACCESS NARROWED").unwrap_or(0));
-    let gate = drmesh(&["diff", "-f", path(changed.path()), "--against", path(&samples()), "--now", NOW, "--fail-on-widening", "-o", "json"]);
+    let gate = drmesh(&[
+        "diff",
+        "-f",
+        path(changed.path()),
+        "--against",
+        path(&samples()),
+        "--now",
+        NOW,
+        "--fail-on-widening",
+        "-o",
+        "json",
+    ]);
     assert_eq!(code(&gate), 3);
     let json: Value = serde_json::from_str(&stdout(&gate)).expect("json");
     assert_eq!(json["widened"].as_array().map(Vec::len), Some(5));
@@ -238,13 +288,24 @@ fn diff_lists_widened_access_first() {
 #[test]
 fn diff_refuses_declassification() {
     let lowered = edited_samples(|name, text| {
-        if name == "police.yaml" { text.replacen("  classification: Restricted\n  type: Postgres", "  classification: Internal\n  type: Postgres", 1) } else { text }
+        if name == "police.yaml" {
+            text.replacen(
+                "  classification: Restricted\n  type: Postgres",
+                "  classification: Internal\n  type: Postgres",
+                1,
+            )
+        } else {
+            text
+        }
     });
     let out = drmesh(&["diff", "-f", path(lowered.path()), "--against", path(&samples()), "--now", NOW]);
     assert_eq!(code(&out), 1);
     let text = stdout(&out);
     assert!(text.contains("+ DataSource police/incident-db: classification lowered Restricted -> Internal"), "{text}");
-    assert!(text.contains("! DataSource police/incident-db: spec.classification: spec.classification cannot be lowered"), "{text}");
+    assert!(
+        text.contains("! DataSource police/incident-db: spec.classification: spec.classification cannot be lowered"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -281,15 +342,35 @@ fn access_review_says_who_can_access_what() {
     for column in ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"] {
         assert!(header.contains(column), "{header}");
     }
-    assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed") && l.contains("Group:cnc-officers") && l.contains("2027-12-31T23:59:59Z")));
+    assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed")
+        && l.contains("Group:cnc-officers")
+        && l.contains("2027-12-31T23:59:59Z")));
     let csv = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW, "-o", "csv"]));
     assert!(csv.contains(
         "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,2027-12-31T23:59:59Z,Granted\r\n"
     ), "{csv}");
-    let json: Value = serde_json::from_str(&stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", "2028-01-01T00:00:00Z", "-o", "json"]))).expect("json");
+    let json: Value = serde_json::from_str(&stdout(&drmesh(&[
+        "access-review",
+        "-f",
+        path(&samples()),
+        "--now",
+        "2028-01-01T00:00:00Z",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
     let rows = json.as_array().expect("rows");
     assert!(rows.iter().any(|r| r["status"] == "Expired" && r["subject"] == "Group:cnc-officers"));
-    let granted = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", "2028-01-01T00:00:00Z", "-o", "json", "--granted-only"]));
+    let granted = stdout(&drmesh(&[
+        "access-review",
+        "-f",
+        path(&samples()),
+        "--now",
+        "2028-01-01T00:00:00Z",
+        "-o",
+        "json",
+        "--granted-only",
+    ]));
     assert!(!granted.contains("\"Expired\""));
 }
 
@@ -302,6 +383,7 @@ fn works_as_a_kubectl_plugin() {
     let help = Command::new(&plugin).arg("--help").output().expect("plugin runs");
     assert_eq!(code(&help), 0);
     assert!(stdout(&help).contains("Usage: kubectl drmesh <COMMAND>"), "{}", stdout(&help));
-    let out = Command::new(&plugin).args(["validate", "-f", path(&samples()), "--now", NOW]).output().expect("plugin runs");
+    let out =
+        Command::new(&plugin).args(["validate", "-f", path(&samples()), "--now", NOW]).output().expect("plugin runs");
     assert_eq!((code(&out), stdout(&out)), (0, "29 object(s) checked: 0 error(s), 0 warning(s)\n".to_string()));
 }

@@ -68,7 +68,13 @@ fn garbled_samples_never_panic() {
     let originals = samples();
     let mut runner = TestRunner::new(config(128));
     // Cut a slice out of a sample, then insert some text at a point.
-    let strategy = (0..originals.len(), any::<prop::sample::Index>(), 0usize..40, any::<prop::sample::Index>(), "[ :\\-\\[\\]{}#\n a-zA-Z0-9]{0,12}");
+    let strategy = (
+        0..originals.len(),
+        any::<prop::sample::Index>(),
+        0usize..40,
+        any::<prop::sample::Index>(),
+        "[ :\\-\\[\\]{}#\n a-zA-Z0-9]{0,12}",
+    );
     runner
         .run(&strategy, |(file, cut, len, at, insert)| {
             let (name, text) = &originals[file];
@@ -110,7 +116,8 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z]{1,12}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-zA-Z]{1,12}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -119,7 +126,9 @@ fn any_json() -> impl Strategy<Value = Value> {
 fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     out.push(at.clone());
     match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
+        Value::Object(map) => {
+            map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out))
+        }
         Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
         _ => {}
     }
@@ -130,12 +139,17 @@ fn values_replaced_at_random_never_panic() {
     let admission = Admission::new().expect("schemas");
     let documents: Vec<Value> = samples()
         .iter()
-        .flat_map(|(_, text)| serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).expect("sample yaml")).collect::<Vec<Value>>())
+        .flat_map(|(_, text)| {
+            serde_yaml::Deserializer::from_str(text)
+                .map(|d| serde::Deserialize::deserialize(d).expect("sample yaml"))
+                .collect::<Vec<Value>>()
+        })
         .collect();
     let original = load_texts(&samples(), "default", &[], &admission);
     let reached = std::cell::Cell::new(0u32);
     let mut runner = TestRunner::new(config(256));
-    let strategy = prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any_json()), 1..4);
+    let strategy =
+        prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any_json()), 1..4);
     runner
         .run(&strategy, |edits| {
             let mut docs = documents.clone();
@@ -151,7 +165,8 @@ fn values_replaced_at_random_never_panic() {
                     *slot = value;
                 }
             }
-            let text = docs.iter().map(|d| serde_yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
+            let text =
+                docs.iter().map(|d| serde_yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
             let mesh = everything(&admission, &[(PathBuf::from("mutated.yaml"), text)]);
             let d = diff::diff(&original, &mesh, &admission, now());
             let _ = diff::text(&d);

@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use drmesh::api::{
-    AccessPolicy, Classification, DataProduct, DataSource, SubjectKind, clearance_from_labels,
-};
+use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource, SubjectKind, clearance_from_labels};
 use drmesh::manifest::{Document, MeshObject, load_documents};
 use serde_json::Value;
 
@@ -19,17 +17,13 @@ fn samples() -> Vec<Document> {
 /// Every field of `original` is in `parsed` with the same value (`parsed` may add defaults).
 fn contained(original: &Value, parsed: &Value, path: &str) -> Result<(), String> {
     match (original, parsed) {
-        (Value::Object(a), Value::Object(b)) => {
-            a.iter().try_for_each(|(key, value)| match b.get(key) {
-                Some(other) => contained(value, other, &format!("{path}.{key}")),
-                None => Err(format!("{path}.{key} was dropped when parsing")),
-            })
+        (Value::Object(a), Value::Object(b)) => a.iter().try_for_each(|(key, value)| match b.get(key) {
+            Some(other) => contained(value, other, &format!("{path}.{key}")),
+            None => Err(format!("{path}.{key} was dropped when parsing")),
+        }),
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| contained(x, y, &format!("{path}[{i}]")))
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
-            .iter()
-            .zip(b)
-            .enumerate()
-            .try_for_each(|(i, (x, y))| contained(x, y, &format!("{path}[{i}]"))),
         (a, b) if a == b => Ok(()),
         (a, b) => Err(format!("{path}: {a} became {b}")),
     }
@@ -71,29 +65,20 @@ fn load_mesh() -> Mesh {
         if let Err(e) = validated {
             panic!("{} breaks a CRD rule: {e}", doc.describe());
         }
-        assert!(
-            doc.kind() == "Namespace" || doc.namespace().is_some(),
-            "{} has no namespace",
-            doc.describe()
-        );
+        assert!(doc.kind() == "Namespace" || doc.namespace().is_some(), "{} has no namespace", doc.describe());
         match object {
             MeshObject::DataSource(o) => mesh.sources.push(*o),
             MeshObject::DataProduct(o) => mesh.products.push(*o),
             MeshObject::AccessPolicy(o) => mesh.policies.push(*o),
             MeshObject::Other if doc.kind() == "Namespace" => {
-                let labels: Option<BTreeMap<String, String>> = doc
-                    .value
-                    .pointer("/metadata/labels")
-                    .and_then(|l| serde_json::from_value(l.clone()).ok());
-                let clearance = clearance_from_labels(labels.as_ref())
-                    .unwrap_or_else(|e| panic!("{}: {e}", doc.describe()));
+                let labels: Option<BTreeMap<String, String>> =
+                    doc.value.pointer("/metadata/labels").and_then(|l| serde_json::from_value(l.clone()).ok());
+                let clearance =
+                    clearance_from_labels(labels.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", doc.describe()));
                 mesh.clearances.insert(doc.name().to_string(), clearance);
             }
             MeshObject::Other if doc.kind() == "Secret" => {
-                mesh.secrets.insert((
-                    doc.namespace().unwrap_or_default().to_string(),
-                    doc.name().to_string(),
-                ));
+                mesh.secrets.insert((doc.namespace().unwrap_or_default().to_string(), doc.name().to_string()));
             }
             MeshObject::Other => panic!("{}: unexpected kind in the samples", doc.describe()),
         }
@@ -105,58 +90,32 @@ fn load_mesh() -> Mesh {
 fn samples_parse_losslessly_and_pass_the_crd_rules() {
     let mesh = load_mesh();
     let domains: Vec<&str> = mesh.clearances.keys().map(String::as_str).collect();
-    assert_eq!(
-        domains,
-        ["cnc", "gendarmerie", "police", "sante", "sdis", "transport"]
-    );
-    assert_eq!(
-        (mesh.sources.len(), mesh.products.len(), mesh.policies.len()),
-        (5, 6, 7)
-    );
+    assert_eq!(domains, ["cnc", "gendarmerie", "police", "sante", "sdis", "transport"]);
+    assert_eq!((mesh.sources.len(), mesh.products.len(), mesh.policies.len()), (5, 6, 7));
 }
 
 #[test]
 fn the_reference_mesh_is_complete_and_consistent() {
     use kube::ResourceExt;
     let mesh = load_mesh();
-    let product = |namespace: &str, name: &str| {
-        mesh.products
-            .iter()
-            .find(|p| ns(*p) == namespace && p.name_any() == name)
-    };
+    let product =
+        |namespace: &str, name: &str| mesh.products.iter().find(|p| ns(*p) == namespace && p.name_any() == name);
     for source in &mesh.sources {
         let secret = (ns(source), source.spec.credentials_secret_ref.name.clone());
-        assert!(
-            mesh.secrets.contains(&secret),
-            "{}: missing Secret {secret:?}",
-            source.name_any()
-        );
+        assert!(mesh.secrets.contains(&secret), "{}: missing Secret {secret:?}", source.name_any());
     }
     for p in &mesh.products {
         let (namespace, name) = (ns(p), p.name_any());
-        assert!(
-            mesh.clearances[&namespace] >= p.spec.classification,
-            "{name}: above its domain's clearance"
-        );
+        assert!(mesh.clearances[&namespace] >= p.spec.classification, "{name}: above its domain's clearance");
         for input in &p.spec.inputs {
             if let Some(source) = &input.data_source {
-                let found = mesh
-                    .sources
-                    .iter()
-                    .find(|s| ns(*s) == namespace && &s.name_any() == source);
+                let found = mesh.sources.iter().find(|s| ns(*s) == namespace && &s.name_any() == source);
                 let found = found.unwrap_or_else(|| panic!("{name}: no DataSource {source}"));
-                assert!(
-                    found.spec.classification <= p.spec.classification,
-                    "{name}: declassifies {source}"
-                );
+                assert!(found.spec.classification <= p.spec.classification, "{name}: declassifies {source}");
             }
             if let Some(r) = &input.data_product {
-                let upstream = product(&r.namespace, &r.name)
-                    .unwrap_or_else(|| panic!("{name}: no DataProduct {r}"));
-                assert!(
-                    upstream.spec.classification <= p.spec.classification,
-                    "{name}: declassifies {r}"
-                );
+                let upstream = product(&r.namespace, &r.name).unwrap_or_else(|| panic!("{name}: no DataProduct {r}"));
+                assert!(upstream.spec.classification <= p.spec.classification, "{name}: declassifies {r}");
                 let granted = mesh.policies.iter().any(|g| {
                     ns(g) == r.namespace
                         && g.spec.data_product == r.name
@@ -172,8 +131,7 @@ fn the_reference_mesh_is_complete_and_consistent() {
     }
     for g in &mesh.policies {
         let granted = product(&ns(g), &g.spec.data_product);
-        let granted = granted
-            .unwrap_or_else(|| panic!("{}: no DataProduct {}", g.name_any(), g.spec.data_product));
+        let granted = granted.unwrap_or_else(|| panic!("{}: no DataProduct {}", g.name_any(), g.spec.data_product));
         if granted.spec.classification == Classification::Restricted {
             assert!(
                 g.spec.purpose.is_some() && g.spec.expires_at.is_some(),

@@ -34,33 +34,12 @@ const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
     derive = "PartialEq",
     doc = "A grant, declared by the producer in the product's namespace: who may consume one DataProduct, on which ports, for what purpose and until when.",
     printcolumn(name = "Product", type_ = "string", json_path = ".spec.dataProduct"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Granted",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Granted\")].status"
-    ),
-    printcolumn(
-        name = "Subjects",
-        type_ = "integer",
-        json_path = ".status.subjectCount"
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Granted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Granted\")].status"),
+    printcolumn(name = "Subjects", type_ = "integer", json_path = ".status.subjectCount"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
-    printcolumn(
-        name = "Purpose",
-        type_ = "string",
-        json_path = ".spec.purpose",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Purpose", type_ = "string", json_path = ".spec.purpose", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.dataProduct",
     cel
 )]
@@ -106,9 +85,7 @@ pub struct AccessPolicySpec {
 /// Who is granted access. Which fields apply depends on `kind`, as in RBAC subjects:
 /// User and Group take `name`; ServiceAccount and DataProduct take `namespace` and
 /// `name`; Namespace takes `name` (the namespace) and an optional `podSelector`.
-#[derive(
-    Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     cel,
@@ -140,33 +117,17 @@ pub struct Subject {
 impl Subject {
     /// A User, Group or Namespace subject.
     pub fn named(kind: SubjectKind, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            name: Some(name.into()),
-            namespace: None,
-            pod_selector: None,
-        }
+        Self { kind, name: Some(name.into()), namespace: None, pod_selector: None }
     }
 
     /// A ServiceAccount or DataProduct subject.
-    pub fn namespaced(
-        kind: SubjectKind,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind,
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            pod_selector: None,
-        }
+    pub fn namespaced(kind: SubjectKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { kind, name: Some(name.into()), namespace: Some(namespace.into()), pod_selector: None }
     }
 }
 
 /// Kind of subject.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SubjectKind {
     User,
     Group,
@@ -194,9 +155,7 @@ impl fmt::Display for SubjectKind {
 }
 
 /// Pods selected by labels (the `matchLabels` part of a Kubernetes LabelSelector).
-#[derive(
-    Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSelector {
     /// Labels a pod must all carry.

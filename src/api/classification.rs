@@ -17,20 +17,7 @@ pub const CLEARANCE_LABEL: &str = "drmesh.io/clearance";
 /// least the product's classification. `Restricted` is the French "Diffusion Restreinte".
 // Variants carry no doc comments on purpose: schemars would turn documented unit
 // variants into a `oneOf` of consts, which is not a structural schema.
-#[derive(
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Classification {
     #[default]
     Public,
@@ -74,9 +61,7 @@ impl FromStr for Classification {
         Self::ALL
             .into_iter()
             .find(|level| level.as_str() == s)
-            .ok_or_else(|| UnknownClassification {
-                value: s.to_string(),
-            })
+            .ok_or_else(|| UnknownClassification { value: s.to_string() })
     }
 }
 
@@ -109,15 +94,8 @@ mod tests {
     fn ladder_is_ordered() {
         assert!(Classification::Public < Classification::Internal);
         assert!(Classification::Internal < Classification::Restricted);
-        assert_eq!(
-            Classification::ALL.iter().max(),
-            Some(&Classification::Restricted)
-        );
-        let mut shuffled = vec![
-            Classification::Restricted,
-            Classification::Public,
-            Classification::Internal,
-        ];
+        assert_eq!(Classification::ALL.iter().max(), Some(&Classification::Restricted));
+        let mut shuffled = vec![Classification::Restricted, Classification::Public, Classification::Internal];
         shuffled.sort();
         assert_eq!(shuffled, Classification::ALL.to_vec());
     }
@@ -129,10 +107,7 @@ mod tests {
             assert_eq!(level.to_string(), level.as_str());
         }
         for bad in ["restricted", "RESTRICTED", " Restricted", "Secret", ""] {
-            assert!(
-                bad.parse::<Classification>().is_err(),
-                "{bad:?} must not parse"
-            );
+            assert!(bad.parse::<Classification>().is_err(), "{bad:?} must not parse");
         }
     }
 
@@ -148,31 +123,14 @@ mod tests {
     #[test]
     fn clearance_fails_closed() {
         assert_eq!(clearance_from_labels(None), Ok(Classification::Public));
-        assert_eq!(
-            clearance_from_labels(Some(&BTreeMap::new())),
-            Ok(Classification::Public)
-        );
-        assert_eq!(
-            clearance_from_labels(Some(&labels("Restricted"))),
-            Ok(Classification::Restricted)
-        );
-        assert_eq!(
-            clearance_from_labels(Some(&labels("Internal"))),
-            Ok(Classification::Internal)
-        );
+        assert_eq!(clearance_from_labels(Some(&BTreeMap::new())), Ok(Classification::Public));
+        assert_eq!(clearance_from_labels(Some(&labels("Restricted"))), Ok(Classification::Restricted));
+        assert_eq!(clearance_from_labels(Some(&labels("Internal"))), Ok(Classification::Internal));
 
         let typo = labels("restricted");
-        assert_eq!(
-            clearance_from_labels(Some(&typo)),
-            Err(UnknownClassification {
-                value: "restricted".into()
-            })
-        );
+        assert_eq!(clearance_from_labels(Some(&typo)), Err(UnknownClassification { value: "restricted".into() }));
         assert_eq!(clearance_or_public(Some(&typo)), Classification::Public);
         assert_eq!(clearance_or_public(None), Classification::Public);
-        assert_eq!(
-            clearance_or_public(Some(&labels("Restricted"))),
-            Classification::Restricted
-        );
+        assert_eq!(clearance_or_public(Some(&labels("Restricted"))), Classification::Restricted);
     }
 }

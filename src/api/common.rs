@@ -12,8 +12,7 @@ pub const DNS1123_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 pub const DNS1035_LABEL: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 /// DNS-1123 subdomain (most object names). `[.]` rather than `\.` so the same text is
 /// also a valid CEL string literal.
-pub const DNS1123_SUBDOMAIN: &str =
-    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS1123_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Port names (they become Service port names): a letter, then letters, digits and
 /// single hyphens, at most 15 characters. Slightly stricter than IANA_SVC_NAME.
 pub const PORT_NAME: &str = "^[a-z]([a-z0-9]|-[a-z0-9])*$";
@@ -33,9 +32,7 @@ pub mod condition_type {
 }
 
 /// Kind of an owner.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OwnerKind {
     User,
     Group,
@@ -43,9 +40,7 @@ pub enum OwnerKind {
 
 /// A person or group accountable for an object; a DataProduct's owners get read access
 /// to the product, its Deployment, Service (and service proxy) and contract.
-#[derive(
-    Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Owner {
     /// Whether `name` is a user or a group, as the API server authenticates them.
     pub kind: OwnerKind,
@@ -56,9 +51,7 @@ pub struct Owner {
 }
 
 /// A DataProduct in some namespace.
-#[derive(
-    Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataProductRef {
     /// Namespace (domain) of the DataProduct.
     #[schemars(length(min = 1, max = 63), pattern(DNS1123_LABEL))]
@@ -70,10 +63,7 @@ pub struct DataProductRef {
 
 impl DataProductRef {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        Self { namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -186,59 +176,28 @@ mod tests {
     #[test]
     fn set_condition_keeps_transition_time_while_status_holds() {
         let mut conditions = Vec::new();
-        let ready = |status, reason: &str, now| {
-            Condition::new(condition_type::READY, status, reason, "", Some(1), now)
-        };
-        assert!(set_condition(
-            &mut conditions,
-            ready(ConditionStatus::False, "SecretNotFound", at(10))
-        ));
+        let ready = |status, reason: &str, now| Condition::new(condition_type::READY, status, reason, "", Some(1), now);
+        assert!(set_condition(&mut conditions, ready(ConditionStatus::False, "SecretNotFound", at(10))));
         // Same observation later: nothing changes, not even the timestamp.
-        assert!(!set_condition(
-            &mut conditions,
-            ready(ConditionStatus::False, "SecretNotFound", at(20))
-        ));
+        assert!(!set_condition(&mut conditions, ready(ConditionStatus::False, "SecretNotFound", at(20))));
         assert_eq!(conditions[0].last_transition_time, at(10));
         // New reason, same status: recorded, transition time kept.
-        assert!(set_condition(
-            &mut conditions,
-            ready(ConditionStatus::False, "Pending", at(30))
-        ));
+        assert!(set_condition(&mut conditions, ready(ConditionStatus::False, "Pending", at(30))));
         assert_eq!(conditions[0].reason, "Pending");
         assert_eq!(conditions[0].last_transition_time, at(10));
         // Status flips: new transition time.
-        assert!(set_condition(
-            &mut conditions,
-            ready(ConditionStatus::True, "Ready", at(40))
-        ));
+        assert!(set_condition(&mut conditions, ready(ConditionStatus::True, "Ready", at(40))));
         assert_eq!(conditions[0].last_transition_time, at(40));
         // Another type is appended, the first stays first.
-        let stalled = Condition::new(
-            condition_type::STALLED,
-            ConditionStatus::False,
-            "Ok",
-            "",
-            Some(1),
-            at(40),
-        );
+        let stalled = Condition::new(condition_type::STALLED, ConditionStatus::False, "Ok", "", Some(1), at(40));
         assert!(set_condition(&mut conditions, stalled));
         assert_eq!(conditions.len(), 2);
-        assert_eq!(
-            find_condition(&conditions, condition_type::READY).map(|c| c.status),
-            Some(ConditionStatus::True)
-        );
+        assert_eq!(find_condition(&conditions, condition_type::READY).map(|c| c.status), Some(ConditionStatus::True));
     }
 
     #[test]
     fn condition_serializes_like_metav1() {
-        let c = Condition::new(
-            "Ready",
-            ConditionStatus::True,
-            "Ready",
-            "all good",
-            Some(3),
-            at(0),
-        );
+        let c = Condition::new("Ready", ConditionStatus::True, "Ready", "all good", Some(3), at(0));
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(
             json,

@@ -8,12 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::classification::Classification;
-use super::common::{
-    Condition, DNS1035_LABEL, DNS1123_SUBDOMAIN, DataProductRef, Owner, PORT_NAME,
-};
-use super::{
-    MAX_OWNERS, MAX_PORTS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE, PORT_NAME_OR_NUMBER,
-};
+use super::common::{Condition, DNS1035_LABEL, DNS1123_SUBDOMAIN, DataProductRef, Owner, PORT_NAME};
+use super::{MAX_OWNERS, MAX_PORTS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE, PORT_NAME_OR_NUMBER};
 
 /// Most inputs a product may declare.
 pub const MAX_INPUTS: u32 = 64;
@@ -187,7 +183,8 @@ pub struct Resources {
 }
 
 /// Non-negative Kubernetes quantities (the upstream pattern without a leading sign).
-const QUANTITY: &str = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+const QUANTITY: &str =
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 /// At most 8 resources, each a quantity (integer or string), checked at admission. Also
 /// replaces Quantity's very long upstream description, repeated for every map.

@@ -18,25 +18,20 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use accesspolicy::{
-    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, DeniedSubject, MAX_SUBJECTS, PodSelector,
-    Subject, SubjectKind,
+    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, DeniedSubject, MAX_SUBJECTS, PodSelector, Subject, SubjectKind,
 };
 pub use classification::{
-    CLEARANCE_LABEL, Classification, UnknownClassification, clearance_from_labels,
-    clearance_or_public,
+    CLEARANCE_LABEL, Classification, UnknownClassification, clearance_from_labels, clearance_or_public,
 };
 pub use common::{
-    CONDITION_REASON, Condition, ConditionStatus, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN,
-    DataProductRef, Owner, OwnerKind, PORT_NAME, condition_type, find_condition, set_condition,
+    CONDITION_REASON, Condition, ConditionStatus, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, DataProductRef,
+    Owner, OwnerKind, PORT_NAME, condition_type, find_condition, set_condition,
 };
 pub use dataproduct::{
-    Contract, DataProduct, DataProductInput, DataProductSpec, DataProductStatus, EnvVar,
-    InputState, InputStatus, MAX_INPUTS, OutputPort, OutputProtocol, Resources, Runtime,
-    ServiceLevels,
+    Contract, DataProduct, DataProductInput, DataProductSpec, DataProductStatus, EnvVar, InputState, InputStatus,
+    MAX_INPUTS, OutputPort, OutputProtocol, Resources, Runtime, ServiceLevels,
 };
-pub use datasource::{
-    DataSource, DataSourceSpec, DataSourceStatus, DataSourceType, Endpoint, SecretRef,
-};
+pub use datasource::{DataSource, DataSourceSpec, DataSourceStatus, DataSourceType, Endpoint, SecretRef};
 
 /// API group of every drmesh kind.
 pub const GROUP: &str = "drmesh.io";
@@ -64,8 +59,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// Header of the generated CRD file.
-const CRDS_HEADER: &str =
-    "# Generated from src/api by `drmesh crds` (run `make crds`). Do not edit by hand.\n";
+const CRDS_HEADER: &str = "# Generated from src/api by `drmesh crds` (run `make crds`). Do not edit by hand.\n";
 
 /// The CRDs as one multi-document YAML stream, as committed in `crds/` and the chart.
 pub fn crds_yaml() -> String {

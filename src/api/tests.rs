@@ -15,16 +15,9 @@ fn assert_rejected(result: Result<(), ValidationErrors>, field: &str) {
         Err(errors) => errors,
     };
     for error in errors.iter() {
-        assert_eq!(
-            error.kind,
-            ErrorKind::ValidationFailure,
-            "rule did not evaluate cleanly: {error}"
-        );
+        assert_eq!(error.kind, ErrorKind::ValidationFailure, "rule did not evaluate cleanly: {error}");
     }
-    assert!(
-        errors.iter().any(|e| e.message.contains(field)),
-        "no message names {field:?}: {errors}"
-    );
+    assert!(errors.iter().any(|e| e.message.contains(field)), "no message names {field:?}: {errors}");
 }
 
 #[track_caller]
@@ -77,9 +70,7 @@ fn policy(data_product: &str, subjects: Value) -> AccessPolicy {
 #[test]
 fn good_objects_pass_every_rule() {
     assert_accepted(product_with("Restricted").validate_cel());
-    assert_accepted(
-        object::<DataSource>("DataSource", "incident-db", source_spec()).validate_cel(),
-    );
+    assert_accepted(object::<DataSource>("DataSource", "incident-db", source_spec()).validate_cel());
     let subjects = json!([
         {"kind": "Group", "name": "cnc-officers"},
         {"kind": "User", "name": "alice@example.org"},
@@ -93,64 +84,36 @@ fn good_objects_pass_every_rule() {
 #[test]
 fn an_input_names_exactly_one_thing() {
     let both = json!({"dataSource": "incident-db", "dataProduct": {"namespace": "sante", "name": "hospital-capacity"}});
-    assert_rejected(
-        DataProductInput::validate_cel(&both, None),
-        "spec.inputs[] must set exactly one",
-    );
-    assert_rejected(
-        DataProductInput::validate_cel(&json!({}), None),
-        "spec.inputs[] must set exactly one",
-    );
+    assert_rejected(DataProductInput::validate_cel(&both, None), "spec.inputs[] must set exactly one");
+    assert_rejected(DataProductInput::validate_cel(&json!({}), None), "spec.inputs[] must set exactly one");
     let ports_on_source = json!({"dataSource": "incident-db", "ports": ["http"]});
-    assert_rejected(
-        DataProductInput::validate_cel(&ports_on_source, None),
-        "spec.inputs[].ports",
-    );
-    assert_accepted(DataProductInput::validate_cel(
-        &json!({"dataSource": "incident-db"}),
-        None,
-    ));
+    assert_rejected(DataProductInput::validate_cel(&ports_on_source, None), "spec.inputs[].ports");
+    assert_accepted(DataProductInput::validate_cel(&json!({"dataSource": "incident-db"}), None));
 
     // The same rule reached through the whole object.
     let mut spec = product_spec();
     spec["inputs"] = json!([{}]);
-    assert_rejected(
-        object::<DataProduct>("DataProduct", "p", spec).validate_cel(),
-        "spec.inputs[]",
-    );
+    assert_rejected(object::<DataProduct>("DataProduct", "p", spec).validate_cel(), "spec.inputs[]");
 }
 
 #[test]
 fn output_port_names_and_numbers_are_unique() {
     let mut spec = product_spec();
-    spec["outputPorts"] = json!([{"name": "http", "port": 8080, "protocol": "HTTP"}, {"name": "http", "port": 8081, "protocol": "HTTP"}]);
-    assert_rejected(
-        object::<DataProduct>("DataProduct", "p", spec.clone()).validate_cel(),
-        "spec.outputPorts[].name",
-    );
-    spec["outputPorts"] = json!([{"name": "http", "port": 8080, "protocol": "HTTP"}, {"name": "api", "port": 8080, "protocol": "HTTP"}]);
-    assert_rejected(
-        object::<DataProduct>("DataProduct", "p", spec).validate_cel(),
-        "spec.outputPorts[].port",
-    );
+    spec["outputPorts"] =
+        json!([{"name": "http", "port": 8080, "protocol": "HTTP"}, {"name": "http", "port": 8081, "protocol": "HTTP"}]);
+    assert_rejected(object::<DataProduct>("DataProduct", "p", spec.clone()).validate_cel(), "spec.outputPorts[].name");
+    spec["outputPorts"] =
+        json!([{"name": "http", "port": 8080, "protocol": "HTTP"}, {"name": "api", "port": 8080, "protocol": "HTTP"}]);
+    assert_rejected(object::<DataProduct>("DataProduct", "p", spec).validate_cel(), "spec.outputPorts[].port");
 }
 
 #[test]
 fn product_names_are_dns1035_labels() {
     // Valid object names for the API server, but not as a Service name.
-    assert_rejected(
-        object::<DataProduct>("DataProduct", "1feed", product_spec()).validate_cel(),
-        "metadata.name",
-    );
-    assert_rejected(
-        object::<DataProduct>("DataProduct", "feed.v2", product_spec()).validate_cel(),
-        "metadata.name",
-    );
+    assert_rejected(object::<DataProduct>("DataProduct", "1feed", product_spec()).validate_cel(), "metadata.name");
+    assert_rejected(object::<DataProduct>("DataProduct", "feed.v2", product_spec()).validate_cel(), "metadata.name");
     let long = "f".repeat(64);
-    assert_rejected(
-        object::<DataProduct>("DataProduct", &long, product_spec()).validate_cel(),
-        "metadata.name",
-    );
+    assert_rejected(object::<DataProduct>("DataProduct", &long, product_spec()).validate_cel(), "metadata.name");
 }
 
 #[test]
@@ -170,78 +133,37 @@ fn classification_can_be_raised_but_never_lowered() {
     lowered["classification"] = json!("Public");
     let old: DataSource = object("DataSource", "s", source_spec());
     let new: DataSource = object("DataSource", "s", lowered);
-    assert_rejected(
-        new.validate_cel_update(&old),
-        "spec.classification cannot be lowered",
-    );
+    assert_rejected(new.validate_cel_update(&old), "spec.classification cannot be lowered");
     assert_accepted(old.validate_cel_update(&new));
 }
 
 #[test]
 fn an_endpoint_needs_a_host_or_a_cidr_and_both_are_checked() {
-    assert_rejected(
-        Endpoint::validate_cel(&json!({"port": 5432}), None),
-        "spec.endpoint must set host",
-    );
-    assert_accepted(Endpoint::validate_cel(
-        &json!({"cidr": "10.0.0.0/8", "port": 5432}),
-        None,
-    ));
-    assert_accepted(Endpoint::validate_cel(
-        &json!({"host": "10.0.0.7", "port": 5432}),
-        None,
-    ));
-    assert_accepted(Endpoint::validate_cel(
-        &json!({"host": "2001:db8::7", "port": 5432}),
-        None,
-    ));
-    assert_rejected(
-        Endpoint::validate_cel(&json!({"host": "Bad_Host", "port": 1}), None),
-        "spec.endpoint.host",
-    );
-    assert_rejected(
-        Endpoint::validate_cel(&json!({"cidr": "10.0.0.0/33", "port": 1}), None),
-        "spec.endpoint.cidr",
-    );
-    assert_rejected(
-        Endpoint::validate_cel(&json!({"cidr": "10.0.0.1", "port": 1}), None),
-        "spec.endpoint.cidr",
-    );
+    assert_rejected(Endpoint::validate_cel(&json!({"port": 5432}), None), "spec.endpoint must set host");
+    assert_accepted(Endpoint::validate_cel(&json!({"cidr": "10.0.0.0/8", "port": 5432}), None));
+    assert_accepted(Endpoint::validate_cel(&json!({"host": "10.0.0.7", "port": 5432}), None));
+    assert_accepted(Endpoint::validate_cel(&json!({"host": "2001:db8::7", "port": 5432}), None));
+    assert_rejected(Endpoint::validate_cel(&json!({"host": "Bad_Host", "port": 1}), None), "spec.endpoint.host");
+    assert_rejected(Endpoint::validate_cel(&json!({"cidr": "10.0.0.0/33", "port": 1}), None), "spec.endpoint.cidr");
+    assert_rejected(Endpoint::validate_cel(&json!({"cidr": "10.0.0.1", "port": 1}), None), "spec.endpoint.cidr");
 }
 
 #[test]
 fn subjects_carry_the_fields_their_kind_needs() {
     let check = |subject: Value| Subject::validate_cel(&subject, None);
-    assert_rejected(
-        check(json!({"kind": "Group"})),
-        "spec.subjects[].name is required",
-    );
-    assert_rejected(
-        check(json!({"kind": "ServiceAccount", "name": "bot"})),
-        "spec.subjects[].namespace",
-    );
-    assert_rejected(
-        check(json!({"kind": "DataProduct", "name": "situation-picture"})),
-        "spec.subjects[].namespace",
-    );
-    assert_rejected(
-        check(json!({"kind": "User", "namespace": "cnc", "name": "alice"})),
-        "spec.subjects[].namespace",
-    );
+    assert_rejected(check(json!({"kind": "Group"})), "spec.subjects[].name is required");
+    assert_rejected(check(json!({"kind": "ServiceAccount", "name": "bot"})), "spec.subjects[].namespace");
+    assert_rejected(check(json!({"kind": "DataProduct", "name": "situation-picture"})), "spec.subjects[].namespace");
+    assert_rejected(check(json!({"kind": "User", "namespace": "cnc", "name": "alice"})), "spec.subjects[].namespace");
     assert_rejected(
         check(json!({"kind": "Namespace", "namespace": "cnc", "name": "cnc"})),
         "spec.subjects[].namespace",
     );
     assert_rejected(
-        check(
-            json!({"kind": "Group", "name": "cnc-officers", "podSelector": {"matchLabels": {"a": "b"}}}),
-        ),
+        check(json!({"kind": "Group", "name": "cnc-officers", "podSelector": {"matchLabels": {"a": "b"}}})),
         "spec.subjects[].podSelector",
     );
-    assert_rejected(
-        check(json!({"kind": "Namespace", "name": "Not_A_Namespace"})),
-        "spec.subjects[].name",
-    );
+    assert_rejected(check(json!({"kind": "Namespace", "name": "Not_A_Namespace"})), "spec.subjects[].name");
     assert_rejected(
         check(json!({"kind": "DataProduct", "namespace": "cnc", "name": "9picture"})),
         "spec.subjects[].name",
@@ -250,35 +172,20 @@ fn subjects_carry_the_fields_their_kind_needs() {
         check(json!({"kind": "ServiceAccount", "namespace": "cnc", "name": "Bot"})),
         "spec.subjects[].name",
     );
-    assert_rejected(
-        check(json!({"kind": "Group", "name": "system:authenticated"})),
-        "spec.subjects[].name",
-    );
-    assert_rejected(
-        check(json!({"kind": "User", "name": "system:admin"})),
-        "spec.subjects[].name",
-    );
+    assert_rejected(check(json!({"kind": "Group", "name": "system:authenticated"})), "spec.subjects[].name");
+    assert_rejected(check(json!({"kind": "User", "name": "system:admin"})), "spec.subjects[].name");
     assert_accepted(check(json!({"kind": "Namespace", "name": "transport"})));
 }
 
 #[test]
 fn subjects_are_unique() {
     let twice = json!([{"kind": "Group", "name": "cnc-officers"}, {"kind": "Group", "name": "cnc-officers"}]);
-    assert_rejected(
-        policy("incident-feed", twice).validate_cel(),
-        "spec.subjects must not name the same subject",
-    );
+    assert_rejected(policy("incident-feed", twice).validate_cel(), "spec.subjects must not name the same subject");
     let distinct = json!([{"kind": "Group", "name": "cnc-officers"}, {"kind": "User", "name": "cnc-officers"}]);
     assert_accepted(policy("incident-feed", distinct).validate_cel());
-    let product =
-        |ns: &str| json!({"kind": "DataProduct", "namespace": ns, "name": "situation-picture"});
-    assert_accepted(
-        policy("incident-feed", json!([product("cnc"), product("sdis")])).validate_cel(),
-    );
-    assert_rejected(
-        policy("incident-feed", json!([product("cnc"), product("cnc")])).validate_cel(),
-        "spec.subjects",
-    );
+    let product = |ns: &str| json!({"kind": "DataProduct", "namespace": ns, "name": "situation-picture"});
+    assert_accepted(policy("incident-feed", json!([product("cnc"), product("sdis")])).validate_cel());
+    assert_rejected(policy("incident-feed", json!([product("cnc"), product("cnc")])).validate_cel(), "spec.subjects");
 }
 
 #[test]
@@ -286,67 +193,31 @@ fn a_grant_cannot_be_moved_to_another_product() {
     let subjects = json!([{"kind": "Group", "name": "cnc-officers"}]);
     let old = policy("incident-feed", subjects.clone());
     let moved = policy("crowd-density", subjects.clone());
-    assert_rejected(
-        moved.validate_cel_update(&old),
-        "spec.dataProduct is immutable",
-    );
+    assert_rejected(moved.validate_cel_update(&old), "spec.dataProduct is immutable");
     let mut extended = old.clone();
-    extended
-        .spec
-        .subjects
-        .push(Subject::named(SubjectKind::Group, "cnc-analysts"));
+    extended.spec.subjects.push(Subject::named(SubjectKind::Group, "cnc-analysts"));
     assert_accepted(extended.validate_cel_update(&old));
 }
 
 #[test]
 fn crds_have_the_agreed_names_and_columns() {
     let crds = crds();
-    let names: Vec<&str> = crds
-        .iter()
-        .map(|c| c.metadata.name.as_deref().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "datasources.drmesh.io",
-            "dataproducts.drmesh.io",
-            "accesspolicies.drmesh.io"
-        ]
-    );
+    let names: Vec<&str> = crds.iter().map(|c| c.metadata.name.as_deref().unwrap_or("")).collect();
+    assert_eq!(names, ["datasources.drmesh.io", "dataproducts.drmesh.io", "accesspolicies.drmesh.io"]);
     for (crd, short) in crds.iter().zip(["ds", "dp", "ap"]) {
         assert_eq!(crd.spec.group, GROUP);
         assert_eq!(crd.spec.scope, "Namespaced");
         let short_names = crd.spec.names.short_names.clone().unwrap_or_default();
         assert_eq!(short_names.first().map(String::as_str), Some(short));
-        assert_eq!(
-            crd.spec.names.categories.as_deref(),
-            Some(&["drmesh".to_string()][..])
-        );
+        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["drmesh".to_string()][..]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, VERSION);
-        assert!(
-            version
-                .subresources
-                .as_ref()
-                .and_then(|s| s.status.as_ref())
-                .is_some()
-        );
-        let columns: Vec<&str> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert!(
-            columns.contains(&"Ready") && columns.last() == Some(&"Age"),
-            "{columns:?}"
-        );
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert!(columns.contains(&"Ready") && columns.last() == Some(&"Age"), "{columns:?}");
     }
     let yaml = crds_yaml();
-    assert_eq!(
-        yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---")),
-        3
-    );
+    assert_eq!(yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---")), 3);
 }
 
 #[test]
@@ -357,11 +228,7 @@ fn every_rule_message_names_a_field() {
         match value {
             Value::Object(map) => {
                 if let Some(Value::Array(rules)) = map.get("x-kubernetes-validations") {
-                    found.extend(
-                        rules
-                            .iter()
-                            .map(|r| r["message"].as_str().unwrap_or("").to_string()),
-                    );
+                    found.extend(rules.iter().map(|r| r["message"].as_str().unwrap_or("").to_string()));
                 }
                 map.values().for_each(|v| walk(v, found));
             }
@@ -371,10 +238,7 @@ fn every_rule_message_names_a_field() {
     }
     let mut messages = Vec::new();
     for crd in crds() {
-        walk(
-            &serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default(),
-            &mut messages,
-        );
+        walk(&serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default(), &mut messages);
     }
     assert!(messages.len() >= 15, "{messages:?}");
     for message in messages {

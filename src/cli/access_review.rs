@@ -74,7 +74,8 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
     for policy in view.policies.values() {
         let namespace = policy.namespace().unwrap_or_default();
         let plan = rules::plan_grant(view, policy, now);
-        let classification = plan.product.as_ref().map(|p| p.spec.classification.to_string()).unwrap_or_else(|| "Unknown".into());
+        let classification =
+            plan.product.as_ref().map(|p| p.spec.classification.to_string()).unwrap_or_else(|| "Unknown".into());
         let row = |subject: &crate::api::Subject, ports: Vec<String>, status: String| Access {
             kind: "DataProduct".into(),
             namespace: namespace.clone(),
@@ -126,7 +127,11 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
                 GRANTED.to_string()
             } else {
                 let plan = rules::plan_product(view, &user, now);
-                let input_problem = plan.inputs.iter().find(|i| i.input == InputKey::Source(name.clone())).and_then(|i| i.outcome.as_ref().err());
+                let input_problem = plan
+                    .inputs
+                    .iter()
+                    .find(|i| i.input == InputKey::Source(name.clone()))
+                    .and_then(|i| i.outcome.as_ref().err());
                 input_problem.or(plan.blocker.as_ref()).map(|p| p.reason.to_string()).unwrap_or_else(|| "Denied".into())
             };
             rows.push(Access {
@@ -145,12 +150,20 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
         }
     }
     rows.sort_by(|a, b| {
-        (&a.namespace, &a.name, &a.kind, !a.granted(), &a.subject, &a.via).cmp(&(&b.namespace, &b.name, &b.kind, !b.granted(), &b.subject, &b.via))
+        (&a.namespace, &a.name, &a.kind, !a.granted(), &a.subject, &a.via).cmp(&(
+            &b.namespace,
+            &b.name,
+            &b.kind,
+            !b.granted(),
+            &b.subject,
+            &b.via,
+        ))
     });
     rows
 }
 
-const HEADERS: [&str; 9] = ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"];
+const HEADERS: [&str; 9] =
+    ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"];
 
 fn fields(a: &Access) -> [String; 9] {
     [
@@ -214,7 +227,19 @@ fn csv_field(text: &str) -> String {
 
 /// RFC 4180 CSV with a header row.
 pub fn csv(rows: &[Access]) -> String {
-    let header = ["kind", "namespace", "name", "classification", "subject", "access", "ports", "via", "purpose", "until", "status"];
+    let header = [
+        "kind",
+        "namespace",
+        "name",
+        "classification",
+        "subject",
+        "access",
+        "ports",
+        "via",
+        "purpose",
+        "until",
+        "status",
+    ];
     let mut out = header.join(",") + "\r\n";
     for a in rows {
         let cols = [
@@ -264,13 +289,22 @@ mod tests {
         let find = |subject: &str, name: &str, via: &str| {
             rows.iter().find(|a| a.subject == subject && a.name == name && a.via == via).cloned()
         };
-        let officers = find("Group:cnc-officers", "incident-feed", "AccessPolicy police/incident-feed-cnc").expect("officers row");
+        let officers =
+            find("Group:cnc-officers", "incident-feed", "AccessPolicy police/incident-feed-cnc").expect("officers row");
         assert_eq!(officers.status, GRANTED);
         assert_eq!(officers.until.as_deref(), Some("2027-12-31T23:59:59Z"));
         assert_eq!(officers.ports, ["8080/http"]);
         assert!(officers.purpose.as_deref().is_some_and(|p| p.starts_with("Build the national situation picture")));
-        let analysts = find("Group:transport-analysts", "transit-disruptions", "AccessPolicy transport/transit-disruptions-analysts").expect("analysts");
-        assert_eq!((analysts.ports.as_slice(), analysts.until.as_deref()), (["8080/http".to_string()].as_slice(), None));
+        let analysts = find(
+            "Group:transport-analysts",
+            "transit-disruptions",
+            "AccessPolicy transport/transit-disruptions-analysts",
+        )
+        .expect("analysts");
+        assert_eq!(
+            (analysts.ports.as_slice(), analysts.until.as_deref()),
+            (["8080/http".to_string()].as_slice(), None)
+        );
         assert!(find("Group:police-data-owners", "incident-feed", "owner").is_some());
         let consumer = find("DataProduct:police/incident-feed", "incident-db", "input").expect("source consumer");
         assert_eq!((consumer.access.as_str(), consumer.status.as_str()), ("credentials+egress", GRANTED));
@@ -288,7 +322,9 @@ mod tests {
     fn csv_and_table_escape_and_align() {
         let rows = rows("2026-06-01T00:00:00Z");
         let text = csv(&rows);
-        assert!(text.starts_with("kind,namespace,name,classification,subject,access,ports,via,purpose,until,status\r\n"));
+        assert!(
+            text.starts_with("kind,namespace,name,classification,subject,access,ports,via,purpose,until,status\r\n")
+        );
         assert_eq!(text.lines().count(), rows.len() + 1);
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
         let table = table(&rows);

@@ -118,7 +118,9 @@ impl Admission {
 
     /// The transition rules (those using `oldSelf`) that updating `old` to `new` breaks.
     pub fn check_update(&self, kind: &str, new: &Value, old: &Value) -> Vec<Violation> {
-        let Some(rules) = self.kinds.iter().find(|k| k.kind == kind) else { return vec![] };
+        let Some(rules) = self.kinds.iter().find(|k| k.kind == kind) else {
+            return vec![];
+        };
         self.cel_errors(rules, new, Some(old))
             .into_iter()
             .filter(|v| v.message.contains("oldSelf") || v.rule == "cel-transition")
@@ -212,8 +214,12 @@ fn metadata(object: &Value) -> Vec<Violation> {
     let mut out = Vec::new();
     match object.pointer("/metadata") {
         Some(Value::Object(_)) => {}
-        Some(_) => return vec![Violation::new("metadata", "metadata", "metadata must be an object")],
-        None => return vec![Violation::new("metadata.name", "metadata", "Required value: name is required")],
+        Some(_) => {
+            return vec![Violation::new("metadata", "metadata", "metadata must be an object")];
+        }
+        None => {
+            return vec![Violation::new("metadata.name", "metadata", "Required value: name is required")];
+        }
     }
     match object.pointer("/metadata/name") {
         None | Some(Value::Null) => out.push(Violation::new("metadata.name", "metadata", "Required value: name is required")),
@@ -281,7 +287,12 @@ mod tests {
         got.sort();
         assert_eq!(
             got,
-            [("spec", "schema"), ("spec.credentialsSecretRef", "schema"), ("spec.endpoint.port", "schema"), ("spec.type", "schema")],
+            [
+                ("spec", "schema"),
+                ("spec.credentialsSecretRef", "schema"),
+                ("spec.endpoint.port", "schema"),
+                ("spec.type", "schema")
+            ],
             "{violations:?}"
         );
         assert!(violations.iter().any(|v| v.message == "Required value"));
@@ -328,7 +339,10 @@ mod tests {
         let admission = Admission::new().expect("schemas compile");
         let mut bad = source();
         bad["metadata"] = json!({"name": "Incident_DB", "namespace": "Police"});
-        assert_eq!(fields(&admission.check("DataSource", &bad)), [("metadata.name", "metadata"), ("metadata.namespace", "metadata")]);
+        assert_eq!(
+            fields(&admission.check("DataSource", &bad)),
+            [("metadata.name", "metadata"), ("metadata.namespace", "metadata")]
+        );
         assert!(is_dns_subdomain("a.b-c") && !is_dns_subdomain("a..b") && !is_dns_label("-a") && !is_dns_label(""));
     }
 }

@@ -43,7 +43,11 @@ pub struct Diff {
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
-        self.widened.is_empty() && self.rejected.is_empty() && self.narrowed.is_empty() && self.objects.is_empty() && self.children.is_empty()
+        self.widened.is_empty()
+            && self.rejected.is_empty()
+            && self.narrowed.is_empty()
+            && self.objects.is_empty()
+            && self.children.is_empty()
     }
 }
 
@@ -91,7 +95,11 @@ fn access_changes(old: &Mesh, new: &Mesh, now: Timestamp, diff: &mut Diff) {
             let detail = format!(
                 "new access: {} on {} {} (via {via})",
                 n.access.iter().cloned().collect::<Vec<_>>().join("+"),
-                if n.ports.is_empty() { "all ports".into() } else { n.ports.iter().cloned().collect::<Vec<_>>().join(",") },
+                if n.ports.is_empty() {
+                    "all ports".into()
+                } else {
+                    n.ports.iter().cloned().collect::<Vec<_>>().join(",")
+                },
                 n.until.map(|t| format!("until {t}")).unwrap_or_else(|| "with no expiry".into())
             );
             diff.widened.push(change(what, detail));
@@ -107,9 +115,15 @@ fn access_changes(old: &Mesh, new: &Mesh, now: Timestamp, diff: &mut Diff) {
             diff.widened.push(change(&what, format!("new kind of access: {} (via {via})", more_access.join("+"))));
         }
         if later(n.until, o.until) {
-            diff.widened.push(change(&what, format!("longer expiry: {} -> {} (via {via})", until_text(o.until), until_text(n.until))));
+            diff.widened.push(change(
+                &what,
+                format!("longer expiry: {} -> {} (via {via})", until_text(o.until), until_text(n.until)),
+            ));
         } else if later(o.until, n.until) {
-            diff.narrowed.push(change(&what, format!("shorter expiry: {} -> {} (via {via})", until_text(o.until), until_text(n.until))));
+            diff.narrowed.push(change(
+                &what,
+                format!("shorter expiry: {} -> {} (via {via})", until_text(o.until), until_text(n.until)),
+            ));
         }
         if !fewer_ports.is_empty() {
             diff.narrowed.push(change(&what, format!("ports removed: {} (via {via})", fewer_ports.join(","))));
@@ -134,7 +148,10 @@ fn classification_changes(old: &Mesh, new: &Mesh, diff: &mut Diff) {
     let (before, after) = (levels(old), levels(new));
     for (what, n) in &after {
         match before.get(what) {
-            Some(o) if n < o => diff.widened.push(change(what, format!("classification lowered {o} -> {n}: less clearance is required to read it"))),
+            Some(o) if n < o => diff.widened.push(change(
+                what,
+                format!("classification lowered {o} -> {n}: less clearance is required to read it"),
+            )),
             Some(o) if n > o => diff.narrowed.push(change(what, format!("classification raised {o} -> {n}"))),
             _ => {}
         }
@@ -143,7 +160,10 @@ fn classification_changes(old: &Mesh, new: &Mesh, diff: &mut Diff) {
     for ns in domains {
         let (o, n) = (old.snapshot.clearance(ns), new.snapshot.clearance(ns));
         if n > o {
-            diff.widened.push(change(format!("Namespace {ns}"), format!("clearance raised {o} -> {n}: the domain may hold and receive more")));
+            diff.widened.push(change(
+                format!("Namespace {ns}"),
+                format!("clearance raised {o} -> {n}: the domain may hold and receive more"),
+            ));
         } else if n < o {
             diff.narrowed.push(change(format!("Namespace {ns}"), format!("clearance lowered {o} -> {n}")));
         }
@@ -185,11 +205,18 @@ fn object_changes(old: &Mesh, new: &Mesh, admission: &Admission, diff: &mut Diff
         match old.raw.get(id) {
             None => diff.objects.push(change(id.to_string(), "added")),
             Some(before) => {
-                if let Some(detail) = changed(before, value, &["status", "metadata.resourceVersion", "metadata.generation", "metadata.uid"]) {
+                if let Some(detail) = changed(
+                    before,
+                    value,
+                    &["status", "metadata.resourceVersion", "metadata.generation", "metadata.uid"],
+                ) {
                     diff.objects.push(change(id.to_string(), detail));
                 }
                 for v in admission.check_update(&id.kind, value, before) {
-                    diff.rejected.push(change(id.to_string(), format!("{}: {} (the API server refuses this update)", v.field, v.message)));
+                    diff.rejected.push(change(
+                        id.to_string(),
+                        format!("{}: {} (the API server refuses this update)", v.field, v.message),
+                    ));
                 }
             }
         }
@@ -308,22 +335,47 @@ mod tests {
                 let t = t
                     .replace("name: transport-analysts", "name: transport-analysts\n    - kind: User\n      name: eve")
                     .replace("  ports: [http]\n  subjects:", "  subjects:")
-                    .replace("classification: Internal\n  inputs:\n    - dataSource: intervention-reports", "classification: Restricted\n  inputs:\n    - dataSource: intervention-reports")
-                    .replace("  classification: Restricted\n  type: Postgres\n  endpoint:\n    host: beds", "  classification: Internal\n  type: Postgres\n  endpoint:\n    host: beds");
-                let t = if f.ends_with("cnc.yaml") { t.replace("2027-12-31T23:59:59Z", "2028-06-30T00:00:00Z") } else { t };
+                    .replace(
+                        "classification: Internal\n  inputs:\n    - dataSource: intervention-reports",
+                        "classification: Restricted\n  inputs:\n    - dataSource: intervention-reports",
+                    )
+                    .replace(
+                        "  classification: Restricted\n  type: Postgres\n  endpoint:\n    host: beds",
+                        "  classification: Internal\n  type: Postgres\n  endpoint:\n    host: beds",
+                    );
+                let t =
+                    if f.ends_with("cnc.yaml") { t.replace("2027-12-31T23:59:59Z", "2028-06-30T00:00:00Z") } else { t };
                 (f.clone(), t)
             })
             .collect();
         let d = diff(&mesh(&old, &admission), &mesh(&new, &admission), &admission, now());
         let widened: Vec<String> = d.widened.iter().map(|c| format!("{}: {}", c.what, c.detail)).collect();
-        assert!(widened.iter().any(|w| w.starts_with("User:eve -> DataProduct transport/transit-disruptions: new access")), "{widened:#?}");
-        assert!(widened.iter().any(|w| w.contains("transport-analysts") && w.contains("new ports: 9090/grpc")), "{widened:#?}");
-        assert!(widened.iter().any(|w| w.contains("DataSource sante/hospital-beds-db: classification lowered")), "{widened:#?}");
-        assert!(widened.iter().any(|w| w.starts_with("Group:cnc-officers -> DataProduct cnc/situation-picture: longer expiry: 2027-12-31T23:59:59Z -> 2028-06-30T00:00:00Z")), "{widened:#?}");
+        assert!(
+            widened.iter().any(|w| w.starts_with("User:eve -> DataProduct transport/transit-disruptions: new access")),
+            "{widened:#?}"
+        );
+        assert!(
+            widened.iter().any(|w| w.contains("transport-analysts") && w.contains("new ports: 9090/grpc")),
+            "{widened:#?}"
+        );
+        assert!(
+            widened.iter().any(|w| w.contains("DataSource sante/hospital-beds-db: classification lowered")),
+            "{widened:#?}"
+        );
+        assert!(
+            widened
+                .iter()
+                .any(|w| w.starts_with("Group:cnc-officers -> DataProduct cnc/situation-picture: longer expiry: 2027-12-31T23:59:59Z -> 2028-06-30T00:00:00Z")),
+            "{widened:#?}"
+        );
         assert_eq!(d.rejected.len(), 1, "{:#?}", d.rejected);
         assert!(d.rejected[0].detail.starts_with("spec.classification"), "{:#?}", d.rejected);
         assert!(d.narrowed.iter().any(|c| c.detail.starts_with("classification raised")));
-        assert!(d.children.iter().any(|c| c.what.starts_with("RoleBinding transport/drmesh-grant-transit-disruptions-analysts")));
+        assert!(
+            d.children
+                .iter()
+                .any(|c| { c.what.starts_with("RoleBinding transport/drmesh-grant-transit-disruptions-analysts") })
+        );
         let report = text(&d);
         assert!(report.starts_with("ACCESS WIDENED"), "{report}");
         let json: Value = serde_json::from_str(&json(&d)).expect("json");

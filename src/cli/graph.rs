@@ -162,7 +162,11 @@ impl Builder<'_> {
                 let label = if selector.is_empty() { "all pods".to_string() } else { selector.join(",") };
                 let raw = selector.join(",");
                 let hash = raw.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-                let id = if raw.is_empty() { node_id("pods", &[&name]) } else { format!("{}_{hash:08x}", node_id("pods", &[&name])) };
+                let id = if raw.is_empty() {
+                    node_id("pods", &[&name])
+                } else {
+                    format!("{}_{hash:08x}", node_id("pods", &[&name]))
+                };
                 self.node(Node {
                     id,
                     kind: NodeKind::Pods,
@@ -178,7 +182,12 @@ impl Builder<'_> {
 
 /// The picture of `view` at `now`, in a stable order.
 pub fn build(view: &Snapshot, now: Timestamp) -> Graph {
-    let mut b = Builder { view, graph: Graph::default(), ids: BTreeSet::new(), domains: view.clearances.keys().cloned().collect() };
+    let mut b = Builder {
+        view,
+        graph: Graph::default(),
+        ids: BTreeSet::new(),
+        domains: view.clearances.keys().cloned().collect(),
+    };
     for source in view.sources.values() {
         let ns = source.namespace().unwrap_or_default();
         b.node(Node {
@@ -228,7 +237,11 @@ pub fn build(view: &Snapshot, now: Timestamp) -> Graph {
         let plan = rules::plan_grant(view, policy, now);
         let from = b.product_id(&ns, &policy.spec.data_product);
         let partial = policy.spec.ports.as_ref().is_some_and(|p| !p.is_empty());
-        let ports = if partial { format!("{} · ", plan.ports.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(",")) } else { String::new() };
+        let ports = if partial {
+            format!("{} · ", plan.ports.iter().map(|p| p.1.clone()).collect::<Vec<_>>().join(","))
+        } else {
+            String::new()
+        };
         let until = plan.expires_at.map(|t| format!("until {}", date(t))).unwrap_or_else(|| "no expiry".into());
         let granted = plan.grants_anything();
         let subjects = plan
@@ -298,7 +311,12 @@ pub fn mermaid(graph: &Graph) -> String {
             denied.push(index.to_string());
         }
     }
-    for (name, classification) in [("Public", Some(Classification::Public)), ("Internal", Some(Classification::Internal)), ("Restricted", Some(Classification::Restricted)), ("subject", None)] {
+    for (name, classification) in [
+        ("Public", Some(Classification::Public)),
+        ("Internal", Some(Classification::Internal)),
+        ("Restricted", Some(Classification::Restricted)),
+        ("subject", None),
+    ] {
         let (fill, stroke) = colours(classification);
         let _ = writeln!(out, "  classDef {name} fill:{fill},stroke:{stroke},color:#212121");
     }
@@ -334,7 +352,9 @@ fn dot_text(text: &str) -> String {
 
 /// Graphviz DOT: one cluster per domain.
 pub fn dot(graph: &Graph) -> String {
-    let mut out = String::from("digraph drmesh {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11, style=filled];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    let mut out = String::from(
+        "digraph drmesh {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11, style=filled];\n  edge [fontname=\"Helvetica\", fontsize=9];\n",
+    );
     let by_domain = nodes_by_domain(graph);
     let node_line = |node: &Node| {
         let (fill, stroke) = colours(node.classification);
@@ -355,7 +375,12 @@ pub fn dot(graph: &Graph) -> String {
     for domain in &graph.domains {
         let (_, stroke) = colours(Some(domain.clearance));
         let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", node_id("domain", &[&domain.name]));
-        let _ = writeln!(out, "    label=\"{} · clearance {}\"; color=\"{stroke}\"; style=rounded;", dot_text(&domain.name), domain.clearance);
+        let _ = writeln!(
+            out,
+            "    label=\"{} · clearance {}\"; color=\"{stroke}\"; style=rounded;",
+            dot_text(&domain.name),
+            domain.clearance
+        );
         for node in by_domain.get(&Some(domain.name.clone())).into_iter().flatten() {
             let _ = writeln!(out, "    {}", node_line(node));
         }
@@ -365,7 +390,11 @@ pub fn dot(graph: &Graph) -> String {
         let _ = writeln!(out, "  {}", node_line(node));
     }
     for edge in &graph.edges {
-        let style = if edge.denied { format!(", style=dashed, color=\"{DENIED}\", fontcolor=\"{DENIED}\"") } else { String::new() };
+        let style = if edge.denied {
+            format!(", style=dashed, color=\"{DENIED}\", fontcolor=\"{DENIED}\"")
+        } else {
+            String::new()
+        };
         let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"{style}];", edge.from, edge.to, dot_text(&edge.label));
     }
     out.push_str("}\n");
@@ -392,7 +421,10 @@ mod tests {
         let g = reference("2026-06-01T00:00:00Z");
         assert_eq!(g.domains.len(), 6);
         let count = |kind| g.nodes.iter().filter(|n| n.kind == kind).count();
-        assert_eq!((count(NodeKind::Source), count(NodeKind::Product), count(NodeKind::Person), count(NodeKind::Pods)), (5, 6, 2, 1));
+        assert_eq!(
+            (count(NodeKind::Source), count(NodeKind::Product), count(NodeKind::Person), count(NodeKind::Pods)),
+            (5, 6, 2, 1)
+        );
         let picture = "dp_cnc_situation_picture";
         let feed = g.edges.iter().find(|e| e.from == "dp_police_incident_feed" && e.to == picture).expect("lineage");
         assert_eq!((feed.label.as_str(), feed.denied), ("until 2027-12-31", false));
@@ -406,7 +438,11 @@ mod tests {
     #[test]
     fn refused_edges_carry_their_reason() {
         let g = reference("2028-01-01T00:00:00Z");
-        let feed = g.edges.iter().find(|e| e.from == "dp_police_incident_feed" && e.to == "dp_cnc_situation_picture").expect("lineage");
+        let feed = g
+            .edges
+            .iter()
+            .find(|e| e.from == "dp_police_incident_feed" && e.to == "dp_cnc_situation_picture")
+            .expect("lineage");
         assert_eq!((feed.label.as_str(), feed.denied), ("InputNotGranted", true));
         assert!(mermaid(&g).contains("-.->|\"Expired\"|"));
         assert!(dot(&g).contains("style=dashed"));
@@ -418,7 +454,12 @@ mod tests {
         let m = mermaid(&g);
         assert!(m.starts_with("flowchart LR\n  subgraph domain_cnc[\"cnc · clearance Restricted\"]"), "{m}");
         assert!(m.contains("src_police_incident_db[(\"incident-db<br/>Restricted · Postgres\")]"), "{m}");
-        assert!(m.lines().any(|l| l.starts_with("  class ") && l.ends_with(" Restricted") && l.contains("dp_cnc_situation_picture")), "{m}");
+        assert!(
+            m.lines().any(|l| l.starts_with("  class ")
+                && l.ends_with(" Restricted")
+                && l.contains("dp_cnc_situation_picture")),
+            "{m}"
+        );
         assert_eq!(m, mermaid(&reference("2026-06-01T00:00:00Z")));
         assert!(dot(&g).contains("subgraph \"cluster_domain_police\""));
         assert_eq!(mermaid_text("a\"<b>"), "a#quot;#lt;b#gt;");

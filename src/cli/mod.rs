@@ -9,8 +9,8 @@ pub mod access_review;
 pub mod admission;
 pub mod diff;
 pub mod graph;
-pub mod offline;
 pub mod live;
+pub mod offline;
 pub mod operator;
 pub mod render;
 pub mod report;
@@ -58,7 +58,8 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let program = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let program =
+        args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
     let mut command = Cli::command();
     if program.starts_with("kubectl-drmesh") {
         command = command.bin_name("kubectl drmesh");
@@ -173,8 +174,18 @@ mod tests {
 
     #[test]
     fn parses_offline_commands_and_answers_as_a_kubectl_plugin() {
-        let cli = parse_args(["drmesh", "validate", "-f", "a.yaml", "b/", "--output", "junit", "--now", "2026-01-01T00:00:00Z"])
-            .expect("validate parses");
+        let cli = parse_args([
+            "drmesh",
+            "validate",
+            "-f",
+            "a.yaml",
+            "b/",
+            "--output",
+            "junit",
+            "--now",
+            "2026-01-01T00:00:00Z",
+        ])
+        .expect("validate parses");
         match cli.command {
             Command::Validate(args) => {
                 assert_eq!(args.inputs.paths.len(), 2);
@@ -183,7 +194,8 @@ mod tests {
             }
             other => panic!("expected validate, got {other:?}"),
         }
-        let plugin = parse_args(["/usr/local/bin/kubectl-drmesh", "graph", "-f", "-", "--format", "svg"]).expect("plugin parses");
+        let plugin = parse_args(["/usr/local/bin/kubectl-drmesh", "graph", "-f", "-", "--format", "svg"])
+            .expect("plugin parses");
         assert!(matches!(plugin.command, Command::Graph(_)));
         let help = parse_args(["kubectl-drmesh", "--help"]).expect_err("help is an early exit").to_string();
         assert!(help.contains("kubectl drmesh"), "{help}");

@@ -143,8 +143,11 @@ pub fn run_validate(args: &ValidateArgs) -> Result<(), CliError> {
         ValidateOutput::Text => report::text(&diagnostics, checked),
         ValidateOutput::Json => report::json(&diagnostics, checked, failing == 0),
         ValidateOutput::Junit => {
-            let cases: Vec<Case> =
-                mesh.objects.iter().map(|(id, origin)| Case { file: origin.file.clone(), name: id.to_string() }).collect();
+            let cases: Vec<Case> = mesh
+                .objects
+                .iter()
+                .map(|(id, origin)| Case { file: origin.file.clone(), name: id.to_string() })
+                .collect();
             report::junit(&cases, &diagnostics, args.strict)
         }
     };

@@ -64,7 +64,8 @@ pub fn children(view: &Snapshot, now: Timestamp) -> Vec<Child> {
         push(&mut out, &parent, contract.as_ref());
     }
     for source_object in view.sources.values() {
-        let parent = ObjectId::new("DataSource", &source_object.namespace().unwrap_or_default(), &source_object.name_any());
+        let parent =
+            ObjectId::new("DataSource", &source_object.namespace().unwrap_or_default(), &source_object.name_any());
         let consumers = allowed_consumers(view, source_object, now);
         let SourceBundle { role, binding, egress } = source::build(source_object, &consumers);
         if let (Some(role), Some(binding)) = (&role, &binding) {
@@ -125,14 +126,21 @@ mod tests {
         let children = reference_children("2026-06-01T00:00:00Z");
         for child in &children {
             for field in ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"] {
-                assert!(child.object.pointer(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()), "{field} in {:?}", child.id());
+                assert!(
+                    child.object.pointer(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()),
+                    "{field} in {:?}",
+                    child.id()
+                );
             }
             let owner = &child.object["metadata"]["ownerReferences"][0];
             assert_eq!(owner["kind"], json!(child.parent.kind));
             assert_eq!(owner["name"], json!(child.parent.name));
         }
         let kinds: Vec<String> = children.iter().take(7).map(|c| c.id().kind).collect();
-        assert_eq!(kinds, ["NetworkPolicy", "ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ConfigMap"]);
+        assert_eq!(
+            kinds,
+            ["NetworkPolicy", "ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ConfigMap"]
+        );
         assert_eq!(children[0].parent, ObjectId::new("DataProduct", "cnc", "situation-picture"));
         // 6 products: 6 isolations, 6 SAs, 6 Services, 6 Deployments, 6 owner Roles and bindings, 5 contracts;
         // 5 sources: Role + RoleBinding + egress; 7 grants: Role + RoleBinding, and an ingress

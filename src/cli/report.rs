@@ -133,9 +133,7 @@ impl Diagnostic {
 
 /// Sorts diagnostics by file, document, then errors before warnings; stable otherwise.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
-    diagnostics.sort_by(|a, b| {
-        (&a.file, a.document, a.severity).cmp(&(&b.file, b.document, b.severity))
-    });
+    diagnostics.sort_by(|a, b| (&a.file, a.document, a.severity).cmp(&(&b.file, b.document, b.severity)));
 }
 
 /// Counts (errors, warnings).
@@ -224,7 +222,11 @@ pub fn junit(cases: &[Case], diagnostics: &[Diagnostic], strict: bool) -> String
     for (file, tests) in &suites {
         let file = xml_escape(&file.display().to_string());
         let suite_failed = tests.iter().filter(|(_, ds)| ds.iter().any(|d| fails(d))).count();
-        let _ = writeln!(out, "  <testsuite name=\"{file}\" tests=\"{}\" failures=\"{suite_failed}\" errors=\"0\">", tests.len());
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{file}\" tests=\"{}\" failures=\"{suite_failed}\" errors=\"0\">",
+            tests.len()
+        );
         for (name, ds) in tests {
             let _ = write!(out, "    <testcase classname=\"{file}\" name=\"{}\"", xml_escape(name));
             if ds.is_empty() {
@@ -270,19 +272,25 @@ mod tests {
             d.line(),
             "mesh.yaml#2: error: DataSource police/incident-db: spec.endpoint.port: 70000 is greater than the maximum of 65535 [schema]"
         );
-        let core = Diagnostic::error(&origin(), "InputNotFound", "spec.inputs: DataSource police/x does not exist").at("spec.inputs");
+        let core = Diagnostic::error(&origin(), "InputNotFound", "spec.inputs: DataSource police/x does not exist")
+            .at("spec.inputs");
         assert!(!core.line().contains("spec.inputs: spec.inputs"), "{}", core.line());
-        let precise = Diagnostic::error(&origin(), "InputNotFound", "spec.inputs: DataSource police/x does not exist").at("spec.inputs[1]");
-        assert!(precise.line().ends_with(": spec.inputs[1]: DataSource police/x does not exist [InputNotFound]"), "{}", precise.line());
+        let precise = Diagnostic::error(&origin(), "InputNotFound", "spec.inputs: DataSource police/x does not exist")
+            .at("spec.inputs[1]");
+        assert!(
+            precise.line().ends_with(": spec.inputs[1]: DataSource police/x does not exist [InputNotFound]"),
+            "{}",
+            precise.line()
+        );
     }
 
     #[test]
     fn junit_has_a_case_per_object_and_a_failure_per_error() {
         let object = ObjectId::new("AccessPolicy", "police", "g<1>");
-        let cases = vec![Case { file: PathBuf::from("mesh.yaml"), name: object.to_string() }, Case {
-            file: PathBuf::from("mesh.yaml"),
-            name: "DataSource police/ok".into(),
-        }];
+        let cases = vec![
+            Case { file: PathBuf::from("mesh.yaml"), name: object.to_string() },
+            Case { file: PathBuf::from("mesh.yaml"), name: "DataSource police/ok".into() },
+        ];
         let diagnostics = vec![
             Diagnostic::error(&origin(), "Expired", "the grant expired at 2020-01-01T00:00:00Z").on(&object),
             Diagnostic::warning(&origin(), "InputNotFound", "not in the manifests").on(&object),

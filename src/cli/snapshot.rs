@@ -102,7 +102,8 @@ pub fn load(inputs: &Inputs, admission: &Admission) -> Result<Mesh, CliError> {
             return Err(CliError::Read { path: path.clone(), source });
         }
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| CliError::Read { path: file.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| CliError::Read { path: file.clone(), source })?;
             texts.push((file, text));
         }
     }
@@ -176,11 +177,8 @@ fn add_document(mesh: &mut Mesh, mut document: Document, default_namespace: &str
     let id = ObjectId::new(&kind, &namespace, document.name());
     mesh.objects.push((id.clone(), origin.clone()));
     if let Some(first) = mesh.origins.get(&id) {
-        let message = format!(
-            "{id} is also declared in {}#{}: the last one declared wins",
-            first.file.display(),
-            first.document
-        );
+        let message =
+            format!("{id} is also declared in {}#{}: the last one declared wins", first.file.display(), first.document);
         mesh.diagnostics.push(Diagnostic::error(&origin, "duplicate", message).on(&id));
     }
     if core {
@@ -246,7 +244,13 @@ fn add_namespace(mesh: &mut Mesh, document: &Document, origin: Origin) {
 
 /// Reads `path` for tests and tools: `load_texts` over the files of one directory.
 pub fn load_path(path: &Path, admission: &Admission) -> Result<Mesh, CliError> {
-    let inputs = Inputs { paths: vec![path.to_path_buf()], cluster: false, now: None, namespace: "default".into(), clearances: vec![] };
+    let inputs = Inputs {
+        paths: vec![path.to_path_buf()],
+        cluster: false,
+        now: None,
+        namespace: "default".into(),
+        clearances: vec![],
+    };
     load(&inputs, admission)
 }
 
@@ -278,10 +282,18 @@ mod tests {
                     apiVersion: drmesh.io/v1alpha1\nkind: AccessPolicy\nmetadata: {name: g}\nspec: {dataProduct: feed, subjects: []}\n---\n\
                     apiVersion: drmesh.io/v2\nkind: DataSource\nmetadata: {name: s, namespace: police}\n---\nkey: [unclosed\n";
         let mesh = load_texts(&[(PathBuf::from("bad.yaml"), text.into())], "police", &[], &admission);
-        let rules: Vec<(&str, Option<usize>)> = mesh.diagnostics.iter().map(|d| (d.rule.as_str(), d.document)).collect();
+        let rules: Vec<(&str, Option<usize>)> =
+            mesh.diagnostics.iter().map(|d| (d.rule.as_str(), d.document)).collect();
         assert_eq!(
             rules,
-            [("yaml", Some(1)), ("yaml", Some(4)), ("clearance-label", Some(0)), ("metadata", Some(2)), ("schema", Some(2)), ("schema", Some(3))],
+            [
+                ("yaml", Some(1)),
+                ("yaml", Some(4)),
+                ("clearance-label", Some(0)),
+                ("metadata", Some(2)),
+                ("schema", Some(2)),
+                ("schema", Some(3))
+            ],
             "{:#?}",
             mesh.diagnostics
         );
@@ -293,7 +305,8 @@ mod tests {
     fn clearances_from_flags_yield_to_namespace_manifests() {
         let admission = Admission::new().expect("schemas");
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: cnc, labels: {drmesh.io/clearance: Internal}}\n";
-        let flags = [("cnc".to_string(), Classification::Restricted), ("sante".to_string(), Classification::Restricted)];
+        let flags =
+            [("cnc".to_string(), Classification::Restricted), ("sante".to_string(), Classification::Restricted)];
         let mesh = load_texts(&[(PathBuf::from("ns.yaml"), text.into())], "default", &flags, &admission);
         assert_eq!(mesh.snapshot.clearance("cnc"), Classification::Internal);
         assert_eq!(mesh.snapshot.clearance("sante"), Classification::Restricted);

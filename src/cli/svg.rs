@@ -32,7 +32,9 @@ fn layers(graph: &Graph) -> Vec<usize> {
     for _ in 0..graph.nodes.len() {
         let mut changed = false;
         for edge in &graph.edges {
-            let (Some(&from), Some(&to)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else { continue };
+            let (Some(&from), Some(&to)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else {
+                continue;
+            };
             if is_subject(&graph.nodes[to]) || graph.nodes[to].kind == NodeKind::Source {
                 continue;
             }
@@ -84,7 +86,8 @@ fn place(graph: &Graph) -> (Vec<Placed>, f64, f64) {
                         .filter(|&&p| layer[p] < c)
                         .map(|&p| row[p])
                         .collect();
-                    let key = if preds.is_empty() { pos as f64 } else { preds.iter().sum::<f64>() / preds.len() as f64 };
+                    let key =
+                        if preds.is_empty() { pos as f64 } else { preds.iter().sum::<f64>() / preds.len() as f64 };
                     (key, pos, i)
                 })
                 .collect();
@@ -135,7 +138,10 @@ pub fn render(graph: &Graph) -> String {
     }
     out.push_str("  </defs>\n");
     let _ = writeln!(out, "  <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>");
-    let _ = writeln!(out, "  <text x=\"{MARGIN}\" y=\"28\" font-size=\"16\" font-weight=\"bold\" fill=\"#212121\">drmesh — the data mesh</text>");
+    let _ = writeln!(
+        out,
+        "  <text x=\"{MARGIN}\" y=\"28\" font-size=\"16\" font-weight=\"bold\" fill=\"#212121\">drmesh — the data mesh</text>"
+    );
     let domains: Vec<String> = graph.domains.iter().map(|d| format!("{} ({})", d.name, d.clearance)).collect();
     let _ = writeln!(
         out,
@@ -147,7 +153,9 @@ pub fn render(graph: &Graph) -> String {
     let mut labels = String::new();
     let mut taken: Vec<(f64, f64, f64)> = Vec::new();
     for edge in &graph.edges {
-        let (Some(&a), Some(&b)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else { continue };
+        let (Some(&a), Some(&b)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else {
+            continue;
+        };
         let (p, q) = (&placed[a], &placed[b]);
         let (x1, y1) = (p.x + WIDTH, p.y + HEIGHT / 2.0);
         let forward = q.x > p.x;
@@ -158,7 +166,8 @@ pub fn render(graph: &Graph) -> String {
         } else {
             ((x1 + 70.0, y1), (x2 + 70.0, y2))
         };
-        let (colour, dash, marker) = if edge.denied { (DENIED, " stroke-dasharray=\"6 4\"", "arrow-denied") } else { ("#455a64", "", "arrow") };
+        let (colour, dash, marker) =
+            if edge.denied { (DENIED, " stroke-dasharray=\"6 4\"", "arrow-denied") } else { ("#455a64", "", "arrow") };
         let _ = writeln!(
             out,
             "    <path d=\"M {x1:.1} {y1:.1} C {:.1} {:.1}, {:.1} {:.1}, {x2:.1} {y2:.1}\" stroke=\"{colour}\"{dash} marker-end=\"url(#{marker})\"/>",
@@ -181,7 +190,10 @@ pub fn render(graph: &Graph) -> String {
         }
     }
     out.push_str("  </g>\n");
-    let _ = writeln!(out, "  <g font-size=\"9\" stroke=\"#ffffff\" stroke-width=\"3\" paint-order=\"stroke\">\n{labels}  </g>");
+    let _ = writeln!(
+        out,
+        "  <g font-size=\"9\" stroke=\"#ffffff\" stroke-width=\"3\" paint-order=\"stroke\">\n{labels}  </g>"
+    );
     for (node, at) in graph.nodes.iter().zip(&placed) {
         let (fill, stroke) = colours(node.classification);
         let radius = match node.kind {
@@ -225,14 +237,38 @@ pub fn render(graph: &Graph) -> String {
 fn legend(out: &mut String, height: f64) {
     let y = height - 30.0;
     let mut x = MARGIN;
-    for (name, c) in [("Public", Some(Classification::Public)), ("Internal", Some(Classification::Internal)), ("Restricted", Some(Classification::Restricted)), ("subject", None)] {
+    for (name, c) in [
+        ("Public", Some(Classification::Public)),
+        ("Internal", Some(Classification::Internal)),
+        ("Restricted", Some(Classification::Restricted)),
+        ("subject", None),
+    ] {
         let (fill, stroke) = colours(c);
-        let _ = writeln!(out, "  <rect x=\"{x}\" y=\"{y}\" width=\"14\" height=\"14\" rx=\"3\" fill=\"{fill}\" stroke=\"{stroke}\"/>");
-        let _ = writeln!(out, "  <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#424242\">{name}</text>", x + 20.0, y + 11.0);
+        let _ = writeln!(
+            out,
+            "  <rect x=\"{x}\" y=\"{y}\" width=\"14\" height=\"14\" rx=\"3\" fill=\"{fill}\" stroke=\"{stroke}\"/>"
+        );
+        let _ = writeln!(
+            out,
+            "  <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#424242\">{name}</text>",
+            x + 20.0,
+            y + 11.0
+        );
         x += 100.0;
     }
-    let _ = writeln!(out, "  <line x1=\"{x}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{DENIED}\" stroke-dasharray=\"6 4\"/>", y + 7.0, x + 30.0, y + 7.0);
-    let _ = writeln!(out, "  <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#424242\">refused (reason on the edge)</text>", x + 38.0, y + 11.0);
+    let _ = writeln!(
+        out,
+        "  <line x1=\"{x}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{DENIED}\" stroke-dasharray=\"6 4\"/>",
+        y + 7.0,
+        x + 30.0,
+        y + 7.0
+    );
+    let _ = writeln!(
+        out,
+        "  <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#424242\">refused (reason on the edge)</text>",
+        x + 38.0,
+        y + 11.0
+    );
 }
 
 #[cfg(test)]
@@ -241,7 +277,14 @@ mod tests {
     use crate::cli::graph::{Domain, Edge};
 
     fn node(id: &str, kind: NodeKind) -> Node {
-        Node { id: id.into(), kind, domain: Some("d".into()), label: id.into(), detail: "x".into(), classification: Some(Classification::Internal) }
+        Node {
+            id: id.into(),
+            kind,
+            domain: Some("d".into()),
+            label: id.into(),
+            detail: "x".into(),
+            classification: Some(Classification::Internal),
+        }
     }
 
     fn edge(from: &str, to: &str) -> Edge {
@@ -252,7 +295,13 @@ mod tests {
     fn layers_follow_lineage_and_survive_cycles() {
         let graph = Graph {
             domains: vec![Domain { name: "d".into(), clearance: Classification::Internal }],
-            nodes: vec![node("s", NodeKind::Source), node("a", NodeKind::Product), node("b", NodeKind::Product), node("c", NodeKind::Product), node("p", NodeKind::Person)],
+            nodes: vec![
+                node("s", NodeKind::Source),
+                node("a", NodeKind::Product),
+                node("b", NodeKind::Product),
+                node("c", NodeKind::Product),
+                node("p", NodeKind::Person),
+            ],
             edges: vec![edge("s", "a"), edge("a", "b"), edge("b", "c"), edge("c", "b"), edge("b", "p")],
         };
         let l = layers(&graph);

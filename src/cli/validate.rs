@@ -42,8 +42,8 @@ fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<
     let namespace = id.namespace.as_str();
     let secret = &source.spec.credentials_secret_ref.name;
     // Offline, a Secret is known missing only when the inputs carry that namespace's Secrets.
-    let secret_found = mesh.snapshot.secret_exists(namespace, secret).unwrap_or(false)
-        || !mesh.secret_namespaces.contains(namespace);
+    let secret_found =
+        mesh.snapshot.secret_exists(namespace, secret).unwrap_or(false) || !mesh.secret_namespaces.contains(namespace);
     let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
     let clearance = mesh.snapshot.clearance(namespace);
     let status = datasource::desired_status(source, &consumers, secret_found, clearance, now);
@@ -81,7 +81,8 @@ fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut V
     if let Some(blocker) = &plan.blocker
         && blocker.reason == reason::NAMESPACE_CLEARANCE_TOO_LOW
     {
-        let mut d = Diagnostic::error(&origin, blocker.reason, blocker.message.clone()).on(&id).at("spec.classification");
+        let mut d =
+            Diagnostic::error(&origin, blocker.reason, blocker.message.clone()).on(&id).at("spec.classification");
         if !mesh.declared_namespaces.contains(&id.namespace) {
             d.message.push_str(&format!(
                 " — no Namespace manifest for {} among the inputs: include it or pass --clearance {}=LEVEL",
@@ -91,9 +92,13 @@ fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut V
         out.push(d);
     }
     for (nth, input) in plan.inputs.iter().enumerate() {
-        let Err(problem) = &input.outcome else { continue };
+        let Err(problem) = &input.outcome else {
+            continue;
+        };
         let unseen = match &input.input {
-            InputKey::Product(key) => problem.reason == reason::INPUT_NOT_FOUND && !mesh.known_namespaces.contains(&key.namespace),
+            InputKey::Product(key) => {
+                problem.reason == reason::INPUT_NOT_FOUND && !mesh.known_namespaces.contains(&key.namespace)
+            }
             InputKey::Source(_) => false,
         };
         let (severity, message) = if unseen {
@@ -134,7 +139,9 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
     }
     for (subject, problem) in &plan.denied {
         let index = policy.spec.subjects.iter().position(|s| s == subject).unwrap_or(0);
-        let mut d = Diagnostic::error(&origin, problem.reason, problem.message.clone()).on(&id).at(format!("spec.subjects[{index}]"));
+        let mut d = Diagnostic::error(&origin, problem.reason, problem.message.clone())
+            .on(&id)
+            .at(format!("spec.subjects[{index}]"));
         if let Some(ns) = subject_namespace(subject)
             && !mesh.declared_namespaces.contains(ns)
             && !mesh.snapshot.clearances.contains_key(ns)
@@ -151,10 +158,16 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
         if subject.kind != crate::api::SubjectKind::DataProduct {
             continue;
         }
-        let (Some(ns), Some(name)) = (subject.namespace.as_deref(), subject.name.as_deref()) else { continue };
+        let (Some(ns), Some(name)) = (subject.namespace.as_deref(), subject.name.as_deref()) else {
+            continue;
+        };
         if mesh.known_namespaces.contains(ns) && mesh.snapshot.product(ns, name).is_none() {
             let message = format!("spec.subjects[{index}]: DataProduct {ns}/{name} is not declared in the manifests");
-            out.push(Diagnostic::warning(&origin, SUBJECT_NOT_DECLARED, message).on(&id).at(format!("spec.subjects[{index}]")));
+            out.push(
+                Diagnostic::warning(&origin, SUBJECT_NOT_DECLARED, message)
+                    .on(&id)
+                    .at(format!("spec.subjects[{index}]")),
+            );
         }
     }
     let status = accesspolicy::desired_status(policy, &plan, now);
@@ -189,7 +202,11 @@ mod tests {
         let problems = semantic(&mesh, later);
         let expired = problems.iter().filter(|d| d.rule == reason::EXPIRED).count();
         assert_eq!(expired, 6, "{problems:#?}");
-        assert!(problems.iter().any(|d| d.rule == reason::INPUT_NOT_GRANTED && d.field.as_deref() == Some("spec.inputs[0]")));
+        assert!(
+            problems
+                .iter()
+                .any(|d| d.rule == reason::INPUT_NOT_GRANTED && d.field.as_deref() == Some("spec.inputs[0]"))
+        );
     }
 
     #[test]

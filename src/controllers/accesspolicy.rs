@@ -52,10 +52,17 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action,
     Ok(requeue_at(next, now))
 }
 
-async fn apply(ctx: &Context, policy: &AccessPolicy, namespace: &str, uid: &str, bundle: GrantBundle) -> Result<(), Error> {
+async fn apply(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    namespace: &str,
+    uid: &str,
+    bundle: GrantBundle,
+) -> Result<(), Error> {
     let GrantBundle { role, binding, ingress } = bundle;
     let name = policy.name_any();
-    apply_access(&ctx.policies, &ctx.caches, namespace, uid, (ACCESS_POLICY, name.as_str()), role, binding, ingress).await
+    apply_access(&ctx.policies, &ctx.caches, namespace, uid, (ACCESS_POLICY, name.as_str()), role, binding, ingress)
+        .await
 }
 
 /// The status the policy should have (pure).
@@ -65,7 +72,9 @@ pub fn desired_status(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -
     let granted = plan.grants_anything();
     let (ready, why, message) = match (&plan.problem, plan.denied.first()) {
         (Some(problem), _) => (false, problem.reason, problem.message.clone()),
-        (None, Some((_, problem))) => (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message)),
+        (None, Some((_, problem))) => {
+            (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message))
+        }
         (None, None) if !granted => (false, reason::NO_SUBJECT_GRANTED, "nothing to grant".to_string()),
         (None, None) => {
             let until = plan.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
@@ -73,15 +82,36 @@ pub fn desired_status(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -
         }
     };
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    let status_of = |b: bool| if b { ConditionStatus::True } else { ConditionStatus::False };
-    set_condition(&mut conditions, Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()));
+    let status_of = |b: bool| {
+        if b { ConditionStatus::True } else { ConditionStatus::False }
+    };
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()),
+    );
     let granted_reason = if granted { reason::GRANTED } else { why };
-    set_condition(&mut conditions, Condition::new(condition_type::GRANTED, status_of(granted), granted_reason, message.clone(), generation, time.clone()));
+    set_condition(
+        &mut conditions,
+        Condition::new(
+            condition_type::GRANTED,
+            status_of(granted),
+            granted_reason,
+            message.clone(),
+            generation,
+            time.clone(),
+        ),
+    );
     // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
     // other refusal needs a person to act: Stalled.
     let waiting = !ready && why == reason::DATA_PRODUCT_NOT_FOUND;
-    set_condition(&mut conditions, Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()));
-    set_condition(&mut conditions, Condition::new(condition_type::STALLED, status_of(!ready && !waiting), why, message, generation, time));
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()),
+    );
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::STALLED, status_of(!ready && !waiting), why, message, generation, time),
+    );
     AccessPolicyStatus {
         observed_generation: generation,
         conditions,
@@ -120,7 +150,13 @@ async fn write_status(
 }
 
 /// The audit decision for a change of the Granted condition (or of the denied subjects).
-fn decision(was: bool, is: bool, reason_changed: bool, reason_now: &str, denials_changed: bool) -> Option<audit::Decision> {
+fn decision(
+    was: bool,
+    is: bool,
+    reason_changed: bool,
+    reason_now: &str,
+    denials_changed: bool,
+) -> Option<audit::Decision> {
     let expired = reason_now == reason::EXPIRED;
     match (was, is) {
         (false, true) => Some(audit::Decision::Granted),
@@ -141,7 +177,9 @@ async fn report_transition(
     after: &AccessPolicyStatus,
 ) {
     let granted = |s: &AccessPolicyStatus| find_condition(&s.conditions, condition_type::GRANTED).cloned();
-    let Some(now_granted) = granted(after) else { return };
+    let Some(now_granted) = granted(after) else {
+        return;
+    };
     let old = granted(before);
     let was = old.as_ref().is_some_and(|c| c.status == ConditionStatus::True);
     let is = now_granted.status == ConditionStatus::True;
@@ -163,7 +201,9 @@ async fn report_transition(
     let namespace = policy.namespace().unwrap_or_default();
     let subjects: Vec<String> = match decision {
         audit::Decision::Granted => plan.effective.iter().map(subject_display).collect(),
-        audit::Decision::Denied if plan.problem.is_none() => plan.denied.iter().map(|(s, _)| subject_display(s)).collect(),
+        audit::Decision::Denied if plan.problem.is_none() => {
+            plan.denied.iter().map(|(s, _)| subject_display(s)).collect()
+        }
         _ => policy.spec.subjects.iter().map(subject_display).collect(),
     };
     let (why, message) = match decision {
@@ -186,7 +226,10 @@ async fn report_transition(
     if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
         tracing::warn!(%error, "cannot publish event");
     }
-    ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: decision_label(decision), reason: why.clone() }).inc();
+    ctx.metrics
+        .decisions
+        .get_or_create(&crate::telemetry::DecisionLabels { decision: decision_label(decision), reason: why.clone() })
+        .inc();
     ctx.audit.record(audit::Event {
         time: ctx.now().to_string(),
         actor: ctx.actor.clone(),
@@ -194,7 +237,11 @@ async fn report_transition(
         reason: why,
         message,
         product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
-        classification: plan.product.as_ref().map(|p| p.spec.classification.to_string()).unwrap_or_else(|| "Unknown".into()),
+        classification: plan
+            .product
+            .as_ref()
+            .map(|p| p.spec.classification.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
         subjects,
         purpose: policy.spec.purpose.clone(),
         expires_at: policy.spec.expires_at.clone(),
@@ -232,7 +279,10 @@ pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
         return;
     }
     let namespace = policy.namespace().unwrap_or_default();
-    ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: "PolicyDeleted".into() }).inc();
+    ctx.metrics
+        .decisions
+        .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: "PolicyDeleted".into() })
+        .inc();
     ctx.audit.record(audit::Event {
         time: ctx.now().to_string(),
         actor: ctx.actor.clone(),

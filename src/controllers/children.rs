@@ -29,7 +29,14 @@ use crate::mesh::labels;
 
 /// A child kind the operator manages: a namespaced, typed Kubernetes object.
 pub trait Child:
-    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -79,18 +86,20 @@ impl Applier {
         let key = Self::key::<K>(&namespace, &name);
         let desired = fingerprint(child);
         let cached_rv = cache.get(&ObjectRef::new(&name).within(&namespace)).and_then(|c| c.resource_version());
-        if let (Some(rv), Some((hash, last_rv))) = (&cached_rv, self.remembered(&key)) {
-            if hash == desired && *rv == last_rv {
-                return Ok(false);
-            }
+        if let (Some(rv), Some((hash, last_rv))) = (&cached_rv, self.remembered(&key))
+            && hash == desired
+            && *rv == last_rv
+        {
+            return Ok(false);
         }
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let params = PatchParams::apply(self.manager).force();
         self.writes.inc();
-        let stored = api
-            .patch(&name, &params, &Patch::Apply(child))
-            .await
-            .map_err(|source| Error::Apply { kind: K::kind(&()).to_string(), name: name.clone(), source })?;
+        let stored = api.patch(&name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
+            kind: K::kind(&()).to_string(),
+            name: name.clone(),
+            source,
+        })?;
         if let Some(rv) = stored.resource_version() {
             self.remember(key, desired, rv);
         }
@@ -149,12 +158,13 @@ pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Clone + 'static>(
         match api.delete(&meta.name_any(), &params).await {
             Ok(_) => deleted += 1,
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(source) => return Err(Error::Delete { kind: K::kind(&()).to_string(), name: meta.name_any(), source }),
+            Err(source) => {
+                return Err(Error::Delete { kind: K::kind(&()).to_string(), name: meta.name_any(), source });
+            }
         }
     }
     Ok(deleted)
 }
-
 
 /// Applies what one parent grants: an optional Role with its RoleBinding, and an
 /// optional NetworkPolicy; removes the parent's others first (revocations before grants).
@@ -194,7 +204,9 @@ pub async fn apply_access(
             match api.delete(&binding.name_any(), &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => return Err(Error::Delete { kind: "RoleBinding".into(), name: binding.name_any(), source }),
+                Err(source) => {
+                    return Err(Error::Delete { kind: "RoleBinding".into(), name: binding.name_any(), source });
+                }
             }
             applier.forget::<RoleBinding>(namespace, &binding.name_any());
         }

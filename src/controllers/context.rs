@@ -7,18 +7,18 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::core::DeserializeGuard;
-use kube::{Client, Resource};
 use kube::api::PartialObjectMeta;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
 
 use super::children::Applier;
 use super::queue::Queue;
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
+use crate::mesh::MeshView;
 use crate::mesh::labels;
 use crate::mesh::rules::{product_inputs, source_inputs};
-use crate::mesh::MeshView;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// Watch caches of the mesh and of the children.
@@ -102,7 +102,9 @@ impl MeshView for Caches {
         select(&self.policies, |p| p.metadata.namespace.as_deref() == Some(namespace) && p.spec.data_product == product)
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
-        select(&self.products, |p| p.metadata.namespace.as_deref() == Some(namespace) && source_inputs(p).any(|s| s == source))
+        select(&self.products, |p| {
+            p.metadata.namespace.as_deref() == Some(namespace) && source_inputs(p).any(|s| s == source)
+        })
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
         select(&self.products, |p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
@@ -124,7 +126,10 @@ where
         .iter()
         .filter_map(|g| g.0.as_ref().ok().filter(|k| keep(k)).map(|k| Arc::new(k.clone())))
         .collect();
-    found.sort_by(|a, b| (a.meta().namespace.as_ref(), a.meta().name.as_ref()).cmp(&(b.meta().namespace.as_ref(), b.meta().name.as_ref())));
+    found.sort_by(|a, b| {
+        (a.meta().namespace.as_ref(), a.meta().name.as_ref())
+            .cmp(&(b.meta().namespace.as_ref(), b.meta().name.as_ref()))
+    });
     found
 }
 
@@ -157,7 +162,14 @@ pub struct Queues {
 }
 
 impl Context {
-    pub fn new(client: Client, caches: Caches, metrics: Arc<Metrics>, audit: Arc<AuditSink>, actor: String, queues: Arc<Queues>) -> Self {
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        metrics: Arc<Metrics>,
+        audit: Arc<AuditSink>,
+        actor: String,
+        queues: Arc<Queues>,
+    ) -> Self {
         let reporter = Reporter { controller: "drmesh".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),

@@ -17,14 +17,14 @@ use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
 use crate::api::{
-    Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus, InputState, InputStatus, condition_type,
-    set_condition,
+    Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus, InputState, InputStatus,
+    condition_type, set_condition,
 };
 use crate::audit;
+use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_PRODUCT;
 use crate::mesh::product::{self, ProductBundle};
 use crate::mesh::rules::{self, ProductPlan, reason};
-use crate::mesh::MeshView;
 
 pub const CONTROLLER: &str = "dataproduct";
 
@@ -47,7 +47,8 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
     let bundle = product::build(product, &plan);
     apply(ctx, product, &namespace, &uid, bundle).await?;
     let consumers = rules::product_consumers(&ctx.caches, &namespace, &product.name_any(), now);
-    let deployment = ctx.caches.deployments.get(&kube::runtime::reflector::ObjectRef::new(&product.name_any()).within(&namespace));
+    let deployment =
+        ctx.caches.deployments.get(&kube::runtime::reflector::ObjectRef::new(&product.name_any()).within(&namespace));
     let available = deployment.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0);
     let status = desired_status(product, &plan, plan.runnable().then_some(available), consumers, now);
     write_status(ctx, product, &namespace, status).await?;
@@ -55,8 +56,15 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
 }
 
 /// Applies the bundle in a safe order: isolation first, then identity, Service, workload.
-async fn apply(ctx: &Context, product: &DataProduct, namespace: &str, uid: &str, bundle: ProductBundle) -> Result<(), Error> {
-    let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } = bundle;
+async fn apply(
+    ctx: &Context,
+    product: &DataProduct,
+    namespace: &str,
+    uid: &str,
+    bundle: ProductBundle,
+) -> Result<(), Error> {
+    let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } =
+        bundle;
     let caches = &ctx.caches;
     let applier = &ctx.products;
     let name = product.name_any();
@@ -70,31 +78,65 @@ async fn apply(ctx: &Context, product: &DataProduct, namespace: &str, uid: &str,
         applier.apply(service, &caches.services).await?;
         keep_services.insert(service.name_any());
     }
-    prune::<k8s_openapi::api::core::v1::Service, _>(client, &caches.services, namespace, uid, label, &keep_services).await?;
+    prune::<k8s_openapi::api::core::v1::Service, _>(client, &caches.services, namespace, uid, label, &keep_services)
+        .await?;
     let mut keep_deployments = BTreeSet::new();
     if let Some(deployment) = &deployment {
         applier.apply(deployment, &caches.deployments).await?;
         keep_deployments.insert(deployment.name_any());
     }
-    prune::<k8s_openapi::api::apps::v1::Deployment, _>(client, &caches.deployments, namespace, uid, label, &keep_deployments).await?;
+    prune::<k8s_openapi::api::apps::v1::Deployment, _>(
+        client,
+        &caches.deployments,
+        namespace,
+        uid,
+        label,
+        &keep_deployments,
+    )
+    .await?;
     let mut keep_roles = BTreeSet::new();
     if let (Some(role), Some(binding)) = (&owners_role, &owners_binding) {
         applier.apply(role, &caches.roles).await?;
         applier.apply(binding, &caches.role_bindings).await?;
         keep_roles.insert(role.name_any());
     }
-    prune::<k8s_openapi::api::rbac::v1::RoleBinding, _>(client, &caches.role_bindings, namespace, uid, label, &keep_roles).await?;
+    prune::<k8s_openapi::api::rbac::v1::RoleBinding, _>(
+        client,
+        &caches.role_bindings,
+        namespace,
+        uid,
+        label,
+        &keep_roles,
+    )
+    .await?;
     prune::<k8s_openapi::api::rbac::v1::Role, _>(client, &caches.roles, namespace, uid, label, &keep_roles).await?;
     let mut keep_config = BTreeSet::new();
     if let Some(contract) = &contract {
         applier.apply(contract, &caches.config_maps).await?;
         keep_config.insert(contract.name_any());
     }
-    prune::<k8s_openapi::api::core::v1::ConfigMap, _>(client, &caches.config_maps, namespace, uid, label, &keep_config).await?;
+    prune::<k8s_openapi::api::core::v1::ConfigMap, _>(client, &caches.config_maps, namespace, uid, label, &keep_config)
+        .await?;
     let keep_policies = BTreeSet::from([isolation.name_any()]);
-    prune::<k8s_openapi::api::networking::v1::NetworkPolicy, _>(client, &caches.network_policies, namespace, uid, label, &keep_policies).await?;
+    prune::<k8s_openapi::api::networking::v1::NetworkPolicy, _>(
+        client,
+        &caches.network_policies,
+        namespace,
+        uid,
+        label,
+        &keep_policies,
+    )
+    .await?;
     let keep_accounts = BTreeSet::from([service_account.name_any()]);
-    prune::<k8s_openapi::api::core::v1::ServiceAccount, _>(client, &caches.service_accounts, namespace, uid, label, &keep_accounts).await?;
+    prune::<k8s_openapi::api::core::v1::ServiceAccount, _>(
+        client,
+        &caches.service_accounts,
+        namespace,
+        uid,
+        label,
+        &keep_accounts,
+    )
+    .await?;
     Ok(())
 }
 
@@ -106,8 +148,14 @@ fn input_status(input: &rules::InputPlan) -> InputStatus {
     match &input.outcome {
         Ok(_) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
         Err(problem) => {
-            let state = if problem.reason == reason::INPUT_NOT_FOUND { InputState::Pending } else { InputState::Denied };
-            InputStatus { reference, state, reason: Some(problem.reason.to_string()), message: Some(problem.message.clone()) }
+            let state =
+                if problem.reason == reason::INPUT_NOT_FOUND { InputState::Pending } else { InputState::Denied };
+            InputStatus {
+                reference,
+                state,
+                reason: Some(problem.reason.to_string()),
+                message: Some(problem.message.clone()),
+            }
         }
     }
 }
@@ -132,23 +180,25 @@ pub fn desired_status(
         ((false, problem.reason, msg.clone()), (true, problem.reason, msg.clone()), (false, problem.reason, msg))
     } else if available.unwrap_or(0) < desired {
         let msg = format!("{} of {desired} replicas available", available.unwrap_or(0));
-        ((false, reason::PROGRESSING, msg.clone()), (true, reason::PROGRESSING, msg.clone()), (false, reason::PROGRESSING, msg))
+        (
+            (false, reason::PROGRESSING, msg.clone()),
+            (true, reason::PROGRESSING, msg.clone()),
+            (false, reason::PROGRESSING, msg),
+        )
     } else {
         let msg = format!("{desired} replicas available; all inputs granted");
         ((true, reason::READY, msg.clone()), (false, reason::READY, msg.clone()), (false, reason::READY, msg))
     };
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    for (type_, (truth, why, message)) in [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)] {
+    for (type_, (truth, why, message)) in
+        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
+    {
         let status = if truth { ConditionStatus::True } else { ConditionStatus::False };
         set_condition(&mut conditions, Condition::new(type_, status, why, message, generation, time.clone()));
     }
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
-    let endpoint = product
-        .spec
-        .output_ports
-        .first()
-        .map(|p| format!("{name}.{namespace}.svc:{}", p.port));
+    let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
     DataProductStatus {
         observed_generation: generation,
         conditions,
@@ -160,7 +210,12 @@ pub fn desired_status(
     }
 }
 
-async fn write_status(ctx: &Context, product: &DataProduct, namespace: &str, status: DataProductStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    product: &DataProduct,
+    namespace: &str,
+    status: DataProductStatus,
+) -> Result<(), Error> {
     let previous = product.status.clone().unwrap_or_default();
     if product.status.is_some() && previous == status {
         return Ok(()); // quiet: no write when nothing changed
@@ -174,13 +229,24 @@ async fn write_status(ctx: &Context, product: &DataProduct, namespace: &str, sta
     Ok(())
 }
 
-const DENIALS: [&str; 4] =
-    [reason::CLASSIFICATION_VIOLATION, reason::INPUT_NOT_GRANTED, reason::NAMESPACE_CLEARANCE_TOO_LOW, reason::CLEARANCE_TOO_LOW];
+const DENIALS: [&str; 4] = [
+    reason::CLASSIFICATION_VIOLATION,
+    reason::INPUT_NOT_GRANTED,
+    reason::NAMESPACE_CLEARANCE_TOO_LOW,
+    reason::CLEARANCE_TOO_LOW,
+];
 
 /// An Event on every change of the Ready reason; an audit record when it is a denial.
-async fn report_transition(ctx: &Context, product: &DataProduct, before: &DataProductStatus, after: &DataProductStatus) {
+async fn report_transition(
+    ctx: &Context,
+    product: &DataProduct,
+    before: &DataProductStatus,
+    after: &DataProductStatus,
+) {
     let ready = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::READY).cloned();
-    let (Some(new), old) = (ready(after), ready(before)) else { return };
+    let (Some(new), old) = (ready(after), ready(before)) else {
+        return;
+    };
     if old.as_ref().map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
         return;
     }
@@ -197,7 +263,10 @@ async fn report_transition(ctx: &Context, product: &DataProduct, before: &DataPr
     }
     if warning {
         let namespace = product.namespace().unwrap_or_default();
-        ctx.metrics.decisions.get_or_create(&crate::telemetry::DecisionLabels { decision: "Denied", reason: new.reason.clone() }).inc();
+        ctx.metrics
+            .decisions
+            .get_or_create(&crate::telemetry::DecisionLabels { decision: "Denied", reason: new.reason.clone() })
+            .inc();
         ctx.audit.record(audit::Event {
             time: ctx.now().to_string(),
             actor: ctx.actor.clone(),
@@ -224,4 +293,3 @@ pub fn related_products(view: &dyn MeshView, product: &DataProduct) -> Vec<(Stri
     }
     related
 }
-

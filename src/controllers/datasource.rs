@@ -20,10 +20,10 @@ use crate::api::{
     Condition, ConditionStatus, DataProductRef, DataSource, DataSourceStatus, condition_type, find_condition,
     set_condition,
 };
+use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
 use crate::mesh::rules::{self, InputKey, reason};
 use crate::mesh::source::{self, SourceBundle};
-use crate::mesh::MeshView;
 
 pub const CONTROLLER: &str = "datasource";
 /// While a source's Secret is missing, look again this often (Secrets are not watched:
@@ -107,17 +107,31 @@ pub fn desired_status(
         (false, false, true, reason::NAMESPACE_CLEARANCE_TOO_LOW, msg)
     } else if !secret_found {
         let secret = &source.spec.credentials_secret_ref.name;
-        (false, true, false, reason::SECRET_NOT_FOUND, format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"))
+        (
+            false,
+            true,
+            false,
+            reason::SECRET_NOT_FOUND,
+            format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"),
+        )
     } else if source.spec.endpoint.cidr.is_none() {
-        let msg = "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
+        let msg =
+            "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
         (false, false, true, reason::ENDPOINT_NEEDS_CIDR, msg.to_string())
     } else {
         (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len()))
     };
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    let status_of = |b: bool| if b { ConditionStatus::True } else { ConditionStatus::False };
-    for (type_, truth) in [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)] {
-        set_condition(&mut conditions, Condition::new(type_, status_of(truth), why, message.clone(), generation, time.clone()));
+    let status_of = |b: bool| {
+        if b { ConditionStatus::True } else { ConditionStatus::False }
+    };
+    for (type_, truth) in
+        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
+    {
+        set_condition(
+            &mut conditions,
+            Condition::new(type_, status_of(truth), why, message.clone(), generation, time.clone()),
+        );
     }
     DataSourceStatus {
         observed_generation: generation,
@@ -127,7 +141,12 @@ pub fn desired_status(
     }
 }
 
-async fn write_status(ctx: &Context, source: &DataSource, namespace: &str, status: DataSourceStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    source: &DataSource,
+    namespace: &str,
+    status: DataSourceStatus,
+) -> Result<(), Error> {
     let previous = source.status.clone().unwrap_or_default();
     if source.status.is_some() && previous == status {
         return Ok(());
@@ -137,18 +156,18 @@ async fn write_status(ctx: &Context, source: &DataSource, namespace: &str, statu
         .await
         .map_err(|e| Error::Status { name: format!("{namespace}/{}", source.name_any()), source: e })?;
     let ready = |s: &DataSourceStatus| find_condition(&s.conditions, condition_type::READY).cloned();
-    if let Some(new) = ready(&status) {
-        if ready(&previous).map(|o| o.reason) != Some(new.reason.clone()) {
-            let event = KubeEvent {
-                type_: if new.status == ConditionStatus::True { EventType::Normal } else { EventType::Warning },
-                reason: new.reason.clone(),
-                note: Some(new.message.clone()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(error) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
-                tracing::warn!(%error, "cannot publish event");
-            }
+    if let Some(new) = ready(&status)
+        && ready(&previous).map(|o| o.reason) != Some(new.reason.clone())
+    {
+        let event = KubeEvent {
+            type_: if new.status == ConditionStatus::True { EventType::Normal } else { EventType::Warning },
+            reason: new.reason.clone(),
+            note: Some(new.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
+            tracing::warn!(%error, "cannot publish event");
         }
     }
     Ok(())

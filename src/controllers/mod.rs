@@ -5,8 +5,8 @@
 pub mod accesspolicy;
 pub mod children;
 pub mod context;
-pub mod datasource;
 pub mod dataproduct;
+pub mod datasource;
 pub mod error;
 pub mod queue;
 pub mod scope;
@@ -24,21 +24,21 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PartialObjectMeta;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::core::DeserializeGuard;
 use kube::{Client, Resource, ResourceExt};
 
 pub use context::{Caches, Context, Queues, SyncGate};
 pub use error::Error;
 pub use scope::Scope;
-use watches::{any_change, cached, cached_cluster, changes, generation, keep_all, Events, FanOut};
+use watches::{Events, FanOut, any_change, cached, cached_cluster, changes, generation, keep_all};
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
+use crate::mesh::MeshView;
 use crate::mesh::labels;
 use crate::mesh::rules::subject_namespace;
-use crate::mesh::MeshView;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// How the operator runs.
@@ -58,7 +58,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 8, actor: "drmesh".into(), ready: Arc::default(), scope: Scope::Cluster, debounce: Duration::from_millis(100) }
+        Self {
+            concurrency: 8,
+            actor: "drmesh".into(),
+            ready: Arc::default(),
+            scope: Scope::Cluster,
+            debounce: Duration::from_millis(100),
+        }
     }
 }
 
@@ -71,7 +77,7 @@ pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
         Some(at) if at > now => {
             let wait = now.duration_until(at).unsigned_abs();
             // Far expiries are re-planned hourly: timer wheels do not take years.
-            Action::requeue((Duration::from(wait) + Duration::from_millis(20)).min(Duration::from_secs(3600)))
+            Action::requeue((wait + Duration::from_millis(20)).min(Duration::from_secs(3600)))
         }
         Some(_) => Action::requeue(Duration::from_millis(20)),
         None => Action::await_change(),
@@ -134,7 +140,11 @@ fn deployment_change(d: &Deployment) -> u64 {
 }
 
 /// Triggers from a child cache: the controlling owner of kind `P` of each changed child.
-fn owned<C, P>(events: Events<C>, fingerprint: watches::Fingerprint<C>, queue: Arc<queue::Queue<P>>) -> impl futures::Stream<Item = Result<C, watcher::Error>> + Send
+fn owned<C, P>(
+    events: Events<C>,
+    fingerprint: watches::Fingerprint<C>,
+    queue: Arc<queue::Queue<P>>,
+) -> impl futures::Stream<Item = Result<C, watcher::Error>> + Send
 where
     C: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     P: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
@@ -187,14 +197,26 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         synced,
     };
     let gate = SyncGate::new(
-        &["datasources", "dataproducts", "accesspolicies", "namespaces", "deployments", "services", "serviceaccounts",
-          "networkpolicies", "roles", "rolebindings", "configmaps"],
+        &[
+            "datasources",
+            "dataproducts",
+            "accesspolicies",
+            "namespaces",
+            "deployments",
+            "services",
+            "serviceaccounts",
+            "networkpolicies",
+            "roles",
+            "rolebindings",
+            "configmaps",
+        ],
         synced_tx,
         options.ready.clone(),
     );
     let queues = Arc::new(Queues::default());
     metrics.observe_with(live_figures(caches.clone(), queues.clone()));
-    let ctx = Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone()));
+    let ctx =
+        Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone()));
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(options.debounce);
 
     // One watch per kind feeds its cache; its events are then copied to the controllers.
@@ -214,17 +236,73 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     // outside the scope are still needed (their products are not, and fail closed).
     let c = client.clone();
     let caches_fed = future::join_all([
-        drive(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces").inspect({ let f = ns.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all).inspect({ let f = ds.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all).inspect({ let f = dp.clone(); move |e| f.send(e) })).boxed(),
-        drive(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()).inspect({ let f = ap.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), deployments_w, gate.clone(), "deployments", trim_deployment).inspect({ let f = deploy.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), services_w, gate.clone(), "services", keep_all).inspect({ let f = svc.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts", keep_all).inspect({ let f = sa.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), network_policies_w, gate.clone(), "networkpolicies", keep_all).inspect({ let f = np.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), roles_w, gate.clone(), "roles", keep_all).inspect({ let f = role.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), role_bindings_w, gate.clone(), "rolebindings", keep_all).inspect({ let f = rb.clone(); move |e| f.send(e) })).boxed(),
-        drive(cached(c, &scope, managed, config_maps_w, gate.clone(), "configmaps", keep_all).inspect({ let f = cm.clone(); move |e| f.send(e) })).boxed(),
+        drive(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces").inspect({
+            let f = ns.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all).inspect({
+            let f = ds.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all).inspect({
+            let f = dp.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()).inspect({
+            let f = ap.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(
+            cached(c.clone(), &scope, managed.clone(), deployments_w, gate.clone(), "deployments", trim_deployment)
+                .inspect({
+                    let f = deploy.clone();
+                    move |e| f.send(e)
+                }),
+        )
+        .boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), services_w, gate.clone(), "services", keep_all).inspect({
+            let f = svc.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(
+            cached(c.clone(), &scope, managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts", keep_all)
+                .inspect({
+                    let f = sa.clone();
+                    move |e| f.send(e)
+                }),
+        )
+        .boxed(),
+        drive(
+            cached(c.clone(), &scope, managed.clone(), network_policies_w, gate.clone(), "networkpolicies", keep_all)
+                .inspect({
+                    let f = np.clone();
+                    move |e| f.send(e)
+                }),
+        )
+        .boxed(),
+        drive(cached(c.clone(), &scope, managed.clone(), roles_w, gate.clone(), "roles", keep_all).inspect({
+            let f = role.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
+        drive(
+            cached(c.clone(), &scope, managed.clone(), role_bindings_w, gate.clone(), "rolebindings", keep_all)
+                .inspect({
+                    let f = rb.clone();
+                    move |e| f.send(e)
+                }),
+        )
+        .boxed(),
+        drive(cached(c, &scope, managed, config_maps_w, gate.clone(), "configmaps", keep_all).inspect({
+            let f = cm.clone();
+            move |e| f.send(e)
+        }))
+        .boxed(),
     ]);
 
     let products_ctrl = {
@@ -241,7 +319,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
             .owns_stream(owned(cm.subscribe(), any_change, q))
             .watches_stream(changes(ap.subscribe(), generation), move |guarded| {
-                let DeserializeGuard(Ok(policy)) = guarded else { return vec![] };
+                let DeserializeGuard(Ok(policy)) = guarded else {
+                    return vec![];
+                };
                 let namespace = policy.namespace().unwrap_or_default();
                 let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
                 // Consumers that read the product, named by the policy or not any more.
@@ -249,23 +329,33 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                     refs.push(product_ref(&user.namespace().unwrap_or_default(), &user.name_any()));
                 }
                 for s in &policy.spec.subjects {
-                    if s.kind == crate::api::SubjectKind::DataProduct {
-                        if let (Some(ns), Some(name)) = (&s.namespace, &s.name) {
-                            refs.push(product_ref(ns, name));
-                        }
+                    if s.kind == crate::api::SubjectKind::DataProduct
+                        && let (Some(ns), Some(name)) = (&s.namespace, &s.name)
+                    {
+                        refs.push(product_ref(ns, name));
                     }
                 }
                 q1.track(refs)
             })
             .watches_stream(changes(ds.subscribe(), generation), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
-                q2.track(c2.products_using_source(&namespace, &source.name_any()).iter().map(|p| product_ref(&namespace, &p.name_any())))
+                q2.track(
+                    c2.products_using_source(&namespace, &source.name_any())
+                        .iter()
+                        .map(|p| product_ref(&namespace, &p.name_any())),
+                )
             })
             .watches_stream(changes(dp.subscribe(), generation), move |guarded| {
-                let DeserializeGuard(Ok(product)) = guarded else { return vec![] };
-                q3.track(dataproduct::related_products(&c3, &product).into_iter().map(|(ns, name)| product_ref(&ns, &name)))
+                let DeserializeGuard(Ok(product)) = guarded else {
+                    return vec![];
+                };
+                q3.track(
+                    dataproduct::related_products(&c3, &product).into_iter().map(|(ns, name)| product_ref(&ns, &name)),
+                )
             })
-            .watches_stream(changes(ns.subscribe(), any_change), move |ns| q4.track(in_namespace(&c4.products, &ns.name_any())))
+            .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
+                q4.track(in_namespace(&c4.products, &ns.name_any()))
+            })
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
             .for_each(|_| future::ready(()))
@@ -283,7 +373,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .watches_stream(changes(dp.subscribe(), generation), move |product| {
                 q1.track(in_namespace(&c.sources, &product.namespace().unwrap_or_default()))
             })
-            .watches_stream(changes(ns.subscribe(), any_change), move |ns| q2.track(in_namespace(&c2.sources, &ns.name_any())))
+            .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
+                q2.track(in_namespace(&c2.sources, &ns.name_any()))
+            })
             .shutdown_on_signal()
             .run(reconcile_source, error_policy::<Guarded<DataSource>>, ctx.clone())
             .for_each(|_| future::ready(()))
@@ -300,7 +392,11 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(owned(np.subscribe(), any_change, q))
             .watches_stream(changes(dp.subscribe(), generation), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
-                q1.track(c.policies_for(&namespace, &product.name_any()).iter().map(|p| ObjectRef::new(&p.name_any()).within(&namespace)))
+                q1.track(
+                    c.policies_for(&namespace, &product.name_any())
+                        .iter()
+                        .map(|p| ObjectRef::new(&p.name_any()).within(&namespace)),
+                )
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 let name = ns.name_any();
@@ -339,7 +435,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
 
 /// The primary trigger of a controller: its objects, when their spec changed (its own
 /// status writes wake nothing) or they were deleted.
-fn primary<K>(events: Events<Guarded<K>>, queue: Arc<queue::Queue<Guarded<K>>>) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send
+fn primary<K>(
+    events: Events<Guarded<K>>,
+    queue: Arc<queue::Queue<Guarded<K>>>,
+) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     Guarded<K>: Resource<DynamicType = ()> + Clone,
@@ -384,7 +483,10 @@ pub async fn shutdown_signal() {
 }
 
 /// Figures computed when /metrics is scraped: queue depths and grants by state.
-fn live_figures(caches: Caches, queues: Arc<Queues>) -> impl Fn() -> crate::telemetry::LiveFigures + Send + Sync + 'static {
+fn live_figures(
+    caches: Caches,
+    queues: Arc<Queues>,
+) -> impl Fn() -> crate::telemetry::LiveFigures + Send + Sync + 'static {
     move || {
         let mut grants = crate::telemetry::GrantCounts::default();
         for policy in caches.policies.state().iter().filter_map(|g| g.0.as_ref().ok()) {
@@ -439,7 +541,9 @@ fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.products.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(product) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
+    let Some(product) = parsed(&guarded, &ctx.caches) else {
+        return Ok(Action::await_change());
+    };
     let key = key_of(product.as_ref());
     let action = dataproduct::reconcile(product, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
@@ -448,7 +552,9 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.sources.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(source) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
+    let Some(source) = parsed(&guarded, &ctx.caches) else {
+        return Ok(Action::await_change());
+    };
     let key = key_of(source.as_ref());
     let action = datasource::reconcile(source, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
@@ -457,7 +563,9 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.policies.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(policy) = parsed(&guarded, &ctx.caches) else { return Ok(Action::await_change()) };
+    let Some(policy) = parsed(&guarded, &ctx.caches) else {
+        return Ok(Action::await_change());
+    };
     let key = key_of(policy.as_ref());
     let action = accesspolicy::reconcile(policy, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use kube::Resource;
 use kube::api::ObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::Resource;
 
 pub struct Queue<K: Resource<DynamicType = ()>> {
     pending: Mutex<HashSet<ObjectRef<K>>>,
@@ -67,7 +67,11 @@ mod tests {
     use kube::runtime::watcher::Event;
 
     fn product(name: &str) -> DataProduct {
-        let mut p = DataProduct::new(name, serde_json::from_value(serde_json::json!({"classification": "Public", "runtime": {"image": "x"}})).expect("spec"));
+        let mut p = DataProduct::new(
+            name,
+            serde_json::from_value(serde_json::json!({"classification": "Public", "runtime": {"image": "x"}}))
+                .expect("spec"),
+        );
         p.metadata.namespace = Some("ns".into());
         p
     }

@@ -14,9 +14,9 @@ use std::fmt::Debug;
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event, watcher};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -50,9 +50,20 @@ impl Scope {
 type WatchResult<K> = Result<Event<K>, watcher::Error>;
 
 /// The watch of one namespaced kind in `scope`, as one stream of events for one cache.
-pub fn watch<K>(client: Client, scope: &Scope, cfg: watcher::Config, cache: Store<K>) -> stream::BoxStream<'static, WatchResult<K>>
+pub fn watch<K>(
+    client: Client,
+    scope: &Scope,
+    cfg: watcher::Config,
+    cache: Store<K>,
+) -> stream::BoxStream<'static, WatchResult<K>>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     match scope {
         Scope::Cluster => watcher(Api::<K>::all(client), cfg).backoff(watch_backoff()).boxed(),
@@ -81,7 +92,13 @@ where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     S: Stream<Item = (String, WatchResult<K>)> + Send,
 {
-    let mut state = Merge::<K> { namespaces, listed: HashSet::new(), initial: Some(HashMap::new()), relisting: HashMap::new(), cache };
+    let mut state = Merge::<K> {
+        namespaces,
+        listed: HashSet::new(),
+        initial: Some(HashMap::new()),
+        relisting: HashMap::new(),
+        cache,
+    };
     events.flat_map(move |(ns, event)| stream::iter(state.step(ns, event)))
 }
 
@@ -168,7 +185,11 @@ mod tests {
     }
 
     /// Feeds `events` through the merge into a real reflector store.
-    async fn run(events: Vec<(&str, Event<ConfigMap>)>, store: &Store<ConfigMap>, writer: &mut reflector::store::Writer<ConfigMap>) -> usize {
+    async fn run(
+        events: Vec<(&str, Event<ConfigMap>)>,
+        store: &Store<ConfigMap>,
+        writer: &mut reflector::store::Writer<ConfigMap>,
+    ) -> usize {
         let input = stream::iter(events.into_iter().map(|(ns, e)| (ns.to_string(), Ok(e))));
         let merged: Vec<_> = merge(input, 2, store.clone()).collect().await;
         for e in &merged {
@@ -181,7 +202,13 @@ mod tests {
     async fn first_list_waits_for_every_namespace_and_keeps_their_updates() {
         let (store, mut writer) = reflector::store::<ConfigMap>();
         let (merged, mut state) = {
-            let mut state = Merge { namespaces: 2, listed: HashSet::new(), initial: Some(HashMap::new()), relisting: HashMap::new(), cache: store.clone() };
+            let mut state = Merge {
+                namespaces: 2,
+                listed: HashSet::new(),
+                initial: Some(HashMap::new()),
+                relisting: HashMap::new(),
+                cache: store.clone(),
+            };
             let mut out = vec![];
             for (ns, e) in [
                 ("a", Event::Init),
@@ -227,8 +254,19 @@ mod tests {
         .await;
         assert_eq!(names(&store).len(), 3);
         // A fresh merge state past its first list, as after a watch expired in namespace a.
-        let mut state = Merge { namespaces: 2, listed: HashSet::new(), initial: None, relisting: HashMap::new(), cache: store.clone() };
-        for (ns, e) in [("a", Event::Init), ("a", Event::InitApply(cm("a", "2"))), ("a", Event::InitApply(cm("a", "3"))), ("a", Event::InitDone)] {
+        let mut state = Merge {
+            namespaces: 2,
+            listed: HashSet::new(),
+            initial: None,
+            relisting: HashMap::new(),
+            cache: store.clone(),
+        };
+        for (ns, e) in [
+            ("a", Event::Init),
+            ("a", Event::InitApply(cm("a", "2"))),
+            ("a", Event::InitApply(cm("a", "3"))),
+            ("a", Event::InitDone),
+        ] {
             for out in state.step(ns.into(), Ok(e)) {
                 writer.apply_watcher_event(out.as_ref().expect("ok"));
             }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, future};
-use kube::runtime::reflector;
-use kube::runtime::utils::ResetTimerBackoff;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector;
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -54,7 +54,13 @@ pub fn cached<K>(
     trim: fn(&mut K),
 ) -> impl Stream<Item = WatchResult<K>> + Send
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let events = scope::watch(client, scope, cfg, writer.as_reader());
     feed(events, writer, gate, kind, trim)
@@ -75,7 +81,13 @@ where
     feed(events, writer, gate, kind, keep_all)
 }
 
-fn feed<K, S>(events: S, writer: reflector::store::Writer<K>, gate: Arc<SyncGate>, kind: &'static str, trim: fn(&mut K)) -> impl Stream<Item = WatchResult<K>> + Send
+fn feed<K, S>(
+    events: S,
+    writer: reflector::store::Writer<K>,
+    gate: Arc<SyncGate>,
+    kind: &'static str,
+    trim: fn(&mut K),
+) -> impl Stream<Item = WatchResult<K>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
     S: Stream<Item = WatchResult<K>> + Send,
@@ -145,7 +157,10 @@ pub fn hash<T: Hash>(value: &T) -> u64 {
 }
 
 /// Objects whose fingerprint changed since last seen, and deleted ones.
-pub fn changes<K>(events: Events<K>, fingerprint: Fingerprint<K>) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+pub fn changes<K>(
+    events: Events<K>,
+    fingerprint: Fingerprint<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + Send + 'static,
 {
@@ -212,7 +227,10 @@ mod tests {
             fan.send(&Ok(e));
         }
         drop(fan);
-        let out: Vec<_> = changes(rx, generation).map(|r| r.expect("ok").metadata.resource_version.unwrap_or_default()).collect().await;
+        let out: Vec<_> = changes(rx, generation)
+            .map(|r| r.expect("ok").metadata.resource_version.unwrap_or_default())
+            .collect()
+            .await;
         assert_eq!(out, ["1", "3", "3", "4"]);
     }
 

@@ -213,7 +213,8 @@ fn resources(product: &DataProduct) -> Value {
     let declared = serde_json::to_value(&product.spec.runtime.resources).unwrap_or(Value::Null);
     let has = |key: &str| declared.get(key).and_then(Value::as_object).is_some_and(|m| !m.is_empty());
     let mut out = json!({});
-    out["requests"] = if has("requests") { declared["requests"].clone() } else { json!({"cpu": "50m", "memory": "64Mi"}) };
+    out["requests"] =
+        if has("requests") { declared["requests"].clone() } else { json!({"cpu": "50m", "memory": "64Mi"}) };
     out["limits"] = if has("limits") { declared["limits"].clone() } else { json!({"memory": "256Mi"}) };
     out
 }

@@ -23,21 +23,36 @@ fn level() -> impl Strategy<Value = usize> {
     0..3usize
 }
 
+/// (namespace, level, inputs as (is_source, namespace, index), replicas)
+type GenProduct = (usize, usize, Vec<(bool, usize, usize)>, u8);
+/// (namespace, product index, subjects as (kind, namespace, index), purpose, expiry offset in hours, ports)
+type GenPolicy = (usize, usize, Vec<(u8, usize, usize)>, bool, i8, Vec<u8>);
+
 #[derive(Debug, Clone)]
 struct Gen {
     clearances: Vec<Option<usize>>,
-    sources: Vec<(usize, usize)>,                        // (namespace, level)
-    products: Vec<(usize, usize, Vec<(bool, usize, usize)>, u8)>, // (ns, level, inputs (is_source, ns, idx), replicas)
-    policies: Vec<(usize, usize, Vec<(u8, usize, usize)>, bool, i8, Vec<u8>)>, // (ns, product idx, subjects (kind, ns, idx), purpose, expiry offset h, ports)
+    sources: Vec<(usize, usize)>, // (namespace, level)
+    products: Vec<GenProduct>,
+    policies: Vec<GenPolicy>,
 }
 
 fn mesh_strategy() -> impl Strategy<Value = Gen> {
     (
         prop::collection::vec(prop::option::of(level()), 4),
         prop::collection::vec((0..4usize, level()), 0..4),
-        prop::collection::vec((0..4usize, level(), prop::collection::vec((any::<bool>(), 0..4usize, 0..6usize), 0..3), 0..4u8), 1..6),
         prop::collection::vec(
-            (0..4usize, 0..6usize, prop::collection::vec((0..5u8, 0..4usize, 0..6usize), 0..4), any::<bool>(), -3..3i8, prop::collection::vec(0..3u8, 0..3)),
+            (0..4usize, level(), prop::collection::vec((any::<bool>(), 0..4usize, 0..6usize), 0..3), 0..4u8),
+            1..6,
+        ),
+        prop::collection::vec(
+            (
+                0..4usize,
+                0..6usize,
+                prop::collection::vec((0..5u8, 0..4usize, 0..6usize), 0..4),
+                any::<bool>(),
+                -3..3i8,
+                prop::collection::vec(0..3u8, 0..3),
+            ),
             0..6,
         ),
     )
@@ -177,12 +192,11 @@ proptest! {
                 // A running product is cleared for its domain and classified above its inputs.
                 prop_assert!(mesh.clearance(&ns) >= p.spec.classification);
                 for input in &plan.inputs {
-                    if let Ok(Reach::Source { .. }) = &input.outcome {
-                        if let rules::InputKey::Source(name) = &input.input {
+                    if let Ok(Reach::Source { .. }) = &input.outcome
+                        && let rules::InputKey::Source(name) = &input.input {
                             let s = mesh.source(&ns, name).expect("reached sources exist");
                             prop_assert!(s.spec.classification <= p.spec.classification);
                         }
-                    }
                 }
             }
             // Every egress rule but DNS leads to an input the policies allow, on allowed ports.

@@ -84,8 +84,7 @@ pub fn product_inputs(product: &DataProduct) -> impl Iterator<Item = ProductKey>
 pub fn select_ports(product: &DataProduct, wanted: Option<&[String]>) -> (Vec<(i32, String)>, Vec<String>) {
     let all: Vec<(i32, String)> = product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect();
     match wanted {
-        None => (all, vec![]),
-        Some(w) if w.is_empty() => (all, vec![]),
+        None | Some([]) => (all, vec![]),
         Some(wanted) => {
             let mut selected = Vec::new();
             let mut unknown = Vec::new();
@@ -131,7 +130,12 @@ impl GrantPlan {
         self.problem.is_none() && !self.effective.is_empty() && !self.ports.is_empty()
     }
 
-    fn refused(product: Option<Arc<DataProduct>>, subjects: &[Subject], problem: Problem, expires_at: Option<Timestamp>) -> Self {
+    fn refused(
+        product: Option<Arc<DataProduct>>,
+        subjects: &[Subject],
+        problem: Problem,
+        expires_at: Option<Timestamp>,
+    ) -> Self {
         let denied = subjects.iter().map(|s| (s.clone(), problem.clone())).collect();
         Self { product, effective: vec![], denied, problem: Some(problem), ports: vec![], expires_at }
     }
@@ -163,11 +167,11 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         return GrantPlan::refused(None, subjects, problem, expires_at);
     };
     let classification = product.spec.classification;
-    if let Some(expiry) = expires_at {
-        if expiry <= now {
-            let problem = Problem::new(reason::EXPIRED, format!("the grant expired at {expiry}"));
-            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
-        }
+    if let Some(expiry) = expires_at
+        && expiry <= now
+    {
+        let problem = Problem::new(reason::EXPIRED, format!("the grant expired at {expiry}"));
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
     if classification == Classification::Restricted {
         let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
@@ -181,7 +185,10 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         if expires_at.is_none() {
             let problem = Problem::new(
                 reason::MISSING_EXPIRY,
-                format!("spec.expiresAt is required: {} is Restricted (every grant is time-bounded)", spec.data_product),
+                format!(
+                    "spec.expiresAt is required: {} is Restricted (every grant is time-bounded)",
+                    spec.data_product
+                ),
             );
             return GrantPlan::refused(Some(product), subjects, problem, expires_at);
         }
@@ -217,7 +224,9 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
 pub fn subject_display(subject: &Subject) -> String {
     let name = subject.name.as_deref().unwrap_or("");
     match subject.namespace.as_deref() {
-        Some(ns) if subject.kind != SubjectKind::Namespace => format!("{}:{ns}/{name}", subject.kind),
+        Some(ns) if subject.kind != SubjectKind::Namespace => {
+            format!("{}:{ns}/{name}", subject.kind)
+        }
         _ => format!("{}:{name}", subject.kind),
     }
 }
@@ -314,7 +323,8 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             inputs.push(InputPlan { input: key, outcome });
         } else if let Some(reference) = &input.data_product {
             let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
-            let outcome = plan_product_input(view, &namespace, &name, classification, &key, input.ports.as_deref(), now);
+            let outcome =
+                plan_product_input(view, &namespace, &name, classification, &key, input.ports.as_deref(), now);
             if let Ok(Reach::Product { until: Some(t), .. }) = &outcome {
                 next_expiry = Some(next_expiry.map_or(*t, |n| n.min(*t)));
             }
@@ -358,10 +368,11 @@ fn plan_product_input(
     let mut unbounded = false;
     for policy in view.policies_for(&key.namespace, &key.name) {
         let plan = plan_grant(view, &policy, now);
-        let names_us = plan
-            .effective
-            .iter()
-            .any(|s| s.kind == SubjectKind::DataProduct && s.namespace.as_deref() == Some(namespace) && s.name.as_deref() == Some(name));
+        let names_us = plan.effective.iter().any(|s| {
+            s.kind == SubjectKind::DataProduct
+                && s.namespace.as_deref() == Some(namespace)
+                && s.name.as_deref() == Some(name)
+        });
         if plan.problem.is_none() && names_us {
             granted.extend(plan.ports.iter().map(|p| p.0));
             match plan.expires_at {
@@ -375,7 +386,10 @@ fn plan_product_input(
     if ports.is_empty() {
         return Err(Problem::new(
             reason::INPUT_NOT_GRANTED,
-            format!("spec.inputs: no effective AccessPolicy in {} grants DataProduct {namespace}/{name} access to {key}", key.namespace),
+            format!(
+                "spec.inputs: no effective AccessPolicy in {} grants DataProduct {namespace}/{name} access to {key}",
+                key.namespace
+            ),
         ));
     }
     Ok(Reach::Product { key: key.clone(), ports, until: if unbounded { None } else { until } })
@@ -383,13 +397,18 @@ fn plan_product_input(
 
 /// The products that may read `namespace/name` now: every product that declares it as
 /// an input and whose plan reaches it (same domain, or granted).
-pub fn product_consumers(view: &dyn MeshView, namespace: &str, name: &str, now: Timestamp) -> Vec<crate::api::DataProductRef> {
+pub fn product_consumers(
+    view: &dyn MeshView,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+) -> Vec<crate::api::DataProductRef> {
     let mut consumers = Vec::new();
     for user in view.products_using_product(namespace, name) {
         let plan = plan_product(view, &user, now);
-        let reaches = plan.inputs.iter().any(|i| {
-            matches!(&i.outcome, Ok(Reach::Product { key, .. }) if key.namespace == namespace && key.name == name)
-        });
+        let reaches = plan.inputs.iter().any(
+            |i| matches!(&i.outcome, Ok(Reach::Product { key, .. }) if key.namespace == namespace && key.name == name),
+        );
         if reaches {
             consumers.push(crate::api::DataProductRef::new(user.namespace().unwrap_or_default(), user.name_any()));
         }

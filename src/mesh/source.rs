@@ -38,10 +38,8 @@ pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
         "metadata": meta(&rbac_name, &namespace, &labels, &owner),
         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get"]}],
     }));
-    let subjects: Vec<Value> = consumers
-        .iter()
-        .map(|c| json!({"kind": "ServiceAccount", "namespace": namespace, "name": c}))
-        .collect();
+    let subjects: Vec<Value> =
+        consumers.iter().map(|c| json!({"kind": "ServiceAccount", "namespace": namespace, "name": c})).collect();
     let binding = typed(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": meta(&rbac_name, &namespace, &labels, &owner),

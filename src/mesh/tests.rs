@@ -71,11 +71,17 @@ fn mesh() -> Snapshot {
     mesh.set_clearance("transport", Classification::Internal);
     mesh.add_source(source_fixture("police", "incident-db", "Restricted"));
     mesh.add_product(product("police", "incident-feed", "Restricted", "[{dataSource: incident-db}]"));
-    mesh.add_product(product("cnc", "situation-picture", "Restricted", "[{dataProduct: {namespace: police, name: incident-feed}}]"));
+    mesh.add_product(product(
+        "cnc",
+        "situation-picture",
+        "Restricted",
+        "[{dataProduct: {namespace: police, name: incident-feed}}]",
+    ));
     mesh
 }
 
-const GRANT_CNC: &str = "[{kind: DataProduct, namespace: cnc, name: situation-picture}, {kind: Group, name: cnc-officers}]";
+const GRANT_CNC: &str =
+    "[{kind: DataProduct, namespace: cnc, name: situation-picture}, {kind: Group, name: cnc-officers}]";
 const PURPOSE: &str = "purpose: Olympic hypervision of public safety\n  expiresAt: \"2027-01-01T00:00:00Z\"";
 
 fn cnc_picture(mesh: &Snapshot) -> std::sync::Arc<DataProduct> {
@@ -216,7 +222,9 @@ fn the_deployment_is_hardened() {
         assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".into()]));
         assert!(c.env.unwrap_or_default().iter().all(|e| e.value_from.is_none()), "credentials are files");
         let mounts = c.volume_mounts.unwrap_or_default();
-        assert!(mounts.iter().any(|m| m.mount_path == "/var/run/drmesh/sources/incident-db" && m.read_only == Some(true)));
+        assert!(
+            mounts.iter().any(|m| m.mount_path == "/var/run/drmesh/sources/incident-db" && m.read_only == Some(true))
+        );
     }
 }
 

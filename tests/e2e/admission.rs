@@ -11,9 +11,7 @@ use drmesh::api::{AccessPolicy, DataProduct, DataSource};
 use drmesh::manifest::load_documents;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective,
-};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
@@ -26,10 +24,7 @@ const SCHEMA_PROPAGATION: Duration = Duration::from_secs(10);
 fn established(crd: Option<&CustomResourceDefinition>) -> bool {
     crd.and_then(|c| c.status.as_ref())
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
 }
 
 /// Server-side applies the generated CRDs and waits until they are Established.
@@ -57,25 +52,11 @@ fn resource_of(kind: &str) -> ApiResource {
 }
 
 /// Creates `object` in `namespace` with a server dry run: admission runs, nothing is stored.
-async fn dry_run_create(
-    client: &Client,
-    namespace: &str,
-    object: &Value,
-) -> Result<(), kube::Error> {
+async fn dry_run_create(client: &Client, namespace: &str, object: &Value) -> Result<(), kube::Error> {
     let kind = object["kind"].as_str().unwrap_or_default();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &resource_of(kind));
-    let object: DynamicObject =
-        serde_json::from_value(object.clone()).expect("fixture is an object");
-    api.create(
-        &PostParams {
-            dry_run: true,
-            ..Default::default()
-        },
-        &object,
-    )
-    .await
-    .map(drop)
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource_of(kind));
+    let object: DynamicObject = serde_json::from_value(object.clone()).expect("fixture is an object");
+    api.create(&PostParams { dry_run: true, ..Default::default() }, &object).await.map(drop)
 }
 
 /// Retries `attempt` until `done` holds or the schema propagation delay has passed;
@@ -109,11 +90,7 @@ async fn crds_install_and_every_sample_is_accepted() {
     install_crds(&ns.client).await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
     let documents = load_documents(&dir).expect("samples load");
-    assert!(
-        documents.len() >= 20,
-        "only {} sample documents",
-        documents.len()
-    );
+    assert!(documents.len() >= 20, "only {} sample documents", documents.len());
     // Strict field validation: an unknown or misspelt field is an error, not a warning.
     let params = PatchParams {
         dry_run: true,
@@ -157,25 +134,19 @@ struct InvalidCase {
 }
 
 fn fixture() -> Fixture {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/e2e/fixtures/invalid-manifests.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/invalid-manifests.yaml");
     let text = std::fs::read_to_string(&path).expect("read the invalid-manifests fixture");
     serde_yaml::from_str(&text).expect("parse the invalid-manifests fixture")
 }
 
 fn base(name: &str) -> Value {
-    fixture()
-        .bases
-        .remove(name)
-        .unwrap_or_else(|| panic!("no base {name} in the fixture"))
+    fixture().bases.remove(name).unwrap_or_else(|| panic!("no base {name} in the fixture"))
 }
 
 /// Sets (`Some`) or removes (`None`) the value at a JSON pointer.
 fn edit(object: &mut Value, pointer: &str, value: Option<&Value>) {
     let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    let parent = object
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent} in the base"));
+    let parent = object.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent} in the base"));
     match (parent, value) {
         (Value::Object(map), Some(v)) => {
             map.insert(key.to_string(), v.clone());
@@ -197,31 +168,15 @@ fn invalid_cases(fixture: &Fixture) -> Vec<(String, Value, Vec<String>)> {
         .cases
         .iter()
         .map(|case| {
-            let mut object = fixture
-                .bases
-                .get(&case.base)
-                .cloned()
-                .unwrap_or_else(|| panic!("{}: no base", case.name));
-            case.set
-                .iter()
-                .for_each(|(pointer, value)| edit(&mut object, pointer, Some(value)));
-            case.unset
-                .iter()
-                .for_each(|pointer| edit(&mut object, pointer, None));
+            let mut object = fixture.bases.get(&case.base).cloned().unwrap_or_else(|| panic!("{}: no base", case.name));
+            case.set.iter().for_each(|(pointer, value)| edit(&mut object, pointer, Some(value)));
+            case.unset.iter().for_each(|pointer| edit(&mut object, pointer, None));
             (case.name.clone(), object, case.expect.clone())
         })
         .collect();
     let mut long_purpose = fixture.bases["policy"].clone();
-    edit(
-        &mut long_purpose,
-        "/spec/purpose",
-        Some(&json!("x".repeat(1025))),
-    );
-    cases.push((
-        "purpose too long".into(),
-        long_purpose,
-        vec!["spec.purpose".into()],
-    ));
+    edit(&mut long_purpose, "/spec/purpose", Some(&json!("x".repeat(1025))));
+    cases.push(("purpose too long".into(), long_purpose, vec!["spec.purpose".into()]));
     cases
 }
 
@@ -233,36 +188,20 @@ async fn invalid_shapes_are_rejected_naming_the_field() {
     let fixture = fixture();
     for base in fixture.bases.values() {
         let result = settle(|| dry_run_create(&ns.client, &ns.name, base), |r| r.is_ok()).await;
-        assert!(
-            result.is_ok(),
-            "valid {} rejected: {result:?}",
-            base["kind"]
-        );
+        assert!(result.is_ok(), "valid {} rejected: {result:?}", base["kind"]);
     }
     let cases = invalid_cases(&fixture);
     assert!(cases.len() >= 25);
     let mut failures = Vec::new();
     for (name, object, expected) in &cases {
-        let result = settle(
-            || dry_run_create(&ns.client, &ns.name, object),
-            |r| invalid_message(r).is_some(),
-        )
-        .await;
+        let result = settle(|| dry_run_create(&ns.client, &ns.name, object), |r| invalid_message(r).is_some()).await;
         match invalid_message(&result) {
             Some(message) if expected.iter().all(|e| message.contains(e.as_str())) => {}
-            Some(message) => {
-                failures.push(format!("{name}: message lacks {expected:?}: {message}"))
-            }
+            Some(message) => failures.push(format!("{name}: message lacks {expected:?}: {message}")),
             None => failures.push(format!("{name}: not rejected as Invalid: {result:?}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 async fn create<K>(api: &Api<K>, object: Value) -> K
@@ -271,17 +210,14 @@ where
 {
     let object: K = serde_json::from_value(object).expect("typed fixture");
     let params = PostParams::default();
-    settle(|| api.create(&params, &object), |r| r.is_ok())
-        .await
-        .expect("create")
+    settle(|| api.create(&params, &object), |r| r.is_ok()).await.expect("create")
 }
 
 async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> Result<K, kube::Error>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await
 }
 
 #[tokio::test]
@@ -293,41 +229,22 @@ async fn classification_can_be_raised_but_not_lowered() {
     let to = |level: &str| json!({"spec": {"classification": level}});
 
     let lowered = merge(&products, "incident-feed", to("Public")).await;
-    let message =
-        invalid_message(&lowered).unwrap_or_else(|| panic!("lowering accepted: {lowered:?}"));
-    assert!(
-        message.contains("spec.classification cannot be lowered"),
-        "{message}"
-    );
+    let message = invalid_message(&lowered).unwrap_or_else(|| panic!("lowering accepted: {lowered:?}"));
+    assert!(message.contains("spec.classification cannot be lowered"), "{message}");
 
-    let raised = merge(&products, "incident-feed", to("Restricted"))
-        .await
-        .expect("raising is allowed");
-    assert_eq!(
-        raised.spec.classification,
-        drmesh::api::Classification::Restricted
-    );
+    let raised = merge(&products, "incident-feed", to("Restricted")).await.expect("raising is allowed");
+    assert_eq!(raised.spec.classification, drmesh::api::Classification::Restricted);
     let lowered = merge(&products, "incident-feed", to("Internal")).await;
-    assert!(
-        invalid_message(&lowered).is_some_and(|m| m.contains("spec.classification")),
-        "{lowered:?}"
-    );
+    assert!(invalid_message(&lowered).is_some_and(|m| m.contains("spec.classification")), "{lowered:?}");
 
     // Other edits of a Restricted product are still fine.
-    merge(
-        &products,
-        "incident-feed",
-        json!({"spec": {"runtime": {"replicas": 3}}}),
-    )
-    .await
-    .expect("scale");
+    merge(&products, "incident-feed", json!({"spec": {"runtime": {"replicas": 3}}})).await.expect("scale");
 
     let sources: Api<DataSource> = ns.api();
     create(&sources, base("source")).await;
     let lowered = merge(&sources, "incident-db", to("Internal")).await;
     assert!(
-        invalid_message(&lowered)
-            .is_some_and(|m| m.contains("spec.classification cannot be lowered")),
+        invalid_message(&lowered).is_some_and(|m| m.contains("spec.classification cannot be lowered")),
         "{lowered:?}"
     );
 }
@@ -339,23 +256,12 @@ async fn a_grant_cannot_be_moved_to_another_product() {
     let policies: Api<AccessPolicy> = ns.api();
     create(&policies, base("policy")).await;
 
-    let moved = merge(
-        &policies,
-        "incident-feed-cnc",
-        json!({"spec": {"dataProduct": "crowd-density"}}),
-    )
-    .await;
-    let message =
-        invalid_message(&moved).unwrap_or_else(|| panic!("moving a grant accepted: {moved:?}"));
-    assert!(
-        message.contains("spec.dataProduct is immutable"),
-        "{message}"
-    );
+    let moved = merge(&policies, "incident-feed-cnc", json!({"spec": {"dataProduct": "crowd-density"}})).await;
+    let message = invalid_message(&moved).unwrap_or_else(|| panic!("moving a grant accepted: {moved:?}"));
+    assert!(message.contains("spec.dataProduct is immutable"), "{message}");
 
     let subjects = json!({"spec": {"subjects": [{"kind": "Group", "name": "cnc-officers"}]}});
-    let narrowed = merge(&policies, "incident-feed-cnc", subjects)
-        .await
-        .expect("editing subjects is allowed");
+    let narrowed = merge(&policies, "incident-feed-cnc", subjects).await.expect("editing subjects is allowed");
     assert_eq!(narrowed.spec.subjects.len(), 1);
 }
 
@@ -369,11 +275,7 @@ async fn kubectl_lists_the_mesh_by_category_with_columns_and_explains_fields() {
 
     let out = harness::kubectl(&["get", "drmesh", "-n", &ns.name]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kubectl get drmesh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kubectl get drmesh: {}", String::from_utf8_lossy(&out.stderr));
     for expected in [
         "datasource.drmesh.io/incident-db",
         "dataproduct.drmesh.io/incident-feed",
@@ -382,23 +284,14 @@ async fn kubectl_lists_the_mesh_by_category_with_columns_and_explains_fields() {
         "READY",
         "EXPIRES",
     ] {
-        assert!(
-            text.contains(expected),
-            "`kubectl get drmesh` lacks {expected}:\n{text}"
-        );
+        assert!(text.contains(expected), "`kubectl get drmesh` lacks {expected}:\n{text}");
     }
     // `ds` is taken by DaemonSets (built-ins win), hence the extra short name `dsrc`.
     for short in ["dsrc", "dp", "ap"] {
         let out = harness::kubectl(&["get", short, "-n", &ns.name, "-o", "name"]);
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "kubectl get {short}: {out:?}"
-        );
+        assert!(out.status.success() && !out.stdout.is_empty(), "kubectl get {short}: {out:?}");
     }
     let out = harness::kubectl(&["explain", "dataproducts.spec.outputPorts.port"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("1 to 65535"),
-        "kubectl explain lacks the field description:\n{text}"
-    );
+    assert!(text.contains("1 to 65535"), "kubectl explain lacks the field description:\n{text}");
 }

@@ -31,26 +31,20 @@ fn cluster_script() -> PathBuf {
 }
 
 fn script_output(arg: &str) -> PathBuf {
-    let out = Command::new(cluster_script())
-        .arg(arg)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cluster.sh {arg}: {e}"));
+    let out =
+        Command::new(cluster_script()).arg(arg).output().unwrap_or_else(|e| panic!("cannot run cluster.sh {arg}: {e}"));
     assert!(out.status.success(), "cluster.sh {arg} failed: {}", String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The kubeconfig of the local cluster: `$DRMESH_KUBECONFIG`, else what `make -s kubeconfig` prints.
 pub fn kubeconfig_path() -> PathBuf {
-    std::env::var_os("DRMESH_KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| script_output("kubeconfig"))
+    std::env::var_os("DRMESH_KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| script_output("kubeconfig"))
 }
 
 /// The kubectl built with the control plane (same version as the API server).
 pub fn kubectl_path() -> PathBuf {
-    std::env::var_os("DRMESH_KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| script_output("bin").join("kubectl"))
+    std::env::var_os("DRMESH_KUBECTL").map(PathBuf::from).unwrap_or_else(|| script_output("bin").join("kubectl"))
 }
 
 /// The API server's audit log.
@@ -61,13 +55,11 @@ pub fn audit_log_path() -> PathBuf {
 /// A client acting as one context of the cluster's kubeconfig: `admin`, `alice`, `bob`, `mallory`.
 pub async fn client_as(context: &str) -> Client {
     let path = kubeconfig_path();
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!("no local cluster kubeconfig at {} ({e}); run `make cluster-up`", path.display())
-    });
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("no local cluster kubeconfig at {} ({e}); run `make cluster-up`", path.display()));
     let options = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .unwrap_or_else(|e| panic!("context {context}: {e}"));
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &options).await.unwrap_or_else(|e| panic!("context {context}: {e}"));
     Client::try_from(config).expect("client from kubeconfig")
 }
 
@@ -78,12 +70,7 @@ pub async fn admin() -> Client {
 
 /// Runs the cluster's kubectl as the admin; `--context NAME` in `args` acts as someone else.
 pub fn kubectl(args: &[&str]) -> Output {
-    Command::new(kubectl_path())
-        .arg("--kubeconfig")
-        .arg(kubeconfig_path())
-        .args(args)
-        .output()
-        .expect("run kubectl")
+    Command::new(kubectl_path()).arg("--kubeconfig").arg(kubeconfig_path()).args(args).output().expect("run kubectl")
 }
 
 /// Runs kubectl as a test person.

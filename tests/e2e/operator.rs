@@ -62,8 +62,11 @@ impl Mesh {
             &[("drmesh.io/clearance", "Restricted"), ("pod-security.kubernetes.io/enforce", "restricted")],
         )
         .await;
-        let consumer =
-            TestNamespace::create_with_labels(&format!("{prefix}-cons"), &[("drmesh.io/clearance", consumer_clearance)]).await;
+        let consumer = TestNamespace::create_with_labels(
+            &format!("{prefix}-cons"),
+            &[("drmesh.io/clearance", consumer_clearance)],
+        )
+        .await;
         let (p, c) = (&producer.name, &consumer.name);
         apply(&format!(
             r#"
@@ -132,8 +135,20 @@ spec:
     async fn wait_granted(&self) {
         harness::wait_for(&self.producer.api::<AccessPolicy>(), "grant", TIMEOUT, is_ready).await;
         harness::wait_for(&self.products_in(&self.consumer), "reader", TIMEOUT, is_ready).await;
-        harness::wait_for(&self.producer.api::<RoleBinding>(), "drmesh-grant-grant", TIMEOUT, |b: Option<&RoleBinding>| b.is_some()).await;
-        harness::wait_for(&self.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT, |n: Option<&NetworkPolicy>| n.is_some()).await;
+        harness::wait_for(
+            &self.producer.api::<RoleBinding>(),
+            "drmesh-grant-grant",
+            TIMEOUT,
+            |b: Option<&RoleBinding>| b.is_some(),
+        )
+        .await;
+        harness::wait_for(
+            &self.producer.api::<NetworkPolicy>(),
+            "drmesh-grant-grant",
+            TIMEOUT,
+            |n: Option<&NetworkPolicy>| n.is_some(),
+        )
+        .await;
     }
 
     /// Egress rules of the reader's isolation policy that lead to the producer.
@@ -145,7 +160,10 @@ spec:
             .map(|rules| {
                 rules
                     .iter()
-                    .filter(|r| r.pointer("/to/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name") == Some(&json!(self.producer.name)))
+                    .filter(|r| {
+                        r.pointer("/to/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name")
+                            == Some(&json!(self.producer.name))
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -170,11 +188,7 @@ fn rfc3339_in(d: Duration) -> (String, jiff::Timestamp) {
 
 fn audit_records() -> Vec<Value> {
     let path = std::env::var("DRMESH_E2E_AUDIT_LOG").expect("run through tests/e2e/with-operator.sh");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 async fn audit_record(what: &str, matches: impl Fn(&Value) -> bool) -> Value {
@@ -196,7 +210,17 @@ async fn a_grant_gives_exactly_the_granted_access_and_expires_on_time() {
     let proxy = |port: &str, member: bool| {
         let group = format!("e2e-officers-{}", mesh.producer.name);
         let target = format!("services/feed:{port}");
-        let mut args = vec!["auth", "can-i", "get", target.as_str(), "--subresource=proxy", "-n", &mesh.producer.name, "--as", "someone"];
+        let mut args = vec![
+            "auth",
+            "can-i",
+            "get",
+            target.as_str(),
+            "--subresource=proxy",
+            "-n",
+            &mesh.producer.name,
+            "--as",
+            "someone",
+        ];
         if member {
             args.extend(["--as-group", group.as_str()]);
         }
@@ -215,16 +239,29 @@ async fn a_grant_gives_exactly_the_granted_access_and_expires_on_time() {
     let late = jiff::Timestamp::now().duration_since(expiry);
     assert!(late < jiff::SignedDuration::from_secs(2), "revoked {late} after expiresAt");
     harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
-    harness::wait_for(&mesh.producer.api::<AccessPolicy>(), "grant", TIMEOUT, has_reason::<AccessPolicy>("Expired")).await;
-    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, has_reason::<DataProduct>("InputNotGranted")).await;
+    harness::wait_for(&mesh.producer.api::<AccessPolicy>(), "grant", TIMEOUT, has_reason::<AccessPolicy>("Expired"))
+        .await;
+    harness::wait_for(
+        &mesh.products_in(&mesh.consumer),
+        "reader",
+        TIMEOUT,
+        has_reason::<DataProduct>("InputNotGranted"),
+    )
+    .await;
     assert_eq!(mesh.reader_egress_to_producer().await, 0);
     assert!(!mesh.can_i(true, "dataproducts.drmesh.io/feed"));
 
     let ns = mesh.producer.name.clone();
-    let granted = audit_record("the grant's audit record", |r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str()).await;
+    let granted = audit_record("the grant's audit record", |r| {
+        r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str()
+    })
+    .await;
     assert_eq!(granted["purpose"], "end-to-end test of a time-bounded grant");
     assert_eq!(granted["classification"], "Restricted");
-    audit_record("the expiry's audit record", |r| r["decision"] == "Expired" && r["policy"]["namespace"] == ns.as_str()).await;
+    audit_record("the expiry's audit record", |r| {
+        r["decision"] == "Expired" && r["policy"]["namespace"] == ns.as_str()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -239,9 +276,14 @@ async fn lowering_the_consumer_clearance_revokes_its_access() {
 
     // The DataProduct subject is denied: its ingress goes; people keep their RBAC.
     harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
-    let policy = harness::wait_for(&mesh.producer.api::<AccessPolicy>(), "grant", TIMEOUT, has_reason::<AccessPolicy>("ClearanceTooLow"))
-        .await
-        .expect("policy");
+    let policy = harness::wait_for(
+        &mesh.producer.api::<AccessPolicy>(),
+        "grant",
+        TIMEOUT,
+        has_reason::<AccessPolicy>("ClearanceTooLow"),
+    )
+    .await
+    .expect("policy");
     let denied = policy.status.expect("status").denied_subjects;
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].reason, "ClearanceTooLow");
@@ -261,10 +303,19 @@ async fn deleting_a_grant_removes_access_and_is_audited() {
     mesh.producer.api::<AccessPolicy>().delete("grant", &DeleteParams::default()).await.expect("delete grant");
     harness::wait_deleted(&mesh.producer.api::<RoleBinding>(), "drmesh-grant-grant", TIMEOUT).await;
     harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
-    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, has_reason::<DataProduct>("InputNotGranted")).await;
+    harness::wait_for(
+        &mesh.products_in(&mesh.consumer),
+        "reader",
+        TIMEOUT,
+        has_reason::<DataProduct>("InputNotGranted"),
+    )
+    .await;
     assert_eq!(mesh.reader_egress_to_producer().await, 0);
     let ns = mesh.producer.name.clone();
-    audit_record("the revocation's audit record", |r| r["decision"] == "Revoked" && r["policy"]["namespace"] == ns.as_str()).await;
+    audit_record("the revocation's audit record", |r| {
+        r["decision"] == "Revoked" && r["policy"]["namespace"] == ns.as_str()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -277,20 +328,25 @@ async fn hand_edits_and_deletions_of_children_are_reverted() {
     let policies = mesh.producer.api::<NetworkPolicy>();
     let before = policies.get("feed-isolation").await.expect("isolation").uid();
     policies.delete("feed-isolation", &DeleteParams::default()).await.expect("delete");
-    harness::wait_for(&policies, "feed-isolation", TIMEOUT, |n: Option<&NetworkPolicy>| n.is_some_and(|n| n.uid() != before)).await;
+    harness::wait_for(&policies, "feed-isolation", TIMEOUT, |n: Option<&NetworkPolicy>| {
+        n.is_some_and(|n| n.uid() != before)
+    })
+    .await;
 
     // A widened grant Role is narrowed again.
     let roles = mesh.producer.api::<Role>();
     let original = roles.get("drmesh-grant-grant").await.expect("role").rules;
     let widen = json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
     roles.patch("drmesh-grant-grant", &PatchParams::default(), &Patch::Merge(&widen)).await.expect("widen");
-    harness::wait_for(&roles, "drmesh-grant-grant", TIMEOUT, |r: Option<&Role>| r.is_some_and(|r| r.rules == original)).await;
+    harness::wait_for(&roles, "drmesh-grant-grant", TIMEOUT, |r: Option<&Role>| r.is_some_and(|r| r.rules == original))
+        .await;
 
     // A deleted Deployment is recreated.
     let deployments = mesh.producer.api::<Deployment>();
     let before = deployments.get("feed").await.expect("deployment").uid();
     deployments.delete("feed", &DeleteParams::default()).await.expect("delete");
-    harness::wait_for(&deployments, "feed", TIMEOUT, |d: Option<&Deployment>| d.is_some_and(|d| d.uid() != before)).await;
+    harness::wait_for(&deployments, "feed", TIMEOUT, |d: Option<&Deployment>| d.is_some_and(|d| d.uid() != before))
+        .await;
 }
 
 #[tokio::test]
@@ -310,7 +366,9 @@ spec:
 "#
     ));
     let products = mesh.producer.api::<DataProduct>();
-    let leak = harness::wait_for(&products, "leak", TIMEOUT, has_reason::<DataProduct>("ClassificationViolation")).await.expect("leak");
+    let leak = harness::wait_for(&products, "leak", TIMEOUT, has_reason::<DataProduct>("ClassificationViolation"))
+        .await
+        .expect("leak");
     let stalled = leak.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Stalled").expect("Stalled");
     assert_eq!(format!("{:?}", stalled.status), "True");
     assert!(mesh.producer.api::<Deployment>().get_opt("leak").await.expect("get").is_none(), "no Deployment runs");
@@ -321,9 +379,10 @@ spec:
         let events = events.clone();
         async move {
             let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("ClassificationViolation") && e.involved_object.name.as_deref() == Some("leak"))
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("ClassificationViolation")
+                    && e.involved_object.name.as_deref() == Some("leak")
+            })
         }
     })
     .await;
@@ -352,7 +411,9 @@ spec:
     ));
     let sources = mesh.producer.api::<DataSource>();
     harness::wait_for(&sources, "late", TIMEOUT, has_reason::<DataSource>("SecretNotFound")).await;
-    apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: late-credentials, namespace: {p}}}\nstringData: {{token: x}}\n"));
+    apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: late-credentials, namespace: {p}}}\nstringData: {{token: x}}\n"
+    ));
     harness::wait_for(&sources, "late", TIMEOUT, is_ready).await;
 
     // The producer namespace enforces Pod Security "restricted": the product's pods run.
@@ -373,9 +434,16 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     for doc in drmesh::manifest::load_documents(std::path::Path::new(&samples)).expect("samples") {
         let (ns, name) = (doc.namespace().unwrap_or_default().to_string(), doc.name().to_string());
         match doc.kind() {
-            "DataSource" => drop(harness::wait_for(&Api::<DataSource>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
-            "DataProduct" => drop(harness::wait_for(&Api::<DataProduct>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
-            "AccessPolicy" => drop(harness::wait_for(&Api::<AccessPolicy>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await),
+            "DataSource" => drop(
+                harness::wait_for(&Api::<DataSource>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await,
+            ),
+            "DataProduct" => drop(
+                harness::wait_for(&Api::<DataProduct>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready).await,
+            ),
+            "AccessPolicy" => drop(
+                harness::wait_for(&Api::<AccessPolicy>::namespaced(client.clone(), &ns), &name, TIMEOUT, is_ready)
+                    .await,
+            ),
             _ => {}
         }
     }
@@ -417,16 +485,18 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     let conns: Vec<Value> = serde_json::from_slice(&out.stdout).expect("netpolicy json");
     let from_to = |src: &str, dst: &str| {
         conns.iter().any(|c| {
-            c["src"].as_str().is_some_and(|s| s.starts_with(src)) && c["dst"].as_str().is_some_and(|d| d.starts_with(dst))
+            c["src"].as_str().is_some_and(|s| s.starts_with(src))
+                && c["dst"].as_str().is_some_and(|d| d.starts_with(dst))
         })
     };
-    assert!(from_to("cnc/situation-picture", "police/incident-feed"), "the situation picture reaches the incident feed");
+    assert!(
+        from_to("cnc/situation-picture", "police/incident-feed"),
+        "the situation picture reaches the incident feed"
+    );
     assert!(from_to("cnc/situation-picture", "transport/transit-disruptions"));
     assert!(!from_to("transport/", "police/incident-feed"), "transport pods cannot reach the incident feed");
-    let into_feed: Vec<&Value> = conns
-        .iter()
-        .filter(|c| c["dst"].as_str().is_some_and(|d| d.starts_with("police/incident-feed")))
-        .collect();
+    let into_feed: Vec<&Value> =
+        conns.iter().filter(|c| c["dst"].as_str().is_some_and(|d| d.starts_with("police/incident-feed"))).collect();
     assert!(
         into_feed.iter().all(|c| c["src"].as_str().is_some_and(|s| s.starts_with("cnc/situation-picture"))),
         "only the situation picture reaches the incident feed: {into_feed:?}"
@@ -525,16 +595,27 @@ async fn editing_a_granted_policy_rebinds_and_is_audited() {
     policies.patch("grant", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("edit grant");
     let has_port = |port: &'static str| {
         move |r: Option<&Role>| {
-            r.is_some_and(|r| r.rules.iter().flatten().any(|rule| rule.resource_names.iter().flatten().any(|n| n == &format!("feed:{port}"))))
+            r.is_some_and(|r| {
+                r.rules
+                    .iter()
+                    .flatten()
+                    .any(|rule| rule.resource_names.iter().flatten().any(|n| n == &format!("feed:{port}")))
+            })
         }
     };
     harness::wait_for(&roles, "drmesh-grant-grant", TIMEOUT, has_port("9090")).await;
     let role = roles.get("drmesh-grant-grant").await.expect("role");
     assert!(!has_port("8080")(Some(&role)), "the old port is gone");
-    harness::wait_for(&bindings, "drmesh-grant-grant", TIMEOUT, |b: Option<&RoleBinding>| b.is_some_and(|b| b.uid() != old_binding)).await;
+    harness::wait_for(&bindings, "drmesh-grant-grant", TIMEOUT, |b: Option<&RoleBinding>| {
+        b.is_some_and(|b| b.uid() != old_binding)
+    })
+    .await;
     let ns = mesh.producer.name.clone();
     harness::eventually("two Granted records (the grant and its edit)", TIMEOUT, || {
-        let n = audit_records().iter().filter(|r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str()).count();
+        let n = audit_records()
+            .iter()
+            .filter(|r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str())
+            .count();
         async move { (n >= 2).then_some(()) }
     })
     .await;
@@ -625,15 +706,24 @@ async fn render_shows_exactly_what_the_operator_creates() {
     assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
     let group = format!("Group:e2e-officers-{p}");
-    let row = rows.iter().find(|r| r["namespace"] == p && r["name"] == "feed" && r["subject"] == group.as_str()).expect("the grant's row");
+    let row = rows
+        .iter()
+        .find(|r| r["namespace"] == p && r["name"] == "feed" && r["subject"] == group.as_str())
+        .expect("the grant's row");
     assert_eq!(row["status"], "Granted");
     assert_eq!(row["ports"], json!(["8080/http"]));
 
     // And the operator created nothing that render does not show.
     for ns in [p, c] {
         let out = harness::kubectl(&[
-            "get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-n", ns,
-            "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+            "get",
+            "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/managed-by=drmesh",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
         ]);
         for id in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
             assert!(rendered_ids.contains(id), "{id} exists on the cluster but render does not show it");

@@ -51,18 +51,8 @@ pub fn ok(what: &str, out: Output) -> String {
 
 /// Runs `cmd` with `input` on stdin.
 pub fn with_stdin(cmd: &mut Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
@@ -82,32 +72,18 @@ pub fn helm(args: &[&str]) -> Output {
 /// kubectl as the admin (or `--context`/`--as` given in `args`), with `input` on stdin.
 pub fn kubectl_stdin(args: &[&str], input: &str) -> Output {
     with_stdin(
-        Command::new(harness::kubectl_path())
-            .arg("--kubeconfig")
-            .arg(harness::kubeconfig_path())
-            .args(args),
+        Command::new(harness::kubectl_path()).arg("--kubeconfig").arg(harness::kubeconfig_path()).args(args),
         input,
     )
 }
 
 /// `helm template` of the chart with `values` (YAML) and extra arguments.
 pub fn render(release: &str, namespace: &str, values: &str, extra: &[&str]) -> String {
-    let file = tempfile::Builder::new()
-        .suffix(".yaml")
-        .tempfile()
-        .expect("values file");
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values file");
     std::fs::write(file.path(), values).expect("write values");
     let chart = chart_dir();
     let path = file.path().to_string_lossy().into_owned();
-    let mut args = vec![
-        "template",
-        release,
-        chart.to_str().expect("utf-8 path"),
-        "-n",
-        namespace,
-        "-f",
-        &path,
-    ];
+    let mut args = vec!["template", release, chart.to_str().expect("utf-8 path"), "-n", namespace, "-f", &path];
     args.extend_from_slice(extra);
     ok("helm template", helm(&args))
 }
@@ -122,25 +98,16 @@ pub fn documents(yaml: &str) -> Vec<Value> {
 
 /// The first record of the API server's audit log (and its rotated files, newest first)
 /// whose line contains `needle` and which `pred` accepts, waiting up to `timeout`.
-pub async fn audit_record(
-    needle: &str,
-    timeout: std::time::Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
+pub async fn audit_record(needle: &str, timeout: std::time::Duration, pred: impl Fn(&Value) -> bool) -> Value {
     let log = harness::audit_log_path();
     let dir = log.parent().expect("logs dir").to_path_buf();
     let what = format!("an audit record with {needle:?} in {}", dir.display());
     harness::eventually(&what, timeout, || {
         // The current log, then the rotated ones (audit-TIMESTAMP.log), newest first.
         let mut files = vec![log.clone()];
-        let mut rotated: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        rotated.retain(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("audit-"))
-        });
+        let mut rotated: Vec<PathBuf> =
+            std::fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        rotated.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-")));
         rotated.sort();
         files.extend(rotated.into_iter().rev());
         // Substring filter before parsing: the audit log of a shared cluster is large.
@@ -158,28 +125,14 @@ pub async fn audit_record(
 
 fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
     docs.iter()
-        .find(|d| {
-            d["kind"] == kind
-                && d["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.ends_with(name_suffix))
-        })
+        .find(|d| d["kind"] == kind && d["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(name_suffix)))
         .unwrap_or_else(|| panic!("no {kind} *{name_suffix} rendered"))
 }
 
 /// The venv with checkov and kubernetes-validate (created on first use).
 fn python_tools() -> PathBuf {
     let script = repo().join("tests/e2e/packaging/tools.sh");
-    PathBuf::from(
-        ok(
-            "tools.sh python",
-            Command::new(script)
-                .arg("python")
-                .output()
-                .expect("tools.sh"),
-        )
-        .trim(),
-    )
+    PathBuf::from(ok("tools.sh python", Command::new(script).arg("python").output().expect("tools.sh")).trim())
 }
 
 /// The ids of the checkov checks that fail on `file` (offline, all checks, no skips).
@@ -202,28 +155,14 @@ fn checkov_failures(file: &Path) -> BTreeSet<String> {
         .output()
         .expect("run checkov");
     let text = ok("checkov", out);
-    let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}): {text}"));
-    let reports = if report.is_array() {
-        report.as_array().cloned().unwrap_or_default()
-    } else {
-        vec![report]
-    };
-    let passed: u64 = reports
-        .iter()
-        .filter_map(|r| r.pointer("/summary/passed").and_then(Value::as_u64))
-        .sum();
-    assert!(
-        passed > 20,
-        "checkov checked almost nothing on {}: {text}",
-        file.display()
-    );
+    let report: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("checkov output is not JSON ({e}): {text}"));
+    let reports = if report.is_array() { report.as_array().cloned().unwrap_or_default() } else { vec![report] };
+    let passed: u64 = reports.iter().filter_map(|r| r.pointer("/summary/passed").and_then(Value::as_u64)).sum();
+    assert!(passed > 20, "checkov checked almost nothing on {}: {text}", file.display());
     reports
         .iter()
-        .filter_map(|r| {
-            r.pointer("/results/failed_checks")
-                .and_then(Value::as_array)
-        })
+        .filter_map(|r| r.pointer("/results/failed_checks").and_then(Value::as_array))
         .flatten()
         .map(|c| c["check_id"].as_str().unwrap_or_default().to_string())
         .collect()
@@ -231,16 +170,12 @@ fn checkov_failures(file: &Path) -> BTreeSet<String> {
 
 /// The skips of `target` ("chart" or "children") in charts/drmesh/checkov-skips.yaml.
 fn checkov_skips(target: &str) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(chart_dir().join("checkov-skips.yaml"))
-        .expect("checkov-skips.yaml");
+    let text = std::fs::read_to_string(chart_dir().join("checkov-skips.yaml")).expect("checkov-skips.yaml");
     let all: BTreeMap<String, BTreeMap<String, String>> =
         serde_yaml::from_str(&text).expect("checkov-skips.yaml parses");
     let skips = all.get(target).cloned().unwrap_or_default();
     for (id, reason) in &skips {
-        assert!(
-            reason.split_whitespace().count() >= 8,
-            "{target}/{id}: a skip needs a real justification"
-        );
+        assert!(reason.split_whitespace().count() >= 8, "{target}/{id}: a skip needs a real justification");
     }
     skips
 }
@@ -260,28 +195,16 @@ pub fn judge_manifests(yaml: &str, target: &str) {
         unexpected.is_empty(),
         "checkov fails {unexpected:?} on the {target} (fix, or justify in checkov-skips.yaml)"
     );
-    assert!(
-        stale.is_empty(),
-        "skips {stale:?} of {target} in checkov-skips.yaml are no longer needed: remove them"
-    );
+    assert!(stale.is_empty(), "skips {stale:?} of {target} in checkov-skips.yaml are no longer needed: remove them");
 
     let out = Command::new(python_tools().join("kubernetes-validate"))
         .args(["--strict", "--no-warn", "-k", "1.35.0"])
         .arg(&file)
         .output()
         .expect("run kubernetes-validate");
-    let text = ok(
-        &format!("kubernetes-validate --strict on the {target}"),
-        out,
-    );
-    let passed = text
-        .lines()
-        .filter(|l| l.contains(" passed for resource "))
-        .count();
-    assert!(
-        passed >= documents(yaml).len().saturating_sub(1),
-        "kubernetes-validate checked too little:\n{text}"
-    );
+    let text = ok(&format!("kubernetes-validate --strict on the {target}"), out);
+    let passed = text.lines().filter(|l| l.contains(" passed for resource ")).count();
+    assert!(passed >= documents(yaml).len().saturating_sub(1), "kubernetes-validate checked too little:\n{text}");
 }
 
 const DEFAULTS: &str = "{}";
@@ -320,10 +243,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     ] {
         assert!(kinds.contains(kind), "no {kind} rendered: {kinds:?}");
     }
-    assert!(
-        !kinds.contains("ServiceMonitor"),
-        "the ServiceMonitor is optional (off by default)"
-    );
+    assert!(!kinds.contains("ServiceMonitor"), "the ServiceMonitor is optional (off by default)");
     // The chart's objects are Helm's: none may pass as one of the operator's children.
     for d in &docs {
         assert_ne!(
@@ -336,10 +256,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
 
     // RBAC: no wildcard, no Secret list/watch, no escalate/bind/impersonate, and a comment
     // with the reason above every rule.
-    for role in docs
-        .iter()
-        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
-    {
+    for role in docs.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
         for rule in role["rules"].as_array().expect("rules") {
             for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
                 for v in rule[field].as_array().into_iter().flatten() {
@@ -350,35 +267,19 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
                     );
                 }
             }
-            let verbs: Vec<&str> = rule["verbs"]
-                .as_array()
-                .expect("verbs")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let verbs: Vec<&str> = rule["verbs"].as_array().expect("verbs").iter().filter_map(Value::as_str).collect();
             for forbidden in ["escalate", "bind", "impersonate", "deletecollection"] {
                 assert!(!verbs.contains(&forbidden), "{forbidden} granted: {rule}");
             }
-            if rule["resources"]
-                .as_array()
-                .expect("resources")
-                .contains(&json!("secrets"))
-            {
+            if rule["resources"].as_array().expect("resources").contains(&json!("secrets")) {
                 assert_eq!(verbs, ["get"], "Secrets: get only (no list/watch): {rule}");
             }
         }
     }
     let mut rules = 0;
-    for doc in text
-        .split("\n---")
-        .filter(|d| d.contains("\nkind: ClusterRole\n") || d.contains("\nkind: Role\n"))
-    {
+    for doc in text.split("\n---").filter(|d| d.contains("\nkind: ClusterRole\n") || d.contains("\nkind: Role\n")) {
         let lines: Vec<&str> = doc.lines().collect();
-        for (i, line) in lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.trim_start().starts_with("- apiGroups:"))
-        {
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with("- apiGroups:")) {
             assert!(
                 lines[i - 1].trim_start().starts_with('#'),
                 "RBAC rule without a comment giving its reason:\n{line}"
@@ -394,10 +295,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     let container = &pod["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(
-        pod["securityContext"]["seccompProfile"]["type"],
-        "RuntimeDefault"
-    );
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(pod["serviceAccountName"], "drmesh");
     let sc = &container["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
@@ -406,97 +304,45 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["ports"][0]["containerPort"], 8080);
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for arg in [
-        "run",
-        "--http-addr=0.0.0.0:8080",
-        "--leader-election",
-        "--lease-name=drmesh-leader",
-        "--log-json",
-    ] {
+    let args: Vec<&str> = container["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    for arg in ["run", "--http-addr=0.0.0.0:8080", "--leader-election", "--lease-name=drmesh-leader", "--log-json"] {
         assert!(args.contains(&arg), "operator args lack {arg}: {args:?}");
     }
-    let env: Vec<&str> = container["env"]
-        .as_array()
-        .expect("env")
-        .iter()
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let env: Vec<&str> = container["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"]);
     assert!(
-        container["resources"]["limits"]["memory"].is_string()
-            && container["resources"]["requests"]["cpu"].is_string()
+        container["resources"]["limits"]["memory"].is_string() && container["resources"]["requests"]["cpu"].is_string()
     );
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
-    assert_eq!(
-        find(&docs, "PodDisruptionBudget", "drmesh")["spec"]["minAvailable"],
-        1
-    );
+    assert_eq!(find(&docs, "PodDisruptionBudget", "drmesh")["spec"]["minAvailable"], 1);
     let np = find(&docs, "NetworkPolicy", "drmesh");
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
 
     // The policies decide on the chart's ServiceAccount's username.
     let managed = find(&docs, "ValidatingAdmissionPolicy", "managed-objects").to_string();
-    assert!(
-        managed.contains("system:serviceaccount:drmesh-system:drmesh"),
-        "{managed}"
-    );
+    assert!(managed.contains("system:serviceaccount:drmesh-system:drmesh"), "{managed}");
     let lease_role = find(&docs, "Role", "leader-election");
     assert_eq!(lease_role["metadata"]["namespace"], "drmesh-system");
 
     // Options render; wrong values are refused with a message.
-    let with_monitor = documents(&render(
-        "drmesh",
-        "drmesh-system",
-        "metrics: {serviceMonitor: {enabled: true}}\n",
-        &[],
-    ));
+    let with_monitor =
+        documents(&render("drmesh", "drmesh-system", "metrics: {serviceMonitor: {enabled: true}}\n", &[]));
     assert!(with_monitor.iter().any(|d| d["kind"] == "ServiceMonitor"));
-    let warn = documents(&render(
-        "drmesh",
-        "drmesh-system",
-        "admissionPolicies: {validationActions: [Warn, Audit]}\n",
-        &[],
-    ));
+    let warn =
+        documents(&render("drmesh", "drmesh-system", "admissionPolicies: {validationActions: [Warn, Audit]}\n", &[]));
     assert_eq!(
         find(&warn, "ValidatingAdmissionPolicyBinding", "managed-objects")["spec"]["validationActions"],
         json!(["Warn", "Audit"])
     );
     for (values, expected) in [
-        (
-            "operator: {concurency: 2}\n",
-            "additional properties 'concurency' not allowed",
-        ),
-        (
-            "admissionPolicies: {validationActions: [Deny, Warn]}\n",
-            "Deny and Warn cannot be combined",
-        ),
-        (
-            "replicaCount: 2\noperator: {leaderElection: {enabled: false}}\n",
-            "needs operator.leaderElection.enabled",
-        ),
-        (
-            "admissionPolicies: {validationActions: [Block]}\n",
-            "validationActions",
-        ),
+        ("operator: {concurency: 2}\n", "additional properties 'concurency' not allowed"),
+        ("admissionPolicies: {validationActions: [Deny, Warn]}\n", "Deny and Warn cannot be combined"),
+        ("replicaCount: 2\noperator: {leaderElection: {enabled: false}}\n", "needs operator.leaderElection.enabled"),
+        ("admissionPolicies: {validationActions: [Block]}\n", "validationActions"),
     ] {
-        let file = tempfile::Builder::new()
-            .suffix(".yaml")
-            .tempfile()
-            .expect("values");
+        let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values");
         std::fs::write(file.path(), values).expect("write");
-        let out = helm(&[
-            "template",
-            "x",
-            chart,
-            "-f",
-            file.path().to_str().expect("utf-8"),
-        ]);
+        let out = helm(&["template", "x", chart, "-f", file.path().to_str().expect("utf-8")]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(expected),
@@ -507,12 +353,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
 
 #[test]
 fn checkov_and_strict_schema_validation_pass_on_the_chart_and_rendered_children() {
-    let text = render(
-        "drmesh",
-        "drmesh-system",
-        "metrics: {serviceMonitor: {enabled: true}}\n",
-        &["--include-crds"],
-    );
+    let text = render("drmesh", "drmesh-system", "metrics: {serviceMonitor: {enabled: true}}\n", &["--include-crds"]);
     // kubernetes-validate has no schema for the ServiceMonitor CRD: it is checked by checkov only.
     judge_manifests(&text, "chart");
 
@@ -524,36 +365,24 @@ fn checkov_and_strict_schema_validation_pass_on_the_chart_and_rendered_children(
         .output()
         .expect("drmesh render");
     let rendered = ok("drmesh render -f config/samples", out);
-    assert!(
-        documents(&rendered).len() >= 30,
-        "drmesh render produced too little:\n{rendered}"
-    );
+    assert!(documents(&rendered).len() >= 30, "drmesh render produced too little:\n{rendered}");
     judge_manifests(&rendered, "children");
 }
 
 #[test]
 fn the_local_audit_policy_is_the_production_one() {
     let rules = |path: &Path| -> Value {
-        let v: Value = serde_yaml::from_str(&std::fs::read_to_string(path).expect("audit policy"))
-            .expect("audit policy parses");
+        let v: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).expect("audit policy")).expect("audit policy parses");
         json!({"omitStages": v["omitStages"], "rules": v["rules"]})
     };
     let production = rules(&repo().join("config/audit/audit-policy.yaml"));
-    assert_eq!(
-        rules(&repo().join("tests/e2e/cluster/audit-policy.yaml")),
-        production
-    );
+    assert_eq!(rules(&repo().join("tests/e2e/cluster/audit-policy.yaml")), production);
     // services/proxy: metadata only, before any rule that could log bodies.
     let rules = production["rules"].as_array().expect("rules");
-    let proxy = rules
-        .iter()
-        .position(|r| r.to_string().contains("services/proxy"))
-        .expect("a services/proxy rule");
+    let proxy = rules.iter().position(|r| r.to_string().contains("services/proxy")).expect("a services/proxy rule");
     assert_eq!(rules[proxy]["level"], "Metadata");
-    let drmesh = rules
-        .iter()
-        .position(|r| r.to_string().contains("drmesh.io"))
-        .expect("a drmesh.io rule");
+    let drmesh = rules.iter().position(|r| r.to_string().contains("drmesh.io")).expect("a drmesh.io rule");
     assert_eq!(rules[drmesh]["level"], "RequestResponse");
     assert!(proxy < drmesh);
 }
@@ -587,10 +416,7 @@ async fn the_api_server_audits_drmesh_changes_and_service_proxy_reads() {
     })
     .await;
     assert_eq!(change["level"], "RequestResponse");
-    assert!(
-        change["requestObject"].is_object(),
-        "the change's body is recorded"
-    );
+    assert!(change["requestObject"].is_object(), "the change's body is recorded");
     let n = ns.name.clone();
     let proxy = audit_record(&ns.name, harness::TIMEOUT, move |e| {
         e["objectRef"]["namespace"] == n.as_str() && e["objectRef"]["subresource"] == "proxy"
@@ -599,8 +425,5 @@ async fn the_api_server_audits_drmesh_changes_and_service_proxy_reads() {
     assert_eq!(proxy["level"], "Metadata");
     assert_eq!(proxy["user"]["username"], "mallory");
     assert_eq!(proxy["objectRef"]["resource"], "services");
-    assert!(
-        proxy.get("responseObject").is_none(),
-        "never the product's data"
-    );
+    assert!(proxy.get("responseObject").is_none(), "never the product's data");
 }

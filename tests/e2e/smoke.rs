@@ -9,8 +9,8 @@ use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessRevie
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams, PostParams};
 use kube::Resource;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use crate::harness::{self, ClusterScoped, TIMEOUT, TestNamespace};
@@ -36,9 +36,8 @@ async fn deployment_becomes_available_on_kwok_nodes() {
     }));
     deployments.create(&PostParams::default(), &deployment).await.expect("create deployment");
 
-    let available = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas) == Some(2)
-    };
+    let available =
+        |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas) == Some(2);
     harness::wait_for(&deployments, "web", TIMEOUT, available).await;
 
     let pods: Api<Pod> = ns.api();

@@ -28,17 +28,16 @@ fn lua_literal(v: &Value) -> String {
             out.push('"');
             out
         }
-        Value::Array(items) => format!(
-            "{{{}}}",
-            items.iter().map(lua_literal).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("[{}] = {}", lua_literal(&json!(k)), lua_literal(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Array(items) => format!("{{{}}}", items.iter().map(lua_literal).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(k, v)| format!("[{}] = {}", lua_literal(&json!(k)), lua_literal(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     }
 }
 
@@ -52,14 +51,8 @@ fn argocd_health(lua: &Path, script: &Path, object: &Value) -> (String, String) 
         lua_literal(&json!(script.to_string_lossy()))
     );
     std::fs::write(&runner, body).expect("write runner");
-    let out = ok(
-        &format!("lua {}", script.display()),
-        Command::new(lua).arg(&runner).output().expect("run lua"),
-    );
-    let (status, message) = out
-        .trim_end()
-        .split_once('\t')
-        .unwrap_or((out.trim_end(), ""));
+    let out = ok(&format!("lua {}", script.display()), Command::new(lua).arg(&runner).output().expect("run lua"));
+    let (status, message) = out.trim_end().split_once('\t').unwrap_or((out.trim_end(), ""));
     (status.to_string(), message.to_string())
 }
 
@@ -72,14 +65,10 @@ struct HealthCase {
 }
 
 fn health_cases() -> Vec<HealthCase> {
-    let text = std::fs::read_to_string(repo().join("config/gitops/testdata/health.yaml"))
-        .expect("health fixtures");
+    let text = std::fs::read_to_string(repo().join("config/gitops/testdata/health.yaml")).expect("health fixtures");
     let cases: Vec<HealthCase> = serde_yaml::from_str(&text).expect("health fixtures parse");
     for status in ["Healthy", "Progressing", "Degraded"] {
-        assert!(
-            cases.iter().any(|c| c.argocd == status),
-            "no fixture is {status}"
-        );
+        assert!(cases.iter().any(|c| c.argocd == status), "no fixture is {status}");
     }
     cases
 }
@@ -89,24 +78,17 @@ fn the_argo_cd_health_check_gives_each_sample_its_status() {
     let lua = PathBuf::from(
         ok(
             "tools.sh lua",
-            Command::new(repo().join("tests/e2e/packaging/tools.sh"))
-                .arg("lua")
-                .output()
-                .expect("tools.sh"),
+            Command::new(repo().join("tests/e2e/packaging/tools.sh")).arg("lua").output().expect("tools.sh"),
         )
         .trim(),
     );
     let gitops = repo().join("config/gitops/argocd");
-    let cm: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(gitops.join("argocd-cm.yaml")).expect("argocd-cm"),
-    )
-    .expect("argocd-cm parses");
+    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(gitops.join("argocd-cm.yaml")).expect("argocd-cm"))
+        .expect("argocd-cm parses");
     let mut failures = Vec::new();
     let cases = health_cases();
     for kind in ["DataSource", "DataProduct", "AccessPolicy"] {
-        let script = gitops.join(format!(
-            "resource_customizations/drmesh.io/{kind}/health.lua"
-        ));
+        let script = gitops.join(format!("resource_customizations/drmesh.io/{kind}/health.lua"));
         let text = std::fs::read_to_string(&script).expect("health.lua");
         // The argocd-cm snippet carries the very same script.
         let key = format!("resource.customizations.health.drmesh.io_{kind}");
@@ -119,10 +101,7 @@ fn the_argo_cd_health_check_gives_each_sample_its_status() {
         for case in cases.iter().filter(|c| c.object["kind"] == kind) {
             let (status, message) = argocd_health(&lua, &script, &case.object);
             if status != case.argocd || message.is_empty() {
-                failures.push(format!(
-                    "{}: {status} ({message}), expected {}",
-                    case.name, case.argocd
-                ));
+                failures.push(format!("{}: {status} ({message}), expected {}", case.name, case.argocd));
             }
         }
     }
@@ -132,19 +111,12 @@ fn the_argo_cd_health_check_gives_each_sample_its_status() {
 /// kstatus (Flux's library) on objects: (kind/name, status) in input order.
 pub fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
     let input: String = objects.iter().map(|o| format!("{o}\n")).collect();
-    let out = ok(
-        "kstatus",
-        with_stdin(Command::new(tool("kstatus")).arg("-json"), &input),
-    );
+    let out = ok("kstatus", with_stdin(Command::new(tool("kstatus")).arg("-json"), &input));
     out.lines()
         .map(|l| {
             let r: Value = serde_json::from_str(l).expect("kstatus json");
             (
-                format!(
-                    "{}/{}",
-                    r["kind"].as_str().unwrap_or_default(),
-                    r["name"].as_str().unwrap_or_default()
-                ),
+                format!("{}/{}", r["kind"].as_str().unwrap_or_default(), r["name"].as_str().unwrap_or_default()),
                 r["status"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -161,25 +133,16 @@ fn kstatus_agrees_with_the_conditions_drmesh_writes() {
         .iter()
         .zip(&computed)
         .filter(|(case, (_, status))| *status != case.kstatus)
-        .map(|(case, (_, status))| {
-            format!("{}: kstatus {status}, expected {}", case.name, case.kstatus)
-        })
+        .map(|(case, (_, status))| format!("{}: kstatus {status}, expected {}", case.name, case.kstatus))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Where the operator's conditions are complete, Argo CD and Flux agree.
-    for case in cases
-        .iter()
-        .filter(|c| c.object.pointer("/status").is_some())
-    {
+    for case in cases.iter().filter(|c| c.object.pointer("/status").is_some()) {
         let expected = match case.argocd.as_str() {
             "Healthy" => "Current",
             "Degraded" => "Failed",
             _ => "InProgress",
         };
-        assert_eq!(
-            case.kstatus, expected,
-            "{}: Argo CD and Flux disagree",
-            case.name
-        );
+        assert_eq!(case.kstatus, expected, "{}: Argo CD and Flux disagree", case.name);
     }
 }

@@ -50,30 +50,16 @@ fn refused(what: &str, out: Output, because: &str) {
 
 #[track_caller]
 fn accepted(what: &str, out: Output) {
-    assert!(
-        out.status.success(),
-        "{what}: refused, must pass: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "{what}: refused, must pass: {}", stderr(&out));
 }
 
 fn config_map(ns: &str, name: &str, managed: bool) -> String {
-    let label = if managed {
-        "\n  labels: {app.kubernetes.io/managed-by: drmesh}"
-    } else {
-        ""
-    };
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\ndata: {{k: v}}\n"
-    )
+    let label = if managed { "\n  labels: {app.kubernetes.io/managed-by: drmesh}" } else { "" };
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\ndata: {{k: v}}\n")
 }
 
 fn allow_all_ingress(ns: &str, name: &str, managed: bool) -> String {
-    let label = if managed {
-        "\n  labels: {app.kubernetes.io/managed-by: drmesh}"
-    } else {
-        ""
-    };
+    let label = if managed { "\n  labels: {app.kubernetes.io/managed-by: drmesh}" } else { "" };
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
     )
@@ -88,9 +74,7 @@ fn view_binding(ns: &str, name: &str, who: &str) -> String {
 const CREATE: &[&str] = &["create", "-f", "-"];
 
 fn pod(ns: &str, name: &str, product: Option<&str>) -> String {
-    let label = product
-        .map(|p| format!("\n  labels: {{drmesh.io/data-product: {p}}}"))
-        .unwrap_or_default();
+    let label = product.map(|p| format!("\n  labels: {{drmesh.io/data-product: {p}}}")).unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\nspec:\n  containers: [{{name: app, image: registry.example/app:1.0}}]\n"
     )
@@ -99,18 +83,15 @@ fn pod(ns: &str, name: &str, product: Option<&str>) -> String {
 /// A workload of `kind` (apps/v1 Deployment or batch/v1 Job) whose pods carry `labels`.
 fn workload(kind: &str, ns: &str, name: &str, labels: &str) -> String {
     let (api, extra) = if kind == "Job" {
-        ("batch/v1", "    spec: {restartPolicy: Never, containers: [{name: app, image: registry.example/app:1.0}]}\n".to_string())
-    } else {
         (
-            "apps/v1",
-            "    spec: {containers: [{name: app, image: registry.example/app:1.0}]}\n".to_string(),
+            "batch/v1",
+            "    spec: {restartPolicy: Never, containers: [{name: app, image: registry.example/app:1.0}]}\n"
+                .to_string(),
         )
-    };
-    let selector = if kind == "Job" {
-        String::new()
     } else {
-        format!("  selector: {{matchLabels: {{{labels}}}}}\n")
+        ("apps/v1", "    spec: {containers: [{name: app, image: registry.example/app:1.0}]}\n".to_string())
     };
+    let selector = if kind == "Job" { String::new() } else { format!("  selector: {{matchLabels: {{{labels}}}}}\n") };
     format!(
         "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{app.kubernetes.io/managed-by: drmesh}}\nspec:\n{selector}  template:\n    metadata: {{labels: {{{labels}}}}}\n{extra}"
     )
@@ -124,10 +105,7 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     let fence = [(FENCE_LABEL, id.as_str())];
     let classified = TestNamespace::create_with_labels(
         "pkg-vap-dr",
-        &[
-            (FENCE_LABEL, id.as_str()),
-            ("drmesh.io/clearance", "Restricted"),
-        ],
+        &[(FENCE_LABEL, id.as_str()), ("drmesh.io/clearance", "Restricted")],
     )
     .await;
     let public = TestNamespace::create_with_labels("pkg-vap-pub", &fence).await;
@@ -147,69 +125,37 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
         "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {id}-namespaces}}\nrules:\n- {{apiGroups: [\"\"], resources: [namespaces], resourceNames: [{dr}, {pb}], verbs: [get, patch, update]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {id}-namespaces}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id}-namespaces}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}}\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}\n"
     ));
     ok("people's RBAC", kubectl_stdin(&["apply", "-f", "-"], &rbac));
-    guards.push(ClusterScoped {
-        kind: "clusterrole",
-        name: format!("{id}-namespaces"),
-    });
-    guards.push(ClusterScoped {
-        kind: "clusterrolebinding",
-        name: format!("{id}-namespaces"),
-    });
+    guards.push(ClusterScoped { kind: "clusterrole", name: format!("{id}-namespaces") });
+    guards.push(ClusterScoped { kind: "clusterrolebinding", name: format!("{id}-namespaces") });
 
     // The chart's policies, for this test's operator identity and namespaces.
     let values = format!(
         "admissionPolicies:\n  operatorUsername: {operator}\n  namespaceSelector: {{matchLabels: {{{FENCE_LABEL}: {id}}}}}\n  classifiedNamespaces: {{breakGlassGroups: [\"{break_glass}\"]}}\n"
     );
-    let policies = render(
-        &format!("drmesh-{id}"),
-        &id,
-        &values,
-        &["--show-only", "templates/admission-policies.yaml"],
-    );
+    let policies = render(&format!("drmesh-{id}"), &id, &values, &["--show-only", "templates/admission-policies.yaml"]);
     let docs = documents(&policies);
     assert_eq!(docs.len(), 8, "four policies and their bindings");
-    ok(
-        "apply the admission policies",
-        kubectl_stdin(&["apply", "-f", "-"], &policies),
-    );
+    ok("apply the admission policies", kubectl_stdin(&["apply", "-f", "-"], &policies));
     for d in &docs {
         let kind = if d["kind"] == "ValidatingAdmissionPolicy" {
             "validatingadmissionpolicy"
         } else {
             "validatingadmissionpolicybinding"
         };
-        guards.push(ClusterScoped {
-            kind,
-            name: d["metadata"]["name"].as_str().expect("name").to_string(),
-        });
+        guards.push(ClusterScoped { kind, name: d["metadata"]["name"].as_str().expect("name").to_string() });
     }
     // The API server type-checked every CEL expression against the real schemas.
     let vaps: Api<ValidatingAdmissionPolicy> = Api::all(classified.client.clone());
-    for d in docs
-        .iter()
-        .filter(|d| d["kind"] == "ValidatingAdmissionPolicy")
-    {
+    for d in docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicy") {
         let name = d["metadata"]["name"].as_str().expect("name");
-        let checked = harness::wait_for(
-            &vaps,
-            name,
-            TIMEOUT,
-            |p: Option<&ValidatingAdmissionPolicy>| {
-                p.and_then(|p| p.status.as_ref())
-                    .is_some_and(|s| s.type_checking.is_some())
-            },
-        )
+        let checked = harness::wait_for(&vaps, name, TIMEOUT, |p: Option<&ValidatingAdmissionPolicy>| {
+            p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.type_checking.is_some())
+        })
         .await
         .expect("policy");
-        let warnings = checked
-            .status
-            .and_then(|s| s.type_checking)
-            .and_then(|t| t.expression_warnings)
-            .unwrap_or_default();
-        assert!(
-            warnings.is_empty(),
-            "{name}: CEL type-checking warnings: {warnings:?}"
-        );
+        let warnings =
+            checked.status.and_then(|s| s.type_checking).and_then(|t| t.expression_warnings).unwrap_or_default();
+        assert!(warnings.is_empty(), "{name}: CEL type-checking warnings: {warnings:?}");
     }
     harness::eventually("the policies to be enforced", TIMEOUT, || {
         let out = as_person("mallory", &["create", "--dry-run=server", "-f", "-"], &config_map(pb, "probe", true));
@@ -224,62 +170,26 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     );
     accepted(
         "the operator creates a managed NetworkPolicy in a Restricted namespace",
-        as_identity(
-            &operator,
-            &[],
-            CREATE,
-            &allow_all_ingress(dr, "managed-np", true),
-        ),
+        as_identity(&operator, &[], CREATE, &allow_all_ingress(dr, "managed-np", true)),
     );
     accepted(
         "the operator updates what it manages",
-        as_identity(
-            &operator,
-            &[],
-            &[
-                "annotate",
-                "-n",
-                dr,
-                "configmap",
-                "managed",
-                "drmesh.io/touched=yes",
-            ],
-            "",
-        ),
+        as_identity(&operator, &[], &["annotate", "-n", dr, "configmap", "managed", "drmesh.io/touched=yes"], ""),
     );
     let managed = "managed by drmesh";
     refused(
         "mallory edits a managed ConfigMap",
-        as_person(
-            "mallory",
-            &["annotate", "-n", dr, "configmap", "managed", "x=y"],
-            "",
-        ),
+        as_person("mallory", &["annotate", "-n", dr, "configmap", "managed", "x=y"], ""),
         managed,
     );
     refused(
         "mallory removes the managed-by label",
-        as_person(
-            "mallory",
-            &[
-                "label",
-                "-n",
-                dr,
-                "configmap",
-                "managed",
-                "app.kubernetes.io/managed-by-",
-            ],
-            "",
-        ),
+        as_person("mallory", &["label", "-n", dr, "configmap", "managed", "app.kubernetes.io/managed-by-"], ""),
         managed,
     );
     refused(
         "mallory deletes a managed NetworkPolicy",
-        as_person(
-            "mallory",
-            &["delete", "-n", dr, "networkpolicy", "managed-np"],
-            "",
-        ),
+        as_person("mallory", &["delete", "-n", dr, "networkpolicy", "managed-np"], ""),
         managed,
     );
     refused(
@@ -298,85 +208,38 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
         as_person("alice", CREATE, &allow_all_ingress(pb, "forged", true)),
         forged,
     );
-    accepted(
-        "mallory creates an ordinary ConfigMap",
-        as_person("mallory", CREATE, &config_map(pb, "mine", false)),
-    );
+    accepted("mallory creates an ordinary ConfigMap", as_person("mallory", CREATE, &config_map(pb, "mine", false)));
     refused(
         "mallory adds the label to her ConfigMap",
-        as_person(
-            "mallory",
-            &[
-                "label",
-                "-n",
-                pb,
-                "configmap",
-                "mine",
-                "app.kubernetes.io/managed-by=drmesh",
-            ],
-            "",
-        ),
+        as_person("mallory", &["label", "-n", pb, "configmap", "mine", "app.kubernetes.io/managed-by=drmesh"], ""),
         forged,
     );
     accepted(
         "mallory edits her ConfigMap",
-        as_person(
-            "mallory",
-            &["annotate", "-n", pb, "configmap", "mine", "x=y"],
-            "",
-        ),
+        as_person("mallory", &["annotate", "-n", pb, "configmap", "mine", "x=y"], ""),
     );
-    accepted(
-        "mallory deletes her ConfigMap",
-        as_person("mallory", &["delete", "-n", pb, "configmap", "mine"], ""),
-    );
+    accepted("mallory deletes her ConfigMap", as_person("mallory", &["delete", "-n", pb, "configmap", "mine"], ""));
 
     // The garbage collector removes the children of a deleted owner.
-    accepted(
-        "the operator creates an owner",
-        as_identity(&operator, &[], CREATE, &config_map(dr, "owner", true)),
-    );
-    let owner_uid = classified
-        .api::<ConfigMap>()
-        .get("owner")
-        .await
-        .expect("owner")
-        .metadata
-        .uid
-        .expect("uid");
+    accepted("the operator creates an owner", as_identity(&operator, &[], CREATE, &config_map(dr, "owner", true)));
+    let owner_uid = classified.api::<ConfigMap>().get("owner").await.expect("owner").metadata.uid.expect("uid");
     let owned = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: {dr}\n  labels: {{app.kubernetes.io/managed-by: drmesh}}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {owner_uid}}}]\n"
     );
-    accepted(
-        "the operator creates a dependent",
-        as_identity(&operator, &[], CREATE, &owned),
-    );
+    accepted("the operator creates a dependent", as_identity(&operator, &[], CREATE, &owned));
     accepted(
         "the operator deletes the owner",
-        as_identity(
-            &operator,
-            &[],
-            &["delete", "-n", dr, "configmap", "owner", "--wait=false"],
-            "",
-        ),
+        as_identity(&operator, &[], &["delete", "-n", dr, "configmap", "owner", "--wait=false"], ""),
     );
     harness::wait_deleted(&classified.api::<ConfigMap>(), "owned", TIMEOUT).await;
 
     // The namespace controller empties a deleted namespace of managed objects.
     accepted(
         "the operator creates a managed ConfigMap",
-        as_identity(
-            &operator,
-            &[],
-            CREATE,
-            &config_map(&doomed.name, "managed", true),
-        ),
+        as_identity(&operator, &[], CREATE, &config_map(&doomed.name, "managed", true)),
     );
     let namespaces: Api<Namespace> = Api::all(classified.client.clone());
-    ok(
-        "delete the namespace",
-        harness::kubectl(&["delete", "namespace", &doomed.name, "--wait=false"]),
-    );
+    ok("delete the namespace", harness::kubectl(&["delete", "namespace", &doomed.name, "--wait=false"]));
     harness::wait_deleted(&namespaces, &doomed.name, TIMEOUT).await;
 
     // (b) No hand-made NetworkPolicy or RoleBinding where the clearance is above Public.
@@ -406,53 +269,27 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     );
     accepted(
         "break glass: a NetworkPolicy in a Restricted namespace",
-        as_identity(
-            "carol",
-            &[&break_glass],
-            CREATE,
-            &allow_all_ingress(dr, "emergency", false),
-        ),
+        as_identity("carol", &[&break_glass], CREATE, &allow_all_ingress(dr, "emergency", false)),
     );
 
     // (c) Only clearance admins set, change or remove a namespace's clearance.
     let label = "drmesh.io/clearance label";
     refused(
         "alice lowers a namespace's clearance",
-        as_person(
-            "alice",
-            &[
-                "label",
-                "--overwrite",
-                "namespace",
-                dr,
-                "drmesh.io/clearance=Public",
-            ],
-            "",
-        ),
+        as_person("alice", &["label", "--overwrite", "namespace", dr, "drmesh.io/clearance=Public"], ""),
         label,
     );
     refused(
         "mallory removes a namespace's clearance",
-        as_person(
-            "mallory",
-            &["label", "namespace", dr, "drmesh.io/clearance-"],
-            "",
-        ),
+        as_person("mallory", &["label", "namespace", dr, "drmesh.io/clearance-"], ""),
         label,
     );
     refused(
         "mallory raises a namespace's clearance",
-        as_person(
-            "mallory",
-            &["label", "namespace", pb, "drmesh.io/clearance=Restricted"],
-            "",
-        ),
+        as_person("mallory", &["label", "namespace", pb, "drmesh.io/clearance=Restricted"], ""),
         label,
     );
-    accepted(
-        "mallory sets another label",
-        as_person("mallory", &["label", "namespace", dr, "team=police"], ""),
-    );
+    accepted("mallory sets another label", as_person("mallory", &["label", "namespace", dr, "team=police"], ""));
     refused(
         "the cluster admin creates a namespace with a clearance",
         kubectl_stdin(
@@ -474,11 +311,8 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     );
     // Now classified, the Public namespace refuses hand-made NetworkPolicies too.
     harness::eventually("the new clearance to be seen by admission", TIMEOUT, || {
-        let out = as_person(
-            "mallory",
-            &["create", "--dry-run=server", "-f", "-"],
-            &allow_all_ingress(pb, "late", false),
-        );
+        let out =
+            as_person("mallory", &["create", "--dry-run=server", "-f", "-"], &allow_all_ingress(pb, "late", false));
         async move { stderr(&out).contains("(clearance Internal)").then_some(()) }
     })
     .await;
@@ -499,11 +333,7 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     let own = workload("Deployment", pb, "imposter", &format!("app: x, {claim}"));
     refused(
         "mallory's Deployment claims a product's pods",
-        as_person(
-            "mallory",
-            CREATE,
-            &own.replace("  labels: {app.kubernetes.io/managed-by: drmesh}\n", ""),
-        ),
+        as_person("mallory", CREATE, &own.replace("  labels: {app.kubernetes.io/managed-by: drmesh}\n", "")),
         identity,
     );
     refused(
@@ -511,47 +341,24 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
         as_person(
             "mallory",
             CREATE,
-            &workload("Job", pb, "imposter", claim)
-                .replace("  labels: {app.kubernetes.io/managed-by: drmesh}\n", ""),
+            &workload("Job", pb, "imposter", claim).replace("  labels: {app.kubernetes.io/managed-by: drmesh}\n", ""),
         ),
         identity,
     );
-    accepted(
-        "mallory runs an ordinary pod",
-        as_person("mallory", CREATE, &pod(dr, "plain", None)),
-    );
+    accepted("mallory runs an ordinary pod", as_person("mallory", CREATE, &pod(dr, "plain", None)));
     refused(
         "mallory relabels her pod as a product's",
-        as_person(
-            "mallory",
-            &[
-                "label",
-                "-n",
-                dr,
-                "pod",
-                "plain",
-                "drmesh.io/data-product=feed",
-            ],
-            "",
-        ),
+        as_person("mallory", &["label", "-n", dr, "pod", "plain", "drmesh.io/data-product=feed"], ""),
         identity,
     );
     // The operator's Deployment: the deployment and ReplicaSet controllers create its
     // ReplicaSet and pods, which pass, and it becomes available.
     accepted(
         "the operator creates a product Deployment",
-        as_identity(
-            &operator,
-            &[],
-            CREATE,
-            &workload("Deployment", dr, "feed", &format!("app: feed, {claim}")),
-        ),
+        as_identity(&operator, &[], CREATE, &workload("Deployment", dr, "feed", &format!("app: feed, {claim}"))),
     );
-    let available = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref())
-            .and_then(|s| s.available_replicas)
-            == Some(1)
-    };
+    let available =
+        |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas) == Some(1);
     harness::wait_for(&classified.api::<Deployment>(), "feed", TIMEOUT, available).await;
     drop(guards);
 }

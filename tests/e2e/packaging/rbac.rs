@@ -22,24 +22,16 @@ use super::{kubectl_stdin, ok};
 use crate::harness::{self, TestNamespace};
 
 fn ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
-    let v = obj
-        .and_then(|o| serde_json::to_value(o).ok())
-        .unwrap_or_default();
+    let v = obj.and_then(|o| serde_json::to_value(o).ok()).unwrap_or_default();
     let generation = v.pointer("/metadata/generation").cloned();
     v.pointer("/status/observedGeneration").cloned() == generation
         && v.pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 fn apply(yaml: &str) {
-    ok(
-        "kubectl apply",
-        kubectl_stdin(&["apply", "--server-side", "-f", "-"], yaml),
-    );
+    ok("kubectl apply", kubectl_stdin(&["apply", "--server-side", "-f", "-"], yaml));
 }
 
 fn source(ns: &str, name: &str) -> String {
@@ -86,8 +78,7 @@ spec:
 
 /// A product that may not run: Internal, reading a Restricted source.
 fn violation(ns: &str, name: &str) -> String {
-    product(ns, name, "{dataSource: db}")
-        .replace("classification: Restricted", "classification: Internal")
+    product(ns, name, "{dataSource: db}").replace("classification: Restricted", "classification: Internal")
 }
 
 fn grant(ns: &str, name: &str, product: &str, subjects: &str) -> String {
@@ -108,14 +99,7 @@ spec:
 /// Strips what the API server adds, so judges see what drmesh generates.
 fn as_manifest(mut object: Value) -> Value {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in [
-            "managedFields",
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "generation",
-            "annotations",
-        ] {
+        for field in ["managedFields", "uid", "resourceVersion", "creationTimestamp", "generation", "annotations"] {
             meta.remove(field);
         }
     }
@@ -131,45 +115,29 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
     let mut release = Release::new("pkg-rbac").await;
     let producer = TestNamespace::create_with_labels(
         "pkg-rbac-prod",
-        &release.fenced(&[
-            ("drmesh.io/clearance", "Restricted"),
-            ("pod-security.kubernetes.io/enforce", "restricted"),
-        ]),
+        &release.fenced(&[("drmesh.io/clearance", "Restricted"), ("pod-security.kubernetes.io/enforce", "restricted")]),
     )
     .await;
-    let consumer = TestNamespace::create_with_labels(
-        "pkg-rbac-cons",
-        &release.fenced(&[("drmesh.io/clearance", "Restricted")]),
-    )
-    .await;
+    let consumer =
+        TestNamespace::create_with_labels("pkg-rbac-cons", &release.fenced(&[("drmesh.io/clearance", "Restricted")]))
+            .await;
     release.fence();
     release.install();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = release.kubeconfig(dir.path());
-    let mut operator = Operator::start(
-        &kubeconfig,
-        &release.namespace.name,
-        &format!("{}-op", release.id),
-        dir.path(),
-    );
+    let mut operator = Operator::start(&kubeconfig, &release.namespace.name, &format!("{}-op", release.id), dir.path());
     operator.wait_leading().await;
 
     let (p, c) = (producer.name.as_str(), consumer.name.as_str());
     apply(&source(p, "db"));
     apply(&product(p, "feed", "{dataSource: db}"));
-    apply(&product(
-        c,
-        "reader",
-        &format!("{{dataProduct: {{namespace: {p}, name: feed}}}}"),
-    ));
+    apply(&product(c, "reader", &format!("{{dataProduct: {{namespace: {p}, name: feed}}}}")));
     apply(&grant(
         p,
         "grant",
         "feed",
-        &format!(
-            "{{kind: DataProduct, namespace: {c}, name: reader}}, {{kind: Group, name: officers-{p}}}"
-        ),
+        &format!("{{kind: DataProduct, namespace: {c}, name: reader}}, {{kind: Group, name: officers-{p}}}"),
     ));
 
     harness::wait_for(&producer.api::<DataSource>(), "db", CONVERGE, ready).await;
@@ -179,49 +147,21 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
     // Every kind of child exists, the escalation-checked Roles included.
     let roles: Api<Role> = producer.api();
     for name in ["drmesh-grant-grant", "feed-owners", "drmesh-source-db"] {
+        assert!(roles.get_opt(name).await.expect("get role").is_some(), "Role {name}");
         assert!(
-            roles.get_opt(name).await.expect("get role").is_some(),
-            "Role {name}"
-        );
-        assert!(
-            producer
-                .api::<RoleBinding>()
-                .get_opt(name)
-                .await
-                .expect("get binding")
-                .is_some(),
+            producer.api::<RoleBinding>().get_opt(name).await.expect("get binding").is_some(),
             "RoleBinding {name}"
         );
     }
-    assert!(
-        producer
-            .api::<NetworkPolicy>()
-            .get_opt("drmesh-grant-grant")
-            .await
-            .expect("get")
-            .is_some()
-    );
-    assert!(
-        producer
-            .api::<Deployment>()
-            .get_opt("feed")
-            .await
-            .expect("get")
-            .is_some()
-    );
+    assert!(producer.api::<NetworkPolicy>().get_opt("drmesh-grant-grant").await.expect("get").is_some());
+    assert!(producer.api::<Deployment>().get_opt("feed").await.expect("get").is_some());
     // No RBAC refusal at all (the e2e fence refuses writes elsewhere: admission, not RBAC).
     let log = operator.log_text();
     let refused: Vec<&str> = log
         .lines()
-        .filter(|l| {
-            l.contains("forbidden") && (l.contains(" cannot ") || l.contains("attempting to grant"))
-        })
+        .filter(|l| l.contains("forbidden") && (l.contains(" cannot ") || l.contains("attempting to grant")))
         .collect();
-    assert!(
-        refused.is_empty(),
-        "the chart's RBAC refused the operator:\n{}",
-        refused.join("\n")
-    );
+    assert!(refused.is_empty(), "the chart's RBAC refused the operator:\n{}", refused.join("\n"));
 
     // The API server saw the chart's ServiceAccount (impersonated) write the grant's Role.
     let user = release.username();
@@ -231,32 +171,17 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
             && e["objectRef"]["name"] == "drmesh-grant-grant"
             && e["verb"] == "patch"
             && e["impersonatedUser"]["username"] == user.as_str()
-            && e["responseStatus"]["code"]
-                .as_u64()
-                .is_some_and(|c| c < 300)
+            && e["responseStatus"]["code"].as_u64().is_some_and(|c| c < 300)
     })
     .await;
-    assert_eq!(
-        record["user"]["username"], "drmesh-admin",
-        "impersonated by the admin"
-    );
+    assert_eq!(record["user"]["username"], "drmesh-admin", "impersonated by the admin");
 
     // Flux's kstatus computes Current for every Ready object.
     let out = ok(
         "kubectl get drmesh",
-        harness::kubectl(&[
-            "get",
-            "datasources,dataproducts,accesspolicies",
-            "-n",
-            p,
-            "-o",
-            "json",
-        ]),
+        harness::kubectl(&["get", "datasources,dataproducts,accesspolicies", "-n", p, "-o", "json"]),
     );
-    let items = serde_json::from_str::<Value>(&out).expect("json")["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let items = serde_json::from_str::<Value>(&out).expect("json")["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 3);
     for (object, status) in super::health::kstatus(&items) {
         assert_eq!(status, "Current", "kstatus on {object}");
@@ -279,20 +204,10 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
             ]),
         );
         let list: Value = serde_json::from_str(&out).expect("json");
-        children.extend(
-            list["items"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(as_manifest),
-        );
+        children.extend(list["items"].as_array().cloned().unwrap_or_default().into_iter().map(as_manifest));
     }
     assert!(children.len() >= 12, "only {} children", children.len());
-    let yaml: String = children
-        .iter()
-        .map(|c| format!("---\n{}", serde_yaml::to_string(c).expect("yaml")))
-        .collect();
+    let yaml: String = children.iter().map(|c| format!("---\n{}", serde_yaml::to_string(c).expect("yaml"))).collect();
     super::judge_manifests(&yaml, "children");
 }
 
@@ -305,9 +220,15 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
 async fn a_namespace_scoped_operator_needs_only_the_roles_of_its_namespaces() {
     let _turn = ONE_OPERATOR.lock().await;
     let mut release = Release::new("pkg-scope").await;
-    let producer = TestNamespace::create_with_labels("pkg-scope-prod", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
-    let consumer = TestNamespace::create_with_labels("pkg-scope-cons", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
-    let outside = TestNamespace::create_with_labels("pkg-scope-out", &release.fenced(&[("drmesh.io/clearance", "Restricted")])).await;
+    let producer =
+        TestNamespace::create_with_labels("pkg-scope-prod", &release.fenced(&[("drmesh.io/clearance", "Restricted")]))
+            .await;
+    let consumer =
+        TestNamespace::create_with_labels("pkg-scope-cons", &release.fenced(&[("drmesh.io/clearance", "Restricted")]))
+            .await;
+    let outside =
+        TestNamespace::create_with_labels("pkg-scope-out", &release.fenced(&[("drmesh.io/clearance", "Restricted")]))
+            .await;
     let (p, c, o) = (producer.name.as_str(), consumer.name.as_str(), outside.name.as_str());
     release.values.push_str(&format!("operator: {{watchNamespaces: [{p}, {c}]}}\n"));
 
@@ -344,19 +265,12 @@ async fn a_namespace_scoped_operator_needs_only_the_roles_of_its_namespaces() {
     assert!(elsewhere.status.is_none(), "the product outside the scope was reconciled: {:?}", elsewhere.status);
     assert!(outside.api::<Deployment>().get_opt("elsewhere").await.expect("get").is_none());
     let log = operator.log_text();
-    assert!(
-        !log.lines().any(|l| l.contains("forbidden")),
-        "the scoped operator met an RBAC refusal:\n{log}"
-    );
+    assert!(!log.lines().any(|l| l.contains("forbidden")), "the scoped operator met an RBAC refusal:\n{log}");
 }
 
 /// A rule, as a test finds it in the rendered ClusterRole.
 fn rule_has(rule: &Value, resource: &str, verb: &str) -> bool {
-    let has = |field: &str, v: &str| {
-        rule[field]
-            .as_array()
-            .is_some_and(|a| a.contains(&json!(v)))
-    };
+    let has = |field: &str, v: &str| rule[field].as_array().is_some_and(|a| a.contains(&json!(v)));
     has("resources", resource) && has("verbs", verb)
 }
 
@@ -366,22 +280,14 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     let mut release = Release::new("pkg-need").await;
     let ns = TestNamespace::create_with_labels(
         "pkg-need-prod",
-        &release.fenced(&[
-            ("drmesh.io/clearance", "Restricted"),
-            ("pod-security.kubernetes.io/enforce", "restricted"),
-        ]),
+        &release.fenced(&[("drmesh.io/clearance", "Restricted"), ("pod-security.kubernetes.io/enforce", "restricted")]),
     )
     .await;
     release.fence();
     release.install();
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = release.kubeconfig(dir.path());
-    let mut operator = Operator::start(
-        &kubeconfig,
-        &release.namespace.name,
-        &format!("{}-op", release.id),
-        dir.path(),
-    );
+    let mut operator = Operator::start(&kubeconfig, &release.namespace.name, &format!("{}-op", release.id), dir.path());
     operator.wait_leading().await;
     let n = ns.name.as_str();
     apply(&source(n, "db"));
@@ -390,14 +296,7 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
 
     // (rule taken out, object whose reconcile then fails, the manifest creating it, its
     // kind, what the API server's refusal names)
-    type Case = (
-        &'static str,
-        fn(&Value) -> bool,
-        String,
-        String,
-        &'static str,
-        &'static str,
-    );
+    type Case = (&'static str, fn(&Value) -> bool, String, String, &'static str, &'static str);
     let cases: Vec<Case> = vec![
         (
             "get secrets: a source's credentials cannot be checked",
@@ -411,12 +310,7 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
             "get services/proxy: a grant's Role cannot give what the operator does not hold",
             |r| rule_has(r, "services/proxy", "get"),
             format!("AccessPolicy/{n}/people"),
-            grant(
-                n,
-                "people",
-                "feed",
-                &format!("{{kind: Group, name: officers-{n}}}"),
-            ),
+            grant(n, "people", "feed", &format!("{{kind: Group, name: officers-{n}}}")),
             "AccessPolicy",
             "attempting to grant RBAC permissions not currently held",
         ),
@@ -497,26 +391,16 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     for (what, drop, object, manifest, kind, refusal) in cases {
         proven.push(drop);
         let name = object.rsplit('/').next().expect("name").to_string();
-        assert_eq!(
-            release.apply_cluster_role_without(drop),
-            1,
-            "{what}: exactly one rule matches"
-        );
+        assert_eq!(release.apply_cluster_role_without(drop), 1, "{what}: exactly one rule matches");
         apply(&manifest);
-        let line = operator
-            .wait_log(&[object.as_str(), "forbidden", refusal])
-            .await;
+        let line = operator.wait_log(&[object.as_str(), "forbidden", refusal]).await;
         eprintln!("without {what}: {line}");
         // Back with the rule, the same object converges: the failure was the rule's.
         release.apply_cluster_role_without(|_| false);
 
         match kind {
-            "DataSource" => {
-                _ = harness::wait_for(&ns.api::<DataSource>(), &name, CONVERGE, ready).await
-            }
-            "AccessPolicy" => {
-                _ = harness::wait_for(&ns.api::<AccessPolicy>(), &name, CONVERGE, ready).await
-            }
+            "DataSource" => _ = harness::wait_for(&ns.api::<DataSource>(), &name, CONVERGE, ready).await,
+            "AccessPolicy" => _ = harness::wait_for(&ns.api::<AccessPolicy>(), &name, CONVERGE, ready).await,
             "Stalled" => {}
             _ => _ = harness::wait_for(&ns.api::<DataProduct>(), &name, CONVERGE, ready).await,
         }
@@ -524,55 +408,22 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
 
     // The watch rules: without one, a fresh operator cannot list that kind, so its
     // caches never sync and it never acts (nor reports ready).
-    let watches: [(&str, fn(&Value) -> bool, &str); 6] = [
-        (
-            "list/watch the drmesh kinds",
-            |r| rule_has(r, "dataproducts", "list"),
-            "dataproducts",
-        ),
-        (
-            "list/watch namespaces",
-            |r| rule_has(r, "namespaces", "list"),
-            "namespaces",
-        ),
-        (
-            "list/watch deployments",
-            |r| rule_has(r, "deployments", "list"),
-            "deployments",
-        ),
-        (
-            "list/watch services, serviceaccounts, configmaps",
-            |r| rule_has(r, "configmaps", "list"),
-            "configmaps",
-        ),
-        (
-            "list/watch networkpolicies",
-            |r| rule_has(r, "networkpolicies", "list"),
-            "networkpolicies",
-        ),
-        (
-            "list/watch roles, rolebindings",
-            |r| rule_has(r, "rolebindings", "list"),
-            "rolebindings",
-        ),
+    type Watch = (&'static str, fn(&Value) -> bool, &'static str);
+    let watches: [Watch; 6] = [
+        ("list/watch the drmesh kinds", |r| rule_has(r, "dataproducts", "list"), "dataproducts"),
+        ("list/watch namespaces", |r| rule_has(r, "namespaces", "list"), "namespaces"),
+        ("list/watch deployments", |r| rule_has(r, "deployments", "list"), "deployments"),
+        ("list/watch services, serviceaccounts, configmaps", |r| rule_has(r, "configmaps", "list"), "configmaps"),
+        ("list/watch networkpolicies", |r| rule_has(r, "networkpolicies", "list"), "networkpolicies"),
+        ("list/watch roles, rolebindings", |r| rule_has(r, "rolebindings", "list"), "rolebindings"),
     ];
     for (i, (what, drop, resource)) in watches.into_iter().enumerate() {
         proven.push(drop);
-        assert_eq!(
-            release.apply_cluster_role_without(drop),
-            1,
-            "{what}: exactly one rule matches"
-        );
-        let lone =
-            Operator::start_alone(&kubeconfig, &format!("{}-watch{i}", release.id), dir.path());
-        let line = lone
-            .wait_log(&["cannot list resource", resource, "403"])
-            .await;
+        assert_eq!(release.apply_cluster_role_without(drop), 1, "{what}: exactly one rule matches");
+        let lone = Operator::start_alone(&kubeconfig, &format!("{}-watch{i}", release.id), dir.path());
+        let line = lone.wait_log(&["cannot list resource", resource, "403"]).await;
         eprintln!("without {what}: {line}");
-        assert!(
-            !lone.is_ready(),
-            "{what}: an operator that cannot list must not report ready"
-        );
+        assert!(!lone.is_ready(), "{what}: an operator that cannot list must not report ready");
         std::mem::drop(lone);
     }
     release.apply_cluster_role_without(|_| false);
@@ -581,27 +432,14 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     // finalizers subresource: only the OwnerReferencesPermissionEnforcement admission
     // plugin asks for it, and the local API server does not run that plugin.
     let docs = super::documents(&release.render(&["--show-only", "templates/rbac.yaml"]));
-    let role = docs
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .expect("ClusterRole");
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
     for rule in role["rules"].as_array().expect("rules") {
         let optional = rule["resources"].to_string().contains("/finalizers");
-        assert!(
-            optional || proven.iter().any(|p| p(rule)),
-            "no test shows this rule is needed: {rule}"
-        );
+        assert!(optional || proven.iter().any(|p| p(rule)), "no test shows this rule is needed: {rule}");
     }
 
     // Without the leader election Role (a Lease in another namespace), a replica never leads.
-    let other = Operator::start(
-        &kubeconfig,
-        &ns.name,
-        &format!("{}-nolease", release.id),
-        dir.path(),
-    );
-    let line = other
-        .wait_log(&["leader election round failed", "forbidden"])
-        .await;
+    let other = Operator::start(&kubeconfig, &ns.name, &format!("{}-nolease", release.id), dir.path());
+    let line = other.wait_log(&["leader election round failed", "forbidden"]).await;
     assert!(line.contains("leases"), "{line}");
 }

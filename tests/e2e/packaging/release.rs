@@ -35,22 +35,13 @@ impl Release {
         let id = harness::unique_name(prefix);
         let namespace = TestNamespace::create_with_labels(
             &format!("{prefix}-sys"),
-            &[
-                (FENCE_LABEL, id.as_str()),
-                ("pod-security.kubernetes.io/enforce", "restricted"),
-            ],
+            &[(FENCE_LABEL, id.as_str()), ("pod-security.kubernetes.io/enforce", "restricted")],
         )
         .await;
         let values = format!(
             "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n"
         );
-        Self {
-            name: format!("drmesh-{id}"),
-            id,
-            values,
-            _guards: Vec::new(),
-            namespace,
-        }
+        Self { name: format!("drmesh-{id}"), id, values, _guards: Vec::new(), namespace }
     }
 
     pub fn username(&self) -> String {
@@ -77,10 +68,7 @@ impl Release {
             "server dry-run of the rendered chart",
             kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &manifests),
         );
-        let file = tempfile::Builder::new()
-            .suffix(".yaml")
-            .tempfile()
-            .expect("values");
+        let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values");
         std::fs::write(file.path(), &self.values).expect("write values");
         let chart = super::chart_dir();
         let out = helm(&[
@@ -96,32 +84,15 @@ impl Release {
             "120s",
         ]);
         let notes = ok("helm install", out);
-        assert!(
-            notes.contains(&self.username()),
-            "NOTES name the operator's identity:\n{notes}"
-        );
+        assert!(notes.contains(&self.username()), "NOTES name the operator's identity:\n{notes}");
         for kind in ["clusterrole", "clusterrolebinding"] {
             // helm uninstall removes these too; the guards also cover a failed uninstall.
-            self._guards.push(ClusterScoped {
-                kind,
-                name: self.name.clone(),
-            });
+            self._guards.push(ClusterScoped { kind, name: self.name.clone() });
         }
-        for policy in [
-            "managed-objects",
-            "classified-namespaces",
-            "clearance-label",
-            "product-identity",
-        ] {
+        for policy in ["managed-objects", "classified-namespaces", "clearance-label", "product-identity"] {
             let name = format!("{}-{policy}", self.name);
-            self._guards.push(ClusterScoped {
-                kind: "validatingadmissionpolicy",
-                name: name.clone(),
-            });
-            self._guards.push(ClusterScoped {
-                kind: "validatingadmissionpolicybinding",
-                name,
-            });
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
         }
     }
 
@@ -178,28 +149,18 @@ metadata: {{name: {id}-fence-in}}
 spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
 "#
         );
-        ok(
-            "apply the e2e fences",
-            kubectl_stdin(&["apply", "-f", "-"], &yaml),
-        );
+        ok("apply the e2e fences", kubectl_stdin(&["apply", "-f", "-"], &yaml));
         for name in [format!("{id}-fence-out"), format!("{id}-fence-in")] {
-            self._guards.push(ClusterScoped {
-                kind: "validatingadmissionpolicy",
-                name: name.clone(),
-            });
-            self._guards.push(ClusterScoped {
-                kind: "validatingadmissionpolicybinding",
-                name,
-            });
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
         }
     }
 
     /// A kubeconfig acting as the chart's ServiceAccount (impersonated by the admin).
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
-        let admin: Value = serde_yaml::from_str(
-            &std::fs::read_to_string(harness::kubeconfig_path()).expect("kubeconfig"),
-        )
-        .expect("kubeconfig parses");
+        let admin: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(harness::kubeconfig_path()).expect("kubeconfig"))
+                .expect("kubeconfig parses");
         let cluster = admin["clusters"][0].clone();
         let mut user = admin["users"]
             .as_array()
@@ -216,18 +177,14 @@ spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
             "current-context": "operator",
         });
         let path = dir.join("operator.kubeconfig");
-        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml"))
-            .expect("write kubeconfig");
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
         path
     }
 
     /// The rendered ClusterRole with the rules matching `drop` taken out, applied.
     pub fn apply_cluster_role_without(&self, drop: impl Fn(&Value) -> bool) -> usize {
         let docs = documents(&self.render(&["--show-only", "templates/rbac.yaml"]));
-        let mut role = docs
-            .into_iter()
-            .find(|d| d["kind"] == "ClusterRole")
-            .expect("ClusterRole");
+        let mut role = docs.into_iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
         let rules = role["rules"].as_array().expect("rules").clone();
         let kept: Vec<Value> = rules.iter().filter(|r| !drop(r)).cloned().collect();
         let removed = rules.len() - kept.len();
@@ -235,15 +192,7 @@ spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
         ok(
             "apply the ClusterRole",
             kubectl_stdin(
-                &[
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "--field-manager",
-                    "e2e",
-                    "-f",
-                    "-",
-                ],
+                &["apply", "--server-side", "--force-conflicts", "--field-manager", "e2e", "-f", "-"],
                 &role.to_string(),
             ),
         );
@@ -254,13 +203,7 @@ spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
 impl Drop for Release {
     fn drop(&mut self) {
         if std::env::var_os("DRMESH_E2E_KEEP").is_none() {
-            let _ = helm(&[
-                "uninstall",
-                &self.name,
-                "-n",
-                &self.namespace.name,
-                "--wait=false",
-            ]);
+            let _ = helm(&["uninstall", &self.name, "-n", &self.namespace.name, "--wait=false"]);
         }
     }
 }
@@ -290,19 +233,10 @@ impl Operator {
 
     fn spawn(kubeconfig: &Path, lease_namespace: Option<&str>, identity: &str, dir: &Path, extra: &[&str]) -> Self {
         let election: Vec<&str> = match lease_namespace {
-            Some(ns) => vec![
-                "--leader-election",
-                "--lease-name",
-                "drmesh-leader",
-                "--lease-namespace",
-                ns,
-            ],
+            Some(ns) => vec!["--leader-election", "--lease-name", "drmesh-leader", "--lease-namespace", ns],
             None => vec![],
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let log = dir.join(format!("{identity}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_drmesh"))
@@ -328,11 +262,7 @@ impl Operator {
             .stderr(file)
             .spawn()
             .expect("start drmesh");
-        Self {
-            child,
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-        }
+        Self { child, log, http: format!("http://127.0.0.1:{port}") }
     }
 
     /// Whether /readyz answers 200 (the watch caches have synced).
@@ -341,31 +271,18 @@ impl Operator {
     }
 
     fn get(&self, path: &str) -> Option<String> {
-        let out = Command::new("curl")
-            .args(["-fsS", "--max-time", "1", &format!("{}{path}", self.http)])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out =
+            Command::new("curl").args(["-fsS", "--max-time", "1", &format!("{}{path}", self.http)]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Waits until this replica leads and its caches have synced.
     pub async fn wait_leading(&mut self) {
-        let what = format!(
-            "the operator to lead and be ready (log: {})",
-            self.log.display()
-        );
+        let what = format!("the operator to lead and be ready (log: {})", self.log.display());
         harness::eventually(&what, CONVERGE, || {
             let exited = self.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none(),
-                "the operator exited ({exited:?}): {}",
-                self.log_text()
-            );
-            let leading = self
-                .get("/metrics")
-                .is_some_and(|m| m.lines().any(|l| l == "drmesh_leader 1"));
+            assert!(exited.is_none(), "the operator exited ({exited:?}): {}", self.log_text());
+            let leading = self.get("/metrics").is_some_and(|m| m.lines().any(|l| l == "drmesh_leader 1"));
             let ready = self.get("/readyz").is_some();
             async move { (leading && ready).then_some(()) }
         })
@@ -380,11 +297,7 @@ impl Operator {
     pub async fn wait_log(&self, needles: &[&str]) -> String {
         let what = format!("a log line with {needles:?} in {}", self.log.display());
         harness::eventually(&what, CONVERGE, || {
-            let line = self
-                .log_text()
-                .lines()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-                .map(str::to_string);
+            let line = self.log_text().lines().find(|l| needles.iter().all(|n| l.contains(n))).map(str::to_string);
             async move { line }
         })
         .await
