@@ -383,8 +383,14 @@ async fn main() {
         let started = Instant::now();
         kubectl_apply_file(&dir.join("base-children.yaml"));
         deployments_available(&base_prefix, domains);
-        eprintln!("baseline: {} children applied and Available in {:?}", children.len(), started.elapsed());
-        (started.elapsed(), children.len())
+        let took = started.elapsed();
+        eprintln!("baseline: {} children applied and Available in {took:?}", children.len());
+        // Its children carry drmesh's labels: left in place, the operator would cache
+        // them too, and its memory would be that of 2N products.
+        let names: Vec<String> = (0..domains).map(|d| format!("namespace/{base_prefix}-d{d}")).collect();
+        let out = kubectl().arg("delete").args(&names).args(["--wait=true", "--timeout=900s"]).output();
+        assert!(out.is_ok_and(|o| o.status.success()), "baseline namespaces not deleted");
+        (took, children.len())
     });
 
     // 2. The operator from cold: the declarations are applied, then the operator starts.
