@@ -503,6 +503,62 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     );
 }
 
+/// HTTP status of `url` (0 when nothing answers).
+fn http_status(url: &str) -> u16 {
+    std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", url])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_operator_that_cannot_list_is_live_not_ready_and_stops_on_sigterm() {
+    // mallory may list nothing drmesh watches: the caches never sync.
+    let kubeconfig = std::env::temp_dir().join(format!("{}-kubeconfig", harness::unique_name("mallory")));
+    let out = harness::kubectl(&["config", "view", "--raw", "--minify", "--flatten", "--context", "mallory"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&kubeconfig, &out.stdout).expect("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = kubeconfig.with_extension("log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["run", "--http-addr", &format!("127.0.0.1:{port}"), "--identity", "mallory-run"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start drmesh");
+    harness::eventually("/healthz to answer", TIMEOUT, || {
+        let up = http_status(&format!("{base}/healthz")) == 200;
+        async move { up.then_some(()) }
+    })
+    .await;
+    // Its watches are refused (and retried): it stays live but not ready.
+    harness::eventually("a refused watch in the log", TIMEOUT, || {
+        let refused = std::fs::read_to_string(&log_path).unwrap_or_default().contains("forbidden");
+        async move { refused.then_some(()) }
+    })
+    .await;
+    assert_eq!(http_status(&format!("{base}/readyz")), 503, "not ready without synced caches");
+    assert_eq!(http_status(&format!("{base}/healthz")), 200, "live while it retries");
+
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let sent = Instant::now();
+    let status = harness::eventually("drmesh to exit after SIGTERM", Duration::from_secs(30), || {
+        let exited = child.try_wait().expect("try_wait");
+        async move { exited }
+    })
+    .await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    let _ = std::fs::remove_file(&log_path);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(sent.elapsed() < Duration::from_secs(25), "shutdown took {:?}", sent.elapsed());
+}
+
 /// An operator process of the test's own; killed when dropped.
 struct Replica {
     child: std::process::Child,
