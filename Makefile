@@ -25,8 +25,8 @@ e2e: cluster-up build ## End-to-end tests against the real local control plane, 
 bench: cluster-up ## Benchmarks on the local control plane (DRMESH_BENCH_PRODUCTS, DRMESH_BENCH_IDLE_SECS)
 	$(E2E_ENV) $(CARGO) bench --locked --bench mesh
 
-chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS)
-	$(E2E_ENV) $(CARGO) bench --locked --profile dev --bench chaos
+chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS, DRMESH_CHAOS_KILLS)
+	$(E2E_ENV) $(CARGO) bench --locked --bench chaos
 
 chart-lint: ## helm lint --strict and helm template of charts/drmesh (helm built from Go modules)
 	@helm="$$($(CLUSTER) bin)/helm"; \

@@ -307,7 +307,7 @@ fn objects_in_cluster() -> usize {
 /// drmesh reads or writes, from its own `apiserver_request_total`: what the operator
 /// writes, seen from the server. Deployment status (the controller-manager and the kwok
 /// nodes write it) and Leases (renewals, allowed) are left out.
-fn apiserver_writes() -> f64 {
+fn apiserver_writes() -> BTreeMap<String, f64> {
     const KINDS: [&str; 12] = [
         "dataproducts",
         "datasources",
@@ -322,15 +322,27 @@ fn apiserver_writes() -> f64 {
         "events",
         "namespaces",
     ];
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_string())
+    };
     let out = kubectl().args(["get", "--raw", "/metrics"]).output().expect("kubectl get --raw /metrics");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| ["\"POST\"", "\"PUT\"", "\"PATCH\"", "\"DELETE\""].iter().any(|v| l.contains(&format!("verb={v}"))))
-        .filter(|l| KINDS.iter().any(|k| l.contains(&format!("resource=\"{k}\""))))
-        .filter(|l| !(l.contains("resource=\"deployments\"") && l.contains("subresource=\"status\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let mut counts = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
+        let subresource = label(line, "subresource").unwrap_or_default();
+        let mutating = ["POST", "PUT", "PATCH", "DELETE"].contains(&verb.as_str());
+        if !mutating || !KINDS.contains(&resource.as_str()) || (resource == "deployments" && subresource == "status") {
+            continue;
+        }
+        let key = if subresource.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{subresource}")
+        };
+        *counts.entry(key).or_default() += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    }
+    counts
 }
 
 async fn wait_binding(api: &Api<RoleBinding>, name: &str, present: bool, deadline: Duration) -> Option<Instant> {
@@ -544,7 +556,15 @@ async fn main() {
     let idle = idle_started.elapsed();
     let ticks = cpu_ticks(pid) - ticks_before;
     let writes = metric("drmesh_child_writes_total") - writes_before;
-    let server_writes = apiserver_writes() - server_writes_before;
+    let server_writes: BTreeMap<String, f64> = apiserver_writes()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let during = v - server_writes_before.get(&k).copied().unwrap_or(0.0);
+            (during > 0.0).then_some((k, during))
+        })
+        .collect();
+    let server_writes_total: f64 = server_writes.values().sum();
+    let server_writes_detail: Vec<String> = server_writes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let versions_after = child_versions(&op_prefix);
     let changed = versions_after.iter().filter(|(k, v)| versions_before.get(*k) != Some(*v)).count();
     table.push((
@@ -557,7 +577,11 @@ async fn main() {
             "mutating requests on drmesh and child kinds while idle ({} s), apiserver_request_total",
             idle.as_secs()
         ),
-        format!("{server_writes}"),
+        if server_writes_detail.is_empty() {
+            "0".into()
+        } else {
+            format!("{server_writes_total} ({})", server_writes_detail.join(", "))
+        },
         "0".into(),
     ));
     table.push((
