@@ -262,7 +262,7 @@ fn wait_settled(port: u16, deadline: Duration) -> Duration {
     let mut empty_since: Option<Instant> = None;
     while started.elapsed() < deadline {
         match queue_depth(port) {
-            Some(d) if d == 0.0 => {
+            Some(0.0) => {
                 if empty_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(1) {
                     break;
                 }
