@@ -304,24 +304,10 @@ fn objects_in_cluster() -> usize {
 }
 
 /// Mutating requests (POST, PUT, PATCH, DELETE) the API server has served on the kinds
-/// drmesh reads or writes, from its own `apiserver_request_total`: what the operator
+/// drmesh watches (and Events), from its own `apiserver_request_total`: what the operator
 /// writes, seen from the server. Deployment status (the controller-manager and the kwok
 /// nodes write it) and Leases (renewals, allowed) are left out.
 fn apiserver_writes() -> BTreeMap<String, f64> {
-    const KINDS: [&str; 12] = [
-        "dataproducts",
-        "datasources",
-        "accesspolicies",
-        "deployments",
-        "services",
-        "serviceaccounts",
-        "networkpolicies",
-        "roles",
-        "rolebindings",
-        "configmaps",
-        "events",
-        "namespaces",
-    ];
     let label = |line: &str, name: &str| {
         let start = line.find(&format!("{name}=\""))? + name.len() + 2;
         Some(line[start..].split('"').next()?.to_string())
@@ -332,7 +318,8 @@ fn apiserver_writes() -> BTreeMap<String, f64> {
         let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
         let subresource = label(line, "subresource").unwrap_or_default();
         let mutating = ["POST", "PUT", "PATCH", "DELETE"].contains(&verb.as_str());
-        if !mutating || !KINDS.contains(&resource.as_str()) || (resource == "deployments" && subresource == "status") {
+        let watched = drmesh::controllers::WATCHED.contains(&resource.as_str()) || resource == "events";
+        if !mutating || !watched || (resource == "deployments" && subresource == "status") {
             continue;
         }
         let key = if subresource.is_empty() {

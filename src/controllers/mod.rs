@@ -116,6 +116,21 @@ fn product_ref(namespace: &str, name: &str) -> ObjectRef<Guarded<DataProduct>> {
     ObjectRef::new(name).within(namespace)
 }
 
+/// The resources the operator watches, one cache each (the sync gate waits for all).
+pub const WATCHED: [&str; 11] = [
+    "datasources",
+    "dataproducts",
+    "accesspolicies",
+    "namespaces",
+    "deployments",
+    "services",
+    "serviceaccounts",
+    "networkpolicies",
+    "roles",
+    "rolebindings",
+    "configmaps",
+];
+
 /// A Deployment as the product controller needs it: identity and status. The spec is
 /// not kept (a drifted spec shows as a new generation and resourceVersion).
 fn trim_deployment(d: &mut Deployment) {
@@ -196,23 +211,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         config_maps,
         synced,
     };
-    let gate = SyncGate::new(
-        &[
-            "datasources",
-            "dataproducts",
-            "accesspolicies",
-            "namespaces",
-            "deployments",
-            "services",
-            "serviceaccounts",
-            "networkpolicies",
-            "roles",
-            "rolebindings",
-            "configmaps",
-        ],
-        synced_tx,
-        options.ready.clone(),
-    );
+    let gate = SyncGate::new(&WATCHED, synced_tx, options.ready.clone());
     let queues = Arc::new(Queues::default());
     metrics.observe_with(live_figures(caches.clone(), queues.clone()));
     let ctx =
