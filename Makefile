@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build test unit e2e bench chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build test unit e2e bench bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
@@ -24,6 +24,9 @@ e2e: cluster-up build ## End-to-end tests against the real local control plane, 
 
 bench: cluster-up ## Benchmarks on the local control plane (DRMESH_BENCH_PRODUCTS, DRMESH_BENCH_IDLE_SECS)
 	$(E2E_ENV) $(CARGO) bench --locked --bench mesh
+
+bench-memory: ## Bytes per cached child, reflector store against compact records (no cluster; DRMESH_BENCH_PRODUCTS)
+	$(CARGO) bench --locked --bench memory
 
 chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS, DRMESH_CHAOS_KILLS)
 	$(E2E_ENV) $(CARGO) bench --locked --bench chaos

@@ -23,9 +23,8 @@ use drmesh::cli::{admission::Admission, live, snapshot};
 use drmesh::mesh::rules;
 use serde_json::{Value, json};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::env_or;
 
 fn kubectl(args: &[&str]) -> std::process::Output {
     let mut c = Command::new(std::env::var("DRMESH_KUBECTL").unwrap_or_else(|_| "kubectl".into()));
@@ -288,15 +287,9 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
 
 /// Managed children whose owner is gone, and (kind, namespace, name) duplicates.
 fn orphans_and_duplicates(prefix: &str) -> (Vec<String>, usize) {
-    let Some(children) = kubectl_json(&[
-        "get",
-        "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps",
-        "-A",
-        "-l",
-        "app.kubernetes.io/managed-by=drmesh",
-        "-o",
-        "json",
-    ]) else {
+    let Some(children) =
+        kubectl_json(&["get", common::CHILD_KINDS, "-A", "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "json"])
+    else {
         return (vec!["cannot list children".into()], 0);
     };
     let mut owners = BTreeSet::new();

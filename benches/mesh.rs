@@ -13,24 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource};
-use drmesh::mesh::{Snapshot, grant, product, rules, source};
+mod common;
+use common::{env_or, kubectl, rendered_children, synthetic};
+
+use drmesh::api::{AccessPolicy, DataProduct};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn kubectl() -> Command {
-    let mut c = Command::new(std::env::var("DRMESH_KUBECTL").unwrap_or_else(|_| "kubectl".into()));
-    if let Ok(k) = std::env::var("DRMESH_KUBECONFIG") {
-        c.arg("--kubeconfig").arg(k);
-    }
-    c
-}
 
 fn kubectl_apply_file(path: &Path) -> Duration {
     let started = Instant::now();
@@ -49,110 +39,6 @@ fn install_crds() {
     kubectl_apply_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/drmesh.io_crds.yaml")));
     let out = kubectl().args(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]).output();
     assert!(out.is_ok_and(|o| o.status.success()), "CRDs not Established");
-}
-
-/// A synthetic mesh: `domains` namespaces, one source per domain, products reading it,
-/// every fifth product also reading a product of the next domain through a grant.
-fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
-    let domains = (products / 50).max(4);
-    let mut docs = Vec::new();
-    let mut snapshot = Snapshot::default();
-    for d in 0..domains {
-        let ns = format!("{prefix}-d{d}");
-        docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted", "drmesh.io/bench": prefix}}}));
-        docs.push(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns},
-            "stringData": {"password": "bench"}}),
-        );
-        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": "db", "namespace": ns},
-            "spec": {"classification": "Internal", "type": "Postgres",
-                     "endpoint": {"cidr": "10.50.0.0/24", "port": 5432}, "credentialsSecretRef": {"name": "db-credentials"}}}));
-        snapshot.set_clearance(&ns, Classification::Restricted);
-        snapshot.add_secret(&ns, "db-credentials");
-    }
-    for i in 0..products {
-        let d = i % domains;
-        let ns = format!("{prefix}-d{d}");
-        let mut inputs = vec![json!({"dataSource": "db"})];
-        if i % 5 == 4 {
-            let producer_ns = format!("{prefix}-d{}", (i - 1) % domains);
-            inputs.push(json!({"dataProduct": {"namespace": producer_ns, "name": format!("p{}", i - 1)}}));
-            docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
-                "metadata": {"name": format!("to-p{i}"), "namespace": producer_ns},
-                "spec": {"dataProduct": format!("p{}", i - 1),
-                         "subjects": [{"kind": "DataProduct", "namespace": ns, "name": format!("p{i}")},
-                                      {"kind": "Group", "name": "bench-analysts"}],
-                         "purpose": "benchmark of the mesh", "expiresAt": "2030-01-01T00:00:00Z"}}));
-        }
-        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": format!("p{i}"), "namespace": ns},
-            "spec": {"classification": "Internal", "owners": [{"kind": "Group", "name": "bench-owners"}], "inputs": inputs,
-                     "runtime": {"image": "registry.example/bench:1.0", "replicas": 1},
-                     "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}));
-    }
-    for doc in &docs {
-        match doc["kind"].as_str() {
-            Some("DataSource") => {
-                snapshot.add_source(serde_json::from_value::<DataSource>(doc.clone()).expect("source"))
-            }
-            Some("DataProduct") => {
-                snapshot.add_product(serde_json::from_value::<DataProduct>(doc.clone()).expect("product"))
-            }
-            Some("AccessPolicy") => {
-                snapshot.add_policy(serde_json::from_value::<AccessPolicy>(doc.clone()).expect("policy"))
-            }
-            _ => {}
-        }
-    }
-    (docs, snapshot)
-}
-
-/// The children the operator would create, as the pure core builds them (no owner
-/// references: the baseline has no owners).
-fn rendered_children(snapshot: &Snapshot) -> Vec<Value> {
-    let now = jiff::Timestamp::now();
-    let mut out = Vec::new();
-    let mut push = |v: Value| {
-        let mut v = v;
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("ownerReferences");
-        }
-        out.push(v);
-    };
-    for p in snapshot.products.values() {
-        let plan = rules::plan_product(snapshot, p, now);
-        let b = product::build(p, &plan);
-        push(serde_json::to_value(&b.isolation).expect("json"));
-        push(serde_json::to_value(&b.service_account).expect("json"));
-        b.service.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.deployment.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.owners_role.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.owners_binding.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.contract.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-    }
-    for s in snapshot.sources.values() {
-        let consumers = drmesh::controllers::datasource::allowed_consumers(snapshot, s, now);
-        let b = source::build(s, &consumers);
-        for v in
-            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.egress.map(serde_json::to_value)]
-                .into_iter()
-                .flatten()
-        {
-            push(v.expect("json"));
-        }
-    }
-    for a in snapshot.policies.values() {
-        let plan = rules::plan_grant(snapshot, a, now);
-        let b = grant::build(a, &plan);
-        for v in
-            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.ingress.map(serde_json::to_value)]
-                .into_iter()
-                .flatten()
-        {
-            push(v.expect("json"));
-        }
-    }
-    out
 }
 
 fn write_yaml(path: &Path, docs: &[Value]) {
@@ -265,7 +151,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// resourceVersions of every child the operator manages in the bench namespaces.
 fn child_versions(prefix: &str) -> BTreeMap<String, String> {
     let out = kubectl()
-        .args(["get", "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps", "-A"])
+        .args(["get", common::CHILD_KINDS, "-A"])
         .args([
             "-l",
             "app.kubernetes.io/managed-by=drmesh",
@@ -377,7 +263,7 @@ async fn main() {
         let namespaces: Vec<Value> = base_docs.iter().filter(|d| d["kind"] == "Namespace").cloned().collect();
         write_yaml(&dir.join("base-namespaces.yaml"), &namespaces);
         kubectl_apply_file(&dir.join("base-namespaces.yaml"));
-        let children = rendered_children(&base_snapshot);
+        let children = rendered_children(&base_snapshot, false);
         write_yaml(&dir.join("base-children.yaml"), &children);
         let started = Instant::now();
         kubectl_apply_file(&dir.join("base-children.yaml"));

@@ -16,7 +16,6 @@ use std::sync::Mutex;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +24,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use super::error::Error;
-use crate::mesh::labels;
+use super::records::ChildCache;
 
 /// A child kind the operator manages: a namespaced, typed Kubernetes object.
 pub trait Child:
@@ -76,16 +75,16 @@ impl Applier {
 
     /// Server-side applies `child` unless the cache shows it is already as we left it.
     /// Returns whether a request was sent.
-    pub async fn apply<K, C>(&self, child: &K, cache: &Store<C>) -> Result<bool, Error>
+    pub async fn apply<K, C>(&self, child: &K, cache: &ChildCache<C>) -> Result<bool, Error>
     where
         K: Child,
-        C: Resource<DynamicType = ()> + Clone + 'static,
+        C: Resource<DynamicType = ()> + Default + Clone,
     {
         let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
         let name = child.name_any();
         let key = Self::key::<K>(&namespace, &name);
         let desired = fingerprint(child);
-        let cached_rv = cache.get(&ObjectRef::new(&name).within(&namespace)).and_then(|c| c.resource_version());
+        let cached_rv = cache.resource_version(&namespace, &name);
         if let (Some(rv), Some((hash, last_rv))) = (&cached_rv, self.remembered(&key))
             && hash == desired
             && *rv == last_rv
@@ -124,46 +123,47 @@ impl Applier {
     }
 }
 
-fn fingerprint<K: Serialize>(child: &K) -> u64 {
+/// A hash of what `value` serializes to (stable within one build of the operator).
+pub fn fingerprint<K: Serialize>(child: &K) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_string(child).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
 }
 
-/// Deletes children of `kind` that carry `label=value`, are controlled by `owner_uid`,
-/// and are not in `keep`. Reads candidates from the metadata cache; deletes with a UID
-/// precondition so a newer object of the same name is never removed by mistake.
-pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Clone + 'static>(
+/// Deletes children of `kind` that carry our managed-by label and `label=value`, are
+/// controlled by `owner_uid`, and are not in `keep`. Reads candidates from the cache (one
+/// namespace); deletes with a UID precondition so a newer object of the same name is
+/// never removed by mistake.
+pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Default + Clone>(
     client: &Client,
-    cache: &Store<C>,
+    cache: &ChildCache<C>,
     namespace: &str,
     owner_uid: &str,
     label: (&str, &str),
     keep: &BTreeSet<String>,
 ) -> Result<usize, Error> {
     let mut deleted = 0;
-    for meta in cache.state() {
-        let ours = meta.namespace().as_deref() == Some(namespace)
-            && meta.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-            && meta.labels().get(label.0).map(String::as_str) == Some(label.1)
-            && meta.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid);
-        if !ours || keep.contains(&meta.name_any()) {
+    for (name, uid) in cache.owned(namespace, owner_uid, label) {
+        if keep.contains(&name) {
             continue;
         }
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: meta.uid(), resource_version: None }),
+            preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
             ..DeleteParams::background()
         };
-        match api.delete(&meta.name_any(), &params).await {
+        match api.delete(&name, &params).await {
             Ok(_) => deleted += 1,
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(source) => {
-                return Err(Error::Delete { kind: K::kind(&()).to_string(), name: meta.name_any(), source });
-            }
+            Err(source) => return Err(Error::Delete { kind: K::kind(&()).to_string(), name, source }),
         }
     }
     Ok(deleted)
+}
+
+/// What the Role cache keeps of a Role's rules.
+pub fn rules_hash(role: &Role) -> u64 {
+    fingerprint(&role.rules)
 }
 
 /// Applies what one parent grants: an optional Role with its RoleBinding, and an
@@ -196,9 +196,9 @@ pub async fn apply_access(
     prune::<Role, _>(client, &caches.roles, namespace, owner_uid, label, &keep_rbac).await?;
     prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, owner_uid, label, &keep_network).await?;
     if let (Some(role), Some(binding)) = (&role, &binding) {
-        let current = caches.roles.get(&ObjectRef::new(&role.name_any()).within(namespace));
-        let rules_change = current.as_ref().is_some_and(|c| c.rules != role.rules);
-        let bound = caches.role_bindings.get(&ObjectRef::new(&binding.name_any()).within(namespace)).is_some();
+        let current = caches.roles.get(namespace, &role.name_any());
+        let rules_change = current.is_some_and(|c| c.detail != rules_hash(role));
+        let bound = caches.role_bindings.get(namespace, &binding.name_any()).is_some();
         if rules_change && bound {
             let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
             match api.delete(&binding.name_any(), &DeleteParams::default()).await {

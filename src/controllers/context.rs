@@ -15,6 +15,7 @@ use kube::{Client, Resource};
 
 use super::children::Applier;
 use super::queue::Queue;
+use super::records::ChildCache;
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
 use crate::mesh::MeshView;
 use crate::mesh::labels;
@@ -28,14 +29,15 @@ pub struct Caches {
     pub products: Store<DeserializeGuard<DataProduct>>,
     pub policies: Store<DeserializeGuard<AccessPolicy>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    /// Full objects: a Role's rules are compared before it changes (see `apply_access`).
-    pub roles: Store<Role>,
-    pub role_bindings: Store<PartialObjectMeta<RoleBinding>>,
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// Children, as compact records (see [`ChildCache`]). Detail: available replicas.
+    pub deployments: ChildCache<Deployment>,
+    pub services: ChildCache<PartialObjectMeta<Service>>,
+    pub service_accounts: ChildCache<PartialObjectMeta<ServiceAccount>>,
+    pub network_policies: ChildCache<PartialObjectMeta<NetworkPolicy>>,
+    /// Detail: a hash of the rules, compared before a Role changes (see `apply_access`).
+    pub roles: ChildCache<Role>,
+    pub role_bindings: ChildCache<PartialObjectMeta<RoleBinding>>,
+    pub config_maps: ChildCache<PartialObjectMeta<ConfigMap>>,
     /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).
     pub synced: tokio::sync::watch::Receiver<bool>,
 }

@@ -47,9 +47,7 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
     let bundle = product::build(product, &plan);
     apply(ctx, product, &namespace, &uid, bundle).await?;
     let consumers = rules::product_consumers(&ctx.caches, &namespace, &product.name_any(), now);
-    let deployment =
-        ctx.caches.deployments.get(&kube::runtime::reflector::ObjectRef::new(&product.name_any()).within(&namespace));
-    let available = deployment.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0);
+    let available = ctx.caches.deployments.get(&namespace, &product.name_any()).map_or(0, |d| d.detail as i32);
     let status = desired_status(product, &plan, plan.runnable().then_some(available), consumers, now);
     write_status(ctx, product, &namespace, status).await?;
     Ok(requeue_at(plan.next_expiry, now))

@@ -9,6 +9,7 @@ pub mod dataproduct;
 pub mod datasource;
 pub mod error;
 pub mod queue;
+pub mod records;
 pub mod scope;
 pub mod watches;
 
@@ -32,8 +33,9 @@ use kube::{Client, Resource, ResourceExt};
 
 pub use context::{Caches, Context, Queues, SyncGate};
 pub use error::Error;
+use records::{ChildCache, no_detail};
 pub use scope::Scope;
-use watches::{Events, FanOut, any_change, cached, cached_cluster, changes, generation, keep_all};
+use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all};
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::MeshView;
@@ -133,11 +135,16 @@ pub const WATCHED: [&str; 11] = [
 
 /// A Deployment as the product controller needs it: identity and status. The spec is
 /// not kept (a drifted spec shows as a new generation and resourceVersion).
-fn trim_deployment(d: &mut Deployment) {
+pub fn trim_deployment(d: &mut Deployment) {
     d.spec = None;
     if let Some(status) = &mut d.status {
         status.conditions = None;
     }
+}
+
+/// What the Deployment cache keeps beside the metadata.
+pub fn available_replicas(d: &Deployment) -> u64 {
+    d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0).max(0) as u64
 }
 
 /// A Deployment wakes its product when its spec, metadata or available replicas change,
@@ -189,13 +196,13 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (products, products_w) = reflector::store();
     let (policies, policies_w) = reflector::store();
     let (namespaces, namespaces_w) = reflector::store();
-    let (deployments, deployments_w) = reflector::store();
-    let (services, services_w) = reflector::store();
-    let (service_accounts, service_accounts_w) = reflector::store();
-    let (network_policies, network_policies_w) = reflector::store();
-    let (roles, roles_w) = reflector::store();
-    let (role_bindings, role_bindings_w) = reflector::store();
-    let (config_maps, config_maps_w) = reflector::store();
+    let deployments = ChildCache::new(available_replicas);
+    let services = ChildCache::new(no_detail);
+    let service_accounts = ChildCache::new(no_detail);
+    let network_policies = ChildCache::new(no_detail);
+    let roles = ChildCache::new(children::rules_hash);
+    let role_bindings = ChildCache::new(no_detail);
+    let config_maps = ChildCache::new(no_detail);
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let caches = Caches {
         sources,
@@ -256,51 +263,100 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         }))
         .boxed(),
         drive(
-            cached(c.clone(), &scope, managed.clone(), deployments_w, gate.clone(), "deployments", trim_deployment)
-                .inspect({
-                    let f = deploy.clone();
-                    move |e| f.send(e)
-                }),
-        )
-        .boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), services_w, gate.clone(), "services", keep_all).inspect({
-            let f = svc.clone();
-            move |e| f.send(e)
-        }))
-        .boxed(),
-        drive(
-            cached(c.clone(), &scope, managed.clone(), service_accounts_w, gate.clone(), "serviceaccounts", keep_all)
-                .inspect({
-                    let f = sa.clone();
-                    move |e| f.send(e)
-                }),
+            cached_children(
+                c.clone(),
+                &scope,
+                managed.clone(),
+                caches.deployments.clone(),
+                gate.clone(),
+                "deployments",
+                trim_deployment,
+            )
+            .inspect({
+                let f = deploy.clone();
+                move |e| f.send(e)
+            }),
         )
         .boxed(),
         drive(
-            cached(c.clone(), &scope, managed.clone(), network_policies_w, gate.clone(), "networkpolicies", keep_all)
-                .inspect({
-                    let f = np.clone();
-                    move |e| f.send(e)
-                }),
+            cached_children(
+                c.clone(),
+                &scope,
+                managed.clone(),
+                caches.services.clone(),
+                gate.clone(),
+                "services",
+                keep_all,
+            )
+            .inspect({
+                let f = svc.clone();
+                move |e| f.send(e)
+            }),
         )
-        .boxed(),
-        drive(cached(c.clone(), &scope, managed.clone(), roles_w, gate.clone(), "roles", keep_all).inspect({
-            let f = role.clone();
-            move |e| f.send(e)
-        }))
         .boxed(),
         drive(
-            cached(c.clone(), &scope, managed.clone(), role_bindings_w, gate.clone(), "rolebindings", keep_all)
+            cached_children(
+                c.clone(),
+                &scope,
+                managed.clone(),
+                caches.service_accounts.clone(),
+                gate.clone(),
+                "serviceaccounts",
+                keep_all,
+            )
+            .inspect({
+                let f = sa.clone();
+                move |e| f.send(e)
+            }),
+        )
+        .boxed(),
+        drive(
+            cached_children(
+                c.clone(),
+                &scope,
+                managed.clone(),
+                caches.network_policies.clone(),
+                gate.clone(),
+                "networkpolicies",
+                keep_all,
+            )
+            .inspect({
+                let f = np.clone();
+                move |e| f.send(e)
+            }),
+        )
+        .boxed(),
+        drive(
+            cached_children(c.clone(), &scope, managed.clone(), caches.roles.clone(), gate.clone(), "roles", keep_all)
                 .inspect({
-                    let f = rb.clone();
+                    let f = role.clone();
                     move |e| f.send(e)
                 }),
         )
         .boxed(),
-        drive(cached(c, &scope, managed, config_maps_w, gate.clone(), "configmaps", keep_all).inspect({
-            let f = cm.clone();
-            move |e| f.send(e)
-        }))
+        drive(
+            cached_children(
+                c.clone(),
+                &scope,
+                managed.clone(),
+                caches.role_bindings.clone(),
+                gate.clone(),
+                "rolebindings",
+                keep_all,
+            )
+            .inspect({
+                let f = rb.clone();
+                move |e| f.send(e)
+            }),
+        )
+        .boxed(),
+        drive(
+            cached_children(c, &scope, managed, caches.config_maps.clone(), gate.clone(), "configmaps", keep_all)
+                .inspect({
+                    let f = cm.clone();
+                    move |e| f.send(e)
+                }),
+        )
         .boxed(),
     ]);
 

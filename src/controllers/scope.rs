@@ -20,6 +20,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::records::ChildCache;
 use super::watches::watch_backoff;
 
 /// The namespaces the operator watches.
@@ -54,7 +55,7 @@ pub fn watch<K>(
     client: Client,
     scope: &Scope,
     cfg: watcher::Config,
-    cache: Store<K>,
+    cache: impl Listing<K>,
 ) -> stream::BoxStream<'static, WatchResult<K>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -84,15 +85,32 @@ where
     }
 }
 
+/// What the cache fed by a merged stream holds in one namespace.
+pub trait Listing<K>: Send + 'static {
+    fn in_namespace(&self, namespace: &str) -> Vec<K>;
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Listing<K> for Store<K> {
+    fn in_namespace(&self, namespace: &str) -> Vec<K> {
+        self.state().iter().filter(|o| o.namespace().as_deref() == Some(namespace)).map(|o| (**o).clone()).collect()
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Default + Clone + Send + Sync + 'static> Listing<K> for ChildCache<K> {
+    fn in_namespace(&self, namespace: &str) -> Vec<K> {
+        ChildCache::in_namespace(self, namespace)
+    }
+}
+
 /// Merges per-namespace watch streams (`(namespace, event)`) as the module explains.
-/// `cache` is the store the merged stream feeds: it is read to find objects that a
+/// `cache` is what the merged stream feeds: it is read to find objects that a
 /// namespace's re-list no longer has.
-pub fn merge<K, S>(events: S, namespaces: usize, cache: Store<K>) -> impl Stream<Item = WatchResult<K>> + Send
+pub fn merge<K, S>(events: S, namespaces: usize, cache: impl Listing<K>) -> impl Stream<Item = WatchResult<K>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     S: Stream<Item = (String, WatchResult<K>)> + Send,
 {
-    let mut state = Merge::<K> {
+    let mut state = Merge::<K, _> {
         namespaces,
         listed: HashSet::new(),
         initial: Some(HashMap::new()),
@@ -102,7 +120,7 @@ where
     events.flat_map(move |(ns, event)| stream::iter(state.step(ns, event)))
 }
 
-struct Merge<K: Resource<DynamicType = ()> + Clone + 'static> {
+struct Merge<K: Resource<DynamicType = ()> + Clone + 'static, L> {
     namespaces: usize,
     /// Namespaces that have completed their first list.
     listed: HashSet<String>,
@@ -110,10 +128,10 @@ struct Merge<K: Resource<DynamicType = ()> + Clone + 'static> {
     initial: Option<HashMap<ObjectRef<K>, K>>,
     /// Namespaces re-listing after the first list: the names their new list has.
     relisting: HashMap<String, HashSet<String>>,
-    cache: Store<K>,
+    cache: L,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> Merge<K> {
+impl<K: Resource<DynamicType = ()> + Clone + 'static, L: Listing<K>> Merge<K, L> {
     fn step(&mut self, ns: String, event: WatchResult<K>) -> Vec<WatchResult<K>> {
         let event = match event {
             Ok(event) => event,
@@ -156,10 +174,10 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Merge<K> {
             Event::InitDone => {
                 let seen = self.relisting.remove(&ns).unwrap_or_default();
                 self.cache
-                    .state()
-                    .iter()
-                    .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && !seen.contains(&o.name_any()))
-                    .map(|gone| Ok(Event::Delete(gone.as_ref().clone())))
+                    .in_namespace(&ns)
+                    .into_iter()
+                    .filter(|o| !seen.contains(&o.name_any()))
+                    .map(|gone| Ok(Event::Delete(gone)))
                     .collect()
             }
             event => vec![Ok(event)],

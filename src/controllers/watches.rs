@@ -22,6 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::context::SyncGate;
+use super::records::ChildCache;
 use super::scope::{self, Scope};
 
 /// Reconnects quickly after the API server comes back (kube's default backoff climbs
@@ -63,7 +64,31 @@ where
         + 'static,
 {
     let events = scope::watch(client, scope, cfg, writer.as_reader());
-    feed(events, writer, gate, kind, trim)
+    listed(trimmed(events, trim).reflect(writer), gate, kind)
+}
+
+/// Like [`cached`], for a child kind kept as compact records (see [`ChildCache`]).
+pub fn cached_children<K>(
+    client: Client,
+    scope: &Scope,
+    cfg: watcher::Config,
+    cache: ChildCache<K>,
+    gate: Arc<SyncGate>,
+    kind: &'static str,
+    trim: fn(&mut K),
+) -> impl Stream<Item = WatchResult<K>> + Send
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Default
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let events = scope::watch(client, scope, cfg, cache.clone());
+    listed(cache.reflect(trimmed(events, trim)), gate, kind)
 }
 
 /// Like [`cached`], for a cluster-scoped kind (always watched cluster-wide).
@@ -78,31 +103,32 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let events = watcher(Api::<K>::all(client), cfg).backoff(watch_backoff());
-    feed(events, writer, gate, kind, keep_all)
+    listed(trimmed(events, keep_all).reflect(writer), gate, kind)
 }
 
-fn feed<K, S>(
-    events: S,
-    writer: reflector::store::Writer<K>,
-    gate: Arc<SyncGate>,
-    kind: &'static str,
-    trim: fn(&mut K),
-) -> impl Stream<Item = WatchResult<K>> + Send
+/// Drops managedFields (never read) and what `trim` says is not needed.
+fn trimmed<K, S>(events: S, trim: fn(&mut K)) -> impl Stream<Item = WatchResult<K>> + Send
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Send,
     S: Stream<Item = WatchResult<K>> + Send,
 {
-    events
-        .modify(move |o| {
-            o.managed_fields_mut().clear();
-            trim(o);
-        })
-        .inspect(move |event| {
-            if let Ok(Event::InitDone) = event {
-                gate.listed(kind);
-            }
-        })
-        .reflect(writer)
+    events.modify(move |o| {
+        o.managed_fields_mut().clear();
+        trim(o);
+    })
+}
+
+/// Tells `gate` once the cache behind `events` holds its first list (the events pass
+/// here after the cache applied them, so nobody reads a cache still being filled).
+fn listed<K, S>(events: S, gate: Arc<SyncGate>, kind: &'static str) -> impl Stream<Item = WatchResult<K>> + Send
+where
+    S: Stream<Item = WatchResult<K>> + Send,
+{
+    events.inspect(move |event| {
+        if let Ok(Event::InitDone) = event {
+            gate.listed(kind);
+        }
+    })
 }
 
 /// Keeps everything but managedFields.

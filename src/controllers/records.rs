@@ -1,0 +1,401 @@
+//! Compact caches of the children: what the operator must remember of each object it
+//! manages, and nothing else.
+//!
+//! A child's metadata as a reflector stores it (`PartialObjectMeta`, an `ObjectMeta`
+//! with label and annotation maps, plus the store's key) costs about 1.8 KB; the
+//! controllers read five things of it — the resourceVersion (is it still as we left it?),
+//! the UID and the controlling owner (may it be pruned, and whom does a change wake?),
+//! our labels, and for two kinds one figure (a Deployment's available replicas, a hash
+//! of a Role's rules). A [`ChildRecord`] keeps exactly that, indexed by namespace so
+//! pruning one parent's children reads one namespace, not the cluster.
+//! `make bench-memory` measures the difference.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use kube::runtime::watcher::{self, Event};
+
+use crate::mesh::labels;
+
+/// The labels naming a child's parent (one of them is on every child).
+const PARENT_LABELS: [&str; 3] = [labels::DATA_PRODUCT, labels::DATA_SOURCE, labels::ACCESS_POLICY];
+
+/// The controller owner reference of a child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub api_version: Box<str>,
+    pub kind: Box<str>,
+    pub name: Box<str>,
+    pub uid: Box<str>,
+}
+
+/// What the operator remembers of one child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildRecord {
+    pub uid: Box<str>,
+    pub resource_version: Box<str>,
+    /// Carries `app.kubernetes.io/managed-by=drmesh`.
+    pub managed: bool,
+    /// The parent labels it carries (index into [`PARENT_LABELS`], value).
+    parents: Box<[(u8, Box<str>)]>,
+    pub owner: Option<Owner>,
+    /// The one figure a controller reads of this kind (see [`ChildCache::new`]).
+    pub detail: u64,
+}
+
+impl ChildRecord {
+    fn of<K: Resource>(obj: &K, detail: u64) -> Self {
+        let meta = obj.meta();
+        let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
+        let parents = PARENT_LABELS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| label(key).map(|v| (i as u8, Box::from(v.as_str()))))
+            .collect();
+        let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| Owner {
+            api_version: o.api_version.as_str().into(),
+            kind: o.kind.as_str().into(),
+            name: o.name.as_str().into(),
+            uid: o.uid.as_str().into(),
+        });
+        Self {
+            uid: meta.uid.as_deref().unwrap_or_default().into(),
+            resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
+            managed: label(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER),
+            parents,
+            owner,
+            detail,
+        }
+    }
+
+    /// The value of `key` if it is one of the parent labels the record keeps.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let index = PARENT_LABELS.iter().position(|k| *k == key)? as u8;
+        self.parents.iter().find(|(i, _)| *i == index).map(|(_, v)| &**v)
+    }
+
+    /// The metadata this record stands for (what the record keeps of it).
+    fn meta(&self, namespace: &str, name: &str) -> ObjectMeta {
+        let mut labels: BTreeMap<String, String> =
+            self.parents.iter().map(|(i, v)| (PARENT_LABELS[*i as usize].to_string(), v.to_string())).collect();
+        if self.managed {
+            labels.insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
+        }
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            uid: Some(self.uid.to_string()),
+            resource_version: Some(self.resource_version.to_string()),
+            labels: Some(labels),
+            owner_references: self.owner.as_ref().map(|o| {
+                vec![OwnerReference {
+                    api_version: o.api_version.to_string(),
+                    kind: o.kind.to_string(),
+                    name: o.name.to_string(),
+                    uid: o.uid.to_string(),
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }]
+            }),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Records by namespace, then by name.
+type Index = HashMap<Box<str>, HashMap<Box<str>, ChildRecord>>;
+
+/// A watch cache of one child kind, kept as [`ChildRecord`]s. Cheap to clone (shared).
+pub struct ChildCache<K> {
+    index: Arc<RwLock<Index>>,
+    detail: fn(&K) -> u64,
+}
+
+impl<K> Clone for ChildCache<K> {
+    fn clone(&self) -> Self {
+        Self { index: self.index.clone(), detail: self.detail }
+    }
+}
+
+/// No figure beyond the record.
+pub fn no_detail<K>(_: &K) -> u64 {
+    0
+}
+
+impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
+    /// `detail` computes the one figure kept beside the metadata (or [`no_detail`]).
+    pub fn new(detail: fn(&K) -> u64) -> Self {
+        Self { index: Arc::default(), detail }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<ChildRecord> {
+        self.read().get(namespace)?.get(name).cloned()
+    }
+
+    pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
+        Some(self.read().get(namespace)?.get(name)?.resource_version.to_string())
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Children of `namespace` managed by drmesh, labelled `label`, whose controller
+    /// owner has `owner_uid`: (name, UID), sorted by name.
+    pub fn owned(&self, namespace: &str, owner_uid: &str, label: (&str, &str)) -> Vec<(String, String)> {
+        let index = self.read();
+        let mut found: Vec<(String, String)> = index
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| {
+                r.managed && r.label(label.0) == Some(label.1) && r.owner.as_ref().is_some_and(|o| &*o.uid == owner_uid)
+            })
+            .map(|(name, r)| (name.to_string(), r.uid.to_string()))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Every child of `namespace`, as objects carrying what the records keep.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<K> {
+        self.read()
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|(name, record)| self.object(namespace, name, record))
+            .collect()
+    }
+
+    fn object(&self, namespace: &str, name: &str, record: &ChildRecord) -> K {
+        let mut obj = K::default();
+        *obj.meta_mut() = record.meta(namespace, name);
+        obj
+    }
+
+    /// Keeps the cache up to date from `events` and passes them on; after a re-list, a
+    /// `Delete` is passed on for every child the new list no longer has (so whoever
+    /// owned it is told). Until the first list is complete, the cache is empty.
+    pub fn reflect<S>(self, events: S) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+    where
+        K: Send + 'static,
+        S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
+    {
+        let mut listing: Option<Index> = None;
+        events.flat_map(move |event| {
+            let out = match event {
+                Ok(event) => self.step(&mut listing, event).into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            };
+            stream::iter(out)
+        })
+    }
+
+    fn step(&self, listing: &mut Option<Index>, event: Event<K>) -> Vec<Event<K>> {
+        let key = |obj: &K| {
+            let meta = obj.meta();
+            (meta.namespace.as_deref().unwrap_or_default().into(), meta.name.as_deref().unwrap_or_default().into())
+        };
+        match event {
+            Event::Init => {
+                *listing = Some(Index::new());
+                vec![Event::Init]
+            }
+            Event::InitApply(obj) => {
+                let (ns, name): (Box<str>, Box<str>) = key(&obj);
+                let record = ChildRecord::of(&obj, (self.detail)(&obj));
+                listing.get_or_insert_default().entry(ns).or_default().insert(name, record);
+                vec![Event::InitApply(obj)]
+            }
+            Event::InitDone => {
+                let fresh = listing.take().unwrap_or_default();
+                let old = std::mem::replace(&mut *self.index.write().unwrap_or_else(|p| p.into_inner()), fresh);
+                let index = self.read();
+                let mut out: Vec<Event<K>> = old
+                    .iter()
+                    .flat_map(|(ns, names)| names.iter().map(move |(name, r)| (ns, name, r)))
+                    .filter(|(ns, name, _)| index.get(*ns).is_none_or(|names| !names.contains_key(*name)))
+                    .map(|(ns, name, record)| Event::Delete(self.object(ns, name, record)))
+                    .collect();
+                out.push(Event::InitDone);
+                out
+            }
+            Event::Apply(obj) => {
+                let (ns, name) = key(&obj);
+                let record = ChildRecord::of(&obj, (self.detail)(&obj));
+                self.index.write().unwrap_or_else(|p| p.into_inner()).entry(ns).or_default().insert(name, record);
+                vec![Event::Apply(obj)]
+            }
+            Event::Delete(obj) => {
+                let (ns, name): (Box<str>, Box<str>) = key(&obj);
+                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(names) = index.get_mut(&ns) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        index.remove(&ns);
+                    }
+                }
+                vec![Event::Delete(obj)]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::PartialObjectMeta;
+
+    type Meta = PartialObjectMeta<Service>;
+
+    fn child(ns: &str, name: &str, rv: &str, owner_uid: &str, product: &str) -> Meta {
+        let metadata = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            uid: Some(format!("uid-{name}")),
+            resource_version: Some(rv.into()),
+            labels: Some(BTreeMap::from([
+                (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                (labels::DATA_PRODUCT.to_string(), product.to_string()),
+                ("app.kubernetes.io/name".to_string(), product.to_string()),
+            ])),
+            annotations: Some(BTreeMap::from([("note".to_string(), "not kept".to_string())])),
+            owner_references: Some(vec![
+                OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    name: "other".into(),
+                    uid: "not-the-controller".into(),
+                    controller: Some(false),
+                    block_owner_deletion: None,
+                },
+                OwnerReference {
+                    api_version: "drmesh.io/v1alpha1".into(),
+                    kind: "DataProduct".into(),
+                    name: product.into(),
+                    uid: owner_uid.into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                },
+            ]),
+            ..ObjectMeta::default()
+        };
+        Meta { metadata, ..Meta::default() }
+    }
+
+    fn feed(cache: &ChildCache<Meta>, listing: &mut Option<Index>, events: Vec<Event<Meta>>) -> Vec<Event<Meta>> {
+        events.into_iter().flat_map(|e| cache.step(listing, e)).collect()
+    }
+
+    #[test]
+    fn a_record_keeps_what_the_controllers_read() {
+        let cache = ChildCache::<Meta>::new(|m| m.metadata.name.as_ref().map_or(0, |n| n.len() as u64));
+        let mut listing = None;
+        feed(
+            &cache,
+            &mut listing,
+            vec![Event::Init, Event::InitApply(child("a", "svc", "7", "owner-1", "p")), Event::InitDone],
+        );
+        let record = cache.get("a", "svc").expect("cached");
+        assert_eq!(&*record.uid, "uid-svc");
+        assert_eq!(&*record.resource_version, "7");
+        assert!(record.managed);
+        assert_eq!(record.label(labels::DATA_PRODUCT), Some("p"));
+        assert_eq!(record.label(labels::ACCESS_POLICY), None);
+        assert_eq!(record.label("app.kubernetes.io/name"), None, "other labels are not kept");
+        let owner = record.owner.expect("controller owner");
+        assert_eq!((&*owner.kind, &*owner.name, &*owner.uid), ("DataProduct", "p", "owner-1"));
+        assert_eq!(record.detail, 3);
+        assert_eq!(cache.resource_version("a", "svc").as_deref(), Some("7"));
+        assert_eq!(cache.resource_version("b", "svc"), None);
+    }
+
+    #[test]
+    fn owned_selects_by_namespace_label_and_controller_uid() {
+        let cache = ChildCache::<Meta>::new(no_detail);
+        let mut listing = None;
+        let mut foreign = child("a", "x-foreign", "1", "owner-1", "p");
+        foreign.metadata.labels.as_mut().expect("labels").remove(labels::MANAGED_BY);
+        feed(
+            &cache,
+            &mut listing,
+            vec![
+                Event::Init,
+                Event::InitApply(child("a", "x2", "1", "owner-1", "p")),
+                Event::InitApply(child("a", "x1", "1", "owner-1", "p")),
+                Event::InitApply(child("a", "y", "1", "owner-2", "p")),
+                Event::InitApply(child("a", "z", "1", "owner-1", "q")),
+                Event::InitApply(child("b", "x3", "1", "owner-1", "p")),
+                Event::InitApply(foreign),
+                Event::InitDone,
+            ],
+        );
+        let owned = cache.owned("a", "owner-1", (labels::DATA_PRODUCT, "p"));
+        assert_eq!(owned, [("x1".to_string(), "uid-x1".to_string()), ("x2".to_string(), "uid-x2".to_string())]);
+        assert_eq!(cache.len(), 6);
+    }
+
+    #[test]
+    fn the_first_list_is_atomic_and_a_relist_reports_what_is_gone() {
+        let cache = ChildCache::<Meta>::new(no_detail);
+        let mut listing = None;
+        feed(
+            &cache,
+            &mut listing,
+            vec![
+                Event::Init,
+                Event::InitApply(child("a", "kept", "1", "o", "p")),
+                Event::InitApply(child("a", "lost", "1", "o", "p")),
+            ],
+        );
+        assert!(cache.is_empty(), "nothing visible before the list completes");
+        feed(&cache, &mut listing, vec![Event::InitDone]);
+        assert_eq!(cache.len(), 2);
+        let out = feed(
+            &cache,
+            &mut listing,
+            vec![Event::Init, Event::InitApply(child("a", "kept", "2", "o", "p")), Event::InitDone],
+        );
+        let deleted: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delete(m) => Some(m.metadata.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted.len(), 1, "{out:?}");
+        assert_eq!(deleted[0].name.as_deref(), Some("lost"));
+        let owner = &deleted[0].owner_references.as_ref().expect("owner kept")[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("DataProduct", "o"), "the owner is told");
+        assert_eq!(cache.resource_version("a", "kept").as_deref(), Some("2"));
+        assert_eq!(cache.get("a", "lost"), None);
+    }
+
+    #[test]
+    fn apply_and_delete_keep_the_index_current() {
+        let cache = ChildCache::<Meta>::new(no_detail);
+        let mut listing = None;
+        feed(&cache, &mut listing, vec![Event::Init, Event::InitDone]);
+        feed(&cache, &mut listing, vec![Event::Apply(child("a", "s", "1", "o", "p"))]);
+        feed(&cache, &mut listing, vec![Event::Apply(child("a", "s", "2", "o", "p"))]);
+        assert_eq!(cache.resource_version("a", "s").as_deref(), Some("2"));
+        let synthesized = cache.in_namespace("a");
+        assert_eq!(synthesized.len(), 1);
+        assert_eq!(synthesized[0].metadata.labels.as_ref().map(BTreeMap::len), Some(2), "managed-by and parent");
+        feed(&cache, &mut listing, vec![Event::Delete(child("a", "s", "3", "o", "p"))]);
+        assert!(cache.is_empty());
+        assert!(cache.in_namespace("a").is_empty());
+    }
+}
