@@ -286,17 +286,23 @@ async fn main() {
     let mut operator = start_operator(&dir);
     let pid = operator.id();
     let started = Instant::now();
-    loop {
+    // 900 s, or 0.3 s per product beyond 3,000: past it, the figure says how far it got
+    // and the other figures are still measured.
+    let limit = Duration::from_secs(env_or("DRMESH_BENCH_CONVERGE_SECS", (products as u64 * 3 / 10).max(900)));
+    let converged = loop {
         let (ready, total) = count_ready(&client, &op_prefix).await;
         if total > 0 && ready == total {
-            break;
+            break Ok(started.elapsed());
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "not converged: {ready}/{total}");
+        if started.elapsed() > limit {
+            break Err(format!("not converged in {} s: {ready}/{total} Ready", limit.as_secs()));
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let convergence = started.elapsed();
-    eprintln!("operator: {products} products Ready in {convergence:?}");
-    table.push(("cold convergence, operator".into(), format!("{:.1} s", convergence.as_secs_f64()), "<= 120 s".into()));
+    };
+    eprintln!("operator: {products} products: {converged:?}");
+    let convergence = converged.as_ref().map_or(started.elapsed(), |t| *t);
+    let figure = converged.map_or_else(|e| e, |t| format!("{:.1} s", t.as_secs_f64()));
+    table.push(("cold convergence, operator".into(), figure, "<= 120 s (1,000 products)".into()));
     let (baseline_time, ratio) = match baseline {
         Some((t, _)) => {
             (format!("{:.1} s", t.as_secs_f64()), format!("{:.2}", convergence.as_secs_f64() / t.as_secs_f64()))

@@ -24,6 +24,8 @@ kcm_port="${DRMESH_KCM_PORT:-10257}"
 sched_port="${DRMESH_SCHED_PORT:-10259}"
 kwok_port="${DRMESH_KWOK_PORT:-10247}"
 nodes="${DRMESH_FAKE_NODES:-3}"
+# 3 nodes × 5,000 pods: room for the 10,000-product benchmark (make bench).
+node_pods="${DRMESH_FAKE_NODE_PODS:-5000}"
 server="https://127.0.0.1:$api_port"
 components=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 
@@ -139,7 +141,6 @@ probe() { # url client-cert-name
 }
 probe_insecure() { curl -fsSk --max-time 2 "$1"; }
 
-# 3 nodes × 5,000 pods: room for the 10,000-product benchmark (make bench).
 create_nodes() {
   local i
   for ((i = 0; i < nodes; i++)); do
@@ -153,8 +154,8 @@ metadata:
 spec:
   taints: []
 status:
-  allocatable: {cpu: "1000", memory: 4Ti, pods: "5000"}
-  capacity: {cpu: "1000", memory: 4Ti, pods: "5000"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "$node_pods"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "$node_pods"}
 EOF
     echo "---"
   done
@@ -233,6 +234,12 @@ up() {
 
   local k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
   create_nodes | "${k[@]}" apply -f - >/dev/null
+  # apply leaves the status of nodes kept from an earlier run (etcd persists): set it.
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    "${k[@]}" patch node "kwok-node-$i" --subresource=status --type=merge >/dev/null \
+      -p "{\"status\":{\"allocatable\":{\"pods\":\"$node_pods\"},\"capacity\":{\"pods\":\"$node_pods\"}}}"
+  done
   # Ready nodes and a default ServiceAccount prove kwok and the controllers act on the cluster.
   "${k[@]}" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
   wait_until "default ServiceAccount" 60 kube-controller-manager "${k[@]}" get serviceaccount default -n default
