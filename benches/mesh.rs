@@ -85,7 +85,17 @@ fn deployments_available(prefix: &str, domains: usize) {
     }
 }
 
-fn start_operator(dir: &Path) -> Child {
+/// The operator under measurement; killed when dropped, also when the bench panics.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_operator(dir: &Path) -> Operator {
     Command::new(std::env::var("DRMESH_BENCH_OPERATOR").unwrap_or_else(|_| env!("CARGO_BIN_EXE_drmesh").into()))
         .args([
             "run",
@@ -101,6 +111,7 @@ fn start_operator(dir: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
         .spawn()
+        .map(Operator)
         .expect("start operator")
 }
 
@@ -283,8 +294,8 @@ async fn main() {
     let (docs, _) = synthetic(&op_prefix, products);
     write_yaml(&dir.join("mesh.yaml"), &docs);
     kubectl_apply_file(&dir.join("mesh.yaml"));
-    let mut operator = start_operator(&dir);
-    let pid = operator.id();
+    let operator = start_operator(&dir);
+    let pid = operator.0.id();
     let started = Instant::now();
     // 900 s, or 0.3 s per product beyond 3,000: past it, the figure says how far it got
     // and the other figures are still measured.
@@ -325,7 +336,7 @@ async fn main() {
     let dps: Api<DataProduct> = Api::namespaced(client.clone(), &format!("{op_prefix}-d1"));
     for k in 0..5 {
         let before = settled(Duration::from_secs(2)).await;
-        let product = format!("p{}", 1 + k * 20);
+        let product = format!("p{}", 1 + k * common::domains(products)); // all in domain 1
         let patch = json!({"spec": {"description": format!("changed by the benchmark ({k})")}});
         dps.patch(&product, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
         let after = settled(Duration::from_secs(2)).await;
@@ -485,8 +496,7 @@ async fn main() {
         "".into(),
     ));
 
-    let _ = operator.kill();
-    let _ = operator.wait();
+    drop(operator);
 
     // Report.
     let mut report = String::new();

@@ -22,10 +22,16 @@ pub fn kubectl() -> Command {
     c
 }
 
+/// How many domains (namespaces) the synthetic mesh of `products` spreads over; product
+/// `i` lives in domain `i % domains`.
+pub fn domains(products: usize) -> usize {
+    (products / 50).max(4)
+}
+
 /// A synthetic mesh: `domains` namespaces, one source per domain, products reading it,
 /// every fifth product also reading a product of the next domain through a grant.
 pub fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
-    let domains = (products / 50).max(4);
+    let domains = domains(products);
     let mut docs = Vec::new();
     let mut snapshot = Snapshot::default();
     for d in 0..domains {
