@@ -93,7 +93,9 @@ impl Operator {
             .arg("run")
             .args(extra)
             .env("KUBECONFIG", std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            // Watch reconnects and each reconcile's start are logged: enough to tell, after
+            // a failed phase, whether an object's event arrived and whether it was taken.
+            .env("RUST_LOG", "info,kube_runtime::watcher=debug,drmesh::controllers=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -280,7 +282,30 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
         if total > 0 && total != usize::MAX && ready == total {
             return started.elapsed();
         }
-        assert!(started.elapsed() < deadline, "{what}: not converged ({ready}/{total})");
+        if started.elapsed() >= deadline {
+            // The operator's own view, for the post-mortem (its log is in .drmesh/chaos).
+            for port in [18091, 18092, 18093] {
+                if let Ok(out) = Command::new("curl")
+                    .args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{port}/metrics")])
+                    .output()
+                {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    text.lines()
+                        .filter(|l| {
+                            ["drmesh_queue_depth", "drmesh_reconciles_total", "drmesh_reconcile_failures"]
+                                .iter()
+                                .any(|m| l.starts_with(m))
+                        })
+                        .for_each(|l| eprintln!("operator :{port} {l}"));
+                }
+            }
+            let not_ready = kubectl(&["get", "dataproducts", "-A", "--no-headers"]);
+            String::from_utf8_lossy(&not_ready.stdout)
+                .lines()
+                .filter(|l| l.starts_with(&format!("{prefix}-")) && !l.contains(" True "))
+                .for_each(|l| eprintln!("not ready: {l}"));
+            panic!("{what}: not converged ({ready}/{total})");
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
