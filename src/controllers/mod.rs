@@ -35,7 +35,10 @@ pub use context::{Caches, Context, Queues, SyncGate};
 pub use error::Error;
 use records::{ChildCache, no_detail};
 pub use scope::Scope;
-use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all};
+use watches::{
+    Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all,
+    relists_after_swap,
+};
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::MeshView;
@@ -242,25 +245,53 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     // outside the scope are still needed (their products are not, and fail closed).
     let c = client.clone();
     let caches_fed = future::join_all([
-        drive(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces").inspect({
-            let f = ns.clone();
-            move |e| f.send(e)
-        }))
+        drive(
+            relists_after_swap(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces"))
+                .inspect({
+                    let f = ns.clone();
+                    move |e| f.send(e)
+                }),
+        )
         .boxed(),
-        drive(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all).inspect({
-            let f = ds.clone();
-            move |e| f.send(e)
-        }))
+        drive(
+            relists_after_swap(cached(
+                c.clone(),
+                &scope,
+                all.clone(),
+                sources_w,
+                gate.clone(),
+                "datasources",
+                keep_all,
+            ))
+            .inspect({
+                let f = ds.clone();
+                move |e| f.send(e)
+            }),
+        )
         .boxed(),
-        drive(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all).inspect({
-            let f = dp.clone();
-            move |e| f.send(e)
-        }))
+        drive(
+            relists_after_swap(cached(
+                c.clone(),
+                &scope,
+                all.clone(),
+                products_w,
+                gate.clone(),
+                "dataproducts",
+                keep_all,
+            ))
+            .inspect({
+                let f = dp.clone();
+                move |e| f.send(e)
+            }),
+        )
         .boxed(),
-        drive(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()).inspect({
-            let f = ap.clone();
-            move |e| f.send(e)
-        }))
+        drive(
+            relists_after_swap(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()))
+                .inspect({
+                    let f = ap.clone();
+                    move |e| f.send(e)
+                }),
+        )
         .boxed(),
         drive(
             cached_children(

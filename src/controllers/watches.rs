@@ -131,6 +131,44 @@ where
     })
 }
 
+/// Holds back the objects of a re-list until its `InitDone`, i.e. until the reflector
+/// store upstream has swapped the new list in.
+///
+/// A kube-runtime controller looks its trigger up in its store and silently drops it when
+/// the object is not there. During a re-list (after a watch expired or the API server
+/// restarted) the store still shows the old list, so an object created meanwhile would
+/// be triggered, dropped, and — its fingerprint being already seen — never reconciled
+/// (found by `make chaos`: a product created right after an API server restart). The
+/// first list needs no holding back: controllers wait for their store to be ready.
+pub fn relists_after_swap<K, S>(events: S) -> impl Stream<Item = WatchResult<K>> + Send
+where
+    K: Send + 'static,
+    S: Stream<Item = WatchResult<K>> + Send,
+{
+    let mut listed_once = false;
+    let mut held: Option<Vec<Event<K>>> = None;
+    events.flat_map(move |event| {
+        let out = match event {
+            Ok(Event::Init) if listed_once => {
+                held = Some(Vec::new());
+                vec![Ok(Event::Init)]
+            }
+            Ok(Event::InitApply(obj)) if held.is_some() => {
+                held.get_or_insert_default().push(Event::InitApply(obj));
+                vec![]
+            }
+            Ok(Event::InitDone) => {
+                listed_once = true;
+                let mut out: Vec<WatchResult<K>> = held.take().unwrap_or_default().into_iter().map(Ok).collect();
+                out.push(Ok(Event::InitDone));
+                out
+            }
+            other => vec![other],
+        };
+        futures::stream::iter(out)
+    })
+}
+
 /// Keeps everything but managedFields.
 pub fn keep_all<K>(_: &mut K) {}
 
@@ -258,6 +296,56 @@ mod tests {
             .collect()
             .await;
         assert_eq!(out, ["1", "3", "3", "4"]);
+    }
+
+    #[tokio::test]
+    async fn a_relist_reaches_the_controllers_only_once_the_store_has_it() {
+        let named = |uid: &str, version: &str| {
+            let mut d = deployment(uid, 1, version);
+            d.metadata.name = Some(uid.into());
+            d
+        };
+        let (store, mut writer) = reflector::store::<Deployment>();
+        let events = futures::stream::iter(
+            [
+                Event::Init,
+                Event::InitApply(named("a", "1")),
+                Event::InitDone,
+                Event::Init,
+                Event::InitApply(named("a", "1")),
+                Event::InitApply(named("b", "2")), // created while the watch was down
+                Event::InitDone,
+                Event::Apply(named("b", "3")),
+            ]
+            .map(Ok),
+        );
+        let store_seen = store.clone();
+        let seen: Vec<(String, usize)> = relists_after_swap(events.map(move |e| {
+            if let Ok(e) = &e {
+                writer.apply_watcher_event(e);
+            }
+            e
+        }))
+        .filter_map(|e| {
+            let label = match e.expect("ok") {
+                Event::Init => "Init".to_string(),
+                Event::InitApply(d) => format!("InitApply {}", d.metadata.uid.unwrap_or_default()),
+                Event::InitDone => "InitDone".to_string(),
+                Event::Apply(d) => format!("Apply {}", d.metadata.uid.unwrap_or_default()),
+                Event::Delete(_) => "Delete".to_string(),
+            };
+            future::ready(Some((label, store_seen.len())))
+        })
+        .collect()
+        .await;
+        let labels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["Init", "InitApply a", "InitDone", "Init", "InitApply a", "InitApply b", "InitDone", "Apply b"],
+            "the first list passes as it comes; the re-list is held until its InitDone"
+        );
+        // Each re-listed object is passed on once the store holds both objects.
+        assert!(seen[4..6].iter().all(|(_, in_store)| *in_store == 2), "{seen:?}");
     }
 
     #[test]
