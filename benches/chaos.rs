@@ -245,10 +245,15 @@ fn ready_count(prefix: &str) -> (usize, usize) {
 }
 
 /// Objects waiting for a reconcile in the operator serving metrics on `port`.
-fn queue_depth(port: u16) -> Option<f64> {
+/// The operator's /metrics text, if it answers on `port`.
+fn metrics_text(port: u16) -> Option<String> {
     let out =
         Command::new("curl").args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{port}/metrics")]).output();
-    let text = String::from_utf8_lossy(&out.ok()?.stdout).to_string();
+    Some(String::from_utf8_lossy(&out.ok()?.stdout).to_string())
+}
+
+fn queue_depth(port: u16) -> Option<f64> {
+    let text = metrics_text(port)?;
     let lines: Vec<f64> = text
         .lines()
         .filter(|l| l.starts_with("drmesh_queue_depth{"))
@@ -285,11 +290,7 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
         if started.elapsed() >= deadline {
             // The operator's own view, for the post-mortem (its log is in .drmesh/chaos).
             for port in [18091, 18092, 18093] {
-                if let Ok(out) = Command::new("curl")
-                    .args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{port}/metrics")])
-                    .output()
-                {
-                    let text = String::from_utf8_lossy(&out.stdout);
+                if let Some(text) = metrics_text(port) {
                     text.lines()
                         .filter(|l| {
                             ["drmesh_queue_depth", "drmesh_reconciles_total", "drmesh_reconcile_failures"]

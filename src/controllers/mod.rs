@@ -35,10 +35,7 @@ pub use context::{Caches, Context, Queues, SyncGate};
 pub use error::Error;
 use records::{ChildCache, no_detail};
 pub use scope::Scope;
-use watches::{
-    Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all,
-    relists_after_swap,
-};
+use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all};
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::MeshView;
@@ -181,9 +178,20 @@ where
     })
 }
 
-/// Waits for the caches' watch streams (they never end on their own).
-async fn drive<S: futures::Stream + Send>(stream: S) {
-    stream.for_each(|_| future::ready(())).await
+/// Drives a cache's watch stream (it never ends on its own), copying each event to the
+/// controllers subscribed to `fan` once the cache has applied it.
+fn fed_to<'a, K, S>(stream: S, fan: &Arc<FanOut<K>>) -> futures::future::BoxFuture<'a, ()>
+where
+    K: Clone + Send + 'a,
+    S: futures::Stream<Item = watches::WatchResult<K>> + Send + 'a,
+{
+    let fan = fan.clone();
+    stream
+        .for_each(move |e| {
+            fan.send(&e);
+            future::ready(())
+        })
+        .boxed()
 }
 
 /// Runs the three controllers until a termination signal.
@@ -245,55 +253,11 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     // outside the scope are still needed (their products are not, and fail closed).
     let c = client.clone();
     let caches_fed = future::join_all([
-        drive(
-            relists_after_swap(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces"))
-                .inspect({
-                    let f = ns.clone();
-                    move |e| f.send(e)
-                }),
-        )
-        .boxed(),
-        drive(
-            relists_after_swap(cached(
-                c.clone(),
-                &scope,
-                all.clone(),
-                sources_w,
-                gate.clone(),
-                "datasources",
-                keep_all,
-            ))
-            .inspect({
-                let f = ds.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
-            relists_after_swap(cached(
-                c.clone(),
-                &scope,
-                all.clone(),
-                products_w,
-                gate.clone(),
-                "dataproducts",
-                keep_all,
-            ))
-            .inspect({
-                let f = dp.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
-            relists_after_swap(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()))
-                .inspect({
-                    let f = ap.clone();
-                    move |e| f.send(e)
-                }),
-        )
-        .boxed(),
-        drive(
+        fed_to(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces"), &ns),
+        fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all), &ds),
+        fed_to(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all), &dp),
+        fed_to(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()), &ap),
+        fed_to(
             cached_children(
                 c.clone(),
                 &scope,
@@ -302,14 +266,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 gate.clone(),
                 "deployments",
                 trim_deployment,
-            )
-            .inspect({
-                let f = deploy.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
+            ),
+            &deploy,
+        ),
+        fed_to(
             cached_children(
                 c.clone(),
                 &scope,
@@ -318,14 +278,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 gate.clone(),
                 "services",
                 keep_all,
-            )
-            .inspect({
-                let f = svc.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
+            ),
+            &svc,
+        ),
+        fed_to(
             cached_children(
                 c.clone(),
                 &scope,
@@ -334,14 +290,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 gate.clone(),
                 "serviceaccounts",
                 keep_all,
-            )
-            .inspect({
-                let f = sa.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
+            ),
+            &sa,
+        ),
+        fed_to(
             cached_children(
                 c.clone(),
                 &scope,
@@ -350,22 +302,14 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 gate.clone(),
                 "networkpolicies",
                 keep_all,
-            )
-            .inspect({
-                let f = np.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
-            cached_children(c.clone(), &scope, managed.clone(), caches.roles.clone(), gate.clone(), "roles", keep_all)
-                .inspect({
-                    let f = role.clone();
-                    move |e| f.send(e)
-                }),
-        )
-        .boxed(),
-        drive(
+            ),
+            &np,
+        ),
+        fed_to(
+            cached_children(c.clone(), &scope, managed.clone(), caches.roles.clone(), gate.clone(), "roles", keep_all),
+            &role,
+        ),
+        fed_to(
             cached_children(
                 c.clone(),
                 &scope,
@@ -374,21 +318,13 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 gate.clone(),
                 "rolebindings",
                 keep_all,
-            )
-            .inspect({
-                let f = rb.clone();
-                move |e| f.send(e)
-            }),
-        )
-        .boxed(),
-        drive(
-            cached_children(c, &scope, managed, caches.config_maps.clone(), gate.clone(), "configmaps", keep_all)
-                .inspect({
-                    let f = cm.clone();
-                    move |e| f.send(e)
-                }),
-        )
-        .boxed(),
+            ),
+            &rb,
+        ),
+        fed_to(
+            cached_children(c, &scope, managed, caches.config_maps.clone(), gate.clone(), "configmaps", keep_all),
+            &cm,
+        ),
     ]);
 
     let products_ctrl = {

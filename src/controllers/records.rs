@@ -219,9 +219,8 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
                 vec![Event::InitApply(obj)]
             }
             Event::InitDone => {
-                let fresh = listing.take().unwrap_or_default();
-                let old = std::mem::replace(&mut *self.index.write().unwrap_or_else(|p| p.into_inner()), fresh);
-                let index = self.read();
+                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+                let old = std::mem::replace(&mut *index, listing.take().unwrap_or_default());
                 let mut out: Vec<Event<K>> = old
                     .iter()
                     .flat_map(|(ns, names)| names.iter().map(move |(name, r)| (ns, name, r)))

@@ -44,7 +44,8 @@ pub type WatchResult<K> = Result<Event<K>, watcher::Error>;
 
 /// A watch of the namespaced kind `K` in `scope` that keeps `writer`'s cache up to date
 /// (objects trimmed by `trim` first, managedFields always dropped) and tells `gate`
-/// when it has listed.
+/// when it has listed. A re-list's objects are passed on once the store has them
+/// ([`relists_after_swap`]).
 pub fn cached<K>(
     client: Client,
     scope: &Scope,
@@ -64,7 +65,7 @@ where
         + 'static,
 {
     let events = scope::watch(client, scope, cfg, writer.as_reader());
-    listed(trimmed(events, trim).reflect(writer), gate, kind)
+    listed(relists_after_swap(trimmed(events, trim).reflect(writer)), gate, kind)
 }
 
 /// Like [`cached`], for a child kind kept as compact records (see [`ChildCache`]).
@@ -103,7 +104,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let events = watcher(Api::<K>::all(client), cfg).backoff(watch_backoff());
-    listed(trimmed(events, keep_all).reflect(writer), gate, kind)
+    listed(relists_after_swap(trimmed(events, keep_all).reflect(writer)), gate, kind)
 }
 
 /// Drops managedFields (never read) and what `trim` says is not needed.
@@ -140,7 +141,7 @@ where
 /// be triggered, dropped, and — its fingerprint being already seen — never reconciled
 /// (found by `make chaos`: a product created right after an API server restart). The
 /// first list needs no holding back: controllers wait for their store to be ready.
-pub fn relists_after_swap<K, S>(events: S) -> impl Stream<Item = WatchResult<K>> + Send
+fn relists_after_swap<K, S>(events: S) -> impl Stream<Item = WatchResult<K>> + Send
 where
     K: Send + 'static,
     S: Stream<Item = WatchResult<K>> + Send,
