@@ -328,6 +328,13 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     let with_monitor =
         documents(&render("drmesh", "drmesh-system", "metrics: {serviceMonitor: {enabled: true}}\n", &[]));
     assert!(with_monitor.iter().any(|d| d["kind"] == "ServiceMonitor"));
+    let with_rules = documents(&render("drmesh", "drmesh-system", "metrics: {prometheusRule: {enabled: true}}\n", &[]));
+    let rules = with_rules.iter().find(|d| d["kind"] == "PrometheusRule").expect("PrometheusRule").to_string();
+    for metric in ["drmesh_clock_offset_seconds", "drmesh_leader", "drmesh_foreign_access_objects"] {
+        assert!(rules.contains(metric), "the alerts read {metric}: {rules}");
+    }
+    let refuse = documents(&render("drmesh", "drmesh-system", "operator: {foreignAccess: refuse}\n", &[]));
+    assert!(find(&refuse, "Deployment", "drmesh").to_string().contains("--foreign-access=refuse"));
     let warn =
         documents(&render("drmesh", "drmesh-system", "admissionPolicies: {validationActions: [Warn, Audit]}\n", &[]));
     assert_eq!(
@@ -339,6 +346,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
         ("admissionPolicies: {validationActions: [Deny, Warn]}\n", "Deny and Warn cannot be combined"),
         ("replicaCount: 2\noperator: {leaderElection: {enabled: false}}\n", "needs operator.leaderElection.enabled"),
         ("admissionPolicies: {validationActions: [Block]}\n", "validationActions"),
+        ("operator: {foreignAccess: ignore}\n", "foreignAccess"),
     ] {
         let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values");
         std::fs::write(file.path(), values).expect("write");

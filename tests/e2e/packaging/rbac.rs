@@ -39,7 +39,7 @@ fn source(ns: &str, name: &str) -> String {
         r#"
 apiVersion: v1
 kind: Secret
-metadata: {{name: {name}-credentials, namespace: {ns}}}
+metadata: {{name: {name}-credentials, namespace: {ns}, labels: {{drmesh.io/credentials: "true"}}}}
 stringData: {{password: test}}
 ---
 apiVersion: drmesh.io/v1alpha1
@@ -405,6 +405,19 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
             _ => _ = harness::wait_for(&ns.api::<DataProduct>(), &name, CONVERGE, ready).await,
         }
     }
+
+    // list pods: a deleted product's isolation waits for its pods to be gone; without
+    // the rule the operator cannot tell, and the isolation stays (fail closed).
+    let drop_pods: fn(&Value) -> bool = |r| rule_has(r, "pods", "list");
+    proven.push(drop_pods);
+    assert_eq!(release.apply_cluster_role_without(drop_pods), 1, "list pods: exactly one rule matches");
+    ns.api::<DataProduct>().delete("feed", &kube::api::DeleteParams::background()).await.expect("delete feed");
+    let line = operator.wait_log(&["cannot list the product's pods", "forbidden"]).await;
+    eprintln!("without list pods: {line}");
+    let policies = ns.api::<k8s_openapi::api::networking::v1::NetworkPolicy>();
+    assert!(policies.get_opt("feed-isolation").await.expect("get").is_some(), "the isolation is held");
+    release.apply_cluster_role_without(|_| false);
+    harness::wait_deleted(&policies, "feed-isolation", CONVERGE).await;
 
     // The watch rules: without one, a fresh operator cannot list that kind, so its
     // caches never sync and it never acts (nor reports ready).
