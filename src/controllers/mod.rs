@@ -550,11 +550,20 @@ where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     Guarded<K>: Resource<DynamicType = ()> + Clone,
 {
-    changes(events, generation).inspect(move |obj| {
+    changes(events, spec_or_unparseable).inspect(move |obj| {
         if let Ok(obj) = obj {
             queue.track([ObjectRef::from_obj(obj)]);
         }
     })
+}
+
+/// The generation of a parsed object (its status writes wake nothing); any change of one
+/// that cannot be parsed (a status write may be what broke it: its access is withdrawn).
+fn spec_or_unparseable<K: Resource<DynamicType = ()>>(guarded: &Guarded<K>) -> u64 {
+    match &guarded.0 {
+        Ok(obj) => generation(obj),
+        Err(_) => any_change(guarded),
+    }
 }
 
 /// The AccessPolicy watch: a deletion is a revocation, recorded as it is seen.

@@ -502,11 +502,17 @@ spec:
 "#
     ));
     let products = ns.api::<DataProduct>();
-    let product =
-        harness::wait_for(&products, "digest", TIMEOUT, has_reason::<DataProduct>("InputNotReady")).await.expect("p");
+    // Not Ready, and why: the source's own reason once it has one.
+    let product = harness::wait_for(&products, "digest", TIMEOUT, |p: Option<&DataProduct>| {
+        has_reason::<DataProduct>("InputNotReady")(p)
+            && p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+                s.inputs.first().and_then(|i| i.message.as_deref()).is_some_and(|m| m.contains("SecretNotFound"))
+            })
+    })
+    .await
+    .expect("p");
     let status = product.status.expect("status");
     assert_eq!(status.inputs[0].state, InputState::Pending);
-    assert!(status.inputs[0].message.as_deref().unwrap_or_default().contains("SecretNotFound"));
     let deployment = harness::wait_for(&ns.api::<Deployment>(), "digest", TIMEOUT, exists()).await.expect("d");
     let volumes =
         serde_json::to_string(&deployment.spec.expect("spec").template.spec.expect("pod").volumes).expect("json");
@@ -593,7 +599,10 @@ async fn a_deleted_namespace_keeps_its_products_isolated_until_their_pods_are_go
     pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("hold the pod");
     let out = harness::kubectl(&["delete", "namespace", &ns.name, "--wait=false"]);
     assert!(out.status.success());
-    harness::wait_deleted(&ns.api::<Deployment>(), "feed", TIMEOUT).await;
+    // The namespace controller deletes the pod (held by its finalizer): the isolation
+    // must still be there.
+    harness::wait_for(&pods, &pod, TIMEOUT, |p: Option<&Pod>| p.is_some_and(|p| p.meta().deletion_timestamp.is_some()))
+        .await;
     assert!(ns.api::<NetworkPolicy>().get_opt("feed-isolation").await.expect("get").is_some(), "isolation held");
     let releaser = tokio::spawn({
         let pods = pods.clone();
