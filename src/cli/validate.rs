@@ -49,7 +49,7 @@ fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<
     };
     let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
     let clearance = mesh.snapshot.clearance(namespace);
-    let status = datasource::desired_status(source, &consumers, secret_state, clearance, now);
+    let status = datasource::desired_status(source, &consumers, secret_state, clearance, None, now);
     if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
         && ready.status != ConditionStatus::True
     {

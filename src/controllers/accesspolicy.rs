@@ -47,10 +47,22 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
         plan = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
     }
     let bundle = grant::build(policy, &plan);
-    if let Err(error) = apply(ctx, policy, &namespace, &uid, bundle).await {
+    // After a refusal, ask first: a grant that would be refused again stays withdrawn
+    // instead of being half-applied on each retry.
+    let checked = if ctx.refused.is_marked(&uid) {
+        let GrantBundle { role, binding, ingress } = &bundle;
+        children::dry_run_access(&ctx.policies, &ctx.caches, role.as_ref(), binding.as_ref(), ingress.as_ref()).await
+    } else {
+        Ok(())
+    };
+    if let Err(error) = match checked {
+        Ok(()) => apply(ctx, policy, &namespace, &uid, bundle).await,
+        Err(error) => Err(error),
+    } {
         // A grant that cannot be applied whole is not applied at all: withdraw what it
         // had, then say why (the API server's message) and retry with backoff.
         if let Some(problem) = error.problem() {
+            ctx.refused.mark(&uid, policy.meta().generation);
             children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (ACCESS_POLICY, &policy.name_any()), true)
                 .await?;
             let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
@@ -59,6 +71,7 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
         }
         return Err(error);
     }
+    ctx.refused.clear(&uid);
     let status = desired_status(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
     // Wake up at expiry to revoke; expired grants need nothing more.

@@ -145,6 +145,27 @@ impl Applier {
         Ok(())
     }
 
+    /// Asks the API server whether `child` would be accepted, changing nothing (used
+    /// before re-applying a parent whose last apply failed, so that a refused grant is
+    /// not half-applied again on each retry).
+    pub async fn dry_run<K, C>(&self, child: &K, cache: &ChildCache<C>) -> Result<(), Error>
+    where
+        K: Child,
+        C: Resource<DynamicType = ()> + Default + Clone,
+    {
+        let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
+        let name = child.name_any();
+        self.check_ours(child, cache, &namespace, &name)?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PatchParams::apply(self.manager).force().dry_run();
+        api.patch(&name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
+            kind: K::kind(&()).to_string(),
+            name,
+            source,
+        })?;
+        Ok(())
+    }
+
     fn remembered(&self, key: &str) -> Option<(u64, String)> {
         self.last.lock().map(|m| m.get(key).cloned()).unwrap_or(None)
     }
@@ -263,6 +284,47 @@ pub fn rules_hash(role: &Role) -> u64 {
 /// When an existing Role's rules change, its RoleBinding is withdrawn first and bound
 /// again after: nobody ever holds the new rules under the old subjects (or the reverse),
 /// at the price of a moment without access — fail closed.
+/// Dry-runs what one parent grants (see [`Applier::dry_run`]).
+pub async fn dry_run_access(
+    applier: &Applier,
+    caches: &super::Caches,
+    role: Option<&Role>,
+    binding: Option<&RoleBinding>,
+    network: Option<&NetworkPolicy>,
+) -> Result<(), Error> {
+    if let Some(network) = network {
+        applier.dry_run(network, &caches.network_policies).await?;
+    }
+    if let Some(role) = role {
+        applier.dry_run(role, &caches.roles).await?;
+    }
+    if let Some(binding) = binding {
+        applier.dry_run(binding, &caches.role_bindings).await?;
+    }
+    Ok(())
+}
+
+/// Parents whose last apply was refused, with the generation it was refused at: their
+/// next attempts are dry-run first, so a refused grant is never half-applied again.
+#[derive(Default)]
+pub struct Refused(Mutex<HashMap<String, Option<i64>>>);
+
+impl Refused {
+    pub fn mark(&self, uid: &str, generation: Option<i64>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(uid.to_string(), generation);
+        }
+    }
+    pub fn clear(&self, uid: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(uid);
+        }
+    }
+    pub fn is_marked(&self, uid: &str) -> bool {
+        self.0.lock().map(|m| m.contains_key(uid)).unwrap_or(false)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_access(
     applier: &Applier,

@@ -191,6 +191,8 @@ pub struct Context {
     pub queues: Arc<Queues>,
     /// Products in a classified domain holding foreign access objects do not run.
     pub refuse_foreign_access: bool,
+    /// Parents whose last apply the API server refused (dry-run before trying again).
+    pub refused: super::children::Refused,
 }
 
 /// What each controller has been asked to reconcile and has not started.
@@ -286,6 +288,7 @@ impl Context {
             backoff: super::Backoff::default(),
             queues,
             refuse_foreign_access: false,
+            refused: Default::default(),
             client,
             caches,
             metrics,

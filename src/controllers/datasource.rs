@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::apply_access;
+use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{
@@ -113,8 +113,28 @@ async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, E
     // A source that is not Ready lends nothing: no credentials RBAC, no endpoint egress.
     let consumers = lends_to(&ctx.caches, source, secret, now);
     let bundle = source::build(source, &consumers);
-    apply(ctx, &namespace, &uid, &source.name_any(), bundle).await?;
-    let status = desired_status(source, &consumers, secret, clearance, now);
+    let checked = if ctx.refused.is_marked(&uid) {
+        let SourceBundle { role, binding, egress } = &bundle;
+        children::dry_run_access(&ctx.sources, &ctx.caches, role.as_ref(), binding.as_ref(), egress.as_ref()).await
+    } else {
+        Ok(())
+    };
+    if let Err(error) = match checked {
+        Ok(()) => apply(ctx, &namespace, &uid, &source.name_any(), bundle).await,
+        Err(error) => Err(error),
+    } {
+        // Credentials and egress that cannot be applied whole are not lent at all.
+        if let Some(problem) = error.problem() {
+            ctx.refused.mark(&uid, source.meta().generation);
+            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &source.name_any()), true)
+                .await?;
+            let status = desired_status(source, &[], secret, clearance, Some(&problem), now);
+            write_status(ctx, source, &namespace, status).await?;
+        }
+        return Err(error);
+    }
+    ctx.refused.clear(&uid);
+    let status = desired_status(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
     let released = secret == SecretState::Released;
     Ok(Action::requeue(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
@@ -141,12 +161,14 @@ pub fn desired_status(
     consumers: &[String],
     secret: SecretState,
     clearance: crate::api::Classification,
+    failure: Option<&rules::Problem>,
     now: Timestamp,
 ) -> DataSourceStatus {
     let generation = source.meta().generation;
     let namespace = source.namespace().unwrap_or_default();
     let mut conditions = source.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let (ready, reconciling, stalled, why, message) = match source_problem(source, secret, clearance) {
+    let problem = failure.map(|p| (p.clone(), true)).or_else(|| source_problem(source, secret, clearance));
+    let (ready, reconciling, stalled, why, message) = match problem {
         Some((problem, stalled)) => (false, !stalled, stalled, problem.reason, problem.message),
         None => (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len())),
     };

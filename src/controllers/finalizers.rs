@@ -18,11 +18,14 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
 
+use super::Caches;
 use super::children::release_finalizers;
 use super::watches::Events;
+use crate::mesh::MeshView;
 use crate::mesh::labels;
 
 /// How often a held isolation looks again for the product's pods.
@@ -62,7 +65,7 @@ fn holds_foreign(meta: &ObjectMeta) -> bool {
 
 /// Looks after the managed NetworkPolicies being deleted: foreign finalizers go at once,
 /// drmesh's isolation finalizer once the product has no pod left.
-pub async fn network_policies(client: Client, events: Events<PartialObjectMeta<NetworkPolicy>>) {
+pub async fn network_policies(client: Client, caches: Caches, events: Events<PartialObjectMeta<NetworkPolicy>>) {
     let in_flight = InFlight::default();
     events
         .for_each(|event| {
@@ -80,9 +83,9 @@ pub async fn network_policies(client: Client, events: Events<PartialObjectMeta<N
                 }
                 let uid = meta.uid.clone().unwrap_or_default();
                 if holds_ours(&meta) && in_flight.start(&uid) {
-                    let (client, in_flight) = (client.clone(), in_flight.clone());
+                    let (client, caches, in_flight) = (client.clone(), caches.clone(), in_flight.clone());
                     tokio::spawn(async move {
-                        release_isolation_when_no_pod_is_left(client, api, meta).await;
+                        release_isolation_when_no_pod_is_left(client, &caches, api, meta).await;
                         in_flight.done(&uid);
                     });
                 }
@@ -119,9 +122,31 @@ where
         .await;
 }
 
-/// Waits until no pod of the product the isolation protects is left, then removes
-/// drmesh's finalizer (and only it) from the policy.
-async fn release_isolation_when_no_pod_is_left(client: Client, api: Api<NetworkPolicy>, meta: ObjectMeta) {
+/// Whether the product that owns an isolation lives on (not being deleted, nor its
+/// namespace): then the isolation was deleted by hand and its controller restores it
+/// as soon as it is gone (drift), so it is not held.
+fn owner_lives(caches: &Caches, meta: &ObjectMeta) -> bool {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let Some(owner) = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)) else {
+        return false;
+    };
+    let namespace_alive =
+        caches.namespaces.get(&ObjectRef::new(namespace)).is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+    namespace_alive
+        && caches.product(namespace, &owner.name).is_some_and(|p| {
+            p.metadata.uid.as_deref() == Some(owner.uid.as_str()) && p.metadata.deletion_timestamp.is_none()
+        })
+}
+
+/// Waits until no pod of the product the isolation protects is left (or the product
+/// lives on: a hand deletion, restored at once), then removes drmesh's finalizer (and
+/// only it) from the policy.
+async fn release_isolation_when_no_pod_is_left(
+    client: Client,
+    caches: &Caches,
+    api: Api<NetworkPolicy>,
+    meta: ObjectMeta,
+) {
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
     let Some(product) = meta.labels.as_ref().and_then(|l| l.get(labels::DATA_PRODUCT)).cloned() else {
@@ -130,6 +155,9 @@ async fn release_isolation_when_no_pod_is_left(client: Client, api: Api<NetworkP
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     let selector = ListParams::default().labels(&format!("{}={product}", labels::DATA_PRODUCT)).limit(1);
     loop {
+        if owner_lives(caches, &meta) {
+            break;
+        }
         match pods.list_metadata(&selector).await {
             Ok(list) if list.items.is_empty() => break,
             Ok(_) => {}

@@ -502,7 +502,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     };
 
     let finalizers_kept = future::join3(
-        finalizers::network_policies(client.clone(), np.subscribe()),
+        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe()),
         finalizers::rbac(client.clone(), rb.subscribe()),
         finalizers::rbac(client.clone(), role.subscribe()),
     );
