@@ -146,6 +146,19 @@ fn release(kind: &str, ns: &str, name: &str) {
         harness::kubectl(&["patch", kind, name, "-n", ns, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
 }
 
+/// Mallory, allowed to create NetworkPolicies in `ns`, creates `name` letting everything in.
+async fn mallory_opens_a_door(ns: &str, name: &str) {
+    let_mallory(
+        ns,
+        json!([{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]}]),
+    )
+    .await;
+    let door = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
+    );
+    as_mallory(&["create", "-f", "-"], Some(&door));
+}
+
 #[tokio::test]
 async fn a_deleted_grant_held_by_a_foreign_finalizer_grants_nothing() {
     let ns = domain("fc-held", "Restricted").await;
@@ -269,15 +282,7 @@ async fn access_objects_left_from_before_classification_are_reported() {
     let ns = domain("fc-raise", "Public").await;
     let n = ns.name.as_str();
     // While the domain is Public, mallory (a namespace administrator) opens the door.
-    let_mallory(
-        n,
-        json!([{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]}]),
-    )
-    .await;
-    let door = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: open-door, namespace: {n}}}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
-    );
-    as_mallory(&["create", "-f", "-"], Some(&door));
+    mallory_opens_a_door(n, "open-door").await;
     // The security officer raises the domain: the old door must not go unnoticed.
     let out = harness::kubectl(&["label", "namespace", n, "drmesh.io/clearance=Restricted", "--overwrite"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -392,15 +397,7 @@ async fn a_foreign_object_holding_a_child_name_is_never_taken_over() {
     let ns = TestNamespace::create_with_labels("fc-squat", &[("drmesh.io/clearance", "Internal")]).await;
     let n = ns.name.as_str();
     // Mallory squats the name of the isolation policy of a product about to be declared.
-    let_mallory(
-        n,
-        json!([{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]}]),
-    )
-    .await;
-    let squat = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: late-isolation, namespace: {n}}}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
-    );
-    as_mallory(&["create", "-f", "-"], Some(&squat));
+    mallory_opens_a_door(n, "late-isolation").await;
     let before = ns.api::<NetworkPolicy>().get("late-isolation").await.expect("squat");
     apply(&format!(
         r#"
@@ -551,52 +548,51 @@ async fn isolation_outlives_pods(ns: &TestNamespace, product: &str) -> usize {
     }
 }
 
-#[tokio::test]
-async fn a_deleted_product_stays_isolated_until_its_pods_are_gone() {
-    let ns = domain("fc-order", "Internal").await;
-    let n = ns.name.as_str();
+/// The running pod of `feed`, held by a finalizer: it takes its time to stop, as a real
+/// pod does within its grace period.
+async fn a_pod_slow_to_stop(ns: &TestNamespace) -> (Api<Pod>, String) {
     harness::wait_for(&ns.api::<Deployment>(), "feed", TIMEOUT, |d: Option<&Deployment>| {
         d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
     })
     .await;
-    // A pod that takes its time to stop (as a real one does within its grace period).
     let pods: Api<Pod> = ns.api();
-    let pod = pods.list_metadata(&ListParams::default().labels("drmesh.io/data-product=feed")).await.expect("pods");
-    let pod = pod.items.first().expect("a pod").name_any();
+    let listed = pods.list_metadata(&ListParams::default().labels("drmesh.io/data-product=feed")).await.expect("pods");
+    let pod = listed.items.first().expect("a pod").name_any();
     let patch = json!({"metadata": {"finalizers": [FOREIGN_FINALIZER]}});
     pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("hold the pod");
+    (pods, pod)
+}
+
+/// Lets the held pod go after 2 s, while the test samples the deletion.
+fn let_go_later(pods: &Api<Pod>, pod: String) -> tokio::task::JoinHandle<()> {
+    let pods = pods.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let release = json!({"metadata": {"finalizers": null}});
+        pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&release)).await.expect("release the pod");
+    })
+}
+
+#[tokio::test]
+async fn a_deleted_product_stays_isolated_until_its_pods_are_gone() {
+    let ns = domain("fc-order", "Internal").await;
+    let (pods, pod) = a_pod_slow_to_stop(&ns).await;
     ns.api::<DataProduct>().delete("feed", &DeleteParams::background()).await.expect("delete product");
     // The pod is held: the isolation must be there after the product, Deployment and
     // ReplicaSet are gone.
     harness::wait_deleted(&ns.api::<Deployment>(), "feed", TIMEOUT).await;
     let isolation = ns.api::<NetworkPolicy>().get("feed-isolation").await.expect("isolation still there");
     assert!(isolation.meta().deletion_timestamp.is_some(), "being deleted, held for the pod");
-    let releaser = tokio::spawn({
-        let pods = pods.clone();
-        async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let release = json!({"metadata": {"finalizers": null}});
-            pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&release)).await.expect("release the pod");
-        }
-    });
+    let releaser = let_go_later(&pods, pod);
     let samples = isolation_outlives_pods(&ns, "feed").await;
     releaser.await.expect("releaser");
     assert!(samples > 10, "sampled the whole deletion ({samples} samples)");
-    let _ = n;
 }
 
 #[tokio::test]
 async fn a_deleted_namespace_keeps_its_products_isolated_until_their_pods_are_gone() {
     let ns = domain("fc-nsdel", "Internal").await;
-    harness::wait_for(&ns.api::<Deployment>(), "feed", TIMEOUT, |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
-    })
-    .await;
-    let pods: Api<Pod> = ns.api();
-    let pod = pods.list_metadata(&ListParams::default().labels("drmesh.io/data-product=feed")).await.expect("pods");
-    let pod = pod.items.first().expect("a pod").name_any();
-    let patch = json!({"metadata": {"finalizers": [FOREIGN_FINALIZER]}});
-    pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("hold the pod");
+    let (pods, pod) = a_pod_slow_to_stop(&ns).await;
     let out = harness::kubectl(&["delete", "namespace", &ns.name, "--wait=false"]);
     assert!(out.status.success());
     // The namespace controller deletes the pod (held by its finalizer): the isolation
@@ -604,14 +600,7 @@ async fn a_deleted_namespace_keeps_its_products_isolated_until_their_pods_are_go
     harness::wait_for(&pods, &pod, TIMEOUT, |p: Option<&Pod>| p.is_some_and(|p| p.meta().deletion_timestamp.is_some()))
         .await;
     assert!(ns.api::<NetworkPolicy>().get_opt("feed-isolation").await.expect("get").is_some(), "isolation held");
-    let releaser = tokio::spawn({
-        let pods = pods.clone();
-        async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let release = json!({"metadata": {"finalizers": null}});
-            pods.patch_metadata(&pod, &PatchParams::default(), &Patch::Merge(&release)).await.expect("release the pod");
-        }
-    });
+    let releaser = let_go_later(&pods, pod);
     isolation_outlives_pods(&ns, "feed").await;
     releaser.await.expect("releaser");
 }
