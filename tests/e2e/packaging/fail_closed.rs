@@ -9,9 +9,9 @@
 //! needs is granted before the policies are installed (they would refuse it afterwards).
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::policies::{
@@ -57,7 +57,8 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
     // owned by a ConfigMap (the garbage collector's work), in both namespaces.
     let owner = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: owner, namespace: {dr}}}\n");
     apply_as_admin("a ConfigMap owning a NetworkPolicy", &owner);
-    let owner_uid = ok("owner uid", harness::kubectl(&["get", "-n", dr, "configmap", "owner", "-o", "jsonpath={.metadata.uid}"]));
+    let owner_uid =
+        ok("owner uid", harness::kubectl(&["get", "-n", dr, "configmap", "owner", "-o", "jsonpath={.metadata.uid}"]));
     let owned = deny_all(dr, "owned").replace(
         "namespace: ",
         &format!("ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {owner_uid}}}], namespace: "),
@@ -112,7 +113,10 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
     );
     // ... but the garbage collector removes a policy whose owner is gone, and the
     // namespace controller empties a deleted classified namespace.
-    accepted("the admin deletes the owner", harness::kubectl(&["delete", "-n", dr, "configmap", "owner", "--wait=false"]));
+    accepted(
+        "the admin deletes the owner",
+        harness::kubectl(&["delete", "-n", dr, "configmap", "owner", "--wait=false"]),
+    );
     harness::wait_deleted(&classified.api::<NetworkPolicy>(), "owned", TIMEOUT).await;
     ok("delete the namespace", harness::kubectl(&["delete", "namespace", gone, "--wait=false"]));
     harness::wait_deleted(&Api::<Namespace>::all(classified.client.clone()), gone, TIMEOUT).await;
@@ -139,7 +143,15 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
         "mallory sets another label through namespaces/status",
         as_person(
             "mallory",
-            &["patch", "namespace", dr, "--subresource=status", "--type=merge", "-p", r#"{"metadata": {"labels": {"team": "police"}}}"#],
+            &[
+                "patch",
+                "namespace",
+                dr,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"metadata": {"labels": {"team": "police"}}}"#,
+            ],
             "",
         ),
     );
@@ -190,7 +202,11 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
 
     // Ephemeral containers: nobody.
     let debug = ["debug", "-n", dr, &target, "--image=registry.example/debug:1.0", "--container=dbg"];
-    refused("mallory attaches a debug container", as_person("mallory", &debug, ""), "may not add an ephemeral container");
+    refused(
+        "mallory attaches a debug container",
+        as_person("mallory", &debug, ""),
+        "may not add an ephemeral container",
+    );
     refused(
         "the cluster admin attaches a debug container",
         harness::kubectl(&debug),
@@ -217,7 +233,16 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
         as_identity(
             &format!("system:node:{node}"),
             &["system:nodes"],
-            &["patch", "-n", dr, &target, "--subresource=status", "--type=merge", "-p", r#"{"status": {"message": "seen by its node"}}"#],
+            &[
+                "patch",
+                "-n",
+                dr,
+                &target,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status": {"message": "seen by its node"}}"#,
+            ],
             "",
         ),
     );
@@ -236,7 +261,12 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
     );
     accepted(
         "the operator scales the product",
-        as_identity(&operator, &[], &["patch", "-n", dr, "deployment", "feed", "-p", r#"{"spec": {"replicas": 2}}"#], ""),
+        as_identity(
+            &operator,
+            &[],
+            &["patch", "-n", dr, "deployment", "feed", "-p", r#"{"spec": {"replicas": 2}}"#],
+            "",
+        ),
     );
     harness::wait_for(&classified.api::<Deployment>(), "feed", TIMEOUT, available(2)).await;
 
@@ -248,11 +278,19 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
     );
     accepted(
         "mallory writes her pod's status",
-        as_person("mallory", &["patch", "-n", dr, "pod/plain", "--subresource=status", "--type=merge", "-p", steer], ""),
+        as_person(
+            "mallory",
+            &["patch", "-n", dr, "pod/plain", "--subresource=status", "--type=merge", "-p", steer],
+            "",
+        ),
     );
     accepted(
         "mallory debugs her pod",
-        as_person("mallory", &["debug", "-n", dr, "pod/plain", "--image=registry.example/debug:1.0", "--container=dbg"], ""),
+        as_person(
+            "mallory",
+            &["debug", "-n", dr, "pod/plain", "--image=registry.example/debug:1.0", "--container=dbg"],
+            "",
+        ),
     );
     drop(guards);
 }
@@ -265,7 +303,9 @@ fn data_source(ns: &str, name: &str, secret: &str) -> String {
 
 fn secret(ns: &str, name: &str, credentials: bool) -> String {
     let label = if credentials { ", labels: {drmesh.io/credentials: \"true\"}" } else { "" };
-    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}{label}}}\nstringData: {{password: s3cret}}\n")
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}{label}}}\nstringData: {{password: s3cret}}\n"
+    )
 }
 
 /// Class 6, the confused deputy: drmesh mounts a DataSource's Secret into its consumers'
@@ -309,7 +349,16 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
         "mallory repoints her DataSource at a Secret she may not read",
         as_person(
             "mallory",
-            &["patch", "-n", ns, "datasource", "mine", "--type=merge", "-p", r#"{"spec": {"credentialsSecretRef": {"name": "vault"}}}"#],
+            &[
+                "patch",
+                "-n",
+                ns,
+                "datasource",
+                "mine",
+                "--type=merge",
+                "-p",
+                r#"{"spec": {"credentialsSecretRef": {"name": "vault"}}}"#,
+            ],
             "",
         ),
         field,
@@ -318,7 +367,16 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
         "mallory edits alice's DataSource without touching its Secret",
         as_person(
             "mallory",
-            &["patch", "-n", ns, "datasource", "records", "--type=merge", "-p", r#"{"spec": {"description": "edited"}}"#],
+            &[
+                "patch",
+                "-n",
+                ns,
+                "datasource",
+                "records",
+                "--type=merge",
+                "-p",
+                r#"{"spec": {"description": "edited"}}"#,
+            ],
             "",
         ),
     );
@@ -331,11 +389,15 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
         as_person("mallory", CREATE, &secret(ns, "planted", true)),
         marked,
     );
-    refused(
-        "mallory marks a Secret she may not read",
-        as_person("mallory", &["patch", "-n", ns, "secret", "vault", "--type=merge", "-p", mark], ""),
-        marked,
-    );
+    // One PATCH request, as an attacker would send it (kubectl GETs the Secret first,
+    // which RBAC refuses her).
+    let secrets: Api<Secret> = Api::namespaced(harness::client_as("mallory").await, ns);
+    let label: serde_json::Value = serde_json::from_str(mark).expect("JSON");
+    let err = secrets
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect_err("mallory marks a Secret she may not read: accepted, must be refused");
+    assert!(err.to_string().contains("denied request") && err.to_string().contains(marked), "{err}");
     accepted("mallory creates an unmarked Secret", as_person("mallory", CREATE, &secret(ns, "planted", false)));
     accepted(
         "mallory marks a Secret she may read",

@@ -183,8 +183,10 @@ pub(super) async fn install_policies(id: &str, release_ns: &str, more: Value, pr
     // The API server loads policies and bindings in the order they were created: once the
     // last one (host-network) refuses, every one before it is in force.
     harness::eventually("the policies to be enforced", TIMEOUT, || {
-        let out =
-            kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &host_pod(probe_ns, "probe", HostAccess::Network));
+        let out = kubectl_stdin(
+            &["create", "--dry-run=server", "-f", "-"],
+            &host_pod(probe_ns, "probe", HostAccess::Network),
+        );
         async move { (!out.status.success() && stderr(&out).contains("denied request")).then_some(()) }
     })
     .await;
@@ -247,6 +249,10 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
         as_identity(&operator, &[], CREATE, &allow_all_ingress(dr, "managed-np", true)),
     );
     accepted(
+        "the operator creates a managed NetworkPolicy in a Public namespace",
+        as_identity(&operator, &[], CREATE, &allow_all_ingress(pb, "managed-np", true)),
+    );
+    accepted(
         "the operator updates what it manages",
         as_identity(&operator, &[], &["annotate", "-n", dr, "configmap", "managed", "drmesh.io/touched=yes"], ""),
     );
@@ -263,8 +269,14 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     );
     refused(
         "mallory deletes a managed NetworkPolicy",
-        as_person("mallory", &["delete", "-n", dr, "networkpolicy", "managed-np"], ""),
+        as_person("mallory", &["delete", "-n", pb, "networkpolicy", "managed-np"], ""),
         managed,
+    );
+    // In a classified namespace, classified-namespaces refuses it as well (and first).
+    refused(
+        "mallory deletes a managed NetworkPolicy in a Restricted namespace",
+        as_person("mallory", &["delete", "-n", dr, "networkpolicy", "managed-np"], ""),
+        "denied request",
     );
     refused(
         "the cluster admin deletes a managed ConfigMap",
@@ -441,7 +453,8 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
 /// docs/security-model.md counts them too. All three agree with what the chart renders.
 #[test]
 fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
-    let docs = documents(&render("drmesh", "drmesh-system", "{}", &["--show-only", "templates/admission-policies.yaml"]));
+    let docs =
+        documents(&render("drmesh", "drmesh-system", "{}", &["--show-only", "templates/admission-policies.yaml"]));
     let rendered: Vec<&str> = docs
         .iter()
         .filter(|d| d["kind"] == "ValidatingAdmissionPolicy")
@@ -456,14 +469,12 @@ fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
     let start = install.find("\n## Admission policies\n").expect("an Admission policies section");
     let section = &install[start + 1..];
     let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
-    let listed: Vec<&str> = section
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `RELEASE-"))
-        .filter_map(|l| l.split('`').next())
-        .collect();
+    let listed: Vec<&str> =
+        section.lines().filter_map(|l| l.strip_prefix("| `RELEASE-")).filter_map(|l| l.split('`').next()).collect();
     assert_eq!(listed, rendered, "the policy table of docs/install.md");
 
-    let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+    let words =
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
     let count = words[rendered.len()];
     let capitalised = format!("{}{}", count[..1].to_uppercase(), &count[1..]);
     assert!(
@@ -476,6 +487,9 @@ fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
     assert!(model.contains(&said), "docs/security-model.md must say \"{said}\"");
     for other in words.iter().filter(|w| **w != count) {
         let stale = format!("{other} ValidatingAdmissionPolicies");
-        assert!(!install.to_lowercase().contains(&stale) && !model.to_lowercase().contains(&stale), "stale count: {stale}");
+        assert!(
+            !install.to_lowercase().contains(&stale) && !model.to_lowercase().contains(&stale),
+            "stale count: {stale}"
+        );
     }
 }

@@ -454,7 +454,10 @@ fn the_charts_rbac_binds_nothing_but_the_operators_service_account() {
         ("{}", "drmesh"),
         ("operator: {watchNamespaces: [police, cnc]}\n", "drmesh"),
         ("serviceAccount: {name: mesh-operator}\n", "mesh-operator"),
-        ("replicaCount: 1\noperator: {leaderElection: {enabled: false}}\nrbac: {ownerReferencesPermissionEnforcement: false}\n", "drmesh"),
+        (
+            "replicaCount: 1\noperator: {leaderElection: {enabled: false}}\nrbac: {ownerReferencesPermissionEnforcement: false}\n",
+            "drmesh",
+        ),
         ("metrics: {serviceMonitor: {enabled: true}}\nnetworkPolicy: {enabled: false}\n", "drmesh"),
     ] {
         let docs = super::documents(&super::render("drmesh", "drmesh-system", values, &[]));
@@ -464,7 +467,11 @@ fn the_charts_rbac_binds_nothing_but_the_operators_service_account() {
         assert!(!bindings.is_empty(), "values {values:?}: no binding rendered");
         for binding in bindings {
             let name = &binding["metadata"]["name"];
-            assert_eq!(binding["subjects"], operator, "values {values:?}: {} {name} binds someone else", binding["kind"]);
+            assert_eq!(
+                binding["subjects"], operator,
+                "values {values:?}: {} {name} binds someone else",
+                binding["kind"]
+            );
             let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
             let own = docs.iter().any(|d| {
                 d["kind"] == binding["roleRef"]["kind"]
