@@ -30,6 +30,19 @@ async fn restricted(prefix: &str, id: &str) -> TestNamespace {
     TestNamespace::create_with_labels(prefix, &[(FENCE_LABEL, id), ("drmesh.io/clearance", "Restricted")]).await
 }
 
+/// kubectl arguments of a JSON merge patch of `target` (KIND/NAME) in `ns` ("" for a
+/// cluster-scoped object), or of its status subresource.
+fn merge_patch<'a>(ns: &'a str, target: &'a str, status: bool, patch: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["patch", target, "--type=merge", "-p", patch];
+    if !ns.is_empty() {
+        args.extend(["-n", ns]);
+    }
+    if status {
+        args.push("--subresource=status");
+    }
+    args
+}
+
 fn deny_all(ns: &str, name: &str) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress, Egress]}}\n"
@@ -79,17 +92,10 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
 
     // Roles: alice's binding must keep granting what it granted.
     let clearance = "(clearance Restricted)";
-    let widen = r#"[{"op": "add", "path": "/rules/-", "value": {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}}]"#;
-    refused(
-        "mallory widens the Role behind alice's binding to Secrets",
-        as_person("mallory", &["patch", "-n", dr, "role", "reader", "--type=json", "-p", widen], ""),
-        clearance,
-    );
-    refused(
-        "the cluster admin widens the Role",
-        harness::kubectl(&["patch", "-n", dr, "role", "reader", "--type=json", "-p", widen]),
-        clearance,
-    );
+    let add_secrets = r#"[{"op": "add", "path": "/rules/-", "value": {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}}]"#;
+    let widen = ["patch", "-n", dr, "role", "reader", "--type=json", "-p", add_secrets];
+    refused("mallory widens the Role behind alice's binding to Secrets", as_person("mallory", &widen, ""), clearance);
+    refused("the cluster admin widens the Role", harness::kubectl(&widen), clearance);
     refused(
         "mallory creates a Role in a Restricted namespace",
         as_person("mallory", CREATE, &config_map_reader(dr).replace("name: reader", "name: mine")),
@@ -97,7 +103,7 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
     );
     accepted(
         "break glass: a Role widened in a Restricted namespace",
-        as_identity("carol", &[&break_glass], &["patch", "-n", dr, "role", "reader", "--type=json", "-p", widen], ""),
+        as_identity("carol", &[&break_glass], &widen, ""),
     );
 
     // NetworkPolicies: a foreign deny policy stays.
@@ -126,7 +132,7 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
     let lower = r#"{"metadata": {"labels": {"drmesh.io/clearance": "Public"}}}"#;
     refused(
         "mallory lowers the clearance through namespaces/status",
-        as_person("mallory", &["patch", "namespace", dr, "--subresource=status", "--type=merge", "-p", lower], ""),
+        as_person("mallory", &merge_patch("", &format!("namespace/{dr}"), true, lower), ""),
         "through its status subresource",
     );
     let mut namespace: serde_json::Value =
@@ -143,15 +149,7 @@ async fn classified_namespaces_refuse_widened_roles_deleted_deny_policies_and_re
         "mallory sets another label through namespaces/status",
         as_person(
             "mallory",
-            &[
-                "patch",
-                "namespace",
-                dr,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                r#"{"metadata": {"labels": {"team": "police"}}}"#,
-            ],
+            &merge_patch("", &format!("namespace/{dr}"), true, r#"{"metadata": {"labels": {"team": "police"}}}"#),
             "",
         ),
     );
@@ -220,7 +218,7 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
 
     // Status: the node and the controllers only.
     let steer = r#"{"status": {"podIP": "10.66.6.6", "podIPs": [{"ip": "10.66.6.6"}]}}"#;
-    let status = ["patch", "-n", dr, &target, "--subresource=status", "--type=merge", "-p", steer];
+    let status = merge_patch(dr, &target, true, steer);
     refused("mallory rewrites a product pod's IPs", as_person("mallory", &status, ""), "may not change the status");
     refused(
         "a user named like a node, outside system:nodes",
@@ -233,16 +231,7 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
         as_identity(
             &format!("system:node:{node}"),
             &["system:nodes"],
-            &[
-                "patch",
-                "-n",
-                dr,
-                &target,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                r#"{"status": {"message": "seen by its node"}}"#,
-            ],
+            &merge_patch(dr, &target, true, r#"{"status": {"message": "seen by its node"}}"#),
             "",
         ),
     );
@@ -276,14 +265,7 @@ async fn product_pods_refuse_debug_containers_image_swaps_status_edits_and_repli
         "mallory swaps her pod's image",
         as_person("mallory", &["set", "image", "-n", dr, "pod/plain", "app=registry.example/app:2.0"], ""),
     );
-    accepted(
-        "mallory writes her pod's status",
-        as_person(
-            "mallory",
-            &["patch", "-n", dr, "pod/plain", "--subresource=status", "--type=merge", "-p", steer],
-            "",
-        ),
-    );
+    accepted("mallory writes her pod's status", as_person("mallory", &merge_patch(dr, "pod/plain", true, steer), ""));
     accepted(
         "mallory debugs her pod",
         as_person(
@@ -349,16 +331,7 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
         "mallory repoints her DataSource at a Secret she may not read",
         as_person(
             "mallory",
-            &[
-                "patch",
-                "-n",
-                ns,
-                "datasource",
-                "mine",
-                "--type=merge",
-                "-p",
-                r#"{"spec": {"credentialsSecretRef": {"name": "vault"}}}"#,
-            ],
+            &merge_patch(ns, "datasource/mine", false, r#"{"spec": {"credentialsSecretRef": {"name": "vault"}}}"#),
             "",
         ),
         field,
@@ -367,16 +340,7 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
         "mallory edits alice's DataSource without touching its Secret",
         as_person(
             "mallory",
-            &[
-                "patch",
-                "-n",
-                ns,
-                "datasource",
-                "records",
-                "--type=merge",
-                "-p",
-                r#"{"spec": {"description": "edited"}}"#,
-            ],
+            &merge_patch(ns, "datasource/records", false, r#"{"spec": {"description": "edited"}}"#),
             "",
         ),
     );
@@ -401,11 +365,11 @@ async fn a_secret_is_named_or_labelled_as_credentials_only_by_who_may_read_it() 
     accepted("mallory creates an unmarked Secret", as_person("mallory", CREATE, &secret(ns, "planted", false)));
     accepted(
         "mallory marks a Secret she may read",
-        as_person("mallory", &["patch", "-n", ns, "secret", "shared", "--type=merge", "-p", mark], ""),
+        as_person("mallory", &merge_patch(ns, "secret/shared", false, mark), ""),
     );
     accepted(
         "alice marks a Secret she may read",
-        as_person("alice", &["patch", "-n", ns, "secret", "vault", "--type=merge", "-p", mark], ""),
+        as_person("alice", &merge_patch(ns, "secret/vault", false, mark), ""),
     );
     drop(guards);
 }
