@@ -456,3 +456,42 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     let line = other.wait_log(&["leader election round failed", "forbidden"]).await;
     assert!(line.contains("leases"), "{line}");
 }
+
+/// `edit` or `admin` in the release namespace already amounts to cluster admin (a pod run
+/// there as the operator's ServiceAccount holds the operator's rights), so the chart must
+/// not hand anything to anyone else: every RoleBinding and ClusterRoleBinding it renders,
+/// with any option, binds the operator's ServiceAccount alone, to the chart's own roles.
+#[test]
+fn the_charts_rbac_binds_nothing_but_the_operators_service_account() {
+    for (values, account) in [
+        ("{}", "drmesh"),
+        ("operator: {watchNamespaces: [police, cnc]}\n", "drmesh"),
+        ("serviceAccount: {name: mesh-operator}\n", "mesh-operator"),
+        (
+            "replicaCount: 1\noperator: {leaderElection: {enabled: false}}\nrbac: {ownerReferencesPermissionEnforcement: false}\n",
+            "drmesh",
+        ),
+        ("metrics: {serviceMonitor: {enabled: true}}\nnetworkPolicy: {enabled: false}\n", "drmesh"),
+    ] {
+        let docs = super::documents(&super::render("drmesh", "drmesh-system", values, &[]));
+        let operator = json!([{"kind": "ServiceAccount", "name": account, "namespace": "drmesh-system"}]);
+        let bindings: Vec<&Value> =
+            docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding").collect();
+        assert!(!bindings.is_empty(), "values {values:?}: no binding rendered");
+        for binding in bindings {
+            let name = &binding["metadata"]["name"];
+            assert_eq!(
+                binding["subjects"], operator,
+                "values {values:?}: {} {name} binds someone else",
+                binding["kind"]
+            );
+            let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
+            let own = docs.iter().any(|d| {
+                d["kind"] == binding["roleRef"]["kind"]
+                    && d["metadata"]["name"] == role
+                    && d["metadata"]["namespace"] == binding["metadata"]["namespace"]
+            });
+            assert!(own, "values {values:?}: {name} binds {role}, which the chart does not define");
+        }
+    }
+}
