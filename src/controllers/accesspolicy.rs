@@ -50,8 +50,7 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
     // After a refusal, ask first: a grant that would be refused again stays withdrawn
     // instead of being half-applied on each retry.
     let checked = if ctx.refused.is_marked(&uid) {
-        let GrantBundle { role, binding, ingress } = &bundle;
-        children::dry_run_access(&ctx.policies, &ctx.caches, role.as_ref(), binding.as_ref(), ingress.as_ref()).await
+        children::dry_run_access(&ctx.policies, &ctx.caches, bundle.role.as_ref(), bundle.ingress.as_ref()).await
     } else {
         Ok(())
     };

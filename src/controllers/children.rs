@@ -284,12 +284,13 @@ pub fn rules_hash(role: &Role) -> u64 {
 /// When an existing Role's rules change, its RoleBinding is withdrawn first and bound
 /// again after: nobody ever holds the new rules under the old subjects (or the reverse),
 /// at the price of a moment without access — fail closed.
-/// Dry-runs what one parent grants (see [`Applier::dry_run`]).
+/// Dry-runs what one parent grants (see [`Applier::dry_run`]): its NetworkPolicy and
+/// Role. Not the RoleBinding: it is applied last (a refusal there grants nothing), and
+/// its dry run would be refused while the Role it names does not exist yet.
 pub async fn dry_run_access(
     applier: &Applier,
     caches: &super::Caches,
     role: Option<&Role>,
-    binding: Option<&RoleBinding>,
     network: Option<&NetworkPolicy>,
 ) -> Result<(), Error> {
     if let Some(network) = network {
@@ -297,9 +298,6 @@ pub async fn dry_run_access(
     }
     if let Some(role) = role {
         applier.dry_run(role, &caches.roles).await?;
-    }
-    if let Some(binding) = binding {
-        applier.dry_run(binding, &caches.role_bindings).await?;
     }
     Ok(())
 }

@@ -114,8 +114,7 @@ async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, E
     let consumers = lends_to(&ctx.caches, source, secret, now);
     let bundle = source::build(source, &consumers);
     let checked = if ctx.refused.is_marked(&uid) {
-        let SourceBundle { role, binding, egress } = &bundle;
-        children::dry_run_access(&ctx.sources, &ctx.caches, role.as_ref(), binding.as_ref(), egress.as_ref()).await
+        children::dry_run_access(&ctx.sources, &ctx.caches, bundle.role.as_ref(), bundle.egress.as_ref()).await
     } else {
         Ok(())
     };

@@ -390,6 +390,10 @@ spec:
         r["policy"]["name"] == "partial" && r["decision"] == "Revoked" && r["reason"] == "ApplyFailed"
     })
     .await;
+    // The refusal lifted, the grant converges by itself (retried with backoff).
+    drop(_cleanup);
+    harness::wait_for(&ns.api::<AccessPolicy>(), "partial", Duration::from_secs(120), is_ready).await;
+    assert!(can(n, &format!("readers-{n}"), "get", "services/feed:8080", Some("proxy")));
 }
 
 #[tokio::test]
