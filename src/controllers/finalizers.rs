@@ -154,7 +154,12 @@ async fn release_isolation_when_no_pod_is_left(
     };
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     let selector = ListParams::default().labels(&format!("{}={product}", labels::DATA_PRODUCT)).limit(1);
+    let uid = meta.uid.clone().unwrap_or_default();
     loop {
+        // Gone meanwhile (released by someone with the right to): nothing left to do.
+        if caches.network_policies.get(&namespace, &name).is_none_or(|r| *r.uid != *uid) {
+            return;
+        }
         if owner_lives(caches, &meta) {
             break;
         }
@@ -164,22 +169,13 @@ async fn release_isolation_when_no_pod_is_left(
             Err(error) => tracing::warn!(%error, %namespace, %product, "cannot list the product's pods"),
         }
         tokio::time::sleep(POD_RECHECK).await;
-        // Gone meanwhile (released by someone with the right to): nothing left to do.
-        match api.get_metadata_opt(&name).await {
-            Ok(Some(current)) if holds_ours(&current.metadata) => {}
-            Ok(_) => return,
-            Err(error) => tracing::warn!(%error, %namespace, %name, "cannot read the isolation policy"),
-        }
     }
-    let current = match api.get_metadata_opt(&name).await {
-        Ok(Some(current)) => current.metadata,
-        _ => return,
-    };
-    let keep: Vec<&String> =
-        current.finalizers.iter().flatten().filter(|f| *f != labels::ISOLATION_FINALIZER).collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": keep, "resourceVersion": current.resource_version}});
+    // Every finalizer goes: drmesh's (no pod left) and any foreign one (a policy being
+    // deleted is not kept for anyone else). No precondition: nothing is lost by racing.
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
     match api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => tracing::info!(%namespace, %name, %product, "no pod of the product is left: isolation released"),
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(error) => {
             tracing::warn!(%error, %namespace, %name, "cannot release the isolation policy (will retry on the next event)")
         }
