@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::harness::{self, TIMEOUT, TestNamespace};
+use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 
 /// The Ready condition of any drmesh object: (status, reason).
 fn ready<K: serde::Serialize>(obj: &K) -> Option<(String, String)> {
@@ -30,22 +30,6 @@ fn is_ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
 
 fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) -> bool {
     move |obj| obj.and_then(ready).is_some_and(|(_, r)| r == reason)
-}
-
-fn apply(yaml: &str) {
-    let mut child = std::process::Command::new(harness::kubectl_path())
-        .arg("--kubeconfig")
-        .arg(harness::kubeconfig_path())
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("kubectl apply");
-    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A producer domain with a source and a product, and a consumer domain reading it

@@ -8,6 +8,9 @@
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh status      say what runs
 #
+# With DRMESH_REAL_NODE=1, `up` also starts a real node beside the kwok nodes (node.sh):
+# real pods, real packets, NetworkPolicies enforced. `down` always removes it.
+#
 # State lives in $DRMESH_CLUSTER_DIR (default: <repo>/.drmesh/cluster).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +31,7 @@ nodes="${DRMESH_FAKE_NODES:-3}"
 node_pods="${DRMESH_FAKE_NODE_PODS:-5000}"
 server="https://127.0.0.1:$api_port"
 components=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+real_node="${DRMESH_REAL_NODE:-0}"
 
 log() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] error: $*" >&2; exit 1; }
@@ -179,6 +183,16 @@ up() {
   gen_pki
   write_configs
   local t0=$SECONDS
+  # The real node's pods reach the API server through the `kubernetes` Service, whose
+  # endpoint is the advertised address (node.sh forwards it to 127.0.0.1); pods are
+  # placed on the real node by their namespace's annotations (PodNodeSelector,
+  # PodTolerationRestriction), so the kwok nodes keep everything else.
+  local advertise=127.0.0.1 node_flags=()
+  if [[ "$real_node" == 1 ]]; then
+    advertise="$host_ip"
+    node_flags=(--enable-admission-plugins PodNodeSelector,PodTolerationRestriction)
+  fi
+  gen_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
 
   start etcd "$bin/etcd" --name drmesh --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -189,7 +203,7 @@ up() {
 
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address 127.0.0.1 --advertise-address "$advertise" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode Node,RBAC \
@@ -200,7 +214,9 @@ up() {
     --audit-log-maxsize 200 --audit-log-maxbackup 2 \
     --allow-privileged=false --profiling=false \
     --cert-dir "$dir/apiserver-certs" \
-    --max-requests-inflight 800 --max-mutating-requests-inflight 400
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --max-requests-inflight 800 --max-mutating-requests-inflight 400 "${node_flags[@]}"
   wait_until "kube-apiserver /readyz" 120 kube-apiserver probe "$server/readyz" admin
 
   start kube-controller-manager "$bin/kube-controller-manager" \
@@ -243,12 +259,15 @@ up() {
   # Ready nodes and a default ServiceAccount prove kwok and the controllers act on the cluster.
   "${k[@]}" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
   wait_until "default ServiceAccount" 60 kube-controller-manager "${k[@]}" get serviceaccount default -n default
-  log "ready in $((SECONDS - t0)) s: $nodes kwok nodes; kubeconfig: $dir/kubeconfig"
+  log "control plane ready in $((SECONDS - t0)) s: $nodes kwok nodes"
+  [[ "$real_node" == 1 ]] && node_up "$bin"
+  log "ready in $((SECONDS - t0)) s; kubeconfig: $dir/kubeconfig"
   echo "$dir/kubeconfig"
 }
 
 down() {
   local name pid i
+  node_down
   for name in "${components[@]}"; do
     pid="$(pid_of "$name" || true)"
     [[ -n "$pid" ]] || continue
@@ -265,12 +284,16 @@ down() {
 }
 
 status() {
-  local name rc=0
-  for name in "${components[@]}"; do
+  local name rc=0 all=("${components[@]}")
+  [[ -d "$node_dir" ]] && all+=("${node_components[@]}")
+  for name in "${all[@]}"; do
     if alive "$name"; then echo "$name: running (pid $(pid_of "$name"))"; else echo "$name: stopped"; rc=1; fi
   done
   return $rc
 }
+
+# shellcheck source=node.sh
+source "$here/node.sh"
 
 case "${1:-}" in
   up) up ;;

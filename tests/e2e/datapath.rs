@@ -1,0 +1,170 @@
+//! The data path, on the real node (`DRMESH_REAL_NODE=1 make cluster-up`): products run
+//! the reference product image in real pods, kube-router enforces their NetworkPolicies,
+//! and every access decision is proven with a real connection made from inside a
+//! product's pod (`product probe URL`). Without a real node these tests say so and pass,
+//! unless DRMESH_REAL_NODE=1 asks for one (then its absence is a failure).
+
+use std::time::{Duration, Instant};
+
+use drmesh::api::AccessPolicy;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::harness::{self, TIMEOUT, TestNamespace, apply};
+
+/// The reference product image (images/product), imported into the node by node.sh.
+const PRODUCT_IMAGE: &str = "drmesh.local/product:1";
+/// How long a probe waits for an answer before it calls the connection refused.
+const PROBE_TIMEOUT: &str = "2s";
+
+fn real_node() -> bool {
+    let out = harness::kubectl(&["get", "nodes", "-l", harness::REAL_NODE_SELECTOR, "-o", "name"]);
+    assert!(out.status.success(), "kubectl get nodes: {}", String::from_utf8_lossy(&out.stderr));
+    if !out.stdout.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("DRMESH_REAL_NODE").as_deref() != Ok("1"),
+        "DRMESH_REAL_NODE=1 but the cluster has no real node: run `DRMESH_REAL_NODE=1 make cluster-up`"
+    );
+    eprintln!("skipped: no real node in the cluster (DRMESH_REAL_NODE=1 make cluster-up adds one)");
+    false
+}
+
+/// What one probe from inside a product's pod saw.
+#[derive(Debug)]
+struct Probe {
+    answered: bool,
+    output: String,
+}
+
+/// `kubectl exec -n NS deploy/NAME -- product probe URL`.
+fn probe(ns: &str, deployment: &str, url: &str) -> Probe {
+    let target = format!("deploy/{deployment}");
+    // PROBE_TIMEOUT comes from the product's env (product_yaml).
+    let out = harness::kubectl(&["exec", "-n", ns, &target, "--", "product", "probe", url]);
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // A failed exec (no pod, API error) is neither an answer nor a refusal.
+    assert!(
+        out.status.success() || output.contains("no answer after"),
+        "kubectl exec into {ns}/{deployment} failed: {output}"
+    );
+    Probe { answered: out.status.success(), output }
+}
+
+/// Polls until a probe answers (policies take a moment to reach the node's iptables).
+async fn eventually_answers(ns: &str, deployment: &str, url: &str) -> Probe {
+    let what = format!("{ns}/{deployment} to reach {url}");
+    harness::eventually(&what, TIMEOUT, || {
+        let p = probe(ns, deployment, url);
+        async move { p.answered.then_some(p) }
+    })
+    .await
+}
+
+fn assert_refused(ns: &str, deployment: &str, url: &str) {
+    let p = probe(ns, deployment, url);
+    assert!(!p.answered, "{ns}/{deployment} reached {url} but must not: {}", p.output);
+    // Dropped by the network, not refused by the application: no HTTP answer at all.
+    assert!(!p.output.contains("HTTP "), "{ns}/{deployment} -> {url}: {}", p.output);
+}
+
+async fn wait_available(ns: &TestNamespace, name: &str) {
+    harness::wait_for(&ns.api::<Deployment>(), name, Duration::from_secs(180), |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
+    })
+    .await;
+}
+
+fn product_yaml(ns: &str, name: &str, inputs: &str) -> String {
+    format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  classification: Internal
+  inputs: {inputs}
+  runtime:
+    image: {PRODUCT_IMAGE}
+    env:
+      - {{name: PRODUCT_NAME, value: {ns}/{name}}}
+      - {{name: PRODUCT_PORTS, value: "8080,9090"}}
+      - {{name: PROBE_TIMEOUT, value: {PROBE_TIMEOUT}}}
+  outputPorts:
+    - {{name: http, port: 8080, protocol: HTTP}}
+    - {{name: admin, port: 9090, protocol: HTTP}}
+"#
+    )
+}
+
+fn grant_yaml(ns: &str, consumer_ns: &str, expires_at: &str) -> String {
+    format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: reader, namespace: {ns}}}
+spec:
+  dataProduct: feed
+  ports: [http]
+  subjects: [{{kind: DataProduct, namespace: {consumer_ns}, name: reader}}]
+  expiresAt: "{expires_at}"
+"#
+    )
+}
+
+/// A whole second `d` from now, as RFC 3339, and as an instant of this process's clock.
+fn whole_second_in(d: Duration) -> (String, Instant) {
+    let now = jiff::Timestamp::now();
+    let at = jiff::Timestamp::from_second(now.as_second() + d.as_secs() as i64 + 1).expect("time");
+    let wait = (at - now).total(jiff::Unit::Millisecond).expect("span") as u64;
+    (at.to_string(), Instant::now() + Duration::from_millis(wait))
+}
+
+#[tokio::test]
+async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
+    if !real_node() {
+        return;
+    }
+    let labels = [("drmesh.io/clearance", "Internal")];
+    let producer = TestNamespace::create_on_real_node("dp-prod", &labels).await;
+    let consumer = TestNamespace::create_on_real_node("dp-cons", &labels).await;
+    let outsider = TestNamespace::create_on_real_node("dp-out", &labels).await;
+    let (p, c, o) = (&producer.name, &consumer.name, &outsider.name);
+    let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed, ports: [http]}}}}]");
+    let (expires_at, _) = whole_second_in(Duration::from_secs(600));
+    apply(&[
+        product_yaml(p, "feed", "[]"),
+        product_yaml(c, "reader", &feed_input),
+        product_yaml(o, "intruder", &feed_input),
+        grant_yaml(p, c, &expires_at),
+    ]
+    .join("---\n"));
+    for (ns, name) in [(&producer, "feed"), (&consumer, "reader"), (&outsider, "intruder")] {
+        wait_available(ns, name).await;
+    }
+
+    let http = format!("http://feed.{p}.svc.cluster.local:8080/");
+    let admin = format!("http://feed.{p}.svc.cluster.local:9090/");
+    let answer = eventually_answers(c, "reader", &http).await;
+    assert!(answer.output.contains("HTTP 200") && answer.output.contains(&format!("{p}/feed")), "{answer:?}");
+    // The port outside the grant, and a product without a grant, get no answer.
+    assert_refused(c, "reader", &admin);
+    assert_refused(o, "intruder", &http);
+    assert_refused(o, "intruder", &admin);
+
+    // Expiry: a grant moved to expire in a few seconds closes within 1 s of expiresAt.
+    let (soon, at) = whole_second_in(Duration::from_secs(8));
+    let patch = json!({"spec": {"expiresAt": soon}});
+    producer
+        .api::<AccessPolicy>()
+        .patch("reader", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch expiresAt");
+    let before = probe(c, "reader", &http);
+    assert!(before.answered, "the grant still runs until {soon}: {before:?}");
+    tokio::time::sleep_until((at + Duration::from_secs(1)).into()).await;
+    let after = probe(c, "reader", &http);
+    assert!(!after.answered, "expired at {soon}, yet reader still connects 1 s later: {}", after.output);
+}
