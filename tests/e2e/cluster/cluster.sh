@@ -7,6 +7,7 @@
 #   cluster.sh kubeconfig  print the kubeconfig path (contexts admin, alice, bob, mallory)
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh status      say what runs
+#   cluster.sh import TAR  import an OCI image archive into the real node's runtime
 #
 # With DRMESH_REAL_NODE=1, `up` also starts a real node beside the kwok nodes (node.sh):
 # real pods, real packets, NetworkPolicies enforced. `down` always removes it.
@@ -214,7 +215,7 @@ up() {
     --audit-log-maxsize 200 --audit-log-maxbackup 2 \
     --allow-privileged=false --profiling=false \
     --cert-dir "$dir/apiserver-certs" \
-    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-preferred-address-types InternalIP \
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
     --max-requests-inflight 800 --max-mutating-requests-inflight 400 "${node_flags[@]}"
   wait_until "kube-apiserver /readyz" 120 kube-apiserver probe "$server/readyz" admin
@@ -303,5 +304,6 @@ case "${1:-}" in
   # still run binaries of an older, identical-in-Kubernetes build (see build.sh).
   bin) "$here/build.sh" ;;
   status) status ;;
+  import) node_import "${2:?usage: $0 import OCI-ARCHIVE}" ;;
   *) echo "usage: $0 up|down|kubeconfig|bin|status" >&2; exit 2 ;;
 esac

@@ -141,6 +141,8 @@ state = "$node_dir/containerd/state"
   sandbox_image = "drmesh.local/pause:1"
   netns_mounts_under_state_dir = true
   enable_selinux = false
+  # The machine refuses an oom_score_adj below its own (-998 for sandboxes): use its own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$cni_bin"
     conf_dir = "$node_dir/cni/net.d"
@@ -201,11 +203,14 @@ import_images() { # bin-dir
   local b="$1" kind tar
   for kind in pause product coredns; do
     tar="$("$repo/images/build.sh" "$kind" "$b/$kind")"
-    ctr --address "$node_dir/containerd.sock" -n k8s.io images import --no-unpack "$tar" >/dev/null
+    node_import "$tar" 2>/dev/null
   done
-  if [[ -n "${DRMESH_OPERATOR_IMAGE:-}" ]]; then
-    ctr --address "$node_dir/containerd.sock" -n k8s.io images import --no-unpack "$DRMESH_OPERATOR_IMAGE" >/dev/null
-  fi
+}
+
+# cluster.sh import: an image built after the node started (make image).
+node_import() { # oci-archive
+  [[ -S "$node_dir/containerd.sock" ]] || die "no real node runs (DRMESH_REAL_NODE=1 make cluster-up)"
+  ctr --address "$node_dir/containerd.sock" -n k8s.io images import --no-unpack "$1" >&2
 }
 
 node_up() { # bin-dir
