@@ -132,7 +132,7 @@ async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
     let consumer = TestNamespace::create_on_real_node("dp-cons", &labels).await;
     let outsider = TestNamespace::create_on_real_node("dp-out", &labels).await;
     let (p, c, o) = (&producer.name, &consumer.name, &outsider.name);
-    let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed, ports: [http]}}}}]");
+    let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
     apply(&[
         product_yaml(p, "feed", "[]"),
@@ -167,4 +167,203 @@ async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
     tokio::time::sleep_until((at + Duration::from_secs(1)).into()).await;
     let after = probe(c, "reader", &http);
     assert!(!after.answered, "expired at {soon}, yet reader still connects 1 s later: {}", after.output);
+}
+
+/// A test host behind the real node (`cluster.sh testhost`), serving HTTP on `ports`.
+fn test_host(index: u32, ports: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/cluster/cluster.sh");
+    let out = std::process::Command::new(script)
+        .args(["testhost", &index.to_string(), ports])
+        .output()
+        .expect("cluster.sh testhost");
+    assert!(out.status.success(), "cluster.sh testhost: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_product_reaches_only_dns_its_granted_inputs_and_its_sources() {
+    if !real_node() {
+        return;
+    }
+    let source_host = test_host(1, "5432,8080");
+    let labels = [("drmesh.io/clearance", "Internal")];
+    let producer = TestNamespace::create_on_real_node("dp-src", &labels).await;
+    let consumer = TestNamespace::create_on_real_node("dp-egress", &labels).await;
+    let (p, c) = (&producer.name, &consumer.name);
+    let inputs = format!("[{{dataSource: db}}, {{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
+    let (expires_at, _) = whole_second_in(Duration::from_secs(600));
+    apply(&[
+        product_yaml(p, "feed", "[]"),
+        product_yaml(p, "other", "[]"),
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: db-credentials, namespace: {c}}}
+stringData: {{password: test}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {{name: db, namespace: {c}}}
+spec:
+  classification: Internal
+  type: Postgres
+  endpoint: {{cidr: {source_host}/32, port: 5432}}
+  credentialsSecretRef: {{name: db-credentials}}
+"#
+        ),
+        product_yaml(c, "reader", &inputs),
+        grant_yaml(p, c, &expires_at),
+    ]
+    .join("---\n"));
+    for (ns, name) in [(&producer, "feed"), (&producer, "other"), (&consumer, "reader")] {
+        wait_available(ns, name).await;
+    }
+
+    // Allowed: its granted input, its source's endpoint, and names through DNS.
+    let feed = format!("http://feed.{p}.svc.cluster.local:8080/");
+    eventually_answers(c, "reader", &feed).await;
+    let source = format!("http://{source_host}:5432/");
+    let answer = eventually_answers(c, "reader", &source).await;
+    assert!(answer.output.contains("testhost-1"), "{answer:?}");
+    // Everything else: another port of the source's host, another product of the
+    // producer, the API server, DNS servers on another port.
+    assert_refused(c, "reader", &format!("http://{source_host}:8080/"));
+    assert_refused(c, "reader", &format!("http://other.{p}.svc.cluster.local:8080/"));
+    assert_refused(c, "reader", "https://kubernetes.default.svc.cluster.local:443/");
+    assert_refused(c, "reader", "http://kube-dns.kube-system.svc.cluster.local:8080/health");
+    // And a product without the source does not reach its host.
+    assert_refused(p, "feed", &source);
+}
+
+#[tokio::test]
+async fn a_deleted_grant_refuses_new_connections_within_a_second() {
+    if !real_node() {
+        return;
+    }
+    let labels = [("drmesh.io/clearance", "Internal")];
+    let producer = TestNamespace::create_on_real_node("dp-del", &labels).await;
+    let consumer = TestNamespace::create_on_real_node("dp-delc", &labels).await;
+    let (p, c) = (&producer.name, &consumer.name);
+    let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
+    let (expires_at, _) = whole_second_in(Duration::from_secs(600));
+    apply(&[product_yaml(p, "feed", "[]"), product_yaml(c, "reader", &feed_input), grant_yaml(p, c, &expires_at)]
+        .join("---\n"));
+    for (ns, name) in [(&producer, "feed"), (&consumer, "reader")] {
+        wait_available(ns, name).await;
+    }
+    let http = format!("http://feed.{p}.svc.cluster.local:8080/");
+    eventually_answers(c, "reader", &http).await;
+
+    producer.api::<AccessPolicy>().delete("reader", &Default::default()).await.expect("delete grant");
+    harness::wait_deleted(&producer.api::<AccessPolicy>(), "reader", TIMEOUT).await;
+    let deleted = Instant::now();
+    tokio::time::sleep_until((deleted + Duration::from_secs(1)).into()).await;
+    let after = probe(c, "reader", &http);
+    assert!(!after.answered, "the grant was deleted 1 s ago, yet reader still connects: {}", after.output);
+}
+
+/// The API server's address as pods see it: the `kubernetes` Service's endpoint.
+fn api_server_address() -> String {
+    let out = harness::kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A person's read through the API server's service proxy: (succeeded, output).
+fn read_as(person: &str, path: &str) -> (bool, String) {
+    let out = harness::kubectl_as(person, &["get", "--raw", path, "--request-timeout=15s"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn people_read_through_the_api_server_proxy_once_the_proxy_may_reach_the_product() {
+    if !real_node() {
+        return;
+    }
+    let producer = TestNamespace::create_on_real_node("dp-people", &[("drmesh.io/clearance", "Internal")]).await;
+    let p = &producer.name;
+    let (expires_at, _) = whole_second_in(Duration::from_secs(600));
+    apply(&[
+        product_yaml(p, "feed", "[]"),
+        format!(
+            r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: officers, namespace: {p}}}
+spec:
+  dataProduct: feed
+  ports: [http]
+  subjects: [{{kind: Group, name: cnc-officers}}]
+  purpose: end-to-end test of the people path
+  expiresAt: "{expires_at}"
+"#
+        ),
+    ]
+    .join("---\n"));
+    wait_available(&producer, "feed").await;
+    let path = format!("/api/v1/namespaces/{p}/services/feed:8080/proxy/");
+    // RBAC lets alice in (the grant's RoleBinding), so the proxy call goes out.
+    harness::eventually("alice may use the proxy", TIMEOUT, || {
+        let out = harness::kubectl_as("alice", &["auth", "can-i", "get", "services/feed:8080", "--subresource=proxy", "-n", p]);
+        async move { (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(()) }
+    })
+    .await;
+
+    // O11: the product's isolation admits only its grantees' pods; the API server's
+    // connection is dropped and alice gets no data.
+    let (read, output) = read_as("alice", &path);
+    assert!(!read && !output.contains(&format!("{p}/feed")), "the proxy reached an isolated product: {output}");
+
+    // The narrowest rule that lets the proxy through: ingress from the API server's own
+    // address, on the granted port only.
+    let api_server = api_server_address();
+    apply(&format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: feed-from-api-server, namespace: {p}}}
+spec:
+  podSelector: {{matchLabels: {{drmesh.io/data-product: feed}}}}
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{{ipBlock: {{cidr: {api_server}/32}}}}]
+      ports: [{{protocol: TCP, port: 8080}}]
+"#
+    ));
+    let data = harness::eventually("alice reads feed through the proxy", TIMEOUT, || {
+        let (read, output) = read_as("alice", &path);
+        async move { read.then_some(output) }
+    })
+    .await;
+    assert!(data.contains(&format!("{p}/feed")), "alice got: {data}");
+    // Only the granted port: the admin port stays closed to the proxy too.
+    let (read, output) = read_as("alice", &format!("/api/v1/namespaces/{p}/services/feed:9090/proxy/"));
+    assert!(!read, "alice read the ungranted port: {output}");
+    for person in ["bob", "mallory"] {
+        let (read, output) = read_as(person, &path);
+        assert!(!read && output.contains("Forbidden"), "{person}: {output}");
+    }
+
+    // Every read is in the API server's audit log, with who and what.
+    let reads = harness::eventually("audit records of the proxy reads", TIMEOUT, || {
+        let log = std::fs::read_to_string(harness::audit_log_path()).unwrap_or_default();
+        let records: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                e["objectRef"]["namespace"] == p.as_str()
+                    && e["objectRef"]["subresource"] == "proxy"
+                    && e["stage"] == "ResponseComplete"
+            })
+            .collect();
+        let people = ["alice", "bob", "mallory"];
+        async move { people.iter().all(|u| records.iter().any(|e| e["user"]["username"] == *u)).then_some(records) }
+    })
+    .await;
+    assert!(
+        reads.iter().any(|e| e["user"]["username"] == "alice" && e["responseStatus"]["code"] == 200),
+        "no audited successful read by alice: {reads:#?}"
+    );
 }

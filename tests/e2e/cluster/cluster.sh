@@ -8,6 +8,8 @@
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh status      say what runs
 #   cluster.sh import TAR  import an OCI image archive into the real node's runtime
+#   cluster.sh testhost I PORTS   start test host I behind the real node, serving HTTP on
+#                          PORTS (comma separated); prints its address
 #
 # With DRMESH_REAL_NODE=1, `up` also starts a real node beside the kwok nodes (node.sh):
 # real pods, real packets, NetworkPolicies enforced. `down` always removes it.
@@ -305,5 +307,6 @@ case "${1:-}" in
   bin) "$here/build.sh" ;;
   status) status ;;
   import) node_import "${2:?usage: $0 import OCI-ARCHIVE}" ;;
+  testhost) node_testhost "${2:?usage: $0 testhost INDEX PORTS}" "${3:?usage: $0 testhost INDEX PORTS}" ;;
   *) echo "usage: $0 up|down|kubeconfig|bin|status" >&2; exit 2 ;;
 esac

@@ -10,7 +10,8 @@
 #   reaches pods and kubelet that way); a socat forwarder from 10.246.$idx.1:$api_port
 #   to the API server on 127.0.0.1 (the address pods reach through the `kubernetes`
 #   Service); cgroups <parent>/drmesh-node-$idx in each v1 hierarchy; test hosts'
-#   namespaces drmesh-th$idx-*; kubelet's symlinks in /var/log/containers.
+#   namespaces drmesh-th$idx-*; kubelet's symlinks in /var/log/containers; containerd's
+#   shim sockets in /run/containerd/s (the directory too, when the node created it).
 # The host's ip_forward is left alone and nothing is masqueraded: the node's namespace
 # has no default route, so no packet of a pod can leave the machine.
 
@@ -75,11 +76,40 @@ make_cgroups() {
 # Starts a node component in the node's network namespace and its cgroup ("system").
 node_start() { # name binary args...
   local name="$1"; shift
+  node_start_in "$node_netns" "$name" "$@"
+}
+
+node_start_in() { # netns name binary args...
+  local netns="$1" name="$2"; shift 2
   local parent h procs=""
   parent="$(node_cgroup)"
   for h in $(cg_hierarchies); do procs="$procs /sys/fs/cgroup/$h$parent/system/cgroup.procs"; done
   start "$name" bash -c 'for f in '"$procs"'; do echo $$ > "$f"; done; exec "$@"' _ \
-    nsenter --net="/run/netns/$node_netns" "$@"
+    nsenter --net="/run/netns/$netns" "$@"
+}
+
+# A test host: a namespace of its own behind the node, at 10.247.N.(4i+2), serving HTTP
+# (the reference product's server) on PORTS. It stands for a DataSource's endpoint; its
+# only way out is the node. Prints its address.
+node_testhost() { # index ports
+  local i="$1" ports="$2" b
+  [[ -e "/run/netns/$node_netns" ]] || die "no real node runs (DRMESH_REAL_NODE=1 make cluster-up)"
+  b="$(cat "$dir/bin-path")"
+  local ns="drmesh-th$node_idx-$i" node_end="drmesh${node_idx}t$i" gw="10.247.$node_idx.$((4 * i + 1))"
+  local addr="10.247.$node_idx.$((4 * i + 2))"
+  if [[ ! -e "/run/netns/$ns" ]]; then
+    ip netns add "$ns"
+    ip -n "$node_netns" link add "$node_end" type veth peer name eth0 netns "$ns"
+    ip -n "$node_netns" addr add "$gw/30" dev "$node_end"
+    ip -n "$node_netns" link set "$node_end" up
+    ip -n "$ns" addr add "$addr/30" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" route add default via "$gw"
+  fi
+  PRODUCT_NAME="testhost-$i" PRODUCT_PORTS="$ports" node_start_in "$ns" "testhost-$i" "$b/product" serve
+  wait_until "test host $addr" 10 "testhost-$i" in_node "$b/product" probe "http://$addr:${ports%%,*}/"
+  echo "$addr"
 }
 
 node_network() {
@@ -222,6 +252,8 @@ node_up() { # bin-dir
   make_cgroups
   write_node_configs
 
+  # containerd's shims keep their sockets in /run/containerd/s whatever the config says.
+  [[ -e /run/containerd ]] || echo /run/containerd > "$node_dir/run-containerd-created"
   start api-forwarder socat "TCP-LISTEN:$api_port,bind=$host_ip,reuseaddr,fork" "TCP:127.0.0.1:$api_port"
   node_start containerd containerd --config "$node_dir/containerd.toml"
   wait_until "containerd" 60 containerd ctr --address "$node_dir/containerd.sock" version
@@ -268,7 +300,8 @@ node_down() {
     fi
     rm -f "$run/$name.pid"
   done
-  # Containers and shims left behind: everything in the node's cgroups.
+  for pid in "$run"/testhost-*.pid; do [[ -f "$pid" ]] && rm -f "$pid"; done
+  # Containers, shims and test hosts left behind: everything in the node's cgroups.
   for ((i = 0; i < 50; i++)); do
     pids="$(node_pids)"
     [[ -n "$pids" ]] || break
@@ -293,6 +326,8 @@ node_down() {
   if [[ -f "$node_dir/cgroups-created" ]]; then
     tac "$node_dir/cgroups-created" | while read -r d; do rmdir "$d" 2>/dev/null || true; done
   fi
+  # The shims' socket directory, when this node created it and no other containerd uses it.
+  if [[ -f "$node_dir/run-containerd-created" ]] && ! pgrep -x containerd >/dev/null; then rm -rf /run/containerd; fi
   # kubelet's links to the node's container logs.
   find /var/log/containers -maxdepth 1 -type l -lname "$node_dir/*" -delete 2>/dev/null || true
   rm -rf "$node_dir"
