@@ -140,8 +140,7 @@ impl TestNamespace {
         let name = unique_name(prefix);
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
-        ns.metadata.annotations =
-            Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        ns.metadata.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         let mut all_labels: std::collections::BTreeMap<String, String> =
             labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         all_labels.insert("drmesh.io/e2e".into(), "true".into());

@@ -13,6 +13,8 @@ use serde_json::json;
 
 use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 
+mod matrix;
+
 /// The reference product image (images/product), imported into the node by node.sh.
 const PRODUCT_IMAGE: &str = "drmesh.local/product:1";
 /// How long a probe waits for an answer before it calls the connection refused.
@@ -134,13 +136,15 @@ async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
     let (p, c, o) = (&producer.name, &consumer.name, &outsider.name);
     let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
-    apply(&[
-        product_yaml(p, "feed", "[]"),
-        product_yaml(c, "reader", &feed_input),
-        product_yaml(o, "intruder", &feed_input),
-        grant_yaml(p, c, &expires_at),
-    ]
-    .join("---\n"));
+    apply(
+        &[
+            product_yaml(p, "feed", "[]"),
+            product_yaml(c, "reader", &feed_input),
+            product_yaml(o, "intruder", &feed_input),
+            grant_yaml(p, c, &expires_at),
+        ]
+        .join("---\n"),
+    );
     for (ns, name) in [(&producer, "feed"), (&consumer, "reader"), (&outsider, "intruder")] {
         wait_available(ns, name).await;
     }
@@ -192,11 +196,12 @@ async fn a_product_reaches_only_dns_its_granted_inputs_and_its_sources() {
     let (p, c) = (&producer.name, &consumer.name);
     let inputs = format!("[{{dataSource: db}}, {{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
-    apply(&[
-        product_yaml(p, "feed", "[]"),
-        product_yaml(p, "other", "[]"),
-        format!(
-            r#"
+    apply(
+        &[
+            product_yaml(p, "feed", "[]"),
+            product_yaml(p, "other", "[]"),
+            format!(
+                r#"
 apiVersion: v1
 kind: Secret
 metadata: {{name: db-credentials, namespace: {c}}}
@@ -211,11 +216,12 @@ spec:
   endpoint: {{cidr: {source_host}/32, port: 5432}}
   credentialsSecretRef: {{name: db-credentials}}
 "#
-        ),
-        product_yaml(c, "reader", &inputs),
-        grant_yaml(p, c, &expires_at),
-    ]
-    .join("---\n"));
+            ),
+            product_yaml(c, "reader", &inputs),
+            grant_yaml(p, c, &expires_at),
+        ]
+        .join("---\n"),
+    );
     for (ns, name) in [(&producer, "feed"), (&producer, "other"), (&consumer, "reader")] {
         wait_available(ns, name).await;
     }
@@ -247,8 +253,10 @@ async fn a_deleted_grant_refuses_new_connections_within_a_second() {
     let (p, c) = (&producer.name, &consumer.name);
     let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
-    apply(&[product_yaml(p, "feed", "[]"), product_yaml(c, "reader", &feed_input), grant_yaml(p, c, &expires_at)]
-        .join("---\n"));
+    apply(
+        &[product_yaml(p, "feed", "[]"), product_yaml(c, "reader", &feed_input), grant_yaml(p, c, &expires_at)]
+            .join("---\n"),
+    );
     for (ns, name) in [(&producer, "feed"), (&consumer, "reader")] {
         wait_available(ns, name).await;
     }
@@ -285,10 +293,11 @@ async fn people_read_through_the_api_server_proxy_once_the_proxy_may_reach_the_p
     let producer = TestNamespace::create_on_real_node("dp-people", &[("drmesh.io/clearance", "Internal")]).await;
     let p = &producer.name;
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
-    apply(&[
-        product_yaml(p, "feed", "[]"),
-        format!(
-            r#"
+    apply(
+        &[
+            product_yaml(p, "feed", "[]"),
+            format!(
+                r#"
 apiVersion: drmesh.io/v1alpha1
 kind: AccessPolicy
 metadata: {{name: officers, namespace: {p}}}
@@ -299,14 +308,18 @@ spec:
   purpose: end-to-end test of the people path
   expiresAt: "{expires_at}"
 "#
-        ),
-    ]
-    .join("---\n"));
+            ),
+        ]
+        .join("---\n"),
+    );
     wait_available(&producer, "feed").await;
     let path = format!("/api/v1/namespaces/{p}/services/feed:8080/proxy/");
     // RBAC lets alice in (the grant's RoleBinding), so the proxy call goes out.
     harness::eventually("alice may use the proxy", TIMEOUT, || {
-        let out = harness::kubectl_as("alice", &["auth", "can-i", "get", "services/feed:8080", "--subresource=proxy", "-n", p]);
+        let out = harness::kubectl_as(
+            "alice",
+            &["auth", "can-i", "get", "services/feed:8080", "--subresource=proxy", "-n", p],
+        );
         async move { (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(()) }
     })
     .await;
