@@ -88,7 +88,8 @@ func listenAddrs(args []string) []string {
 }
 
 func serve(addrs []string) int {
-	name := env("PRODUCT_NAME", "product")
+	host, _ := os.Hostname()
+	name := env("PRODUCT_NAME", host)
 	data := env("PRODUCT_DATA", fmt.Sprintf(`{"product":%q,"records":[]}`, name))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
