@@ -8,6 +8,8 @@
 #   build.sh operator BIN    the operator: BIN (target/*/drmesh) as /drmesh, with the
 #                            shared libraries it links (ldd) when it is not static
 #
+# Binaries are stripped of debug information.
+#
 # Archives are cached under $DRMESH_CACHE/images/, keyed by what goes in them.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,6 +49,8 @@ root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 chmod 755 "$root"
 install -D -m 0755 "$binary" "$root$path"
+# Debug information stays out of images (a debug build of drmesh carries ~350 MB of it).
+strip --strip-debug "$root$path"
 for l in $(libs); do install -D -m 0755 "$(readlink -f "$l")" "$root$l"; done
 install -d -m 1777 "$root/tmp"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' > "$root/etc.passwd"

@@ -6,6 +6,7 @@
 //! Submodules: `rbac` (the operator as the chart's ServiceAccount: RBAC sufficient and
 //! needed; `release` has its fixtures), `policies` (admission), `health` (Argo CD, kstatus).
 
+mod datapath;
 mod health;
 mod policies;
 mod rbac;

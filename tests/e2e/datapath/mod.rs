@@ -16,11 +16,11 @@ use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 mod matrix;
 
 /// The reference product image (images/product), imported into the node by node.sh.
-const PRODUCT_IMAGE: &str = "drmesh.local/product:1";
+pub(crate) const PRODUCT_IMAGE: &str = "drmesh.local/product:1";
 /// How long a probe waits for an answer before it calls the connection refused.
-const PROBE_TIMEOUT: &str = "2s";
+pub(crate) const PROBE_TIMEOUT: &str = "2s";
 
-fn real_node() -> bool {
+pub(crate) fn real_node() -> bool {
     let out = harness::kubectl(&["get", "nodes", "-l", harness::REAL_NODE_SELECTOR, "-o", "name"]);
     assert!(out.status.success(), "kubectl get nodes: {}", String::from_utf8_lossy(&out.stderr));
     if !out.stdout.is_empty() {
@@ -36,13 +36,13 @@ fn real_node() -> bool {
 
 /// What one probe from inside a product's pod saw.
 #[derive(Debug)]
-struct Probe {
-    answered: bool,
-    output: String,
+pub(crate) struct Probe {
+    pub answered: bool,
+    pub output: String,
 }
 
 /// `kubectl exec -n NS deploy/NAME -- product probe URL`.
-fn probe(ns: &str, deployment: &str, url: &str) -> Probe {
+pub(crate) fn probe(ns: &str, deployment: &str, url: &str) -> Probe {
     let target = format!("deploy/{deployment}");
     // PROBE_TIMEOUT comes from the product's env (product_yaml).
     let out = harness::kubectl(&["exec", "-n", ns, &target, "--", "product", "probe", url]);
@@ -56,7 +56,7 @@ fn probe(ns: &str, deployment: &str, url: &str) -> Probe {
 }
 
 /// Polls until a probe answers (policies take a moment to reach the node's iptables).
-async fn eventually_answers(ns: &str, deployment: &str, url: &str) -> Probe {
+pub(crate) async fn eventually_answers(ns: &str, deployment: &str, url: &str) -> Probe {
     let what = format!("{ns}/{deployment} to reach {url}");
     harness::eventually(&what, TIMEOUT, || {
         let p = probe(ns, deployment, url);
@@ -65,21 +65,21 @@ async fn eventually_answers(ns: &str, deployment: &str, url: &str) -> Probe {
     .await
 }
 
-fn assert_refused(ns: &str, deployment: &str, url: &str) {
+pub(crate) fn assert_refused(ns: &str, deployment: &str, url: &str) {
     let p = probe(ns, deployment, url);
     assert!(!p.answered, "{ns}/{deployment} reached {url} but must not: {}", p.output);
     // Dropped by the network, not refused by the application: no HTTP answer at all.
     assert!(!p.output.contains("HTTP "), "{ns}/{deployment} -> {url}: {}", p.output);
 }
 
-async fn wait_available(ns: &TestNamespace, name: &str) {
+pub(crate) async fn wait_available(ns: &TestNamespace, name: &str) {
     harness::wait_for(&ns.api::<Deployment>(), name, Duration::from_secs(180), |d: Option<&Deployment>| {
         d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
     })
     .await;
 }
 
-fn product_yaml(ns: &str, name: &str, inputs: &str) -> String {
+pub(crate) fn product_yaml(ns: &str, name: &str, inputs: &str) -> String {
     format!(
         r#"
 apiVersion: drmesh.io/v1alpha1
@@ -101,7 +101,7 @@ spec:
     )
 }
 
-fn grant_yaml(ns: &str, consumer_ns: &str, expires_at: &str) -> String {
+pub(crate) fn grant_yaml(ns: &str, consumer_ns: &str, expires_at: &str) -> String {
     format!(
         r#"
 apiVersion: drmesh.io/v1alpha1
@@ -117,7 +117,7 @@ spec:
 }
 
 /// A whole second `d` from now, as RFC 3339, and as an instant of this process's clock.
-fn whole_second_in(d: Duration) -> (String, Instant) {
+pub(crate) fn whole_second_in(d: Duration) -> (String, Instant) {
     let now = jiff::Timestamp::now();
     let at = jiff::Timestamp::from_second(now.as_second() + d.as_secs() as i64 + 1).expect("time");
     let wait = (at - now).total(jiff::Unit::Millisecond).expect("span") as u64;
@@ -272,14 +272,14 @@ async fn a_deleted_grant_refuses_new_connections_within_a_second() {
 }
 
 /// The API server's address as pods see it: the `kubernetes` Service's endpoint.
-fn api_server_address() -> String {
+pub(crate) fn api_server_address() -> String {
     let out = harness::kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A person's read through the API server's service proxy: (succeeded, output).
-fn read_as(person: &str, path: &str) -> (bool, String) {
+pub(crate) fn read_as(person: &str, path: &str) -> (bool, String) {
     let out = harness::kubectl_as(person, &["get", "--raw", path, "--request-timeout=15s"]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
