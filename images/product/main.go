@@ -8,6 +8,9 @@
 //	product probe URL        GET URL once; exit 0 only when a connection was made and an
 //	                         HTTP answer came back (any status), else say what happened
 //	                         and exit 1 (refused, timed out, DNS failure, ...)
+//	product probe --every D --for T URL
+//	                         the same every D during T, one line per try (each with its
+//	                         time); exit 0 when any try got an answer
 //
 // No dependency but the standard library: the binary is static (CGO_ENABLED=0) and the
 // image holds nothing else.
@@ -36,18 +39,22 @@ func main() {
 		os.Exit(serve(listenAddrs(os.Args[2:])))
 	case strings.HasPrefix(arg, "-"):
 		os.Exit(serve(listenAddrs(os.Args[1:])))
-	case arg == "probe":
-		if len(os.Args) != 3 {
+	case arg == "probe" && len(os.Args) == 3:
+		os.Exit(probe(os.Args[2], timeout()))
+	case arg == "probe" && len(os.Args) == 7 && os.Args[2] == "--every" && os.Args[4] == "--for":
+		every, err1 := time.ParseDuration(os.Args[3])
+		during, err2 := time.ParseDuration(os.Args[5])
+		if err1 != nil || err2 != nil || every <= 0 {
 			usage()
 		}
-		os.Exit(probe(os.Args[2], timeout()))
+		os.Exit(probeDuring(os.Args[6], every, during))
 	default:
 		usage()
 	}
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: product serve | product probe URL")
+	fmt.Fprintln(os.Stderr, "usage: product serve | product probe [--every D --for T] URL")
 	os.Exit(2)
 }
 
@@ -118,6 +125,11 @@ func serve(addrs []string) int {
 		return 1
 	case <-ctx.Done():
 	}
+	// Like servers that drain their clients, keep answering for $PRODUCT_DRAIN after SIGTERM.
+	if drain, err := time.ParseDuration(os.Getenv("PRODUCT_DRAIN")); err == nil && drain > 0 {
+		fmt.Printf("%s draining for %s\n", name, drain)
+		time.Sleep(drain)
+	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, srv := range servers {
@@ -143,6 +155,21 @@ func probe(url string, timeout time.Duration) int {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	fmt.Printf("%s: HTTP %d after %s\n%s", url, resp.StatusCode, elapsed, body)
 	return 0
+}
+
+// probeDuring tries every `every` until `during` has passed; 0 when any try was answered.
+func probeDuring(url string, every, during time.Duration) int {
+	rc := 1
+	end := time.Now().Add(during)
+	for time.Now().Before(end) {
+		fmt.Printf("%s ", time.Now().UTC().Format("15:04:05.000"))
+		if probe(url, min(timeout(), every)) == 0 {
+			rc = 0
+			fmt.Println()
+		}
+		time.Sleep(every)
+	}
+	return rc
 }
 
 func classify(err error) string {

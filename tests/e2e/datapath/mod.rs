@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 
+mod deletion;
 mod matrix;
 
 /// The reference product image (images/product), imported into the node by node.sh.
