@@ -95,6 +95,28 @@ pub fn apply(yaml: &str) {
     assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// np-guard's connection list (`netpolicy list -o json`) for the Deployments and
+/// NetworkPolicies of `namespaces`, exported from the live cluster.
+pub fn np_guard_connections(namespaces: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["get", "namespaces", "-o", "yaml"];
+    args.extend(namespaces);
+    let out = kubectl(&args);
+    std::fs::write(dir.path().join("namespaces.yaml"), &out.stdout).expect("write");
+    for ns in namespaces {
+        let out = kubectl(&["get", "deployments,networkpolicies", "-n", ns, "-o", "yaml"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(dir.path().join(format!("{ns}.yaml")), &out.stdout).expect("write");
+    }
+    let out = Command::new(kubectl_path().with_file_name("netpolicy"))
+        .args(["list", "-o", "json", "--dirpath"])
+        .arg(dir.path())
+        .output()
+        .expect("run netpolicy");
+    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("netpolicy json")
+}
+
 /// Runs kubectl as a test person.
 pub fn kubectl_as(context: &str, args: &[&str]) -> Output {
     let mut all = vec!["--context", context];

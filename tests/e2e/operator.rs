@@ -449,24 +449,7 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     // np-guard's analyzer judges the NetworkPolicies and workloads of the reference
     // domains, exported from the live cluster (other tests' namespaces come and go).
     let domains = ["police", "gendarmerie", "sdis", "transport", "sante", "cnc"];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec!["get", "namespaces", "-o", "yaml"];
-    args.extend(domains);
-    let out = harness::kubectl(&args);
-    std::fs::write(dir.path().join("namespaces.yaml"), &out.stdout).expect("write");
-    for ns in domains {
-        let out = harness::kubectl(&["get", "deployments,networkpolicies", "-n", ns, "-o", "yaml"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        std::fs::write(dir.path().join(format!("{ns}.yaml")), &out.stdout).expect("write");
-    }
-    let analyzer = harness::kubectl_path().with_file_name("netpolicy");
-    let out = std::process::Command::new(analyzer)
-        .args(["list", "-o", "json", "--dirpath"])
-        .arg(dir.path())
-        .output()
-        .expect("run netpolicy");
-    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
-    let conns: Vec<Value> = serde_json::from_slice(&out.stdout).expect("netpolicy json");
+    let conns = harness::np_guard_connections(&domains);
     let from_to = |src: &str, dst: &str| {
         conns.iter().any(|c| {
             c["src"].as_str().is_some_and(|s| s.starts_with(src))

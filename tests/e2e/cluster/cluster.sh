@@ -268,20 +268,24 @@ up() {
   echo "$dir/kubeconfig"
 }
 
+# TERM to the component's process group, KILL after the grace period.
+stop() { # name grace-seconds
+  local name="$1" grace="$2" pid i
+  pid="$(pid_of "$name" || true)"
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    log "stopped $name"
+  fi
+  rm -f "$run/$name.pid"
+}
+
 down() {
-  local name pid i
+  local name
   node_down
-  for name in "${components[@]}"; do
-    pid="$(pid_of "$name" || true)"
-    [[ -n "$pid" ]] || continue
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      log "stopped $name"
-    fi
-    rm -f "$run/$name.pid"
-  done
+  for name in "${components[@]}"; do stop "$name" 10; done
   # The next up starts from an empty etcd; PKI and built binaries are kept.
   rm -rf "$dir/etcd"
 }

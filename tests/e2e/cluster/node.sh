@@ -288,19 +288,9 @@ node_pids() {
 
 node_down() {
   [[ -d "$node_dir" ]] || return 0
-  local name pid i
-  for name in "${node_components[@]}"; do
-    pid="$(pid_of "$name" || true)"
-    [[ -n "$pid" ]] || continue
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      nlog "stopped $name"
-    fi
-    rm -f "$run/$name.pid"
-  done
-  for pid in "$run"/testhost-*.pid; do [[ -f "$pid" ]] && rm -f "$pid"; done
+  local name i pids
+  for name in "${node_components[@]}"; do stop "$name" 5; done
+  rm -f "$run"/testhost-*.pid
   # Containers, shims and test hosts left behind: everything in the node's cgroups.
   for ((i = 0; i < 50; i++)); do
     pids="$(node_pids)"

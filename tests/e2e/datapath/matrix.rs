@@ -94,22 +94,7 @@ fn np_guard(
     domain_of: &BTreeMap<String, String>,
     all_ports: &BTreeMap<String, Vec<u16>>,
 ) -> BTreeSet<Connection> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec!["get", "namespaces", "-o", "yaml"];
-    args.extend(namespaces.iter().map(String::as_str));
-    std::fs::write(dir.path().join("namespaces.yaml"), harness::kubectl(&args).stdout).expect("write");
-    for ns in namespaces {
-        let out = harness::kubectl(&["get", "deployments,networkpolicies", "-n", ns, "-o", "yaml"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        std::fs::write(dir.path().join(format!("{ns}.yaml")), &out.stdout).expect("write");
-    }
-    let out = std::process::Command::new(harness::kubectl_path().with_file_name("netpolicy"))
-        .args(["list", "-o", "json", "--dirpath"])
-        .arg(dir.path())
-        .output()
-        .expect("run netpolicy");
-    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
-    let conns: Vec<Value> = serde_json::from_slice(&out.stdout).expect("netpolicy json");
+    let conns = harness::np_guard_connections(&namespaces.iter().map(String::as_str).collect::<Vec<_>>());
     // "ns/name[Deployment]" -> "domain/name"
     let product = |s: &str| {
         let (ns, rest) = s.split_once('/')?;

@@ -125,15 +125,15 @@ pub(crate) fn whole_second_in(d: Duration) -> (String, Instant) {
     (at.to_string(), Instant::now() + Duration::from_millis(wait))
 }
 
-#[tokio::test]
-async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
-    if !real_node() {
-        return;
-    }
-    let labels = [("drmesh.io/clearance", "Internal")];
-    let producer = TestNamespace::create_on_real_node("dp-prod", &labels).await;
-    let consumer = TestNamespace::create_on_real_node("dp-cons", &labels).await;
-    let outsider = TestNamespace::create_on_real_node("dp-out", &labels).await;
+/// `feed` in `producer`, granted on `http` to `reader` in `consumer`; `intruder` in
+/// `outsider` asks for it without a grant. Proves: reader gets HTTP 200 from feed on the
+/// granted port, and no answer on the other one; intruder gets no answer on either.
+/// Returns feed's granted URL.
+pub(crate) async fn prove_a_grant(
+    producer: &TestNamespace,
+    consumer: &TestNamespace,
+    outsider: &TestNamespace,
+) -> String {
     let (p, c, o) = (&producer.name, &consumer.name, &outsider.name);
     let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
     let (expires_at, _) = whole_second_in(Duration::from_secs(600));
@@ -146,10 +146,9 @@ async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
         ]
         .join("---\n"),
     );
-    for (ns, name) in [(&producer, "feed"), (&consumer, "reader"), (&outsider, "intruder")] {
+    for (ns, name) in [(producer, "feed"), (consumer, "reader"), (outsider, "intruder")] {
         wait_available(ns, name).await;
     }
-
     let http = format!("http://feed.{p}.svc.cluster.local:8080/");
     let admin = format!("http://feed.{p}.svc.cluster.local:9090/");
     let answer = eventually_answers(c, "reader", &http).await;
@@ -158,6 +157,20 @@ async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
     assert_refused(c, "reader", &admin);
     assert_refused(o, "intruder", &http);
     assert_refused(o, "intruder", &admin);
+    http
+}
+
+#[tokio::test]
+async fn a_grant_opens_exactly_its_port_to_its_consumer_until_it_expires() {
+    if !real_node() {
+        return;
+    }
+    let labels = [("drmesh.io/clearance", "Internal")];
+    let producer = TestNamespace::create_on_real_node("dp-prod", &labels).await;
+    let consumer = TestNamespace::create_on_real_node("dp-cons", &labels).await;
+    let outsider = TestNamespace::create_on_real_node("dp-out", &labels).await;
+    let http = prove_a_grant(&producer, &consumer, &outsider).await;
+    let c = &consumer.name;
 
     // Expiry: a grant moved to expire in a few seconds closes within 1 s of expiresAt.
     let (soon, at) = whole_second_in(Duration::from_secs(8));

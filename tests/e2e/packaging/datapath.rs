@@ -11,11 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
 use super::release::{CONVERGE, ONE_OPERATOR, Release};
-use crate::datapath::{
-    api_server_address, assert_refused, eventually_answers, grant_yaml, product_yaml, real_node, wait_available,
-    whole_second_in,
-};
-use crate::harness::{self, TestNamespace, apply};
+use crate::datapath::{api_server_address, real_node};
+use crate::harness::{self, TestNamespace};
 
 /// The operator's image: `images/build.sh operator` of the binary the tests run, imported
 /// into the real node. Returns `repository` and `tag`.
@@ -85,23 +82,5 @@ networkPolicy:
     })
     .await;
 
-    let feed_input = format!("[{{dataProduct: {{namespace: {p}, name: feed}}, ports: [http]}}]");
-    let (expires_at, _) = whole_second_in(std::time::Duration::from_secs(600));
-    apply(
-        &[
-            product_yaml(p, "feed", "[]"),
-            product_yaml(c, "reader", &feed_input),
-            product_yaml(o, "intruder", &feed_input),
-            grant_yaml(p, c, &expires_at),
-        ]
-        .join("---\n"),
-    );
-    for (ns, name) in [(&producer, "feed"), (&consumer, "reader"), (&outsider, "intruder")] {
-        wait_available(ns, name).await;
-    }
-    let http = format!("http://feed.{p}.svc.cluster.local:8080/");
-    let answer = eventually_answers(c, "reader", &http).await;
-    assert!(answer.output.contains("HTTP 200"), "{answer:?}");
-    assert_refused(c, "reader", &format!("http://feed.{p}.svc.cluster.local:9090/"));
-    assert_refused(o, "intruder", &http);
+    crate::datapath::prove_a_grant(&producer, &consumer, &outsider).await;
 }
