@@ -51,10 +51,20 @@ node_cgroup() {
 }
 
 # mkdir each level that does not exist yet, remembering it for `down`; cpuset levels get
-# their parent's cpus and mems (v1 refuses tasks otherwise).
+# their parent's cpus and mems (v1 refuses tasks otherwise). In cgroup2's "unified"
+# hierarchy runc creates the pods' levels itself: those that do not exist yet are
+# remembered too.
 make_cgroups() {
   local parent h path rel level
   parent="$(node_cgroup)"
+  if [[ -d /sys/fs/cgroup/unified ]]; then
+    rel=""
+    IFS='/' read -ra levels <<< "${parent#/}"
+    for level in "${levels[@]}"; do
+      rel="$rel/$level"
+      [[ -d "/sys/fs/cgroup/unified$rel" ]] || echo "/sys/fs/cgroup/unified$rel" >> "$node_dir/cgroups-created"
+    done
+  fi
   for h in $(cg_hierarchies); do
     path="/sys/fs/cgroup/$h"
     rel=""
@@ -309,7 +319,7 @@ node_down() {
   # cgroups: the node's tree, deepest first, then the levels it created.
   local parent h
   if parent="$(cat "$node_dir/cgroup" 2>/dev/null)"; then
-    for h in $(cg_hierarchies); do
+    for h in $(cg_hierarchies) unified; do
       [[ -d "/sys/fs/cgroup/$h$parent" ]] && find "/sys/fs/cgroup/$h$parent" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
   fi
