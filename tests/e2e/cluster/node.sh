@@ -141,6 +141,14 @@ node_network() {
   ip route replace "$pod_cidr" via "$node_ip" dev "$host_if"
 }
 
+# Replaces a file only when its content changes: kube-proxy exits when its config file
+# is touched, and `up` runs again on a running node.
+write_if_changed() { # file < content
+  local tmp="$1.new"
+  cat > "$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 write_node_configs() {
   mkdir -p "$node_dir"/{cni/net.d,containerd,kubelet,pod-logs}
   gen_cert "kubelet-$node_name" "/O=system:nodes/CN=system:node:$node_name"
@@ -151,11 +159,12 @@ write_node_configs() {
   # "kubernetes", not the forwarder's address.
   local u
   for u in "kubelet-$node_name" kube-proxy kube-router; do
+    [[ -f "$node_dir/$u.kubeconfig" ]] && continue
     server="https://$host_ip:$api_port" write_kubeconfig "$node_dir/$u.kubeconfig" "$u"
     sed -i 's#certificate-authority: #tls-server-name: kubernetes, certificate-authority: #' "$node_dir/$u.kubeconfig"
   done
   : > "$node_dir/resolv.conf"
-  cat > "$node_dir/cni/net.d/10-drmesh.conflist" <<EOF
+  write_if_changed "$node_dir/cni/net.d/10-drmesh.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "drmesh",
@@ -167,7 +176,7 @@ write_node_configs() {
   ]
 }
 EOF
-  cat > "$node_dir/containerd.toml" <<EOF
+  write_if_changed "$node_dir/containerd.toml" <<EOF
 version = 2
 root = "$node_dir/containerd/root"
 state = "$node_dir/containerd/state"
@@ -195,7 +204,7 @@ state = "$node_dir/containerd/state"
         Root = "$node_dir/containerd/runc"
         SystemdCgroup = false
 EOF
-  cat > "$node_dir/kubelet.yaml" <<EOF
+  write_if_changed "$node_dir/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -223,7 +232,7 @@ podLogsDir: $node_dir/pod-logs
 registerWithTaints: [{key: drmesh.io/real-node, value: "true", effect: NoSchedule}]
 serializeImagePulls: false
 EOF
-  cat > "$node_dir/kube-proxy.yaml" <<EOF
+  write_if_changed "$node_dir/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $node_dir/kube-proxy.kubeconfig}
