@@ -15,7 +15,9 @@
 # The host's ip_forward is left alone and nothing is masqueraded: the node's namespace
 # has no default route, so no packet of a pod can leave the machine.
 
-node_idx="${DRMESH_NODE_INDEX:-1}"
+# 1..250, one per cluster on the machine: by default derived from the cluster's directory.
+node_idx="${DRMESH_NODE_INDEX:-$(($(printf '%s' "$dir" | cksum | cut -d' ' -f1) % 250 + 1))}"
+[[ "$node_idx" =~ ^[0-9]+$ ]] && ((node_idx >= 1 && node_idx <= 250)) || die "DRMESH_NODE_INDEX must be 1..250"
 node_name="${DRMESH_NODE_NAME:-drmesh-node-$node_idx}"
 node_dir="$dir/node"
 node_netns="drmesh-node-$node_idx"
