@@ -2,6 +2,7 @@
 //! (brings the cluster up), or `cargo test --features e2e --test e2e` on a running one.
 mod admission;
 mod datapath;
+mod fail_closed;
 mod harness;
 mod operator;
 mod packaging;
