@@ -57,5 +57,7 @@ printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/n
 install -D -m 0644 "$root/etc.passwd" "$root/etc/passwd" && rm "$root/etc.passwd"
 digest="$("$here/oci.sh" "$out.tmp" "$ref" "$root" "$config")"
 mv "$out.tmp" "$out"
+# Older archives of this image are not needed any more (rebuilding one takes seconds).
+find "$cache" -maxdepth 1 -name "$kind-*.tar" ! -name "$(basename "$out")" -delete
 echo "[image] $ref $digest -> $out" >&2
 echo "$out"
