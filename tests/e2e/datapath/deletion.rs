@@ -5,10 +5,10 @@
 //! its clients does, so its pods outlive the start of the deletion.
 //!
 //! Namespaces: Kubernetes >= 1.34 deletes a namespace's pods before its other objects
-//! (OrderedNamespaceDeletion, GA), which closes the race there. A product's own deletion
-//! is not covered by that: the garbage collector deletes its NetworkPolicy and its
-//! Deployment at once, and the draining pods are reachable (checked by hand on kube-router:
-//! a terminating pod whose policy is gone answers anyone).
+//! (OrderedNamespaceDeletion, GA). A product's own deletion has no such order (the
+//! garbage collector deletes its NetworkPolicy and Deployment at once): the isolation's
+//! finalizer (`drmesh.io/isolation`) holds it until the pods are gone. Without it, a
+//! draining pod whose policy is gone answers anyone on kube-router (seen in this test).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -123,7 +123,6 @@ async fn a_product_stays_isolated_while_its_namespace_is_deleted() {
 }
 
 #[tokio::test]
-#[ignore = "CVE-2024-7598 on a product's deletion: the garbage collector removes the isolation before the draining pods; needs the operator change of the issue 14 note"]
 async fn a_product_stays_isolated_while_it_is_deleted() {
     if !real_node() {
         return;
