@@ -218,7 +218,7 @@ async fn a_product_reaches_only_dns_its_granted_inputs_and_its_sources() {
                 r#"
 apiVersion: v1
 kind: Secret
-metadata: {{name: db-credentials, namespace: {c}}}
+metadata: {{name: db-credentials, namespace: {c}, labels: {{drmesh.io/credentials: "true"}}}}
 stringData: {{password: test}}
 ---
 apiVersion: drmesh.io/v1alpha1
