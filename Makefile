@@ -5,19 +5,29 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build test unit e2e bench bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build image test unit e2e bench bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
 build: ## Build the drmesh binary
 	$(CARGO) build --locked
 
+# The operator's OCI image: debug for the tests (built anyway), release for `make image`.
+IMAGE_PROFILE ?= release
+TARGET_DIR = $${CARGO_TARGET_DIR:-target}
+
+image: ## The operator's OCI image archive, reproducible, without Docker or a registry (prints its path)
+	@$(CARGO) build --locked --bin drmesh $(if $(filter release,$(IMAGE_PROFILE)),--release) >&2
+	@images/build.sh operator "$(TARGET_DIR)/$(IMAGE_PROFILE)/drmesh"
+
 test: lint unit e2e ## All tests: formatting and clippy, unit, then end-to-end on the local control plane
 
 unit: ## Unit and offline tests (no cluster needed)
 	$(CARGO) test --locked
 
-e2e: cluster-up build ## End-to-end tests against the real local control plane, with the operator running
+# The end-to-end tests run with the real node (data path); `make cluster-up` alone stays kwok-only.
+e2e: export DRMESH_REAL_NODE ?= 1
+e2e: cluster-up build ## End-to-end tests against the real local control plane and node, with the operator running
 	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e -- --skip packaging::
 	@# The packaging tests run operators of their own (as the chart's identity): not beside the shared one.
 	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e -- packaging::
@@ -51,7 +61,7 @@ run: build ## The operator in the foreground, against the current kubeconfig
 control-plane: ## Build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
 	@tests/e2e/cluster/build.sh
 
-cluster-up: ## Start the local control plane (builds it first if needed)
+cluster-up: ## Start the local control plane (builds it first if needed); DRMESH_REAL_NODE=1 adds a real node
 	@$(CLUSTER) up
 
 cluster-down: dev-down ## Stop the local control plane (and a make dev operator); safe to run twice

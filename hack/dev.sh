@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make dev`: local cluster + CRDs + operator (in the background) + the reference mesh,
-# then a live view until every drmesh object is Ready.
+# then a live view until every drmesh object is Ready. DRMESH_REAL_NODE=1: on the real
+# node, the products really running the reference product image.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -27,7 +28,12 @@ else
 fi
 
 echo "==> applying the reference mesh (config/samples), in any order"
-"$kubectl" apply --server-side -f config/samples/ >/dev/null
+if [[ "${DRMESH_REAL_NODE:-0}" == 1 ]]; then
+  # On the real node: every product runs the reference product image (docs/local-cluster.md).
+  hack/real-node-samples.sh | "$kubectl" apply --server-side -f - >/dev/null
+else
+  "$kubectl" apply --server-side -f config/samples/ >/dev/null
+fi
 
 ready() { # kind -> "ready total"
   "$kubectl" get "$1" -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |

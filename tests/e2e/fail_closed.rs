@@ -15,8 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::harness::{self, TIMEOUT, TestNamespace};
-use crate::operator::{apply, audit_record, has_reason, is_ready, ready, rfc3339_in};
+use crate::harness::{self, TIMEOUT, TestNamespace, apply};
+use crate::operator::{audit_record, has_reason, is_ready, ready, rfc3339_in};
 
 /// The attacker: a person with no cluster rights.
 const ATTACKER: &str = "mallory";

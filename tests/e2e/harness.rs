@@ -22,6 +22,10 @@ use serde::de::DeserializeOwned;
 /// Default deadline for a condition to hold on the local cluster.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The real node's label (tests/e2e/cluster/node.sh) and the toleration of its taint.
+pub const REAL_NODE_SELECTOR: &str = "drmesh.io/node=real";
+pub const REAL_NODE_TOLERATIONS: &str = r#"[{"key":"drmesh.io/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -73,6 +77,46 @@ pub fn kubectl(args: &[&str]) -> Output {
     Command::new(kubectl_path()).arg("--kubeconfig").arg(kubeconfig_path()).args(args).output().expect("run kubectl")
 }
 
+/// `kubectl apply --server-side -f -` of a YAML document, as the admin; panics on failure.
+pub fn apply(yaml: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(kubectl_path())
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(["apply", "--server-side", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// np-guard's connection list (`netpolicy list -o json`) for the Deployments and
+/// NetworkPolicies of `namespaces`, exported from the live cluster.
+pub fn np_guard_connections(namespaces: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["get", "namespaces", "-o", "yaml"];
+    args.extend(namespaces);
+    let out = kubectl(&args);
+    std::fs::write(dir.path().join("namespaces.yaml"), &out.stdout).expect("write");
+    for ns in namespaces {
+        let out = kubectl(&["get", "deployments,networkpolicies", "-n", ns, "-o", "yaml"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(dir.path().join(format!("{ns}.yaml")), &out.stdout).expect("write");
+    }
+    let out = Command::new(kubectl_path().with_file_name("netpolicy"))
+        .args(["list", "-o", "json", "--dirpath"])
+        .arg(dir.path())
+        .output()
+        .expect("run netpolicy");
+    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("netpolicy json")
+}
+
 /// Runs kubectl as a test person.
 pub fn kubectl_as(context: &str, args: &[&str]) -> Output {
     let mut all = vec!["--context", context];
@@ -100,10 +144,25 @@ impl TestNamespace {
     }
 
     pub async fn create_with_labels(prefix: &str, labels: &[(&str, &str)]) -> Self {
+        Self::create_with(prefix, labels, &[]).await
+    }
+
+    /// A namespace whose pods run on the real node (`DRMESH_REAL_NODE=1 make cluster-up`):
+    /// the API server's PodNodeSelector and PodTolerationRestriction place them there.
+    pub async fn create_on_real_node(prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let annotations = [
+            ("scheduler.alpha.kubernetes.io/node-selector", REAL_NODE_SELECTOR),
+            ("scheduler.alpha.kubernetes.io/defaultTolerations", REAL_NODE_TOLERATIONS),
+        ];
+        Self::create_with(prefix, labels, &annotations).await
+    }
+
+    async fn create_with(prefix: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Self {
         let client = admin().await;
         let name = unique_name(prefix);
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
+        ns.metadata.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         let mut all_labels: std::collections::BTreeMap<String, String> =
             labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         all_labels.insert("drmesh.io/e2e".into(), "true".into());

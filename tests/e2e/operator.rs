@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::harness::{self, TIMEOUT, TestNamespace};
+use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 
 /// The Ready condition of any drmesh object: (status, reason).
 pub(crate) fn ready<K: serde::Serialize>(obj: &K) -> Option<(String, String)> {
@@ -30,22 +30,6 @@ pub(crate) fn is_ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
 
 pub(crate) fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) -> bool {
     move |obj| obj.and_then(ready).is_some_and(|(_, r)| r == reason)
-}
-
-pub(crate) fn apply(yaml: &str) {
-    let mut child = std::process::Command::new(harness::kubectl_path())
-        .arg("--kubeconfig")
-        .arg(harness::kubeconfig_path())
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("kubectl apply");
-    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A producer domain with a source and a product, and a consumer domain reading it
@@ -465,24 +449,7 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     // np-guard's analyzer judges the NetworkPolicies and workloads of the reference
     // domains, exported from the live cluster (other tests' namespaces come and go).
     let domains = ["police", "gendarmerie", "sdis", "transport", "sante", "cnc"];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec!["get", "namespaces", "-o", "yaml"];
-    args.extend(domains);
-    let out = harness::kubectl(&args);
-    std::fs::write(dir.path().join("namespaces.yaml"), &out.stdout).expect("write");
-    for ns in domains {
-        let out = harness::kubectl(&["get", "deployments,networkpolicies", "-n", ns, "-o", "yaml"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        std::fs::write(dir.path().join(format!("{ns}.yaml")), &out.stdout).expect("write");
-    }
-    let analyzer = harness::kubectl_path().with_file_name("netpolicy");
-    let out = std::process::Command::new(analyzer)
-        .args(["list", "-o", "json", "--dirpath"])
-        .arg(dir.path())
-        .output()
-        .expect("run netpolicy");
-    assert!(out.status.success(), "netpolicy: {}", String::from_utf8_lossy(&out.stderr));
-    let conns: Vec<Value> = serde_json::from_slice(&out.stdout).expect("netpolicy json");
+    let conns = harness::np_guard_connections(&domains);
     let from_to = |src: &str, dst: &str| {
         conns.iter().any(|c| {
             c["src"].as_str().is_some_and(|s| s.starts_with(src))

@@ -7,6 +7,7 @@
 //! needed; `release` has its fixtures), `policies` (admission), `fail_closed` (the
 //! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus).
 
+mod datapath;
 mod fail_closed;
 mod health;
 mod policies;

@@ -4,6 +4,10 @@
 # and our kstatus wrapper of sigs.k8s.io/cli-utils) from the Go modules pinned next to
 # this script. Prints the bin directory on stdout.
 #
+# With DRMESH_REAL_NODE=1 it also builds the real node's programs (node.sh): kubelet and
+# kube-proxy (module node/, the same k8s.io/kubernetes as k8s/), kube-router's firewall
+# (netpol/), CoreDNS (dns/), and the reference product and pause programs (images/).
+#
 # Cache: $DRMESH_CACHE/bin/<key>, where <key> hashes go.mod/go.sum of the three modules,
 # the judges' own Go sources, this script and the Go version, so a second build costs nothing and a
 # changed version rebuilds. Each module's binaries are also kept as a "part" under
@@ -23,18 +27,38 @@ hash16() { sha256sum | cut -c1-16; }
 
 # The judges are cheap to rebuild: their key also covers this script (their ldflags).
 key="$( (cat "$here"/{k8s,kwok,judges}/go.{mod,sum}; judges_sources; cat "$here/build.sh"; echo "$go_version"; echo "$k8s_version") | hash16)"
+real_node="${DRMESH_REAL_NODE:-0}"
+node_version="$(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$here/node/go.mod")"
+[[ "$node_version" == "$k8s_version" ]] ||
+  { echo "[build] node/go.mod pins k8s.io/kubernetes $node_version, k8s/go.mod $k8s_version: keep them equal" >&2; exit 1; }
+images_dir="$repo/images"
+images_sources() { (cd "$images_dir" && find . -name '*.go' -print0 | sort -z | xargs -0 -r cat); }
 declare -A part_key=(
   [k8s]="$( (cat "$here"/k8s/go.{mod,sum}; echo "$go_version"; echo "$k8s_version") | hash16)"
   [kwok]="$( (cat "$here"/kwok/go.{mod,sum}; echo "$go_version") | hash16)"
   [judges]="$( (cat "$here"/judges/go.{mod,sum}; judges_sources; cat "$here/build.sh"; echo "$go_version") | hash16)"
+  [node]="$( (cat "$here"/node/go.{mod,sum}; echo "$go_version"; echo "$k8s_version") | hash16)"
+  [netpol]="$( (cat "$here"/netpol/go.{mod,sum}; echo "$go_version") | hash16)"
+  [dns]="$( (cat "$here"/dns/go.{mod,sum} "$here"/dns/*.go; echo "$go_version") | hash16)"
+  [images]="$( (cat "$images_dir"/go.mod; images_sources; echo "$go_version") | hash16)"
 )
 declare -A part_tools=(
   [k8s]="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
   [kwok]="kwok"
   [judges]="netpolicy helm kstatus"
+  [node]="kubelet kube-proxy"
+  [netpol]="kube-router"
+  [dns]="coredns"
+  [images]="product pause"
 )
+parts=(k8s kwok judges)
+if [[ "$real_node" == 1 ]]; then
+  parts+=(node netpol dns images)
+  key="$( (echo "$key"; for p in node netpol dns images; do echo "${part_key[$p]}"; done) | hash16)"
+fi
 bin="$cache/bin/$key"
-tools=(${part_tools[k8s]} ${part_tools[kwok]} ${part_tools[judges]})
+tools=()
+for part in "${parts[@]}"; do tools+=(${part_tools[$part]}); done
 
 have_all() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -114,9 +138,45 @@ build_judges() { # out-dir
   fi
 }
 
+build_node() { # out-dir: kubelet and kube-proxy, from the same Kubernetes release as k8s/
+  local out="$1" t
+  cd "$here/node"
+  for t in kubelet kube-proxy; do
+    [[ -x "$out/$t" ]] && continue
+    log "building $t $k8s_version"
+    go build -tags selinux,notest -ldflags "$ld" -o "$out/$t" "k8s.io/kubernetes/cmd/$t"
+  done
+}
+
+build_netpol() { # out-dir: kube-router, run as the NetworkPolicy firewall only (node.sh)
+  local out="$1"
+  cd "$here/netpol"
+  [[ -x "$out/kube-router" ]] && return 0
+  log "building kube-router"
+  go build -ldflags "-s -w" -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+}
+
+build_dns() { # out-dir: CoreDNS with the cluster-only plugins of dns/main.go
+  local out="$1"
+  cd "$here/dns"
+  [[ -x "$out/coredns" ]] && return 0
+  log "building coredns"
+  go build -ldflags "-s -w" -o "$out/coredns" .
+}
+
+build_images() { # out-dir: the programs of the reference product and pause images
+  local out="$1" t
+  cd "$images_dir"
+  for t in product pause; do
+    [[ -x "$out/$t" ]] && continue
+    log "building $t"
+    go build -ldflags "-s -w" -o "$out/$t" "./$t"
+  done
+}
+
 start=$SECONDS
 rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
-for part in k8s kwok judges; do
+for part in "${parts[@]}"; do
   dir="$cache/parts/$part-${part_key[$part]}"
   if [[ ! -f "$dir/.complete" ]]; then
     mkdir -p "$dir.tmp"
@@ -134,7 +194,8 @@ rm -rf "$bin" && mv "$bin.tmp" "$bin"
 in_use="$(cat "${DRMESH_CLUSTER_DIR:-$repo/.drmesh/cluster}/bin-path" 2>/dev/null || true)"
 find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -path "$in_use" -exec rm -rf {} +
 keep=()
-for part in k8s kwok judges; do keep+=(! -name "$part-${part_key[$part]}"); done
+# The real node's parts are kept even when this build did not ask for them.
+for part in k8s kwok judges node netpol dns images; do keep+=(! -name "$part-${part_key[$part]}"); done
 find "$cache/parts" -mindepth 1 -maxdepth 1 -type d "${keep[@]}" -exec rm -rf {} +
 log "built in $((SECONDS - start)) s into $bin"
 echo "$bin"

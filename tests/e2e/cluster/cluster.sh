@@ -7,6 +7,12 @@
 #   cluster.sh kubeconfig  print the kubeconfig path (contexts admin, alice, bob, mallory)
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh status      say what runs
+#   cluster.sh import TAR  import an OCI image archive into the real node's runtime
+#   cluster.sh testhost I PORTS   start test host I behind the real node, serving HTTP on
+#                          PORTS (comma separated); prints its address
+#
+# With DRMESH_REAL_NODE=1, `up` also starts a real node beside the kwok nodes (node.sh):
+# real pods, real packets, NetworkPolicies enforced. `down` always removes it.
 #
 # State lives in $DRMESH_CLUSTER_DIR (default: <repo>/.drmesh/cluster).
 set -euo pipefail
@@ -28,6 +34,7 @@ nodes="${DRMESH_FAKE_NODES:-3}"
 node_pods="${DRMESH_FAKE_NODE_PODS:-5000}"
 server="https://127.0.0.1:$api_port"
 components=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+real_node="${DRMESH_REAL_NODE:-0}"
 
 log() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] error: $*" >&2; exit 1; }
@@ -179,6 +186,16 @@ up() {
   gen_pki
   write_configs
   local t0=$SECONDS
+  # The real node's pods reach the API server through the `kubernetes` Service, whose
+  # endpoint is the advertised address (node.sh forwards it to 127.0.0.1); pods are
+  # placed on the real node by their namespace's annotations (PodNodeSelector,
+  # PodTolerationRestriction), so the kwok nodes keep everything else.
+  local advertise=127.0.0.1 node_flags=()
+  if [[ "$real_node" == 1 ]]; then
+    advertise="$host_ip"
+    node_flags=(--enable-admission-plugins PodNodeSelector,PodTolerationRestriction)
+  fi
+  gen_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
 
   start etcd "$bin/etcd" --name drmesh --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -189,7 +206,7 @@ up() {
 
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address 127.0.0.1 --advertise-address "$advertise" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode Node,RBAC \
@@ -200,7 +217,9 @@ up() {
     --audit-log-maxsize 200 --audit-log-maxbackup 2 \
     --allow-privileged=false --profiling=false \
     --cert-dir "$dir/apiserver-certs" \
-    --max-requests-inflight 800 --max-mutating-requests-inflight 400
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --max-requests-inflight 800 --max-mutating-requests-inflight 400 "${node_flags[@]}"
   wait_until "kube-apiserver /readyz" 120 kube-apiserver probe "$server/readyz" admin
 
   start kube-controller-manager "$bin/kube-controller-manager" \
@@ -243,34 +262,45 @@ up() {
   # Ready nodes and a default ServiceAccount prove kwok and the controllers act on the cluster.
   "${k[@]}" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
   wait_until "default ServiceAccount" 60 kube-controller-manager "${k[@]}" get serviceaccount default -n default
-  log "ready in $((SECONDS - t0)) s: $nodes kwok nodes; kubeconfig: $dir/kubeconfig"
+  log "control plane ready in $((SECONDS - t0)) s: $nodes kwok nodes"
+  [[ "$real_node" == 1 ]] && node_up "$bin"
+  log "ready in $((SECONDS - t0)) s; kubeconfig: $dir/kubeconfig"
   echo "$dir/kubeconfig"
 }
 
+# TERM to the component's process group, KILL after the grace period.
+stop() { # name grace-seconds
+  local name="$1" grace="$2" pid i
+  pid="$(pid_of "$name" || true)"
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    log "stopped $name"
+  fi
+  rm -f "$run/$name.pid"
+}
+
 down() {
-  local name pid i
-  for name in "${components[@]}"; do
-    pid="$(pid_of "$name" || true)"
-    [[ -n "$pid" ]] || continue
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      log "stopped $name"
-    fi
-    rm -f "$run/$name.pid"
-  done
+  local name
+  node_down
+  for name in "${components[@]}"; do stop "$name" 10; done
   # The next up starts from an empty etcd; PKI and built binaries are kept.
   rm -rf "$dir/etcd"
 }
 
 status() {
-  local name rc=0
-  for name in "${components[@]}"; do
+  local name rc=0 all=("${components[@]}")
+  [[ -d "$node_dir" ]] && all+=("${node_components[@]}")
+  for name in "${all[@]}"; do
     if alive "$name"; then echo "$name: running (pid $(pid_of "$name"))"; else echo "$name: stopped"; rc=1; fi
   done
   return $rc
 }
+
+# shellcheck source=node.sh
+source "$here/node.sh"
 
 case "${1:-}" in
   up) up ;;
@@ -280,5 +310,7 @@ case "${1:-}" in
   # still run binaries of an older, identical-in-Kubernetes build (see build.sh).
   bin) "$here/build.sh" ;;
   status) status ;;
+  import) node_import "${2:?usage: $0 import OCI-ARCHIVE}" ;;
+  testhost) node_testhost "${2:?usage: $0 testhost INDEX PORTS}" "${3:?usage: $0 testhost INDEX PORTS}" ;;
   *) echo "usage: $0 up|down|kubeconfig|bin|status" >&2; exit 2 ;;
 esac

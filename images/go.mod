@@ -1,0 +1,3 @@
+module drmesh.io/images
+
+go 1.26.0
