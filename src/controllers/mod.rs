@@ -452,7 +452,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(owned(role.subscribe(), any_change, q.clone()))
             .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
             .owns_stream(owned(np.subscribe(), any_change, q))
-            .watches_stream(changes(dp.subscribe(), generation), move |product| {
+            .watches_stream(changes(dp.subscribe(), product_as_a_source_consumer), move |product| {
                 q1.track(in_namespace(&c.sources, &product.namespace().unwrap_or_default()))
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
@@ -472,7 +472,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .owns_stream(owned(role.subscribe(), any_change, q.clone()))
             .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
             .owns_stream(owned(np.subscribe(), any_change, q))
-            .watches_stream(changes(dp.subscribe(), generation), move |product| {
+            .watches_stream(changes(dp.subscribe(), product_as_granted), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
                 q1.track(
                     c.policies_for(&namespace, &product.name_any())
@@ -529,10 +529,42 @@ fn source_spec_and_readiness(source: &Guarded<DataSource>) -> u64 {
     watches::hash(&(generation(source), ready))
 }
 
-/// A DataProduct's spec and whether it is Ready: its consumers do not claim Ready before.
+/// What a product's inputs and consumers read of it: its inputs, classification,
+/// ports, readiness and deletion (an edit of its description or runtime wakes nobody
+/// else). Any change of an unparseable one.
 fn product_spec_and_readiness(product: &Guarded<DataProduct>) -> u64 {
-    let ready = product.0.as_ref().ok().and_then(|p| p.status.as_ref()).map(|s| ready_of(&s.conditions));
-    watches::hash(&(generation(product), ready))
+    let Ok(p) = &product.0 else { return any_change(product) };
+    let ready = p.status.as_ref().map(|s| ready_of(&s.conditions));
+    watches::hash(&(
+        &p.metadata.uid,
+        p.metadata.deletion_timestamp.is_some(),
+        serde_json::to_string(&(&p.spec.inputs, &p.spec.output_ports)).unwrap_or_default(),
+        p.spec.classification,
+        ready,
+    ))
+}
+
+/// What a source's decision reads of a product using it: its inputs, classification and
+/// deletion.
+fn product_as_a_source_consumer(product: &Guarded<DataProduct>) -> u64 {
+    let Ok(p) = &product.0 else { return any_change(product) };
+    watches::hash(&(
+        &p.metadata.uid,
+        p.metadata.deletion_timestamp.is_some(),
+        serde_json::to_string(&p.spec.inputs).unwrap_or_default(),
+        p.spec.classification,
+    ))
+}
+
+/// What a grant's decision reads of its product: classification, ports and deletion.
+fn product_as_granted(product: &Guarded<DataProduct>) -> u64 {
+    let Ok(p) = &product.0 else { return any_change(product) };
+    watches::hash(&(
+        &p.metadata.uid,
+        p.metadata.deletion_timestamp.is_some(),
+        serde_json::to_string(&p.spec.output_ports).unwrap_or_default(),
+        p.spec.classification,
+    ))
 }
 
 fn ready_of(conditions: &[crate::api::Condition]) -> Option<bool> {
