@@ -302,7 +302,12 @@ fn narrow(record: &Mutex<Record>, mut narrowing: Narrowing, act: impl FnOnce()) 
 }
 
 fn delete_policy(record: &Mutex<Record>, domains: &Domains, name: &str, phase: &str) {
-    let n = Narrowing::new("deletion", format!("grant {name} deleted ({phase})"), Timestamp::now(), domains.grant_children(name));
+    let n = Narrowing::new(
+        "deletion",
+        format!("grant {name} deleted ({phase})"),
+        Timestamp::now(),
+        domains.grant_children(name),
+    );
     narrow(record, n, || {
         let out = kubectl(&["delete", "accesspolicy", name, "-n", &domains.producer, "--wait=false"]);
         assert!(out.status.success(), "delete {name}: {}", String::from_utf8_lossy(&out.stderr));
@@ -310,7 +315,12 @@ fn delete_policy(record: &Mutex<Record>, domains: &Domains, name: &str, phase: &
 }
 
 fn lower_clearance(record: &Mutex<Record>, domains: &Domains, namespace: &str, phase: &str) {
-    let mut n = Narrowing::new("clearance lowering", format!("{namespace} lowered to Internal ({phase})"), Timestamp::now(), BTreeSet::new());
+    let mut n = Narrowing::new(
+        "clearance lowering",
+        format!("{namespace} lowered to Internal ({phase})"),
+        Timestamp::now(),
+        BTreeSet::new(),
+    );
     n.namespaces = [domains.producer.clone(), domains.reader.clone()].into();
     narrow(record, n, || {
         let out = kubectl(&["label", "namespace", namespace, "drmesh.io/clearance=Internal", "--overwrite"]);
@@ -329,7 +339,12 @@ fn expire(record: &Mutex<Record>, domains: &Domains, grants: &[(String, Timestam
     apply(&grants.iter().map(|(n, at)| domains.expiring(n, *at, reader_domain)).collect::<Vec<_>>());
     let mut r = lock(record);
     for (name, at) in grants {
-        r.narrowings.push(Narrowing::new("expiry", format!("grant {name} expires ({phase})"), *at, domains.grant_children(name)));
+        r.narrowings.push(Narrowing::new(
+            "expiry",
+            format!("grant {name} expires ({phase})"),
+            *at,
+            domains.grant_children(name),
+        ));
     }
 }
 
@@ -446,7 +461,15 @@ fn main() {
     let (port_a, port_b) = (free_port(), free_port());
     let replica = |identity: &str, port: u16| {
         let http = format!("127.0.0.1:{port}");
-        Operator::start(&["--leader-election", "--lease-namespace", &lease_ns, "--identity", identity, "--http-addr", &http])
+        Operator::start(&[
+            "--leader-election",
+            "--lease-namespace",
+            &lease_ns,
+            "--identity",
+            identity,
+            "--http-addr",
+            &http,
+        ])
     };
     let mut a = replica("chaos-a", port_a);
     std::thread::sleep(Duration::from_secs(3));
@@ -519,7 +542,8 @@ fn main() {
         let uid = target["metadata"]["uid"].clone();
         let rv = target["metadata"]["resourceVersion"].clone();
         let t = Instant::now();
-        let edit = Narrowing::new("hand edit", format!("{kind} {ns}/{name} edited or deleted"), Timestamp::now(), touched);
+        let edit =
+            Narrowing::new("hand edit", format!("{kind} {ns}/{name} edited or deleted"), Timestamp::now(), touched);
         narrow(&record, edit, || {
             if i % 2 == 0 {
                 let _ = kubectl(&["delete", &kind, &name, "-n", &ns, "--wait=false"]);
@@ -566,12 +590,18 @@ fn main() {
 
     stop.store(true, Ordering::Relaxed);
     judge.join().expect("judge");
-    let mut record = Arc::try_unwrap(record).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
+    let mut record =
+        Arc::try_unwrap(record).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
     record.finish();
     let unjudged: Vec<String> = record.unjudged.iter().map(|(k, v)| format!("{v} × {k}")).collect();
     rows.push((
         "judge: samples judged / not judged (API server down, failed list)".to_string(),
-        format!("{} / {}{}", record.judged, record.unjudged_total(), if unjudged.is_empty() { String::new() } else { format!(" ({})", unjudged.join("; ")) }),
+        format!(
+            "{} / {}{}",
+            record.judged,
+            record.unjudged_total(),
+            if unjudged.is_empty() { String::new() } else { format!(" ({})", unjudged.join("; ")) }
+        ),
     ));
     rows.push(("judge: accesses beyond the policies (violations)".into(), format!("{}", record.violations.len())));
     let orphaned = wait_no_orphans(&prefix);

@@ -38,7 +38,9 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -309,7 +311,8 @@ async fn wait_operator_ready() {
     let url = format!("http://127.0.0.1:{}/readyz", operator_port());
     let started = Instant::now();
     loop {
-        let ok = Command::new("curl").args(["-fsS", "--max-time", "1", &url]).output().is_ok_and(|o| o.status.success());
+        let ok =
+            Command::new("curl").args(["-fsS", "--max-time", "1", &url]).output().is_ok_and(|o| o.status.success());
         if ok {
             return;
         }
@@ -349,7 +352,12 @@ where
 }
 
 /// Waits for a sighting (applied or deleted) of `key`, up to `deadline`.
-async fn sighted(seen: &Mutex<Sightings>, key: &str, deleted: bool, deadline: Duration) -> Option<(Instant, Timestamp)> {
+async fn sighted(
+    seen: &Mutex<Sightings>,
+    key: &str,
+    deleted: bool,
+    deadline: Duration,
+) -> Option<(Instant, Timestamp)> {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
         {
@@ -596,7 +604,12 @@ async fn main() {
                 lat.entry(key).or_default().push(at - t);
             }
         }
-        narrowing(Narrowing::new("deletion", format!("grant {name} deleted"), Timestamp::now(), grant_children(&ns, &name)));
+        narrowing(Narrowing::new(
+            "deletion",
+            format!("grant {name} deleted"),
+            Timestamp::now(),
+            grant_children(&ns, &name),
+        ));
         let t = Instant::now();
         policies.delete(&name, &DeleteParams::default()).await.expect("delete");
         for (kind, key) in [("RoleBinding", "delete rb"), ("NetworkPolicy", "delete np")] {
@@ -726,7 +739,6 @@ async fn main() {
         "".into(),
     ));
 
-
     // The judge: every sample of the run (CI), or the settled mesh.
     if let Some(judge) = judge {
         judge.abort();
@@ -746,7 +758,11 @@ async fn main() {
 
     // Report.
     let mut report = String::new();
-    let _ = writeln!(report, "# drmesh benchmark — {products} products, {domains} domains{}", if ci { " (CI)" } else { "" });
+    let _ = writeln!(
+        report,
+        "# drmesh benchmark — {products} products, {domains} domains{}",
+        if ci { " (CI)" } else { "" }
+    );
     let _ = writeln!(
         report,
         "\nrun {} on {} cores; `make {}` (DRMESH_BENCH_PRODUCTS={products}, DRMESH_BENCH_IDLE_SECS={idle_secs}, DRMESH_BENCH_LATENCY_SAMPLES={samples})\n",

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, VersionMatch};
 use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, VersionMatch};
 use serde_json::Value;
 
 #[path = "../../tests/support/judge/mod.rs"]
@@ -40,7 +40,11 @@ pub enum Sample {
     Unjudged(String),
 }
 
-async fn list(client: &Client, (group, version, kind): (&str, &str, &str), params: &ListParams) -> Result<Vec<Value>, String> {
+async fn list(
+    client: &Client,
+    (group, version, kind): (&str, &str, &str),
+    params: &ListParams,
+) -> Result<Vec<Value>, String> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let list = api.list(params).await.map_err(|e| format!("list {kind}: {e}"))?;
@@ -57,7 +61,7 @@ async fn list(client: &Client, (group, version, kind): (&str, &str, &str), param
 
 /// One consistent state of the namespaces `in_scope` accepts, judged: every list is read
 /// at the resourceVersion of the first (separate lists could mix two moments).
-pub async fn sample(client: &Client, in_scope: &dyn Fn(&str) -> bool) -> Sample {
+pub async fn sample(client: &Client, in_scope: &(dyn Fn(&str) -> bool + Sync)) -> Sample {
     let now = Timestamp::now();
     let namespaces = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Namespace"));
     let first = match Api::<DynamicObject>::all_with(client.clone(), &namespaces).list(&ListParams::default()).await {
@@ -80,9 +84,9 @@ pub async fn sample(client: &Client, in_scope: &dyn Fn(&str) -> bool) -> Sample 
         .collect();
     for kind in KINDS {
         match list(client, kind, &params).await {
-            Ok(items) => objects.extend(
-                items.into_iter().filter(|o| o["metadata"]["namespace"].as_str().is_some_and(in_scope)),
-            ),
+            Ok(items) => {
+                objects.extend(items.into_iter().filter(|o| o["metadata"]["namespace"].as_str().is_some_and(in_scope)))
+            }
             Err(e) => return Sample::Unjudged(e),
         }
     }
@@ -123,7 +127,10 @@ impl Narrowing {
 
     fn explains(&self, child: &str) -> bool {
         self.children.contains(child)
-            || child.split_once(' ').and_then(|(_, rest)| rest.split_once('/')).is_some_and(|(ns, _)| self.namespaces.contains(ns))
+            || child
+                .split_once(' ')
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .is_some_and(|(ns, _)| self.namespaces.contains(ns))
     }
 
     /// How late it landed, in ms (None: not yet).

@@ -2,6 +2,9 @@
 //! (brings the cluster up), or `cargo test --features e2e --test e2e` on a running one.
 mod admission;
 mod harness;
+mod matrix;
 mod operator;
+mod orders;
 mod packaging;
+mod reasons;
 mod smoke;

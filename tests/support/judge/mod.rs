@@ -200,7 +200,10 @@ impl World {
                         owners: items(&spec["owners"])
                             .filter_map(|o| Some(format!("{}:{}", o["kind"].as_str()?, o["name"].as_str()?)))
                             .collect(),
-                        sources: items(&spec["inputs"]).filter_map(|i| i["dataSource"].as_str()).map(String::from).collect(),
+                        sources: items(&spec["inputs"])
+                            .filter_map(|i| i["dataSource"].as_str())
+                            .map(String::from)
+                            .collect(),
                         product_inputs: items(&spec["inputs"])
                             .filter_map(|i| {
                                 let p = &i["dataProduct"];

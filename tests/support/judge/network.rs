@@ -46,7 +46,12 @@ impl std::fmt::Display for Peer {
                 let ns = namespace.as_deref().unwrap_or("any namespace");
                 match product {
                     Some(p) => write!(f, "pods of product {ns}/{p}"),
-                    None if selector.is_null() => write!(f, "every pod of {ns}"),
+                    None if selector.as_object().is_none_or(|o| {
+                        o.values().all(|v| v.is_null() || v == &serde_json::json!({}) || v == &serde_json::json!([]))
+                    }) =>
+                    {
+                        write!(f, "every pod of {ns}")
+                    }
                     None => write!(f, "pods of {ns} matching {selector}"),
                 }
             }
@@ -57,9 +62,7 @@ impl std::fmt::Display for Peer {
 /// (policy selects ingress, selects egress), with the API server's defaults.
 fn policy_types(spec: &Value) -> (bool, bool) {
     match spec["policyTypes"].as_array() {
-        Some(types) if !types.is_empty() => {
-            (types.iter().any(|t| t == "Ingress"), types.iter().any(|t| t == "Egress"))
-        }
+        Some(types) if !types.is_empty() => (types.iter().any(|t| t == "Ingress"), types.iter().any(|t| t == "Egress")),
         _ => (true, spec["egress"].as_array().is_some_and(|e| !e.is_empty())),
     }
 }
@@ -117,7 +120,11 @@ fn peers(world_ns: &str, list: &Value) -> Vec<Peer> {
         };
         for namespace in &namespaces {
             for product in &products {
-                out.push(Peer::Pods { namespace: namespace.clone(), selector: pod_sel.clone(), product: product.clone() });
+                out.push(Peer::Pods {
+                    namespace: namespace.clone(),
+                    selector: pod_sel.clone(),
+                    product: product.clone(),
+                });
             }
         }
     }

@@ -96,7 +96,10 @@ pub(super) fn judge(world: &World, grants: &[Grant]) -> Vec<Finding> {
         if role_ref["kind"] != "Role" {
             findings.push(Finding {
                 child,
-                what: format!("binds {} {role_name} to {subjects:?}: only namespaced Roles are given", role_ref["kind"]),
+                what: format!(
+                    "binds {} {role_name} to {subjects:?}: only namespaced Roles are given",
+                    role_ref["kind"]
+                ),
             });
             continue;
         }
