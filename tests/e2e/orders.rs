@@ -35,24 +35,24 @@ fn samples() -> Vec<Value> {
 /// The same declarations in domains renamed `<prefix>-<domain>`.
 fn renamed(doc: &Value, prefix: &str) -> Value {
     let mut doc = doc.clone();
-    let rename = |v: &mut Value| {
-        if let Some(ns) = v.as_str().filter(|ns| DOMAINS.contains(ns)) {
+    let rename = |v: Option<&mut Value>| {
+        if let Some(v) = v
+            && let Some(ns) = v.as_str().filter(|ns| DOMAINS.contains(ns))
+        {
             *v = json!(format!("{prefix}-{ns}"));
         }
     };
     if doc["kind"] == "Namespace" {
-        rename(&mut doc["metadata"]["name"]);
+        rename(doc.pointer_mut("/metadata/name"));
     }
-    rename(&mut doc["metadata"]["namespace"]);
-    if let Some(inputs) = doc["spec"]["inputs"].as_array_mut() {
-        inputs.iter_mut().for_each(|i| rename(&mut i["dataProduct"]["namespace"]));
+    rename(doc.pointer_mut("/metadata/namespace"));
+    for i in doc.pointer_mut("/spec/inputs").and_then(Value::as_array_mut).into_iter().flatten() {
+        rename(i.pointer_mut("/dataProduct/namespace"));
     }
-    if let Some(subjects) = doc["spec"]["subjects"].as_array_mut() {
-        for s in subjects {
-            rename(&mut s["namespace"]);
-            if s["kind"] == "Namespace" {
-                rename(&mut s["name"]);
-            }
+    for s in doc.pointer_mut("/spec/subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+        rename(s.get_mut("namespace"));
+        if s["kind"] == "Namespace" {
+            rename(s.get_mut("name"));
         }
     }
     doc
