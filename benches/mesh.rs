@@ -202,6 +202,21 @@ fn metric(name: &str) -> f64 {
         .sum()
 }
 
+/// A counter by the value of its `controller` label.
+fn metric_by_controller(name: &str) -> BTreeMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{}/metrics", operator_port())])
+        .output()
+        .expect("curl");
+    let mut by = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+        let controller = line.split("controller=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        *by.entry(controller.to_string()).or_default() += value;
+    }
+    by
+}
+
 /// The reconcile counter once the operator is settled: its queues empty and the counter
 /// unchanged for `quiet` (at most 10 minutes; a large mesh may still be draining its queue
 /// when every product is already Ready).
@@ -359,7 +374,7 @@ async fn sighted(
     deadline: Duration,
 ) -> Option<(Instant, Timestamp)> {
     let until = Instant::now() + deadline;
-    while Instant::now() < until {
+    loop {
         {
             let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
             let map = if deleted { &seen.deleted } else { &seen.applied };
@@ -367,9 +382,11 @@ async fn sighted(
                 return Some(*at);
             }
         }
+        if Instant::now() >= until {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    None
 }
 
 /// p50 / p95 / p99 and max, in ms; the p99 only from 200 samples on.
@@ -547,14 +564,24 @@ async fn main() {
     // of one product's spec causes, counted from a settled operator until it settles again.
     // Sampled on p(5k+3): granted to p(5k+4), which reads it, and reading its domain's source.
     let mut per_change = Vec::new();
+    let mut breakdown = String::new();
     for k in 0..changes {
         let i = 5 * k + 3;
         let dps: Api<DataProduct> = Api::namespaced(client.clone(), &format!("{op_prefix}-d{}", i % domains));
         let before = settled(Duration::from_secs(2)).await;
+        let by_before = metric_by_controller("drmesh_reconciles_total");
         let patch = json!({"spec": {"description": format!("changed by the benchmark ({k})")}});
         dps.patch(&format!("p{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
         let after = settled(Duration::from_secs(2)).await;
+        let by: Vec<String> = metric_by_controller("drmesh_reconciles_total")
+            .into_iter()
+            .filter_map(|(c, v)| {
+                let d = v - by_before.get(&c).copied().unwrap_or(0.0);
+                (d != 0.0).then(|| format!("{c} {d}"))
+            })
+            .collect();
         per_change.push(after - before);
+        breakdown = by.join(", ");
     }
     per_change.sort_by(f64::total_cmp);
     let max_per_change = per_change.last().copied().unwrap_or(f64::NAN);
@@ -563,7 +590,10 @@ async fn main() {
             "reconciles per spec change on products with a grant, a consumer and an input, median of {} (max)",
             per_change.len()
         ),
-        format!("{} ({max_per_change})", per_change.get(per_change.len() / 2).copied().unwrap_or(f64::NAN)),
+        format!(
+            "{} ({max_per_change}); last: {breakdown}",
+            per_change.get(per_change.len() / 2).copied().unwrap_or(f64::NAN)
+        ),
         "<= 2".into(),
     ));
 
@@ -578,7 +608,7 @@ async fn main() {
     watch_grant_children(Api::<NetworkPolicy>::namespaced(client.clone(), &ns), "NetworkPolicy", seen.clone());
     let objects = objects_in_cluster();
     let subjects = |k: usize, group: String| {
-        let other = if k % 2 == 0 {
+        let other = if k.is_multiple_of(2) {
             json!({"kind": "DataProduct", "namespace": format!("{op_prefix}-d1"), "name": "p1"})
         } else {
             json!({"kind": "Namespace", "name": format!("{op_prefix}-d2")})
@@ -628,16 +658,40 @@ async fn main() {
         policies.create(&PostParams::default(), &ap).await.expect("create");
         narrowing(Narrowing::new("expiry", format!("grant {name} expires"), *at, grant_children(&ns, name)));
     }
+    // The watches record every event: wait until each child seen before its expiry is seen
+    // deleted (or 30 s after the last expiry), then read the times.
+    let children: Vec<(String, &str, Timestamp)> = expiring
+        .iter()
+        .flat_map(|(name, at)| {
+            [("RoleBinding", "expiry rb"), ("NetworkPolicy", "expiry np")]
+                .map(|(kind, key)| (format!("{kind}/drmesh-grant-{name}"), key, *at))
+        })
+        .collect();
+    let last = expiring.last().map(|(_, at)| *at).unwrap_or_else(Timestamp::now);
+    let until = Duration::try_from(Timestamp::now().duration_until(last)).unwrap_or_default() + timeout;
+    let started_waiting = Instant::now();
+    let in_force = |seen: &Sightings, child: &str, at: &Timestamp| seen.applied.get(child).is_some_and(|(_, a)| a < at);
+    while started_waiting.elapsed() < until {
+        let done = {
+            let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            children
+                .iter()
+                .all(|(c, _, at)| Timestamp::now() > *at && (!in_force(&seen, c, at) || seen.deleted.contains_key(c)))
+        };
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut not_in_force = 0;
-    for (name, at) in &expiring {
-        for (kind, key) in [("RoleBinding", "expiry rb"), ("NetworkPolicy", "expiry np")] {
-            let child = format!("{kind}/drmesh-grant-{name}");
-            let until = Duration::try_from(Timestamp::now().duration_until(*at)).unwrap_or_default();
-            if !sighted(&seen, &child, false, until).await.is_some_and(|(_, applied)| applied < *at) {
+    {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (child, key, at) in &children {
+            if !in_force(&seen, child, at) {
                 not_in_force += 1;
                 continue;
             }
-            let Some((_, gone)) = sighted(&seen, &child, true, until + timeout).await else { continue };
+            let Some((_, gone)) = seen.deleted.get(child) else { continue };
             let late = gone.duration_since(*at);
             // Gone before its expiry would be a bug in the operator: make it visible.
             assert!(late.is_positive(), "{child} revoked {late:#} before its expiresAt");
