@@ -6,6 +6,8 @@
 
 #[path = "support/judge/mod.rs"]
 mod judge;
+#[path = "support/samples.rs"]
+mod samples;
 
 use std::path::Path;
 use std::process::Command;
@@ -17,20 +19,7 @@ const NOW: &str = "2026-06-01T00:00:00Z";
 
 /// The reference mesh's declarations, as written in config/samples.
 fn declarations() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-    let mut docs = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("samples").map(|e| e.expect("entry").path()).collect();
-    files.sort();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read sample");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if !v.is_null() {
-                docs.push(v);
-            }
-        }
-    }
-    docs
+    samples::reference()
 }
 
 /// The children the operator would apply for the reference mesh at NOW (`drmesh render`):

@@ -162,11 +162,13 @@ impl Record {
         self.judged += 1;
         let mut explained = vec![false; self.narrowings.len()];
         for f in &findings {
-            // Explained only by a narrowing that is due and has not landed yet.
+            // Explained only by a narrowing that has not landed yet and may be due: the
+            // snapshot was taken between `now` and `by`, so one requested up to `by` may
+            // already be in it.
             let open: Vec<usize> = (0..self.narrowings.len())
                 .filter(|&i| {
                     let n = &self.narrowings[i];
-                    n.at <= now && n.landed.is_none() && n.explains(&f.child)
+                    n.at <= by && n.landed.is_none() && n.explains(&f.child)
                 })
                 .collect();
             if open.is_empty() {
@@ -175,9 +177,10 @@ impl Record {
             open.into_iter().for_each(|i| explained[i] = true);
         }
         for (i, n) in self.narrowings.iter_mut().enumerate() {
-            if n.at > now {
+            if n.at > by {
                 n.in_force |= present.iter().any(|c| n.explains(c));
-            } else if !explained[i] && n.landed.is_none() {
+            } else if n.at <= now && !explained[i] && n.landed.is_none() {
+                // Surely due before the snapshot, and nothing left of it.
                 n.landed = Some(by);
             }
         }

@@ -241,3 +241,14 @@ pub async fn wait_all_ready(namespaces: &[String], timeout: Duration) -> usize {
     })
     .await
 }
+
+/// `drmesh access-review --cluster -o json` on the local cluster: every row.
+pub fn access_review() -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["access-review", "--cluster", "-o", "json"])
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .expect("drmesh access-review");
+    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("access-review json")
+}

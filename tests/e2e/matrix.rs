@@ -78,13 +78,7 @@ fn products() -> Vec<Product> {
 
 /// The access review of the live cluster, rows of the reference domains.
 fn access_review() -> Vec<Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["access-review", "--cluster", "-o", "json"])
-        .env("KUBECONFIG", harness::kubeconfig_path())
-        .output()
-        .expect("drmesh access-review");
-    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("access-review json");
+    let rows = harness::access_review();
     rows.into_iter().filter(|r| r["namespace"].as_str().is_some_and(|n| DOMAINS.contains(&n))).collect()
 }
 

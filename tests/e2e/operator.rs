@@ -33,19 +33,7 @@ fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) 
 }
 
 fn apply(yaml: &str) {
-    let mut child = std::process::Command::new(harness::kubectl_path())
-        .arg("--kubeconfig")
-        .arg(harness::kubeconfig_path())
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("kubectl apply");
-    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    harness::apply_text(yaml);
 }
 
 /// A producer domain with a source and a product, and a consumer domain reading it
@@ -754,13 +742,7 @@ async fn render_shows_exactly_what_the_operator_creates() {
     }
 
     // The access review of the live cluster lists the grant as the operator applied it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["access-review", "--cluster", "-o", "json"])
-        .env("KUBECONFIG", harness::kubeconfig_path())
-        .output()
-        .expect("drmesh access-review");
-    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = harness::access_review();
     let group = format!("Group:e2e-officers-{p}");
     let row = rows
         .iter()

@@ -6,31 +6,16 @@
 //! exist.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::harness::{self, TIMEOUT};
 
+#[path = "../support/samples.rs"]
+mod samples;
+
 const DOMAINS: [&str; 6] = ["police", "gendarmerie", "sdis", "transport", "sante", "cnc"];
 const CHILD_KINDS: &str = "deployments,services,serviceaccounts,networkpolicies,roles,rolebindings,configmaps";
-
-fn samples() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("samples").map(|e| e.expect("entry").path()).collect();
-    files.sort();
-    let mut docs = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("sample");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if !v.is_null() {
-                docs.push(v);
-            }
-        }
-    }
-    docs
-}
 
 /// The same declarations in domains renamed `<prefix>-<domain>`.
 fn renamed(doc: &Value, prefix: &str) -> Value {
@@ -125,7 +110,7 @@ async fn applying_the_samples_in_random_orders_converges_to_the_same_children() 
     });
     eprintln!("random apply orders, seed {seed} (DRMESH_E2E_SEED={seed} replays them)");
     let mut rng = Rng(seed);
-    let docs = samples();
+    let docs = samples::reference();
     let mut results: Vec<(String, Vec<String>, BTreeMap<String, Value>)> = Vec::new();
     for order in 0..3 {
         let prefix = harness::unique_name(&format!("ord{order}"));

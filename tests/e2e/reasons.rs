@@ -73,37 +73,35 @@ async fn a_product_above_its_domain_clearance_does_not_run_until_the_domain_is_c
     assert!(exists("deployment", &ns.name, "secret"));
 }
 
+/// A grant refused for `reason` has no children; `fixed` (the same grant, corrected) is granted.
+async fn refused_until_fixed(ns: &str, product: &str, broken: &str, reason: &str, fixed: &str) {
+    harness::apply_text(&policy_yaml(ns, product, broken));
+    wait_reason("accesspolicy", ns, "grant", reason).await;
+    assert!(!grant_children_exist(ns), "a grant refused for {reason} has children");
+    harness::apply_text(&policy_yaml(ns, product, fixed));
+    wait_reason("accesspolicy", ns, "grant", "Granted").await;
+    assert!(exists("rolebinding", ns, "drmesh-grant-grant"));
+}
+
 #[tokio::test]
 async fn a_restricted_grant_without_purpose_grants_nothing_until_it_has_one() {
     let ns = producer("e2e-purpose").await;
-    harness::apply_text(&policy_yaml(&ns.name, "feed", EXPIRY));
-    wait_reason("accesspolicy", &ns.name, "grant", "MissingPurpose").await;
-    assert!(!grant_children_exist(&ns.name), "a grant without purpose has children");
-
-    harness::apply_text(&policy_yaml(&ns.name, "feed", &format!("{EXPIRY}{PURPOSE}")));
-    wait_reason("accesspolicy", &ns.name, "grant", "Granted").await;
-    assert!(exists("rolebinding", &ns.name, "drmesh-grant-grant"));
+    refused_until_fixed(&ns.name, "feed", EXPIRY, "MissingPurpose", &format!("{EXPIRY}{PURPOSE}")).await;
 }
 
 #[tokio::test]
 async fn a_restricted_grant_without_expiry_grants_nothing_until_it_has_one() {
     let ns = producer("e2e-expiry").await;
-    harness::apply_text(&policy_yaml(&ns.name, "feed", PURPOSE));
-    wait_reason("accesspolicy", &ns.name, "grant", "MissingExpiry").await;
-    assert!(!grant_children_exist(&ns.name), "a grant without expiry has children");
-
-    harness::apply_text(&policy_yaml(&ns.name, "feed", &format!("{PURPOSE}{EXPIRY}")));
-    wait_reason("accesspolicy", &ns.name, "grant", "Granted").await;
-    assert!(exists("rolebinding", &ns.name, "drmesh-grant-grant"));
+    refused_until_fixed(&ns.name, "feed", PURPOSE, "MissingExpiry", &format!("{PURPOSE}{EXPIRY}")).await;
 }
 
 #[tokio::test]
 async fn a_grant_on_an_unknown_product_grants_nothing_until_the_product_exists() {
     let ns = TestNamespace::create_with_labels("e2e-noproduct", &[("drmesh.io/clearance", "Restricted")]).await;
-    harness::apply_text(&policy_yaml(&ns.name, "ghost", &format!("{PURPOSE}{EXPIRY}")));
+    let both = format!("{PURPOSE}{EXPIRY}");
+    harness::apply_text(&policy_yaml(&ns.name, "ghost", &both));
     wait_reason("accesspolicy", &ns.name, "grant", "DataProductNotFound").await;
     assert!(!grant_children_exist(&ns.name), "a grant on no product has children");
-
     harness::apply_text(&product_yaml(&ns.name, "ghost", "Restricted", ""));
     wait_reason("accesspolicy", &ns.name, "grant", "Granted").await;
     assert!(exists("rolebinding", &ns.name, "drmesh-grant-grant"));
@@ -112,12 +110,9 @@ async fn a_grant_on_an_unknown_product_grants_nothing_until_the_product_exists()
 #[tokio::test]
 async fn a_grant_on_an_unknown_port_grants_nothing_until_the_port_is_fixed() {
     let ns = producer("e2e-noport").await;
-    harness::apply_text(&policy_yaml(&ns.name, "feed", &format!("{PURPOSE}{EXPIRY}  ports: [grpc]\n")));
-    wait_reason("accesspolicy", &ns.name, "grant", "PortNotFound").await;
-    assert!(!grant_children_exist(&ns.name), "a grant on an unknown port has children");
-
-    harness::apply_text(&policy_yaml(&ns.name, "feed", &format!("{PURPOSE}{EXPIRY}  ports: [http]\n")));
-    wait_reason("accesspolicy", &ns.name, "grant", "Granted").await;
+    let (broken, fixed) =
+        (format!("{PURPOSE}{EXPIRY}  ports: [grpc]\n"), format!("{PURPOSE}{EXPIRY}  ports: [http]\n"));
+    refused_until_fixed(&ns.name, "feed", &broken, "PortNotFound", &fixed).await;
     let role = harness::kubectl_json(&["get", "role", "drmesh-grant-grant", "-n", &ns.name, "-o", "json"]);
     let names: Vec<&str> = role["rules"]
         .as_array()
