@@ -62,7 +62,7 @@ fn caught(findings: &[Finding], child: &str, about: &str) {
 #[test]
 fn the_reference_mesh_as_rendered_gives_nothing_beyond_its_policies() {
     let children = children();
-    for kind in ["NetworkPolicy", "Role", "RoleBinding", "Deployment"] {
+    for kind in ["NetworkPolicy", "Role", "RoleBinding", "Deployment", "Service"] {
         let n = children.iter().filter(|c| c["kind"] == kind).count();
         assert!(n >= 6, "only {n} {kind} rendered: the fixture would prove little");
     }
@@ -260,6 +260,20 @@ fn a_workload_taking_another_identity_is_caught() {
         d["spec"]["template"]["spec"]["serviceAccountName"] = json!("default")
     });
     caught(&f, "Deployment police/incident-feed", "ServiceAccount");
+}
+
+#[test]
+fn a_service_leading_elsewhere_is_caught() {
+    // The proxy of incident-feed would reach the situation picture's pods ...
+    let f = plant("Service", "police", "incident-feed", |s| {
+        s["spec"]["selector"] = json!({"drmesh.io/data-product": "other"})
+    });
+    caught(&f, "Service police/incident-feed", "its proxy reaches other pods");
+    let f = plant("Service", "police", "incident-feed", |s| s["spec"]["selector"] = json!({}));
+    caught(&f, "Service police/incident-feed", "its proxy reaches other pods");
+    // ... or a grant on 8080 would reach another port of the pods.
+    let f = plant("Service", "transport", "transit-disruptions", |s| s["spec"]["ports"][0]["targetPort"] = json!(9090));
+    caught(&f, "Service transport/transit-disruptions", "reaches another port");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 pub mod judge;
 
 /// The kinds the judge reads: declarations, then every child kind that grants access.
-const KINDS: [(&str, &str, &str); 7] = [
+const KINDS: [(&str, &str, &str); 8] = [
     ("drmesh.io", "v1alpha1", "DataSource"),
     ("drmesh.io", "v1alpha1", "DataProduct"),
     ("drmesh.io", "v1alpha1", "AccessPolicy"),
@@ -23,6 +23,7 @@ const KINDS: [(&str, &str, &str); 7] = [
     ("rbac.authorization.k8s.io", "v1", "Role"),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
     ("apps", "v1", "Deployment"),
+    ("", "v1", "Service"),
 ];
 
 pub enum Sample {
@@ -92,7 +93,7 @@ pub async fn sample(client: &Client, in_scope: &(dyn Fn(&str) -> bool + Sync)) -
     }
     let present = objects
         .iter()
-        .filter(|o| ["NetworkPolicy", "Role", "RoleBinding", "Deployment"].iter().any(|k| o["kind"] == *k))
+        .filter(|o| ["NetworkPolicy", "Role", "RoleBinding", "Deployment", "Service"].iter().any(|k| o["kind"] == *k))
         .map(|o| {
             format!(
                 "{} {}/{}",

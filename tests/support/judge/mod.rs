@@ -6,8 +6,9 @@
 //!
 //! It looks at every child field that grants access — NetworkPolicy `podSelector`,
 //! `policyTypes`, ingress and egress peers, ports and `ipBlock`s; RoleBinding subjects and
-//! `roleRef`; Role rules and `resourceNames`; and the Secrets, ServiceAccount and pod
-//! labels of Deployments — and reports each access that the declarations do not allow at
+//! `roleRef`; Role rules and `resourceNames`; the Secrets, ServiceAccount and pod labels
+//! of Deployments; the selector and target ports of Services (what the service proxy
+//! reaches) — and reports each access that the declarations do not allow at
 //! `now`.
 //!
 //! Used by `make chaos`, by the CI bench and by the planted-fault tests (`tests/judge.rs`).
@@ -156,6 +157,7 @@ pub struct World {
     roles: BTreeMap<(String, String), Value>,
     role_bindings: Vec<Value>,
     deployments: Vec<Value>,
+    services: Vec<Value>,
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -245,6 +247,7 @@ impl World {
                 }
                 "RoleBinding" => w.role_bindings.push(o),
                 "Deployment" => w.deployments.push(o),
+                "Service" => w.services.push(o),
                 _ => {}
             }
         }
@@ -338,6 +341,7 @@ pub fn judge(world: &World) -> Vec<Finding> {
     let mut findings = network::judge(world, &grants);
     findings.extend(rbac::judge(world, &grants));
     findings.extend(rbac::judge_workloads(world));
+    findings.extend(rbac::judge_services(world));
     findings.sort();
     findings.dedup();
     findings

@@ -210,3 +210,43 @@ pub(super) fn judge_workloads(world: &World) -> Vec<Finding> {
     }
     findings
 }
+
+/// A product's Service is what `services/proxy` on `<product>:<port>` reaches: it must
+/// select only the product's pods, and each port must lead to the same output port.
+pub(super) fn judge_services(world: &World) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for svc in &world.services {
+        let labels = &svc["metadata"]["labels"];
+        if labels["app.kubernetes.io/managed-by"] != "drmesh" && labels[PRODUCT_LABEL].is_null() {
+            continue;
+        }
+        let child = id("Service", svc);
+        let ns = str_of(&svc["metadata"]["namespace"]);
+        let name = labels[PRODUCT_LABEL].as_str().map(String::from).unwrap_or_else(|| str_of(&svc["metadata"]["name"]));
+        let mut report = |what: String| findings.push(Finding { child: child.clone(), what });
+        let selector = string_map(&svc["spec"]["selector"]);
+        if selector.get(PRODUCT_LABEL) != Some(&name) {
+            report(format!("selects {selector:?}, not only the pods of {ns}/{name}: its proxy reaches other pods"));
+        }
+        let declared = world.product(&ns, &name).map(|p| p.ports.clone()).unwrap_or_default();
+        for port in items(&svc["spec"]["ports"]) {
+            let number = port["port"].as_i64().unwrap_or_default();
+            let target = &port["targetPort"];
+            let leads_to = |n: i64| declared.iter().find(|(d, _)| *d == n);
+            let Some((_, port_name)) = leads_to(number) else {
+                report(format!("serves port {number}, not an output port of {ns}/{name}"));
+                continue;
+            };
+            let same = target.is_null()
+                || target.as_i64() == Some(number)
+                || target.as_str() == Some(port_name.as_str())
+                || target.as_str() == Some(number.to_string().as_str());
+            if !same {
+                report(format!(
+                    "port {number} leads to the pods' port {target}: a grant on {number} reaches another port"
+                ));
+            }
+        }
+    }
+    findings
+}
