@@ -232,7 +232,10 @@ fn orphans(prefix: &str) -> Vec<String> {
         if !ns.starts_with(prefix) {
             continue;
         }
-        let controllers: Vec<&str> = common::items(&c["metadata"]["ownerReferences"])
+        let controllers: Vec<&str> = c["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .filter(|o| o["controller"] == true)
             .filter_map(|o| o["uid"].as_str())
             .collect();
