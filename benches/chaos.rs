@@ -300,7 +300,7 @@ fn seconds_after(t: Timestamp, secs: i64) -> Timestamp {
 /// A narrowing the bench causes now: registered with the judge, then done.
 fn narrow(record: &Mutex<Record>, mut narrowing: Narrowing, act: impl FnOnce()) {
     narrowing.at = Timestamp::now();
-    lock(record).narrowings.push(narrowing);
+    lock(record).narrow(narrowing);
     act();
 }
 
@@ -342,7 +342,7 @@ fn expire(record: &Mutex<Record>, domains: &Domains, grants: &[(String, Timestam
     apply(&grants.iter().map(|(n, at)| domains.expiring(n, *at, reader_domain)).collect::<Vec<_>>());
     let mut r = lock(record);
     for (name, at) in grants {
-        r.narrowings.push(Narrowing::new(
+        r.narrow(Narrowing::new(
             "expiry",
             format!("grant {name} expires ({phase})"),
             *at,

@@ -621,7 +621,7 @@ async fn main() {
             "spec": {"dataProduct": "p0", "subjects": subjects, "purpose": "latency sample", "expiresAt": expires_at}}))
         .expect("ap")
     };
-    let narrowing = |n: Narrowing| record.lock().unwrap_or_else(|p| p.into_inner()).narrowings.push(n);
+    let narrowing = |n: Narrowing| record.lock().unwrap_or_else(|p| p.into_inner()).narrow(n);
     let mut lat: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     let timeout = Duration::from_secs(30);
     for k in 0..samples {

@@ -147,9 +147,17 @@ pub struct Record {
     pub unjudged: BTreeMap<String, usize>,
     pub violations: Vec<String>,
     pub narrowings: Vec<Narrowing>,
+    /// The children of the last judged sample.
+    last_present: BTreeSet<String>,
 }
 
 impl Record {
+    /// A narrowing to watch for; in force if the last sample had a child it narrows.
+    pub fn narrow(&mut self, mut narrowing: Narrowing) {
+        narrowing.in_force |= self.last_present.iter().any(|c| narrowing.explains(c));
+        self.narrowings.push(narrowing);
+    }
+
     pub fn add(&mut self, sample: Sample) {
         let (now, by, findings, present) = match sample {
             Sample::Unjudged(why) => {
@@ -185,6 +193,7 @@ impl Record {
                 n.landed = Some(by);
             }
         }
+        self.last_present = present;
     }
 
     /// Narrowings still not landed are violations at the end of a run.
