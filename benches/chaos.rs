@@ -62,7 +62,7 @@ fn mesh(prefix: &str, products: usize) -> Vec<Value> {
     for d in 0..domains {
         let ns = format!("{prefix}-d{d}");
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted"}}}));
-        docs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns}, "stringData": {"p": "x"}}));
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns, "labels": {"drmesh.io/credentials": "true"}}, "stringData": {"p": "x"}}));
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": "db", "namespace": ns},
             "spec": {"classification": "Internal", "type": "Postgres", "endpoint": {"cidr": "10.60.0.0/24", "port": 5432}, "credentialsSecretRef": {"name": "db-credentials"}}}));
     }

@@ -25,6 +25,22 @@ pub enum Decision {
     Revoked,
     /// Access was withdrawn because `expiresAt` passed.
     Expired,
+    /// Access that drmesh did not grant was found (e.g. a NetworkPolicy or RoleBinding
+    /// created by hand in a classified domain).
+    Exposed,
+}
+
+impl Decision {
+    /// Stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::Granted => "Granted",
+            Decision::Denied => "Denied",
+            Decision::Revoked => "Revoked",
+            Decision::Expired => "Expired",
+            Decision::Exposed => "Exposed",
+        }
+    }
 }
 
 /// A reference to a namespaced object.

@@ -50,6 +50,11 @@ pub struct Metrics {
     pub leader: Gauge,
     pub queue_depth: Family<ControllerLabels, Gauge>,
     pub grants: Family<GrantLabels, Gauge>,
+    /// The API server's clock minus this process's clock, in seconds (expiries are
+    /// decided on the local clock: a lagging one extends grants).
+    pub clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// NetworkPolicies and RoleBindings drmesh did not create in classified domains.
+    pub foreign_access_objects: Gauge,
     /// Computes the figures read from the caches, when /metrics is scraped.
     live: std::sync::OnceLock<Box<dyn Fn() -> LiveFigures + Send + Sync>>,
 }
@@ -64,6 +69,7 @@ pub struct GrantLabels {
 pub struct LiveFigures {
     pub queue_depth: [(&'static str, usize); 3],
     pub grants: GrantCounts,
+    pub foreign_access_objects: usize,
 }
 
 /// AccessPolicies by the state of their grant, as their status reports it.
@@ -106,6 +112,18 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let queue_depth = Family::<ControllerLabels, Gauge>::default();
         let grants = Family::<GrantLabels, Gauge>::default();
+        let clock_offset = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let foreign_access_objects = Gauge::default();
+        registry.register(
+            "clock_offset_seconds",
+            "The API server's clock minus the operator's (from the Date header, +-0.5 s); expiries use the operator's clock",
+            clock_offset.clone(),
+        );
+        registry.register(
+            "foreign_access_objects",
+            "NetworkPolicies and RoleBindings drmesh did not create that may open access in classified domains",
+            foreign_access_objects.clone(),
+        );
         registry.register("queue_depth", "Objects waiting for a reconcile, by controller", queue_depth.clone());
         registry.register("grants", "AccessPolicies by grant state (active, expired, denied, pending)", grants.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
@@ -134,6 +152,8 @@ impl Default for Metrics {
             leader,
             queue_depth,
             grants,
+            clock_offset,
+            foreign_access_objects,
             live: Default::default(),
         }
     }
@@ -166,6 +186,7 @@ impl Metrics {
             self.grants.get_or_create(&GrantLabels { state }).set(n as i64);
         }
         self.grants_active.set(g.active as i64);
+        self.foreign_access_objects.set(figures.foreign_access_objects as i64);
     }
 
     pub fn encode(&self) -> String {

@@ -84,6 +84,7 @@ fn validate_reports_every_semantic_rule_as_json() {
             want("SecretNotFound", "intervention-reports", "spec.credentialsSecretRef"),
             want("NamespaceClearanceTooLow", "victims-db", "spec.classification"),
             want("ClassificationViolation", "rescue-operations", "spec.inputs[1]"),
+            want("InputNotReady", "rescue-operations", "spec.inputs[0]"),
             want("NamespaceClearanceTooLow", "casualties", "spec.classification"),
             want("InputNotGranted", "city-dashboard", "spec.inputs[0]"),
             want("ClearanceTooLow", "rescue-operations-mairie", "spec.subjects[1]"),
@@ -94,7 +95,7 @@ fn validate_reports_every_semantic_rule_as_json() {
             want("MissingPurpose", "need-to-know", "spec.purpose"),
         ]
     );
-    assert_eq!((report["errors"].as_u64(), report["warnings"].as_u64()), (Some(10), Some(1)));
+    assert_eq!((report["errors"].as_u64(), report["warnings"].as_u64()), (Some(10), Some(2)));
     // Before the old grant's expiry, it is not reported.
     let before = drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", "2024-01-01T00:00:00Z"]);
     assert!(!stdout(&before).contains("[Expired]"));
@@ -122,10 +123,10 @@ fn validate_writes_junit_for_ci() {
     assert!(xml.contains("name=\"document 1\">"), "{xml}");
     assert!(xml.contains("<testcase classname=\"") && xml.contains("name=\"AccessPolicy sdis/old-grant\">"));
     assert!(xml.trim_end().ends_with("</testsuites>"));
-    // --strict: the warning fails too.
+    // --strict: the warnings fail too.
     let strict =
         drmesh(&["validate", "-f", path(&fixture("bad-meaning.yaml")), "--now", NOW, "-o", "junit", "--strict"]);
-    assert_eq!(stdout(&strict).matches("<failure ").count(), 11);
+    assert_eq!(stdout(&strict).matches("<failure ").count(), 12);
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted", "drmesh.io/bench": prefix}}}));
         docs.push(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns},
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": ns, "labels": {"drmesh.io/credentials": "true"}},
             "stringData": {"password": "bench"}}),
         );
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": "db", "namespace": ns},

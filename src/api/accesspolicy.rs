@@ -41,6 +41,7 @@ const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
     printcolumn(name = "Purpose", type_ = "string", json_path = ".spec.purpose", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.dataProduct",
+    validation = Rule::new(format!("size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS1123_LABEL}')")).message("metadata.name must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters): the grant's children carry it as a label"),
     cel
 )]
 #[serde(rename_all = "camelCase")]
@@ -164,8 +165,9 @@ pub struct PodSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// At most 16 labels, each value a valid label value. (Keys are checked when the
-/// NetworkPolicy is applied: a CEL rule over map keys would exceed the cost budget.)
+/// At most 16 labels, each value a valid label value. (A CEL rule over map keys exceeds
+/// the API server's cost budget: the operator checks keys before building anything and
+/// denies the subject with `InvalidPodSelector`, naming the key.)
 fn label_values(schema: &mut schemars::Schema) {
     schema.insert("maxProperties".into(), 16.into());
     schema.insert(

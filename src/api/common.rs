@@ -29,6 +29,9 @@ pub mod condition_type {
     pub const STALLED: &str = "Stalled";
     /// AccessPolicy: at least one subject is granted access right now.
     pub const GRANTED: &str = "Granted";
+    /// DataProduct in a classified domain: False when NetworkPolicies or RoleBindings
+    /// that drmesh did not create may open access to its pods or data.
+    pub const ISOLATED: &str = "Isolated";
 }
 
 /// Kind of an owner.

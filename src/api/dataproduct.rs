@@ -39,6 +39,7 @@ pub const MAX_INPUTS: u32 = 64;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.classification",
     validation = Rule::new(format!("size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS1035_LABEL}')")).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters): the product's Service is named after it"),
+    validation = Rule::new("!self.metadata.name.startsWith('drmesh-')").message("metadata.name must not start with 'drmesh-': names starting so are kept for the children of DataSources and AccessPolicies (no generated name may collide)"),
     cel
 )]
 #[serde(rename_all = "camelCase")]
@@ -290,6 +291,11 @@ pub struct DataProductStatus {
     /// Number of consumers (shown by kubectl get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_count: Option<i32>,
+
+    /// Owners who read the product's data by being owners (`Kind:name`): owners of a
+    /// Public or Internal product; none for a Restricted one (they need an AccessPolicy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners_with_data_access: Vec<String>,
 }
 
 /// State of one input of a product.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::classification::Classification;
-use super::common::{Condition, DNS1123_SUBDOMAIN, DataProductRef, Owner};
+use super::common::{Condition, DNS1123_LABEL, DNS1123_SUBDOMAIN, DataProductRef, Owner};
 use super::{MAX_OWNERS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE};
 
 /// Where raw data lives (a database, a bucket, a topic, an API), owned by the domain
@@ -34,6 +34,7 @@ use super::{MAX_OWNERS, NO_DECLASSIFICATION, NO_DECLASSIFICATION_MESSAGE};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.classification",
     selectable = ".spec.type",
+    validation = Rule::new(format!("size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS1123_LABEL}')")).message("metadata.name must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters): the source's children carry it as a label"),
     cel
 )]
 #[serde(rename_all = "camelCase")]

@@ -10,8 +10,9 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{DataProduct, SubjectKind};
-use crate::controllers::datasource::allowed_consumers;
+use crate::controllers::datasource::lends_to;
 use crate::mesh::rules::{self, InputKey, subject_display};
+use crate::mesh::source::SecretState;
 use crate::mesh::{MeshView, Snapshot};
 
 /// Status of a row whose access is in force.
@@ -120,7 +121,9 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
     for source in view.sources.values() {
         let namespace = source.namespace().unwrap_or_default();
         let name = source.name_any();
-        let allowed = allowed_consumers(view, source, now);
+        let secret =
+            view.secret_state(&namespace, &source.spec.credentials_secret_ref.name).unwrap_or(SecretState::Released);
+        let allowed = lends_to(view, source, secret, now);
         let access = if source.spec.endpoint.cidr.is_some() { "credentials+egress" } else { "credentials" };
         for user in view.products_using_source(&namespace, &name) {
             let status = if allowed.contains(&user.name_any()) {

@@ -52,6 +52,18 @@ pub struct RunArgs {
     /// Triggers of one object within this many milliseconds make one reconcile.
     #[arg(long, default_value_t = 100, env = "DRMESH_DEBOUNCE_MS")]
     pub debounce_ms: u64,
+    /// What to do with products in a classified domain that holds NetworkPolicies or
+    /// RoleBindings drmesh did not create: `report` (condition Isolated=False, Event,
+    /// audit record, metric) or `refuse` (the products also do not run).
+    #[arg(long, value_enum, default_value_t = ForeignAccess::Report, env = "DRMESH_FOREIGN_ACCESS")]
+    pub foreign_access: ForeignAccess,
+}
+
+/// See [`RunArgs::foreign_access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForeignAccess {
+    Report,
+    Refuse,
 }
 
 /// Why the operator could not start.
@@ -110,6 +122,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         .route("/metrics", get(metrics_handler))
         .with_state(metrics.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let clock = tokio::spawn(watch_clock(client.clone(), metrics.clone()));
     tracing::info!(addr = %args.http_addr, "serving /healthz, /readyz, /metrics");
     let options = Options {
         concurrency: args.concurrency,
@@ -117,6 +130,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         ready: ready.clone(),
         scope: Scope::of(args.namespaces.iter().map(|n| n.trim().to_string())),
         debounce: std::time::Duration::from_millis(args.debounce_ms),
+        refuse_foreign_access: args.foreign_access == ForeignAccess::Refuse,
     };
     let audit = Arc::new(audit);
     let result = if args.leader_election {
@@ -126,7 +140,45 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         Ok(())
     };
     server.abort();
+    clock.abort();
     result
+}
+
+/// How often the operator compares its clock with the API server's.
+const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Measures the API server's clock against the local one (its `Date` header, taken as the
+/// middle of its second, against the middle of the request) and publishes the offset:
+/// expiries are decided on the local clock, so a lagging clock extends grants. The
+/// chart's alert fires when it exceeds what the expiry target allows.
+async fn watch_clock(client: kube::Client, metrics: Arc<Metrics>) {
+    loop {
+        match clock_offset(&client).await {
+            Ok(offset) => {
+                metrics.clock_offset.set(offset);
+            }
+            Err(error) => tracing::debug!(%error, "cannot measure the clock offset"),
+        }
+        tokio::time::sleep(CLOCK_CHECK).await;
+    }
+}
+
+async fn clock_offset(client: &kube::Client) -> Result<f64, String> {
+    let request = axum::http::Request::get("/version").body(Vec::new()).map_err(|e| e.to_string())?;
+    let sent = jiff::Timestamp::now();
+    let response = client.send(request.map(kube::client::Body::from)).await.map_err(|e| e.to_string())?;
+    let received = jiff::Timestamp::now();
+    let date =
+        response.headers().get(axum::http::header::DATE).and_then(|v| v.to_str().ok()).ok_or("no Date header")?;
+    offset(date, sent, received)
+}
+
+/// The server's clock (its `Date`, whole seconds: taken as the middle of that second)
+/// minus the local one at the middle of the request, in seconds.
+fn offset(date: &str, sent: jiff::Timestamp, received: jiff::Timestamp) -> Result<f64, String> {
+    let server = jiff::fmt::rfc2822::parse(date).map_err(|e| e.to_string())?.timestamp();
+    let middle = sent.as_millisecond() + (received.as_millisecond() - sent.as_millisecond()) / 2;
+    Ok((server.as_millisecond() + 500 - middle) as f64 / 1000.0)
 }
 
 /// Stands by until this replica holds the Lease, then runs the controllers while it does.
@@ -165,4 +217,22 @@ async fn lead(
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> String {
     metrics.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offset;
+
+    #[test]
+    fn the_clock_offset_is_measured() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().expect("time");
+        let date = "Wed, 02 Dec 2026 17:20:33 GMT";
+        // A local clock 3 s behind: the server says :33 while we are at :30.2-:30.4.
+        let lag = offset(date, at("2026-12-02T17:20:30.2Z"), at("2026-12-02T17:20:30.4Z")).expect("offset");
+        assert!((lag - 3.2).abs() < 1e-9, "{lag}");
+        // In step (within the Date header's half second).
+        let same = offset(date, at("2026-12-02T17:20:33.4Z"), at("2026-12-02T17:20:33.6Z")).expect("offset");
+        assert!(same.abs() < 1e-9, "{same}");
+        assert!(offset("yesterday", at("2026-12-02T17:20:33Z"), at("2026-12-02T17:20:33Z")).is_err());
+    }
 }

@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::report::ObjectId;
-use crate::controllers::datasource::allowed_consumers;
+use crate::controllers::datasource::lends_to;
 use crate::mesh::grant::{self, GrantBundle};
 use crate::mesh::product::{self, ProductBundle};
+use crate::mesh::source::SecretState;
 use crate::mesh::source::{self, SourceBundle};
 use crate::mesh::{Snapshot, rules};
 
@@ -66,7 +67,13 @@ pub fn children(view: &Snapshot, now: Timestamp) -> Vec<Child> {
     for source_object in view.sources.values() {
         let parent =
             ObjectId::new("DataSource", &source_object.namespace().unwrap_or_default(), &source_object.name_any());
-        let consumers = allowed_consumers(view, source_object, now);
+        let secret = view
+            .secret_state(
+                &source_object.namespace().unwrap_or_default(),
+                &source_object.spec.credentials_secret_ref.name,
+            )
+            .unwrap_or(SecretState::Released);
+        let consumers = lends_to(view, source_object, secret, now);
         let SourceBundle { role, binding, egress } = source::build(source_object, &consumers);
         if let (Some(role), Some(binding)) = (&role, &binding) {
             push(&mut out, &parent, Some(role));

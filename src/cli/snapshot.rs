@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::mesh::labels;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -184,7 +185,13 @@ fn add_document(mesh: &mut Mesh, mut document: Document, default_namespace: &str
     if core {
         mesh.known_namespaces.insert(namespace.clone());
         mesh.secret_namespaces.insert(namespace.clone());
-        mesh.snapshot.add_secret(&namespace, document.name());
+        let released = document.value.pointer(&format!("/metadata/labels/{}", labels::CREDENTIALS.replace('/', "~1")))
+            == Some(&Value::String("true".into()));
+        if released {
+            mesh.snapshot.add_secret(&namespace, document.name());
+        } else {
+            mesh.snapshot.add_unreleased_secret(&namespace, document.name());
+        }
         mesh.origins.insert(id, origin);
         return;
     }

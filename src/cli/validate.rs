@@ -6,6 +6,7 @@
 //! them) is a warning: the cluster may have it. Everything else the operator would
 //! report as not Ready is an error.
 
+use crate::mesh::source::SecretState;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
@@ -42,16 +43,18 @@ fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<
     let namespace = id.namespace.as_str();
     let secret = &source.spec.credentials_secret_ref.name;
     // Offline, a Secret is known missing only when the inputs carry that namespace's Secrets.
-    let secret_found =
-        mesh.snapshot.secret_exists(namespace, secret).unwrap_or(false) || !mesh.secret_namespaces.contains(namespace);
+    let secret_state = match mesh.snapshot.secret_state(namespace, secret) {
+        Some(state) if mesh.secret_namespaces.contains(namespace) => state,
+        _ => SecretState::Released,
+    };
     let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
     let clearance = mesh.snapshot.clearance(namespace);
-    let status = datasource::desired_status(source, &consumers, secret_found, clearance, now);
+    let status = datasource::desired_status(source, &consumers, secret_state, clearance, None, now);
     if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
         && ready.status != ConditionStatus::True
     {
         let field = match ready.reason.as_str() {
-            reason::SECRET_NOT_FOUND => "spec.credentialsSecretRef",
+            reason::SECRET_NOT_FOUND | reason::SECRET_NOT_RELEASED => "spec.credentialsSecretRef",
             reason::ENDPOINT_NEEDS_CIDR => "spec.endpoint.cidr",
             reason::NAMESPACE_CLEARANCE_TOO_LOW => "spec.classification",
             _ => "",
@@ -104,6 +107,9 @@ fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut V
         let (severity, message) = if unseen {
             let note = " (its domain is not among the inputs: not checked)";
             (Severity::Warning, format!("{}{note}", problem.message))
+        } else if problem.reason == reason::INPUT_NOT_READY {
+            // A consequence: the input's own diagnostic is the error to fix.
+            (Severity::Warning, problem.message.clone())
         } else {
             (Severity::Error, problem.message.clone())
         };

@@ -7,12 +7,11 @@ use std::time::Instant;
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::apply_access;
+use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
@@ -28,23 +27,51 @@ use crate::mesh::rules::{self, GrantPlan, reason, subject_display};
 pub const CONTROLLER: &str = "accesspolicy";
 
 #[instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
-pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>, withdrawing: bool) -> Result<Action, Error> {
     tracing::debug!("waiting for caches");
     ctx.caches.ready().await;
     tracing::debug!("reconciling");
     let started = Instant::now();
-    let result = reconcile_inner(&policy, &ctx).await;
+    let result = reconcile_inner(&policy, &ctx, withdrawing).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     result
 }
 
-async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
     let uid = policy.uid().ok_or(Error::MissingUid)?;
     let now = ctx.now();
-    let plan = rules::plan_grant(&ctx.caches, policy, now);
+    let mut plan = rules::plan_grant(&ctx.caches, policy, now);
+    if withdrawing && plan.problem.is_none() {
+        let problem = rules::Problem::new(reason::DELETING, format!("namespace {namespace} is being deleted"));
+        plan = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
+    }
     let bundle = grant::build(policy, &plan);
-    apply(ctx, policy, &namespace, &uid, bundle).await?;
+    // After a refusal, ask first: a grant that would be refused again stays withdrawn
+    // instead of being half-applied on each retry.
+    let checked = if ctx.refused.is_marked(&uid) {
+        let GrantBundle { role, binding, ingress } = &bundle;
+        children::dry_run_access(&ctx.policies, &ctx.caches, role.as_ref(), binding.as_ref(), ingress.as_ref()).await
+    } else {
+        Ok(())
+    };
+    if let Err(error) = match checked {
+        Ok(()) => apply(ctx, policy, &namespace, &uid, bundle).await,
+        Err(error) => Err(error),
+    } {
+        // A grant that cannot be applied whole is not applied at all: withdraw what it
+        // had, then say why (the API server's message) and retry with backoff.
+        if let Some(problem) = error.problem() {
+            ctx.refused.mark(&uid, policy.meta().generation);
+            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (ACCESS_POLICY, &policy.name_any()), true)
+                .await?;
+            let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
+            let status = desired_status(policy, &refused, now);
+            write_status(ctx, policy, &namespace, &refused, status).await?;
+        }
+        return Err(error);
+    }
+    ctx.refused.clear(&uid);
     let status = desired_status(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
     // Wake up at expiry to revoke; expired grants need nothing more.
@@ -215,26 +242,10 @@ async fn report_transition(
             .unwrap_or_else(|| (now_granted.reason.clone(), now_granted.message.clone())),
         _ => (now_granted.reason.clone(), now_granted.message.clone()),
     };
-    let warning = !matches!(decision, audit::Decision::Granted);
-    let event = KubeEvent {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: why.clone(),
-        note: Some(message.clone()),
-        action: format!("{decision:?}"),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
-    }
-    ctx.metrics
-        .decisions
-        .get_or_create(&crate::telemetry::DecisionLabels { decision: decision_label(decision), reason: why.clone() })
-        .inc();
-    ctx.audit.record(audit::Event {
-        time: ctx.now().to_string(),
-        actor: ctx.actor.clone(),
+    ctx.report(super::Report {
+        object: policy.object_ref(&()),
         decision,
-        reason: why,
+        reason: reason_static(&why),
         message,
         product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
         classification: plan
@@ -246,7 +257,14 @@ async fn report_transition(
         purpose: policy.spec.purpose.clone(),
         expires_at: policy.spec.expires_at.clone(),
         policy: Some(policy_ref(policy)),
-    });
+    })
+    .await;
+}
+
+/// The stable reason constant equal to `why` (reasons are static; a status read back
+/// may carry any string, then `Unknown`).
+fn reason_static(why: &str) -> &'static str {
+    rules::reason::ALL.iter().copied().find(|r| *r == why).unwrap_or("Unknown")
 }
 
 /// Policies whose status says they grant access now.
@@ -256,15 +274,6 @@ fn policy_ref(policy: &AccessPolicy) -> audit::PolicyRef {
         name: policy.name_any(),
         uid: policy.uid().unwrap_or_default(),
         generation: policy.meta().generation.unwrap_or_default(),
-    }
-}
-
-fn decision_label(decision: audit::Decision) -> &'static str {
-    match decision {
-        audit::Decision::Granted => "Granted",
-        audit::Decision::Denied => "Denied",
-        audit::Decision::Revoked => "Revoked",
-        audit::Decision::Expired => "Expired",
     }
 }
 
@@ -281,13 +290,13 @@ pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
     let namespace = policy.namespace().unwrap_or_default();
     ctx.metrics
         .decisions
-        .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: "PolicyDeleted".into() })
+        .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: reason::POLICY_DELETED.into() })
         .inc();
     ctx.audit.record(audit::Event {
         time: ctx.now().to_string(),
         actor: ctx.actor.clone(),
         decision: audit::Decision::Revoked,
-        reason: "PolicyDeleted".into(),
+        reason: reason::POLICY_DELETED.into(),
         message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
         product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
         classification: ctx

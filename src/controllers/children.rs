@@ -24,7 +24,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use super::error::Error;
+use super::foreign::Foreign;
 use super::records::ChildCache;
+use crate::mesh::labels;
 
 /// A child kind the operator manages: a namespaced, typed Kubernetes object.
 pub trait Child:
@@ -57,12 +59,19 @@ pub struct Applier {
     manager: &'static str,
     last: Mutex<HashMap<String, (u64, String)>>,
     writes: prometheus_client::metrics::counter::Counter,
+    foreign: Foreign,
 }
 
 impl Applier {
-    /// `writes` counts the applies actually sent (the idle-write figure of the benchmarks).
-    pub fn new(client: Client, manager: &'static str, writes: prometheus_client::metrics::counter::Counter) -> Self {
-        Self { client, manager, last: Mutex::default(), writes }
+    /// `writes` counts the applies actually sent (the idle-write figure of the benchmarks);
+    /// `foreign` holds the names of objects drmesh did not create, never taken over.
+    pub fn new(
+        client: Client,
+        manager: &'static str,
+        writes: prometheus_client::metrics::counter::Counter,
+        foreign: Foreign,
+    ) -> Self {
+        Self { client, manager, last: Mutex::default(), writes, foreign }
     }
 
     pub fn client(&self) -> &Client {
@@ -82,6 +91,7 @@ impl Applier {
     {
         let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
         let name = child.name_any();
+        self.check_ours(child, cache, &namespace, &name)?;
         let key = Self::key::<K>(&namespace, &name);
         let desired = fingerprint(child);
         let cached_rv = cache.resource_version(&namespace, &name);
@@ -103,6 +113,57 @@ impl Applier {
             self.remember(key, desired, rv);
         }
         Ok(true)
+    }
+
+    /// Refuses to write over an object drmesh did not create for this parent: a foreign
+    /// object of the same name, or a drmesh object controlled by another parent (UID).
+    fn check_ours<K, C>(&self, child: &K, cache: &ChildCache<C>, namespace: &str, name: &str) -> Result<(), Error>
+    where
+        K: Child,
+        C: Resource<DynamicType = ()> + Default + Clone,
+    {
+        let kind = K::kind(&()).to_string();
+        if self.foreign.holds(&kind, namespace, name) {
+            let holder = "an object drmesh did not create (without app.kubernetes.io/managed-by=drmesh)".to_string();
+            return Err(Error::NameConflict { kind, name: name.to_string(), holder });
+        }
+        let parent = child.meta().owner_references.iter().flatten().find(|o| o.controller == Some(true));
+        if let Some(record) = cache.get(namespace, name) {
+            let same = match (&record.owner, parent) {
+                (Some(owner), Some(parent)) => *owner.uid == *parent.uid,
+                _ => false,
+            };
+            if !same {
+                let holder = record
+                    .owner
+                    .as_ref()
+                    .map(|o| format!("{} {} (uid {})", o.kind, o.name, o.uid))
+                    .unwrap_or_else(|| "an object without a controller owner reference".into());
+                return Err(Error::NameConflict { kind, name: name.to_string(), holder });
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the API server whether `child` would be accepted, changing nothing (used
+    /// before re-applying a parent whose last apply failed, so that a refused grant is
+    /// not half-applied again on each retry).
+    pub async fn dry_run<K, C>(&self, child: &K, cache: &ChildCache<C>) -> Result<(), Error>
+    where
+        K: Child,
+        C: Resource<DynamicType = ()> + Default + Clone,
+    {
+        let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
+        let name = child.name_any();
+        self.check_ours(child, cache, &namespace, &name)?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PatchParams::apply(self.manager).force().dry_run();
+        api.patch(&name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
+            kind: K::kind(&()).to_string(),
+            name,
+            source,
+        })?;
+        Ok(())
     }
 
     fn remembered(&self, key: &str) -> Option<(u64, String)> {
@@ -153,10 +214,61 @@ pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Default + Clone>(
             ..DeleteParams::background()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => deleted += 1,
+            Ok(either) => {
+                deleted += 1;
+                // Still there: a finalizer holds it, and a terminating RoleBinding or
+                // NetworkPolicy still grants. Foreign finalizers never keep access alive.
+                if let either::Either::Left(held) = either {
+                    release_finalizers(&api, held.meta()).await?;
+                }
+            }
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(source) => return Err(Error::Delete { kind: K::kind(&()).to_string(), name, source }),
         }
+    }
+    Ok(deleted)
+}
+
+/// Removes every finalizer but drmesh's own from a child being deleted, so that what it
+/// grants goes now. The finalizer list is replaced under a resourceVersion precondition.
+pub async fn release_finalizers<K: Child>(
+    api: &Api<K>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<bool, Error> {
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    let keep: Vec<&String> = finalizers.iter().filter(|f| f.as_str() == labels::ISOLATION_FINALIZER).collect();
+    if meta.deletion_timestamp.is_none() || keep.len() == finalizers.len() {
+        return Ok(false);
+    }
+    let name = meta.name.clone().unwrap_or_default();
+    tracing::info!(kind = %K::kind(&()), %name, ?finalizers, "removing foreign finalizers from a child being deleted");
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": keep, "resourceVersion": meta.resource_version}
+    });
+    match api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+        Err(source) => Err(Error::Apply { kind: K::kind(&()).to_string(), name, source }),
+    }
+}
+
+/// Withdraws every access-bearing child (RoleBindings, Roles, and NetworkPolicies when
+/// `network`) of one parent; bindings first. Returns how many were deleted.
+pub async fn withdraw(
+    client: &Client,
+    caches: &super::Caches,
+    namespace: &str,
+    owner_uid: &str,
+    label: (&str, &str),
+    network: bool,
+) -> Result<usize, Error> {
+    let none = BTreeSet::new();
+    let mut deleted =
+        prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, owner_uid, label, &none).await?;
+    deleted += prune::<Role, _>(client, &caches.roles, namespace, owner_uid, label, &none).await?;
+    if network {
+        deleted +=
+            prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, owner_uid, label, &none).await?;
     }
     Ok(deleted)
 }
@@ -172,6 +284,47 @@ pub fn rules_hash(role: &Role) -> u64 {
 /// When an existing Role's rules change, its RoleBinding is withdrawn first and bound
 /// again after: nobody ever holds the new rules under the old subjects (or the reverse),
 /// at the price of a moment without access — fail closed.
+/// Dry-runs what one parent grants (see [`Applier::dry_run`]).
+pub async fn dry_run_access(
+    applier: &Applier,
+    caches: &super::Caches,
+    role: Option<&Role>,
+    binding: Option<&RoleBinding>,
+    network: Option<&NetworkPolicy>,
+) -> Result<(), Error> {
+    if let Some(network) = network {
+        applier.dry_run(network, &caches.network_policies).await?;
+    }
+    if let Some(role) = role {
+        applier.dry_run(role, &caches.roles).await?;
+    }
+    if let Some(binding) = binding {
+        applier.dry_run(binding, &caches.role_bindings).await?;
+    }
+    Ok(())
+}
+
+/// Parents whose last apply was refused, with the generation it was refused at: their
+/// next attempts are dry-run first, so a refused grant is never half-applied again.
+#[derive(Default)]
+pub struct Refused(Mutex<HashMap<String, Option<i64>>>);
+
+impl Refused {
+    pub fn mark(&self, uid: &str, generation: Option<i64>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(uid.to_string(), generation);
+        }
+    }
+    pub fn clear(&self, uid: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(uid);
+        }
+    }
+    pub fn is_marked(&self, uid: &str) -> bool {
+        self.0.lock().map(|m| m.contains_key(uid)).unwrap_or(false)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_access(
     applier: &Applier,
@@ -202,7 +355,10 @@ pub async fn apply_access(
         if rules_change && bound {
             let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
             match api.delete(&binding.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
+                Ok(either::Either::Left(held)) => {
+                    release_finalizers(&api, held.meta()).await?;
+                }
+                Ok(either::Either::Right(_)) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(source) => {
                     return Err(Error::Delete { kind: "RoleBinding".into(), name: binding.name_any(), source });

@@ -17,9 +17,9 @@ use super::children::Applier;
 use super::queue::Queue;
 use super::records::ChildCache;
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
-use crate::mesh::MeshView;
 use crate::mesh::labels;
 use crate::mesh::rules::{product_inputs, source_inputs};
+use crate::mesh::{MeshView, Readiness};
 use crate::telemetry::{AuditSink, Metrics};
 
 /// Watch caches of the mesh and of the children.
@@ -38,6 +38,8 @@ pub struct Caches {
     pub roles: ChildCache<Role>,
     pub role_bindings: ChildCache<PartialObjectMeta<RoleBinding>>,
     pub config_maps: ChildCache<PartialObjectMeta<ConfigMap>>,
+    /// Objects of the same kinds that drmesh did not create.
+    pub foreign: super::foreign::Foreign,
     /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).
     pub synced: tokio::sync::watch::Receiver<bool>,
 }
@@ -100,6 +102,24 @@ impl MeshView for Caches {
     fn secret_exists(&self, _namespace: &str, _name: &str) -> Option<bool> {
         None // the operator does not cache Secrets; the DataSource controller asks the API server
     }
+    fn source_ready(&self, namespace: &str, name: &str) -> Readiness {
+        match self.source(namespace, name) {
+            Some(source) => readiness(
+                source.metadata.generation,
+                source.status.as_ref().map(|s| (s.observed_generation, &s.conditions)),
+            ),
+            None => Readiness::NotReady("the DataSource does not exist".into()),
+        }
+    }
+    fn product_ready(&self, namespace: &str, name: &str) -> Readiness {
+        match self.product(namespace, name) {
+            Some(product) => readiness(
+                product.metadata.generation,
+                product.status.as_ref().map(|s| (s.observed_generation, &s.conditions)),
+            ),
+            None => Readiness::NotReady("the DataProduct does not exist".into()),
+        }
+    }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
         select(&self.policies, |p| p.metadata.namespace.as_deref() == Some(namespace) && p.spec.data_product == product)
     }
@@ -110,6 +130,22 @@ impl MeshView for Caches {
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
         select(&self.products, |p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
+    }
+}
+
+/// Readiness as the object's own status states it, for the generation it has now: the
+/// Secret check of a DataSource is only known to its controller, which reads the API.
+fn readiness(generation: Option<i64>, status: Option<(Option<i64>, &Vec<crate::api::Condition>)>) -> Readiness {
+    let Some((observed, conditions)) = status else {
+        return Readiness::NotReady("not reconciled yet".into());
+    };
+    if observed != generation {
+        return Readiness::NotReady(format!("generation {} not reconciled yet", generation.unwrap_or_default()));
+    }
+    match crate::api::find_condition(conditions, crate::api::condition_type::READY) {
+        Some(c) if c.status == crate::api::ConditionStatus::True => Readiness::Ready,
+        Some(c) => Readiness::NotReady(format!("{}: {}", c.reason, c.message)),
+        None => Readiness::NotReady("no Ready condition yet".into()),
     }
 }
 
@@ -153,6 +189,10 @@ pub struct Context {
     pub policies: Applier,
     pub backoff: super::Backoff,
     pub queues: Arc<Queues>,
+    /// Products in a classified domain holding foreign access objects do not run.
+    pub refuse_foreign_access: bool,
+    /// Parents whose last apply the API server refused (dry-run before trying again).
+    pub refused: super::children::Refused,
 }
 
 /// What each controller has been asked to reconcile and has not started.
@@ -163,7 +203,59 @@ pub struct Queues {
     pub policies: Arc<Queue<DeserializeGuard<AccessPolicy>>>,
 }
 
+/// One decision about access, as it is reported: a Kubernetes Event on the object, a
+/// metric, and an audit record, all from this one value.
+pub struct Report {
+    pub object: k8s_openapi::api::core::v1::ObjectReference,
+    pub decision: crate::audit::Decision,
+    pub reason: &'static str,
+    pub message: String,
+    pub product: crate::audit::ObjectRef,
+    pub classification: String,
+    pub subjects: Vec<String>,
+    pub purpose: Option<String>,
+    pub expires_at: Option<String>,
+    pub policy: Option<crate::audit::PolicyRef>,
+}
+
 impl Context {
+    /// Publishes `report` as an Event (Warning unless access was granted), counts it, and
+    /// writes its audit record.
+    pub async fn report(&self, report: Report) {
+        use kube::runtime::events::{Event, EventType};
+        let granted = report.decision == crate::audit::Decision::Granted;
+        let event = Event {
+            type_: if granted { EventType::Normal } else { EventType::Warning },
+            reason: report.reason.to_string(),
+            note: Some(report.message.clone()),
+            action: format!("{:?}", report.decision),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &report.object).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
+        self.metrics
+            .decisions
+            .get_or_create(&crate::telemetry::DecisionLabels {
+                decision: report.decision.label(),
+                reason: report.reason.to_string(),
+            })
+            .inc();
+        self.audit.record(crate::audit::Event {
+            time: self.now().to_string(),
+            actor: self.actor.clone(),
+            decision: report.decision,
+            reason: report.reason.to_string(),
+            message: report.message,
+            product: report.product,
+            classification: report.classification,
+            subjects: report.subjects,
+            purpose: report.purpose,
+            expires_at: report.expires_at,
+            policy: report.policy,
+        });
+    }
+
     pub fn new(
         client: Client,
         caches: Caches,
@@ -175,11 +267,28 @@ impl Context {
         let reporter = Reporter { controller: "drmesh".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            products: Applier::new(client.clone(), labels::MANAGER_DATA_PRODUCT, writes(&metrics, "dataproduct")),
-            sources: Applier::new(client.clone(), labels::MANAGER_DATA_SOURCE, writes(&metrics, "datasource")),
-            policies: Applier::new(client.clone(), labels::MANAGER_ACCESS_POLICY, writes(&metrics, "accesspolicy")),
+            products: Applier::new(
+                client.clone(),
+                labels::MANAGER_DATA_PRODUCT,
+                writes(&metrics, "dataproduct"),
+                caches.foreign.clone(),
+            ),
+            sources: Applier::new(
+                client.clone(),
+                labels::MANAGER_DATA_SOURCE,
+                writes(&metrics, "datasource"),
+                caches.foreign.clone(),
+            ),
+            policies: Applier::new(
+                client.clone(),
+                labels::MANAGER_ACCESS_POLICY,
+                writes(&metrics, "accesspolicy"),
+                caches.foreign.clone(),
+            ),
             backoff: super::Backoff::default(),
             queues,
+            refuse_foreign_access: false,
+            refused: Default::default(),
             client,
             caches,
             metrics,

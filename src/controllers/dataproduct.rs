@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::prune;
+use super::children::{self, prune};
 use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
@@ -42,15 +42,76 @@ pub async fn reconcile(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<A
 async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
+    let name = product.name_any();
     let now = ctx.now();
-    let plan = rules::plan_product(&ctx.caches, product, now);
+    let mut plan = rules::plan_product(&ctx.caches, product, now);
+    let exposure = foreign_access(ctx, &namespace);
+    if ctx.refuse_foreign_access
+        && plan.blocker.is_none()
+        && let Some(problem) = &exposure
+    {
+        plan.blocker = Some(problem.clone());
+    }
     let bundle = product::build(product, &plan);
-    apply(ctx, product, &namespace, &uid, bundle).await?;
-    let consumers = rules::product_consumers(&ctx.caches, &namespace, &product.name_any(), now);
-    let available = ctx.caches.deployments.get(&namespace, &product.name_any()).map_or(0, |d| d.detail as i32);
-    let status = desired_status(product, &plan, plan.runnable().then_some(available), consumers, now);
+    if let Err(error) = apply(ctx, product, &namespace, &uid, bundle).await {
+        if let Some(problem) = error.problem() {
+            // Owners' access goes; if the isolation is not ours, the workload goes too:
+            // no pod runs without drmesh's deny-by-default in front of it.
+            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &name), false).await?;
+            if matches!(&error, Error::NameConflict { kind, .. } | Error::Apply { kind, .. } if kind == "NetworkPolicy")
+            {
+                prune::<k8s_openapi::api::apps::v1::Deployment, _>(
+                    &ctx.client,
+                    &ctx.caches.deployments,
+                    &namespace,
+                    &uid,
+                    (DATA_PRODUCT, &name),
+                    &BTreeSet::new(),
+                )
+                .await?;
+            }
+            let mut blocked = plan.clone();
+            blocked.blocker = Some(problem);
+            let status = desired_status(product, &blocked, None, vec![], exposure.as_ref(), now);
+            write_status(ctx, product, &namespace, status).await?;
+        }
+        return Err(error);
+    }
+    let consumers = rules::product_consumers(&ctx.caches, &namespace, &name, now);
+    let available = ctx.caches.deployments.get(&namespace, &name).map_or(0, |d| d.detail as i32);
+    let status =
+        desired_status(product, &plan, plan.runnable().then_some(available), consumers, exposure.as_ref(), now);
     write_status(ctx, product, &namespace, status).await?;
     Ok(requeue_at(plan.next_expiry, now))
+}
+
+/// In a classified domain, the NetworkPolicies and RoleBindings drmesh did not create
+/// that may open access beside its grants (created while the domain was Public, or by
+/// break-glass identities).
+fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
+    if ctx.caches.clearance(namespace) == crate::api::Classification::Public {
+        return None;
+    }
+    let objects = ctx.caches.foreign.access_objects(namespace);
+    (!objects.is_empty()).then(|| {
+        rules::Problem::new(
+            reason::FOREIGN_ACCESS_OBJECTS,
+            format!(
+                "domain {namespace} holds {} object(s) drmesh did not create that may open access to its products: {}",
+                objects.len(),
+                objects.join(", ")
+            ),
+        )
+    })
+}
+
+/// A product being deleted (or in a namespace being deleted): its owners' access goes
+/// now; the isolation stays until its pods are gone (see [`super::isolation`]).
+pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Action, Error> {
+    let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
+    let uid = product.uid().ok_or(Error::MissingUid)?;
+    children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &product.name_any()), false).await?;
+    Ok(Action::await_change())
 }
 
 /// Applies the bundle in a safe order: isolation first, then identity, Service, workload.
@@ -143,11 +204,11 @@ fn input_status(input: &rules::InputPlan) -> InputStatus {
         rules::InputKey::Source(name) => format!("DataSource {name}"),
         rules::InputKey::Product(key) => format!("DataProduct {key}"),
     };
-    match &input.outcome {
-        Ok(_) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
-        Err(problem) => {
-            let state =
-                if problem.reason == reason::INPUT_NOT_FOUND { InputState::Pending } else { InputState::Denied };
+    match (&input.outcome, &input.waiting) {
+        (Ok(_), None) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
+        (Ok(_), Some(problem)) | (Err(problem), _) => {
+            let pending = [reason::INPUT_NOT_FOUND, reason::INPUT_NOT_READY].contains(&problem.reason);
+            let state = if pending { InputState::Pending } else { InputState::Denied };
             InputStatus {
                 reference,
                 state,
@@ -164,6 +225,7 @@ pub fn desired_status(
     plan: &ProductPlan,
     available: Option<i32>,
     consumers: Vec<DataProductRef>,
+    exposure: Option<&rules::Problem>,
     now: Timestamp,
 ) -> DataProductStatus {
     let generation = product.meta().generation;
@@ -194,9 +256,30 @@ pub fn desired_status(
         let status = if truth { ConditionStatus::True } else { ConditionStatus::False };
         set_condition(&mut conditions, Condition::new(type_, status, why, message, generation, time.clone()));
     }
+    match exposure {
+        Some(problem) => {
+            _ = set_condition(
+                &mut conditions,
+                Condition::new(
+                    condition_type::ISOLATED,
+                    ConditionStatus::False,
+                    problem.reason,
+                    problem.message.clone(),
+                    generation,
+                    time.clone(),
+                ),
+            )
+        }
+        None => conditions.retain(|c| c.type_ != condition_type::ISOLATED),
+    };
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
+    let owners_with_data_access = if product::owners_read_data(product) {
+        product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
+    } else {
+        vec![]
+    };
     DataProductStatus {
         observed_generation: generation,
         conditions,
@@ -205,6 +288,7 @@ pub fn desired_status(
         inputs: plan.inputs.iter().map(input_status).collect(),
         consumer_count: Some(consumers.len() as i32),
         consumers,
+        owners_with_data_access,
     }
 }
 
@@ -227,20 +311,60 @@ async fn write_status(
     Ok(())
 }
 
-const DENIALS: [&str; 4] = [
+const DENIALS: [&str; 7] = [
     reason::CLASSIFICATION_VIOLATION,
     reason::INPUT_NOT_GRANTED,
     reason::NAMESPACE_CLEARANCE_TOO_LOW,
     reason::CLEARANCE_TOO_LOW,
+    reason::APPLY_FAILED,
+    reason::NAME_CONFLICT,
+    reason::FOREIGN_ACCESS_OBJECTS,
 ];
 
-/// An Event on every change of the Ready reason; an audit record when it is a denial.
+/// An Event on every change of the Ready reason (an audit record when it is a denial);
+/// an audit record when owners gain or lose the product's data, or foreign access
+/// objects appear in its domain.
 async fn report_transition(
     ctx: &Context,
     product: &DataProduct,
     before: &DataProductStatus,
     after: &DataProductStatus,
 ) {
+    let namespace = product.namespace().unwrap_or_default();
+    let base = |decision, why: &'static str, message: String, subjects: Vec<String>| super::Report {
+        object: product.object_ref(&()),
+        decision,
+        reason: why,
+        message,
+        product: audit::ObjectRef { namespace: namespace.clone(), name: product.name_any() },
+        classification: product.spec.classification.to_string(),
+        subjects,
+        purpose: None,
+        expires_at: None,
+        policy: None,
+    };
+    if before.owners_with_data_access != after.owners_with_data_access {
+        let (decision, message) = if after.owners_with_data_access.is_empty() {
+            (audit::Decision::Revoked, "the product's owners no longer read its data by being owners".to_string())
+        } else {
+            (
+                audit::Decision::Granted,
+                format!("owners read the {} product's data by being owners", product.spec.classification),
+            )
+        };
+        let subjects = if after.owners_with_data_access.is_empty() {
+            &before.owners_with_data_access
+        } else {
+            &after.owners_with_data_access
+        };
+        ctx.report(base(decision, reason::OWNERS_ACCESS, message, subjects.clone())).await;
+    }
+    let isolated = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::ISOLATED).cloned();
+    if let Some(exposed) = isolated(after)
+        && isolated(before).map(|c| c.message) != Some(exposed.message.clone())
+    {
+        ctx.report(base(audit::Decision::Exposed, reason::FOREIGN_ACCESS_OBJECTS, exposed.message, vec![])).await;
+    }
     let ready = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::READY).cloned();
     let (Some(new), old) = (ready(after), ready(before)) else {
         return;
@@ -248,36 +372,20 @@ async fn report_transition(
     if old.as_ref().map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
         return;
     }
-    let warning = DENIALS.contains(&new.reason.as_str());
-    let event = KubeEvent {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: new.reason.clone(),
-        note: Some(new.message.clone()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &product.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
-    }
-    if warning {
-        let namespace = product.namespace().unwrap_or_default();
-        ctx.metrics
-            .decisions
-            .get_or_create(&crate::telemetry::DecisionLabels { decision: "Denied", reason: new.reason.clone() })
-            .inc();
-        ctx.audit.record(audit::Event {
-            time: ctx.now().to_string(),
-            actor: ctx.actor.clone(),
-            decision: audit::Decision::Denied,
+    let why = reason::ALL.iter().copied().find(|r| *r == new.reason).unwrap_or("Unknown");
+    if DENIALS.contains(&why) {
+        ctx.report(base(audit::Decision::Denied, why, new.message.clone(), vec![])).await;
+    } else {
+        let event = KubeEvent {
+            type_: EventType::Normal,
             reason: new.reason.clone(),
-            message: new.message.clone(),
-            product: audit::ObjectRef { namespace, name: product.name_any() },
-            classification: product.spec.classification.to_string(),
-            subjects: vec![],
-            purpose: None,
-            expires_at: None,
-            policy: None,
-        });
+            note: Some(new.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &product.object_ref(&())).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
     }
 }
 

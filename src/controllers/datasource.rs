@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use super::children::apply_access;
+use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{
@@ -23,7 +23,7 @@ use crate::api::{
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
 use crate::mesh::rules::{self, InputKey, reason};
-use crate::mesh::source::{self, SourceBundle};
+use crate::mesh::source::{self, SecretState, SourceBundle};
 
 pub const CONTROLLER: &str = "datasource";
 /// While a source's Secret is missing, look again this often (Secrets are not watched:
@@ -43,7 +43,9 @@ pub async fn reconcile(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Products allowed to use `source` now: they declare it and their plan reaches it.
+/// Products allowed to use `source` now, were it Ready: they declare it, run, and their
+/// plan reaches it (or waits only for this source to be Ready). The caller passes none
+/// while the source itself is not Ready.
 pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestamp) -> Vec<String> {
     let namespace = source.namespace().unwrap_or_default();
     let name = source.name_any();
@@ -53,7 +55,13 @@ pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestam
         .filter(|product| {
             let plan = rules::plan_product(view, product, now);
             plan.runnable()
-                && plan.inputs.iter().any(|i| i.input == InputKey::Source(name.clone()) && i.outcome.is_ok())
+                && plan.inputs.iter().any(|i| {
+                    i.input == InputKey::Source(name.clone())
+                        && match &i.outcome {
+                            Ok(_) => true,
+                            Err(problem) => problem.reason == reason::INPUT_NOT_READY,
+                        }
+                })
         })
         .map(|p| p.name_any())
         .collect();
@@ -61,24 +69,83 @@ pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestam
     consumers
 }
 
+/// The products `source` lends its credentials and endpoint to now: none while it is
+/// not Ready (the operator and `drmesh render` both decide here).
+pub fn lends_to(view: &dyn MeshView, source: &DataSource, secret: SecretState, now: Timestamp) -> Vec<String> {
+    let clearance = view.clearance(&source.namespace().unwrap_or_default());
+    match source_problem(source, secret, clearance) {
+        None => allowed_consumers(view, source, now),
+        Some(_) => vec![],
+    }
+}
+
+/// Why the source cannot lend its credentials and endpoint now, if it cannot (pure).
+pub fn source_problem(
+    source: &DataSource,
+    secret: SecretState,
+    clearance: crate::api::Classification,
+) -> Option<(rules::Problem, bool)> {
+    let namespace = source.namespace().unwrap_or_default();
+    let classification = source.spec.classification;
+    if clearance < classification {
+        let msg = format!(
+            "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
+        );
+        return Some((rules::Problem::new(reason::NAMESPACE_CLEARANCE_TOO_LOW, msg), true));
+    }
+    if let Some(problem) = secret.problem(&namespace, &source.spec.credentials_secret_ref.name) {
+        return Some((problem, false));
+    }
+    if source.spec.endpoint.cidr.is_none() {
+        let msg =
+            "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
+        return Some((rules::Problem::new(reason::ENDPOINT_NEEDS_CIDR, msg), true));
+    }
+    None
+}
+
 async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, Error> {
     let namespace = source.namespace().ok_or(Error::MissingNamespace)?;
     let uid = source.uid().ok_or(Error::MissingUid)?;
     let now = ctx.now();
-    let secret_found = secret_exists(ctx, &namespace, &source.spec.credentials_secret_ref.name).await?;
-    let consumers = allowed_consumers(&ctx.caches, source, now);
-    let bundle = source::build(source, &consumers);
-    apply(ctx, &namespace, &uid, &source.name_any(), bundle).await?;
+    let secret = secret_state(ctx, &namespace, &source.spec.credentials_secret_ref.name).await?;
     let clearance = ctx.caches.clearance(&namespace);
-    let status = desired_status(source, &consumers, secret_found, clearance, now);
+    // A source that is not Ready lends nothing: no credentials RBAC, no endpoint egress.
+    let consumers = lends_to(&ctx.caches, source, secret, now);
+    let bundle = source::build(source, &consumers);
+    let checked = if ctx.refused.is_marked(&uid) {
+        let SourceBundle { role, binding, egress } = &bundle;
+        children::dry_run_access(&ctx.sources, &ctx.caches, role.as_ref(), binding.as_ref(), egress.as_ref()).await
+    } else {
+        Ok(())
+    };
+    if let Err(error) = match checked {
+        Ok(()) => apply(ctx, &namespace, &uid, &source.name_any(), bundle).await,
+        Err(error) => Err(error),
+    } {
+        // Credentials and egress that cannot be applied whole are not lent at all.
+        if let Some(problem) = error.problem() {
+            ctx.refused.mark(&uid, source.meta().generation);
+            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &source.name_any()), true)
+                .await?;
+            let status = desired_status(source, &[], secret, clearance, Some(&problem), now);
+            write_status(ctx, source, &namespace, status).await?;
+        }
+        return Err(error);
+    }
+    ctx.refused.clear(&uid);
+    let status = desired_status(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
-    Ok(Action::requeue(if secret_found { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
+    let released = secret == SecretState::Released;
+    Ok(Action::requeue(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
 }
 
-async fn secret_exists(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
+/// The Secret's state from its metadata (its data is never read).
+async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<SecretState, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     match api.get_metadata_opt(name).await {
-        Ok(found) => Ok(found.is_some()),
+        Ok(Some(secret)) => Ok(SecretState::of(secret.metadata.labels.as_ref())),
+        Ok(None) => Ok(SecretState::Missing),
         Err(source) => Err(Error::Read { what: format!("Secret {namespace}/{name}"), source }),
     }
 }
@@ -92,34 +159,18 @@ async fn apply(ctx: &Context, namespace: &str, uid: &str, name: &str, bundle: So
 pub fn desired_status(
     source: &DataSource,
     consumers: &[String],
-    secret_found: bool,
+    secret: SecretState,
     clearance: crate::api::Classification,
+    failure: Option<&rules::Problem>,
     now: Timestamp,
 ) -> DataSourceStatus {
     let generation = source.meta().generation;
     let namespace = source.namespace().unwrap_or_default();
     let mut conditions = source.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let classification = source.spec.classification;
-    let (ready, reconciling, stalled, why, message) = if clearance < classification {
-        let msg = format!(
-            "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
-        );
-        (false, false, true, reason::NAMESPACE_CLEARANCE_TOO_LOW, msg)
-    } else if !secret_found {
-        let secret = &source.spec.credentials_secret_ref.name;
-        (
-            false,
-            true,
-            false,
-            reason::SECRET_NOT_FOUND,
-            format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"),
-        )
-    } else if source.spec.endpoint.cidr.is_none() {
-        let msg =
-            "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
-        (false, false, true, reason::ENDPOINT_NEEDS_CIDR, msg.to_string())
-    } else {
-        (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len()))
+    let problem = failure.map(|p| (p.clone(), true)).or_else(|| source_problem(source, secret, clearance));
+    let (ready, reconciling, stalled, why, message) = match problem {
+        Some((problem, stalled)) => (false, !stalled, stalled, problem.reason, problem.message),
+        None => (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len())),
     };
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
     let status_of = |b: bool| {

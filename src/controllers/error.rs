@@ -30,6 +30,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{kind} {name} is held by {holder}: drmesh never takes over an object it did not create")]
+    NameConflict { kind: String, name: String, holder: String },
     #[error("object has no namespace")]
     MissingNamespace,
     #[error("object has no uid yet")]
@@ -37,6 +39,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The status reason of an error that leaves a parent's access withdrawn, with the
+    /// API server's message; `None` for errors that say nothing about the parent.
+    pub fn problem(&self) -> Option<crate::mesh::rules::Problem> {
+        use crate::mesh::rules::{Problem, reason};
+        match self {
+            Error::Apply { kind, name, source } => {
+                let message = match source {
+                    kube::Error::Api(status) => status.message.clone(),
+                    other => other.to_string(),
+                };
+                Some(Problem::new(reason::APPLY_FAILED, format!("the API server refused {kind} {name}: {message}")))
+            }
+            Error::NameConflict { .. } => Some(Problem::new(reason::NAME_CONFLICT, self.to_string())),
+            _ => None,
+        }
+    }
+
     /// Stable label for metrics and Events.
     pub fn label(&self) -> &'static str {
         match self {
@@ -44,6 +63,7 @@ impl Error {
             Error::Delete { .. } => "delete_failed",
             Error::Status { .. } => "status_failed",
             Error::Read { .. } => "read_failed",
+            Error::NameConflict { .. } => "name_conflict",
             Error::MissingNamespace => "missing_namespace",
             Error::MissingUid => "missing_uid",
         }

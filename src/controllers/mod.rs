@@ -8,6 +8,8 @@ pub mod context;
 pub mod dataproduct;
 pub mod datasource;
 pub mod error;
+pub mod finalizers;
+pub mod foreign;
 pub mod queue;
 pub mod records;
 pub mod scope;
@@ -31,7 +33,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 
-pub use context::{Caches, Context, Queues, SyncGate};
+pub use context::{Caches, Context, Queues, Report, SyncGate};
 pub use error::Error;
 use records::{ChildCache, no_detail};
 pub use scope::Scope;
@@ -56,6 +58,8 @@ pub struct Options {
     pub scope: Scope,
     /// Triggers of one object arriving within this window are merged into one reconcile.
     pub debounce: Duration,
+    /// Products in a classified domain holding foreign access objects do not run.
+    pub refuse_foreign_access: bool,
 }
 
 impl Default for Options {
@@ -66,6 +70,7 @@ impl Default for Options {
             ready: Arc::default(),
             scope: Scope::Cluster,
             debounce: Duration::from_millis(100),
+            refuse_foreign_access: false,
         }
     }
 }
@@ -133,6 +138,18 @@ pub const WATCHED: [&str; 11] = [
     "configmaps",
 ];
 
+/// Watches of the objects drmesh did not create, in the kinds it writes (the sync gate
+/// waits for them too: a name conflict must be seen before the first apply).
+pub const FOREIGN_WATCHED: [&str; 7] = [
+    "foreign deployments",
+    "foreign services",
+    "foreign serviceaccounts",
+    "foreign networkpolicies",
+    "foreign roles",
+    "foreign rolebindings",
+    "foreign configmaps",
+];
+
 /// A Deployment as the product controller needs it: identity and status. The spec is
 /// not kept (a drifted spec shows as a new generation and resourceVersion).
 pub fn trim_deployment(d: &mut Deployment) {
@@ -178,6 +195,13 @@ where
     })
 }
 
+/// Drives a watch stream whose events no controller needs (its cache is all).
+fn names_only<'a, K: Send + 'a>(
+    stream: impl futures::Stream<Item = watches::WatchResult<K>> + Send + 'a,
+) -> futures::future::BoxFuture<'a, ()> {
+    stream.for_each(|_| future::ready(())).boxed()
+}
+
 /// Drives a cache's watch stream (it never ends on its own), copying each event to the
 /// controllers subscribed to `fan` once the cache has applied it.
 fn fed_to<'a, K, S>(stream: S, fan: &Arc<FanOut<K>>) -> futures::future::BoxFuture<'a, ()>
@@ -197,6 +221,7 @@ where
 /// Runs the three controllers until a termination signal.
 pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit: Arc<AuditSink>) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let unmanaged = watcher::Config::default().labels(&format!("{}!={}", labels::MANAGED_BY, labels::MANAGER));
     let all = watcher::Config::default();
     let scope = options.scope.clone();
     if let Scope::Namespaces(set) = &scope {
@@ -214,6 +239,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let roles = ChildCache::new(children::rules_hash);
     let role_bindings = ChildCache::new(no_detail);
     let config_maps = ChildCache::new(no_detail);
+    let foreign = foreign::Foreign::default();
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let caches = Caches {
         sources,
@@ -227,13 +253,17 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         roles,
         role_bindings,
         config_maps,
+        foreign: foreign.clone(),
         synced,
     };
-    let gate = SyncGate::new(&WATCHED, synced_tx, options.ready.clone());
+    let gate_kinds: Vec<&'static str> = WATCHED.iter().chain(FOREIGN_WATCHED.iter()).copied().collect();
+    let gate = SyncGate::new(&gate_kinds, synced_tx, options.ready.clone());
     let queues = Arc::new(Queues::default());
     metrics.observe_with(live_figures(caches.clone(), queues.clone()));
-    let ctx =
-        Arc::new(Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone()));
+    let mut context =
+        Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone());
+    context.refuse_foreign_access = options.refuse_foreign_access;
+    let ctx = Arc::new(context);
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(options.debounce);
 
     // One watch per kind feeds its cache; its events are then copied to the controllers.
@@ -327,10 +357,34 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         ),
     ]);
 
+    // Foreign NetworkPolicies and RoleBindings wake the products of their domain; the
+    // other kinds only keep names (never taken over).
+    let foreign_np = FanOut::<NetworkPolicy>::new();
+    let foreign_rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
+    let (c, g, u) = (client.clone(), gate.clone(), unmanaged);
+    let w = FOREIGN_WATCHED;
+    let foreign_fed = future::join_all([
+        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.deployments.clone(), g.clone(), w[0])),
+        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.services.clone(), g.clone(), w[1])),
+        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.service_accounts.clone(), g.clone(), w[2])),
+        fed_to(
+            watches::foreign(c.clone(), &scope, u.clone(), foreign.network_policies.clone(), g.clone(), w[3]),
+            &foreign_np,
+        ),
+        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.roles.clone(), g.clone(), w[4])),
+        fed_to(
+            watches::foreign(c.clone(), &scope, u.clone(), foreign.role_bindings.clone(), g.clone(), w[5]),
+            &foreign_rb,
+        ),
+        names_only(watches::foreign(c, &scope, u, foreign.config_maps.clone(), g, w[6])),
+    ]);
+
     let products_ctrl = {
         let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
+        let (c5, c6) = (caches.clone(), caches.clone());
         let q = queues.products.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
+        let (q5, q6) = (q.clone(), q.clone());
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
             .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone()))
@@ -359,7 +413,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 }
                 q1.track(refs)
             })
-            .watches_stream(changes(ds.subscribe(), generation), move |source| {
+            .watches_stream(changes(ds.subscribe(), source_spec_and_readiness), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
                 q2.track(
                     c2.products_using_source(&namespace, &source.name_any())
@@ -367,7 +421,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                         .map(|p| product_ref(&namespace, &p.name_any())),
                 )
             })
-            .watches_stream(changes(dp.subscribe(), generation), move |guarded| {
+            .watches_stream(changes(dp.subscribe(), product_spec_and_readiness), move |guarded| {
                 let DeserializeGuard(Ok(product)) = guarded else {
                     return vec![];
                 };
@@ -377,6 +431,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 q4.track(in_namespace(&c4.products, &ns.name_any()))
+            })
+            .watches_stream(changes(foreign_np.subscribe(), any_change), move |np| {
+                q5.track(in_namespace(&c5.products, &np.namespace().unwrap_or_default()))
+            })
+            .watches_stream(changes(foreign_rb.subscribe(), any_change), move |rb| {
+                q6.track(in_namespace(&c6.products, &rb.namespace().unwrap_or_default()))
             })
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
@@ -441,11 +501,19 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .for_each(|_| future::ready(()))
     };
 
+    let finalizers_kept = future::join3(
+        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe()),
+        finalizers::rbac(client.clone(), rb.subscribe()),
+        finalizers::rbac(client.clone(), role.subscribe()),
+    );
+
     tracing::info!("drmesh controllers started");
     let controllers = futures::future::join3(products_ctrl, sources_ctrl, policies_ctrl);
     tokio::select! {
         _ = controllers => {}
         _ = caches_fed => tracing::error!("a watch stream ended"),
+        _ = foreign_fed => tracing::error!("a watch stream of foreign objects ended"),
+        _ = finalizers_kept => tracing::error!("a watch stream of children ended"),
         // The controllers stop taking work on the signal and finish what is in flight;
         // a reconcile that cannot finish (caches that never sync) does not hold the exit.
         _ = async { shutdown_signal().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
@@ -453,6 +521,23 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         }
     }
     tracing::info!("drmesh controllers stopped");
+}
+
+/// A DataSource's spec and whether it is Ready: products mount its Secret only then.
+fn source_spec_and_readiness(source: &Guarded<DataSource>) -> u64 {
+    let ready = source.0.as_ref().ok().and_then(|s| s.status.as_ref()).map(|s| ready_of(&s.conditions));
+    watches::hash(&(generation(source), ready))
+}
+
+/// A DataProduct's spec and whether it is Ready: its consumers do not claim Ready before.
+fn product_spec_and_readiness(product: &Guarded<DataProduct>) -> u64 {
+    let ready = product.0.as_ref().ok().and_then(|p| p.status.as_ref()).map(|s| ready_of(&s.conditions));
+    watches::hash(&(generation(product), ready))
+}
+
+fn ready_of(conditions: &[crate::api::Condition]) -> Option<bool> {
+    crate::api::find_condition(conditions, crate::api::condition_type::READY)
+        .map(|c| c.status == crate::api::ConditionStatus::True)
 }
 
 /// The primary trigger of a controller: its objects, when their spec changed (its own
@@ -465,11 +550,20 @@ where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     Guarded<K>: Resource<DynamicType = ()> + Clone,
 {
-    changes(events, generation).inspect(move |obj| {
+    changes(events, spec_or_unparseable).inspect(move |obj| {
         if let Ok(obj) = obj {
             queue.track([ObjectRef::from_obj(obj)]);
         }
     })
+}
+
+/// The generation of a parsed object (its status writes wake nothing); any change of one
+/// that cannot be parsed (a status write may be what broke it: its access is withdrawn).
+fn spec_or_unparseable<K: Resource<DynamicType = ()>>(guarded: &Guarded<K>) -> u64 {
+    match &guarded.0 {
+        Ok(obj) => generation(obj),
+        Err(_) => any_change(guarded),
+    }
 }
 
 /// The AccessPolicy watch: a deletion is a revocation, recorded as it is seen.
@@ -521,6 +615,17 @@ fn live_figures(
                 (accesspolicy::CONTROLLER, queues.policies.depth(&caches.policies)),
             ],
             grants,
+            foreign_access_objects: caches
+                .foreign
+                .role_bindings
+                .namespaces_opening_access()
+                .into_iter()
+                .chain(caches.foreign.network_policies.namespaces_opening_access())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|ns| caches.clearance(ns) > crate::api::Classification::Public)
+                .map(|ns| caches.foreign.access_objects(&ns).len())
+                .sum(),
         }
     }
 }
@@ -543,55 +648,133 @@ where
         .collect()
 }
 
-/// The parsed object, or `None` after logging why it is skipped: one unparseable object
-/// must never block the others (nor crash the operator). Objects being deleted, or in a
-/// namespace being deleted, are left to the garbage collector and the namespace
-/// controller: re-creating their children would only fight the deletion.
-fn parsed<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Caches) -> Option<Arc<K>> {
+/// What a reconcile is about: a live object, one whose access is being withdrawn (the
+/// object or its namespace is being deleted), or one that cannot be parsed.
+enum Seen<K> {
+    Live(Arc<K>),
+    /// Being deleted (a foreign finalizer may keep it for long): nothing new is applied,
+    /// what it grants is withdrawn at once.
+    Withdrawing(Arc<K>),
+    /// Cannot be parsed: what its children grant is withdrawn (one bad object never
+    /// blocks the others, nor keeps access alive).
+    Unparseable(Box<kube::core::error_boundary::InvalidObject>),
+}
+
+fn seen<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Caches) -> Seen<K> {
     match &guarded.0 {
-        Ok(obj) if obj.meta().deletion_timestamp.is_some() => None,
-        Ok(obj) if namespace_terminating(caches, obj.meta().namespace.as_deref()) => None,
-        Ok(obj) => Some(Arc::new(obj.clone())),
+        Ok(obj) if obj.meta().deletion_timestamp.is_some() => Seen::Withdrawing(Arc::new(obj.clone())),
+        Ok(obj) if namespace_terminating(caches, obj.meta().namespace.as_deref()) => {
+            Seen::Withdrawing(Arc::new(obj.clone()))
+        }
+        Ok(obj) => Seen::Live(Arc::new(obj.clone())),
         Err(invalid) => {
             let name = invalid.metadata.name.clone().unwrap_or_default();
             let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
-            tracing::warn!(kind = %K::kind(&()), %namespace, %name, error = %invalid.error, "skipping an object that cannot be parsed");
-            None
+            tracing::warn!(kind = %K::kind(&()), %namespace, %name, error = %invalid.error, "an object that cannot be parsed: withdrawing what it grants");
+            Seen::Unparseable(Box::new(invalid.clone()))
         }
     }
 }
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.products.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(product) = parsed(&guarded, &ctx.caches) else {
-        return Ok(Action::await_change());
+    let key = format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
+    let action = match seen(&guarded, &ctx.caches) {
+        Seen::Live(product) => dataproduct::reconcile(product, ctx.clone()).await?,
+        Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await?,
+        // Owners' RBAC only: the isolation stays (deny by default), grants on the product
+        // are refused by their own controller (it cannot be read), and its sources drop it.
+        Seen::Unparseable(invalid) => {
+            withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await?
+        }
     };
-    let key = key_of(product.as_ref());
-    let action = dataproduct::reconcile(product, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.sources.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(source) = parsed(&guarded, &ctx.caches) else {
-        return Ok(Action::await_change());
+    let key = format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
+    let action = match seen(&guarded, &ctx.caches) {
+        Seen::Live(source) => datasource::reconcile(source, ctx.clone()).await?,
+        Seen::Withdrawing(source) => {
+            let namespace = source.namespace().unwrap_or_default();
+            let uid = source.uid().unwrap_or_default();
+            children::withdraw(
+                &ctx.client,
+                &ctx.caches,
+                &namespace,
+                &uid,
+                (labels::DATA_SOURCE, &source.name_any()),
+                true,
+            )
+            .await?;
+            Action::await_change()
+        }
+        Seen::Unparseable(invalid) => {
+            withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await?
+        }
     };
-    let key = key_of(source.as_ref());
-    let action = datasource::reconcile(source, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.policies.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(policy) = parsed(&guarded, &ctx.caches) else {
-        return Ok(Action::await_change());
+    let key = format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
+    let action = match seen(&guarded, &ctx.caches) {
+        Seen::Live(policy) => accesspolicy::reconcile(policy, ctx.clone(), false).await?,
+        Seen::Withdrawing(policy) => accesspolicy::reconcile(policy, ctx.clone(), true).await?,
+        Seen::Unparseable(invalid) => {
+            withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await?
+        }
     };
-    let key = key_of(policy.as_ref());
-    let action = accesspolicy::reconcile(policy, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
+}
+
+/// Withdraws what the children of an unparseable object grant, and says so once (Event,
+/// audit record, metric) when something was withdrawn.
+async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    invalid: &kube::core::error_boundary::InvalidObject,
+    label: &str,
+    network: bool,
+) -> Result<Action, Error> {
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let uid = invalid.metadata.uid.clone().unwrap_or_default();
+    let withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
+    if withdrawn == 0 {
+        return Ok(Action::await_change());
+    }
+    let kind = K::kind(&()).to_string();
+    let message = format!(
+        "{kind} {namespace}/{name} cannot be parsed ({}): the access its children granted is withdrawn ({withdrawn} object(s))",
+        invalid.error
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(crate::api::API_VERSION.into()),
+        kind: Some(kind.clone()),
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        uid: Some(uid),
+        ..Default::default()
+    };
+    ctx.report(Report {
+        object: reference,
+        decision: crate::audit::Decision::Revoked,
+        reason: crate::mesh::rules::reason::UNPARSEABLE,
+        message,
+        product: crate::audit::ObjectRef { namespace, name: if kind == "DataProduct" { name } else { String::new() } },
+        classification: "Unknown".into(),
+        subjects: vec![],
+        purpose: None,
+        expires_at: None,
+        policy: None,
+    })
+    .await;
+    Ok(Action::await_change())
 }
 
 fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {

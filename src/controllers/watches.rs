@@ -22,6 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::context::SyncGate;
+use super::foreign::ForeignNames;
 use super::records::ChildCache;
 use super::scope::{self, Scope};
 
@@ -90,6 +91,29 @@ where
 {
     let events = scope::watch(client, scope, cfg, cache.clone());
     listed(cache.reflect(trimmed(events, trim)), gate, kind)
+}
+
+/// A watch of objects drmesh did not create (names only, see [`ForeignNames`]).
+pub fn foreign<K>(
+    client: Client,
+    scope: &Scope,
+    cfg: watcher::Config,
+    names: ForeignNames<K>,
+    gate: Arc<SyncGate>,
+    kind: &'static str,
+) -> impl Stream<Item = WatchResult<K>> + Send
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Default
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let events = scope::watch(client, scope, cfg, names.clone());
+    listed(names.reflect(trimmed(events, keep_all)), gate, kind)
 }
 
 /// Like [`cached`], for a cluster-scoped kind (always watched cluster-wide).

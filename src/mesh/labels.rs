@@ -12,6 +12,11 @@ pub const DATA_SOURCE: &str = "drmesh.io/data-source";
 pub const ACCESS_POLICY: &str = "drmesh.io/access-policy";
 /// Namespace label holding the domain's clearance.
 pub const CLEARANCE: &str = "drmesh.io/clearance";
+/// On a Secret: `"true"` releases it to drmesh, which then mounts it into the pods of
+/// the products that use a DataSource naming it. Without it the source is not Ready.
+pub const CREDENTIALS: &str = "drmesh.io/credentials";
+/// Finalizer holding a product's isolation NetworkPolicy until none of its pods is left.
+pub const ISOLATION_FINALIZER: &str = "drmesh.io/isolation";
 /// Set by the API server on every namespace; used to select a namespace by name.
 pub const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-pub use view::{MeshView, Snapshot};
+pub use view::{MeshView, Readiness, Snapshot};
 
 /// The controller owner reference to `parent`. Offline (no UID yet) the UID is empty.
 pub fn owner_reference<K: Resource<DynamicType = ()>>(parent: &K) -> OwnerReference {

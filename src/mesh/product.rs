@@ -50,10 +50,13 @@ pub fn build(product: &DataProduct, plan: &ProductPlan) -> ProductBundle {
     let namespace = product.namespace().unwrap_or_default();
     let m = |child_name: String| meta(&child_name, &namespace, &labels, &owner);
     let (owners_role, owners_binding) = owners_rbac(product, &m);
+    // Held until none of the product's pods is left (deletion order: pods go first).
+    let mut isolation_meta = m(labels::product_isolation(&name));
+    isolation_meta["finalizers"] = json!([labels::ISOLATION_FINALIZER]);
     ProductBundle {
         isolation: typed(json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": m(labels::product_isolation(&name)),
+            "metadata": isolation_meta,
             "spec": {
                 "podSelector": {"matchLabels": {DATA_PRODUCT: name}},
                 "policyTypes": ["Ingress", "Egress"],
@@ -219,23 +222,37 @@ fn resources(product: &DataProduct) -> Value {
     out
 }
 
-/// Owners may read the product, its workload, its Service (and proxy) and its contract.
+/// Whether a product's owners read its data (`services/proxy`) by being owners. Above
+/// Internal, the data is need to know: owners get it like anyone else, through an
+/// AccessPolicy with a purpose and an expiry (the same bar as any grant of that level).
+pub fn owners_read_data(product: &DataProduct) -> bool {
+    !product.spec.owners.is_empty()
+        && product.spec.classification < crate::api::Classification::Restricted
+        && !product.spec.output_ports.is_empty()
+}
+
+/// Owners may see the product, its workload, its Service and its contract; they read its
+/// data through the Service proxy only when [`owners_read_data`].
 fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> Value) -> (Option<Role>, Option<RoleBinding>) {
     if product.spec.owners.is_empty() {
         return (None, None);
     }
     let name = product.name_any();
     let role_name = labels::product_owners(&name);
+    let mut rules = vec![
+        json!({"apiGroups": ["drmesh.io"], "resources": ["dataproducts", "dataproducts/status"], "resourceNames": [name], "verbs": ["get"]}),
+        json!({"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [name], "verbs": ["get"]}),
+        json!({"apiGroups": [""], "resources": ["services"], "resourceNames": [name], "verbs": ["get"]}),
+        json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [labels::product_contract(&name)], "verbs": ["get"]}),
+    ];
+    if owners_read_data(product) {
+        let ports: Vec<(i32, String)> = product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect();
+        rules.push(json!({"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": super::grant::proxy_names(&name, &ports), "verbs": ["get"]}));
+    }
     let role = typed(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": m(role_name.clone()),
-        "rules": [
-            {"apiGroups": ["drmesh.io"], "resources": ["dataproducts", "dataproducts/status"], "resourceNames": [name], "verbs": ["get"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [name], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["services"], "resourceNames": [name], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": super::grant::proxy_names(&name, &product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect::<Vec<_>>()), "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [labels::product_contract(&name)], "verbs": ["get"]},
-        ]
+        "rules": rules,
     }));
     let subjects: Vec<Value> = product
         .spec

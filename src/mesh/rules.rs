@@ -16,7 +16,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::view::MeshView;
+use super::view::{MeshView, Readiness};
 use crate::api::{AccessPolicy, Classification, DataProduct, Subject, SubjectKind};
 
 /// Stable reasons: status conditions, Events, audit records and metrics all use them.
@@ -39,6 +39,106 @@ pub mod reason {
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const ENDPOINT_NEEDS_CIDR: &str = "EndpointNeedsCidr";
     pub const NO_SUBJECT_GRANTED: &str = "NoSubjectGranted";
+    /// The AccessPolicy is being deleted: it grants nothing from that instant.
+    pub const POLICY_DELETING: &str = "PolicyDeleting";
+    /// The AccessPolicy is gone (seen as a watch deletion).
+    pub const POLICY_DELETED: &str = "PolicyDeleted";
+    /// The granted DataProduct is being deleted: grants on it are withdrawn.
+    pub const DATA_PRODUCT_DELETING: &str = "DataProductDeleting";
+    /// The object is being deleted: what it grants is withdrawn, nothing new is applied.
+    pub const DELETING: &str = "Deleting";
+    /// A name from which drmesh cannot derive valid child names or labels.
+    pub const INVALID_NAME: &str = "InvalidName";
+    /// A Namespace subject's podSelector has a key that is not a valid label key.
+    pub const INVALID_POD_SELECTOR: &str = "InvalidPodSelector";
+    /// The API server refused a child: the access it would carry is withdrawn.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// An object drmesh did not create holds the name of a child: it is never taken over.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The credentials Secret exists but is not labelled `drmesh.io/credentials: "true"`.
+    pub const SECRET_NOT_RELEASED: &str = "SecretNotReleased";
+    /// NetworkPolicies or RBAC drmesh did not create may widen access in a classified domain.
+    pub const FOREIGN_ACCESS_OBJECTS: &str = "ForeignAccessObjects";
+    /// The object could not be parsed: what its children grant is withdrawn.
+    pub const UNPARSEABLE: &str = "Unparseable";
+    /// Owners of a product get (or lose) read access to its data.
+    pub const OWNERS_ACCESS: &str = "OwnersAccess";
+    /// Every reason above (docs and reports are checked against it).
+    pub const ALL: &[&str] = &[
+        READY,
+        GRANTED,
+        PROGRESSING,
+        INPUT_NOT_FOUND,
+        INPUT_NOT_GRANTED,
+        INPUT_NOT_READY,
+        CLASSIFICATION_VIOLATION,
+        NAMESPACE_CLEARANCE_TOO_LOW,
+        CLEARANCE_TOO_LOW,
+        MISSING_PURPOSE,
+        MISSING_EXPIRY,
+        INVALID_EXPIRY,
+        EXPIRED,
+        DATA_PRODUCT_NOT_FOUND,
+        PORT_NOT_FOUND,
+        SECRET_NOT_FOUND,
+        ENDPOINT_NEEDS_CIDR,
+        NO_SUBJECT_GRANTED,
+        POLICY_DELETING,
+        POLICY_DELETED,
+        DATA_PRODUCT_DELETING,
+        DELETING,
+        INVALID_NAME,
+        INVALID_POD_SELECTOR,
+        APPLY_FAILED,
+        NAME_CONFLICT,
+        SECRET_NOT_RELEASED,
+        FOREIGN_ACCESS_OBJECTS,
+        UNPARSEABLE,
+        OWNERS_ACCESS,
+    ];
+}
+
+/// Whether `value` is a valid label value (<= 63 characters, alphanumeric at both ends,
+/// `-`, `_`, `.` inside): children carry their parent's name as a label.
+pub fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    value.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_none_or(u8::is_ascii_alphanumeric)
+        && bytes.last().is_none_or(u8::is_ascii_alphanumeric)
+}
+
+/// Whether `key` is a valid label key: an optional DNS-1123 subdomain prefix (<= 253) and
+/// `/`, then a name of <= 63 characters as for label values, not empty.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 63
+                    && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// Whether `name` is a DNS-1123 label (what drmesh requires of the names it derives
+/// children and labels from).
+pub fn is_dns1123_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 /// Why something is not (fully) allowed: a stable reason and a message for people.
@@ -130,7 +230,8 @@ impl GrantPlan {
         self.problem.is_none() && !self.effective.is_empty() && !self.ports.is_empty()
     }
 
-    fn refused(
+    /// A plan that grants nothing, every subject denied for `problem`.
+    pub fn refused(
         product: Option<Arc<DataProduct>>,
         subjects: &[Subject],
         problem: Problem,
@@ -159,6 +260,23 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         Ok(t) => t,
         Err(problem) => return GrantPlan::refused(None, subjects, problem, None),
     };
+    // A grant being deleted grants nothing from the moment its deletion is asked, even
+    // while a foreign finalizer keeps the object.
+    if policy.metadata.deletion_timestamp.is_some() {
+        let problem = Problem::new(reason::POLICY_DELETING, "the AccessPolicy is being deleted: access is withdrawn");
+        return GrantPlan::refused(None, subjects, problem, expires_at);
+    }
+    let name = policy.name_any();
+    if !is_dns1123_label(&name) {
+        let problem = Problem::new(
+            reason::INVALID_NAME,
+            format!(
+                "metadata.name {name:?} must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 \
+                 characters): the grant's children carry it as a label"
+            ),
+        );
+        return GrantPlan::refused(None, subjects, problem, expires_at);
+    }
     let Some(product) = view.product(&namespace, &spec.data_product) else {
         let problem = Problem::new(
             reason::DATA_PRODUCT_NOT_FOUND,
@@ -166,6 +284,13 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         );
         return GrantPlan::refused(None, subjects, problem, expires_at);
     };
+    if product.metadata.deletion_timestamp.is_some() {
+        let problem = Problem::new(
+            reason::DATA_PRODUCT_DELETING,
+            format!("spec.dataProduct: DataProduct {namespace}/{} is being deleted", spec.data_product),
+        );
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+    }
     let classification = product.spec.classification;
     if let Some(expiry) = expires_at
         && expiry <= now
@@ -203,7 +328,16 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     }
     let mut effective = Vec::new();
     let mut denied = Vec::new();
-    for subject in subjects {
+    for (index, subject) in subjects.iter().enumerate() {
+        let bad_key = subject
+            .pod_selector
+            .as_ref()
+            .and_then(|selector| selector.match_labels.keys().find(|key| !is_label_key(key)));
+        if let Some(key) = bad_key {
+            let message = format!("spec.subjects[{index}].podSelector.matchLabels: {key:?} is not a valid label key");
+            denied.push((subject.clone(), Problem::new(reason::INVALID_POD_SELECTOR, message)));
+            continue;
+        }
         match subject_namespace(subject) {
             Some(ns) if view.clearance(ns) < classification => {
                 let message = format!(
@@ -260,6 +394,8 @@ pub enum Reach {
 pub struct InputPlan {
     pub input: InputKey,
     pub outcome: Result<Reach, Problem>,
+    /// The input may be reached but is not Ready itself: the product does not claim Ready.
+    pub waiting: Option<Problem>,
 }
 
 /// What the operator does with a product at `now`.
@@ -278,9 +414,12 @@ impl ProductPlan {
         self.blocker.is_none()
     }
 
-    /// The first input problem, if any.
+    /// The first input problem, if any: a refused input, else an input not Ready.
     pub fn input_problem(&self) -> Option<&Problem> {
-        self.inputs.iter().find_map(|i| i.outcome.as_ref().err())
+        self.inputs
+            .iter()
+            .find_map(|i| i.outcome.as_ref().err())
+            .or_else(|| self.inputs.iter().find_map(|i| i.waiting.as_ref()))
     }
 }
 
@@ -318,9 +457,19 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
                         source.spec.classification
                     ),
                 )),
-                Some(source) => Ok(Reach::Source { secret: source.spec.credentials_secret_ref.name.clone() }),
+                // A source that is not Ready (Secret missing or not released for drmesh,
+                // endpoint unusable) lends nothing: its Secret is never mounted.
+                Some(source) => match view.source_ready(&namespace, source_name) {
+                    Readiness::NotReady(why) => Err(Problem::new(
+                        reason::INPUT_NOT_READY,
+                        format!("spec.inputs: DataSource {source_name} is not Ready: {why}"),
+                    )),
+                    Readiness::Ready | Readiness::Unknown => {
+                        Ok(Reach::Source { secret: source.spec.credentials_secret_ref.name.clone() })
+                    }
+                },
             };
-            inputs.push(InputPlan { input: key, outcome });
+            inputs.push(InputPlan { input: key, outcome, waiting: None });
         } else if let Some(reference) = &input.data_product {
             let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
             let outcome =
@@ -328,7 +477,14 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             if let Ok(Reach::Product { until: Some(t), .. }) = &outcome {
                 next_expiry = Some(next_expiry.map_or(*t, |n| n.min(*t)));
             }
-            inputs.push(InputPlan { input: InputKey::Product(key), outcome });
+            let waiting = match (&outcome, view.product_ready(&key.namespace, &key.name)) {
+                (Ok(_), Readiness::NotReady(why)) => Some(Problem::new(
+                    reason::INPUT_NOT_READY,
+                    format!("spec.inputs: DataProduct {key} is not Ready: {why}"),
+                )),
+                _ => None,
+            };
+            inputs.push(InputPlan { input: InputKey::Product(key), outcome, waiting });
         }
     }
     if blocker.is_none() {

@@ -9,8 +9,49 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
+use super::rules::{Problem, reason};
 use super::{meta, owner_reference, typed};
 use crate::api::DataSource;
+
+/// What drmesh knows of a source's credentials Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    Missing,
+    /// It exists without the label `drmesh.io/credentials: "true"`: whoever may write it
+    /// has not released it to drmesh, so no product may mount it (a DataSource's author
+    /// must not be able to mount a Secret they cannot read: confused deputy).
+    NotReleased,
+    Released,
+}
+
+impl SecretState {
+    /// From the Secret's labels, when it exists.
+    pub fn of(labels: Option<&BTreeMap<String, String>>) -> Self {
+        match labels.and_then(|l| l.get(labels::CREDENTIALS)) {
+            Some(v) if v == "true" => SecretState::Released,
+            _ => SecretState::NotReleased,
+        }
+    }
+
+    /// Why the source cannot lend this Secret, if it cannot.
+    pub fn problem(self, namespace: &str, secret: &str) -> Option<Problem> {
+        match self {
+            SecretState::Released => None,
+            SecretState::Missing => Some(Problem::new(
+                reason::SECRET_NOT_FOUND,
+                format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"),
+            )),
+            SecretState::NotReleased => Some(Problem::new(
+                reason::SECRET_NOT_RELEASED,
+                format!(
+                    "spec.credentialsSecretRef: Secret {namespace}/{secret} is not released to drmesh: someone \
+                     who may read it must label it {}=true",
+                    labels::CREDENTIALS
+                ),
+            )),
+        }
+    }
+}
 
 /// Every child of one DataSource; all absent while no product may use it.
 #[derive(Clone, Debug, Default)]

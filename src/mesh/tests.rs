@@ -274,3 +274,171 @@ fn a_source_reaches_only_its_consumers() {
     assert_eq!(egress["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"], "10.20.0.0/24");
     assert!(source::build(&db, &[]).role.is_none(), "no consumer, no access");
 }
+
+/// A Snapshot whose Secrets are known: `released` ones carry drmesh.io/credentials=true.
+fn with_secrets(mut mesh: Snapshot, released: &[&str], unreleased: &[&str]) -> Snapshot {
+    for name in released {
+        mesh.add_secret("police", name);
+    }
+    for name in unreleased {
+        mesh.add_unreleased_secret("police", name);
+    }
+    mesh
+}
+
+fn incident_feed(mesh: &Snapshot) -> std::sync::Arc<DataProduct> {
+    mesh.products.get(&("police".to_string(), "incident-feed".to_string())).cloned().expect("fixture")
+}
+
+fn mounted_secrets(bundle: &product::ProductBundle) -> Vec<String> {
+    let pod = bundle.deployment.as_ref().and_then(|d| d.spec.as_ref()).and_then(|s| s.template.spec.clone());
+    pod.and_then(|p| p.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.secret.and_then(|s| s.secret_name))
+        .collect()
+}
+
+#[test]
+fn a_source_lends_its_secret_only_when_released_to_drmesh() {
+    for (released, unreleased, mounted, why) in [
+        (vec!["incident-db-credentials"], vec![], true, None),
+        (vec![], vec!["incident-db-credentials"], false, Some(reason::SECRET_NOT_RELEASED)),
+        (vec!["other"], vec![], false, Some(reason::SECRET_NOT_FOUND)),
+    ] {
+        let mesh = with_secrets(mesh(), &released, &unreleased);
+        let feed = incident_feed(&mesh);
+        let plan = rules::plan_product(&mesh, &feed, now());
+        let bundle = product::build(&feed, &plan);
+        assert_eq!(!mounted_secrets(&bundle).is_empty(), mounted, "released {released:?}: {:?}", plan.inputs);
+        let problem = plan.input_problem();
+        assert_eq!(problem.map(|p| p.reason), why.map(|_| reason::INPUT_NOT_READY), "{:?}", plan.inputs);
+        if let Some(why) = why {
+            assert!(problem.expect("problem").message.contains(why), "the source's reason is named");
+        }
+        assert!(plan.runnable(), "a source not Ready does not stop the product, it lends nothing");
+    }
+}
+
+/// A view that reports every product not Ready (as an operator's caches would, before
+/// the input product's pods are available).
+struct NothingReady(Snapshot);
+
+impl super::MeshView for NothingReady {
+    fn clearance(&self, namespace: &str) -> Classification {
+        self.0.clearance(namespace)
+    }
+    fn source(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DataSource>> {
+        self.0.source(namespace, name)
+    }
+    fn product(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DataProduct>> {
+        self.0.product(namespace, name)
+    }
+    fn secret_exists(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.0.secret_exists(namespace, name)
+    }
+    fn source_ready(&self, _: &str, _: &str) -> super::Readiness {
+        super::Readiness::Ready
+    }
+    fn product_ready(&self, _: &str, _: &str) -> super::Readiness {
+        super::Readiness::NotReady("Progressing: 0 of 2 replicas available".into())
+    }
+    fn policies_for(&self, namespace: &str, product: &str) -> Vec<std::sync::Arc<AccessPolicy>> {
+        self.0.policies_for(namespace, product)
+    }
+    fn products_using_source(&self, namespace: &str, source: &str) -> Vec<std::sync::Arc<DataProduct>> {
+        self.0.products_using_source(namespace, source)
+    }
+    fn products_using_product(&self, namespace: &str, product: &str) -> Vec<std::sync::Arc<DataProduct>> {
+        self.0.products_using_product(namespace, product)
+    }
+}
+
+#[test]
+fn a_product_waits_for_an_input_product_that_is_not_ready() {
+    let mut mesh = mesh();
+    mesh.add_policy(policy("police", "cnc", "incident-feed", GRANT_CNC, PURPOSE));
+    let picture = cnc_picture(&mesh);
+    let ready = rules::plan_product(&mesh, &picture, now());
+    assert!(ready.input_problem().is_none(), "{:?}", ready.inputs);
+    let view = NothingReady(mesh);
+    let plan = rules::plan_product(&view, &picture, now());
+    let problem = plan.input_problem().expect("waiting");
+    assert_eq!(problem.reason, reason::INPUT_NOT_READY);
+    assert!(problem.message.contains("Progressing"), "{}", problem.message);
+    assert!(plan.inputs[0].outcome.is_ok(), "still granted: the egress stays");
+}
+
+#[test]
+fn a_grant_being_deleted_or_on_a_product_being_deleted_grants_nothing() {
+    let mut mesh = mesh();
+    let mut grant_object = policy("police", "cnc", "incident-feed", GRANT_CNC, PURPOSE);
+    let deleted = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now());
+    assert!(rules::plan_grant(&mesh, &grant_object, now()).grants_anything());
+    grant_object.metadata.deletion_timestamp = Some(deleted.clone());
+    let plan = rules::plan_grant(&mesh, &grant_object, now());
+    assert!(!plan.grants_anything());
+    assert_eq!(plan.problem.map(|p| p.reason), Some(reason::POLICY_DELETING));
+    assert!(grant::build(&grant_object, &rules::plan_grant(&mesh, &grant_object, now())).role.is_none());
+
+    let mut feed = (*incident_feed(&mesh)).clone();
+    feed.metadata.deletion_timestamp = Some(deleted);
+    mesh.add_product(feed);
+    let plan = rules::plan_grant(&mesh, &policy("police", "cnc", "incident-feed", GRANT_CNC, PURPOSE), now());
+    assert_eq!(plan.problem.map(|p| p.reason), Some(reason::DATA_PRODUCT_DELETING));
+}
+
+#[test]
+fn names_that_cannot_be_labels_are_refused_with_a_reason() {
+    let mesh = mesh();
+    for name in ["cnc.officers", &"x".repeat(64), "Upper"] {
+        let plan = rules::plan_grant(&mesh, &policy("police", name, "incident-feed", GRANT_CNC, PURPOSE), now());
+        let problem = plan.problem.expect("refused");
+        assert_eq!(problem.reason, reason::INVALID_NAME, "{name}");
+        assert!(problem.message.contains("metadata.name"), "{}", problem.message);
+    }
+    assert!(
+        rules::plan_grant(&mesh, &policy("police", "cnc-officers", "incident-feed", GRANT_CNC, PURPOSE), now())
+            .grants_anything()
+    );
+}
+
+#[test]
+fn a_pod_selector_with_an_invalid_label_key_denies_its_subject_only() {
+    let mesh = mesh();
+    let subjects = "[{kind: Group, name: cnc-officers}, {kind: Namespace, name: cnc, podSelector: {matchLabels: {\"bad key!\": x}}}]";
+    let plan = rules::plan_grant(&mesh, &policy("police", "cnc", "incident-feed", subjects, PURPOSE), now());
+    assert_eq!(plan.effective.len(), 1, "the group keeps its grant");
+    let (denied, problem) = plan.denied.first().expect("denied");
+    assert_eq!(denied.kind, crate::api::SubjectKind::Namespace);
+    assert_eq!(problem.reason, reason::INVALID_POD_SELECTOR);
+    assert!(problem.message.contains("spec.subjects[1].podSelector.matchLabels"), "{}", problem.message);
+    for key in ["app", "app.kubernetes.io/name", "example.com/tier", "a_b.c-d"] {
+        assert!(rules::is_label_key(key), "{key}");
+    }
+    for key in ["", "/x", "a/b/c", "-a", "Example.com/x", &format!("{}x", "a".repeat(63))] {
+        assert!(!rules::is_label_key(key), "{key}");
+    }
+}
+
+#[test]
+fn owners_read_the_data_of_public_and_internal_products_only() {
+    let mesh = mesh();
+    let proxy_rule = |classification: &str| {
+        let p = product("police", "feed", classification, "[]");
+        let plan = rules::plan_product(&mesh, &p, now());
+        let role = product::build(&p, &plan).owners_role.expect("owners' role");
+        role.rules.unwrap_or_default().iter().any(|r| r.resources.iter().flatten().any(|res| res == "services/proxy"))
+    };
+    assert!(proxy_rule("Public"));
+    assert!(proxy_rule("Internal"));
+    assert!(!proxy_rule("Restricted"), "Restricted data needs a grant with purpose and expiry, owners too");
+}
+
+#[test]
+fn the_isolation_is_held_until_the_products_pods_are_gone() {
+    let mesh = mesh();
+    let feed = incident_feed(&mesh);
+    let bundle = product::build(&feed, &rules::plan_product(&mesh, &feed, now()));
+    assert_eq!(bundle.isolation.metadata.finalizers, Some(vec![super::labels::ISOLATION_FINALIZER.to_string()]));
+}

@@ -15,12 +15,27 @@ pub trait MeshView {
     fn product(&self, namespace: &str, name: &str) -> Option<Arc<DataProduct>>;
     /// Whether the Secret exists (`None`: unknown, e.g. offline without the Secret's manifest).
     fn secret_exists(&self, namespace: &str, name: &str) -> Option<bool>;
+    /// Whether a DataSource is Ready to lend its credentials (its Secret exists and is
+    /// released for drmesh, its endpoint is usable).
+    fn source_ready(&self, namespace: &str, name: &str) -> Readiness;
+    /// Whether a DataProduct is Ready (runs with all its inputs).
+    fn product_ready(&self, namespace: &str, name: &str) -> Readiness;
     /// AccessPolicies in `namespace` whose `spec.dataProduct` is `product`, ordered by name.
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>>;
     /// DataProducts in `namespace` with an input `dataSource: source`, ordered by name.
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>>;
     /// DataProducts (any namespace) with an input `dataProduct: {namespace, name}`, ordered.
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>>;
+}
+
+/// Whether an input is Ready, as far as the view can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not Ready, with why (reason: message).
+    NotReady(String),
+    /// The view cannot tell (offline, without status): taken as Ready.
+    Unknown,
 }
 
 type Key = (String, String);
@@ -36,8 +51,11 @@ pub struct Snapshot {
     pub sources: BTreeMap<Key, Arc<DataSource>>,
     pub products: BTreeMap<Key, Arc<DataProduct>>,
     pub policies: BTreeMap<Key, Arc<AccessPolicy>>,
-    /// Secrets known to exist. `None`: the snapshot does not know about Secrets at all.
+    /// Secrets known to exist and released to drmesh. `None`: the snapshot does not know
+    /// about Secrets at all.
     pub secrets: Option<std::collections::BTreeSet<Key>>,
+    /// Secrets known to exist without the `drmesh.io/credentials: "true"` label.
+    pub unreleased_secrets: std::collections::BTreeSet<Key>,
 }
 
 fn ns_of<K: kube::ResourceExt>(obj: &K) -> String {
@@ -54,8 +72,32 @@ impl Snapshot {
     pub fn add_policy(&mut self, policy: AccessPolicy) {
         self.policies.insert(key(&ns_of(&policy), &policy.name_any()), Arc::new(policy));
     }
+    /// A Secret released to drmesh (labelled `drmesh.io/credentials: "true"`).
     pub fn add_secret(&mut self, namespace: &str, name: &str) {
         self.secrets.get_or_insert_with(Default::default).insert(key(namespace, name));
+    }
+    /// A Secret that exists but is not released to drmesh.
+    pub fn add_unreleased_secret(&mut self, namespace: &str, name: &str) {
+        self.secrets.get_or_insert_with(Default::default);
+        self.unreleased_secrets.insert(key(namespace, name));
+    }
+    /// What the snapshot knows of a Secret (`None`: nothing about that namespace's Secrets).
+    pub fn secret_state(&self, namespace: &str, name: &str) -> Option<super::source::SecretState> {
+        use super::source::SecretState;
+        let known = self.secrets.as_ref()?;
+        let in_namespace = |set: &std::collections::BTreeSet<Key>| {
+            set.range(key(namespace, "")..).next().is_some_and(|(ns, _)| ns == namespace)
+        };
+        if !in_namespace(known) && !in_namespace(&self.unreleased_secrets) {
+            return None;
+        }
+        Some(if known.contains(&key(namespace, name)) {
+            SecretState::Released
+        } else if self.unreleased_secrets.contains(&key(namespace, name)) {
+            SecretState::NotReleased
+        } else {
+            SecretState::Missing
+        })
     }
     pub fn set_clearance(&mut self, namespace: &str, clearance: Classification) {
         self.clearances.insert(namespace.to_string(), clearance);
@@ -75,7 +117,20 @@ impl MeshView for Snapshot {
         self.products.get(&key(namespace, name)).cloned()
     }
     fn secret_exists(&self, namespace: &str, name: &str) -> Option<bool> {
-        self.secrets.as_ref().map(|s| s.contains(&key(namespace, name)))
+        self.secret_state(namespace, name).map(|s| s != super::source::SecretState::Missing)
+    }
+    fn source_ready(&self, namespace: &str, name: &str) -> Readiness {
+        let Some(source) = self.source(namespace, name) else {
+            return Readiness::Unknown;
+        };
+        let secret = &source.spec.credentials_secret_ref.name;
+        match self.secret_state(namespace, secret).and_then(|state| state.problem(namespace, secret)) {
+            Some(problem) => Readiness::NotReady(format!("{}: {}", problem.reason, problem.message)),
+            None => Readiness::Unknown,
+        }
+    }
+    fn product_ready(&self, _namespace: &str, _name: &str) -> Readiness {
+        Readiness::Unknown
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
         self.policies

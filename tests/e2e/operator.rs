@@ -17,22 +17,22 @@ use serde_json::{Value, json};
 use crate::harness::{self, TIMEOUT, TestNamespace};
 
 /// The Ready condition of any drmesh object: (status, reason).
-fn ready<K: serde::Serialize>(obj: &K) -> Option<(String, String)> {
+pub(crate) fn ready<K: serde::Serialize>(obj: &K) -> Option<(String, String)> {
     let v = serde_json::to_value(obj).ok()?;
     let conditions = v.pointer("/status/conditions")?.as_array()?.clone();
     let c = conditions.into_iter().find(|c| c["type"] == "Ready")?;
     Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
 }
 
-fn is_ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
+pub(crate) fn is_ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
     obj.and_then(ready).is_some_and(|(s, _)| s == "True")
 }
 
-fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) -> bool {
+pub(crate) fn has_reason<K: serde::Serialize>(reason: &'static str) -> impl Fn(Option<&K>) -> bool {
     move |obj| obj.and_then(ready).is_some_and(|(_, r)| r == reason)
 }
 
-fn apply(yaml: &str) {
+pub(crate) fn apply(yaml: &str) {
     harness::apply_text(yaml);
 }
 
@@ -60,7 +60,7 @@ impl Mesh {
             r#"
 apiVersion: v1
 kind: Secret
-metadata: {{name: db-credentials, namespace: {p}}}
+metadata: {{name: db-credentials, namespace: {p}, labels: {{drmesh.io/credentials: "true"}}}}
 stringData: {{password: test}}
 ---
 apiVersion: drmesh.io/v1alpha1
@@ -168,18 +168,18 @@ spec:
     }
 }
 
-fn rfc3339_in(d: Duration) -> (String, jiff::Timestamp) {
+pub(crate) fn rfc3339_in(d: Duration) -> (String, jiff::Timestamp) {
     let at = jiff::Timestamp::now() + d;
     let at = jiff::Timestamp::from_second(at.as_second() + 1).expect("time"); // whole seconds
     (at.to_string(), at)
 }
 
-fn audit_records() -> Vec<Value> {
+pub(crate) fn audit_records() -> Vec<Value> {
     let path = std::env::var("DRMESH_E2E_AUDIT_LOG").expect("run through tests/e2e/with-operator.sh");
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-async fn audit_record(what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn audit_record(what: &str, matches: impl Fn(&Value) -> bool) -> Value {
     harness::eventually(what, TIMEOUT, || {
         let found = audit_records().into_iter().find(|r| matches(r));
         async move { found }
@@ -400,7 +400,7 @@ spec:
     let sources = mesh.producer.api::<DataSource>();
     harness::wait_for(&sources, "late", TIMEOUT, has_reason::<DataSource>("SecretNotFound")).await;
     apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: late-credentials, namespace: {p}}}\nstringData: {{token: x}}\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: late-credentials, namespace: {p}, labels: {{drmesh.io/credentials: \"true\"}}}}\nstringData: {{token: x}}\n"
     ));
     harness::wait_for(&sources, "late", TIMEOUT, is_ready).await;
 

@@ -4,8 +4,10 @@
 //! (helm lint, checkov, kubernetes-validate, Lua, kstatus) and on the real control plane.
 //!
 //! Submodules: `rbac` (the operator as the chart's ServiceAccount: RBAC sufficient and
-//! needed; `release` has its fixtures), `policies` (admission), `health` (Argo CD, kstatus).
+//! needed; `release` has its fixtures), `policies` (admission), `fail_closed` (the
+//! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus).
 
+mod fail_closed;
 mod health;
 mod policies;
 mod rbac;
@@ -23,6 +25,34 @@ use crate::harness;
 /// Label that confines a test's admission policies to the namespaces it created, so the
 /// other e2e tests (and the operator they run as the cluster admin) are unaffected.
 pub const FENCE_LABEL: &str = "drmesh.io/e2e-packaging";
+
+/// The chart's ValidatingAdmissionPolicies (names after the release's), in the order the
+/// chart renders them; docs/install.md lists the same.
+pub const ADMISSION_POLICIES: [&str; 8] = [
+    "managed-objects",
+    "classified-namespaces",
+    "clearance-label",
+    "product-identity",
+    "product-pods",
+    "datasource-credentials",
+    "credentials-label",
+    "host-network",
+];
+
+/// The username of kwok, which plays the kubelet of the local cluster's nodes.
+pub const KWOK: &str = "kwok-controller";
+
+/// The chart's default `admissionPolicies.productPods.statusWriters` and kwok: on the
+/// local cluster, kwok reports the status of product pods.
+pub fn status_writers_with_kwok() -> Vec<String> {
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let values: Value = serde_yaml::from_str(&text).expect("values.yaml parses");
+    let mut writers: Vec<String> =
+        serde_json::from_value(values["admissionPolicies"]["productPods"]["statusWriters"].clone())
+            .expect("productPods.statusWriters is a list of names");
+    writers.push(KWOK.to_string());
+    writers
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -328,6 +358,13 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     let with_monitor =
         documents(&render("drmesh", "drmesh-system", "metrics: {serviceMonitor: {enabled: true}}\n", &[]));
     assert!(with_monitor.iter().any(|d| d["kind"] == "ServiceMonitor"));
+    let with_rules = documents(&render("drmesh", "drmesh-system", "metrics: {prometheusRule: {enabled: true}}\n", &[]));
+    let rules = with_rules.iter().find(|d| d["kind"] == "PrometheusRule").expect("PrometheusRule").to_string();
+    for metric in ["drmesh_clock_offset_seconds", "drmesh_leader", "drmesh_foreign_access_objects"] {
+        assert!(rules.contains(metric), "the alerts read {metric}: {rules}");
+    }
+    let refuse = documents(&render("drmesh", "drmesh-system", "operator: {foreignAccess: refuse}\n", &[]));
+    assert!(find(&refuse, "Deployment", "drmesh").to_string().contains("--foreign-access=refuse"));
     let warn =
         documents(&render("drmesh", "drmesh-system", "admissionPolicies: {validationActions: [Warn, Audit]}\n", &[]));
     assert_eq!(
@@ -339,6 +376,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
         ("admissionPolicies: {validationActions: [Deny, Warn]}\n", "Deny and Warn cannot be combined"),
         ("replicaCount: 2\noperator: {leaderElection: {enabled: false}}\n", "needs operator.leaderElection.enabled"),
         ("admissionPolicies: {validationActions: [Block]}\n", "validationActions"),
+        ("operator: {foreignAccess: ignore}\n", "foreignAccess"),
     ] {
         let file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("values");
         std::fs::write(file.path(), values).expect("write");

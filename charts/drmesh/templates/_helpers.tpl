@@ -67,3 +67,23 @@ matchResources:
     {{- toYaml . | nindent 4 }}
 {{- end }}
 {{- end }}
+
+{{/* The namespaces whose drmesh.io/clearance makes them classified (a matchConstraints
+     namespaceSelector). */}}
+{{- define "drmesh.classifiedNamespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: drmesh.io/clearance
+      operator: In
+      values: {{ toJson .Values.admissionPolicies.classifiedNamespaces.clearances }}
+{{- end }}
+
+{{/* The request namespace's clearance, read again from the namespace itself (the
+     namespaceSelector is the fast path); a missing label is Public. */}}
+{{- define "drmesh.clearanceVariable" -}}
+- name: clearance
+  expression: >-
+    namespaceObject != null && has(namespaceObject.metadata.labels) &&
+    'drmesh.io/clearance' in namespaceObject.metadata.labels ?
+    namespaceObject.metadata.labels['drmesh.io/clearance'] : 'Public'
+{{- end }}

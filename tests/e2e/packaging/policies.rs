@@ -14,12 +14,13 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
+use serde_json::{Value, json};
 
 use super::{FENCE_LABEL, documents, kubectl_stdin, ok, render};
 use crate::harness::{self, ClusterScoped, TIMEOUT, TestNamespace};
 
 /// kubectl as `user` in `groups`, with system:masters for RBAC (admission still decides).
-fn as_identity(user: &str, groups: &[&str], args: &[&str], input: &str) -> Output {
+pub(super) fn as_identity(user: &str, groups: &[&str], args: &[&str], input: &str) -> Output {
     let mut all = vec!["--as", user, "--as-group", "system:masters"];
     for g in groups {
         all.extend(["--as-group", g]);
@@ -28,18 +29,18 @@ fn as_identity(user: &str, groups: &[&str], args: &[&str], input: &str) -> Outpu
     kubectl_stdin(&all, input)
 }
 
-fn as_person(who: &str, args: &[&str], input: &str) -> Output {
+pub(super) fn as_person(who: &str, args: &[&str], input: &str) -> Output {
     let mut all = vec!["--context", who];
     all.extend_from_slice(args);
     kubectl_stdin(&all, input)
 }
 
-fn stderr(out: &Output) -> String {
+pub(super) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[track_caller]
-fn refused(what: &str, out: Output, because: &str) {
+pub(super) fn refused(what: &str, out: Output, because: &str) {
     let err = stderr(&out);
     assert!(!out.status.success(), "{what}: accepted, must be refused");
     assert!(
@@ -49,16 +50,16 @@ fn refused(what: &str, out: Output, because: &str) {
 }
 
 #[track_caller]
-fn accepted(what: &str, out: Output) {
+pub(super) fn accepted(what: &str, out: Output) {
     assert!(out.status.success(), "{what}: refused, must pass: {}", stderr(&out));
 }
 
-fn config_map(ns: &str, name: &str, managed: bool) -> String {
+pub(super) fn config_map(ns: &str, name: &str, managed: bool) -> String {
     let label = if managed { "\n  labels: {app.kubernetes.io/managed-by: drmesh}" } else { "" };
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\ndata: {{k: v}}\n")
 }
 
-fn allow_all_ingress(ns: &str, name: &str, managed: bool) -> String {
+pub(super) fn allow_all_ingress(ns: &str, name: &str, managed: bool) -> String {
     let label = if managed { "\n  labels: {app.kubernetes.io/managed-by: drmesh}" } else { "" };
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
@@ -71,9 +72,9 @@ fn view_binding(ns: &str, name: &str, who: &str) -> String {
     )
 }
 
-const CREATE: &[&str] = &["create", "-f", "-"];
+pub(super) const CREATE: &[&str] = &["create", "-f", "-"];
 
-fn pod(ns: &str, name: &str, product: Option<&str>) -> String {
+pub(super) fn pod(ns: &str, name: &str, product: Option<&str>) -> String {
     let label = product.map(|p| format!("\n  labels: {{drmesh.io/data-product: {p}}}")).unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}{label}\nspec:\n  containers: [{{name: app, image: registry.example/app:1.0}}]\n"
@@ -81,7 +82,7 @@ fn pod(ns: &str, name: &str, product: Option<&str>) -> String {
 }
 
 /// A workload of `kind` (apps/v1 Deployment or batch/v1 Job) whose pods carry `labels`.
-fn workload(kind: &str, ns: &str, name: &str, labels: &str) -> String {
+pub(super) fn workload(kind: &str, ns: &str, name: &str, labels: &str) -> String {
     let (api, extra) = if kind == "Job" {
         (
             "batch/v1",
@@ -94,6 +95,124 @@ fn workload(kind: &str, ns: &str, name: &str, labels: &str) -> String {
     let selector = if kind == "Job" { String::new() } else { format!("  selector: {{matchLabels: {{{labels}}}}}\n") };
     format!(
         "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{app.kubernetes.io/managed-by: drmesh}}\nspec:\n{selector}  template:\n    metadata: {{labels: {{{labels}}}}}\n{extra}"
+    )
+}
+
+/// RBAC for alice and mallory: namespace admins (the `admin` ClusterRole) in `admin_of`,
+/// and `get`, `patch`, `update` on the namespaces `may_edit`, their `status` and
+/// `finalize` subresources included. Applied before the policies (which may refuse it).
+pub(super) fn people_rbac(id: &str, admin_of: &[&str], may_edit: &[&str]) -> Vec<ClusterScoped> {
+    let people = "- {apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n";
+    let mut rbac = String::new();
+    for ns in admin_of {
+        rbac.push_str(&format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: people-admin, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}\nsubjects:\n{people}"
+        ));
+    }
+    if may_edit.is_empty() {
+        ok("people's RBAC", kubectl_stdin(&["apply", "-f", "-"], &rbac));
+        return Vec::new();
+    }
+    let names = may_edit.join(", ");
+    rbac.push_str(&format!(
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {id}-namespaces}}\nrules:\n- {{apiGroups: [\"\"], resources: [namespaces, namespaces/status, namespaces/finalize], resourceNames: [{names}], verbs: [get, patch, update]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {id}-namespaces}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id}-namespaces}}\nsubjects:\n{people}"
+    ));
+    ok("people's RBAC", kubectl_stdin(&["apply", "-f", "-"], &rbac));
+    vec![
+        ClusterScoped { kind: "clusterrole", name: format!("{id}-namespaces") },
+        ClusterScoped { kind: "clusterrolebinding", name: format!("{id}-namespaces") },
+    ]
+}
+
+/// `more` merged into `base`, objects key by key (values of `more` win).
+fn merge(base: &mut Value, more: Value) {
+    match (base, more) {
+        (Value::Object(base), Value::Object(more)) => {
+            for (key, value) in more {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, more) => *base = more,
+    }
+}
+
+/// The chart's admission policies for one test, rendered as release `drmesh-ID` in
+/// `release_ns` with `more` values: the operator is `system:serviceaccount:ID:drmesh`,
+/// every binding matches only the namespaces labelled with the test's fence, and kwok
+/// (the local cluster's simulated kubelet) may report product pods' status. Applied,
+/// type-checked by the API server without a warning, and enforced (probed with a
+/// hostNetwork pod in `probe_ns`); removed when the returned guards drop.
+pub(super) async fn install_policies(id: &str, release_ns: &str, more: Value, probe_ns: &str) -> Vec<ClusterScoped> {
+    let mut values = json!({"admissionPolicies": {
+        "operatorUsername": format!("system:serviceaccount:{id}:drmesh"),
+        "namespaceSelector": {"matchLabels": {FENCE_LABEL: id}},
+        "productPods": {"statusWriters": super::status_writers_with_kwok()},
+    }});
+    merge(&mut values, more);
+    let policies = render(
+        &format!("drmesh-{id}"),
+        release_ns,
+        &values.to_string(),
+        &["--show-only", "templates/admission-policies.yaml"],
+    );
+    let docs = documents(&policies);
+    assert_eq!(docs.len(), 2 * super::ADMISSION_POLICIES.len(), "every policy and its binding");
+    ok("apply the admission policies", kubectl_stdin(&["apply", "-f", "-"], &policies));
+    let mut guards = Vec::new();
+    for d in &docs {
+        let kind = if d["kind"] == "ValidatingAdmissionPolicy" {
+            "validatingadmissionpolicy"
+        } else {
+            "validatingadmissionpolicybinding"
+        };
+        guards.push(ClusterScoped { kind, name: d["metadata"]["name"].as_str().expect("name").to_string() });
+    }
+    // The API server type-checked every CEL expression against the real schemas.
+    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(harness::admin().await);
+    for d in docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicy") {
+        let name = d["metadata"]["name"].as_str().expect("name");
+        let checked = harness::wait_for(&vaps, name, TIMEOUT, |p: Option<&ValidatingAdmissionPolicy>| {
+            p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.type_checking.is_some())
+        })
+        .await
+        .expect("policy");
+        let warnings =
+            checked.status.and_then(|s| s.type_checking).and_then(|t| t.expression_warnings).unwrap_or_default();
+        assert!(warnings.is_empty(), "{name}: CEL type-checking warnings: {warnings:?}");
+    }
+    // The API server loads policies and bindings in the order they were created: once the
+    // last one (host-network) refuses, every one before it is in force.
+    harness::eventually("the policies to be enforced", TIMEOUT, || {
+        let out = kubectl_stdin(
+            &["create", "--dry-run=server", "-f", "-"],
+            &host_pod(probe_ns, "probe", HostAccess::Network),
+        );
+        async move { (!out.status.success() && stderr(&out).contains("denied request")).then_some(()) }
+    })
+    .await;
+    guards
+}
+
+/// How a pod reaches into its node.
+#[derive(Clone, Copy)]
+pub(super) enum HostAccess {
+    Network,
+    Port,
+    InitContainerPort,
+}
+
+/// A pod on the node's network, or with a host port (in a container or an init container).
+pub(super) fn host_pod(ns: &str, name: &str, access: HostAccess) -> String {
+    let port = ", ports: [{containerPort: 8080, hostPort: 18080}]";
+    let (host_network, app, init) = match access {
+        HostAccess::Network => ("\n  hostNetwork: true", "", String::new()),
+        HostAccess::Port => ("", port, String::new()),
+        HostAccess::InitContainerPort => {
+            ("", "", format!("\n  initContainers: [{{name: init, image: registry.example/app:1.0{port}}}]"))
+        }
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:{host_network}{init}\n  containers: [{{name: app, image: registry.example/app:1.0{app}}}]\n"
     )
 }
 
@@ -114,54 +233,11 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
 
     // People are namespace admins here and may edit these namespaces: only admission
     // stands between them and tampering.
-    let mut guards = Vec::new();
-    let mut rbac = String::new();
-    for ns in [dr, pb, doomed.name.as_str()] {
-        rbac.push_str(&format!(
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: people-admin, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}}\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}\n"
-        ));
-    }
-    rbac.push_str(&format!(
-        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {id}-namespaces}}\nrules:\n- {{apiGroups: [\"\"], resources: [namespaces], resourceNames: [{dr}, {pb}], verbs: [get, patch, update]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {id}-namespaces}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id}-namespaces}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}}\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}\n"
-    ));
-    ok("people's RBAC", kubectl_stdin(&["apply", "-f", "-"], &rbac));
-    guards.push(ClusterScoped { kind: "clusterrole", name: format!("{id}-namespaces") });
-    guards.push(ClusterScoped { kind: "clusterrolebinding", name: format!("{id}-namespaces") });
+    let mut guards = people_rbac(&id, &[dr, pb, doomed.name.as_str()], &[dr, pb]);
 
     // The chart's policies, for this test's operator identity and namespaces.
-    let values = format!(
-        "admissionPolicies:\n  operatorUsername: {operator}\n  namespaceSelector: {{matchLabels: {{{FENCE_LABEL}: {id}}}}}\n  classifiedNamespaces: {{breakGlassGroups: [\"{break_glass}\"]}}\n"
-    );
-    let policies = render(&format!("drmesh-{id}"), &id, &values, &["--show-only", "templates/admission-policies.yaml"]);
-    let docs = documents(&policies);
-    assert_eq!(docs.len(), 8, "four policies and their bindings");
-    ok("apply the admission policies", kubectl_stdin(&["apply", "-f", "-"], &policies));
-    for d in &docs {
-        let kind = if d["kind"] == "ValidatingAdmissionPolicy" {
-            "validatingadmissionpolicy"
-        } else {
-            "validatingadmissionpolicybinding"
-        };
-        guards.push(ClusterScoped { kind, name: d["metadata"]["name"].as_str().expect("name").to_string() });
-    }
-    // The API server type-checked every CEL expression against the real schemas.
-    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(classified.client.clone());
-    for d in docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicy") {
-        let name = d["metadata"]["name"].as_str().expect("name");
-        let checked = harness::wait_for(&vaps, name, TIMEOUT, |p: Option<&ValidatingAdmissionPolicy>| {
-            p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.type_checking.is_some())
-        })
-        .await
-        .expect("policy");
-        let warnings =
-            checked.status.and_then(|s| s.type_checking).and_then(|t| t.expression_warnings).unwrap_or_default();
-        assert!(warnings.is_empty(), "{name}: CEL type-checking warnings: {warnings:?}");
-    }
-    harness::eventually("the policies to be enforced", TIMEOUT, || {
-        let out = as_person("mallory", &["create", "--dry-run=server", "-f", "-"], &config_map(pb, "probe", true));
-        async move { (!out.status.success() && stderr(&out).contains("denied request")).then_some(()) }
-    })
-    .await;
+    let values = json!({"admissionPolicies": {"classifiedNamespaces": {"breakGlassGroups": [break_glass]}}});
+    guards.extend(install_policies(&id, &id, values, pb).await);
 
     // (a) What drmesh manages: the operator writes it, nobody else.
     accepted(
@@ -171,6 +247,10 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     accepted(
         "the operator creates a managed NetworkPolicy in a Restricted namespace",
         as_identity(&operator, &[], CREATE, &allow_all_ingress(dr, "managed-np", true)),
+    );
+    accepted(
+        "the operator creates a managed NetworkPolicy in a Public namespace",
+        as_identity(&operator, &[], CREATE, &allow_all_ingress(pb, "managed-np", true)),
     );
     accepted(
         "the operator updates what it manages",
@@ -189,8 +269,14 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
     );
     refused(
         "mallory deletes a managed NetworkPolicy",
-        as_person("mallory", &["delete", "-n", dr, "networkpolicy", "managed-np"], ""),
+        as_person("mallory", &["delete", "-n", pb, "networkpolicy", "managed-np"], ""),
         managed,
+    );
+    // In a classified namespace, classified-namespaces refuses it as well (and first).
+    refused(
+        "mallory deletes a managed NetworkPolicy in a Restricted namespace",
+        as_person("mallory", &["delete", "-n", dr, "networkpolicy", "managed-np"], ""),
+        "denied request",
     );
     refused(
         "the cluster admin deletes a managed ConfigMap",
@@ -361,4 +447,49 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
         |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas) == Some(1);
     harness::wait_for(&classified.api::<Deployment>(), "feed", TIMEOUT, available).await;
     drop(guards);
+}
+
+/// docs/install.md says how many admission policies the chart ships and lists each one;
+/// docs/security-model.md counts them too. All three agree with what the chart renders.
+#[test]
+fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
+    let docs =
+        documents(&render("drmesh", "drmesh-system", "{}", &["--show-only", "templates/admission-policies.yaml"]));
+    let rendered: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ValidatingAdmissionPolicy")
+        .filter_map(|d| d["metadata"]["name"].as_str()?.strip_prefix("drmesh-"))
+        .collect();
+    assert_eq!(rendered, super::ADMISSION_POLICIES);
+    let bindings = docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicyBinding").count();
+    assert_eq!(bindings, rendered.len(), "one binding per policy");
+
+    let repo = super::repo();
+    let install = std::fs::read_to_string(repo.join("docs/install.md")).expect("docs/install.md");
+    let start = install.find("\n## Admission policies\n").expect("an Admission policies section");
+    let section = &install[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
+    let listed: Vec<&str> =
+        section.lines().filter_map(|l| l.strip_prefix("| `RELEASE-")).filter_map(|l| l.split('`').next()).collect();
+    assert_eq!(listed, rendered, "the policy table of docs/install.md");
+
+    let words =
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+    let count = words[rendered.len()];
+    let capitalised = format!("{}{}", count[..1].to_uppercase(), &count[1..]);
+    assert!(
+        section.contains(&format!("{capitalised} ValidatingAdmissionPolicies")),
+        "the Admission policies section of docs/install.md must say \"{capitalised} ValidatingAdmissionPolicies\""
+    );
+    let said = format!("{count} ValidatingAdmissionPolicies");
+    assert!(install[..start].contains(&said), "the introduction of docs/install.md must say \"{said}\"");
+    let model = std::fs::read_to_string(repo.join("docs/security-model.md")).expect("docs/security-model.md");
+    assert!(model.contains(&said), "docs/security-model.md must say \"{said}\"");
+    for other in words.iter().filter(|w| **w != count) {
+        let stale = format!("{other} ValidatingAdmissionPolicies");
+        assert!(
+            !install.to_lowercase().contains(&stale) && !model.to_lowercase().contains(&stale),
+            "stale count: {stale}"
+        );
+    }
 }

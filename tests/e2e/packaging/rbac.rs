@@ -39,7 +39,7 @@ fn source(ns: &str, name: &str) -> String {
         r#"
 apiVersion: v1
 kind: Secret
-metadata: {{name: {name}-credentials, namespace: {ns}}}
+metadata: {{name: {name}-credentials, namespace: {ns}, labels: {{drmesh.io/credentials: "true"}}}}
 stringData: {{password: test}}
 ---
 apiVersion: drmesh.io/v1alpha1
@@ -406,6 +406,19 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
         }
     }
 
+    // list pods: a deleted product's isolation waits for its pods to be gone; without
+    // the rule the operator cannot tell, and the isolation stays (fail closed).
+    let drop_pods: fn(&Value) -> bool = |r| rule_has(r, "pods", "list");
+    proven.push(drop_pods);
+    assert_eq!(release.apply_cluster_role_without(drop_pods), 1, "list pods: exactly one rule matches");
+    ns.api::<DataProduct>().delete("feed", &kube::api::DeleteParams::background()).await.expect("delete feed");
+    let line = operator.wait_log(&["cannot list the product's pods", "forbidden"]).await;
+    eprintln!("without list pods: {line}");
+    let policies = ns.api::<k8s_openapi::api::networking::v1::NetworkPolicy>();
+    assert!(policies.get_opt("feed-isolation").await.expect("get").is_some(), "the isolation is held");
+    release.apply_cluster_role_without(|_| false);
+    harness::wait_deleted(&policies, "feed-isolation", CONVERGE).await;
+
     // The watch rules: without one, a fresh operator cannot list that kind, so its
     // caches never sync and it never acts (nor reports ready).
     type Watch = (&'static str, fn(&Value) -> bool, &'static str);
@@ -442,4 +455,43 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     let other = Operator::start(&kubeconfig, &ns.name, &format!("{}-nolease", release.id), dir.path());
     let line = other.wait_log(&["leader election round failed", "forbidden"]).await;
     assert!(line.contains("leases"), "{line}");
+}
+
+/// `edit` or `admin` in the release namespace already amounts to cluster admin (a pod run
+/// there as the operator's ServiceAccount holds the operator's rights), so the chart must
+/// not hand anything to anyone else: every RoleBinding and ClusterRoleBinding it renders,
+/// with any option, binds the operator's ServiceAccount alone, to the chart's own roles.
+#[test]
+fn the_charts_rbac_binds_nothing_but_the_operators_service_account() {
+    for (values, account) in [
+        ("{}", "drmesh"),
+        ("operator: {watchNamespaces: [police, cnc]}\n", "drmesh"),
+        ("serviceAccount: {name: mesh-operator}\n", "mesh-operator"),
+        (
+            "replicaCount: 1\noperator: {leaderElection: {enabled: false}}\nrbac: {ownerReferencesPermissionEnforcement: false}\n",
+            "drmesh",
+        ),
+        ("metrics: {serviceMonitor: {enabled: true}}\nnetworkPolicy: {enabled: false}\n", "drmesh"),
+    ] {
+        let docs = super::documents(&super::render("drmesh", "drmesh-system", values, &[]));
+        let operator = json!([{"kind": "ServiceAccount", "name": account, "namespace": "drmesh-system"}]);
+        let bindings: Vec<&Value> =
+            docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding").collect();
+        assert!(!bindings.is_empty(), "values {values:?}: no binding rendered");
+        for binding in bindings {
+            let name = &binding["metadata"]["name"];
+            assert_eq!(
+                binding["subjects"], operator,
+                "values {values:?}: {} {name} binds someone else",
+                binding["kind"]
+            );
+            let role = binding["roleRef"]["name"].as_str().unwrap_or_default();
+            let own = docs.iter().any(|d| {
+                d["kind"] == binding["roleRef"]["kind"]
+                    && d["metadata"]["name"] == role
+                    && d["metadata"]["namespace"] == binding["metadata"]["namespace"]
+            });
+            assert!(own, "values {values:?}: {name} binds {role}, which the chart does not define");
+        }
+    }
 }

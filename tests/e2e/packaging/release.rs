@@ -38,8 +38,10 @@ impl Release {
             &[(FENCE_LABEL, id.as_str()), ("pod-security.kubernetes.io/enforce", "restricted")],
         )
         .await;
+        // kwok plays the nodes: it reports the status of product pods.
+        let writers = serde_json::to_string(&super::status_writers_with_kwok()).expect("JSON");
         let values = format!(
-            "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n"
+            "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n  productPods: {{statusWriters: {writers}}}\n"
         );
         Self { name: format!("drmesh-{id}"), id, values, _guards: Vec::new(), namespace }
     }
@@ -89,7 +91,7 @@ impl Release {
             // helm uninstall removes these too; the guards also cover a failed uninstall.
             self._guards.push(ClusterScoped { kind, name: self.name.clone() });
         }
-        for policy in ["managed-objects", "classified-namespaces", "clearance-label", "product-identity"] {
+        for policy in super::ADMISSION_POLICIES {
             let name = format!("{}-{policy}", self.name);
             self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
             self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });

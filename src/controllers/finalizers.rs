@@ -1,0 +1,187 @@
+//! Finalizers on drmesh's children: the one drmesh puts on a product's isolation, and
+//! the ones it never lets keep access alive.
+//!
+//! - A product's isolation NetworkPolicy carries `drmesh.io/isolation`: when the product
+//!   or its namespace is deleted, the policy stays (deny by default) until none of the
+//!   product's pods is left, then drmesh releases it (the CVE-2024-7598 class: pods
+//!   outliving their NetworkPolicy during deletion).
+//! - A RoleBinding, Role or NetworkPolicy of drmesh's being deleted still grants while a
+//!   finalizer holds it: drmesh removes every finalizer but its own from such a child.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
+
+use super::Caches;
+use super::children::release_finalizers;
+use super::watches::Events;
+use crate::mesh::MeshView;
+use crate::mesh::labels;
+
+/// How often a held isolation looks again for the product's pods.
+const POD_RECHECK: Duration = Duration::from_millis(250);
+
+/// The children being deleted that a task is already looking after, by UID.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    fn start(&self, uid: &str) -> bool {
+        self.0.lock().map(|mut s| s.insert(uid.to_string())).unwrap_or(false)
+    }
+    fn done(&self, uid: &str) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(uid);
+        }
+    }
+}
+
+fn being_deleted(event: &Event<impl Resource>) -> Option<ObjectMeta> {
+    match event {
+        Event::Apply(obj) | Event::InitApply(obj) if obj.meta().deletion_timestamp.is_some() => {
+            Some(obj.meta().clone())
+        }
+        _ => None,
+    }
+}
+
+fn holds_ours(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == labels::ISOLATION_FINALIZER)
+}
+
+fn holds_foreign(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f != labels::ISOLATION_FINALIZER)
+}
+
+/// Looks after the managed NetworkPolicies being deleted: foreign finalizers go at once,
+/// drmesh's isolation finalizer once the product has no pod left.
+pub async fn network_policies(client: Client, caches: Caches, events: Events<PartialObjectMeta<NetworkPolicy>>) {
+    let in_flight = InFlight::default();
+    events
+        .for_each(|event| {
+            if let Some(meta) = being_deleted(&event) {
+                let namespace = meta.namespace.clone().unwrap_or_default();
+                let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+                if holds_foreign(&meta) {
+                    let api = api.clone();
+                    let meta = meta.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = release_finalizers(&api, &meta).await {
+                            tracing::warn!(%error, "cannot remove foreign finalizers");
+                        }
+                    });
+                }
+                let uid = meta.uid.clone().unwrap_or_default();
+                if holds_ours(&meta) && in_flight.start(&uid) {
+                    let (client, caches, in_flight) = (client.clone(), caches.clone(), in_flight.clone());
+                    tokio::spawn(async move {
+                        release_isolation_when_no_pod_is_left(client, &caches, api, meta).await;
+                        in_flight.done(&uid);
+                    });
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Removes foreign finalizers from managed RBAC children being deleted.
+pub async fn rbac<K>(client: Client, events: Events<K>)
+where
+    K: Resource<DynamicType = ()> + Send + 'static,
+{
+    events
+        .for_each(|event| {
+            if let Some(meta) = being_deleted(&event).filter(holds_foreign) {
+                let namespace = meta.namespace.clone().unwrap_or_default();
+                let client = client.clone();
+                let kind = K::kind(&()).to_string();
+                tokio::spawn(async move {
+                    let result = if kind == "Role" {
+                        release_finalizers(&Api::<Role>::namespaced(client, &namespace), &meta).await
+                    } else {
+                        release_finalizers(&Api::<RoleBinding>::namespaced(client, &namespace), &meta).await
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "cannot remove foreign finalizers");
+                    }
+                });
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Whether the product that owns an isolation lives on (not being deleted, nor its
+/// namespace): then the isolation was deleted by hand and its controller restores it
+/// as soon as it is gone (drift), so it is not held.
+fn owner_lives(caches: &Caches, meta: &ObjectMeta) -> bool {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let Some(owner) = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)) else {
+        return false;
+    };
+    let namespace_alive =
+        caches.namespaces.get(&ObjectRef::new(namespace)).is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+    namespace_alive
+        && caches.product(namespace, &owner.name).is_some_and(|p| {
+            p.metadata.uid.as_deref() == Some(owner.uid.as_str()) && p.metadata.deletion_timestamp.is_none()
+        })
+}
+
+/// Waits until no pod of the product the isolation protects is left (or the product
+/// lives on: a hand deletion, restored at once), then removes drmesh's finalizer (and
+/// only it) from the policy.
+async fn release_isolation_when_no_pod_is_left(
+    client: Client,
+    caches: &Caches,
+    api: Api<NetworkPolicy>,
+    meta: ObjectMeta,
+) {
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let Some(product) = meta.labels.as_ref().and_then(|l| l.get(labels::DATA_PRODUCT)).cloned() else {
+        return;
+    };
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let selector = ListParams::default().labels(&format!("{}={product}", labels::DATA_PRODUCT)).limit(1);
+    loop {
+        if owner_lives(caches, &meta) {
+            break;
+        }
+        match pods.list_metadata(&selector).await {
+            Ok(list) if list.items.is_empty() => break,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, %namespace, %product, "cannot list the product's pods"),
+        }
+        tokio::time::sleep(POD_RECHECK).await;
+        // Gone meanwhile (released by someone with the right to): nothing left to do.
+        match api.get_metadata_opt(&name).await {
+            Ok(Some(current)) if holds_ours(&current.metadata) => {}
+            Ok(_) => return,
+            Err(error) => tracing::warn!(%error, %namespace, %name, "cannot read the isolation policy"),
+        }
+    }
+    let current = match api.get_metadata_opt(&name).await {
+        Ok(Some(current)) => current.metadata,
+        _ => return,
+    };
+    let keep: Vec<&String> =
+        current.finalizers.iter().flatten().filter(|f| *f != labels::ISOLATION_FINALIZER).collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": keep, "resourceVersion": current.resource_version}});
+    match api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => tracing::info!(%namespace, %name, %product, "no pod of the product is left: isolation released"),
+        Err(error) => {
+            tracing::warn!(%error, %namespace, %name, "cannot release the isolation policy (will retry on the next event)")
+        }
+    }
+}
