@@ -251,6 +251,29 @@ fn a_secret_readable_by_a_non_consumer_is_caught() {
 }
 
 #[test]
+fn owners_reading_restricted_data_and_unreleased_secrets_are_caught() {
+    // Owners of a Restricted product see it, but read its data only through a grant.
+    let f = plant("Role", "police", "incident-feed-owners", |r| {
+        r["rules"].as_array_mut().expect("rules").push(json!({"apiGroups": [""], "resources": ["services/proxy"],
+            "resourceNames": ["incident-feed:8080"], "verbs": ["get"]}))
+    });
+    caught(&f, "RoleBinding police/incident-feed-owners", "Group:police-data-owners may get /services/proxy incident-feed:8080");
+    // A source lends only a Secret released to drmesh.
+    let unreleased: Vec<Value> = declarations()
+        .into_iter()
+        .map(|mut d| {
+            if d["kind"] == "Secret" && d["metadata"]["name"] == "incident-db-credentials" {
+                d["metadata"]["labels"] = json!({});
+            }
+            d
+        })
+        .collect();
+    let f = judge_at(unreleased, children(), NOW);
+    caught(&f, "RoleBinding police/drmesh-source-incident-db", "ServiceAccount:police/incident-feed may get /secrets");
+    caught(&f, "Deployment police/incident-feed", "Secret police/incident-db-credentials");
+}
+
+#[test]
 fn a_workload_taking_another_identity_is_caught() {
     let f = plant("Deployment", "police", "incident-feed", |d| {
         d["spec"]["template"]["metadata"]["labels"]["drmesh.io/data-product"] = json!("other")

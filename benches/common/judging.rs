@@ -15,7 +15,7 @@ use serde_json::Value;
 pub mod judge;
 
 /// The kinds the judge reads: declarations, then every child kind that grants access.
-const KINDS: [(&str, &str, &str); 8] = [
+const KINDS: [(&str, &str, &str); 9] = [
     ("drmesh.io", "v1alpha1", "DataSource"),
     ("drmesh.io", "v1alpha1", "DataProduct"),
     ("drmesh.io", "v1alpha1", "AccessPolicy"),
@@ -24,6 +24,7 @@ const KINDS: [(&str, &str, &str); 8] = [
     ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
     ("apps", "v1", "Deployment"),
     ("", "v1", "Service"),
+    ("", "v1", "Secret"),
 ];
 
 pub enum Sample {

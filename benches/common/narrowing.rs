@@ -34,7 +34,8 @@ impl Domains {
 
     fn source(ns: &str, name: &str, level: &str, cidr: &str) -> [Value; 2] {
         [
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-credentials"), "namespace": ns}, "stringData": {"p": "x"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-credentials"), "namespace": ns,
+                "labels": {"drmesh.io/credentials": "true"}}, "stringData": {"p": "x"}}),
             json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": name, "namespace": ns},
                 "spec": {"classification": level, "type": "Postgres", "endpoint": {"cidr": cidr, "port": 5432},
                          "credentialsSecretRef": {"name": format!("{name}-credentials")}}}),

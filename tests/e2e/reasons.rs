@@ -134,7 +134,7 @@ async fn a_missing_input_is_pending_until_it_is_declared() {
 
     let n = &ns.name;
     harness::apply_text(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: later-credentials, namespace: {n}}}\nstringData: {{p: x}}\n---\n\
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: later-credentials, namespace: {n}, labels: {{drmesh.io/credentials: \"true\"}}}}\nstringData: {{p: x}}\n---\n\
          apiVersion: drmesh.io/v1alpha1\nkind: DataSource\nmetadata: {{name: later, namespace: {n}}}\n\
          spec: {{classification: Internal, type: Postgres, endpoint: {{cidr: 10.80.0.0/24, port: 5432}}, credentialsSecretRef: {{name: later-credentials}}}}\n"
     ));

@@ -158,6 +158,9 @@ pub struct World {
     role_bindings: Vec<Value>,
     deployments: Vec<Value>,
     services: Vec<Value>,
+    /// Secrets released to drmesh (label `drmesh.io/credentials: "true"`), when Secrets
+    /// were read at all.
+    released: Option<BTreeSet<(String, String)>>,
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -248,6 +251,12 @@ impl World {
                 "RoleBinding" => w.role_bindings.push(o),
                 "Deployment" => w.deployments.push(o),
                 "Service" => w.services.push(o),
+                "Secret" => {
+                    let released = w.released.get_or_insert_with(BTreeSet::new);
+                    if o["metadata"]["labels"]["drmesh.io/credentials"] == "true" {
+                        released.insert((ns, name));
+                    }
+                }
                 _ => {}
             }
         }
@@ -277,8 +286,14 @@ impl World {
     }
 
     /// The products of the source's namespace that may use it: they list it, may run,
-    /// and are classified at least as high as the source.
+    /// and are classified at least as high as the source; and the source's Secret is
+    /// released to drmesh (when the Secrets were read).
     fn source_users(&self, s: &Source) -> Vec<&Product> {
+        let released =
+            self.released.as_ref().is_none_or(|r| r.contains(&(s.namespace.clone(), s.secret.clone())));
+        if !released {
+            return Vec::new();
+        }
         self.products
             .values()
             .filter(|p| p.namespace == s.namespace && p.sources.contains(&s.name))

@@ -2,8 +2,8 @@
 //! Role its `roleRef` names; each must be one the guides allow in that namespace:
 //! - an effective grant subject (User, Group, ServiceAccount, or a DataProduct's
 //!   ServiceAccount): `get` on the product, its Service and `services/proxy` by port;
-//! - an owner of a product: `get` on the product (and status), its Deployment, Service,
-//!   Service proxy and contract ConfigMap;
+//! - an owner of a product: `get` on the product (and status), its Deployment, Service
+//!   and contract ConfigMap, and on its Service proxy when it is not Restricted;
 //! - the ServiceAccount of a product that may use a source: `get` on its Secret.
 //!
 //! A Deployment claiming to be a product runs only while the product may run, carries
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::network::isolated;
-use super::{Finding, Grant, PRODUCT_LABEL, World, id, items, str_of, string_map};
+use super::{Finding, Grant, Level, PRODUCT_LABEL, World, id, items, str_of, string_map};
 
 /// (apiGroup, resource, verb, resourceName).
 type Permission = (String, String, String, String);
@@ -52,7 +52,10 @@ fn allowed(world: &World, grants: &[Grant]) -> BTreeMap<(String, String), BTreeS
             perm("", "services", n),
             perm("", "configmaps", &format!("{n}-contract")),
         ];
-        perms.extend(p.ports.iter().flat_map(|port| proxy_names(n, port)).map(|x| perm("", "services/proxy", &x)));
+        // Owners read the data of Public and Internal products only: Restricted is need to know.
+        if p.level < Level::Restricted {
+            perms.extend(p.ports.iter().flat_map(|port| proxy_names(n, port)).map(|x| perm("", "services/proxy", &x)));
+        }
         for owner in p.owners.iter().filter(|o| o.starts_with("User:") || o.starts_with("Group:")) {
             allowed.entry((p.namespace.clone(), owner.clone())).or_default().extend(perms.iter().cloned());
         }
