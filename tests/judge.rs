@@ -257,7 +257,11 @@ fn owners_reading_restricted_data_and_unreleased_secrets_are_caught() {
         r["rules"].as_array_mut().expect("rules").push(json!({"apiGroups": [""], "resources": ["services/proxy"],
             "resourceNames": ["incident-feed:8080"], "verbs": ["get"]}))
     });
-    caught(&f, "RoleBinding police/incident-feed-owners", "Group:police-data-owners may get /services/proxy incident-feed:8080");
+    caught(
+        &f,
+        "RoleBinding police/incident-feed-owners",
+        "Group:police-data-owners may get /services/proxy incident-feed:8080",
+    );
     // A source lends only a Secret released to drmesh.
     let unreleased: Vec<Value> = declarations()
         .into_iter()

@@ -289,8 +289,7 @@ impl World {
     /// and are classified at least as high as the source; and the source's Secret is
     /// released to drmesh (when the Secrets were read).
     fn source_users(&self, s: &Source) -> Vec<&Product> {
-        let released =
-            self.released.as_ref().is_none_or(|r| r.contains(&(s.namespace.clone(), s.secret.clone())));
+        let released = self.released.as_ref().is_none_or(|r| r.contains(&(s.namespace.clone(), s.secret.clone())));
         if !released {
             return Vec::new();
         }
