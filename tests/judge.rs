@@ -22,6 +22,13 @@ fn declarations() -> Vec<Value> {
     samples::reference()
 }
 
+/// The declarations with one of them (kind, name) edited.
+fn declarations_with(kind: &str, name: &str, edit: impl Fn(&mut Value)) -> Vec<Value> {
+    let mut docs = declarations();
+    docs.iter_mut().filter(|d| d["kind"] == kind && d["metadata"]["name"] == name).for_each(edit);
+    docs
+}
+
 /// The children the operator would apply for the reference mesh at NOW (`drmesh render`):
 /// only the fixture comes from drmesh; the judge reads it as any other JSON.
 fn children() -> Vec<Value> {
@@ -263,15 +270,7 @@ fn owners_reading_restricted_data_and_unreleased_secrets_are_caught() {
         "Group:police-data-owners may get /services/proxy incident-feed:8080",
     );
     // A source lends only a Secret released to drmesh.
-    let unreleased: Vec<Value> = declarations()
-        .into_iter()
-        .map(|mut d| {
-            if d["kind"] == "Secret" && d["metadata"]["name"] == "incident-db-credentials" {
-                d["metadata"]["labels"] = json!({});
-            }
-            d
-        })
-        .collect();
+    let unreleased = declarations_with("Secret", "incident-db-credentials", |d| d["metadata"]["labels"] = json!({}));
     let f = judge_at(unreleased, children(), NOW);
     caught(&f, "RoleBinding police/drmesh-source-incident-db", "ServiceAccount:police/incident-feed may get /secrets");
     caught(&f, "Deployment police/incident-feed", "Secret police/incident-db-credentials");
@@ -328,15 +327,8 @@ fn narrowings_that_have_not_landed_are_caught() {
 
     // Clearance lowering: cnc is Internal now; its Restricted product may not run and
     // may not be granted Restricted inputs.
-    let lowered: Vec<Value> = declarations()
-        .into_iter()
-        .map(|mut d| {
-            if d["kind"] == "Namespace" && d["metadata"]["name"] == "cnc" {
-                d["metadata"]["labels"]["drmesh.io/clearance"] = json!("Internal");
-            }
-            d
-        })
-        .collect();
+    let lowered =
+        declarations_with("Namespace", "cnc", |d| d["metadata"]["labels"]["drmesh.io/clearance"] = json!("Internal"));
     let f = judge_at(lowered, children(), NOW);
     caught(&f, "Deployment cnc/situation-picture", "may not run");
     caught(&f, "NetworkPolicy police/drmesh-grant-incident-feed-cnc", "cnc/situation-picture");
