@@ -589,7 +589,6 @@ fn main() {
         ),
     ));
     wait_landed(&record, Duration::from_secs(30));
-    drop(b);
 
     stop.store(true, Ordering::Relaxed);
     judge.join().expect("judge");
@@ -625,11 +624,11 @@ fn main() {
     let run_id = Timestamp::now().as_second();
     std::fs::write(results.join(format!("chaos-{run_id}-n{products}.md")), &report).expect("write results");
     std::fs::write(results.join("chaos-latest.md"), &report).expect("write results");
+    // The namespaces go while the leader runs (it releases the isolation finalizers).
     let mut namespaces: Vec<String> = (0..(products / 40).max(3)).map(|d| format!("{prefix}-d{d}")).collect();
     namespaces.extend([domains.producer.clone(), domains.reader.clone()]);
-    for ns in namespaces {
-        let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
-    }
+    common::delete_namespaces(&namespaces);
+    drop(b);
     assert!(record.violations.is_empty(), "access beyond the policies: {:#?}", record.violations);
     assert!(orphaned.is_empty(), "orphans {orphaned:?}");
     assert!(p99 < Duration::from_secs(5), "drift restoration took {p99:?}");

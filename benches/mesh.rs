@@ -808,6 +808,9 @@ async fn main() {
     ));
     table.push(("judge: accesses beyond the policies".into(), format!("{}", record.violations.len()), "0".into()));
 
+    // The bench's namespaces go while the operator runs (it releases the isolation
+    // finalizers once the pods are gone).
+    common::delete_namespaces(&(0..domains).map(|d| format!("{op_prefix}-d{d}")).collect::<Vec<_>>());
     drop(operator);
 
     // Report.
@@ -843,12 +846,6 @@ async fn main() {
         std::fs::write(results.join("latest.md"), &report).expect("write results");
     }
 
-    // Clean up the bench namespaces (without waiting).
-    for prefix in [&base_prefix, &op_prefix] {
-        for d in 0..domains {
-            let _ = kubectl().args(["delete", "namespace", &format!("{prefix}-d{d}"), "--wait=false"]).output();
-        }
-    }
     if ci {
         assert!(converged.is_ok(), "{converged:?}");
         assert!(record.violations.is_empty(), "access beyond the policies: {:#?}", record.violations);

@@ -111,7 +111,7 @@ pub fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
 }
 
 /// The children the operator would create, as the pure core builds them; without
-/// owner references unless `owners` (the kubectl baseline has no owners).
+/// owner references and finalizers unless `owners` (the kubectl baseline has neither).
 pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
@@ -121,6 +121,9 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
             && !owners
         {
             meta.remove("ownerReferences");
+            // The isolation's finalizer is released by the operator: none runs beside
+            // the baseline, whose namespaces would never go.
+            meta.remove("finalizers");
         }
         out.push(v);
     };
@@ -158,4 +161,16 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Deletes namespaces and waits (up to 5 minutes) until they are gone. Call it while the
+/// operator still runs: it releases the isolation finalizers once the pods are gone.
+pub fn delete_namespaces(names: &[String]) {
+    let mut args = vec!["delete".to_string(), "namespace".into(), "--wait=true".into(), "--timeout=300s".into()];
+    args.extend(names.iter().cloned());
+    args.push("--ignore-not-found".into());
+    let out = kubectl().args(&args).output().expect("kubectl delete namespace");
+    if !out.status.success() {
+        eprintln!("namespaces not deleted: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
