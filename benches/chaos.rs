@@ -1,30 +1,36 @@
-//! `make chaos`: faults while a mesh converges, with an invariant checker sampling the
-//! cluster all along: at no moment may a RoleBinding or NetworkPolicy that drmesh
-//! manages grant more than the AccessPolicies allow (judged by the pure core on the
-//! live declarations, every half second).
+//! `make chaos`: faults while a mesh converges, with an invariant judge sampling the
+//! cluster all along. The judge (tests/support/judge) shares no code with the operator:
+//! written from the user guides, it looks at every child field that grants access
+//! (NetworkPolicy selectors, types, peers, ports and ipBlocks; RoleBinding subjects and
+//! roleRef; Role rules and resourceNames; the Secrets, pod labels and ServiceAccount of
+//! Deployments) and reports any access beyond the declarations. Samples it cannot judge
+//! (API server down, a failed list) are counted apart, never as passes.
 //!
-//! Phases: kill -9 the operator every few seconds during convergence; restart
-//! kube-apiserver and etcd under a running operator; two replicas, kill -9 the leader;
-//! delete and hand-edit children and time their restoration. After each: everything
-//! converges, no duplicate or orphaned child.
+//! Phases: kill -9 the operator every few seconds during convergence, while grants
+//! expire, are deleted and a domain's clearance is lowered; restart kube-apiserver and
+//! etcd under a running operator; two replicas, kill -9 the leader while a grant expires,
+//! another is deleted and a clearance is lowered; delete and hand-edit children and time
+//! their restoration. The judge times how late each narrowing lands. After each phase:
+//! everything converges, no child outlives its owner.
 //!
 //! Environment: DRMESH_KUBECONFIG, DRMESH_KUBECTL (set by `make chaos`),
 //! DRMESH_CHAOS_PRODUCTS (default 1000, as QUALITY.md asks), DRMESH_CHAOS_KILLS (default 20). Results also go to
-//! bench/results/chaos-<unix time>-n<products>.md and chaos-latest.md.
+//! bench/results/chaos-<unix time>-n<products>.md and chaos-latest.md. The operators'
+//! HTTP ports are picked free (no fixed ports: several clusters may share a machine).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drmesh::api::SubjectKind;
-use drmesh::cli::{admission::Admission, live, snapshot};
-use drmesh::mesh::rules;
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 mod common;
-use common::env_or;
+use common::judging::{Narrowing, Record};
+use common::narrowing::Domains;
+use common::{env_or, free_port};
 
 fn kubectl(args: &[&str]) -> std::process::Output {
     let mut c = Command::new(std::env::var("DRMESH_KUBECTL").unwrap_or_else(|_| "kubectl".into()));
@@ -114,112 +120,6 @@ impl Drop for Operator {
     }
 }
 
-/// Checks, on the live cluster, that every managed grant child is within its policy.
-/// Returns the violations found.
-fn check_invariants(prefix: &str, admission: &Admission) -> Vec<String> {
-    // One consistent state: the grant children, then the mesh, all read at the
-    // resourceVersion of the first list (separate lists could mix two moments and
-    // report a child next to a policy or product that did not exist together).
-    let selector = "labelSelector=drmesh.io%2Faccess-policy";
-    let Some(bindings) =
-        kubectl_json(&["get", "--raw", &format!("/apis/rbac.authorization.k8s.io/v1/rolebindings?{selector}")])
-    else {
-        return vec![]; // API server down: nothing to judge
-    };
-    let Some(version) = bindings["metadata"]["resourceVersion"].as_str().map(str::to_string) else {
-        return vec![];
-    };
-    let exact = format!("resourceVersion={version}&resourceVersionMatch=Exact");
-    let Some(policies) =
-        kubectl_json(&["get", "--raw", &format!("/apis/networking.k8s.io/v1/networkpolicies?{selector}&{exact}")])
-    else {
-        return vec![];
-    };
-    let Ok(texts) = live::texts_at(Some(version)) else {
-        return vec![];
-    };
-    let mesh = snapshot::load_texts(&texts, "default", &[], admission);
-    let now = jiff::Timestamp::now();
-    let mut violations = Vec::new();
-    let children = [("RoleBinding", &bindings), ("NetworkPolicy", &policies)].into_iter().flat_map(|(kind, list)| {
-        list["items"].as_array().into_iter().flatten().map(move |item| {
-            let mut item = item.clone();
-            item["kind"] = json!(kind); // raw list items carry no kind
-            item
-        })
-    });
-    for child in children {
-        let child = &child;
-        let ns = child["metadata"]["namespace"].as_str().unwrap_or("");
-        if !ns.starts_with(prefix) {
-            continue;
-        }
-        let policy_name = child["metadata"]["labels"]["drmesh.io/access-policy"].as_str().unwrap_or("");
-        let id = format!(
-            "{} {ns}/{}",
-            child["kind"].as_str().unwrap_or(""),
-            child["metadata"]["name"].as_str().unwrap_or("")
-        );
-        let Some(policy) = mesh.snapshot.policies.get(&(ns.to_string(), policy_name.to_string())) else {
-            // The garbage collector removes children of deleted policies; until then they
-            // carry an owner reference to a UID that no longer exists. Not a widening of
-            // a live policy, but counted if it outlives the policy for long (see orphans).
-            continue;
-        };
-        let plan = rules::plan_grant(&mesh.snapshot, policy, now);
-        if !plan.grants_anything() {
-            violations
-                .push(format!("{id}: exists while the policy grants nothing ({:?})", plan.problem.map(|p| p.reason)));
-            continue;
-        }
-        let allowed: BTreeSet<String> = plan.effective.iter().map(rules::subject_display).collect();
-        match child["kind"].as_str() {
-            Some("RoleBinding") => {
-                for s in child["subjects"].as_array().into_iter().flatten() {
-                    let kind = s["kind"].as_str().unwrap_or("");
-                    let name = s["name"].as_str().unwrap_or("");
-                    let key = match kind {
-                        "ServiceAccount" => {
-                            let sns = s["namespace"].as_str().unwrap_or("");
-                            let as_product = format!("DataProduct:{sns}/{name}");
-                            if allowed.contains(&as_product) {
-                                as_product
-                            } else {
-                                format!("ServiceAccount:{sns}/{name}")
-                            }
-                        }
-                        _ => format!("{kind}:{name}"),
-                    };
-                    if !allowed.contains(&key) {
-                        violations.push(format!("{id}: subject {key} is not granted"));
-                    }
-                }
-            }
-            _ => {
-                for rule in child["spec"]["ingress"].as_array().into_iter().flatten() {
-                    for peer in rule["from"].as_array().into_iter().flatten() {
-                        let pns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                            .as_str()
-                            .unwrap_or("");
-                        let pname = peer["podSelector"]["matchLabels"]["drmesh.io/data-product"].as_str();
-                        let ok = plan.effective.iter().any(|s| match (s.kind, pname) {
-                            (SubjectKind::DataProduct, Some(n)) => {
-                                s.namespace.as_deref() == Some(pns) && s.name.as_deref() == Some(n)
-                            }
-                            (SubjectKind::Namespace, None) => s.name.as_deref() == Some(pns),
-                            _ => false,
-                        });
-                        if !ok {
-                            violations.push(format!("{id}: ingress from {pns}/{pname:?} is not granted"));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    violations
-}
-
 fn ready_count(prefix: &str) -> (usize, usize) {
     let Some(list) = kubectl_json(&["get", "dataproducts", "-A", "-o", "json"]) else {
         return (0, usize::MAX);
@@ -228,7 +128,7 @@ fn ready_count(prefix: &str) -> (usize, usize) {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p["metadata"]["namespace"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .filter(|p| p["metadata"]["namespace"].as_str().is_some_and(|n| n.starts_with(&format!("{prefix}-"))))
         .collect();
     let ready = items
         .iter()
@@ -280,7 +180,7 @@ fn wait_settled(port: u16, deadline: Duration) -> Duration {
     started.elapsed()
 }
 
-fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
+fn wait_converged(prefix: &str, what: &str, deadline: Duration, ports: &[u16]) -> Duration {
     let started = Instant::now();
     loop {
         let (ready, total) = ready_count(prefix);
@@ -289,7 +189,7 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
         }
         if started.elapsed() >= deadline {
             // The operator's own view, for the post-mortem (its log is in .drmesh/chaos).
-            for port in [18091, 18092, 18093] {
+            for &port in ports {
                 if let Some(text) = metrics_text(port) {
                     text.lines()
                         .filter(|l| {
@@ -311,38 +211,43 @@ fn wait_converged(prefix: &str, what: &str, deadline: Duration) -> Duration {
     }
 }
 
-/// Managed children whose owner is gone, and (kind, namespace, name) duplicates.
-fn orphans_and_duplicates(prefix: &str) -> (Vec<String>, usize) {
+/// Managed children without exactly one controller owner reference to a live drmesh object.
+/// (Duplicates are not counted: Kubernetes keeps (kind, namespace, name) unique itself.)
+fn orphans(prefix: &str) -> Vec<String> {
     let Some(children) =
         kubectl_json(&["get", common::CHILD_KINDS, "-A", "-l", "app.kubernetes.io/managed-by=drmesh", "-o", "json"])
     else {
-        return (vec!["cannot list children".into()], 0);
+        return vec!["cannot list children".into()];
     };
     let mut owners = BTreeSet::new();
     for kind in ["datasources", "dataproducts", "accesspolicies"] {
-        for o in kubectl_json(&["get", kind, "-A", "-o", "json"])
-            .map(|l| l["items"].clone())
-            .and_then(|i| i.as_array().cloned())
-            .unwrap_or_default()
-        {
-            owners.insert(o["metadata"]["uid"].as_str().unwrap_or("").to_string());
-        }
+        let Some(list) = kubectl_json(&["get", kind, "-A", "-o", "json"]) else {
+            return vec![format!("cannot list {kind}")];
+        };
+        owners.extend(common::items(&list).filter_map(|o| o["metadata"]["uid"].as_str().map(String::from)));
     }
-    let mut seen = BTreeMap::new();
     let mut orphans = Vec::new();
-    for c in children["items"].as_array().into_iter().flatten() {
+    for c in common::items(&children) {
         let ns = c["metadata"]["namespace"].as_str().unwrap_or("");
         if !ns.starts_with(prefix) {
             continue;
         }
-        let id = format!("{}/{ns}/{}", c["kind"].as_str().unwrap_or(""), c["metadata"]["name"].as_str().unwrap_or(""));
-        *seen.entry(id.clone()).or_insert(0) += 1;
-        let owner = c["metadata"]["ownerReferences"][0]["uid"].as_str().unwrap_or("");
-        if !owners.contains(owner) {
-            orphans.push(id);
+        let controllers: Vec<&str> = c["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["controller"] == true)
+            .filter_map(|o| o["uid"].as_str())
+            .collect();
+        if controllers.len() != 1 || !owners.contains(controllers[0]) {
+            orphans.push(format!(
+                "{}/{ns}/{}",
+                c["kind"].as_str().unwrap_or(""),
+                c["metadata"]["name"].as_str().unwrap_or("")
+            ));
         }
     }
-    (orphans, seen.values().filter(|n| **n > 1).count())
+    orphans
 }
 
 fn cluster_script(arg: &str) {
@@ -368,31 +273,92 @@ fn kill_component(name: &str) {
     }
 }
 
+/// The judge samples the cluster as often as it can (a list of every kind at one
+/// resourceVersion, judged) until `stop`.
+fn start_judge(prefix: String, record: Arc<Mutex<Record>>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let client = common::client().await;
+            while !stop.load(Ordering::Relaxed) {
+                let sample = common::judging::sample(&client, &|ns: &str| ns.starts_with(&prefix)).await;
+                lock(&record).add(sample);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    })
+}
+
+fn lock(record: &Mutex<Record>) -> std::sync::MutexGuard<'_, Record> {
+    record.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn seconds_after(t: Timestamp, secs: i64) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::from_secs(secs)).expect("time")
+}
+
+/// A narrowing the bench causes now: registered with the judge, then done.
+fn narrow(record: &Mutex<Record>, mut narrowing: Narrowing, act: impl FnOnce()) {
+    narrowing.at = Timestamp::now();
+    lock(record).narrow(narrowing);
+    act();
+}
+
+fn delete_policy(record: &Mutex<Record>, domains: &Domains, name: &str, phase: &str) {
+    let n = Narrowing::new(
+        "deletion",
+        format!("grant {name} deleted ({phase})"),
+        Timestamp::now(),
+        domains.grant_children(name),
+    );
+    narrow(record, n, || {
+        let out = kubectl(&["delete", "accesspolicy", name, "-n", &domains.producer, "--wait=false"]);
+        assert!(out.status.success(), "delete {name}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+fn lower_clearance(record: &Mutex<Record>, domains: &Domains, namespace: &str, phase: &str) {
+    let mut n = Narrowing::new(
+        "clearance lowering",
+        format!("{namespace} lowered to Internal ({phase})"),
+        Timestamp::now(),
+        BTreeSet::new(),
+    );
+    n.namespaces = [domains.producer.clone(), domains.reader.clone()].into();
+    narrow(record, n, || {
+        let out = kubectl(&["label", "namespace", namespace, "drmesh.io/clearance=Internal", "--overwrite"]);
+        assert!(out.status.success(), "lower {namespace}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+fn wait_granted(namespace: &str, policies: &[String]) {
+    for p in policies {
+        let out = kubectl(&["wait", "--for=condition=Granted", "accesspolicy", p, "-n", namespace, "--timeout=180s"]);
+        assert!(out.status.success(), "grant {p} not in force: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn expire(record: &Mutex<Record>, domains: &Domains, grants: &[(String, Timestamp)], phase: &str, reader_domain: bool) {
+    apply(&grants.iter().map(|(n, at)| domains.expiring(n, *at, reader_domain)).collect::<Vec<_>>());
+    let mut r = lock(record);
+    for (name, at) in grants {
+        r.narrow(Narrowing::new(
+            "expiry",
+            format!("grant {name} expires ({phase})"),
+            *at,
+            domains.grant_children(name),
+        ));
+    }
+}
+
 fn main() {
     if let Ok(kubeconfig) = std::env::var("DRMESH_KUBECONFIG") {
-        // SAFETY: set before any other thread starts; the live loader reads KUBECONFIG.
+        // SAFETY: set before any other thread starts; the operators read KUBECONFIG.
         unsafe { std::env::set_var("KUBECONFIG", kubeconfig) };
     }
     let products: usize = env_or("DRMESH_CHAOS_PRODUCTS", 1000);
-    let prefix = format!("chaos{}", jiff::Timestamp::now().as_second() % 100_000);
+    let prefix = format!("chaos{}", Timestamp::now().as_second() % 100_000);
     let mut rows: Vec<(String, String)> = Vec::new();
-
-    // The checker samples the cluster twice a second for the whole run.
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(AtomicUsize::new(0));
-    let checker = {
-        let (stop, samples, prefix) = (stop.clone(), samples.clone(), prefix.clone());
-        std::thread::spawn(move || {
-            let admission = Admission::new().expect("schemas");
-            let mut violations = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                violations.extend(check_invariants(&prefix, &admission));
-                samples.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            violations
-        })
-    };
 
     // A previous run's namespaces still being deleted would load the API server.
     let waited = Instant::now();
@@ -405,37 +371,76 @@ fn main() {
     assert!(kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]).status.success(), "CRDs");
     assert!(kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]).status.success());
 
-    // 1. kill -9 the operator every 2-4 s while the mesh converges.
-    // At most DRMESH_CHAOS_KILLS kills (default 20), then it must converge on its own:
-    // every restart lists and re-verifies the whole mesh, so endless kills every few
-    // seconds at 1,000 products would measure only the restarts.
+    // The judge samples the cluster for the whole run.
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let judge = start_judge(prefix.clone(), record.clone(), stop.clone());
+
+    // 0. The narrowing domains, in force under a calm operator before the faults.
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let domains = Domains::new(&prefix);
+    let deletable: Vec<String> = ["del-0", "del-1", "del-2", "fo-del"].map(String::from).to_vec();
+    apply(&domains.docs(&deletable));
+    let mut operator = Operator::start(&["--http-addr", &http]);
+    let mut in_force = deletable.clone();
+    in_force.push("to-reader".into());
+    wait_granted(&domains.producer, &in_force);
+
+    // 1. kill -9 the operator every 2-4 s while the mesh converges and access narrows:
+    // grants expire (+15..+30 s), are deleted (+12..+22 s), the reader's domain loses its
+    // clearance (+28 s). At most DRMESH_CHAOS_KILLS kills (default 20), then it must
+    // converge on its own: every restart lists and re-verifies the whole mesh, so endless
+    // kills every few seconds at 1,000 products would measure only the restarts.
     let max_kills: usize = env_or("DRMESH_CHAOS_KILLS", 20);
     apply(&mesh(&prefix, products));
     let started = Instant::now();
+    let t0 = Timestamp::now();
+    let expiring: Vec<(String, Timestamp)> =
+        (0..4).map(|k| (format!("exp-{k}"), seconds_after(t0, 15 + 5 * k as i64))).collect();
+    expire(&record, &domains, &expiring, "kill -9 phase", true);
+    let mut actions: Vec<(Duration, Option<String>)> =
+        vec![(12, Some("del-0")), (17, Some("del-1")), (22, Some("del-2")), (28, None)]
+            .into_iter()
+            .map(|(s, a)| (Duration::from_secs(s), a.map(String::from)))
+            .collect();
+    let narrowing_end = Duration::from_secs(36);
     let mut kills = 0;
-    let mut operator = Operator::start(&["--http-addr", "127.0.0.1:18091"]);
+    let mut next_kill = Instant::now() + Duration::from_secs(2);
     let (mut ready, mut total) = (0, 0);
-    while kills < max_kills {
-        std::thread::sleep(Duration::from_millis(2000 + (kills * 700 % 2000) as u64));
-        (ready, total) = ready_count(&prefix);
-        if total > 0 && ready == total {
+    loop {
+        while actions.first().is_some_and(|(at, _)| started.elapsed() >= *at) {
+            match actions.remove(0).1 {
+                Some(policy) => delete_policy(&record, &domains, &policy, "kill -9 phase"),
+                None => lower_clearance(&record, &domains, &domains.reader, "kill -9 phase"),
+            }
+        }
+        if Instant::now() >= next_kill && kills < max_kills {
+            (ready, total) = ready_count(&prefix);
+            if started.elapsed() >= narrowing_end && total > 0 && ready == total {
+                break;
+            }
+            operator.kill9();
+            kills += 1;
+            operator = Operator::start(&["--http-addr", &http]);
+            next_kill = Instant::now() + Duration::from_millis(2000 + (kills * 700 % 2000) as u64);
+        }
+        if actions.is_empty() && started.elapsed() >= narrowing_end && kills >= max_kills {
             break;
         }
-        operator.kill9();
-        kills += 1;
-        operator = Operator::start(&["--http-addr", "127.0.0.1:18091"]);
+        std::thread::sleep(Duration::from_millis(50));
     }
     let ready_at_last_kill =
         format!("{ready}/{total} Ready at the last kill, {:.0} s in", started.elapsed().as_secs_f64());
-    wait_converged(&prefix, "after the kills", Duration::from_secs(600));
+    wait_converged(&prefix, "after the kills", Duration::from_secs(600), &[port]);
     rows.push(("state when the kills stopped".into(), ready_at_last_kill));
-    let (orphans, duplicates) = orphans_and_duplicates(&prefix);
     rows.push((
         format!("converged under {kills} kill -9 ({products} products)"),
         format!("{:.1} s", started.elapsed().as_secs_f64()),
     ));
-    rows.push(("orphaned / duplicated children after the kills".into(), format!("{} / {duplicates}", orphans.len())));
-    assert!(orphans.is_empty(), "orphans: {orphans:?}");
+    let orphaned = wait_no_orphans(&prefix);
+    rows.push(("children without a live controller owner after the kills".into(), format!("{}", orphaned.len())));
+    assert!(orphaned.is_empty(), "orphans: {orphaned:?}");
 
     // 2. Restart kube-apiserver and etcd under the running operator, then change the mesh.
     kill_component("kube-apiserver");
@@ -446,37 +451,39 @@ fn main() {
         "spec": {"classification": "Internal", "inputs": [{"dataSource": "db"}], "runtime": {"image": "registry.example/chaos:1"},
                  "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}});
     apply(&[change]);
-    let t = wait_converged(&prefix, "after an API server and etcd restart", Duration::from_secs(180));
+    let t = wait_converged(&prefix, "after an API server and etcd restart", Duration::from_secs(180), &[port]);
     rows.push((
         "a change after kube-apiserver+etcd restart, converged in".into(),
         format!("{:.1} s (operator not restarted)", t.as_secs_f64()),
     ));
 
-    // 3. Two replicas with leader election; kill -9 the leader; a change still converges.
+    // 3. Two replicas with leader election; kill -9 the leader while a grant expires, another
+    // is deleted and the producer's domain loses its clearance; a change still converges.
     drop(operator);
     let lease_ns = format!("{prefix}-d0");
-    let mut a = Operator::start(&[
-        "--leader-election",
-        "--lease-namespace",
-        &lease_ns,
-        "--identity",
-        "chaos-a",
-        "--http-addr",
-        "127.0.0.1:18092",
-    ]);
+    let (port_a, port_b) = (free_port(), free_port());
+    let replica = |identity: &str, port: u16| {
+        let http = format!("127.0.0.1:{port}");
+        Operator::start(&[
+            "--leader-election",
+            "--lease-namespace",
+            &lease_ns,
+            "--identity",
+            identity,
+            "--http-addr",
+            &http,
+        ])
+    };
+    let mut a = replica("chaos-a", port_a);
     std::thread::sleep(Duration::from_secs(3));
-    let b = Operator::start(&[
-        "--leader-election",
-        "--lease-namespace",
-        &lease_ns,
-        "--identity",
-        "chaos-b",
-        "--http-addr",
-        "127.0.0.1:18093",
-    ]);
+    // Expires 3 s after the leader's kill below.
+    expire(&record, &domains, &[("fo-exp".into(), seconds_after(Timestamp::now(), 5))], "failover", false);
+    let b = replica("chaos-b", port_b);
     std::thread::sleep(Duration::from_secs(2));
     a.kill9();
     let killed = Instant::now();
+    delete_policy(&record, &domains, "fo-del", "failover");
+    lower_clearance(&record, &domains, &domains.producer, "failover");
     let patch = json!({"spec": {"description": "after failover"}});
     let _ = kubectl(&[
         "patch",
@@ -489,7 +496,7 @@ fn main() {
         "-p",
         &patch.to_string(),
     ]);
-    let t = wait_converged(&prefix, "after a leader failover", Duration::from_secs(120));
+    let t = wait_converged(&prefix, "after a leader failover", Duration::from_secs(120), &[port_b]);
     rows.push((
         "change converged after kill -9 of the leader".into(),
         format!("{:.1} s after the kill", killed.elapsed().as_secs_f64().max(t.as_secs_f64())),
@@ -497,10 +504,13 @@ fn main() {
 
     // A new leader lists everything and re-verifies every product once (its memory of
     // what it applied is empty): drift is measured on a settled operator, after that.
-    let settled = wait_settled(18093, Duration::from_secs(300));
+    let settled = wait_settled(port_b, Duration::from_secs(300));
     rows.push(("new leader's queue empty after".into(), format!("{:.1} s", settled.as_secs_f64())));
+    wait_landed(&record, Duration::from_secs(60));
 
-    // 4. Drift: delete and hand-edit children; time their restoration.
+    // 4. Drift: delete and hand-edit children; time their restoration. A widening edit (or
+    // a deleted isolation) is a narrowing for the judge: it times when access is back
+    // within the policies.
     let mut restore = Vec::new();
     for i in 0..10 {
         let ns = format!("{prefix}-d{}", i % 3);
@@ -520,23 +530,36 @@ fn main() {
             continue;
         };
         let (kind, name) = (
-            target["kind"].as_str().unwrap_or("").to_lowercase(),
+            target["kind"].as_str().unwrap_or("").to_string(),
             target["metadata"]["name"].as_str().unwrap_or("").to_string(),
         );
+        // What the edit can widen: the child, the binding of a Role, the pods of an isolation.
+        let mut touched: BTreeSet<String> = [format!("{kind} {ns}/{name}")].into();
+        if kind == "Role" {
+            touched.insert(format!("RoleBinding {ns}/{name}"));
+        }
+        if let Some(product) = name.strip_suffix("-isolation") {
+            touched.insert(format!("Deployment {ns}/{product}"));
+        }
+        let kind = kind.to_lowercase();
         let uid = target["metadata"]["uid"].clone();
         let rv = target["metadata"]["resourceVersion"].clone();
         let t = Instant::now();
-        if i % 2 == 0 {
-            let _ = kubectl(&["delete", &kind, &name, "-n", &ns, "--wait=false"]);
-        } else {
-            // A widening hand edit of a field drmesh owns: select every pod / grant everything.
-            let widen = if kind == "role" {
-                json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+        let edit =
+            Narrowing::new("hand edit", format!("{kind} {ns}/{name} edited or deleted"), Timestamp::now(), touched);
+        narrow(&record, edit, || {
+            if i % 2 == 0 {
+                let _ = kubectl(&["delete", &kind, &name, "-n", &ns, "--wait=false"]);
             } else {
-                json!({"spec": {"podSelector": {"matchLabels": null}}})
-            };
-            let _ = kubectl(&["patch", &kind, &name, "-n", &ns, "--type", "merge", "-p", &widen.to_string()]);
-        }
+                // A widening hand edit of a field drmesh owns: select every pod / grant everything.
+                let widen = if kind == "role" {
+                    json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+                } else {
+                    json!({"spec": {"podSelector": {"matchLabels": null}}})
+                };
+                let _ = kubectl(&["patch", &kind, &name, "-n", &ns, "--type", "merge", "-p", &widen.to_string()]);
+            }
+        });
         loop {
             let now = kubectl_json(&["get", &kind, &name, "-n", &ns, "-o", "json"]);
             let restored = match &now {
@@ -565,35 +588,89 @@ fn main() {
             p99.as_secs_f64()
         ),
     ));
-    drop(b);
+    wait_landed(&record, Duration::from_secs(30));
 
     stop.store(true, Ordering::Relaxed);
-    let violations = checker.join().expect("checker");
+    judge.join().expect("judge");
+    let mut record =
+        Arc::try_unwrap(record).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
+    record.finish();
+    let unjudged: Vec<String> = record.unjudged.iter().map(|(k, v)| format!("{v} × {k}")).collect();
     rows.push((
-        "invariant samples / violations".to_string(),
-        format!("{} / {}", samples.load(Ordering::Relaxed), violations.len()),
+        "judge: samples judged / not judged (API server down, failed list)".to_string(),
+        format!(
+            "{} / {}{}",
+            record.judged,
+            record.unjudged_total(),
+            if unjudged.is_empty() { String::new() } else { format!(" ({})", unjudged.join("; ")) }
+        ),
     ));
-    let (orphans, duplicates) = orphans_and_duplicates(&prefix);
-    rows.push(("orphaned / duplicated children at the end".into(), format!("{} / {duplicates}", orphans.len())));
+    rows.push(("judge: accesses beyond the policies (violations)".into(), format!("{}", record.violations.len())));
+    let orphaned = wait_no_orphans(&prefix);
+    rows.push(("children without a live controller owner at the end".into(), format!("{}", orphaned.len())));
 
     let mut report = format!(
         "# drmesh chaos — {products} products\n\nrun {} on {} cores; `make chaos` (DRMESH_CHAOS_PRODUCTS={products})\n\n| phase | result |\n|---|---|\n",
-        jiff::Timestamp::now(),
+        Timestamp::now(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     for (k, v) in &rows {
         report.push_str(&format!("| {k} | {v} |\n"));
     }
+    report.push_str(&narrowing_table(&record));
     println!("\n{report}");
     let results = std::path::PathBuf::from(format!("{}/bench/results", env!("CARGO_MANIFEST_DIR")));
     std::fs::create_dir_all(&results).expect("results dir");
-    let run_id = jiff::Timestamp::now().as_second();
+    let run_id = Timestamp::now().as_second();
     std::fs::write(results.join(format!("chaos-{run_id}-n{products}.md")), &report).expect("write results");
     std::fs::write(results.join("chaos-latest.md"), &report).expect("write results");
-    for ns in 0..(products / 40).max(3) {
-        let _ = kubectl(&["delete", "namespace", &format!("{prefix}-d{ns}"), "--wait=false"]);
-    }
-    assert!(violations.is_empty(), "grants exceeded the policies: {violations:#?}");
-    assert!(orphans.is_empty() && duplicates == 0, "orphans {orphans:?}, duplicates {duplicates}");
+    // The namespaces go while the leader runs (it releases the isolation finalizers).
+    let mut namespaces: Vec<String> = (0..(products / 40).max(3)).map(|d| format!("{prefix}-d{d}")).collect();
+    namespaces.extend([domains.producer.clone(), domains.reader.clone()]);
+    common::delete_namespaces(&namespaces);
+    drop(b);
+    assert!(record.violations.is_empty(), "access beyond the policies: {:#?}", record.violations);
+    assert!(orphaned.is_empty(), "orphans {orphaned:?}");
     assert!(p99 < Duration::from_secs(5), "drift restoration took {p99:?}");
+}
+
+/// Children of deleted owners go with the garbage collector: orphans are those it left.
+fn wait_no_orphans(prefix: &str) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let found = orphans(prefix);
+        if found.is_empty() || started.elapsed() > Duration::from_secs(60) {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Waits (up to `deadline`) until every narrowing due has landed.
+fn wait_landed(record: &Mutex<Record>, deadline: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        let now = Timestamp::now();
+        if lock(record).narrowings.iter().all(|n| n.at > now || n.landed.is_some()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How late each narrowing landed, by kind and phase, then each one.
+fn narrowing_table(record: &Record) -> String {
+    let mut out = String::from(
+        "\nNarrowings: from the instant access had to narrow (expiresAt, the delete or label request, the hand edit) to the first judged sample without the access (an upper bound; samples every ~100 ms plus a list of every kind).\n\n| narrowing | in force before | late |\n|---|---|---|\n",
+    );
+    for n in &record.narrowings {
+        out.push_str(&format!(
+            "| {} — {} | {} | {} |\n",
+            n.kind,
+            n.what,
+            if n.in_force { "yes" } else { "no (nothing to narrow)" },
+            n.late_ms().map_or("never".into(), |ms| format!("{ms:.0} ms"))
+        ));
+    }
+    out
 }

@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+pub mod judging;
+pub mod narrowing;
+
 use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource};
 use drmesh::mesh::{Snapshot, grant, product, rules, source};
 use serde_json::{Value, json};
@@ -20,6 +23,29 @@ pub fn kubectl() -> Command {
         c.arg("--kubeconfig").arg(k);
     }
     c
+}
+
+/// A TCP port free on 127.0.0.1 now (no fixed ports: several clusters and benches may
+/// share a machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// The items of a Kubernetes list.
+pub fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list["items"].as_array().into_iter().flatten()
+}
+
+/// A client of the local cluster (DRMESH_KUBECONFIG), with short timeouts: a request to
+/// an API server that is down fails fast instead of hanging a sample.
+pub async fn client() -> kube::Client {
+    let path = std::env::var("DRMESH_KUBECONFIG").expect("DRMESH_KUBECONFIG");
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kubeconfig config");
+    config.connect_timeout = Some(std::time::Duration::from_secs(2));
+    config.read_timeout = Some(std::time::Duration::from_secs(10));
+    kube::Client::try_from(config).expect("client")
 }
 
 /// How many domains (namespaces) the synthetic mesh of `products` spreads over; product
@@ -85,7 +111,7 @@ pub fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
 }
 
 /// The children the operator would create, as the pure core builds them; without
-/// owner references unless `owners` (the kubectl baseline has no owners).
+/// owner references and finalizers unless `owners` (the kubectl baseline has neither).
 pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
@@ -95,6 +121,9 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
             && !owners
         {
             meta.remove("ownerReferences");
+            // The isolation's finalizer is released by the operator: none runs beside
+            // the baseline, whose namespaces would never go.
+            meta.remove("finalizers");
         }
         out.push(v);
     };
@@ -132,4 +161,16 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Deletes namespaces and waits (up to 5 minutes) until they are gone. Call it while the
+/// operator still runs: it releases the isolation finalizers once the pods are gone.
+pub fn delete_namespaces(names: &[String]) {
+    let mut args = vec!["delete".to_string(), "namespace".into(), "--wait=true".into(), "--timeout=300s".into()];
+    args.extend(names.iter().cloned());
+    args.push("--ignore-not-found".into());
+    let out = kubectl().args(&args).output().expect("kubectl delete namespace");
+    if !out.status.success() {
+        eprintln!("namespaces not deleted: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

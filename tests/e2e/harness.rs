@@ -251,3 +251,51 @@ impl Drop for ClusterScoped {
 pub fn background() -> DeleteParams {
     DeleteParams::background()
 }
+
+/// `kubectl apply --server-side` of a YAML or JSON text, as the admin; a failure fails the test.
+pub fn apply_text(text: &str) {
+    apply(text)
+}
+
+/// `kubectl ... -o json` as the admin, parsed; a kubectl error fails the test.
+pub fn kubectl_json(args: &[&str]) -> serde_json::Value {
+    let out = kubectl(args);
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("kubectl {args:?}: not JSON: {e}"))
+}
+
+/// The (status, reason) of an object's Ready condition, from its JSON.
+pub fn ready_of(obj: &serde_json::Value) -> Option<(String, String)> {
+    let c = obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?;
+    Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
+}
+
+/// Waits until every DataSource, DataProduct and AccessPolicy of `namespaces` is Ready
+/// for its current generation; returns how many there are.
+pub async fn wait_all_ready(namespaces: &[String], timeout: Duration) -> usize {
+    eventually(&format!("every drmesh object of {namespaces:?} Ready"), timeout, || {
+        let mut total = 0;
+        let mut all = true;
+        for ns in namespaces {
+            let list = kubectl_json(&["get", "datasources,dataproducts,accesspolicies", "-n", ns, "-o", "json"]);
+            for o in list["items"].as_array().into_iter().flatten() {
+                total += 1;
+                let current = o["status"]["observedGeneration"] == o["metadata"]["generation"];
+                all &= current && ready_of(o).is_some_and(|(s, _)| s == "True");
+            }
+        }
+        async move { (all && total > 0).then_some(total) }
+    })
+    .await
+}
+
+/// `drmesh access-review --cluster -o json` on the local cluster: every row.
+pub fn access_review() -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["access-review", "--cluster", "-o", "json"])
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .expect("drmesh access-review");
+    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("access-review json")
+}

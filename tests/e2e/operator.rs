@@ -721,13 +721,7 @@ async fn render_shows_exactly_what_the_operator_creates() {
     }
 
     // The access review of the live cluster lists the grant as the operator applied it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["access-review", "--cluster", "-o", "json"])
-        .env("KUBECONFIG", harness::kubeconfig_path())
-        .output()
-        .expect("drmesh access-review");
-    assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = harness::access_review();
     let group = format!("Group:e2e-officers-{p}");
     let row = rows
         .iter()

@@ -1,0 +1,94 @@
+//! The part of the chaos mesh whose access narrows under faults: two domains beside the
+//! big mesh, `<prefix>n-prod` (a Restricted product on a Restricted source, granted to
+//! people, to a Namespace and to `<prefix>n-low`'s reader) and `<prefix>n-low` (the
+//! reader, on a source of its own). Grants expire, are deleted, and the reader's domain
+//! loses its clearance while the operator is killed or fails over; the judge times how
+//! late each narrowing lands.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+pub struct Domains {
+    pub producer: String,
+    pub reader: String,
+}
+
+impl Domains {
+    pub fn new(prefix: &str) -> Self {
+        Domains { producer: format!("{prefix}n-prod"), reader: format!("{prefix}n-low") }
+    }
+
+    /// The children a grant policy makes (what its expiry or deletion must remove).
+    pub fn grant_children(&self, policy: &str) -> BTreeSet<String> {
+        ["Role", "RoleBinding", "NetworkPolicy"]
+            .iter()
+            .map(|k| format!("{k} {}/drmesh-grant-{policy}", self.producer))
+            .collect()
+    }
+
+    fn namespace(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"drmesh.io/clearance": "Restricted"}}})
+    }
+
+    fn source(ns: &str, name: &str, level: &str, cidr: &str) -> [Value; 2] {
+        [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-credentials"), "namespace": ns,
+                "labels": {"drmesh.io/credentials": "true"}}, "stringData": {"p": "x"}}),
+            json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataSource", "metadata": {"name": name, "namespace": ns},
+                "spec": {"classification": level, "type": "Postgres", "endpoint": {"cidr": cidr, "port": 5432},
+                         "credentialsSecretRef": {"name": format!("{name}-credentials")}}}),
+        ]
+    }
+
+    pub fn policy(&self, name: &str, subjects: Value, ports: Option<Value>, expires_at: &str) -> Value {
+        let mut spec = json!({"dataProduct": "secret-feed", "subjects": subjects,
+            "purpose": "chaos: an access that narrows under faults", "expiresAt": expires_at});
+        if let Some(ports) = ports {
+            spec["ports"] = ports;
+        }
+        json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
+            "metadata": {"name": name, "namespace": self.producer}, "spec": spec})
+    }
+
+    /// The Group-only grant whose expiry is timed at `at`.
+    pub fn expiring(&self, name: &str, at: Timestamp, with_reader_domain: bool) -> Value {
+        let mut subjects = vec![json!({"kind": "Group", "name": format!("g-{name}")})];
+        if with_reader_domain {
+            subjects.push(json!({"kind": "Namespace", "name": self.reader}));
+        }
+        self.policy(name, json!(subjects), None, &at.to_string())
+    }
+
+    /// The two domains, the reader's grant and `deletable` grants to be deleted later.
+    pub fn docs(&self, deletable: &[String]) -> Vec<Value> {
+        let (p, r) = (&self.producer, &self.reader);
+        let mut docs = vec![Self::namespace(p), Self::namespace(r)];
+        docs.extend(Self::source(p, "vault", "Restricted", "10.70.0.0/24"));
+        docs.extend(Self::source(r, "notes", "Internal", "10.71.0.0/24"));
+        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "secret-feed", "namespace": p},
+            "spec": {"classification": "Restricted", "owners": [{"kind": "Group", "name": "feed-owners"}], "inputs": [{"dataSource": "vault"}],
+                     "runtime": {"image": "registry.example/chaos:1"},
+                     "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}, {"name": "grpc", "port": 9090, "protocol": "GRPC"}]}}));
+        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "reader", "namespace": r},
+            "spec": {"classification": "Restricted", "inputs": [{"dataSource": "notes"}, {"dataProduct": {"namespace": p, "name": "secret-feed"}, "ports": ["http"]}],
+                     "runtime": {"image": "registry.example/chaos:1"},
+                     "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}));
+        docs.push(self.policy(
+            "to-reader",
+            json!([{"kind": "DataProduct", "namespace": r, "name": "reader"}]),
+            None,
+            "2030-01-01T00:00:00Z",
+        ));
+        for name in deletable {
+            docs.push(self.policy(
+                name,
+                json!([{"kind": "Group", "name": format!("g-{name}")}, {"kind": "DataProduct", "namespace": r, "name": "reader"}]),
+                Some(json!(["grpc"])),
+                "2030-01-01T00:00:00Z",
+            ));
+        }
+        docs
+    }
+}
