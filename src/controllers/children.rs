@@ -101,18 +101,22 @@ impl Applier {
         {
             return Ok(false);
         }
-        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
-        let params = PatchParams::apply(self.manager).force();
         self.writes.inc();
-        let stored = api.patch(&name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
-            kind: K::kind(&()).to_string(),
-            name: name.clone(),
-            source,
-        })?;
+        let stored = self.send(child, &namespace, &name, PatchParams::apply(self.manager).force()).await?;
         if let Some(rv) = stored.resource_version() {
             self.remember(key, desired, rv);
         }
         Ok(true)
+    }
+
+    /// One server-side apply of `child` with `params`.
+    async fn send<K: Child>(&self, child: &K, namespace: &str, name: &str, params: PatchParams) -> Result<K, Error> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.patch(name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
+            kind: K::kind(&()).to_string(),
+            name: name.to_string(),
+            source,
+        })
     }
 
     /// Refuses to write over an object drmesh did not create for this parent: a foreign
@@ -156,13 +160,7 @@ impl Applier {
         let namespace = child.namespace().ok_or(Error::MissingNamespace)?;
         let name = child.name_any();
         self.check_ours(child, cache, &namespace, &name)?;
-        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
-        let params = PatchParams::apply(self.manager).force().dry_run();
-        api.patch(&name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
-            kind: K::kind(&()).to_string(),
-            name,
-            source,
-        })?;
+        self.send(child, &namespace, &name, PatchParams::apply(self.manager).force().dry_run()).await?;
         Ok(())
     }
 
