@@ -364,19 +364,35 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (c, g, u) = (client.clone(), gate.clone(), unmanaged);
     let w = FOREIGN_WATCHED;
     let foreign_fed = future::join_all([
-        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.deployments.clone(), g.clone(), w[0])),
-        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.services.clone(), g.clone(), w[1])),
-        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.service_accounts.clone(), g.clone(), w[2])),
+        names_only(cached_children(
+            c.clone(),
+            &scope,
+            u.clone(),
+            foreign.deployments.clone(),
+            g.clone(),
+            w[0],
+            keep_all,
+        )),
+        names_only(cached_children(c.clone(), &scope, u.clone(), foreign.services.clone(), g.clone(), w[1], keep_all)),
+        names_only(cached_children(
+            c.clone(),
+            &scope,
+            u.clone(),
+            foreign.service_accounts.clone(),
+            g.clone(),
+            w[2],
+            keep_all,
+        )),
         fed_to(
-            watches::foreign(c.clone(), &scope, u.clone(), foreign.network_policies.clone(), g.clone(), w[3]),
+            cached_children(c.clone(), &scope, u.clone(), foreign.network_policies.clone(), g.clone(), w[3], keep_all),
             &foreign_np,
         ),
-        names_only(watches::foreign(c.clone(), &scope, u.clone(), foreign.roles.clone(), g.clone(), w[4])),
+        names_only(cached_children(c.clone(), &scope, u.clone(), foreign.roles.clone(), g.clone(), w[4], keep_all)),
         fed_to(
-            watches::foreign(c.clone(), &scope, u.clone(), foreign.role_bindings.clone(), g.clone(), w[5]),
+            cached_children(c.clone(), &scope, u.clone(), foreign.role_bindings.clone(), g.clone(), w[5], keep_all),
             &foreign_rb,
         ),
-        names_only(watches::foreign(c, &scope, u, foreign.config_maps.clone(), g, w[6])),
+        names_only(cached_children(c, &scope, u, foreign.config_maps.clone(), g, w[6], keep_all)),
     ]);
 
     let products_ctrl = {

@@ -69,12 +69,39 @@ where
     listed(relists_after_swap(trimmed(events, trim).reflect(writer)), gate, kind)
 }
 
-/// Like [`cached`], for a child kind kept as compact records (see [`ChildCache`]).
-pub fn cached_children<K>(
+/// A cache that keeps itself up to date from a watch stream: the children's records
+/// ([`ChildCache`]) or the names of objects drmesh did not create ([`ForeignNames`]).
+pub trait Reflecting<K>: scope::Listing<K> + Clone {
+    fn reflect_events<S>(self, events: S) -> impl Stream<Item = WatchResult<K>> + Send
+    where
+        S: Stream<Item = WatchResult<K>> + Send;
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Default + Send + Sync + 'static> Reflecting<K> for ChildCache<K> {
+    fn reflect_events<S>(self, events: S) -> impl Stream<Item = WatchResult<K>> + Send
+    where
+        S: Stream<Item = WatchResult<K>> + Send,
+    {
+        self.reflect(events)
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Default + Send + Sync + 'static> Reflecting<K> for ForeignNames<K> {
+    fn reflect_events<S>(self, events: S) -> impl Stream<Item = WatchResult<K>> + Send
+    where
+        S: Stream<Item = WatchResult<K>> + Send,
+    {
+        self.reflect(events)
+    }
+}
+
+/// Like [`cached`], for a cache of compact entries: the children's records, or the
+/// names of the objects drmesh did not create.
+pub fn cached_children<K, C: Reflecting<K>>(
     client: Client,
     scope: &Scope,
     cfg: watcher::Config,
-    cache: ChildCache<K>,
+    cache: C,
     gate: Arc<SyncGate>,
     kind: &'static str,
     trim: fn(&mut K),
@@ -90,30 +117,7 @@ where
         + 'static,
 {
     let events = scope::watch(client, scope, cfg, cache.clone());
-    listed(cache.reflect(trimmed(events, trim)), gate, kind)
-}
-
-/// A watch of objects drmesh did not create (names only, see [`ForeignNames`]).
-pub fn foreign<K>(
-    client: Client,
-    scope: &Scope,
-    cfg: watcher::Config,
-    names: ForeignNames<K>,
-    gate: Arc<SyncGate>,
-    kind: &'static str,
-) -> impl Stream<Item = WatchResult<K>> + Send
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Default
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let events = scope::watch(client, scope, cfg, names.clone());
-    listed(names.reflect(trimmed(events, keep_all)), gate, kind)
+    listed(cache.reflect_events(trimmed(events, trim)), gate, kind)
 }
 
 /// Like [`cached`], for a cluster-scoped kind (always watched cluster-wide).
