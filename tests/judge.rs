@@ -17,9 +17,23 @@ use serde_json::{Value, json};
 
 const NOW: &str = "2026-06-01T00:00:00Z";
 
-/// The reference mesh's declarations, as written in config/samples.
+/// The API server's address in these fixtures: people read through its proxy.
+const API_SERVER: &str = "10.96.0.1";
+
+/// The `default/kubernetes` Service's EndpointSlice, which publishes the API server's
+/// address (the judge learns it from there, as on a cluster).
+fn api_server_slice() -> Value {
+    json!({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1", "addressType": "IPv4",
+        "metadata": {"namespace": "default", "name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "endpoints": [{"addresses": [API_SERVER]}]})
+}
+
+/// The reference mesh's declarations, as written in config/samples, and the API
+/// server's address.
 fn declarations() -> Vec<Value> {
-    samples::reference()
+    let mut docs = samples::reference();
+    docs.push(api_server_slice());
+    docs
 }
 
 /// The declarations with one of them (kind, name) edited.
@@ -33,7 +47,7 @@ fn declarations_with(kind: &str, name: &str, edit: impl Fn(&mut Value)) -> Vec<V
 /// only the fixture comes from drmesh; the judge reads it as any other JSON.
 fn children() -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["render", "-o", "json", "--now", NOW, "-f"])
+        .args(["render", "-o", "json", "--now", NOW, "--api-server-cidrs", API_SERVER, "-f"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples"))
         .output()
         .expect("drmesh render");
@@ -140,6 +154,33 @@ fn a_widened_ip_block_is_caught() {
 }
 
 #[test]
+fn the_api_server_is_admitted_only_on_ports_granted_to_people() {
+    let (k, ns, n) = GRANT_NP;
+    let child = format!("{k} {ns}/{n}");
+    let proxy = json!({"ipBlock": {"cidr": format!("{API_SERVER}/32")}});
+    // The rendered grant admits the API server (people are granted): no finding.
+    let rendered = children();
+    let np = rendered.iter().find(|c| c["kind"] == k && c["metadata"]["name"] == n).expect("grant policy");
+    assert_eq!(np["spec"]["ingress"][1]["from"][0], proxy, "{np:#}");
+    assert!(judge_at(declarations(), rendered.clone(), NOW).is_empty());
+    // A wider range than the API server's address.
+    let f = plant(k, ns, n, |np| np["spec"]["ingress"][1]["from"][0]["ipBlock"]["cidr"] = json!("10.96.0.0/24"));
+    caught(&f, &child, "ipBlock 10.96.0.0/24");
+    // An ungranted port.
+    let f = plant(k, ns, n, |np| np["spec"]["ingress"][1]["ports"] = json!([{"protocol": "TCP", "port": 9090}]));
+    caught(&f, &child, &format!("ipBlock {API_SERVER}/32 on TCP/9090"));
+    // A grant to workloads only gives the API server nothing.
+    let no_people = declarations_with("AccessPolicy", "incident-feed-cnc", |d| {
+        let subjects = d["spec"]["subjects"].as_array_mut().expect("subjects");
+        subjects.retain(|s| s["kind"] != "Group" && s["kind"] != "User");
+    });
+    caught(&judge_at(no_people, rendered.clone(), NOW), &child, &format!("ipBlock {API_SERVER}/32"));
+    // An address that is not the API server's.
+    let elsewhere: Vec<Value> = declarations().into_iter().filter(|d| d["kind"] != "EndpointSlice").collect();
+    caught(&judge_at(elsewhere, rendered, NOW), &child, &format!("ipBlock {API_SERVER}/32"));
+}
+
+#[test]
 fn a_widened_pod_selector_is_caught() {
     let (k, ns, n) = GRANT_NP;
     // The grant's ingress applied to every pod of police, not only the incident feed's.
@@ -155,12 +196,15 @@ fn a_widened_pod_selector_is_caught() {
 
 #[test]
 fn widened_policy_types_and_egress_are_caught() {
-    // The situation picture is granted to people only: without the isolation's Ingress
-    // type, nothing isolates its pods and anything reaches them.
-    let f = plant("NetworkPolicy", "cnc", "situation-picture-isolation", |np| {
-        np["spec"]["policyTypes"] = json!(["Egress"])
-    });
-    caught(&f, "Deployment cnc/situation-picture", "not isolated for ingress");
+    // The situation picture is granted to people only, whose grant admits the API server:
+    // without the isolation's Ingress type, that grant's policy alone isolates its pods;
+    // without both, anything reaches them.
+    let mut children = children();
+    children.retain(|c| c["metadata"]["name"] != "drmesh-grant-situation-picture-officers");
+    for c in children.iter_mut().filter(|c| c["metadata"]["name"] == "situation-picture-isolation") {
+        c["spec"]["policyTypes"] = json!(["Egress"]);
+    }
+    caught(&judge_at(declarations(), children, NOW), "Deployment cnc/situation-picture", "not isolated for ingress");
     let f = plant("NetworkPolicy", "cnc", "situation-picture-isolation", |np| {
         np["spec"]["policyTypes"] = json!(["Ingress"])
     });

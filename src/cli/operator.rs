@@ -11,8 +11,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
 use crate::controllers::{self, Options, Scope, shutdown_signal};
 use crate::leader::Elector;
+use crate::mesh::grant::ApiServer;
 use crate::telemetry::{self, AuditSink, Metrics};
 
 /// Options of `drmesh run`.
@@ -57,6 +60,14 @@ pub struct RunArgs {
     /// audit record, metric) or `refuse` (the products also do not run).
     #[arg(long, value_enum, default_value_t = ForeignAccess::Report, env = "DRMESH_FOREIGN_ACCESS")]
     pub foreign_access: ForeignAccess,
+    /// Where people's reads through the API server's `services/proxy` come from, admitted
+    /// to a product on the ports granted to a User or Group: `auto` (the addresses of the
+    /// EndpointSlice `default/kubernetes`, read at start), `none`
+    /// (people's reads are not let through the network), or addresses and CIDRs
+    /// (comma-separated), for clusters where the API server's connections to pods leave
+    /// from another address (tunnel interfaces, NAT).
+    #[arg(long, default_value = "auto", env = "DRMESH_API_SERVER_CIDRS")]
+    pub api_server_cidrs: String,
 }
 
 /// See [`RunArgs::foreign_access`].
@@ -81,6 +92,8 @@ pub enum RunError {
     },
     #[error("leadership lost: stopped writing; exiting so that a fresh process stands by")]
     LeadershipLost,
+    #[error("--api-server-cidrs: {0}")]
+    ApiServerCidrs(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -122,6 +135,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         .route("/metrics", get(metrics_handler))
         .with_state(metrics.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let api_server = api_server(&client, &args.api_server_cidrs).await?;
     let clock = tokio::spawn(watch_clock(client.clone(), metrics.clone()));
     tracing::info!(addr = %args.http_addr, "serving /healthz, /readyz, /metrics");
     let options = Options {
@@ -131,6 +145,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         scope: Scope::of(args.namespaces.iter().map(|n| n.trim().to_string())),
         debounce: std::time::Duration::from_millis(args.debounce_ms),
         refuse_foreign_access: args.foreign_access == ForeignAccess::Refuse,
+        api_server,
     };
     let audit = Arc::new(audit);
     let result = if args.leader_election {
@@ -217,6 +232,38 @@ async fn lead(
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> String {
     metrics.encode()
+}
+
+/// The API server's addresses as `--api-server-cidrs` says: listed, none, or (`auto`)
+/// the addresses of the `default/kubernetes` EndpointSlice. When they cannot be read, people's
+/// reads are not let through (fail closed) and the operator says so.
+async fn api_server(client: &kube::Client, setting: &str) -> Result<ApiServer, RunError> {
+    match setting.trim() {
+        "none" => Ok(ApiServer::none()),
+        "auto" => {
+            // The API server keeps this one EndpointSlice (named like its Service) up to date.
+            let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client.clone(), "default");
+            match slices.get("kubernetes").await {
+                Ok(slice) => {
+                    let addresses = slice.endpoints.iter().flat_map(|e| e.addresses.iter());
+                    let found = ApiServer::parse(addresses).map_err(RunError::ApiServerCidrs)?;
+                    if found.cidrs().is_empty() {
+                        tracing::warn!(
+                            "the kubernetes Service publishes no endpoint: people's reads through the proxy stay closed"
+                        );
+                    } else {
+                        tracing::info!(cidrs = ?found.cidrs(), "people's reads through the proxy come from the API server");
+                    }
+                    Ok(found)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the EndpointSlice default/kubernetes: people's reads through the proxy stay closed (set --api-server-cidrs)");
+                    Ok(ApiServer::none())
+                }
+            }
+        }
+        listed => ApiServer::parse(listed.split(',')).map_err(RunError::ApiServerCidrs),
+    }
 }
 
 #[cfg(test)]

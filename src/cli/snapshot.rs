@@ -41,6 +41,16 @@ pub struct Inputs {
     /// e.g. `--clearance cnc=Restricted` (repeatable). A Namespace manifest wins.
     #[arg(long = "clearance", value_name = "NAMESPACE=LEVEL", value_parser = parse_clearance)]
     pub clearances: Vec<(String, Classification)>,
+    /// The API server's addresses or CIDRs (comma-separated), as the operator's
+    /// `--api-server-cidrs` resolves them: a grant to a User or Group then admits them on
+    /// its ports (people read through the API server's proxy). Default: none.
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_api_server)]
+    pub api_server_cidrs: Vec<String>,
+}
+
+fn parse_api_server(text: &str) -> Result<String, String> {
+    let parsed = crate::mesh::grant::ApiServer::parse([text])?;
+    Ok(parsed.cidrs().first().cloned().unwrap_or_default())
 }
 
 fn parse_clearance(text: &str) -> Result<(String, Classification), String> {
@@ -108,7 +118,9 @@ pub fn load(inputs: &Inputs, admission: &Admission) -> Result<Mesh, CliError> {
             texts.push((file, text));
         }
     }
-    Ok(load_texts(&texts, &inputs.namespace, &inputs.clearances, admission))
+    let mut mesh = load_texts(&texts, &inputs.namespace, &inputs.clearances, admission);
+    mesh.snapshot.api_server = crate::mesh::grant::ApiServer::parse(&inputs.api_server_cidrs).unwrap_or_default();
+    Ok(mesh)
 }
 
 /// Builds the mesh from file contents (file name, text). Never fails, never panics: what
@@ -257,6 +269,7 @@ pub fn load_path(path: &Path, admission: &Admission) -> Result<Mesh, CliError> {
         now: None,
         namespace: "default".into(),
         clearances: vec![],
+        api_server_cidrs: vec![],
     };
     load(&inputs, admission)
 }

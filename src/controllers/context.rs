@@ -42,6 +42,8 @@ pub struct Caches {
     pub foreign: super::foreign::Foreign,
     /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).
     pub synced: tokio::sync::watch::Receiver<bool>,
+    /// The API server's addresses: people's reads through the proxy come from them.
+    pub api_server: crate::mesh::grant::ApiServer,
 }
 
 impl Caches {
@@ -130,6 +132,9 @@ impl MeshView for Caches {
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
         select(&self.products, |p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
+    }
+    fn api_server(&self) -> &crate::mesh::grant::ApiServer {
+        &self.api_server
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Options {
     pub debounce: Duration,
     /// Products in a classified domain holding foreign access objects do not run.
     pub refuse_foreign_access: bool,
+    /// The API server's addresses, admitted to products on the ports granted to people.
+    pub api_server: crate::mesh::grant::ApiServer,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             scope: Scope::Cluster,
             debounce: Duration::from_millis(100),
             refuse_foreign_access: false,
+            api_server: crate::mesh::grant::ApiServer::none(),
         }
     }
 }
@@ -255,6 +258,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         config_maps,
         foreign: foreign.clone(),
         synced,
+        api_server: options.api_server.clone(),
     };
     let gate_kinds: Vec<&'static str> = WATCHED.iter().chain(FOREIGN_WATCHED.iter()).copied().collect();
     let gate = SyncGate::new(&gate_kinds, synced_tx, options.ready.clone());

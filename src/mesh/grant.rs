@@ -11,6 +11,61 @@ use super::rules::GrantPlan;
 use super::{meta, owner_reference, typed};
 use crate::api::{AccessPolicy, Subject, SubjectKind};
 
+/// Where people's reads come from: the API server's own addresses, in CIDR notation.
+/// People read a product through `services/proxy`, so the API server opens the
+/// connection to the product's pod; the grant's NetworkPolicy admits these addresses on
+/// the granted ports when the grant names a User or Group (docs/security-model.md O11).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiServer {
+    cidrs: Vec<String>,
+}
+
+impl ApiServer {
+    /// No address: people's reads through the proxy are not let through the network.
+    pub fn none() -> Self {
+        Self::NONE
+    }
+
+    /// Parses addresses (`10.0.0.1`, `10.0.0.0/24`, `fd00::1`, `fd00::/64`); a bare
+    /// address becomes a /32 (IPv4) or /128 (IPv6). Errors name the bad value.
+    pub fn parse<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut cidrs = Vec::new();
+        for value in values {
+            let value = value.as_ref().trim();
+            if value.is_empty() {
+                continue;
+            }
+            let (address, prefix) = match value.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (value, None),
+            };
+            let ip: std::net::IpAddr =
+                address.parse().map_err(|_| format!("{value:?} is not an IP address or a CIDR such as 10.0.0.1/32"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("{value:?}: the prefix length must be 0 to {max}"))?,
+            };
+            let cidr = format!("{ip}/{prefix}");
+            if !cidrs.contains(&cidr) {
+                cidrs.push(cidr);
+            }
+        }
+        Ok(Self { cidrs })
+    }
+
+    pub fn cidrs(&self) -> &[String] {
+        &self.cidrs
+    }
+
+    /// No address at all.
+    pub const NONE: ApiServer = ApiServer { cidrs: Vec::new() };
+}
+
 /// Every child of one AccessPolicy; all absent when nothing is granted.
 #[derive(Clone, Debug, Default)]
 pub struct GrantBundle {
@@ -102,18 +157,26 @@ pub fn build(policy: &AccessPolicy, plan: &GrantPlan) -> GrantBundle {
         (Some(role), Some(binding))
     };
 
+    let ports: Vec<Value> = plan.ports.iter().map(|(p, _)| json!({"protocol": "TCP", "port": p})).collect();
+    let mut rules = Vec::new();
     let peers: Vec<Value> = plan.effective.iter().filter_map(network_peer).collect();
-    let ingress = (!peers.is_empty()).then(|| {
+    if !peers.is_empty() {
+        rules.push(json!({"from": peers, "ports": ports}));
+    }
+    // People read through the API server's proxy: its connection must reach the pod, on
+    // the granted ports only, and only while a person holds the grant.
+    if !plan.proxy_from.is_empty() {
+        let from: Vec<Value> = plan.proxy_from.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
+        rules.push(json!({"from": from, "ports": ports}));
+    }
+    let ingress = (!rules.is_empty()).then(|| {
         typed(json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata,
             "spec": {
                 "podSelector": {"matchLabels": {DATA_PRODUCT: product}},
                 "policyTypes": ["Ingress"],
-                "ingress": [{
-                    "from": peers,
-                    "ports": plan.ports.iter().map(|(p, _)| json!({"protocol": "TCP", "port": p})).collect::<Vec<_>>(),
-                }],
+                "ingress": rules,
             }
         }))
     });

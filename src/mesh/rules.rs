@@ -223,6 +223,10 @@ pub struct GrantPlan {
     pub ports: Vec<(i32, String)>,
     /// When the grant ends; the operator revokes it then.
     pub expires_at: Option<Timestamp>,
+    /// Where people's reads through the API server's proxy come from (CIDRs), admitted
+    /// on the granted ports: set only when a User, Group or ServiceAccount subject (who
+    /// read through the proxy) is effective.
+    pub proxy_from: Vec<String>,
 }
 
 impl GrantPlan {
@@ -238,7 +242,15 @@ impl GrantPlan {
         expires_at: Option<Timestamp>,
     ) -> Self {
         let denied = subjects.iter().map(|s| (s.clone(), problem.clone())).collect();
-        Self { product, effective: vec![], denied, problem: Some(problem), ports: vec![], expires_at }
+        Self {
+            product,
+            effective: vec![],
+            denied,
+            problem: Some(problem),
+            ports: vec![],
+            expires_at,
+            proxy_from: vec![],
+        }
     }
 }
 
@@ -351,7 +363,12 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             _ => effective.push(subject.clone()),
         }
     }
-    GrantPlan { product: Some(product), effective, denied, problem: None, ports, expires_at }
+    // People and ServiceAccounts read through the API server's service proxy.
+    let proxied = effective
+        .iter()
+        .any(|s| matches!(s.kind, SubjectKind::User | SubjectKind::Group | SubjectKind::ServiceAccount));
+    let proxy_from = if proxied && !ports.is_empty() { view.api_server().cidrs().to_vec() } else { vec![] };
+    GrantPlan { product: Some(product), effective, denied, problem: None, ports, expires_at, proxy_from }
 }
 
 /// `kind:namespace/name` or `kind:name`, as audit records and status list subjects.

@@ -442,3 +442,47 @@ fn the_isolation_is_held_until_the_products_pods_are_gone() {
     let bundle = product::build(&feed, &rules::plan_product(&mesh, &feed, now()));
     assert_eq!(bundle.isolation.metadata.finalizers, Some(vec![super::labels::ISOLATION_FINALIZER.to_string()]));
 }
+
+#[test]
+fn people_reads_come_from_the_api_server_on_the_granted_ports_only() {
+    let mut mesh = mesh();
+    mesh.api_server = grant::ApiServer::parse(["10.0.0.1", "fd00::1"]).expect("addresses");
+    let people = policy("police", "officers", "incident-feed", "[{kind: Group, name: cnc-officers}]", PURPOSE);
+    let plan = rules::plan_grant(&mesh, &people, now());
+    assert_eq!(plan.proxy_from, ["10.0.0.1/32", "fd00::1/128"]);
+    let ingress = serde_json::to_value(grant::build(&people, &plan).ingress.expect("ingress")).expect("json");
+    let rules = ingress["spec"]["ingress"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "one rule, from the API server only: {ingress}");
+    assert_eq!(rules[0]["from"][0]["ipBlock"]["cidr"], "10.0.0.1/32");
+    assert_eq!(rules[0]["from"][1]["ipBlock"]["cidr"], "fd00::1/128");
+    let granted: Vec<_> = plan.ports.iter().map(|(n, _)| serde_json::json!({"port": n, "protocol": "TCP"})).collect();
+    assert_eq!(rules[0]["ports"], serde_json::Value::from(granted));
+
+    // Workloads only: the API server is not admitted.
+    let workloads = policy("police", "w", "incident-feed", "[{kind: Namespace, name: cnc}]", PURPOSE);
+    let plan = rules::plan_grant(&mesh, &workloads, now());
+    assert!(plan.proxy_from.is_empty());
+    let ingress = serde_json::to_value(grant::build(&workloads, &plan).ingress.expect("ingress")).expect("json");
+    assert!(!ingress.to_string().contains("ipBlock"), "{ingress}");
+
+    // An expired grant to people admits nobody.
+    let expired = "purpose: p\n  expiresAt: \"2026-11-28T11:59:59Z\"";
+    let old = policy("police", "old", "incident-feed", "[{kind: User, name: alice}]", expired);
+    assert!(grant::build(&old, &rules::plan_grant(&mesh, &old, now())).ingress.is_none());
+
+    // Without the API server's addresses, people get RBAC but no network rule.
+    mesh.api_server = grant::ApiServer::none();
+    let plan = rules::plan_grant(&mesh, &people, now());
+    let bundle = grant::build(&people, &plan);
+    assert!(bundle.binding.is_some() && bundle.ingress.is_none());
+}
+
+#[test]
+fn api_server_addresses_parse_as_cidrs_and_bad_ones_are_named() {
+    let parsed = grant::ApiServer::parse(["192.168.1.7", " 10.0.0.0/8 ", "", "192.168.1.7/32"]).expect("valid");
+    assert_eq!(parsed.cidrs(), ["192.168.1.7/32", "10.0.0.0/8"]);
+    for bad in ["10.0.0.1/33", "fd00::/129", "kube-apiserver", "10.0.0/24"] {
+        let error = grant::ApiServer::parse([bad]).expect_err(bad);
+        assert!(error.contains(bad), "{error}");
+    }
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::grant::ApiServer;
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
 
 /// A read-only view of the mesh.
@@ -26,6 +27,12 @@ pub trait MeshView {
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>>;
     /// DataProducts (any namespace) with an input `dataProduct: {namespace, name}`, ordered.
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>>;
+    /// The API server's addresses, from which people's reads through `services/proxy`
+    /// reach products; none by default (people's reads are not let through the network).
+    fn api_server(&self) -> &ApiServer {
+        static NONE: ApiServer = ApiServer::NONE;
+        &NONE
+    }
 }
 
 /// Whether an input is Ready, as far as the view can tell.
@@ -56,6 +63,8 @@ pub struct Snapshot {
     pub secrets: Option<std::collections::BTreeSet<Key>>,
     /// Secrets known to exist without the `drmesh.io/credentials: "true"` label.
     pub unreleased_secrets: std::collections::BTreeSet<Key>,
+    /// The API server's addresses (`drmesh render --api-server-cidrs`).
+    pub api_server: ApiServer,
 }
 
 fn ns_of<K: kube::ResourceExt>(obj: &K) -> String {
@@ -154,5 +163,8 @@ impl MeshView for Snapshot {
             .filter(|p| super::rules::product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
             .cloned()
             .collect()
+    }
+    fn api_server(&self) -> &ApiServer {
+        &self.api_server
     }
 }

@@ -464,9 +464,14 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     assert!(!from_to("transport/", "police/incident-feed"), "transport pods cannot reach the incident feed");
     let into_feed: Vec<&Value> =
         conns.iter().filter(|c| c["dst"].as_str().is_some_and(|d| d.starts_with("police/incident-feed"))).collect();
+    // People (cnc-officers) read through the API server's proxy: its address is the one
+    // other source.
+    let api_server = crate::datapath::api_server_address();
     assert!(
-        into_feed.iter().all(|c| c["src"].as_str().is_some_and(|s| s.starts_with("cnc/situation-picture"))),
-        "only the situation picture reaches the incident feed: {into_feed:?}"
+        into_feed.iter().all(|c| c["src"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cnc/situation-picture") || s.starts_with(&format!("{api_server}/32")))),
+        "only the situation picture and the API server reach the incident feed: {into_feed:?}"
     );
 }
 
@@ -690,8 +695,11 @@ async fn render_shows_exactly_what_the_operator_creates() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(dir.path().join(file), &out.stdout).expect("write");
     }
+    // The operator admits the API server's address (--api-server-cidrs=auto) to products
+    // granted to people: render is told the same address.
+    let api_server = crate::datapath::api_server_address();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
-        .args(["render", "-o", "json", "-f"])
+        .args(["render", "-o", "json", "--api-server-cidrs", &api_server, "-f"])
         .arg(dir.path())
         .output()
         .expect("drmesh render");

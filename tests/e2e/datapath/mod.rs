@@ -285,9 +285,18 @@ async fn a_deleted_grant_refuses_new_connections_within_a_second() {
     assert!(!after.answered, "the grant was deleted 1 s ago, yet reader still connects: {}", after.output);
 }
 
-/// The API server's address as pods see it: the `kubernetes` Service's endpoint.
+/// The API server's address as the `default/kubernetes` EndpointSlice publishes it: the
+/// operator (`--api-server-cidrs=auto`) admits it on the ports granted to people.
 pub(crate) fn api_server_address() -> String {
-    let out = harness::kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]);
+    let out = harness::kubectl(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.endpoints[0].addresses[0]}",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -297,6 +306,25 @@ pub(crate) fn read_as(person: &str, path: &str) -> (bool, String) {
     let out = harness::kubectl_as(person, &["get", "--raw", path, "--request-timeout=15s"]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// The same read by the cluster admin, whom RBAC never stops: only the network can.
+fn read_as_admin(path: &str) -> (bool, String) {
+    let out = harness::kubectl(&["get", "--raw", path, "--request-timeout=15s"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Waits until the network drops the API server's connection to `path` (policies take a
+/// moment to reach the node's iptables), then checks that it stays dropped.
+async fn proxy_dropped(what: &str, path: &str) {
+    harness::eventually(what, TIMEOUT, || {
+        let (read, output) = read_as_admin(path);
+        async move { (!read && !output.contains("Forbidden")).then_some(()) }
+    })
+    .await;
+    let (read, output) = read_as_admin(path);
+    assert!(!read, "{what}: read again: {output}");
 }
 
 #[tokio::test]
@@ -310,6 +338,7 @@ async fn people_read_through_the_api_server_proxy_once_the_proxy_may_reach_the_p
     apply(
         &[
             product_yaml(p, "feed", "[]"),
+            product_yaml(p, "quiet", "[]"),
             format!(
                 r#"
 apiVersion: drmesh.io/v1alpha1
@@ -327,51 +356,37 @@ spec:
         .join("---\n"),
     );
     wait_available(&producer, "feed").await;
-    let path = format!("/api/v1/namespaces/{p}/services/feed:8080/proxy/");
-    // RBAC lets alice in (the grant's RoleBinding), so the proxy call goes out.
-    harness::eventually("alice may use the proxy", TIMEOUT, || {
-        let out = harness::kubectl_as(
-            "alice",
-            &["auth", "can-i", "get", "services/feed:8080", "--subresource=proxy", "-n", p],
-        );
-        async move { (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(()) }
-    })
-    .await;
+    wait_available(&producer, "quiet").await;
+    let path = |product: &str, port: u16| format!("/api/v1/namespaces/{p}/services/{product}:{port}/proxy/");
 
-    // O11: the product's isolation admits only its grantees' pods; the API server's
-    // connection is dropped and alice gets no data.
-    let (read, output) = read_as("alice", &path);
-    assert!(!read && !output.contains(&format!("{p}/feed")), "the proxy reached an isolated product: {output}");
-
-    // The narrowest rule that lets the proxy through: ingress from the API server's own
-    // address, on the granted port only.
-    let api_server = api_server_address();
-    apply(&format!(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: feed-from-api-server, namespace: {p}}}
-spec:
-  podSelector: {{matchLabels: {{drmesh.io/data-product: feed}}}}
-  policyTypes: [Ingress]
-  ingress:
-    - from: [{{ipBlock: {{cidr: {api_server}/32}}}}]
-      ports: [{{protocol: TCP, port: 8080}}]
-"#
-    ));
+    // O11: the grant's NetworkPolicy admits the API server's own address on the granted
+    // port, so the proxy's connection reaches the pod and alice reads.
     let data = harness::eventually("alice reads feed through the proxy", TIMEOUT, || {
-        let (read, output) = read_as("alice", &path);
+        let (read, output) = read_as("alice", &path("feed", 8080));
         async move { read.then_some(output) }
     })
     .await;
     assert!(data.contains(&format!("{p}/feed")), "alice got: {data}");
-    // Only the granted port: the admin port stays closed to the proxy too.
-    let (read, output) = read_as("alice", &format!("/api/v1/namespaces/{p}/services/feed:9090/proxy/"));
-    assert!(!read, "alice read the ungranted port: {output}");
+    let grant: serde_json::Value = serde_json::from_slice(
+        &harness::kubectl(&["get", "networkpolicy", "drmesh-grant-feed-officers", "-n", p, "-o", "json"]).stdout,
+    )
+    .expect("the grant's NetworkPolicy");
+    assert_eq!(
+        grant["spec"]["ingress"],
+        json!([{"from": [{"ipBlock": {"cidr": format!("{}/32", api_server_address())}}],
+                "ports": [{"port": 8080, "protocol": "TCP"}]}]),
+        "the narrowest rule: the API server's address, on the granted port only"
+    );
+    // RBAC lets nobody else in.
     for person in ["bob", "mallory"] {
-        let (read, output) = read_as(person, &path);
+        let (read, output) = read_as(person, &path("feed", 8080));
         assert!(!read && output.contains("Forbidden"), "{person}: {output}");
     }
+    // The network lets the proxy in on the granted port only, and only to the granted
+    // product: the admin, whom RBAC does not stop, gets nothing from the admin port or
+    // from a product nobody was granted.
+    proxy_dropped("the admin port stays closed to the proxy", &path("feed", 9090)).await;
+    proxy_dropped("an ungranted product stays closed to the proxy", &path("quiet", 8080)).await;
 
     // Every read is in the API server's audit log, with who and what.
     let reads = harness::eventually("audit records of the proxy reads", TIMEOUT, || {
@@ -393,4 +408,8 @@ spec:
         reads.iter().any(|e| e["user"]["username"] == "alice" && e["responseStatus"]["code"] == 200),
         "no audited successful read by alice: {reads:#?}"
     );
+
+    // Once the grant is gone, the proxy no longer reaches the product at all.
+    producer.api::<AccessPolicy>().delete("officers", &Default::default()).await.expect("delete grant");
+    proxy_dropped("the proxy is dropped once the grant is deleted", &path("feed", 8080)).await;
 }

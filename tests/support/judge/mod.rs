@@ -161,6 +161,10 @@ pub struct World {
     /// Secrets released to drmesh (label `drmesh.io/credentials: "true"`), when Secrets
     /// were read at all.
     released: Option<BTreeSet<(String, String)>>,
+    /// The API server's addresses (CIDRs), as the `default/kubernetes` Service's
+    /// EndpointSlices publish them: people read through its proxy, so a grant to a User
+    /// or Group may admit them on the granted ports (security model, O11).
+    api_server: Vec<String>,
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -251,6 +255,16 @@ impl World {
                 "RoleBinding" => w.role_bindings.push(o),
                 "Deployment" => w.deployments.push(o),
                 "Service" => w.services.push(o),
+                "EndpointSlice"
+                    if ns == "default" && o["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes" =>
+                {
+                    let v6 = o["addressType"] == "IPv6";
+                    for address in items(&o["endpoints"]).flat_map(|e| items(&e["addresses"])) {
+                        if let Some(a) = address.as_str() {
+                            w.api_server.push(format!("{a}/{}", if v6 { 128 } else { 32 }));
+                        }
+                    }
+                }
                 "Secret" => {
                     let released = w.released.get_or_insert_with(BTreeSet::new);
                     if o["metadata"]["labels"]["drmesh.io/credentials"] == "true" {

@@ -3,7 +3,9 @@
 //! once any policy of that type selects it. Every opening must be one the guides allow:
 //! ingress to a product from the pods of an effective `DataProduct` or `Namespace`
 //! subject on a granted port; egress from a product to DNS, to a product that granted it
-//! on a granted port, and to the `cidr:port` of a source it may use.
+//! on a granted port, and to the `cidr:port` of a source it may use. People read through
+//! the API server's proxy: ingress from the API server's own addresses is allowed on the
+//! ports a grant gives a User, Group or ServiceAccount.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -193,6 +195,29 @@ fn ingress_allowed(grants: &[Grant], ns: &str, product: &str, peer: &Peer, proto
         })
 }
 
+/// Ingress from `cidr` to `product`: only from within the API server's addresses, on a
+/// port some grant gives a person or a ServiceAccount (they read through its proxy).
+fn from_api_server(
+    world: &World,
+    grants: &[Grant],
+    ns: &str,
+    product: &str,
+    cidr: &str,
+    proto: &str,
+    port: i64,
+) -> bool {
+    proto == "TCP"
+        && world.api_server.iter().any(|a| cidr_within(cidr, a))
+        && grants.iter().any(|g| {
+            g.namespace == ns
+                && g.product == product
+                && g.ports.iter().any(|(n, _)| *n == port)
+                && g.subjects
+                    .iter()
+                    .any(|s| matches!(s, Subject::User(_) | Subject::Group(_) | Subject::ServiceAccount { .. }))
+        })
+}
+
 fn dns(peer: &Peer, proto: &str, port: i64) -> bool {
     matches!(peer, Peer::Pods { namespace: Some(ns), selector, .. }
         if ns == "kube-system" && required_values(selector, "k8s-app").is_some_and(|v| v.len() == 1 && v.contains("kube-dns")))
@@ -290,7 +315,12 @@ pub(super) fn judge(world: &World, grants: &[Grant]) -> Vec<Finding> {
                             };
                             for port in ports {
                                 let allowed = if direction == "ingress" {
-                                    ingress_allowed(grants, &ns, product, &peer, &proto, port)
+                                    match &peer {
+                                        Peer::Ip(cidr) => {
+                                            from_api_server(world, grants, &ns, product, cidr, &proto, port)
+                                        }
+                                        _ => ingress_allowed(grants, &ns, product, &peer, &proto, port),
+                                    }
                                 } else {
                                     match &peer {
                                         Peer::Ip(cidr) => egress_to_source(world, &ns, product, cidr, &proto, port),
