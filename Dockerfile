@@ -17,6 +17,7 @@ WORKDIR /src
 # Cargo.toml names the benches and the e2e test target: their files must exist.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 COPY tests ./tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

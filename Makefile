@@ -22,8 +22,8 @@ image: ## The operator's OCI image archive, reproducible, without Docker or a re
 
 test: lint unit e2e bench-ci ## All tests: formatting and clippy, unit, end-to-end on the local control plane, then the CI bench
 
-unit: ## Unit and offline tests (no cluster needed)
-	$(CARGO) test --locked
+unit: ## Unit and offline tests of every crate of the workspace (no cluster needed)
+	$(CARGO) test --locked --workspace
 
 # The end-to-end tests run with the real node (data path); `make cluster-up` alone stays kwok-only.
 e2e: export DRMESH_REAL_NODE ?= 1
@@ -79,5 +79,8 @@ crds: ## Regenerate the CRD YAML from the Rust types
 	cp crds/drmesh.io_crds.yaml charts/drmesh/crds/drmesh.io_crds.yaml
 
 lint: ## Formatting and clippy
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets --features e2e -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets --features e2e -- -D warnings
+	@# The core alone: Cargo unifies kube's features across a workspace build, so only a
+	@# build of drmesh-core by itself proves it cannot reach a Kubernetes client.
+	$(CARGO) check --locked -p drmesh-core --all-targets

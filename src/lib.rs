@@ -1,8 +1,10 @@
-pub mod api;
-pub mod audit;
-pub mod cli;
-pub mod controllers;
-pub mod leader;
-pub mod manifest;
-pub mod mesh;
-pub mod telemetry;
+//! drmesh as a library, for its tests and benches: the crates of the workspace under one
+//! roof. The layers are separate crates (see Cargo.toml), so a wrong import between them
+//! does not compile.
+
+pub use drmesh_api as api;
+pub use drmesh_cli as cli;
+pub use drmesh_cli::manifest;
+pub use drmesh_core as mesh;
+pub use drmesh_core::audit;
+pub use drmesh_operator::{controllers, leader, telemetry};

@@ -1,5 +1,5 @@
 //! The committed CRD files must be exactly what the Rust types generate.
-//! When this fails after changing src/api, regenerate them with `make crds`
+//! When this fails after changing crates/api, regenerate them with `make crds`
 //! (i.e. `cargo run -q -- crds > crds/drmesh.io_crds.yaml`, same for the chart) and commit.
 
 use std::path::Path;

@@ -139,7 +139,7 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
         b.contract.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
     }
     for s in snapshot.sources.values() {
-        let consumers = drmesh::controllers::datasource::allowed_consumers(snapshot, s, now);
+        let consumers = drmesh::mesh::source::allowed_consumers(snapshot, s, now);
         let b = source::build(s, &consumers);
         for v in
             [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.egress.map(serde_json::to_value)]

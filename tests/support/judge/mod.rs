@@ -1,5 +1,5 @@
-//! An invariant judge that shares no code with drmesh's planner (`src/mesh`) or its
-//! controllers (`src/controllers`). It is written from the user guides
+//! An invariant judge that shares no code with drmesh's planner (`crates/core`) or its
+//! controllers (`crates/operator`). It is written from the user guides
 //! (`docs/guide/*.md`) and the rules as PRODUCT.md states them, and reads every object as
 //! plain JSON (`serde_json::Value`; no drmesh type, no k8s-openapi type, no drmesh
 //! function), so a wrong rule in the operator cannot hide behind the same wrong rule here.

@@ -1,24 +1,29 @@
-//! The `drmesh` command line. Offline subcommands live here; `main.rs` only parses and
-//! dispatches.
+//! The `drmesh` command line's offline subcommands. They decide with the core, as the
+//! operator does, and never depend on the operator: the binary (src/main.rs) adds `run`.
 
 use std::io::Write;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+/// The API types and the pure core, under the names the commands use.
+pub use drmesh_api as api;
+pub use drmesh_core as mesh;
+pub use drmesh_core::audit;
 
 pub mod access_review;
 pub mod admission;
 pub mod diff;
 pub mod graph;
 pub mod live;
+pub mod manifest;
 pub mod offline;
-pub mod operator;
 pub mod render;
 pub mod report;
 pub mod snapshot;
 pub mod svg;
 pub mod validate;
 
-/// drmesh: a data mesh with restricted-distribution controls, as Kubernetes objects.
+/// drmesh's offline commands (the binary adds `run`).
 #[derive(Debug, Parser)]
 #[command(name = "drmesh", version, about)]
 pub struct Cli {
@@ -32,8 +37,6 @@ pub enum Command {
     /// Print the CustomResourceDefinitions (multi-document YAML) generated from the API
     /// types; `make crds` writes them to crds/ and the Helm chart.
     Crds,
-    /// Run the operator against the current kubeconfig (or in-cluster configuration).
-    Run(operator::RunArgs),
     /// Check manifests offline: CRD schema and CEL rules, then every rule of the
     /// controllers on all the manifests together. Exit 0 valid, 1 problems, 2 unreadable.
     Validate(offline::ValidateArgs),
@@ -52,20 +55,21 @@ pub enum Command {
 
 /// Parses the command line. Invoked as `kubectl-drmesh` (a kubectl plugin: `kubectl
 /// drmesh ...`), it behaves the same and names itself `kubectl drmesh` in help.
-pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+pub fn parse_args<P, I, T>(args: I) -> Result<P, clap::Error>
 where
+    P: Parser,
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     let program =
         args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
-    let mut command = Cli::command();
+    let mut command = P::command();
     if program.starts_with("kubectl-drmesh") {
         command = command.bin_name("kubectl drmesh");
     }
     let matches = command.try_get_matches_from(args)?;
-    Cli::from_arg_matches(&matches)
+    P::from_arg_matches(&matches)
 }
 
 /// `drmesh audit ...`
@@ -83,8 +87,6 @@ pub enum AuditCommand {
 pub enum CliError {
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
-    #[error(transparent)]
-    Run(#[from] operator::RunError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: std::path::PathBuf,
@@ -112,7 +114,6 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Output(_) => 1,
-            CliError::Run(_) => 1,
             CliError::Read { .. } => 2,
             CliError::AuditBroken(_) => 3,
             CliError::Problems { .. } | CliError::Invalid { .. } | CliError::Refused { .. } => 1,
@@ -129,7 +130,6 @@ pub fn run(command: &Command) -> Result<(), CliError> {
     let out = || std::io::stdout().lock();
     match command {
         Command::Crds => write_all(&mut out(), crate::api::crds_yaml().as_bytes()),
-        Command::Run(args) => Ok(operator::run(args)?),
         Command::Validate(args) => offline::run_validate(args),
         Command::Render(args) => offline::run_render(args),
         Command::Diff(args) => offline::run_diff(args),
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn parses_offline_commands_and_answers_as_a_kubectl_plugin() {
-        let cli = parse_args([
+        let cli = parse_args::<Cli, _, _>([
             "drmesh",
             "validate",
             "-f",
@@ -194,15 +194,16 @@ mod tests {
             }
             other => panic!("expected validate, got {other:?}"),
         }
-        let plugin = parse_args(["/usr/local/bin/kubectl-drmesh", "graph", "-f", "-", "--format", "svg"])
+        let plugin = parse_args::<Cli, _, _>(["/usr/local/bin/kubectl-drmesh", "graph", "-f", "-", "--format", "svg"])
             .expect("plugin parses");
         assert!(matches!(plugin.command, Command::Graph(_)));
-        let help = parse_args(["kubectl-drmesh", "--help"]).expect_err("help is an early exit").to_string();
+        let help =
+            parse_args::<Cli, _, _>(["kubectl-drmesh", "--help"]).expect_err("help is an early exit").to_string();
         assert!(help.contains("kubectl drmesh"), "{help}");
-        let usage = parse_args(["drmesh", "validate"]).expect_err("-f is required");
+        let usage = parse_args::<Cli, _, _>(["drmesh", "validate"]).expect_err("-f is required");
         assert_eq!(usage.exit_code(), 2);
-        assert!(parse_args(["drmesh", "validate", "-f", "x", "--now", "yesterday"]).is_err());
-        assert!(parse_args(["drmesh", "diff", "-f", "x"]).is_err(), "--against is required");
+        assert!(parse_args::<Cli, _, _>(["drmesh", "validate", "-f", "x", "--now", "yesterday"]).is_err());
+        assert!(parse_args::<Cli, _, _>(["drmesh", "diff", "-f", "x"]).is_err(), "--against is required");
     }
 
     #[test]

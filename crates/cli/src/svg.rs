@@ -274,7 +274,7 @@ fn legend(out: &mut String, height: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::graph::{Domain, Edge};
+    use crate::graph::{Domain, Edge};
 
     fn node(id: &str, kind: NodeKind) -> Node {
         Node {

@@ -280,7 +280,7 @@ mod tests {
     use crate::mesh::MeshView;
 
     fn samples() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples")
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples")).to_path_buf()
     }
 
     #[test]

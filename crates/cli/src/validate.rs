@@ -13,9 +13,9 @@ use kube::ResourceExt;
 use super::report::{Diagnostic, ObjectId, Severity};
 use super::snapshot::Mesh;
 use crate::api::{AccessPolicy, ConditionStatus, DataProduct, DataSource, condition_type, find_condition};
-use crate::controllers::{accesspolicy, datasource};
 use crate::mesh::MeshView;
 use crate::mesh::rules::{self, InputKey, reason, subject_namespace};
+use crate::mesh::{source as datasource, status};
 
 /// Every semantic problem of the mesh at `now`, in object order.
 pub fn semantic(mesh: &Mesh, now: Timestamp) -> Vec<Diagnostic> {
@@ -49,7 +49,7 @@ fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<
     };
     let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
     let clearance = mesh.snapshot.clearance(namespace);
-    let status = datasource::desired_status(source, &consumers, secret_state, clearance, None, now);
+    let status = status::source(source, &consumers, secret_state, clearance, None, now);
     if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
         && ready.status != ConditionStatus::True
     {
@@ -176,7 +176,7 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
             );
         }
     }
-    let status = accesspolicy::desired_status(policy, &plan, now);
+    let status = status::policy(policy, &plan, now);
     if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
         && ready.status != ConditionStatus::True
         && plan.denied.is_empty()
@@ -190,8 +190,8 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::cli::admission::Admission;
-    use crate::cli::snapshot::{load_path, load_texts};
+    use crate::admission::Admission;
+    use crate::snapshot::{load_path, load_texts};
 
     fn now() -> Timestamp {
         "2026-06-01T00:00:00Z".parse().expect("time")
@@ -200,8 +200,8 @@ mod tests {
     #[test]
     fn the_reference_mesh_is_valid() {
         let admission = Admission::new().expect("schemas");
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-        let mesh = load_path(&samples, &admission).expect("samples");
+        let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
+        let mesh = load_path(samples, &admission).expect("samples");
         assert_eq!(semantic(&mesh, now()), vec![]);
         // After the grants' expiry, every grant is reported, and the picture loses its inputs.
         let later: Timestamp = "2028-01-01T00:00:00Z".parse().expect("time");

@@ -406,13 +406,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::admission::Admission;
-    use crate::cli::snapshot::load_path;
+    use crate::admission::Admission;
+    use crate::snapshot::load_path;
 
     fn reference(now: &str) -> Graph {
         let admission = Admission::new().expect("schemas");
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-        let mesh = load_path(&samples, &admission).expect("samples");
+        let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
+        let mesh = load_path(samples, &admission).expect("samples");
         build(&mesh.snapshot, now.parse().expect("time"))
     }
 

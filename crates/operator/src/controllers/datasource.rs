@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -16,14 +15,11 @@ use tracing::instrument;
 use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
-use crate::api::{
-    Condition, ConditionStatus, DataProductRef, DataSource, DataSourceStatus, condition_type, find_condition,
-    set_condition,
-};
+use crate::api::{ConditionStatus, DataSource, DataSourceStatus, condition_type, find_condition};
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
-use crate::mesh::rules::{self, InputKey, reason};
-use crate::mesh::source::{self, SecretState, SourceBundle};
+use crate::mesh::source::{self, SecretState, SourceBundle, lends_to};
+use crate::mesh::status;
 
 pub const CONTROLLER: &str = "datasource";
 /// While a source's Secret is missing, look again this often (Secrets are not watched:
@@ -41,67 +37,6 @@ pub async fn reconcile(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Act
     let result = reconcile_inner(&source, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     result
-}
-
-/// Products allowed to use `source` now, were it Ready: they declare it, run, and their
-/// plan reaches it (or waits only for this source to be Ready). The caller passes none
-/// while the source itself is not Ready.
-pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestamp) -> Vec<String> {
-    let namespace = source.namespace().unwrap_or_default();
-    let name = source.name_any();
-    let mut consumers: Vec<String> = view
-        .products_using_source(&namespace, &name)
-        .iter()
-        .filter(|product| {
-            let plan = rules::plan_product(view, product, now);
-            plan.runnable()
-                && plan.inputs.iter().any(|i| {
-                    i.input == InputKey::Source(name.clone())
-                        && match &i.outcome {
-                            Ok(_) => true,
-                            Err(problem) => problem.reason == reason::INPUT_NOT_READY,
-                        }
-                })
-        })
-        .map(|p| p.name_any())
-        .collect();
-    consumers.sort();
-    consumers
-}
-
-/// The products `source` lends its credentials and endpoint to now: none while it is
-/// not Ready (the operator and `drmesh render` both decide here).
-pub fn lends_to(view: &dyn MeshView, source: &DataSource, secret: SecretState, now: Timestamp) -> Vec<String> {
-    let clearance = view.clearance(&source.namespace().unwrap_or_default());
-    match source_problem(source, secret, clearance) {
-        None => allowed_consumers(view, source, now),
-        Some(_) => vec![],
-    }
-}
-
-/// Why the source cannot lend its credentials and endpoint now, if it cannot (pure).
-pub fn source_problem(
-    source: &DataSource,
-    secret: SecretState,
-    clearance: crate::api::Classification,
-) -> Option<(rules::Problem, bool)> {
-    let namespace = source.namespace().unwrap_or_default();
-    let classification = source.spec.classification;
-    if clearance < classification {
-        let msg = format!(
-            "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
-        );
-        return Some((rules::Problem::new(reason::NAMESPACE_CLEARANCE_TOO_LOW, msg), true));
-    }
-    if let Some(problem) = secret.problem(&namespace, &source.spec.credentials_secret_ref.name) {
-        return Some((problem, false));
-    }
-    if source.spec.endpoint.cidr.is_none() {
-        let msg =
-            "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
-        return Some((rules::Problem::new(reason::ENDPOINT_NEEDS_CIDR, msg), true));
-    }
-    None
 }
 
 async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, Error> {
@@ -127,13 +62,13 @@ async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, E
             ctx.refused.mark(&uid, source.meta().generation);
             children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &source.name_any()), true)
                 .await?;
-            let status = desired_status(source, &[], secret, clearance, Some(&problem), now);
+            let status = status::source(source, &[], secret, clearance, Some(&problem), now);
             write_status(ctx, source, &namespace, status).await?;
         }
         return Err(error);
     }
     ctx.refused.clear(&uid);
-    let status = desired_status(source, &consumers, secret, clearance, None, now);
+    let status = status::source(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
     let released = secret == SecretState::Released;
     Ok(Action::requeue(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
@@ -152,43 +87,6 @@ async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<Secr
 async fn apply(ctx: &Context, namespace: &str, uid: &str, name: &str, bundle: SourceBundle) -> Result<(), Error> {
     let SourceBundle { role, binding, egress } = bundle;
     apply_access(&ctx.sources, &ctx.caches, namespace, uid, (DATA_SOURCE, name), role, binding, egress).await
-}
-
-/// The status the source should have (pure).
-pub fn desired_status(
-    source: &DataSource,
-    consumers: &[String],
-    secret: SecretState,
-    clearance: crate::api::Classification,
-    failure: Option<&rules::Problem>,
-    now: Timestamp,
-) -> DataSourceStatus {
-    let generation = source.meta().generation;
-    let namespace = source.namespace().unwrap_or_default();
-    let mut conditions = source.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let problem = failure.map(|p| (p.clone(), true)).or_else(|| source_problem(source, secret, clearance));
-    let (ready, reconciling, stalled, why, message) = match problem {
-        Some((problem, stalled)) => (false, !stalled, stalled, problem.reason, problem.message),
-        None => (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len())),
-    };
-    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    let status_of = |b: bool| {
-        if b { ConditionStatus::True } else { ConditionStatus::False }
-    };
-    for (type_, truth) in
-        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
-    {
-        set_condition(
-            &mut conditions,
-            Condition::new(type_, status_of(truth), why, message.clone(), generation, time.clone()),
-        );
-    }
-    DataSourceStatus {
-        observed_generation: generation,
-        conditions,
-        consumers: consumers.iter().map(|c| DataProductRef::new(namespace.clone(), c.clone())).collect(),
-        consumer_count: Some(consumers.len() as i32),
-    }
 }
 
 async fn write_status(

@@ -1,11 +1,17 @@
-//! The pure core: the rules of the mesh and the builders of every child. The operator
-//! and the offline CLI both call it; it never touches the network or the clock.
+//! The pure core: the rules of the mesh, the builders of every child, the statuses and
+//! the audit record. The operator and the offline CLI both call it; it never touches the
+//! network or the clock, and this crate cannot (it has no Kubernetes client).
 
+/// The API types this core decides on.
+pub use drmesh_api as api;
+
+pub mod audit;
 pub mod grant;
 pub mod labels;
 pub mod product;
 pub mod rules;
 pub mod source;
+pub mod status;
 pub mod view;
 
 use std::collections::BTreeMap;

@@ -10,9 +10,9 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{DataProduct, SubjectKind};
-use crate::controllers::datasource::lends_to;
 use crate::mesh::rules::{self, InputKey, subject_display};
 use crate::mesh::source::SecretState;
+use crate::mesh::source::lends_to;
 use crate::mesh::{MeshView, Snapshot};
 
 /// Status of a row whose access is in force.
@@ -276,13 +276,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::admission::Admission;
-    use crate::cli::snapshot::load_path;
+    use crate::admission::Admission;
+    use crate::snapshot::load_path;
 
     fn rows(now: &str) -> Vec<Access> {
         let admission = Admission::new().expect("schemas");
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-        let mesh = load_path(&samples, &admission).expect("samples");
+        let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
+        let mesh = load_path(samples, &admission).expect("samples");
         review(&mesh.snapshot, now.parse().expect("time"))
     }
 

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::report::ObjectId;
-use crate::controllers::datasource::lends_to;
 use crate::mesh::grant::{self, GrantBundle};
 use crate::mesh::product::{self, ProductBundle};
 use crate::mesh::source::SecretState;
+use crate::mesh::source::lends_to;
 use crate::mesh::source::{self, SourceBundle};
 use crate::mesh::{Snapshot, rules};
 
@@ -118,13 +118,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::admission::Admission;
-    use crate::cli::snapshot::load_path;
+    use crate::admission::Admission;
+    use crate::snapshot::load_path;
 
     fn reference_children(now: &str) -> Vec<Child> {
         let admission = Admission::new().expect("schemas");
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-        let mesh = load_path(&samples, &admission).expect("samples");
+        let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
+        let mesh = load_path(samples, &admission).expect("samples");
         children(&mesh.snapshot, now.parse().expect("time"))
     }
 

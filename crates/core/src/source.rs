@@ -9,9 +9,10 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
-use super::rules::{Problem, reason};
-use super::{meta, owner_reference, typed};
+use super::rules::{self, InputKey, Problem, reason};
+use super::{MeshView, meta, owner_reference, typed};
 use crate::api::DataSource;
+use jiff::Timestamp;
 
 /// What drmesh knows of a source's credentials Secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,4 +104,65 @@ pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
         }))
     });
     SourceBundle { role: Some(role), binding: Some(binding), egress }
+}
+
+/// Products allowed to use `source` now, were it Ready: they declare it, run, and their
+/// plan reaches it (or waits only for this source to be Ready). The caller passes none
+/// while the source itself is not Ready.
+pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestamp) -> Vec<String> {
+    let namespace = source.namespace().unwrap_or_default();
+    let name = source.name_any();
+    let mut consumers: Vec<String> = view
+        .products_using_source(&namespace, &name)
+        .iter()
+        .filter(|product| {
+            let plan = rules::plan_product(view, product, now);
+            plan.runnable()
+                && plan.inputs.iter().any(|i| {
+                    i.input == InputKey::Source(name.clone())
+                        && match &i.outcome {
+                            Ok(_) => true,
+                            Err(problem) => problem.reason == reason::INPUT_NOT_READY,
+                        }
+                })
+        })
+        .map(|p| p.name_any())
+        .collect();
+    consumers.sort();
+    consumers
+}
+
+/// The products `source` lends its credentials and endpoint to now: none while it is
+/// not Ready (the operator and `drmesh render` both decide here).
+pub fn lends_to(view: &dyn MeshView, source: &DataSource, secret: SecretState, now: Timestamp) -> Vec<String> {
+    let clearance = view.clearance(&source.namespace().unwrap_or_default());
+    match source_problem(source, secret, clearance) {
+        None => allowed_consumers(view, source, now),
+        Some(_) => vec![],
+    }
+}
+
+/// Why the source cannot lend its credentials and endpoint now, if it cannot (pure).
+pub fn source_problem(
+    source: &DataSource,
+    secret: SecretState,
+    clearance: crate::api::Classification,
+) -> Option<(rules::Problem, bool)> {
+    let namespace = source.namespace().unwrap_or_default();
+    let classification = source.spec.classification;
+    if clearance < classification {
+        let msg = format!(
+            "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
+        );
+        return Some((rules::Problem::new(reason::NAMESPACE_CLEARANCE_TOO_LOW, msg), true));
+    }
+    if let Some(problem) = secret.problem(&namespace, &source.spec.credentials_secret_ref.name) {
+        return Some((problem, false));
+    }
+    if source.spec.endpoint.cidr.is_none() {
+        let msg =
+            "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
+        return Some((rules::Problem::new(reason::ENDPOINT_NEEDS_CIDR, msg), true));
+    }
+    None
 }

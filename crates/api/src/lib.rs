@@ -59,7 +59,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// Header of the generated CRD file.
-const CRDS_HEADER: &str = "# Generated from src/api by `drmesh crds` (run `make crds`). Do not edit by hand.\n";
+const CRDS_HEADER: &str = "# Generated from crates/api by `drmesh crds` (run `make crds`). Do not edit by hand.\n";
 
 /// The CRDs as one multi-document YAML stream, as committed in `crds/` and the chart.
 pub fn crds_yaml() -> String {

@@ -294,11 +294,11 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::cli::snapshot::load_texts;
+    use crate::snapshot::load_texts;
 
     fn samples() -> Vec<(PathBuf, String)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-        crate::manifest::manifest_files(&dir)
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
+        crate::manifest::manifest_files(dir)
             .expect("samples")
             .into_iter()
             .map(|f| {

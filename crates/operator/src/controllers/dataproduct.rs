@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -16,15 +15,13 @@ use super::children::{self, prune};
 use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
-use crate::api::{
-    Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus, InputState, InputStatus,
-    condition_type, set_condition,
-};
+use crate::api::{DataProduct, DataProductStatus, condition_type};
 use crate::audit;
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_PRODUCT;
 use crate::mesh::product::{self, ProductBundle};
-use crate::mesh::rules::{self, ProductPlan, reason};
+use crate::mesh::rules::{self, reason};
+use crate::mesh::status;
 
 pub const CONTROLLER: &str = "dataproduct";
 
@@ -72,7 +69,7 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
             }
             let mut blocked = plan.clone();
             blocked.blocker = Some(problem);
-            let status = desired_status(product, &blocked, None, vec![], exposure.as_ref(), now);
+            let status = status::product(product, &blocked, None, vec![], exposure.as_ref(), now);
             write_status(ctx, product, &namespace, status).await?;
         }
         return Err(error);
@@ -80,7 +77,7 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
     let consumers = rules::product_consumers(&ctx.caches, &namespace, &name, now);
     let available = ctx.caches.deployments.get(&namespace, &name).map_or(0, |d| d.detail as i32);
     let status =
-        desired_status(product, &plan, plan.runnable().then_some(available), consumers, exposure.as_ref(), now);
+        status::product(product, &plan, plan.runnable().then_some(available), consumers, exposure.as_ref(), now);
     write_status(ctx, product, &namespace, status).await?;
     Ok(requeue_at(plan.next_expiry, now))
 }
@@ -197,99 +194,6 @@ async fn apply(
     )
     .await?;
     Ok(())
-}
-
-fn input_status(input: &rules::InputPlan) -> InputStatus {
-    let reference = match &input.input {
-        rules::InputKey::Source(name) => format!("DataSource {name}"),
-        rules::InputKey::Product(key) => format!("DataProduct {key}"),
-    };
-    match (&input.outcome, &input.waiting) {
-        (Ok(_), None) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
-        (Ok(_), Some(problem)) | (Err(problem), _) => {
-            let pending = [reason::INPUT_NOT_FOUND, reason::INPUT_NOT_READY].contains(&problem.reason);
-            let state = if pending { InputState::Pending } else { InputState::Denied };
-            InputStatus {
-                reference,
-                state,
-                reason: Some(problem.reason.to_string()),
-                message: Some(problem.message.clone()),
-            }
-        }
-    }
-}
-
-/// The status the product should have (pure). `available` is `None` when no Deployment may run.
-pub fn desired_status(
-    product: &DataProduct,
-    plan: &ProductPlan,
-    available: Option<i32>,
-    consumers: Vec<DataProductRef>,
-    exposure: Option<&rules::Problem>,
-    now: Timestamp,
-) -> DataProductStatus {
-    let generation = product.meta().generation;
-    let previous = product.status.clone().unwrap_or_default();
-    let mut conditions = previous.conditions.clone();
-    let desired = product.spec.runtime.replicas;
-    let (ready, reconciling, stalled) = if let Some(blocker) = &plan.blocker {
-        let msg = format!("{} — the product does not run", blocker.message);
-        ((false, blocker.reason, msg.clone()), (false, blocker.reason, msg.clone()), (true, blocker.reason, msg))
-    } else if let Some(problem) = plan.input_problem() {
-        let msg = problem.message.clone();
-        ((false, problem.reason, msg.clone()), (true, problem.reason, msg.clone()), (false, problem.reason, msg))
-    } else if available.unwrap_or(0) < desired {
-        let msg = format!("{} of {desired} replicas available", available.unwrap_or(0));
-        (
-            (false, reason::PROGRESSING, msg.clone()),
-            (true, reason::PROGRESSING, msg.clone()),
-            (false, reason::PROGRESSING, msg),
-        )
-    } else {
-        let msg = format!("{desired} replicas available; all inputs granted");
-        ((true, reason::READY, msg.clone()), (false, reason::READY, msg.clone()), (false, reason::READY, msg))
-    };
-    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    for (type_, (truth, why, message)) in
-        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
-    {
-        let status = if truth { ConditionStatus::True } else { ConditionStatus::False };
-        set_condition(&mut conditions, Condition::new(type_, status, why, message, generation, time.clone()));
-    }
-    match exposure {
-        Some(problem) => {
-            _ = set_condition(
-                &mut conditions,
-                Condition::new(
-                    condition_type::ISOLATED,
-                    ConditionStatus::False,
-                    problem.reason,
-                    problem.message.clone(),
-                    generation,
-                    time.clone(),
-                ),
-            )
-        }
-        None => conditions.retain(|c| c.type_ != condition_type::ISOLATED),
-    };
-    let name = product.name_any();
-    let namespace = product.namespace().unwrap_or_default();
-    let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
-    let owners_with_data_access = if product::owners_read_data(product) {
-        product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
-    } else {
-        vec![]
-    };
-    DataProductStatus {
-        observed_generation: generation,
-        conditions,
-        available_replicas: available,
-        endpoint,
-        inputs: plan.inputs.iter().map(input_status).collect(),
-        consumer_count: Some(consumers.len() as i32),
-        consumers,
-        owners_with_data_access,
-    }
 }
 
 async fn write_status(

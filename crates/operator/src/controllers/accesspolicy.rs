@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -15,14 +14,12 @@ use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
 use super::requeue_at;
-use crate::api::{
-    AccessPolicy, AccessPolicyStatus, Condition, ConditionStatus, DeniedSubject, condition_type, find_condition,
-    set_condition,
-};
+use crate::api::{AccessPolicy, AccessPolicyStatus, ConditionStatus, condition_type, find_condition};
 use crate::audit;
 use crate::mesh::grant::{self, GrantBundle};
 use crate::mesh::labels::ACCESS_POLICY;
 use crate::mesh::rules::{self, GrantPlan, reason, subject_display};
+use crate::mesh::status;
 
 pub const CONTROLLER: &str = "accesspolicy";
 
@@ -65,13 +62,13 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
             children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (ACCESS_POLICY, &policy.name_any()), true)
                 .await?;
             let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
-            let status = desired_status(policy, &refused, now);
+            let status = status::policy(policy, &refused, now);
             write_status(ctx, policy, &namespace, &refused, status).await?;
         }
         return Err(error);
     }
     ctx.refused.clear(&uid);
-    let status = desired_status(policy, &plan, now);
+    let status = status::policy(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
     // Wake up at expiry to revoke; expired grants need nothing more.
     let next = plan.expires_at.filter(|t| *t > now);
@@ -89,71 +86,6 @@ async fn apply(
     let name = policy.name_any();
     apply_access(&ctx.policies, &ctx.caches, namespace, uid, (ACCESS_POLICY, name.as_str()), role, binding, ingress)
         .await
-}
-
-/// The status the policy should have (pure).
-pub fn desired_status(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> AccessPolicyStatus {
-    let generation = policy.meta().generation;
-    let mut conditions = policy.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let granted = plan.grants_anything();
-    let (ready, why, message) = match (&plan.problem, plan.denied.first()) {
-        (Some(problem), _) => (false, problem.reason, problem.message.clone()),
-        (None, Some((_, problem))) => {
-            (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message))
-        }
-        (None, None) if !granted => (false, reason::NO_SUBJECT_GRANTED, "nothing to grant".to_string()),
-        (None, None) => {
-            let until = plan.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
-            (true, reason::GRANTED, format!("{} subject(s) granted{until}", plan.effective.len()))
-        }
-    };
-    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
-    let status_of = |b: bool| {
-        if b { ConditionStatus::True } else { ConditionStatus::False }
-    };
-    set_condition(
-        &mut conditions,
-        Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()),
-    );
-    let granted_reason = if granted { reason::GRANTED } else { why };
-    set_condition(
-        &mut conditions,
-        Condition::new(
-            condition_type::GRANTED,
-            status_of(granted),
-            granted_reason,
-            message.clone(),
-            generation,
-            time.clone(),
-        ),
-    );
-    // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
-    // other refusal needs a person to act: Stalled.
-    let waiting = !ready && why == reason::DATA_PRODUCT_NOT_FOUND;
-    set_condition(
-        &mut conditions,
-        Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()),
-    );
-    set_condition(
-        &mut conditions,
-        Condition::new(condition_type::STALLED, status_of(!ready && !waiting), why, message, generation, time),
-    );
-    AccessPolicyStatus {
-        observed_generation: generation,
-        conditions,
-        effective_subjects: plan.effective.clone(),
-        denied_subjects: plan
-            .denied
-            .iter()
-            .map(|(subject, problem)| DeniedSubject {
-                subject: subject.clone(),
-                reason: problem.reason.to_string(),
-                message: Some(problem.message.clone()),
-            })
-            .collect(),
-        subject_count: Some(plan.effective.len() as i32),
-        expires_at: plan.expires_at.map(|t| t.to_string()),
-    }
 }
 
 async fn write_status(

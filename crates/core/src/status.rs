@@ -1,0 +1,210 @@
+//! The status each drmesh object should have, from its plan (pure): the controllers write
+//! it, `drmesh validate` reads the same conditions. Conditions follow kstatus: `Ready`,
+//! `Reconciling` (waiting for something that may still arrive) and `Stalled` (a person
+//! must act), plus `Granted` on AccessPolicies and `Isolated` on DataProducts.
+
+use jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{
+    AccessPolicy, AccessPolicyStatus, Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus,
+    DataSource, DataSourceStatus, DeniedSubject, InputState, InputStatus, condition_type, set_condition,
+};
+use crate::product;
+use crate::rules::{self, GrantPlan, ProductPlan, reason};
+use crate::source::{SecretState, source_problem};
+
+/// The status the policy should have (pure).
+pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> AccessPolicyStatus {
+    let generation = policy.meta().generation;
+    let mut conditions = policy.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let granted = plan.grants_anything();
+    let (ready, why, message) = match (&plan.problem, plan.denied.first()) {
+        (Some(problem), _) => (false, problem.reason, problem.message.clone()),
+        (None, Some((_, problem))) => {
+            (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message))
+        }
+        (None, None) if !granted => (false, reason::NO_SUBJECT_GRANTED, "nothing to grant".to_string()),
+        (None, None) => {
+            let until = plan.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
+            (true, reason::GRANTED, format!("{} subject(s) granted{until}", plan.effective.len()))
+        }
+    };
+    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    let status_of = |b: bool| {
+        if b { ConditionStatus::True } else { ConditionStatus::False }
+    };
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()),
+    );
+    let granted_reason = if granted { reason::GRANTED } else { why };
+    set_condition(
+        &mut conditions,
+        Condition::new(
+            condition_type::GRANTED,
+            status_of(granted),
+            granted_reason,
+            message.clone(),
+            generation,
+            time.clone(),
+        ),
+    );
+    // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
+    // other refusal needs a person to act: Stalled.
+    let waiting = !ready && why == reason::DATA_PRODUCT_NOT_FOUND;
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()),
+    );
+    set_condition(
+        &mut conditions,
+        Condition::new(condition_type::STALLED, status_of(!ready && !waiting), why, message, generation, time),
+    );
+    AccessPolicyStatus {
+        observed_generation: generation,
+        conditions,
+        effective_subjects: plan.effective.clone(),
+        denied_subjects: plan
+            .denied
+            .iter()
+            .map(|(subject, problem)| DeniedSubject {
+                subject: subject.clone(),
+                reason: problem.reason.to_string(),
+                message: Some(problem.message.clone()),
+            })
+            .collect(),
+        subject_count: Some(plan.effective.len() as i32),
+        expires_at: plan.expires_at.map(|t| t.to_string()),
+    }
+}
+
+/// The status the source should have (pure).
+pub fn source(
+    source: &DataSource,
+    consumers: &[String],
+    secret: SecretState,
+    clearance: crate::api::Classification,
+    failure: Option<&rules::Problem>,
+    now: Timestamp,
+) -> DataSourceStatus {
+    let generation = source.meta().generation;
+    let namespace = source.namespace().unwrap_or_default();
+    let mut conditions = source.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let problem = failure.map(|p| (p.clone(), true)).or_else(|| source_problem(source, secret, clearance));
+    let (ready, reconciling, stalled, why, message) = match problem {
+        Some((problem, stalled)) => (false, !stalled, stalled, problem.reason, problem.message),
+        None => (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len())),
+    };
+    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    let status_of = |b: bool| {
+        if b { ConditionStatus::True } else { ConditionStatus::False }
+    };
+    for (type_, truth) in
+        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
+    {
+        set_condition(
+            &mut conditions,
+            Condition::new(type_, status_of(truth), why, message.clone(), generation, time.clone()),
+        );
+    }
+    DataSourceStatus {
+        observed_generation: generation,
+        conditions,
+        consumers: consumers.iter().map(|c| DataProductRef::new(namespace.clone(), c.clone())).collect(),
+        consumer_count: Some(consumers.len() as i32),
+    }
+}
+
+fn input_status(input: &rules::InputPlan) -> InputStatus {
+    let reference = match &input.input {
+        rules::InputKey::Source(name) => format!("DataSource {name}"),
+        rules::InputKey::Product(key) => format!("DataProduct {key}"),
+    };
+    match (&input.outcome, &input.waiting) {
+        (Ok(_), None) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
+        (Ok(_), Some(problem)) | (Err(problem), _) => {
+            let pending = [reason::INPUT_NOT_FOUND, reason::INPUT_NOT_READY].contains(&problem.reason);
+            let state = if pending { InputState::Pending } else { InputState::Denied };
+            InputStatus {
+                reference,
+                state,
+                reason: Some(problem.reason.to_string()),
+                message: Some(problem.message.clone()),
+            }
+        }
+    }
+}
+
+/// The status the product should have (pure). `available` is `None` when no Deployment may run.
+pub fn product(
+    product: &DataProduct,
+    plan: &ProductPlan,
+    available: Option<i32>,
+    consumers: Vec<DataProductRef>,
+    exposure: Option<&rules::Problem>,
+    now: Timestamp,
+) -> DataProductStatus {
+    let generation = product.meta().generation;
+    let previous = product.status.clone().unwrap_or_default();
+    let mut conditions = previous.conditions.clone();
+    let desired = product.spec.runtime.replicas;
+    let (ready, reconciling, stalled) = if let Some(blocker) = &plan.blocker {
+        let msg = format!("{} — the product does not run", blocker.message);
+        ((false, blocker.reason, msg.clone()), (false, blocker.reason, msg.clone()), (true, blocker.reason, msg))
+    } else if let Some(problem) = plan.input_problem() {
+        let msg = problem.message.clone();
+        ((false, problem.reason, msg.clone()), (true, problem.reason, msg.clone()), (false, problem.reason, msg))
+    } else if available.unwrap_or(0) < desired {
+        let msg = format!("{} of {desired} replicas available", available.unwrap_or(0));
+        (
+            (false, reason::PROGRESSING, msg.clone()),
+            (true, reason::PROGRESSING, msg.clone()),
+            (false, reason::PROGRESSING, msg),
+        )
+    } else {
+        let msg = format!("{desired} replicas available; all inputs granted");
+        ((true, reason::READY, msg.clone()), (false, reason::READY, msg.clone()), (false, reason::READY, msg))
+    };
+    let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    for (type_, (truth, why, message)) in
+        [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]
+    {
+        let status = if truth { ConditionStatus::True } else { ConditionStatus::False };
+        set_condition(&mut conditions, Condition::new(type_, status, why, message, generation, time.clone()));
+    }
+    match exposure {
+        Some(problem) => {
+            _ = set_condition(
+                &mut conditions,
+                Condition::new(
+                    condition_type::ISOLATED,
+                    ConditionStatus::False,
+                    problem.reason,
+                    problem.message.clone(),
+                    generation,
+                    time.clone(),
+                ),
+            )
+        }
+        None => conditions.retain(|c| c.type_ != condition_type::ISOLATED),
+    };
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
+    let owners_with_data_access = if product::owners_read_data(product) {
+        product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
+    } else {
+        vec![]
+    };
+    DataProductStatus {
+        observed_generation: generation,
+        conditions,
+        available_replicas: available,
+        endpoint,
+        inputs: plan.inputs.iter().map(input_status).collect(),
+        consumer_count: Some(consumers.len() as i32),
+        consumers,
+        owners_with_data_access,
+    }
+}
