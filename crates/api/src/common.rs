@@ -115,7 +115,7 @@ impl Condition {
     pub fn new(
         type_: &str,
         status: ConditionStatus,
-        reason: &str,
+        reason: impl AsRef<str>,
         message: impl Into<String>,
         generation: Option<i64>,
         now: Time,
@@ -123,7 +123,7 @@ impl Condition {
         Self {
             type_: type_.to_string(),
             status,
-            reason: reason.to_string(),
+            reason: reason.as_ref().to_string(),
             message: message.into(),
             last_transition_time: now,
             observed_generation: generation,

@@ -92,7 +92,7 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
         };
         let granted = plan.grants_anything();
         for subject in &plan.effective {
-            let status = if granted { GRANTED.to_string() } else { rules::reason::NO_SUBJECT_GRANTED.to_string() };
+            let status = if granted { GRANTED.to_string() } else { rules::Reason::NoSubjectGranted.to_string() };
             rows.push(row(subject, port_labels(&plan.ports), status));
         }
         for (subject, problem) in &plan.denied {
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn expired_grants_are_listed_with_their_reason() {
         let rows = rows("2028-01-01T00:00:00Z");
-        let expired: Vec<&Access> = rows.iter().filter(|a| a.status == rules::reason::EXPIRED).collect();
+        let expired: Vec<&Access> = rows.iter().filter(|a| a.status == rules::Reason::Expired).collect();
         assert_eq!(expired.len(), 11, "{expired:#?}");
     }
 

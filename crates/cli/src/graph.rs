@@ -247,7 +247,7 @@ pub fn build(view: &Snapshot, now: Timestamp) -> Graph {
         let subjects = plan
             .effective
             .iter()
-            .map(|s| (s, if granted { format!("{ports}{until}") } else { rules::reason::NO_SUBJECT_GRANTED.into() }))
+            .map(|s| (s, if granted { format!("{ports}{until}") } else { rules::Reason::NoSubjectGranted.into() }))
             .chain(plan.denied.iter().map(|(s, p)| (s, p.reason.to_string())));
         for (subject, label) in subjects {
             let to = b.subject(subject);

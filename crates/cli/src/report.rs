@@ -75,22 +75,31 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(severity: Severity, origin: &Origin, rule: &str, message: impl Into<String>) -> Self {
+    pub fn new(severity: Severity, origin: &Origin, rule: impl AsRef<str>, message: impl Into<String>) -> Self {
         Self {
             severity,
             file: origin.file.clone(),
             document: Some(origin.document),
             object: None,
             field: None,
-            rule: rule.to_string(),
+            rule: rule.as_ref().to_string(),
             message: message.into(),
         }
     }
-    pub fn error(origin: &Origin, rule: &str, message: impl Into<String>) -> Self {
+    pub fn error(origin: &Origin, rule: impl AsRef<str>, message: impl Into<String>) -> Self {
         Self::new(Severity::Error, origin, rule, message)
     }
-    pub fn warning(origin: &Origin, rule: &str, message: impl Into<String>) -> Self {
+    pub fn warning(origin: &Origin, rule: impl AsRef<str>, message: impl Into<String>) -> Self {
         Self::new(Severity::Warning, origin, rule, message)
+    }
+    /// A problem the core found, with its reason, field and message as the operator
+    /// reports them.
+    pub fn problem(severity: Severity, origin: &Origin, problem: &crate::mesh::rules::Problem) -> Self {
+        let d = Self::new(severity, origin, problem.reason, problem.message.clone());
+        match &problem.field {
+            Some(field) => d.at(field.clone()),
+            None => d,
+        }
     }
     pub fn on(mut self, object: &ObjectId) -> Self {
         self.object = Some(object.clone());

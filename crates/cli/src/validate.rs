@@ -12,17 +12,17 @@ use kube::ResourceExt;
 
 use super::report::{Diagnostic, ObjectId, Severity};
 use super::snapshot::Mesh;
-use crate::api::{AccessPolicy, ConditionStatus, DataProduct, DataSource, condition_type, find_condition};
+use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::MeshView;
-use crate::mesh::rules::{self, InputKey, reason, subject_namespace};
-use crate::mesh::{source as datasource, status};
+use crate::mesh::rules::{self, InputKey, Reason, subject_namespace};
+use crate::mesh::source as datasource;
 
 /// Every semantic problem of the mesh at `now`, in object order.
 pub fn semantic(mesh: &Mesh, now: Timestamp) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let view = &mesh.snapshot;
     for source in view.sources.values() {
-        check_source(mesh, source, now, &mut out);
+        check_source(mesh, source, &mut out);
     }
     for product in view.products.values() {
         check_product(mesh, product, now, &mut out);
@@ -37,7 +37,7 @@ fn id_of<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectId {
     ObjectId::new(&K::kind(&()), &object.namespace().unwrap_or_default(), &object.name_any())
 }
 
-fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<Diagnostic>) {
+fn check_source(mesh: &Mesh, source: &DataSource, out: &mut Vec<Diagnostic>) {
     let id = id_of(source);
     let origin = mesh.origin(&id);
     let namespace = id.namespace.as_str();
@@ -47,34 +47,11 @@ fn check_source(mesh: &Mesh, source: &DataSource, now: Timestamp, out: &mut Vec<
         Some(state) if mesh.secret_namespaces.contains(namespace) => state,
         _ => SecretState::Released,
     };
-    let consumers = datasource::allowed_consumers(&mesh.snapshot, source, now);
+    // The problem the source's Ready condition would carry, with its field.
     let clearance = mesh.snapshot.clearance(namespace);
-    let status = status::source(source, &consumers, secret_state, clearance, None, now);
-    if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
-        && ready.status != ConditionStatus::True
-    {
-        let field = match ready.reason.as_str() {
-            reason::SECRET_NOT_FOUND | reason::SECRET_NOT_RELEASED => "spec.credentialsSecretRef",
-            reason::ENDPOINT_NEEDS_CIDR => "spec.endpoint.cidr",
-            reason::NAMESPACE_CLEARANCE_TOO_LOW => "spec.classification",
-            _ => "",
-        };
-        out.push(Diagnostic::error(&origin, &ready.reason, ready.message.clone()).on(&id).at(field));
+    if let Some((problem, _)) = datasource::source_problem(source, secret_state, clearance) {
+        out.push(Diagnostic::problem(Severity::Error, &origin, &problem).on(&id));
     }
-}
-
-/// The index in `spec.inputs` of the n-th input the plan lists (the plan skips inputs
-/// that name neither a source nor a product; CEL rejects those anyway).
-fn input_field(product: &DataProduct, nth: usize) -> String {
-    product
-        .spec
-        .inputs
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.data_source.is_some() || i.data_product.is_some())
-        .nth(nth)
-        .map(|(i, _)| format!("spec.inputs[{i}]"))
-        .unwrap_or_else(|| "spec.inputs".into())
 }
 
 fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut Vec<Diagnostic>) {
@@ -82,10 +59,9 @@ fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut V
     let origin = mesh.origin(&id);
     let plan = rules::plan_product(&mesh.snapshot, product, now);
     if let Some(blocker) = &plan.blocker
-        && blocker.reason == reason::NAMESPACE_CLEARANCE_TOO_LOW
+        && blocker.reason == Reason::NamespaceClearanceTooLow
     {
-        let mut d =
-            Diagnostic::error(&origin, blocker.reason, blocker.message.clone()).on(&id).at("spec.classification");
+        let mut d = Diagnostic::problem(Severity::Error, &origin, blocker).on(&id);
         if !mesh.declared_namespaces.contains(&id.namespace) {
             d.message.push_str(&format!(
                 " — no Namespace manifest for {} among the inputs: include it or pass --clearance {}=LEVEL",
@@ -94,40 +70,28 @@ fn check_product(mesh: &Mesh, product: &DataProduct, now: Timestamp, out: &mut V
         }
         out.push(d);
     }
-    for (nth, input) in plan.inputs.iter().enumerate() {
+    for input in &plan.inputs {
         let Err(problem) = &input.outcome else {
             continue;
         };
         let unseen = match &input.input {
             InputKey::Product(key) => {
-                problem.reason == reason::INPUT_NOT_FOUND && !mesh.known_namespaces.contains(&key.namespace)
+                problem.reason == Reason::InputNotFound && !mesh.known_namespaces.contains(&key.namespace)
             }
             InputKey::Source(_) => false,
         };
         let (severity, message) = if unseen {
             let note = " (its domain is not among the inputs: not checked)";
             (Severity::Warning, format!("{}{note}", problem.message))
-        } else if problem.reason == reason::INPUT_NOT_READY {
+        } else if problem.reason == Reason::InputNotReady {
             // A consequence: the input's own diagnostic is the error to fix.
             (Severity::Warning, problem.message.clone())
         } else {
             (Severity::Error, problem.message.clone())
         };
-        let d = Diagnostic::new(severity, &origin, problem.reason, message).on(&id).at(input_field(product, nth));
+        let mut d = Diagnostic::problem(severity, &origin, problem).on(&id);
+        d.message = message;
         out.push(d);
-    }
-}
-
-/// A grant names a product that no manifest declares (in a domain the manifests cover).
-pub const SUBJECT_NOT_DECLARED: &str = "SubjectNotDeclared";
-
-fn policy_field(problem_reason: &str) -> &'static str {
-    match problem_reason {
-        reason::DATA_PRODUCT_NOT_FOUND => "spec.dataProduct",
-        reason::EXPIRED | reason::MISSING_EXPIRY | reason::INVALID_EXPIRY => "spec.expiresAt",
-        reason::MISSING_PURPOSE => "spec.purpose",
-        reason::PORT_NOT_FOUND => "spec.ports",
-        _ => "",
     }
 }
 
@@ -136,18 +100,15 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
     let origin = mesh.origin(&id);
     let plan = rules::plan_grant(&mesh.snapshot, policy, now);
     if let Some(problem) = &plan.problem {
-        let message = match problem.reason {
-            reason::EXPIRED => format!("{} (expiry in the past at {now}): the grant grants nothing", problem.message),
-            _ => problem.message.clone(),
-        };
-        out.push(Diagnostic::error(&origin, problem.reason, message).on(&id).at(policy_field(problem.reason)));
+        let mut d = Diagnostic::problem(Severity::Error, &origin, problem).on(&id);
+        if problem.reason == Reason::Expired {
+            d.message = format!("{} (expiry in the past at {now}): the grant grants nothing", problem.message);
+        }
+        out.push(d);
         return;
     }
     for (subject, problem) in &plan.denied {
-        let index = policy.spec.subjects.iter().position(|s| s == subject).unwrap_or(0);
-        let mut d = Diagnostic::error(&origin, problem.reason, problem.message.clone())
-            .on(&id)
-            .at(format!("spec.subjects[{index}]"));
+        let mut d = Diagnostic::problem(Severity::Error, &origin, problem).on(&id);
         if let Some(ns) = subject_namespace(subject)
             && !mesh.declared_namespaces.contains(ns)
             && !mesh.snapshot.clearances.contains_key(ns)
@@ -170,18 +131,15 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
         if mesh.known_namespaces.contains(ns) && mesh.snapshot.product(ns, name).is_none() {
             let message = format!("spec.subjects[{index}]: DataProduct {ns}/{name} is not declared in the manifests");
             out.push(
-                Diagnostic::warning(&origin, SUBJECT_NOT_DECLARED, message)
+                Diagnostic::warning(&origin, Reason::SubjectNotDeclared, message)
                     .on(&id)
                     .at(format!("spec.subjects[{index}]")),
             );
         }
     }
-    let status = status::policy(policy, &plan, now);
-    if let Some(ready) = find_condition(&status.conditions, condition_type::READY)
-        && ready.status != ConditionStatus::True
-        && plan.denied.is_empty()
-    {
-        out.push(Diagnostic::error(&origin, &ready.reason, ready.message.clone()).on(&id));
+    // Nothing refused, nothing granted (no subject, no port): the policy is not Ready.
+    if plan.problem.is_none() && plan.denied.is_empty() && !plan.grants_anything() {
+        out.push(Diagnostic::error(&origin, Reason::NoSubjectGranted, "nothing to grant").on(&id));
     }
 }
 
@@ -206,12 +164,10 @@ mod tests {
         // After the grants' expiry, every grant is reported, and the picture loses its inputs.
         let later: Timestamp = "2028-01-01T00:00:00Z".parse().expect("time");
         let problems = semantic(&mesh, later);
-        let expired = problems.iter().filter(|d| d.rule == reason::EXPIRED).count();
+        let expired = problems.iter().filter(|d| d.rule == Reason::Expired).count();
         assert_eq!(expired, 6, "{problems:#?}");
         assert!(
-            problems
-                .iter()
-                .any(|d| d.rule == reason::INPUT_NOT_GRANTED && d.field.as_deref() == Some("spec.inputs[0]"))
+            problems.iter().any(|d| d.rule == Reason::InputNotGranted && d.field.as_deref() == Some("spec.inputs[0]"))
         );
     }
 
@@ -257,14 +213,14 @@ spec:
         assert_eq!(mesh.diagnostics, vec![]);
         let got: Vec<(String, Severity, Option<String>)> =
             semantic(&mesh, now()).into_iter().map(|d| (d.rule, d.severity, d.field)).collect();
-        let want = |rule: &str, severity, field: &str| (rule.to_string(), severity, Some(field.to_string()));
+        let want = |rule: Reason, severity, field: &str| (rule.to_string(), severity, Some(field.to_string()));
         assert_eq!(
             got,
             vec![
-                want(reason::SECRET_NOT_FOUND, Severity::Error, "spec.credentialsSecretRef"),
-                want(reason::CLASSIFICATION_VIOLATION, Severity::Error, "spec.inputs[0]"),
-                want(reason::INPUT_NOT_FOUND, Severity::Warning, "spec.inputs[1]"),
-                want(reason::EXPIRED, Severity::Error, "spec.expiresAt"),
+                want(Reason::SecretNotFound, Severity::Error, "spec.credentialsSecretRef"),
+                want(Reason::ClassificationViolation, Severity::Error, "spec.inputs[0]"),
+                want(Reason::InputNotFound, Severity::Warning, "spec.inputs[1]"),
+                want(Reason::Expired, Severity::Error, "spec.expiresAt"),
             ]
         );
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod grant;
 pub mod labels;
 pub mod product;
+pub mod reason;
 pub mod rules;
 pub mod source;
 pub mod status;

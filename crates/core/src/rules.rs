@@ -19,84 +19,7 @@ use kube::ResourceExt;
 use super::view::{MeshView, Readiness};
 use crate::api::{AccessPolicy, Classification, DataProduct, Subject, SubjectKind};
 
-/// Stable reasons: status conditions, Events, audit records and metrics all use them.
-pub mod reason {
-    pub const READY: &str = "Ready";
-    pub const GRANTED: &str = "Granted";
-    pub const PROGRESSING: &str = "Progressing";
-    pub const INPUT_NOT_FOUND: &str = "InputNotFound";
-    pub const INPUT_NOT_GRANTED: &str = "InputNotGranted";
-    pub const INPUT_NOT_READY: &str = "InputNotReady";
-    pub const CLASSIFICATION_VIOLATION: &str = "ClassificationViolation";
-    pub const NAMESPACE_CLEARANCE_TOO_LOW: &str = "NamespaceClearanceTooLow";
-    pub const CLEARANCE_TOO_LOW: &str = "ClearanceTooLow";
-    pub const MISSING_PURPOSE: &str = "MissingPurpose";
-    pub const MISSING_EXPIRY: &str = "MissingExpiry";
-    pub const INVALID_EXPIRY: &str = "InvalidExpiry";
-    pub const EXPIRED: &str = "Expired";
-    pub const DATA_PRODUCT_NOT_FOUND: &str = "DataProductNotFound";
-    pub const PORT_NOT_FOUND: &str = "PortNotFound";
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
-    pub const ENDPOINT_NEEDS_CIDR: &str = "EndpointNeedsCidr";
-    pub const NO_SUBJECT_GRANTED: &str = "NoSubjectGranted";
-    /// The AccessPolicy is being deleted: it grants nothing from that instant.
-    pub const POLICY_DELETING: &str = "PolicyDeleting";
-    /// The AccessPolicy is gone (seen as a watch deletion).
-    pub const POLICY_DELETED: &str = "PolicyDeleted";
-    /// The granted DataProduct is being deleted: grants on it are withdrawn.
-    pub const DATA_PRODUCT_DELETING: &str = "DataProductDeleting";
-    /// The object is being deleted: what it grants is withdrawn, nothing new is applied.
-    pub const DELETING: &str = "Deleting";
-    /// A name from which drmesh cannot derive valid child names or labels.
-    pub const INVALID_NAME: &str = "InvalidName";
-    /// A Namespace subject's podSelector has a key that is not a valid label key.
-    pub const INVALID_POD_SELECTOR: &str = "InvalidPodSelector";
-    /// The API server refused a child: the access it would carry is withdrawn.
-    pub const APPLY_FAILED: &str = "ApplyFailed";
-    /// An object drmesh did not create holds the name of a child: it is never taken over.
-    pub const NAME_CONFLICT: &str = "NameConflict";
-    /// The credentials Secret exists but is not labelled `drmesh.io/credentials: "true"`.
-    pub const SECRET_NOT_RELEASED: &str = "SecretNotReleased";
-    /// NetworkPolicies or RBAC drmesh did not create may widen access in a classified domain.
-    pub const FOREIGN_ACCESS_OBJECTS: &str = "ForeignAccessObjects";
-    /// The object could not be parsed: what its children grant is withdrawn.
-    pub const UNPARSEABLE: &str = "Unparseable";
-    /// Owners of a product get (or lose) read access to its data.
-    pub const OWNERS_ACCESS: &str = "OwnersAccess";
-    /// Every reason above (docs and reports are checked against it).
-    pub const ALL: &[&str] = &[
-        READY,
-        GRANTED,
-        PROGRESSING,
-        INPUT_NOT_FOUND,
-        INPUT_NOT_GRANTED,
-        INPUT_NOT_READY,
-        CLASSIFICATION_VIOLATION,
-        NAMESPACE_CLEARANCE_TOO_LOW,
-        CLEARANCE_TOO_LOW,
-        MISSING_PURPOSE,
-        MISSING_EXPIRY,
-        INVALID_EXPIRY,
-        EXPIRED,
-        DATA_PRODUCT_NOT_FOUND,
-        PORT_NOT_FOUND,
-        SECRET_NOT_FOUND,
-        ENDPOINT_NEEDS_CIDR,
-        NO_SUBJECT_GRANTED,
-        POLICY_DELETING,
-        POLICY_DELETED,
-        DATA_PRODUCT_DELETING,
-        DELETING,
-        INVALID_NAME,
-        INVALID_POD_SELECTOR,
-        APPLY_FAILED,
-        NAME_CONFLICT,
-        SECRET_NOT_RELEASED,
-        FOREIGN_ACCESS_OBJECTS,
-        UNPARSEABLE,
-        OWNERS_ACCESS,
-    ];
-}
+pub use crate::reason::Reason;
 
 /// Whether `value` is a valid label value (<= 63 characters, alphanumeric at both ends,
 /// `-`, `_`, `.` inside): children carry their parent's name as a label.
@@ -141,16 +64,25 @@ pub fn is_dns1123_label(name: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-/// Why something is not (fully) allowed: a stable reason and a message for people.
+/// Why something is not (fully) allowed: a stable reason, the field of the object it is
+/// about (when one field is), and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    pub reason: &'static str,
+    pub reason: Reason,
+    /// The field path, e.g. `spec.expiresAt`, `spec.inputs[2]`.
+    pub field: Option<String>,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self { reason, field: None, message: message.into() }
+    }
+
+    /// The same problem, about `field`.
+    pub fn at(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 }
 
@@ -204,7 +136,8 @@ pub fn select_ports(product: &DataProduct, wanted: Option<&[String]>) -> (Vec<(i
 /// Parses `expiresAt`.
 pub fn parse_expiry(value: &str) -> Result<Timestamp, Problem> {
     value.parse::<Timestamp>().map_err(|e| {
-        Problem::new(reason::INVALID_EXPIRY, format!("spec.expiresAt {value:?} is not an RFC 3339 time: {e}"))
+        Problem::new(Reason::InvalidExpiry, format!("spec.expiresAt {value:?} is not an RFC 3339 time: {e}"))
+            .at("spec.expiresAt")
     })
 }
 
@@ -275,67 +208,73 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     // A grant being deleted grants nothing from the moment its deletion is asked, even
     // while a foreign finalizer keeps the object.
     if policy.metadata.deletion_timestamp.is_some() {
-        let problem = Problem::new(reason::POLICY_DELETING, "the AccessPolicy is being deleted: access is withdrawn");
+        let problem = Problem::new(Reason::PolicyDeleting, "the AccessPolicy is being deleted: access is withdrawn");
         return GrantPlan::refused(None, subjects, problem, expires_at);
     }
     let name = policy.name_any();
     if !is_dns1123_label(&name) {
         let problem = Problem::new(
-            reason::INVALID_NAME,
+            Reason::InvalidName,
             format!(
                 "metadata.name {name:?} must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 \
                  characters): the grant's children carry it as a label"
             ),
-        );
+        )
+        .at("metadata.name");
         return GrantPlan::refused(None, subjects, problem, expires_at);
     }
     let Some(product) = view.product(&namespace, &spec.data_product) else {
         let problem = Problem::new(
-            reason::DATA_PRODUCT_NOT_FOUND,
+            Reason::DataProductNotFound,
             format!("spec.dataProduct: DataProduct {namespace}/{} does not exist", spec.data_product),
-        );
+        )
+        .at("spec.dataProduct");
         return GrantPlan::refused(None, subjects, problem, expires_at);
     };
     if product.metadata.deletion_timestamp.is_some() {
         let problem = Problem::new(
-            reason::DATA_PRODUCT_DELETING,
+            Reason::DataProductDeleting,
             format!("spec.dataProduct: DataProduct {namespace}/{} is being deleted", spec.data_product),
-        );
+        )
+        .at("spec.dataProduct");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
     let classification = product.spec.classification;
     if let Some(expiry) = expires_at
         && expiry <= now
     {
-        let problem = Problem::new(reason::EXPIRED, format!("the grant expired at {expiry}"));
+        let problem = Problem::new(Reason::Expired, format!("the grant expired at {expiry}")).at("spec.expiresAt");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
     if classification == Classification::Restricted {
         let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
         if purpose_missing {
             let problem = Problem::new(
-                reason::MISSING_PURPOSE,
+                Reason::MissingPurpose,
                 format!("spec.purpose is required: {} is Restricted (need to know)", spec.data_product),
-            );
+            )
+            .at("spec.purpose");
             return GrantPlan::refused(Some(product), subjects, problem, expires_at);
         }
         if expires_at.is_none() {
             let problem = Problem::new(
-                reason::MISSING_EXPIRY,
+                Reason::MissingExpiry,
                 format!(
                     "spec.expiresAt is required: {} is Restricted (every grant is time-bounded)",
                     spec.data_product
                 ),
-            );
+            )
+            .at("spec.expiresAt");
             return GrantPlan::refused(Some(product), subjects, problem, expires_at);
         }
     }
     let (ports, unknown) = select_ports(&product, spec.ports.as_deref());
     if !unknown.is_empty() {
         let problem = Problem::new(
-            reason::PORT_NOT_FOUND,
+            Reason::PortNotFound,
             format!("spec.ports: {} has no output port {}", spec.data_product, unknown.join(", ")),
-        );
+        )
+        .at("spec.ports");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
     let mut effective = Vec::new();
@@ -347,7 +286,8 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             .and_then(|selector| selector.match_labels.keys().find(|key| !is_label_key(key)));
         if let Some(key) = bad_key {
             let message = format!("spec.subjects[{index}].podSelector.matchLabels: {key:?} is not a valid label key");
-            denied.push((subject.clone(), Problem::new(reason::INVALID_POD_SELECTOR, message)));
+            let problem = Problem::new(Reason::InvalidPodSelector, message).at(format!("spec.subjects[{index}]"));
+            denied.push((subject.clone(), problem));
             continue;
         }
         match subject_namespace(subject) {
@@ -358,7 +298,8 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
                     view.clearance(ns),
                     classification
                 );
-                denied.push((subject.clone(), Problem::new(reason::CLEARANCE_TOO_LOW, message)));
+                let problem = Problem::new(Reason::ClearanceTooLow, message).at(format!("spec.subjects[{index}]"));
+                denied.push((subject.clone(), problem));
             }
             _ => effective.push(subject.clone()),
         }
@@ -448,26 +389,30 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
     let mut blocker = None;
     let clearance = view.clearance(&namespace);
     if clearance < classification {
-        blocker = Some(Problem::new(
-            reason::NAMESPACE_CLEARANCE_TOO_LOW,
-            format!(
-                "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
+        blocker = Some(
+            Problem::new(
+                Reason::NamespaceClearanceTooLow,
+                format!(
+                    "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
                  (namespace label drmesh.io/clearance)"
-            ),
-        ));
+                ),
+            )
+            .at("spec.classification"),
+        );
     }
     let mut inputs = Vec::new();
     let mut next_expiry: Option<Timestamp> = None;
-    for input in &product.spec.inputs {
+    for (index, input) in product.spec.inputs.iter().enumerate() {
+        let field = format!("spec.inputs[{index}]");
         if let Some(source_name) = &input.data_source {
             let key = InputKey::Source(source_name.clone());
             let outcome = match view.source(&namespace, source_name) {
                 None => Err(Problem::new(
-                    reason::INPUT_NOT_FOUND,
+                    Reason::InputNotFound,
                     format!("spec.inputs: DataSource {namespace}/{source_name} does not exist"),
                 )),
                 Some(source) if source.spec.classification > classification => Err(Problem::new(
-                    reason::CLASSIFICATION_VIOLATION,
+                    Reason::ClassificationViolation,
                     format!(
                         "spec.inputs: DataSource {source_name} is {} but this product is {classification}: \
                          derived data cannot be classified lower than its inputs",
@@ -478,7 +423,7 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
                 // endpoint unusable) lends nothing: its Secret is never mounted.
                 Some(source) => match view.source_ready(&namespace, source_name) {
                     Readiness::NotReady(why) => Err(Problem::new(
-                        reason::INPUT_NOT_READY,
+                        Reason::InputNotReady,
                         format!("spec.inputs: DataSource {source_name} is not Ready: {why}"),
                     )),
                     Readiness::Ready | Readiness::Unknown => {
@@ -486,6 +431,7 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
                     }
                 },
             };
+            let outcome = outcome.map_err(|p| p.at(field));
             inputs.push(InputPlan { input: key, outcome, waiting: None });
         } else if let Some(reference) = &input.data_product {
             let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
@@ -495,12 +441,13 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
                 next_expiry = Some(next_expiry.map_or(*t, |n| n.min(*t)));
             }
             let waiting = match (&outcome, view.product_ready(&key.namespace, &key.name)) {
-                (Ok(_), Readiness::NotReady(why)) => Some(Problem::new(
-                    reason::INPUT_NOT_READY,
-                    format!("spec.inputs: DataProduct {key} is not Ready: {why}"),
-                )),
+                (Ok(_), Readiness::NotReady(why)) => Some(
+                    Problem::new(Reason::InputNotReady, format!("spec.inputs: DataProduct {key} is not Ready: {why}"))
+                        .at(field.clone()),
+                ),
                 _ => None,
             };
+            let outcome = outcome.map_err(|p| p.at(field));
             inputs.push(InputPlan { input: InputKey::Product(key), outcome, waiting });
         }
     }
@@ -508,7 +455,7 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
         blocker = inputs
             .iter()
             .filter_map(|i| i.outcome.as_ref().err())
-            .find(|p| p.reason == reason::CLASSIFICATION_VIOLATION)
+            .find(|p| p.reason == Reason::ClassificationViolation)
             .cloned();
     }
     ProductPlan { inputs, blocker, next_expiry }
@@ -524,11 +471,11 @@ fn plan_product_input(
     now: Timestamp,
 ) -> Result<Reach, Problem> {
     let Some(input) = view.product(&key.namespace, &key.name) else {
-        return Err(Problem::new(reason::INPUT_NOT_FOUND, format!("spec.inputs: DataProduct {key} does not exist")));
+        return Err(Problem::new(Reason::InputNotFound, format!("spec.inputs: DataProduct {key} does not exist")));
     };
     if input.spec.classification > classification {
         return Err(Problem::new(
-            reason::CLASSIFICATION_VIOLATION,
+            Reason::ClassificationViolation,
             format!(
                 "spec.inputs: DataProduct {key} is {} but this product is {classification}: \
                  derived data cannot be classified lower than its inputs",
@@ -558,7 +505,7 @@ fn plan_product_input(
     let ports: Vec<i32> = wanted.into_iter().map(|p| p.0).filter(|p| granted.contains(p)).collect();
     if ports.is_empty() {
         return Err(Problem::new(
-            reason::INPUT_NOT_GRANTED,
+            Reason::InputNotGranted,
             format!(
                 "spec.inputs: no effective AccessPolicy in {} grants DataProduct {namespace}/{name} access to {key}",
                 key.namespace

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
-use super::rules::{self, InputKey, Problem, reason};
+use super::rules::{self, InputKey, Problem, Reason};
 use super::{MeshView, meta, owner_reference, typed};
 use crate::api::DataSource;
 use jiff::Timestamp;
@@ -36,21 +36,22 @@ impl SecretState {
 
     /// Why the source cannot lend this Secret, if it cannot.
     pub fn problem(self, namespace: &str, secret: &str) -> Option<Problem> {
-        match self {
+        let problem = match self {
             SecretState::Released => None,
             SecretState::Missing => Some(Problem::new(
-                reason::SECRET_NOT_FOUND,
+                Reason::SecretNotFound,
                 format!("spec.credentialsSecretRef: Secret {namespace}/{secret} does not exist"),
             )),
             SecretState::NotReleased => Some(Problem::new(
-                reason::SECRET_NOT_RELEASED,
+                Reason::SecretNotReleased,
                 format!(
                     "spec.credentialsSecretRef: Secret {namespace}/{secret} is not released to drmesh: someone \
                      who may read it must label it {}=true",
                     labels::CREDENTIALS
                 ),
             )),
-        }
+        };
+        problem.map(|p| p.at("spec.credentialsSecretRef"))
     }
 }
 
@@ -122,7 +123,7 @@ pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestam
                     i.input == InputKey::Source(name.clone())
                         && match &i.outcome {
                             Ok(_) => true,
-                            Err(problem) => problem.reason == reason::INPUT_NOT_READY,
+                            Err(problem) => problem.reason == Reason::InputNotReady,
                         }
                 })
         })
@@ -154,7 +155,7 @@ pub fn source_problem(
         let msg = format!(
             "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} (namespace label drmesh.io/clearance)"
         );
-        return Some((rules::Problem::new(reason::NAMESPACE_CLEARANCE_TOO_LOW, msg), true));
+        return Some((rules::Problem::new(Reason::NamespaceClearanceTooLow, msg).at("spec.classification"), true));
     }
     if let Some(problem) = secret.problem(&namespace, &source.spec.credentials_secret_ref.name) {
         return Some((problem, false));
@@ -162,7 +163,7 @@ pub fn source_problem(
     if source.spec.endpoint.cidr.is_none() {
         let msg =
             "spec.endpoint.cidr is needed for consumers to reach the endpoint (NetworkPolicies cannot name hosts)";
-        return Some((rules::Problem::new(reason::ENDPOINT_NEEDS_CIDR, msg), true));
+        return Some((rules::Problem::new(Reason::EndpointNeedsCidr, msg).at("spec.endpoint.cidr"), true));
     }
     None
 }

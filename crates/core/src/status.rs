@@ -11,25 +11,31 @@ use crate::api::{
     DataSource, DataSourceStatus, DeniedSubject, InputState, InputStatus, condition_type, set_condition,
 };
 use crate::product;
-use crate::rules::{self, GrantPlan, ProductPlan, reason};
+use crate::rules::{self, GrantPlan, ProductPlan, Reason};
 use crate::source::{SecretState, source_problem};
 
 /// The status the policy should have (pure).
-pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> AccessPolicyStatus {
-    let generation = policy.meta().generation;
-    let mut conditions = policy.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let granted = plan.grants_anything();
-    let (ready, why, message) = match (&plan.problem, plan.denied.first()) {
+/// Why a policy is Ready or not, as its `Ready` condition says: (ready, reason, message).
+/// Its `Granted` condition carries `Granted` when the plan grants anything, else the same.
+pub fn policy_readiness(plan: &GrantPlan) -> (bool, Reason, String) {
+    match (&plan.problem, plan.denied.first()) {
         (Some(problem), _) => (false, problem.reason, problem.message.clone()),
         (None, Some((_, problem))) => {
             (false, problem.reason, format!("{} subject(s) denied: {}", plan.denied.len(), problem.message))
         }
-        (None, None) if !granted => (false, reason::NO_SUBJECT_GRANTED, "nothing to grant".to_string()),
+        (None, None) if !plan.grants_anything() => (false, Reason::NoSubjectGranted, "nothing to grant".to_string()),
         (None, None) => {
             let until = plan.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
-            (true, reason::GRANTED, format!("{} subject(s) granted{until}", plan.effective.len()))
+            (true, Reason::Granted, format!("{} subject(s) granted{until}", plan.effective.len()))
         }
-    };
+    }
+}
+
+pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> AccessPolicyStatus {
+    let generation = policy.meta().generation;
+    let mut conditions = policy.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let granted = plan.grants_anything();
+    let (ready, why, message) = policy_readiness(plan);
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
     let status_of = |b: bool| {
         if b { ConditionStatus::True } else { ConditionStatus::False }
@@ -38,7 +44,7 @@ pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> Access
         &mut conditions,
         Condition::new(condition_type::READY, status_of(ready), why, message.clone(), generation, time.clone()),
     );
-    let granted_reason = if granted { reason::GRANTED } else { why };
+    let granted_reason = if granted { Reason::Granted } else { why };
     set_condition(
         &mut conditions,
         Condition::new(
@@ -52,7 +58,7 @@ pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> Access
     );
     // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
     // other refusal needs a person to act: Stalled.
-    let waiting = !ready && why == reason::DATA_PRODUCT_NOT_FOUND;
+    let waiting = !ready && why == Reason::DataProductNotFound;
     set_condition(
         &mut conditions,
         Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()),
@@ -94,7 +100,7 @@ pub fn source(
     let problem = failure.map(|p| (p.clone(), true)).or_else(|| source_problem(source, secret, clearance));
     let (ready, reconciling, stalled, why, message) = match problem {
         Some((problem, stalled)) => (false, !stalled, stalled, problem.reason, problem.message),
-        None => (true, false, false, reason::READY, format!("{} consumer(s)", consumers.len())),
+        None => (true, false, false, Reason::Ready, format!("{} consumer(s)", consumers.len())),
     };
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
     let status_of = |b: bool| {
@@ -124,7 +130,7 @@ fn input_status(input: &rules::InputPlan) -> InputStatus {
     match (&input.outcome, &input.waiting) {
         (Ok(_), None) => InputStatus { reference, state: InputState::Ready, reason: None, message: None },
         (Ok(_), Some(problem)) | (Err(problem), _) => {
-            let pending = [reason::INPUT_NOT_FOUND, reason::INPUT_NOT_READY].contains(&problem.reason);
+            let pending = [Reason::InputNotFound, Reason::InputNotReady].contains(&problem.reason);
             let state = if pending { InputState::Pending } else { InputState::Denied };
             InputStatus {
                 reference,
@@ -137,6 +143,41 @@ fn input_status(input: &rules::InputPlan) -> InputStatus {
 }
 
 /// The status the product should have (pure). `available` is `None` when no Deployment may run.
+/// Why a product is Ready or not, as its `Ready` condition says: whether it is, the
+/// reason, the message, and whether it waits (`Reconciling`) or needs a person (`Stalled`).
+pub fn product_readiness(
+    product: &DataProduct,
+    plan: &ProductPlan,
+    available: Option<i32>,
+) -> (bool, Reason, String, Wait) {
+    let desired = product.spec.runtime.replicas;
+    if let Some(blocker) = &plan.blocker {
+        (false, blocker.reason, format!("{} — the product does not run", blocker.message), Wait::Stalled)
+    } else if let Some(problem) = plan.input_problem() {
+        (false, problem.reason, problem.message.clone(), Wait::Reconciling)
+    } else if available.unwrap_or(0) < desired {
+        (
+            false,
+            Reason::Progressing,
+            format!("{} of {desired} replicas available", available.unwrap_or(0)),
+            Wait::Reconciling,
+        )
+    } else {
+        (true, Reason::Ready, format!("{desired} replicas available; all inputs granted"), Wait::No)
+    }
+}
+
+/// What a not-Ready object waits for (kstatus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Ready.
+    No,
+    /// Something that may still arrive: `Reconciling`.
+    Reconciling,
+    /// A person: `Stalled`.
+    Stalled,
+}
+
 pub fn product(
     product: &DataProduct,
     plan: &ProductPlan,
@@ -148,24 +189,12 @@ pub fn product(
     let generation = product.meta().generation;
     let previous = product.status.clone().unwrap_or_default();
     let mut conditions = previous.conditions.clone();
-    let desired = product.spec.runtime.replicas;
-    let (ready, reconciling, stalled) = if let Some(blocker) = &plan.blocker {
-        let msg = format!("{} — the product does not run", blocker.message);
-        ((false, blocker.reason, msg.clone()), (false, blocker.reason, msg.clone()), (true, blocker.reason, msg))
-    } else if let Some(problem) = plan.input_problem() {
-        let msg = problem.message.clone();
-        ((false, problem.reason, msg.clone()), (true, problem.reason, msg.clone()), (false, problem.reason, msg))
-    } else if available.unwrap_or(0) < desired {
-        let msg = format!("{} of {desired} replicas available", available.unwrap_or(0));
-        (
-            (false, reason::PROGRESSING, msg.clone()),
-            (true, reason::PROGRESSING, msg.clone()),
-            (false, reason::PROGRESSING, msg),
-        )
-    } else {
-        let msg = format!("{desired} replicas available; all inputs granted");
-        ((true, reason::READY, msg.clone()), (false, reason::READY, msg.clone()), (false, reason::READY, msg))
-    };
+    let (is_ready, why, msg, wait) = product_readiness(product, plan, available);
+    let (ready, reconciling, stalled) = (
+        (is_ready, why, msg.clone()),
+        (wait == Wait::Reconciling, why, msg.clone()),
+        (wait == Wait::Stalled, why, msg),
+    );
     let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
     for (type_, (truth, why, message)) in
         [(condition_type::READY, ready), (condition_type::RECONCILING, reconciling), (condition_type::STALLED, stalled)]

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
-use super::rules::{self, reason};
+use super::rules::{self, Reason};
 use super::{Snapshot, grant, product, source};
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
 
@@ -108,7 +108,7 @@ fn an_ungranted_cross_domain_input_is_not_reachable() {
     let picture = cnc_picture(&mesh);
     let plan = rules::plan_product(&mesh, &picture, now());
     let problem = plan.input_problem().expect("a problem");
-    assert_eq!(problem.reason, reason::INPUT_NOT_GRANTED);
+    assert_eq!(problem.reason, Reason::InputNotGranted);
     let bundle = product::build(&picture, &plan);
     assert_eq!(bundle.isolation.spec.and_then(|s| s.egress).map(|e| e.len()), Some(1));
     assert!(bundle.deployment.is_some(), "the product runs, it just cannot reach the input");
@@ -137,12 +137,12 @@ fn an_expired_grant_grants_nothing() {
     let p = policy("police", "cnc", "incident-feed", GRANT_CNC, expired);
     mesh.add_policy(p.clone());
     let plan = rules::plan_grant(&mesh, &p, now());
-    assert_eq!(plan.problem.as_ref().map(|p| p.reason), Some(reason::EXPIRED));
+    assert_eq!(plan.problem.as_ref().map(|p| p.reason), Some(Reason::Expired));
     let bundle = grant::build(&p, &plan);
     assert!(bundle.role.is_none() && bundle.binding.is_none() && bundle.ingress.is_none());
     let picture = cnc_picture(&mesh);
     let input = rules::plan_product(&mesh, &picture, now());
-    assert_eq!(input.input_problem().map(|p| p.reason), Some(reason::INPUT_NOT_GRANTED));
+    assert_eq!(input.input_problem().map(|p| p.reason), Some(Reason::InputNotGranted));
 }
 
 #[test]
@@ -160,9 +160,9 @@ fn a_grant_is_effective_until_the_instant_it_expires() {
 fn restricted_grants_need_purpose_and_expiry() {
     let mesh = mesh();
     let no_purpose = policy("police", "a", "incident-feed", GRANT_CNC, "expiresAt: \"2027-01-01T00:00:00Z\"");
-    assert_eq!(rules::plan_grant(&mesh, &no_purpose, now()).problem.map(|p| p.reason), Some(reason::MISSING_PURPOSE));
+    assert_eq!(rules::plan_grant(&mesh, &no_purpose, now()).problem.map(|p| p.reason), Some(Reason::MissingPurpose));
     let no_expiry = policy("police", "b", "incident-feed", GRANT_CNC, "purpose: Olympic hypervision of public safety");
-    assert_eq!(rules::plan_grant(&mesh, &no_expiry, now()).problem.map(|p| p.reason), Some(reason::MISSING_EXPIRY));
+    assert_eq!(rules::plan_grant(&mesh, &no_expiry, now()).problem.map(|p| p.reason), Some(Reason::MissingExpiry));
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn a_subject_in_a_domain_without_clearance_is_denied() {
     let p = policy("police", "mixed", "incident-feed", subjects, PURPOSE);
     let plan = rules::plan_grant(&mesh, &p, now());
     assert_eq!(plan.denied.len(), 1);
-    assert_eq!(plan.denied[0].1.reason, reason::CLEARANCE_TOO_LOW);
+    assert_eq!(plan.denied[0].1.reason, Reason::ClearanceTooLow);
     assert_eq!(plan.effective.len(), 1);
     let bundle = grant::build(&p, &plan);
     let ingress = serde_json::to_value(bundle.ingress.expect("ingress for cnc")).expect("json");
@@ -188,7 +188,7 @@ fn an_unlabelled_namespace_is_public() {
     mesh.add_product(product("nowhere", "leak", "Internal", "[]"));
     let leak = mesh.products.get(&("nowhere".into(), "leak".into())).cloned().expect("fixture");
     let plan = rules::plan_product(&mesh, &leak, now());
-    assert_eq!(plan.blocker.map(|p| p.reason), Some(reason::NAMESPACE_CLEARANCE_TOO_LOW));
+    assert_eq!(plan.blocker.map(|p| p.reason), Some(Reason::NamespaceClearanceTooLow));
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn classification_never_flows_downward() {
     mesh.add_product(product("police", "summary", "Internal", "[{dataSource: incident-db}]"));
     let summary = mesh.products.get(&("police".into(), "summary".into())).cloned().expect("fixture");
     let plan = rules::plan_product(&mesh, &summary, now());
-    assert_eq!(plan.blocker.as_ref().map(|p| p.reason), Some(reason::CLASSIFICATION_VIOLATION));
+    assert_eq!(plan.blocker.as_ref().map(|p| p.reason), Some(Reason::ClassificationViolation));
     assert!(product::build(&summary, &plan).deployment.is_none(), "no Deployment runs");
     let db = mesh.sources.get(&("police".into(), "incident-db".into())).cloned().expect("fixture");
     let consumers = crate::source::allowed_consumers(&mesh, &db, now());
@@ -303,8 +303,8 @@ fn mounted_secrets(bundle: &product::ProductBundle) -> Vec<String> {
 fn a_source_lends_its_secret_only_when_released_to_drmesh() {
     for (released, unreleased, mounted, why) in [
         (vec!["incident-db-credentials"], vec![], true, None),
-        (vec![], vec!["incident-db-credentials"], false, Some(reason::SECRET_NOT_RELEASED)),
-        (vec!["other"], vec![], false, Some(reason::SECRET_NOT_FOUND)),
+        (vec![], vec!["incident-db-credentials"], false, Some(Reason::SecretNotReleased)),
+        (vec!["other"], vec![], false, Some(Reason::SecretNotFound)),
     ] {
         let mesh = with_secrets(mesh(), &released, &unreleased);
         let feed = incident_feed(&mesh);
@@ -312,9 +312,9 @@ fn a_source_lends_its_secret_only_when_released_to_drmesh() {
         let bundle = product::build(&feed, &plan);
         assert_eq!(!mounted_secrets(&bundle).is_empty(), mounted, "released {released:?}: {:?}", plan.inputs);
         let problem = plan.input_problem();
-        assert_eq!(problem.map(|p| p.reason), why.map(|_| reason::INPUT_NOT_READY), "{:?}", plan.inputs);
+        assert_eq!(problem.map(|p| p.reason), why.map(|_| Reason::InputNotReady), "{:?}", plan.inputs);
         if let Some(why) = why {
-            assert!(problem.expect("problem").message.contains(why), "the source's reason is named");
+            assert!(problem.expect("problem").message.contains(why.as_str()), "the source's reason is named");
         }
         assert!(plan.runnable(), "a source not Ready does not stop the product, it lends nothing");
     }
@@ -364,7 +364,7 @@ fn a_product_waits_for_an_input_product_that_is_not_ready() {
     let view = NothingReady(mesh);
     let plan = rules::plan_product(&view, &picture, now());
     let problem = plan.input_problem().expect("waiting");
-    assert_eq!(problem.reason, reason::INPUT_NOT_READY);
+    assert_eq!(problem.reason, Reason::InputNotReady);
     assert!(problem.message.contains("Progressing"), "{}", problem.message);
     assert!(plan.inputs[0].outcome.is_ok(), "still granted: the egress stays");
 }
@@ -378,14 +378,14 @@ fn a_grant_being_deleted_or_on_a_product_being_deleted_grants_nothing() {
     grant_object.metadata.deletion_timestamp = Some(deleted.clone());
     let plan = rules::plan_grant(&mesh, &grant_object, now());
     assert!(!plan.grants_anything());
-    assert_eq!(plan.problem.map(|p| p.reason), Some(reason::POLICY_DELETING));
+    assert_eq!(plan.problem.map(|p| p.reason), Some(Reason::PolicyDeleting));
     assert!(grant::build(&grant_object, &rules::plan_grant(&mesh, &grant_object, now())).role.is_none());
 
     let mut feed = (*incident_feed(&mesh)).clone();
     feed.metadata.deletion_timestamp = Some(deleted);
     mesh.add_product(feed);
     let plan = rules::plan_grant(&mesh, &policy("police", "cnc", "incident-feed", GRANT_CNC, PURPOSE), now());
-    assert_eq!(plan.problem.map(|p| p.reason), Some(reason::DATA_PRODUCT_DELETING));
+    assert_eq!(plan.problem.map(|p| p.reason), Some(Reason::DataProductDeleting));
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn names_that_cannot_be_labels_are_refused_with_a_reason() {
     for name in ["cnc.officers", &"x".repeat(64), "Upper"] {
         let plan = rules::plan_grant(&mesh, &policy("police", name, "incident-feed", GRANT_CNC, PURPOSE), now());
         let problem = plan.problem.expect("refused");
-        assert_eq!(problem.reason, reason::INVALID_NAME, "{name}");
+        assert_eq!(problem.reason, Reason::InvalidName, "{name}");
         assert!(problem.message.contains("metadata.name"), "{}", problem.message);
     }
     assert!(
@@ -411,7 +411,7 @@ fn a_pod_selector_with_an_invalid_label_key_denies_its_subject_only() {
     assert_eq!(plan.effective.len(), 1, "the group keeps its grant");
     let (denied, problem) = plan.denied.first().expect("denied");
     assert_eq!(denied.kind, crate::api::SubjectKind::Namespace);
-    assert_eq!(problem.reason, reason::INVALID_POD_SELECTOR);
+    assert_eq!(problem.reason, Reason::InvalidPodSelector);
     assert!(problem.message.contains("spec.subjects[1].podSelector.matchLabels"), "{}", problem.message);
     for key in ["app", "app.kubernetes.io/name", "example.com/tier", "a_b.c-d"] {
         assert!(rules::is_label_key(key), "{key}");

@@ -92,7 +92,7 @@ impl GrantCounts {
         match granted {
             None => self.pending += 1,
             Some(c) if c.status == ConditionStatus::True => self.active += 1,
-            Some(c) if c.reason == crate::mesh::rules::reason::EXPIRED => self.expired += 1,
+            Some(c) if c.reason == crate::mesh::rules::Reason::Expired => self.expired += 1,
             Some(_) => self.denied += 1,
         }
     }

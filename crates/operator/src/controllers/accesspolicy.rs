@@ -18,7 +18,7 @@ use crate::api::{AccessPolicy, AccessPolicyStatus, ConditionStatus, condition_ty
 use crate::audit;
 use crate::mesh::grant::{self, GrantBundle};
 use crate::mesh::labels::ACCESS_POLICY;
-use crate::mesh::rules::{self, GrantPlan, reason, subject_display};
+use crate::mesh::rules::{self, GrantPlan, Reason, subject_display};
 use crate::mesh::status;
 
 pub const CONTROLLER: &str = "accesspolicy";
@@ -40,7 +40,7 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
     let now = ctx.now();
     let mut plan = rules::plan_grant(&ctx.caches, policy, now);
     if withdrawing && plan.problem.is_none() {
-        let problem = rules::Problem::new(reason::DELETING, format!("namespace {namespace} is being deleted"));
+        let problem = rules::Problem::new(Reason::Deleting, format!("namespace {namespace} is being deleted"));
         plan = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
     }
     let bundle = grant::build(policy, &plan);
@@ -112,10 +112,10 @@ fn decision(
     was: bool,
     is: bool,
     reason_changed: bool,
-    reason_now: &str,
+    reason_now: Reason,
     denials_changed: bool,
 ) -> Option<audit::Decision> {
-    let expired = reason_now == reason::EXPIRED;
+    let expired = reason_now == Reason::Expired;
     match (was, is) {
         (false, true) => Some(audit::Decision::Granted),
         (true, false) if expired => Some(audit::Decision::Expired),
@@ -142,6 +142,9 @@ async fn report_transition(
     let was = old.as_ref().is_some_and(|c| c.status == ConditionStatus::True);
     let is = now_granted.status == ConditionStatus::True;
     let reason_changed = old.as_ref().map(|c| &c.reason) != Some(&now_granted.reason);
+    // The reason of the Granted condition just written, from the plan it was written from.
+    let (_, ready_reason, ready_message) = status::policy_readiness(plan);
+    let granted_reason = if plan.grants_anything() { Reason::Granted } else { ready_reason };
     let denials_changed = before.denied_subjects != after.denied_subjects && !after.denied_subjects.is_empty();
     // A grant edited while in force (subjects, ports, expiry) is a new grant: record it.
     let grant_changed = was
@@ -152,7 +155,7 @@ async fn report_transition(
     let record = if grant_changed {
         Some(audit::Decision::Granted)
     } else {
-        decision(was, is, reason_changed, &now_granted.reason, denials_changed)
+        decision(was, is, reason_changed, granted_reason, denials_changed)
     };
     let Some(decision) = record else { return };
 
@@ -169,14 +172,14 @@ async fn report_transition(
             .problem
             .clone()
             .or_else(|| plan.denied.first().map(|(_, p)| p.clone()))
-            .map(|p| (p.reason.to_string(), p.message))
-            .unwrap_or_else(|| (now_granted.reason.clone(), now_granted.message.clone())),
-        _ => (now_granted.reason.clone(), now_granted.message.clone()),
+            .map(|p| (p.reason, p.message))
+            .unwrap_or((granted_reason, ready_message)),
+        _ => (granted_reason, ready_message),
     };
     ctx.report(super::Report {
         object: policy.object_ref(&()),
         decision,
-        reason: reason_static(&why),
+        reason: why,
         message,
         product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
         classification: plan
@@ -190,12 +193,6 @@ async fn report_transition(
         policy: Some(policy_ref(policy)),
     })
     .await;
-}
-
-/// The stable reason constant equal to `why` (reasons are static; a status read back
-/// may carry any string, then `Unknown`).
-fn reason_static(why: &str) -> &'static str {
-    rules::reason::ALL.iter().copied().find(|r| *r == why).unwrap_or("Unknown")
 }
 
 /// Policies whose status says they grant access now.
@@ -221,13 +218,13 @@ pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
     let namespace = policy.namespace().unwrap_or_default();
     ctx.metrics
         .decisions
-        .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: reason::POLICY_DELETED.into() })
+        .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: Reason::PolicyDeleted.into() })
         .inc();
     ctx.audit.record(audit::Event {
         time: ctx.now().to_string(),
         actor: ctx.actor.clone(),
         decision: audit::Decision::Revoked,
-        reason: reason::POLICY_DELETED.into(),
+        reason: Reason::PolicyDeleted.into(),
         message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
         product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
         classification: ctx

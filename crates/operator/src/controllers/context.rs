@@ -213,7 +213,7 @@ pub struct Queues {
 pub struct Report {
     pub object: k8s_openapi::api::core::v1::ObjectReference,
     pub decision: crate::audit::Decision,
-    pub reason: &'static str,
+    pub reason: crate::mesh::rules::Reason,
     pub message: String,
     pub product: crate::audit::ObjectRef,
     pub classification: String,

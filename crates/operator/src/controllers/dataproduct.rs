@@ -20,7 +20,7 @@ use crate::audit;
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_PRODUCT;
 use crate::mesh::product::{self, ProductBundle};
-use crate::mesh::rules::{self, reason};
+use crate::mesh::rules::{self, Reason};
 use crate::mesh::status;
 
 pub const CONTROLLER: &str = "dataproduct";
@@ -70,15 +70,17 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
             let mut blocked = plan.clone();
             blocked.blocker = Some(problem);
             let status = status::product(product, &blocked, None, vec![], exposure.as_ref(), now);
-            write_status(ctx, product, &namespace, status).await?;
+            let (_, why, _, _) = status::product_readiness(product, &blocked, None);
+            write_status(ctx, product, &namespace, status, why).await?;
         }
         return Err(error);
     }
     let consumers = rules::product_consumers(&ctx.caches, &namespace, &name, now);
     let available = ctx.caches.deployments.get(&namespace, &name).map_or(0, |d| d.detail as i32);
-    let status =
-        status::product(product, &plan, plan.runnable().then_some(available), consumers, exposure.as_ref(), now);
-    write_status(ctx, product, &namespace, status).await?;
+    let available = plan.runnable().then_some(available);
+    let status = status::product(product, &plan, available, consumers, exposure.as_ref(), now);
+    let (_, why, _, _) = status::product_readiness(product, &plan, available);
+    write_status(ctx, product, &namespace, status, why).await?;
     Ok(requeue_at(plan.next_expiry, now))
 }
 
@@ -92,7 +94,7 @@ fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
     let objects = ctx.caches.foreign.access_objects(namespace);
     (!objects.is_empty()).then(|| {
         rules::Problem::new(
-            reason::FOREIGN_ACCESS_OBJECTS,
+            Reason::ForeignAccessObjects,
             format!(
                 "domain {namespace} holds {} object(s) drmesh did not create that may open access to its products: {}",
                 objects.len(),
@@ -201,6 +203,7 @@ async fn write_status(
     product: &DataProduct,
     namespace: &str,
     status: DataProductStatus,
+    ready: Reason,
 ) -> Result<(), Error> {
     let previous = product.status.clone().unwrap_or_default();
     if product.status.is_some() && previous == status {
@@ -211,18 +214,18 @@ async fn write_status(
     api.patch_status(&product.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status { name: product.name_any(), source })?;
-    report_transition(ctx, product, &previous, &status).await;
+    report_transition(ctx, product, &previous, &status, ready).await;
     Ok(())
 }
 
-const DENIALS: [&str; 7] = [
-    reason::CLASSIFICATION_VIOLATION,
-    reason::INPUT_NOT_GRANTED,
-    reason::NAMESPACE_CLEARANCE_TOO_LOW,
-    reason::CLEARANCE_TOO_LOW,
-    reason::APPLY_FAILED,
-    reason::NAME_CONFLICT,
-    reason::FOREIGN_ACCESS_OBJECTS,
+const DENIALS: [Reason; 7] = [
+    Reason::ClassificationViolation,
+    Reason::InputNotGranted,
+    Reason::NamespaceClearanceTooLow,
+    Reason::ClearanceTooLow,
+    Reason::ApplyFailed,
+    Reason::NameConflict,
+    Reason::ForeignAccessObjects,
 ];
 
 /// An Event on every change of the Ready reason (an audit record when it is a denial);
@@ -233,9 +236,10 @@ async fn report_transition(
     product: &DataProduct,
     before: &DataProductStatus,
     after: &DataProductStatus,
+    why: Reason,
 ) {
     let namespace = product.namespace().unwrap_or_default();
-    let base = |decision, why: &'static str, message: String, subjects: Vec<String>| super::Report {
+    let base = |decision, why: Reason, message: String, subjects: Vec<String>| super::Report {
         object: product.object_ref(&()),
         decision,
         reason: why,
@@ -261,13 +265,13 @@ async fn report_transition(
         } else {
             &after.owners_with_data_access
         };
-        ctx.report(base(decision, reason::OWNERS_ACCESS, message, subjects.clone())).await;
+        ctx.report(base(decision, Reason::OwnersAccess, message, subjects.clone())).await;
     }
     let isolated = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::ISOLATED).cloned();
     if let Some(exposed) = isolated(after)
         && isolated(before).map(|c| c.message) != Some(exposed.message.clone())
     {
-        ctx.report(base(audit::Decision::Exposed, reason::FOREIGN_ACCESS_OBJECTS, exposed.message, vec![])).await;
+        ctx.report(base(audit::Decision::Exposed, Reason::ForeignAccessObjects, exposed.message, vec![])).await;
     }
     let ready = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::READY).cloned();
     let (Some(new), old) = (ready(after), ready(before)) else {
@@ -276,7 +280,6 @@ async fn report_transition(
     if old.as_ref().map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
         return;
     }
-    let why = reason::ALL.iter().copied().find(|r| *r == new.reason).unwrap_or("Unknown");
     if DENIALS.contains(&why) {
         ctx.report(base(audit::Decision::Denied, why, new.message.clone(), vec![])).await;
     } else {

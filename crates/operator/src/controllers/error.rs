@@ -42,16 +42,16 @@ impl Error {
     /// The status reason of an error that leaves a parent's access withdrawn, with the
     /// API server's message; `None` for errors that say nothing about the parent.
     pub fn problem(&self) -> Option<crate::mesh::rules::Problem> {
-        use crate::mesh::rules::{Problem, reason};
+        use crate::mesh::rules::{Problem, Reason};
         match self {
             Error::Apply { kind, name, source } => {
                 let message = match source {
                     kube::Error::Api(status) => status.message.clone(),
                     other => other.to_string(),
                 };
-                Some(Problem::new(reason::APPLY_FAILED, format!("the API server refused {kind} {name}: {message}")))
+                Some(Problem::new(Reason::ApplyFailed, format!("the API server refused {kind} {name}: {message}")))
             }
-            Error::NameConflict { .. } => Some(Problem::new(reason::NAME_CONFLICT, self.to_string())),
+            Error::NameConflict { .. } => Some(Problem::new(Reason::NameConflict, self.to_string())),
             _ => None,
         }
     }

@@ -816,7 +816,7 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     ctx.report(Report {
         object: reference,
         decision: crate::audit::Decision::Revoked,
-        reason: crate::mesh::rules::reason::UNPARSEABLE,
+        reason: crate::mesh::rules::Reason::Unparseable,
         message,
         product: crate::audit::ObjectRef { namespace, name: if kind == "DataProduct" { name } else { String::new() } },
         classification: "Unknown".into(),
