@@ -68,7 +68,7 @@ fn write_yaml(path: &Path, docs: &[Value]) {
     let mut text = String::new();
     for d in docs {
         text.push_str("---\n");
-        text.push_str(&serde_yaml::to_string(d).expect("yaml"));
+        text.push_str(&drmesh::yaml::to_string(d).expect("yaml"));
     }
     std::fs::write(path, text).expect("write manifests");
 }

@@ -139,11 +139,7 @@ fn values_replaced_at_random_never_panic() {
     let admission = Admission::new().expect("schemas");
     let documents: Vec<Value> = samples()
         .iter()
-        .flat_map(|(_, text)| {
-            serde_yaml::Deserializer::from_str(text)
-                .map(|d| serde::Deserialize::deserialize(d).expect("sample yaml"))
-                .collect::<Vec<Value>>()
-        })
+        .flat_map(|(_, text)| drmesh::yaml::documents(text).map(|d| d.expect("sample yaml")).collect::<Vec<Value>>())
         .collect();
     let original = load_texts(&samples(), "default", &[], &admission);
     let reached = std::cell::Cell::new(0u32);
@@ -166,7 +162,7 @@ fn values_replaced_at_random_never_panic() {
                 }
             }
             let text =
-                docs.iter().map(|d| serde_yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
+                docs.iter().map(|d| drmesh::yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
             let mesh = everything(&admission, &[(PathBuf::from("mutated.yaml"), text)]);
             let d = diff::diff(&original, &mesh, &admission, now());
             let _ = diff::text(&d);

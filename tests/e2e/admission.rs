@@ -136,7 +136,7 @@ struct InvalidCase {
 fn fixture() -> Fixture {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/invalid-manifests.yaml");
     let text = std::fs::read_to_string(&path).expect("read the invalid-manifests fixture");
-    serde_yaml::from_str(&text).expect("parse the invalid-manifests fixture")
+    drmesh::yaml::from_str(&text).expect("parse the invalid-manifests fixture")
 }
 
 fn base(name: &str) -> Value {

@@ -10,3 +10,4 @@ mod orders;
 mod packaging;
 mod reasons;
 mod smoke;
+mod yaml;

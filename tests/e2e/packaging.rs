@@ -47,7 +47,7 @@ pub const KWOK: &str = "kwok-controller";
 /// local cluster, kwok reports the status of product pods.
 pub fn status_writers_with_kwok() -> Vec<String> {
     let text = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
-    let values: Value = serde_yaml::from_str(&text).expect("values.yaml parses");
+    let values: Value = drmesh::yaml::from_str(&text).expect("values.yaml parses");
     let mut writers: Vec<String> =
         serde_json::from_value(values["admissionPolicies"]["productPods"]["statusWriters"].clone())
             .expect("productPods.statusWriters is a list of names");
@@ -121,10 +121,7 @@ pub fn render(release: &str, namespace: &str, values: &str, extra: &[&str]) -> S
 
 /// The documents of a multi-document YAML stream, as JSON (empty documents skipped).
 pub fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("valid YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    drmesh::yaml::documents(yaml).map(|doc| doc.expect("valid YAML")).filter(|v: &Value| !v.is_null()).collect()
 }
 
 /// The first record of the API server's audit log (and its rotated files, newest first)
@@ -203,7 +200,7 @@ fn checkov_failures(file: &Path) -> BTreeSet<String> {
 fn checkov_skips(target: &str) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(chart_dir().join("checkov-skips.yaml")).expect("checkov-skips.yaml");
     let all: BTreeMap<String, BTreeMap<String, String>> =
-        serde_yaml::from_str(&text).expect("checkov-skips.yaml parses");
+        drmesh::yaml::from_str(&text).expect("checkov-skips.yaml parses");
     let skips = all.get(target).cloned().unwrap_or_default();
     for (id, reason) in &skips {
         assert!(reason.split_whitespace().count() >= 8, "{target}/{id}: a skip needs a real justification");
@@ -412,7 +409,7 @@ fn checkov_and_strict_schema_validation_pass_on_the_chart_and_rendered_children(
 fn the_local_audit_policy_is_the_production_one() {
     let rules = |path: &Path| -> Value {
         let v: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).expect("audit policy")).expect("audit policy parses");
+            drmesh::yaml::from_str(&std::fs::read_to_string(path).expect("audit policy")).expect("audit policy parses");
         json!({"omitStages": v["omitStages"], "rules": v["rules"]})
     };
     let production = rules(&repo().join("config/audit/audit-policy.yaml"));

@@ -11,8 +11,8 @@ pub fn reference() -> Vec<Value> {
     let mut docs = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read sample");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc).expect("yaml");
+        for doc in drmesh::yaml::documents(&text) {
+            let v: Value = doc.expect("yaml");
             if !v.is_null() {
                 docs.push(v);
             }

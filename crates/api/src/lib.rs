@@ -68,7 +68,7 @@ pub fn crds_yaml() -> String {
         out.push_str("---\n");
         // Serializing our own derived CRD types cannot fail (no maps with non-string
         // keys, no custom serializers that error); tests cover it.
-        out.push_str(&serde_yaml::to_string(&crd).expect("CRD serializes to YAML"));
+        out.push_str(&drmesh_yaml::to_string(&crd).expect("CRD serializes to YAML"));
     }
     out
 }

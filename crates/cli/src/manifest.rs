@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{API_VERSION, AccessPolicy, DataProduct, DataSource, GROUP};
@@ -88,7 +87,7 @@ pub enum ManifestError {
         path: PathBuf,
         index: usize,
         #[source]
-        source: serde_yaml::Error,
+        source: drmesh_yaml::Error,
     },
     #[error("{}: document {index} is not an object with apiVersion and kind", path.display())]
     NotAnObject { path: PathBuf, index: usize },
@@ -118,12 +117,8 @@ impl ManifestError {
 /// Splits YAML text into documents, skipping empty ones (comments only, `---` alone).
 pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document).map_err(|source| ManifestError::Yaml {
-            path: file.to_path_buf(),
-            index,
-            source,
-        })?;
+    for (index, document) in drmesh_yaml::documents(text).enumerate() {
+        let value = document.map_err(|source| ManifestError::Yaml { path: file.to_path_buf(), index, source })?;
         match &value {
             Value::Null => continue,
             Value::Object(map) if map.contains_key("apiVersion") && map.contains_key("kind") => {}
@@ -142,8 +137,8 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, Manifes
 pub fn parse_documents_lenient(file: &Path, text: &str) -> (Vec<Document>, Vec<ManifestError>) {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match Value::deserialize(document) {
+    for (index, document) in drmesh_yaml::documents(text).enumerate() {
+        let value = match document {
             Ok(value) => value,
             Err(source) => {
                 problems.push(ManifestError::Yaml { path: file.to_path_buf(), index, source });

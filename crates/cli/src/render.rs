@@ -99,7 +99,7 @@ pub fn yaml(children: &[Child]) -> String {
     let mut out = String::new();
     for child in children {
         out.push_str(&format!("---\n# {} -> {}\n", child.parent, child.id()));
-        out.push_str(&serde_yaml::to_string(&child.object).unwrap_or_default());
+        out.push_str(&drmesh_yaml::to_string(&child.object).unwrap_or_default());
     }
     out
 }
@@ -178,9 +178,7 @@ mod tests {
         let children = reference_children("2026-06-01T00:00:00Z");
         let list: Value = serde_json::from_str(&json_list(&children)).expect("json");
         assert_eq!(list["items"].as_array().map(Vec::len), Some(children.len()));
-        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml(&children))
-            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-            .collect();
+        let docs: Vec<Value> = drmesh_yaml::documents(&yaml(&children)).map(|d| d.expect("yaml")).collect();
         assert_eq!(docs.len(), children.len());
         assert_eq!(docs[3], children[3].object);
     }

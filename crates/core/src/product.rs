@@ -74,7 +74,7 @@ pub fn build(product: &DataProduct, plan: &ProductPlan) -> ProductBundle {
         owners_role,
         owners_binding,
         contract: product.spec.contract.as_ref().map(|contract| {
-            let text = serde_yaml::to_string(contract).unwrap_or_default();
+            let text = drmesh_yaml::to_string(contract).unwrap_or_default();
             typed(json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": m(labels::product_contract(&name)),

@@ -13,7 +13,7 @@ fn now() -> Timestamp {
 }
 
 fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
-    serde_yaml::from_str(text).expect("fixture parses")
+    drmesh_yaml::from_str(text).expect("fixture parses")
 }
 
 fn product(ns: &str, name: &str, classification: &str, inputs: &str) -> DataProduct {

@@ -45,7 +45,7 @@ declare -A part_key=(
 declare -A part_tools=(
   [k8s]="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
   [kwok]="kwok"
-  [judges]="netpolicy helm kstatus"
+  [judges]="netpolicy helm kstatus yaml2json"
   [node]="kubelet kube-proxy"
   [netpol]="kube-router"
   [dns]="coredns"
@@ -135,6 +135,10 @@ build_judges() { # out-dir
   if [[ ! -x "$out/kstatus" ]]; then
     log "building kstatus (sigs.k8s.io/cli-utils status.Compute)"
     go build -ldflags "-s -w" -o "$out/kstatus" ./kstatus
+  fi
+  if [[ ! -x "$out/yaml2json" ]]; then
+    log "building yaml2json (sigs.k8s.io/yaml, as kubectl reads manifests)"
+    go build -ldflags "-s -w" -o "$out/yaml2json" ./yaml2json
   fi
 }
 

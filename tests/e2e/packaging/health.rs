@@ -66,7 +66,7 @@ struct HealthCase {
 
 fn health_cases() -> Vec<HealthCase> {
     let text = std::fs::read_to_string(repo().join("config/gitops/testdata/health.yaml")).expect("health fixtures");
-    let cases: Vec<HealthCase> = serde_yaml::from_str(&text).expect("health fixtures parse");
+    let cases: Vec<HealthCase> = drmesh::yaml::from_str(&text).expect("health fixtures parse");
     for status in ["Healthy", "Progressing", "Degraded"] {
         assert!(cases.iter().any(|c| c.argocd == status), "no fixture is {status}");
     }
@@ -83,7 +83,7 @@ fn the_argo_cd_health_check_gives_each_sample_its_status() {
         .trim(),
     );
     let gitops = repo().join("config/gitops/argocd");
-    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(gitops.join("argocd-cm.yaml")).expect("argocd-cm"))
+    let cm: Value = drmesh::yaml::from_str(&std::fs::read_to_string(gitops.join("argocd-cm.yaml")).expect("argocd-cm"))
         .expect("argocd-cm parses");
     let mut failures = Vec::new();
     let cases = health_cases();

@@ -207,7 +207,7 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
         children.extend(list["items"].as_array().cloned().unwrap_or_default().into_iter().map(as_manifest));
     }
     assert!(children.len() >= 12, "only {} children", children.len());
-    let yaml: String = children.iter().map(|c| format!("---\n{}", serde_yaml::to_string(c).expect("yaml"))).collect();
+    let yaml: String = children.iter().map(|c| format!("---\n{}", drmesh::yaml::to_string(c).expect("yaml"))).collect();
     super::judge_manifests(&yaml, "children");
 }
 

@@ -161,7 +161,7 @@ spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
     /// A kubeconfig acting as the chart's ServiceAccount (impersonated by the admin).
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
         let admin: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(harness::kubeconfig_path()).expect("kubeconfig"))
+            drmesh::yaml::from_str(&std::fs::read_to_string(harness::kubeconfig_path()).expect("kubeconfig"))
                 .expect("kubeconfig parses");
         let cluster = admin["clusters"][0].clone();
         let mut user = admin["users"]
@@ -179,7 +179,7 @@ spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
             "current-context": "operator",
         });
         let path = dir.join("operator.kubeconfig");
-        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
+        std::fs::write(&path, drmesh::yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
         path
     }
 
