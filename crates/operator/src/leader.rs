@@ -2,7 +2,13 @@
 //! the controllers (and so writes). A leader that cannot renew in time stops writing
 //! before its Lease can be taken over; a leader shutting down releases the Lease so a
 //! standby takes over at once.
+//!
+//! No replica compares another's `renewTime` with its own clock (their clocks may
+//! differ): as client-go does, a standby notes on its own monotonic clock when it last
+//! saw the Lease record change, and takes the Lease over only once it has not changed
+//! for `leaseDurationSeconds`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -10,6 +16,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
+use tokio::time::Instant;
 
 /// How long a Lease is valid without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(10);
@@ -21,6 +28,17 @@ pub struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The Lease record last seen, and when (on this replica's monotonic clock) it changed.
+    observed: Mutex<Option<(Record, Instant)>>,
+}
+
+/// What identifies one renewal of the Lease (any change restarts the wait).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    holder: Option<String>,
+    renew_time: Option<MicroTime>,
+    transitions: Option<i32>,
+    resource_version: Option<String>,
 }
 
 /// What a round of election decided.
@@ -30,8 +48,20 @@ pub enum Role {
     Follower,
 }
 
-/// The pure decision: may `identity` hold `lease` at `now`?
-pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Role {
+/// Notes `record` as seen at `now`: how long it has been the same (zero when it changed).
+fn observe(slot: &mut Option<(Record, Instant)>, record: Option<Record>, now: Instant) -> Duration {
+    match (&*slot, record) {
+        (Some((seen, at)), Some(record)) if *seen == record => now.duration_since(*at),
+        (_, record) => {
+            *slot = record.map(|r| (r, now));
+            Duration::ZERO
+        }
+    }
+}
+
+/// The pure decision: may `identity` hold `lease`, whose record has not changed for
+/// `unchanged_for` as this replica measured it?
+pub fn decide(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> Role {
     let Some(spec) = lease else {
         return Role::Leader;
     };
@@ -39,30 +69,46 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Role
     if holder.is_empty() || holder == identity {
         return Role::Leader;
     }
-    let duration = spec.lease_duration_seconds.map(i64::from).unwrap_or(LEASE_DURATION.as_secs() as i64);
-    match &spec.renew_time {
-        Some(MicroTime(renewed)) if renewed.as_second() + duration > now.as_second() => Role::Follower,
-        _ => Role::Leader, // expired: take over
-    }
+    let duration =
+        spec.lease_duration_seconds.and_then(|s| u64::try_from(s).ok()).map_or(LEASE_DURATION, Duration::from_secs);
+    if unchanged_for < duration { Role::Follower } else { Role::Leader } // not renewed in time: take over
 }
 
 impl Elector {
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// How long the Lease record has been the same, on this replica's clock.
+    fn unchanged_for(&self, lease: Option<&Lease>) -> Duration {
+        let record = lease.map(|l| Record {
+            holder: l.spec.as_ref().and_then(|s| s.holder_identity.clone()),
+            renew_time: l.spec.as_ref().and_then(|s| s.renew_time.clone()),
+            transitions: l.spec.as_ref().and_then(|s| s.lease_transitions),
+            resource_version: l.metadata.resource_version.clone(),
+        });
+        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        observe(&mut observed, record, Instant::now())
     }
 
     /// One round: acquire or renew if allowed. Conflicts (another replica won the race)
     /// make this replica a follower; API errors are returned.
     pub async fn round(&self) -> Result<Role, kube::Error> {
-        let now = Timestamp::now();
         let current = self.api.get_opt(&self.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.clone());
-        if decide(spec.as_ref(), &self.identity, now) == Role::Follower {
+        if decide(spec.as_ref(), &self.identity, self.unchanged_for(current.as_ref())) == Role::Follower {
             return Ok(Role::Follower);
         }
         let previous_holder = spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
         let transitions = spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0);
         let taking_over = previous_holder != self.identity;
+        // Written for other tools to read; no replica decides on it.
+        let now = Timestamp::now();
         let mut lease = current.clone().unwrap_or_default();
         lease.metadata.name = Some(self.name.clone());
         lease.spec = Some(LeaseSpec {
@@ -150,29 +196,47 @@ impl Elector {
 mod tests {
     use super::*;
 
-    fn lease(holder: &str, renewed: i64) -> LeaseSpec {
+    fn lease(holder: &str) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
             lease_duration_seconds: Some(10),
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed).expect("time"))),
+            // Far in the future: a skewed clock of the holder must not matter.
+            renew_time: Some(MicroTime(Timestamp::from_second(4_000_000_000).expect("time"))),
             ..Default::default()
         }
     }
 
-    fn at(s: i64) -> Timestamp {
-        Timestamp::from_second(s).expect("time")
-    }
-
     #[test]
     fn a_free_or_own_lease_is_taken() {
-        assert_eq!(decide(None, "a", at(100)), Role::Leader);
-        assert_eq!(decide(Some(&lease("a", 99)), "a", at(100)), Role::Leader);
-        assert_eq!(decide(Some(&lease("", 99)), "a", at(100)), Role::Leader);
+        assert_eq!(decide(None, "a", Duration::ZERO), Role::Leader);
+        assert_eq!(decide(Some(&lease("a")), "a", Duration::ZERO), Role::Leader);
+        assert_eq!(decide(Some(&lease("")), "a", Duration::ZERO), Role::Leader);
     }
 
     #[test]
-    fn a_live_lease_of_another_replica_is_respected_until_it_expires() {
-        assert_eq!(decide(Some(&lease("b", 95)), "a", at(100)), Role::Follower);
-        assert_eq!(decide(Some(&lease("b", 90)), "a", at(100)), Role::Leader);
+    fn another_replicas_lease_is_respected_until_it_stops_changing_for_its_duration() {
+        // Whatever renewTime says (here: a clock far ahead), only the time this replica
+        // saw the record unchanged counts.
+        assert_eq!(decide(Some(&lease("b")), "a", Duration::from_secs(9)), Role::Follower);
+        assert_eq!(decide(Some(&lease("b")), "a", Duration::from_secs(10)), Role::Leader);
+    }
+
+    #[test]
+    fn the_wait_restarts_whenever_the_record_changes() {
+        let record = |rv: &str| Record {
+            holder: Some("b".into()),
+            renew_time: None,
+            transitions: Some(1),
+            resource_version: Some(rv.into()),
+        };
+        let t0 = Instant::now();
+        let mut slot = None;
+        assert_eq!(observe(&mut slot, Some(record("1")), t0), Duration::ZERO);
+        assert_eq!(observe(&mut slot, Some(record("1")), t0 + Duration::from_secs(4)), Duration::from_secs(4));
+        // A renewal (new resourceVersion): waiting starts again.
+        assert_eq!(observe(&mut slot, Some(record("2")), t0 + Duration::from_secs(5)), Duration::ZERO);
+        assert_eq!(observe(&mut slot, Some(record("2")), t0 + Duration::from_secs(16)), Duration::from_secs(11));
+        assert_eq!(observe(&mut slot, None, t0 + Duration::from_secs(17)), Duration::ZERO);
+        assert!(slot.is_none());
     }
 }

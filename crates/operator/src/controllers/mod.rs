@@ -94,19 +94,32 @@ pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
     }
 }
 
-/// Per-object exponential backoff for transient errors, reset on success.
+/// Retry delays per object after failed reconciles: exponential from 250 ms, doubling up
+/// to 64 s, with jitter (backon's: a random part of up to the delay itself), so that
+/// objects failing together (an API server restart) do not retry in lockstep.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<String, backon::ExponentialBackoff>>,
 }
+
+/// The first retry delay and the longest.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(64);
 
 impl Backoff {
     pub fn failed(&self, key: String) -> Duration {
+        use backon::BackoffBuilder;
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        let secs = 2u64.saturating_pow((*n).min(8)).min(300);
-        Duration::from_millis(250 * secs)
+        let delays = failures.entry(key).or_insert_with(|| {
+            backon::ExponentialBuilder::default()
+                .with_min_delay(BACKOFF_MIN)
+                .with_max_delay(BACKOFF_MAX)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times()
+                .build()
+        });
+        delays.next().unwrap_or(BACKOFF_MAX * 2)
     }
     pub fn succeeded(&self, key: &str) {
         if let Ok(mut failures) = self.failures.lock() {
@@ -839,4 +852,23 @@ fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: 
     let wait = ctx.backoff.failed(key_of(obj.as_ref()));
     tracing::warn!(%error, error_label = error.label(), object = %key_of(obj.as_ref()), retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
+
+    #[test]
+    fn retries_back_off_with_jitter_up_to_a_cap_and_reset_on_success() {
+        let backoff = Backoff::default();
+        let delays: Vec<_> = (0..12).map(|_| backoff.failed("a".into())).collect();
+        assert!(delays[0] >= BACKOFF_MIN && delays[0] <= BACKOFF_MIN * 2, "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= BACKOFF_MAX * 2), "capped: {delays:?}");
+        assert!(delays[11] >= BACKOFF_MAX, "reaches the cap: {delays:?}");
+        // Jitter: many objects failing at once do not all get the same delay.
+        let firsts: std::collections::BTreeSet<_> = (0..20).map(|i| backoff.failed(format!("k{i}"))).collect();
+        assert!(firsts.len() > 1, "no jitter: {firsts:?}");
+        backoff.succeeded("a");
+        assert!(backoff.failed("a".into()) <= BACKOFF_MIN * 2, "reset after a success");
+    }
 }
