@@ -1,14 +1,17 @@
 //! Builds what an AccessPolicy grants: RBAC for people and ServiceAccounts, and the
 //! NetworkPolicy ingress from granted products' and namespaces' pods.
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
-use serde_json::{Value, json};
 
+use super::k8s::{self, ip_block, match_labels, pods_in, port, role_ref, rule};
 use super::labels::{self, ACCESS_POLICY, DATA_PRODUCT};
+use super::owner_reference;
 use super::rules::GrantPlan;
-use super::{meta, owner_reference, typed};
 use crate::api::{AccessPolicy, Subject, SubjectKind};
 
 /// Where people's reads come from: the API server's own addresses, in CIDR notation.
@@ -92,30 +95,33 @@ pub fn proxy_names(service: &str, ports: &[(i32, String)]) -> Vec<String> {
     names
 }
 
-fn rbac_subject(subject: &Subject) -> Option<Value> {
-    let name = subject.name.clone()?;
+fn rbac_subject(subject: &Subject) -> Option<k8s_openapi::api::rbac::v1::Subject> {
+    let name = subject.name.as_deref()?;
     match subject.kind {
-        SubjectKind::User | SubjectKind::Group => Some(json!({
-            "apiGroup": "rbac.authorization.k8s.io", "kind": subject.kind.to_string(), "name": name,
-        })),
+        SubjectKind::User | SubjectKind::Group => Some(k8s::person(&subject.kind.to_string(), name)),
         // A product acts through its ServiceAccount, named after it.
-        SubjectKind::ServiceAccount | SubjectKind::DataProduct => Some(json!({
-            "kind": "ServiceAccount", "namespace": subject.namespace.clone()?, "name": name,
-        })),
+        SubjectKind::ServiceAccount | SubjectKind::DataProduct => {
+            Some(k8s::service_account(subject.namespace.as_deref()?, name))
+        }
         SubjectKind::Namespace => None,
     }
 }
 
-fn network_peer(subject: &Subject) -> Option<Value> {
+fn network_peer(subject: &Subject) -> Option<NetworkPolicyPeer> {
+    let namespace = |ns: &str| match_labels([(labels::NAMESPACE_NAME, ns)]);
     match subject.kind {
-        SubjectKind::DataProduct => Some(json!({
-            "namespaceSelector": {"matchLabels": {labels::NAMESPACE_NAME: subject.namespace.clone()?}},
-            "podSelector": {"matchLabels": {DATA_PRODUCT: subject.name.clone()?}},
-        })),
-        SubjectKind::Namespace => Some(json!({
-            "namespaceSelector": {"matchLabels": {labels::NAMESPACE_NAME: subject.name.clone()?}},
-            "podSelector": subject.pod_selector.as_ref().map(|s| serde_json::to_value(s).unwrap_or(json!({}))).unwrap_or(json!({})),
-        })),
+        SubjectKind::DataProduct => Some(pods_in(
+            namespace(subject.namespace.as_deref()?),
+            match_labels([(DATA_PRODUCT, subject.name.as_deref()?)]),
+        )),
+        SubjectKind::Namespace => {
+            let pods = subject
+                .pod_selector
+                .as_ref()
+                .map(|s| LabelSelector { match_labels: Some(s.match_labels.clone()), match_expressions: None })
+                .unwrap_or_default();
+            Some(pods_in(namespace(subject.name.as_deref()?), pods))
+        }
         _ => None,
     }
 }
@@ -133,52 +139,44 @@ pub fn build(policy: &AccessPolicy, plan: &GrantPlan) -> GrantBundle {
         (ACCESS_POLICY.to_string(), policy.name_any()),
     ]);
     let name = labels::grant(&policy.name_any());
-    let metadata = meta(&name, &namespace, &labels, &owner);
+    let metadata = k8s::meta(&name, &namespace, &labels, &owner);
 
-    let subjects: Vec<Value> = plan.effective.iter().filter_map(rbac_subject).collect();
+    let subjects: Vec<_> = plan.effective.iter().filter_map(rbac_subject).collect();
     let (role, binding) = if subjects.is_empty() {
         (None, None)
     } else {
-        let role = typed(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": metadata,
-            "rules": [
-                {"apiGroups": ["drmesh.io"], "resources": ["dataproducts"], "resourceNames": [product], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["services"], "resourceNames": [product], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": proxy_names(product, &plan.ports), "verbs": ["get"]},
-            ]
-        }));
-        let binding = typed(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": metadata,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": subjects,
-        }));
+        let role = Role {
+            metadata: metadata.clone(),
+            rules: Some(vec![
+                rule("drmesh.io", &["dataproducts"], vec![product.clone()], &["get"]),
+                rule("", &["services"], vec![product.clone()], &["get"]),
+                rule("", &["services/proxy"], proxy_names(product, &plan.ports), &["get"]),
+            ]),
+        };
+        let binding = RoleBinding { metadata: metadata.clone(), role_ref: role_ref(&name), subjects: Some(subjects) };
         (Some(role), Some(binding))
     };
 
-    let ports: Vec<Value> = plan.ports.iter().map(|(p, _)| json!({"protocol": "TCP", "port": p})).collect();
+    let ports: Vec<_> = plan.ports.iter().map(|(p, _)| port("TCP", *p)).collect();
     let mut rules = Vec::new();
-    let peers: Vec<Value> = plan.effective.iter().filter_map(network_peer).collect();
+    let peers: Vec<_> = plan.effective.iter().filter_map(network_peer).collect();
     if !peers.is_empty() {
-        rules.push(json!({"from": peers, "ports": ports}));
+        rules.push(NetworkPolicyIngressRule { from: Some(peers), ports: Some(ports.clone()) });
     }
     // People read through the API server's proxy: its connection must reach the pod, on
     // the granted ports only, and only while a person holds the grant.
     if !plan.proxy_from.is_empty() {
-        let from: Vec<Value> = plan.proxy_from.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
-        rules.push(json!({"from": from, "ports": ports}));
+        let from = plan.proxy_from.iter().map(|c| ip_block(c)).collect();
+        rules.push(NetworkPolicyIngressRule { from: Some(from), ports: Some(ports) });
     }
-    let ingress = (!rules.is_empty()).then(|| {
-        typed(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": metadata,
-            "spec": {
-                "podSelector": {"matchLabels": {DATA_PRODUCT: product}},
-                "policyTypes": ["Ingress"],
-                "ingress": rules,
-            }
-        }))
+    let ingress = (!rules.is_empty()).then(|| NetworkPolicy {
+        metadata,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(match_labels([(DATA_PRODUCT, product.as_str())])),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            egress: None,
+        }),
     });
     GrantBundle { role, binding, ingress }
 }

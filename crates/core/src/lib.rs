@@ -7,6 +7,7 @@ pub use drmesh_api as api;
 
 pub mod audit;
 pub mod grant;
+pub mod k8s;
 pub mod labels;
 pub mod product;
 pub mod reason;
@@ -15,12 +16,9 @@ pub mod source;
 pub mod status;
 pub mod view;
 
-use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
 pub use view::{MeshView, Readiness, Snapshot};
 
@@ -33,25 +31,6 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(parent: &K) -> OwnerRefere
         uid: parent.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    }
-}
-
-/// Object metadata of a child.
-pub fn meta(name: &str, namespace: &str, labels: &BTreeMap<String, String>, owner: &OwnerReference) -> Value {
-    json!({"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]})
-}
-
-/// Turns a builder's JSON into its typed object. The shapes are static and covered by
-/// tests; should one ever fail to convert, debug builds stop and release builds log and
-/// fall back to the empty object rather than crash the operator.
-pub fn typed<T: DeserializeOwned + Default>(value: Value) -> T {
-    match serde_json::from_value(value) {
-        Ok(t) => t,
-        Err(error) => {
-            debug_assert!(false, "builder produced an invalid {}: {error}", std::any::type_name::<T>());
-            tracing::error!(%error, kind = std::any::type_name::<T>(), "builder produced an invalid object");
-            T::default()
-        }
     }
 }
 

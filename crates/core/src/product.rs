@@ -3,17 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use serde_json::{Value, json};
 
+use super::k8s::{self, match_labels, pods_in, port, role_ref, rule};
 use super::labels::{self, DATA_PRODUCT};
+use super::owner_reference;
 use super::rules::{ProductPlan, Reach};
-use super::{meta, owner_reference, typed};
-use crate::api::{DataProduct, OutputProtocol};
+use crate::api::{DataProduct, OutputProtocol, OwnerKind};
 
 /// UID and GID the product's containers run as (non-root, as Pod Security "restricted" wants).
 pub const RUN_AS: i64 = 65532;
@@ -48,89 +55,85 @@ pub fn build(product: &DataProduct, plan: &ProductPlan) -> ProductBundle {
     let labels = product_labels(product);
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
-    let m = |child_name: String| meta(&child_name, &namespace, &labels, &owner);
+    let m = |child_name: String| k8s::meta(&child_name, &namespace, &labels, &owner);
     let (owners_role, owners_binding) = owners_rbac(product, &m);
     // Held until none of the product's pods is left (deletion order: pods go first).
     let mut isolation_meta = m(labels::product_isolation(&name));
-    isolation_meta["finalizers"] = json!([labels::ISOLATION_FINALIZER]);
+    isolation_meta.finalizers = Some(vec![labels::ISOLATION_FINALIZER.to_string()]);
     ProductBundle {
-        isolation: typed(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": isolation_meta,
-            "spec": {
-                "podSelector": {"matchLabels": {DATA_PRODUCT: name}},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [],
-                "egress": egress_rules(plan),
-            }
-        })),
-        service_account: typed(json!({
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": m(name.clone()),
-            "automountServiceAccountToken": false,
-        })),
+        isolation: NetworkPolicy {
+            metadata: isolation_meta,
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(match_labels([(DATA_PRODUCT, name.as_str())])),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ingress: Some(vec![]),
+                egress: Some(egress_rules(plan)),
+            }),
+        },
+        service_account: ServiceAccount {
+            metadata: m(name.clone()),
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        },
         service: service(product, &m),
         deployment: plan.runnable().then(|| deployment(product, plan, &m)),
         owners_role,
         owners_binding,
-        contract: product.spec.contract.as_ref().map(|contract| {
-            let text = drmesh_yaml::to_string(contract).unwrap_or_default();
-            typed(json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": m(labels::product_contract(&name)),
-                "data": {"contract.yaml": text},
-            }))
+        contract: product.spec.contract.as_ref().map(|contract| ConfigMap {
+            metadata: m(labels::product_contract(&name)),
+            data: Some(BTreeMap::from([(
+                "contract.yaml".to_string(),
+                drmesh_yaml::to_string(contract).unwrap_or_default(),
+            )])),
+            ..ConfigMap::default()
         }),
     }
 }
 
 /// DNS to the cluster resolver, then each granted input product on its granted ports.
-fn egress_rules(plan: &ProductPlan) -> Vec<Value> {
-    let mut rules = vec![json!({
-        "to": [{
-            "namespaceSelector": {"matchLabels": {labels::NAMESPACE_NAME: "kube-system"}},
-            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-        }],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    })];
+fn egress_rules(plan: &ProductPlan) -> Vec<NetworkPolicyEgressRule> {
+    let namespace = |ns: &str| match_labels([(labels::NAMESPACE_NAME, ns)]);
+    let mut rules = vec![NetworkPolicyEgressRule {
+        to: Some(vec![pods_in(namespace("kube-system"), match_labels([("k8s-app", "kube-dns")]))]),
+        ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    }];
     for input in &plan.inputs {
         if let Ok(Reach::Product { key, ports, .. }) = &input.outcome {
-            rules.push(json!({
-                "to": [{
-                    "namespaceSelector": {"matchLabels": {labels::NAMESPACE_NAME: key.namespace}},
-                    "podSelector": {"matchLabels": {DATA_PRODUCT: key.name}},
-                }],
-                "ports": ports.iter().map(|p| json!({"protocol": "TCP", "port": p})).collect::<Vec<_>>(),
-            }));
+            rules.push(NetworkPolicyEgressRule {
+                to: Some(vec![pods_in(namespace(&key.namespace), match_labels([(DATA_PRODUCT, key.name.as_str())]))]),
+                ports: Some(ports.iter().map(|p| port("TCP", *p)).collect()),
+            });
         }
     }
     rules
 }
 
-fn service(product: &DataProduct, m: &dyn Fn(String) -> Value) -> Option<Service> {
+fn service(product: &DataProduct, m: &dyn Fn(String) -> ObjectMeta) -> Option<Service> {
     if product.spec.output_ports.is_empty() {
         return None;
     }
-    let ports: Vec<Value> = product
+    let ports = product
         .spec
         .output_ports
         .iter()
-        .map(|p| {
-            let mut port = json!({"name": p.name, "port": p.port, "targetPort": p.port, "protocol": "TCP"});
-            if let Some(app) = app_protocol(p.protocol) {
-                port["appProtocol"] = json!(app);
-            }
-            port
+        .map(|p| ServicePort {
+            name: Some(p.name.clone()),
+            port: p.port,
+            target_port: Some(IntOrString::Int(p.port)),
+            protocol: Some("TCP".into()),
+            app_protocol: app_protocol(p.protocol).map(String::from),
+            ..ServicePort::default()
         })
         .collect();
-    Some(typed(json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": m(product.name_any()),
-        "spec": {
-            "selector": {DATA_PRODUCT: product.name_any()},
-            "ports": ports,
-        }
-    })))
+    Some(Service {
+        metadata: m(product.name_any()),
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([(DATA_PRODUCT.to_string(), product.name_any())])),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
 }
 
 fn app_protocol(protocol: OutputProtocol) -> Option<&'static str> {
@@ -141,85 +144,125 @@ fn app_protocol(protocol: OutputProtocol) -> Option<&'static str> {
     }
 }
 
-fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> Value) -> Deployment {
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+}
+
+fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> ObjectMeta) -> Deployment {
     let name = product.name_any();
     let runtime = &product.spec.runtime;
-    let restricted = json!({
-        "allowPrivilegeEscalation": false,
-        "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    });
-    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}})];
-    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    let restricted = SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
+    };
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("256Mi".into())), medium: None }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() }];
     for input in &plan.inputs {
         if let (Ok(Reach::Source { secret }), super::rules::InputKey::Source(source)) = (&input.outcome, &input.input) {
             let volume = format!("source-{source}");
-            volumes.push(json!({"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}}));
-            mounts.push(json!({"name": volume, "mountPath": format!("{SOURCES_DIR}/{source}"), "readOnly": true}));
+            volumes.push(Volume {
+                name: volume.clone(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: volume,
+                mount_path: format!("{SOURCES_DIR}/{source}"),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
         }
     }
-    let env: Vec<Value> = runtime.env.iter().map(|e| json!({"name": e.name, "value": e.value})).collect();
-    let ports: Vec<Value> = product
+    let env = runtime
+        .env
+        .iter()
+        .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+        .collect();
+    let ports = product
         .spec
         .output_ports
         .iter()
-        .map(|p| json!({"name": p.name, "containerPort": p.port, "protocol": "TCP"}))
+        .map(|p| ContainerPort {
+            name: Some(p.name.clone()),
+            container_port: p.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        })
         .collect();
-    let mut container = json!({
-        "name": "product",
-        "image": runtime.image,
-        "imagePullPolicy": "IfNotPresent",
-        "env": env,
-        "ports": ports,
-        "resources": resources(product),
-        "securityContext": restricted,
-        "volumeMounts": mounts,
-    });
-    if !runtime.command.is_empty() {
-        container["command"] = json!(runtime.command);
+    let container = Container {
+        name: "product".into(),
+        image: Some(runtime.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        env: Some(env),
+        ports: Some(ports),
+        resources: Some(resources(product)),
+        security_context: Some(restricted),
+        volume_mounts: Some(mounts),
+        command: (!runtime.command.is_empty()).then(|| runtime.command.clone()),
+        args: (!runtime.args.is_empty()).then(|| runtime.args.clone()),
+        ..Container::default()
+    };
+    let pod_labels = BTreeMap::from([
+        (DATA_PRODUCT.to_string(), name.clone()),
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+    ]);
+    Deployment {
+        metadata: m(name.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(runtime.replicas),
+            selector: match_labels([(DATA_PRODUCT, name.as_str())]),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.clone()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS),
+                        run_as_group: Some(RUN_AS),
+                        fs_group: Some(RUN_AS),
+                        seccomp_profile: Some(runtime_default()),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
     }
-    if !runtime.args.is_empty() {
-        container["args"] = json!(runtime.args);
-    }
-    let pod_labels = json!({DATA_PRODUCT: name, labels::MANAGED_BY: labels::MANAGER});
-    typed(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": m(name.clone()),
-        "spec": {
-            "replicas": runtime.replicas,
-            "selector": {"matchLabels": {DATA_PRODUCT: name}},
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "serviceAccountName": name,
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                }
-            }
-        }
-    }))
 }
 
 /// Declared resources, or small defaults so that no product runs unbounded.
-fn resources(product: &DataProduct) -> Value {
-    let declared = serde_json::to_value(&product.spec.runtime.resources).unwrap_or(Value::Null);
-    let has = |key: &str| declared.get(key).and_then(Value::as_object).is_some_and(|m| !m.is_empty());
-    let mut out = json!({});
-    out["requests"] =
-        if has("requests") { declared["requests"].clone() } else { json!({"cpu": "50m", "memory": "64Mi"}) };
-    out["limits"] = if has("limits") { declared["limits"].clone() } else { json!({"memory": "256Mi"}) };
-    out
+fn resources(product: &DataProduct) -> ResourceRequirements {
+    let declared = product.spec.runtime.resources.clone().unwrap_or_default();
+    let or = |declared: BTreeMap<String, Quantity>, default: &[(&str, &str)]| {
+        if declared.is_empty() {
+            default.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
+        } else {
+            declared
+        }
+    };
+    ResourceRequirements {
+        requests: Some(or(declared.requests, &[("cpu", "50m"), ("memory", "64Mi")])),
+        limits: Some(or(declared.limits, &[("memory", "256Mi")])),
+        claims: None,
+    }
 }
 
 /// Whether a product's owners read its data (`services/proxy`) by being owners. Above
@@ -233,38 +276,28 @@ pub fn owners_read_data(product: &DataProduct) -> bool {
 
 /// Owners may see the product, its workload, its Service and its contract; they read its
 /// data through the Service proxy only when [`owners_read_data`].
-fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> Value) -> (Option<Role>, Option<RoleBinding>) {
+fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> ObjectMeta) -> (Option<Role>, Option<RoleBinding>) {
     if product.spec.owners.is_empty() {
         return (None, None);
     }
     let name = product.name_any();
     let role_name = labels::product_owners(&name);
     let mut rules = vec![
-        json!({"apiGroups": ["drmesh.io"], "resources": ["dataproducts", "dataproducts/status"], "resourceNames": [name], "verbs": ["get"]}),
-        json!({"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [name], "verbs": ["get"]}),
-        json!({"apiGroups": [""], "resources": ["services"], "resourceNames": [name], "verbs": ["get"]}),
-        json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [labels::product_contract(&name)], "verbs": ["get"]}),
+        rule("drmesh.io", &["dataproducts", "dataproducts/status"], vec![name.clone()], &["get"]),
+        rule("apps", &["deployments"], vec![name.clone()], &["get"]),
+        rule("", &["services"], vec![name.clone()], &["get"]),
+        rule("", &["configmaps"], vec![labels::product_contract(&name)], &["get"]),
     ];
     if owners_read_data(product) {
         let ports: Vec<(i32, String)> = product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect();
-        rules.push(json!({"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": super::grant::proxy_names(&name, &ports), "verbs": ["get"]}));
+        rules.push(rule("", &["services/proxy"], super::grant::proxy_names(&name, &ports), &["get"]));
     }
-    let role = typed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": m(role_name.clone()),
-        "rules": rules,
-    }));
-    let subjects: Vec<Value> = product
-        .spec
-        .owners
-        .iter()
-        .map(|o| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": o.kind, "name": o.name}))
-        .collect();
-    let binding = typed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": m(role_name.clone()),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-        "subjects": subjects,
-    }));
+    let role = Role { metadata: m(role_name.clone()), rules: Some(rules) };
+    let kind = |k: OwnerKind| match k {
+        OwnerKind::User => "User",
+        OwnerKind::Group => "Group",
+    };
+    let subjects = product.spec.owners.iter().map(|o| k8s::person(kind(o.kind), &o.name)).collect();
+    let binding = RoleBinding { metadata: m(role_name.clone()), role_ref: role_ref(&role_name), subjects: Some(subjects) };
     (Some(role), Some(binding))
 }

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
-use serde_json::{Value, json};
 
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
 use super::rules::{self, InputKey, Problem, Reason};
-use super::{MeshView, meta, owner_reference, typed};
+use super::k8s::{self, ip_block, label_in, port, role_ref, rule};
+use super::{MeshView, owner_reference};
 use crate::api::DataSource;
 use jiff::Timestamp;
 
@@ -76,33 +76,22 @@ pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
     ]);
     let rbac_name = labels::source_credentials(&source.name_any());
     let secret = &source.spec.credentials_secret_ref.name;
-    let role = typed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": meta(&rbac_name, &namespace, &labels, &owner),
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get"]}],
-    }));
-    let subjects: Vec<Value> =
-        consumers.iter().map(|c| json!({"kind": "ServiceAccount", "namespace": namespace, "name": c})).collect();
-    let binding = typed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": meta(&rbac_name, &namespace, &labels, &owner),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rbac_name},
-        "subjects": subjects,
-    }));
+    let metadata = k8s::meta(&rbac_name, &namespace, &labels, &owner);
+    let role = Role { metadata: metadata.clone(), rules: Some(vec![rule("", &["secrets"], vec![secret.clone()], &["get"])]) };
+    let subjects = consumers.iter().map(|c| k8s::service_account(&namespace, c)).collect();
+    let binding = RoleBinding { metadata, role_ref: role_ref(&rbac_name), subjects: Some(subjects) };
     // NetworkPolicies cannot name hosts: without a CIDR the endpoint stays unreachable (fail closed).
-    let egress = source.spec.endpoint.cidr.as_ref().map(|cidr| {
-        typed(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": meta(&labels::source_egress(&source.name_any()), &namespace, &labels, &owner),
-            "spec": {
-                "podSelector": {"matchExpressions": [{"key": DATA_PRODUCT, "operator": "In", "values": consumers}]},
-                "policyTypes": ["Egress"],
-                "egress": [{
-                    "to": [{"ipBlock": {"cidr": cidr}}],
-                    "ports": [{"protocol": "TCP", "port": source.spec.endpoint.port}],
-                }],
-            }
-        }))
+    let egress = source.spec.endpoint.cidr.as_ref().map(|cidr| NetworkPolicy {
+        metadata: k8s::meta(&labels::source_egress(&source.name_any()), &namespace, &labels, &owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(label_in(DATA_PRODUCT, consumers)),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![ip_block(cidr)]),
+                ports: Some(vec![port("TCP", source.spec.endpoint.port)]),
+            }]),
+            ingress: None,
+        }),
     });
     SourceBundle { role: Some(role), binding: Some(binding), egress }
 }
