@@ -127,38 +127,18 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
         }
         out.push(v);
     };
+    // In the operator's apply order (drmesh_core::children).
     for p in snapshot.products.values() {
         let plan = rules::plan_product(snapshot, p, now);
-        let b = product::build(p, &plan);
-        push(serde_json::to_value(&b.isolation).expect("json"));
-        push(serde_json::to_value(&b.service_account).expect("json"));
-        b.service.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.deployment.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.owners_role.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.owners_binding.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
-        b.contract.iter().for_each(|x| push(serde_json::to_value(x).expect("json")));
+        product::build(p, &plan).into_ordered().iter().for_each(|c| push(c.to_value()));
     }
     for s in snapshot.sources.values() {
         let consumers = drmesh::mesh::source::allowed_consumers(snapshot, s, now);
-        let b = source::build(s, &consumers);
-        for v in
-            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.egress.map(serde_json::to_value)]
-                .into_iter()
-                .flatten()
-        {
-            push(v.expect("json"));
-        }
+        source::build(s, &consumers).into_ordered().iter().for_each(|c| push(c.to_value()));
     }
     for a in snapshot.policies.values() {
         let plan = rules::plan_grant(snapshot, a, now);
-        let b = grant::build(a, &plan);
-        for v in
-            [b.role.map(serde_json::to_value), b.binding.map(serde_json::to_value), b.ingress.map(serde_json::to_value)]
-                .into_iter()
-                .flatten()
-        {
-            push(v.expect("json"));
-        }
+        grant::build(a, &plan).into_ordered().iter().for_each(|c| push(c.to_value()));
     }
     out
 }

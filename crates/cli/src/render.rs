@@ -9,16 +9,12 @@
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::report::ObjectId;
-use crate::mesh::grant::{self, GrantBundle};
-use crate::mesh::product::{self, ProductBundle};
-use crate::mesh::source::SecretState;
-use crate::mesh::source::lends_to;
-use crate::mesh::source::{self, SourceBundle};
-use crate::mesh::{Snapshot, rules};
+use crate::mesh::children::Child as Typed;
+use crate::mesh::source::{self, SecretState, lends_to};
+use crate::mesh::{Snapshot, grant, product, rules};
 
 /// One child and the drmesh object it belongs to.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,60 +32,30 @@ impl Child {
     }
 }
 
-fn push<T: Serialize>(out: &mut Vec<Child>, parent: &ObjectId, child: Option<&T>) {
-    if let Some(child) = child {
-        match serde_json::to_value(child) {
-            Ok(object) => out.push(Child { parent: parent.clone(), object }),
-            Err(error) => tracing::error!(%error, "a child does not serialize"),
-        }
-    }
-}
-
 /// Every child of every drmesh object of `view`, as the operator would apply them at `now`.
 pub fn children(view: &Snapshot, now: Timestamp) -> Vec<Child> {
     let mut out = Vec::new();
+    let mut push = |parent: ObjectId, children: Vec<Typed>| {
+        out.extend(children.into_iter().map(|c| Child { parent: parent.clone(), object: c.to_value() }));
+    };
     for product in view.products.values() {
         let parent = ObjectId::new("DataProduct", &product.namespace().unwrap_or_default(), &product.name_any());
         let plan = rules::plan_product(view, product, now);
-        // Destructured without `..`, as in the controller: a new child kind cannot be forgotten.
-        let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } =
-            product::build(product, &plan);
-        push(&mut out, &parent, Some(&isolation));
-        push(&mut out, &parent, Some(&service_account));
-        push(&mut out, &parent, service.as_ref());
-        push(&mut out, &parent, deployment.as_ref());
-        if let (Some(role), Some(binding)) = (&owners_role, &owners_binding) {
-            push(&mut out, &parent, Some(role));
-            push(&mut out, &parent, Some(binding));
-        }
-        push(&mut out, &parent, contract.as_ref());
+        push(parent, product::build(product, &plan).into_ordered());
     }
     for source_object in view.sources.values() {
-        let parent =
-            ObjectId::new("DataSource", &source_object.namespace().unwrap_or_default(), &source_object.name_any());
+        let namespace = source_object.namespace().unwrap_or_default();
+        let parent = ObjectId::new("DataSource", &namespace, &source_object.name_any());
         let secret = view
-            .secret_state(
-                &source_object.namespace().unwrap_or_default(),
-                &source_object.spec.credentials_secret_ref.name,
-            )
+            .secret_state(&namespace, &source_object.spec.credentials_secret_ref.name)
             .unwrap_or(SecretState::Released);
         let consumers = lends_to(view, source_object, secret, now);
-        let SourceBundle { role, binding, egress } = source::build(source_object, &consumers);
-        if let (Some(role), Some(binding)) = (&role, &binding) {
-            push(&mut out, &parent, Some(role));
-            push(&mut out, &parent, Some(binding));
-        }
-        push(&mut out, &parent, egress.as_ref());
+        push(parent, source::build(source_object, &consumers).into_ordered());
     }
     for policy in view.policies.values() {
         let parent = ObjectId::new("AccessPolicy", &policy.namespace().unwrap_or_default(), &policy.name_any());
         let plan = rules::plan_grant(view, policy, now);
-        let GrantBundle { role, binding, ingress } = grant::build(policy, &plan);
-        if let (Some(role), Some(binding)) = (&role, &binding) {
-            push(&mut out, &parent, Some(role));
-            push(&mut out, &parent, Some(binding));
-        }
-        push(&mut out, &parent, ingress.as_ref());
+        push(parent, grant::build(policy, &plan).into_ordered());
     }
     out
 }

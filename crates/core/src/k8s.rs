@@ -47,7 +47,12 @@ pub fn person(kind: &str, name: &str) -> Subject {
 
 /// A ServiceAccount subject.
 pub fn service_account(namespace: &str, name: &str) -> Subject {
-    Subject { api_group: None, kind: "ServiceAccount".into(), name: name.to_string(), namespace: Some(namespace.into()) }
+    Subject {
+        api_group: None,
+        kind: "ServiceAccount".into(),
+        name: name.to_string(),
+        namespace: Some(namespace.into()),
+    }
 }
 
 /// A selector of `labels` exactly.

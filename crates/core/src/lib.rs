@@ -6,6 +6,7 @@
 pub use drmesh_api as api;
 
 pub mod audit;
+pub mod children;
 pub mod grant;
 pub mod k8s;
 pub mod labels;
@@ -15,7 +16,6 @@ pub mod rules;
 pub mod source;
 pub mod status;
 pub mod view;
-
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};

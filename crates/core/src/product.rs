@@ -298,6 +298,7 @@ fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> ObjectMeta) -> (Opti
         OwnerKind::Group => "Group",
     };
     let subjects = product.spec.owners.iter().map(|o| k8s::person(kind(o.kind), &o.name)).collect();
-    let binding = RoleBinding { metadata: m(role_name.clone()), role_ref: role_ref(&role_name), subjects: Some(subjects) };
+    let binding =
+        RoleBinding { metadata: m(role_name.clone()), role_ref: role_ref(&role_name), subjects: Some(subjects) };
     (Some(role), Some(binding))
 }

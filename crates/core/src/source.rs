@@ -7,9 +7,9 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, N
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 
+use super::k8s::{self, ip_block, label_in, port, role_ref, rule};
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
 use super::rules::{self, InputKey, Problem, Reason};
-use super::k8s::{self, ip_block, label_in, port, role_ref, rule};
 use super::{MeshView, owner_reference};
 use crate::api::DataSource;
 use jiff::Timestamp;
@@ -77,7 +77,8 @@ pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
     let rbac_name = labels::source_credentials(&source.name_any());
     let secret = &source.spec.credentials_secret_ref.name;
     let metadata = k8s::meta(&rbac_name, &namespace, &labels, &owner);
-    let role = Role { metadata: metadata.clone(), rules: Some(vec![rule("", &["secrets"], vec![secret.clone()], &["get"])]) };
+    let role =
+        Role { metadata: metadata.clone(), rules: Some(vec![rule("", &["secrets"], vec![secret.clone()], &["get"])]) };
     let subjects = consumers.iter().map(|c| k8s::service_account(&namespace, c)).collect();
     let binding = RoleBinding { metadata, role_ref: role_ref(&rbac_name), subjects: Some(subjects) };
     // NetworkPolicies cannot name hosts: without a CIDR the endpoint stays unreachable (fail closed).
