@@ -20,7 +20,7 @@ pub enum Child {
     NetworkPolicy(NetworkPolicy),
     ServiceAccount(ServiceAccount),
     Service(Service),
-    Deployment(Deployment),
+    Deployment(Box<Deployment>),
     Role(Role),
     RoleBinding(RoleBinding),
     ConfigMap(ConfigMap),
@@ -59,7 +59,7 @@ impl ProductBundle {
             self;
         let mut out = vec![Child::NetworkPolicy(isolation), Child::ServiceAccount(service_account)];
         out.extend(service.map(Child::Service));
-        out.extend(deployment.map(Child::Deployment));
+        out.extend(deployment.map(|d| Child::Deployment(Box::new(d))));
         out.extend(rbac(owners_role, owners_binding));
         out.extend(contract.map(Child::ConfigMap));
         out
