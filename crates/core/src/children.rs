@@ -14,13 +14,15 @@ use crate::grant::GrantBundle;
 use crate::product::ProductBundle;
 use crate::source::SourceBundle;
 
-/// One child.
+/// One child. (Variants differ in size; a list of them lives for one render, so boxing
+/// would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Child {
     NetworkPolicy(NetworkPolicy),
     ServiceAccount(ServiceAccount),
     Service(Service),
-    Deployment(Box<Deployment>),
+    Deployment(Deployment),
     Role(Role),
     RoleBinding(RoleBinding),
     ConfigMap(ConfigMap),
@@ -59,7 +61,7 @@ impl ProductBundle {
             self;
         let mut out = vec![Child::NetworkPolicy(isolation), Child::ServiceAccount(service_account)];
         out.extend(service.map(Child::Service));
-        out.extend(deployment.map(|d| Child::Deployment(Box::new(d))));
+        out.extend(deployment.map(Child::Deployment));
         out.extend(rbac(owners_role, owners_binding));
         out.extend(contract.map(Child::ConfigMap));
         out
