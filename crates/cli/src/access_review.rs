@@ -29,8 +29,9 @@ pub struct Access {
     /// `Kind:name` or `Kind:namespace/name`, as in audit records.
     pub subject: String,
     /// What the subject gets: `api+proxy` (RBAC: read the product, its Service and the
-    /// proxy), `network` (ingress from its pods), `credentials+egress` (a source's Secret
-    /// and its endpoint).
+    /// proxy, on the grant's ports), `network` (connections from its pods: a Namespace's
+    /// on the grant's ports, a DataProduct's on those its declared input opens),
+    /// `credentials+egress` (a source's Secret and its endpoint).
     pub access: String,
     /// `port/name` of each reachable port.
     pub ports: Vec<String>,
@@ -62,10 +63,44 @@ fn all_ports(product: &DataProduct) -> Vec<String> {
 
 fn subject_access(kind: SubjectKind) -> &'static str {
     match kind {
-        SubjectKind::User | SubjectKind::Group | SubjectKind::ServiceAccount => "api+proxy",
-        SubjectKind::DataProduct => "network+api+proxy",
+        SubjectKind::User | SubjectKind::Group | SubjectKind::ServiceAccount | SubjectKind::DataProduct => "api+proxy",
         SubjectKind::Namespace => "network",
     }
+}
+
+/// The granted ports a consumer product's pods actually reach: its own isolation opens
+/// egress only to the inputs it declares, on the ports it asks for (all when it names
+/// none) that some grant gives it.
+fn reached_ports(
+    view: &Snapshot,
+    consumer: &crate::api::Subject,
+    namespace: &str,
+    product: &str,
+    granted: &[(i32, String)],
+    now: Timestamp,
+) -> Vec<(i32, String)> {
+    let (Some(ns), Some(name)) = (consumer.namespace.as_deref(), consumer.name.as_deref()) else {
+        return vec![];
+    };
+    let Some(consumer) = view.product(ns, name) else {
+        return vec![];
+    };
+    let plan = rules::plan_product(view, &consumer, now);
+    if !plan.runnable() {
+        return vec![];
+    }
+    let open: Vec<i32> = plan
+        .inputs
+        .iter()
+        .filter_map(|i| match &i.outcome {
+            Ok(rules::Reach::Product { key, ports, .. }) if key.namespace == namespace && key.name == product => {
+                Some(ports.clone())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    granted.iter().filter(|(n, _)| open.contains(n)).cloned().collect()
 }
 
 /// Every access the mesh gives or refuses at `now`, ordered by object, then granted
@@ -93,7 +128,16 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
         let granted = plan.grants_anything();
         for subject in &plan.effective {
             let status = if granted { GRANTED.to_string() } else { rules::Reason::NoSubjectGranted.to_string() };
-            rows.push(row(subject, port_labels(&plan.ports), status));
+            rows.push(row(subject, port_labels(&plan.ports), status.clone()));
+            // A product's pods connect too: on the granted ports its declared input opens.
+            if subject.kind == SubjectKind::DataProduct && granted {
+                let reached = reached_ports(view, subject, &namespace, &policy.spec.data_product, &plan.ports, now);
+                if !reached.is_empty() {
+                    let mut network = row(subject, port_labels(&reached), status);
+                    network.access = "network".into();
+                    rows.push(network);
+                }
+            }
         }
         for (subject, problem) in &plan.denied {
             let ports = policy.spec.ports.clone().unwrap_or_default();

@@ -285,11 +285,11 @@ async fn measured_traffic_and_np_guard_agree_on_the_reference_mesh() {
     eprintln!("{table}");
 }
 
-/// Found by this test: for a DataProduct subject, access-review lists the grant's ports,
-/// while the consumer's egress opens only the ports its input asks for (the samples'
-/// situation-picture reads transit-disruptions' `http` only, the grant gives `grpc` too).
+/// Found by this test, then fixed: for a DataProduct subject, access-review listed the
+/// grant's ports, while the consumer's egress opens only the ports its input asks for
+/// (the samples' situation-picture reads transit-disruptions' `http` only, the grant
+/// gives `grpc` too). Its `network` row now lists what the input opens.
 #[tokio::test]
-#[ignore = "access-review reports a grant's ports, not the ports its consumer's input opens (issue 14 note)"]
 async fn access_review_agrees_with_measured_traffic_on_the_reference_mesh() {
     if !real_node() {
         return;

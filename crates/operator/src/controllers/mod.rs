@@ -15,6 +15,9 @@ pub mod records;
 pub mod scope;
 pub mod watches;
 
+#[cfg(test)]
+mod order_tests;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
