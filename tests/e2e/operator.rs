@@ -772,3 +772,31 @@ async fn render_shows_exactly_what_the_operator_creates() {
         }
     }
 }
+
+/// O13: a product that drops an input leaves its former producer's consumer list at once,
+/// though nothing in the new product names that producer any more.
+#[tokio::test]
+async fn a_dropped_input_leaves_the_producers_consumer_list() {
+    let mesh = Mesh::new("e2e-drop", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    let (p, c) = (mesh.producer.name.clone(), mesh.consumer.name.clone());
+    let consumers = |d: Option<&DataProduct>| {
+        d.and_then(|d| d.status.as_ref()).map(|s| s.consumers.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+    };
+    harness::wait_for(&mesh.products_in(&mesh.producer), "feed", TIMEOUT, |d: Option<&DataProduct>| {
+        consumers(d) == Some(vec![format!("{c}/reader")])
+    })
+    .await;
+    let patch = json!({"spec": {"inputs": []}});
+    mesh.products_in(&mesh.consumer)
+        .patch("reader", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("drop the input");
+    // Not the grant's expiry, not a periodic re-plan: the drop itself re-evaluates feed.
+    harness::wait_for(&mesh.products_in(&mesh.producer), "feed", Duration::from_secs(10), |d: Option<&DataProduct>| {
+        consumers(d) == Some(vec![])
+    })
+    .await;
+    eprintln!("{p}/feed lost {c}/reader as a consumer");
+}

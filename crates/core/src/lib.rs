@@ -8,6 +8,7 @@ pub use drmesh_api as api;
 pub mod audit;
 pub mod children;
 pub mod grant;
+pub mod index;
 pub mod k8s;
 pub mod labels;
 pub mod product;

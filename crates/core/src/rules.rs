@@ -344,7 +344,8 @@ impl std::fmt::Display for InputKey {
 pub enum Reach {
     /// Mount the source's credentials Secret (the endpoint egress is the source's child).
     Source { secret: String },
-    /// Egress to the input product's pods on these ports, until `until`.
+    /// Egress to the input product's pods on these ports; `until` is the first instant
+    /// it changes (the earliest expiry of a grant it relies on), when one expires.
     Product { key: ProductKey, ports: Vec<i32>, until: Option<Timestamp> },
 }
 
@@ -485,7 +486,6 @@ fn plan_product_input(
     }
     let mut granted: BTreeSet<i32> = BTreeSet::new();
     let mut until: Option<Timestamp> = None;
-    let mut unbounded = false;
     for policy in view.policies_for(&key.namespace, &key.name) {
         let plan = plan_grant(view, &policy, now);
         let names_us = plan.effective.iter().any(|s| {
@@ -495,9 +495,10 @@ fn plan_product_input(
         });
         if plan.problem.is_none() && names_us {
             granted.extend(plan.ports.iter().map(|p| p.0));
-            match plan.expires_at {
-                Some(t) => until = Some(until.map_or(t, |u| u.max(t))),
-                None => unbounded = true,
+            // The reach changes when any grant it relies on expires (with several
+            // grants, the ports of the first to expire go then, not at the last expiry).
+            if let Some(t) = plan.expires_at {
+                until = Some(until.map_or(t, |u| u.min(t)));
             }
         }
     }
@@ -512,7 +513,7 @@ fn plan_product_input(
             ),
         ));
     }
-    Ok(Reach::Product { key: key.clone(), ports, until: if unbounded { None } else { until } })
+    Ok(Reach::Product { key: key.clone(), ports, until })
 }
 
 /// The products that may read `namespace/name` now: every product that declares it as

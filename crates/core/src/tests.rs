@@ -486,3 +486,36 @@ fn api_server_addresses_parse_as_cidrs_and_bad_ones_are_named() {
         assert!(error.contains(bad), "{error}");
     }
 }
+
+#[test]
+fn with_two_grants_on_one_input_the_first_expiry_narrows_the_consumer_then() {
+    let mut mesh = mesh();
+    let picture = "[{kind: DataProduct, namespace: cnc, name: situation-picture}]";
+    let first: Timestamp = "2026-12-01T00:00:00Z".parse().expect("time");
+    let last: Timestamp = "2027-01-01T00:00:00Z".parse().expect("time");
+    mesh.add_policy(policy(
+        "police",
+        "http-only",
+        "incident-feed",
+        picture,
+        &format!("ports: [http]\n  purpose: p\n  expiresAt: \"{first}\""),
+    ));
+    mesh.add_policy(policy(
+        "police",
+        "grpc-only",
+        "incident-feed",
+        picture,
+        &format!("ports: [grpc]\n  purpose: p\n  expiresAt: \"{last}\""),
+    ));
+    let reach = |at: Timestamp| {
+        let plan = rules::plan_product(&mesh, &cnc_picture(&mesh), at);
+        let ports = plan.inputs.iter().find_map(|i| match &i.outcome {
+            Ok(rules::Reach::Product { ports, .. }) => Some(ports.clone()),
+            _ => None,
+        });
+        (ports, plan.next_expiry)
+    };
+    assert_eq!(reach(now()), (Some(vec![8080, 9090]), Some(first)), "wake at the first expiry");
+    assert_eq!(reach(first), (Some(vec![9090]), Some(last)), "then http is gone, grpc stays");
+    assert_eq!(reach(last).0, None, "nothing after the last");
+}

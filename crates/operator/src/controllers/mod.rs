@@ -44,6 +44,7 @@ use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluste
 
 use crate::api::{AccessPolicy, DataProduct, DataSource};
 use crate::mesh::MeshView;
+use crate::mesh::index::InputIndex;
 use crate::mesh::labels;
 use crate::mesh::rules::subject_namespace;
 use crate::telemetry::{AuditSink, Metrics};
@@ -421,6 +422,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let q = queues.products.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
         let (q5, q6) = (q.clone(), q.clone());
+        let inputs_index = Mutex::new(InputIndex::default());
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
             .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone()))
@@ -461,9 +463,16 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 let DeserializeGuard(Ok(product)) = guarded else {
                     return vec![];
                 };
-                q3.track(
-                    dataproduct::related_products(&c3, &product).into_iter().map(|(ns, name)| product_ref(&ns, &name)),
-                )
+                // The inputs it had too: a dropped input's consumer list changes (O13).
+                let (key, inputs) = InputIndex::edges(&product);
+                let gone = product.metadata.deletion_timestamp.is_some();
+                let had_or_has =
+                    inputs_index.lock().unwrap_or_else(|p| p.into_inner()).update(key, (!gone).then_some(inputs));
+                let mut related = dataproduct::related_products(&c3, &product);
+                related.extend(had_or_has);
+                related.sort();
+                related.dedup();
+                q3.track(related.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 q4.track(in_namespace(&c4.products, &ns.name_any()))
