@@ -7,7 +7,6 @@ use std::time::Instant;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::children::{self, apply_access};
@@ -100,9 +99,13 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
-        .await
-        .map_err(|source| Error::Status { name: policy.name_any(), source })?;
+    api.patch_status(
+        &policy.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&super::status_patch(&previous, &status)),
+    )
+    .await
+    .map_err(|source| Error::Status { name: policy.name_any(), source })?;
     report_transition(ctx, policy, plan, &previous, &status).await;
     Ok(())
 }

@@ -8,7 +8,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::children::{self, prune};
@@ -210,7 +209,7 @@ async fn write_status(
         return Ok(()); // quiet: no write when nothing changed
     }
     let api: Api<DataProduct> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({"status": status});
+    let patch = super::status_patch(&previous, &status);
     api.patch_status(&product.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status { name: product.name_any(), source })?;

@@ -9,7 +9,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::children::{self, apply_access};
@@ -100,9 +99,13 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(&source.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
-        .await
-        .map_err(|e| Error::Status { name: format!("{namespace}/{}", source.name_any()), source: e })?;
+    api.patch_status(
+        &source.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&super::status_patch(&previous, &status)),
+    )
+    .await
+    .map_err(|e| Error::Status { name: format!("{namespace}/{}", source.name_any()), source: e })?;
     let ready = |s: &DataSourceStatus| find_condition(&s.conditions, condition_type::READY).cloned();
     if let Some(new) = ready(&status)
         && ready(&previous).map(|o| o.reason) != Some(new.reason.clone())

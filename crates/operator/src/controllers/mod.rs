@@ -132,6 +132,22 @@ impl Backoff {
     }
 }
 
+/// The JSON merge patch that makes `previous` status into `status`. The status types
+/// omit empty lists and absent values when serialized, and a merge patch keeps what it
+/// does not mention: each field the old status had and the new one lacks is set to
+/// null, so a list that became empty (the last consumer gone) is cleared.
+pub fn status_patch<S: serde::Serialize>(previous: &S, status: &S) -> serde_json::Value {
+    let mut new = serde_json::to_value(status).unwrap_or_default();
+    if let (Some(old), Some(fields)) =
+        (serde_json::to_value(previous).ok().and_then(|v| v.as_object().cloned()), new.as_object_mut())
+    {
+        for key in old.keys() {
+            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": new })
+}
+
 fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -869,6 +885,21 @@ fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: 
 #[cfg(test)]
 mod backoff_tests {
     use super::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
+
+    #[test]
+    fn a_status_patch_clears_what_the_new_status_no_longer_has() {
+        use crate::api::{DataProductRef, DataProductStatus};
+        let old = DataProductStatus {
+            consumers: vec![DataProductRef::new("cnc", "situation-picture")],
+            consumer_count: Some(1),
+            ..Default::default()
+        };
+        let new = DataProductStatus { consumer_count: Some(0), ..Default::default() };
+        let patch = super::status_patch(&old, &new);
+        assert_eq!(patch["status"]["consumers"], serde_json::Value::Null);
+        assert!(patch["status"].as_object().is_some_and(|s| s.contains_key("consumers")), "{patch}");
+        assert_eq!(patch["status"]["consumerCount"], 0);
+    }
 
     #[test]
     fn retries_back_off_with_jitter_up_to_a_cap_and_reset_on_success() {
