@@ -209,18 +209,23 @@ fn matrix(all_ports: &BTreeMap<String, Vec<u16>>, judges: &[(&str, &BTreeSet<Con
 
 /// What each judge allows on the reference mesh, deployed on the real node, and the
 /// products' ports: (ports, traffic, np-guard, access-review).
-type Verdicts = (BTreeMap<String, Vec<u16>>, BTreeSet<Connection>, BTreeSet<Connection>, BTreeSet<Connection>);
+pub(crate) type Verdicts =
+    (BTreeMap<String, Vec<u16>>, BTreeSet<Connection>, BTreeSet<Connection>, BTreeSet<Connection>);
 
-async fn judge_reference_mesh() -> Verdicts {
+/// Deploys the reference mesh in namespaces of its own (labelled with `labels` too), runs
+/// `operator` with their names (the chart-installed operator's test installs it there;
+/// the shared one already runs), and judges it.
+pub(crate) async fn judge_reference_mesh(labels: &[(&str, &str)], operator: impl FnOnce(&[String])) -> Verdicts {
     let mut created = Vec::new();
     let mut namespaces = BTreeMap::new();
     for domain in DOMAINS {
-        let ns =
-            TestNamespace::create_on_real_node(&format!("rm-{domain}"), &[("drmesh.io/clearance", clearance(domain))])
-                .await;
+        let mut all = vec![("drmesh.io/clearance", clearance(domain))];
+        all.extend_from_slice(labels);
+        let ns = TestNamespace::create_on_real_node(&format!("rm-{domain}"), &all).await;
         namespaces.insert(domain.to_string(), ns.name.clone());
         created.push(ns);
     }
+    operator(&namespaces.values().cloned().collect::<Vec<_>>());
     let domain_of: BTreeMap<String, String> = namespaces.iter().map(|(d, n)| (n.clone(), d.clone())).collect();
     let docs = reference_mesh(&namespaces);
     apply(&docs.iter().map(|d| serde_json::to_string(d).expect("json")).collect::<Vec<_>>().join("\n---\n"));
@@ -300,7 +305,11 @@ async fn traffic_np_guard_and_access_review_agree_on_the_reference_mesh() {
     if !real_node() {
         return;
     }
-    let (ports, measured, np, review) = judge_reference_mesh().await;
+    assert_judges_agree(judge_reference_mesh(&[], |_| ()).await);
+}
+
+/// Traffic equals np-guard's and access-review's verdicts (the matrix is printed).
+pub(crate) fn assert_judges_agree((ports, measured, np, review): Verdicts) {
     let judges = [("traffic", &measured), ("np-guard", &np), ("access-review", &review)];
     let table = matrix(&ports, &judges);
     assert!(measured == np && !measured.is_empty(), "traffic and np-guard disagree (!):\n{table}");

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::harness::{self, TIMEOUT, TestNamespace, apply};
 
 mod deletion;
-mod matrix;
+pub(crate) mod matrix;
 
 /// The reference product image (images/product), imported into the node by node.sh.
 pub(crate) const PRODUCT_IMAGE: &str = "drmesh.local/product:1";

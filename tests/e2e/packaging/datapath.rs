@@ -36,6 +36,26 @@ fn api_server_port() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Chart values: the local image, one replica on the real node, watching `namespaces`,
+/// its egress to the API server as the real node reaches it.
+fn on_the_real_node(repository: &str, tag: &str, namespaces: &[&str]) -> String {
+    format!(
+        r#"
+image: {{repository: {repository}, tag: "{tag}", pullPolicy: Never}}
+replicaCount: 1
+podAntiAffinity: none
+nodeSelector: {{drmesh.io/node: real}}
+tolerations: [{{key: drmesh.io/real-node, operator: Exists, effect: NoSchedule}}]
+operator: {{watchNamespaces: [{}]}}
+networkPolicy:
+  apiServer: {{cidrs: ["{}/32"], ports: [{}]}}
+"#,
+        namespaces.join(", "),
+        api_server_address(),
+        api_server_port(),
+    )
+}
+
 #[tokio::test]
 async fn the_chart_installed_operator_runs_as_a_pod_and_its_decisions_hold_on_the_wire() {
     if !real_node() {
@@ -49,20 +69,7 @@ async fn the_chart_installed_operator_runs_as_a_pod_and_its_decisions_hold_on_th
     let consumer = TestNamespace::create_on_real_node("dp-helm-cons", &labels).await;
     let outsider = TestNamespace::create_on_real_node("dp-helm-out", &labels).await;
     let (p, c, o) = (&producer.name, &consumer.name, &outsider.name);
-    release.values.push_str(&format!(
-        r#"
-image: {{repository: {repository}, tag: "{tag}", pullPolicy: Never}}
-replicaCount: 1
-podAntiAffinity: none
-nodeSelector: {{drmesh.io/node: real}}
-tolerations: [{{key: drmesh.io/real-node, operator: Exists, effect: NoSchedule}}]
-operator: {{watchNamespaces: [{p}, {c}, {o}]}}
-networkPolicy:
-  apiServer: {{cidrs: ["{}/32"], ports: [{}]}}
-"#,
-        api_server_address(),
-        api_server_port(),
-    ));
+    release.values.push_str(&on_the_real_node(&repository, &tag, &[p.as_str(), c.as_str(), o.as_str()]));
     release.fence();
     release.install();
 
@@ -83,4 +90,29 @@ networkPolicy:
     .await;
 
     crate::datapath::prove_a_grant(&producer, &consumer, &outsider).await;
+}
+
+/// The reference mesh under the chart-installed operator (its own pod, ServiceAccount,
+/// RBAC and admission policies): traffic from inside every product's pod, np-guard and
+/// `drmesh access-review` agree pair by pair and port by port, and alice reads the
+/// incident feed through the API server's proxy (the chart's `apiServerCIDRs: auto`).
+#[tokio::test]
+async fn the_reference_mesh_under_the_chart_installed_operator_holds_on_the_wire() {
+    if !real_node() {
+        return;
+    }
+    let _turn = ONE_OPERATOR.lock().await;
+    let (repository, tag) = operator_image();
+    let mut release = Release::new("rm-helm").await;
+    let labels: Vec<(String, String)> =
+        release.fenced(&[]).into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let verdicts = crate::datapath::matrix::judge_reference_mesh(&labels, |namespaces| {
+        let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+        release.values.push_str(&on_the_real_node(&repository, &tag, &namespaces));
+        release.fence();
+        release.install();
+    })
+    .await;
+    crate::datapath::matrix::assert_judges_agree(verdicts);
 }
