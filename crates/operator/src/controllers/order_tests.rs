@@ -1,7 +1,9 @@
 //! The order of the requests a reconcile sends, against a mock API server (a tower
 //! service that records each request and echoes its body back): no cluster, so these
 //! run in `make unit`. The isolation NetworkPolicy must reach the API server before the
-//! Deployment whose pods it guards, and the ServiceAccount before the pods that use it.
+//! Deployment whose pods it guards, and the ServiceAccount before the pods that use it;
+//! a grant whose Role changes loses its RoleBinding before the Role changes, so no
+//! subject the edit removes ever holds the edited rules (security model O14).
 
 use std::sync::{Arc, Mutex};
 
@@ -22,8 +24,12 @@ fn mock_client(log: Log) -> kube::Client {
     let service = tower::service_fn(move |request: http::Request<Body>| {
         let log = log.clone();
         async move {
-            log.lock().expect("log").push((request.method().to_string(), request.uri().path().to_string()));
-            let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let method = request.method().to_string();
+            log.lock().expect("log").push((method.clone(), request.uri().path().to_string()));
+            let mut body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            if method == "DELETE" {
+                body = br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}"#.to_vec();
+            }
             Ok::<_, std::convert::Infallible>(
                 http::Response::builder()
                     .status(200)
@@ -36,12 +42,16 @@ fn mock_client(log: Log) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-fn context(client: kube::Client) -> Arc<Context> {
+/// The caches' writer of products (the other caches start empty).
+type Products = reflector::store::Writer<kube::core::DeserializeGuard<DataProduct>>;
+
+fn context(client: kube::Client) -> (Arc<Context>, Products) {
     let (synced_tx, synced) = tokio::sync::watch::channel(true);
     std::mem::forget(synced_tx); // the caches count as listed for the whole test
+    let (products, products_writer) = reflector::store();
     let caches = Caches {
         sources: reflector::store().0,
-        products: reflector::store().0,
+        products,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
         deployments: ChildCache::new(available_replicas),
@@ -57,7 +67,10 @@ fn context(client: kube::Client) -> Arc<Context> {
     };
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditSink::new(Box::new(std::io::sink())));
-    Arc::new(Context::new(client, caches, metrics, audit, "test".into(), Arc::new(Queues::default())))
+    (
+        Arc::new(Context::new(client, caches, metrics, audit, "test".into(), Arc::new(Queues::default()))),
+        products_writer,
+    )
 }
 
 fn product() -> DataProduct {
@@ -80,7 +93,7 @@ spec:
 #[tokio::test]
 async fn a_product_is_isolated_before_its_pods_can_start() {
     let log = Log::default();
-    let ctx = context(mock_client(log.clone()));
+    let (ctx, _) = context(mock_client(log.clone()));
     // The status write fails against the echo (it is not a DataProduct): the applies
     // before it are what this test looks at.
     let _ = dataproduct::reconcile(Arc::new(product()), ctx).await;
@@ -96,4 +109,63 @@ async fn a_product_is_isolated_before_its_pods_can_start() {
     assert!(at("serviceaccounts") < at("deployments"), "the identity before the pods: {log:?}");
     assert!(at("roles") < at("rolebindings"), "a Role before the binding that names it: {log:?}");
     assert!(applied.first() == Some(&"networkpolicies"), "nothing before the isolation: {log:?}");
+}
+
+/// Feeds `objects` to a child cache, as its watch would.
+async fn seen<K>(cache: &ChildCache<K>, objects: Vec<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Default + Clone + Send + 'static,
+{
+    use futures::StreamExt;
+    let events = objects.into_iter().map(|o| Ok(kube::runtime::watcher::Event::Apply(o)));
+    let _ = cache.clone().reflect(futures::stream::iter(events)).collect::<Vec<_>>().await;
+}
+
+#[tokio::test]
+async fn a_grant_whose_role_changes_loses_its_binding_first() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PartialObjectMeta;
+
+    let log = Log::default();
+    let (ctx, mut products) = context(mock_client(log.clone()));
+    let mut feed = product();
+    feed.metadata.name = Some("feed".into());
+    products.apply_watcher_event(&kube::runtime::watcher::Event::Apply(kube::core::DeserializeGuard(Ok(feed))));
+    let policy: crate::api::AccessPolicy = drmesh_yaml::from_str(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: officers, namespace: police, uid: uid-officers, generation: 2}
+spec:
+  dataProduct: feed
+  ports: [http]
+  subjects: [{kind: Group, name: cnc-officers}]
+"#,
+    )
+    .expect("policy");
+    // On the cluster: the Role and RoleBinding of the policy's previous generation, whose
+    // Role had other rules (the edit changes them).
+    let labels = std::collections::BTreeMap::from([
+        (crate::mesh::labels::MANAGED_BY.to_string(), crate::mesh::labels::MANAGER.to_string()),
+        (crate::mesh::labels::ACCESS_POLICY.to_string(), "officers".to_string()),
+    ]);
+    let owner = crate::mesh::owner_reference(&policy);
+    let metadata = crate::mesh::k8s::meta("drmesh-grant-officers", "police", &labels, &owner);
+    let old_role = Role {
+        metadata: metadata.clone(),
+        rules: Some(vec![crate::mesh::k8s::rule("", &["services/proxy"], vec!["feed:9090".into()], &["get"])]),
+    };
+    seen(&ctx.caches.roles, vec![old_role]).await;
+    seen(&ctx.caches.role_bindings, vec![PartialObjectMeta::<RoleBinding> { metadata, ..Default::default() }]).await;
+    assert!(ctx.caches.role_bindings.get("police", "drmesh-grant-officers").is_some(), "the fixture is cached");
+
+    let _ = super::accesspolicy::reconcile(Arc::new(policy), ctx, false).await;
+    let log = log.lock().expect("log").clone();
+    let at = |method: &str, kind: &str| {
+        log.iter()
+            .position(|(m, p)| m == method && p.rsplit('/').nth(1) == Some(kind))
+            .unwrap_or_else(|| panic!("no {method} {kind}: {log:?}"))
+    };
+    assert!(at("DELETE", "rolebindings") < at("PATCH", "roles"), "the binding goes before the Role changes: {log:?}");
+    assert!(at("PATCH", "roles") < at("PATCH", "rolebindings"), "then the Role, then the binding again: {log:?}");
 }
