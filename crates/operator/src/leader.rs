@@ -18,16 +18,32 @@ use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::time::Instant;
 
-/// How long a Lease is valid without renewal.
+/// How long a Lease is valid without renewal (default of `--lease-duration-ms`).
 pub const LEASE_DURATION: Duration = Duration::from_secs(10);
-/// How often the leader renews, and standbys retry.
+/// How often the leader renews, and standbys retry (default of `--lease-retry-ms`).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// The Lease's timing: a standby takes over once the Lease has not changed for
+/// `duration`; the leader renews every `retry` and stops writing when it could not renew
+/// for `duration - retry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub duration: Duration,
+    pub retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { duration: LEASE_DURATION, retry: RETRY_PERIOD }
+    }
+}
 
 /// One replica's view of the Lease.
 pub struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    timing: Timing,
     /// The Lease record last seen, and when (on this replica's monotonic clock) it changed.
     observed: Mutex<Option<(Record, Instant)>>,
 }
@@ -60,7 +76,8 @@ fn observe(slot: &mut Option<(Record, Instant)>, record: Option<Record>, now: In
 }
 
 /// The pure decision: may `identity` hold `lease`, whose record has not changed for
-/// `unchanged_for` as this replica measured it?
+/// `unchanged_for` as this replica measured it? (The Lease's own duration, written by
+/// its holder, decides.)
 pub fn decide(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> Role {
     let Some(spec) = lease else {
         return Role::Leader;
@@ -75,11 +92,12 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration
 }
 
 impl Elector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, timing: Timing) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             identity: identity.into(),
+            timing,
             observed: Mutex::new(None),
         }
     }
@@ -113,7 +131,8 @@ impl Elector {
         lease.metadata.name = Some(self.name.clone());
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
+            // Whole seconds, as the API has them (at least 1).
+            lease_duration_seconds: Some(self.timing.duration.as_secs().max(1) as i32),
             acquire_time: if taking_over {
                 Some(MicroTime(now))
             } else {
@@ -165,7 +184,7 @@ impl Elector {
                 Ok(Role::Follower) => {}
                 Err(error) => tracing::warn!(%error, "leader election round failed"),
             }
-            tokio::time::sleep(RETRY_PERIOD).await;
+            tokio::time::sleep(self.timing.retry).await;
         }
     }
 
@@ -174,7 +193,7 @@ impl Elector {
     pub async fn keep(&self) {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(RETRY_PERIOD).await;
+            tokio::time::sleep(self.timing.retry).await;
             match self.round().await {
                 Ok(Role::Leader) => last_renewal = tokio::time::Instant::now(),
                 Ok(Role::Follower) => {
@@ -184,7 +203,7 @@ impl Elector {
                 Err(error) => tracing::warn!(%error, "cannot renew the lease"),
             }
             // Stop well before the Lease expires for the others.
-            if last_renewal.elapsed() + RETRY_PERIOD >= LEASE_DURATION {
+            if last_renewal.elapsed() + self.timing.retry >= self.timing.duration {
                 tracing::error!("could not renew the lease in time");
                 return;
             }

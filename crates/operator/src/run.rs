@@ -13,8 +13,8 @@ use axum::routing::get;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::controllers::{self, Options, Scope, shutdown_signal};
-use crate::leader::Elector;
+use crate::controllers::{self, Options, Scope};
+use crate::leader::{Elector, Timing};
 use crate::mesh::grant::ApiServer;
 use crate::telemetry::{self, AuditSink, Metrics};
 
@@ -45,6 +45,14 @@ pub struct RunArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "drmesh-leader")]
     pub lease_name: String,
+    /// A standby takes over once the Lease has not changed for this long (whole seconds
+    /// in the Lease; at least 1 s). Shorter: faster failover, less tolerance of a slow
+    /// API server (the leader stops writing when it cannot renew in time).
+    #[arg(long, default_value_t = 10_000, env = "DRMESH_LEASE_DURATION_MS")]
+    pub lease_duration_ms: u64,
+    /// How often the leader renews the Lease and standbys look at it.
+    #[arg(long, default_value_t = 2_000, env = "DRMESH_LEASE_RETRY_MS")]
+    pub lease_retry_ms: u64,
     /// This replica's identity in the Lease (default: POD_NAME, else host and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -92,6 +100,8 @@ pub enum RunError {
     },
     #[error("leadership lost: stopped writing; exiting so that a fresh process stands by")]
     LeadershipLost,
+    #[error("--lease-retry-ms must be shorter than --lease-duration-ms, which must be at least 1000")]
+    LeaseTiming,
     #[error("--api-server-cidrs: {0}")]
     ApiServerCidrs(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -146,10 +156,11 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         debounce: std::time::Duration::from_millis(args.debounce_ms),
         refuse_foreign_access: args.foreign_access == ForeignAccess::Refuse,
         api_server,
+        leading: None,
     };
     let audit = Arc::new(audit);
     let result = if args.leader_election {
-        lead(&args, client, options, metrics, audit, ready).await
+        lead(&args, client, options, metrics, audit).await
     } else {
         controllers::run(client, options, metrics, audit).await;
         Ok(())
@@ -203,24 +214,34 @@ async fn lead(
     options: Options,
     metrics: Arc<Metrics>,
     audit: Arc<AuditSink>,
-    ready: Arc<AtomicBool>,
 ) -> Result<(), RunError> {
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity);
-    // A standby is healthy and ready: it serves nothing but waits to take over.
-    ready.store(true, Ordering::Relaxed);
+    let timing = Timing {
+        duration: std::time::Duration::from_millis(args.lease_duration_ms),
+        retry: std::time::Duration::from_millis(args.lease_retry_ms),
+    };
+    if timing.duration.as_millis() < 1000 || timing.retry >= timing.duration {
+        return Err(RunError::LeaseTiming);
+    }
+    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, timing);
+    // A warm standby: its watches fill its caches (it is ready once they are synced) and
+    // its controllers queue work, but nothing is written until it leads.
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let options = Options { leading: Some(leading), ..options };
+    let controllers = controllers::run(client, options, metrics.clone(), audit);
+    tokio::pin!(controllers);
     tokio::select! {
         _ = elector.acquire() => {}
-        _ = shutdown_signal() => return Ok(()),
+        _ = &mut controllers => return Ok(()), // stopped by a signal while standing by
     }
-    ready.store(false, Ordering::Relaxed);
+    let _ = leading_tx.send(true);
     metrics.leader.set(1);
     tracing::info!(%identity, lease = %args.lease_name, "leading");
     let outcome = tokio::select! {
-        _ = controllers::run(client, options, metrics.clone(), audit) => Ok(()),
+        _ = &mut controllers => Ok(()),
         _ = elector.keep() => Err(RunError::LeadershipLost),
     };
     metrics.leader.set(0);

@@ -198,6 +198,31 @@ pub struct Context {
     pub refuse_foreign_access: bool,
     /// Parents whose last apply the API server refused (dry-run before trying again).
     pub refused: super::children::Refused,
+    /// True while this replica may write (see [`super::Options::leading`]).
+    pub leading: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A leadership flag that is always true (no leader election).
+pub fn always_leading() -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(true).1
+}
+
+impl Context {
+    /// Waits until this replica leads and its caches are synced, then returns the
+    /// freshest version of `object` from `store` (a standby's request may have waited
+    /// through edits), or None if it is gone.
+    pub async fn when_leading<K>(&self, store: &Store<K>, object: Arc<K>) -> Option<Arc<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let mut leading = self.leading.clone();
+        if !*leading.borrow() {
+            let _ = leading.wait_for(|l| *l).await;
+            self.caches.ready().await;
+            return store.get(&ObjectRef::from_obj(object.as_ref()));
+        }
+        Some(object)
+    }
 }
 
 /// What each controller has been asked to reconcile and has not started.
@@ -294,6 +319,7 @@ impl Context {
             queues,
             refuse_foreign_access: false,
             refused: Default::default(),
+            leading: always_leading(),
             client,
             caches,
             metrics,

@@ -65,7 +65,13 @@ fn holds_foreign(meta: &ObjectMeta) -> bool {
 
 /// Looks after the managed NetworkPolicies being deleted: foreign finalizers go at once,
 /// drmesh's isolation finalizer once the product has no pod left.
-pub async fn network_policies(client: Client, caches: Caches, events: Events<PartialObjectMeta<NetworkPolicy>>) {
+/// Only while `leading` (a standby writes nothing).
+pub async fn network_policies(
+    client: Client,
+    caches: Caches,
+    events: Events<PartialObjectMeta<NetworkPolicy>>,
+    leading: tokio::sync::watch::Receiver<bool>,
+) {
     let in_flight = InFlight::default();
     events
         .for_each(|event| {
@@ -75,7 +81,9 @@ pub async fn network_policies(client: Client, caches: Caches, events: Events<Par
                 if holds_foreign(&meta) {
                     let api = api.clone();
                     let meta = meta.clone();
+                    let mut leading = leading.clone();
                     tokio::spawn(async move {
+                        let _ = leading.wait_for(|l| *l).await;
                         if let Err(error) = release_finalizers(&api, &meta).await {
                             tracing::warn!(%error, "cannot remove foreign finalizers");
                         }
@@ -84,7 +92,9 @@ pub async fn network_policies(client: Client, caches: Caches, events: Events<Par
                 let uid = meta.uid.clone().unwrap_or_default();
                 if holds_ours(&meta) && in_flight.start(&uid) {
                     let (client, caches, in_flight) = (client.clone(), caches.clone(), in_flight.clone());
+                    let mut leading = leading.clone();
                     tokio::spawn(async move {
+                        let _ = leading.wait_for(|l| *l).await;
                         release_isolation_when_no_pod_is_left(client, &caches, api, meta).await;
                         in_flight.done(&uid);
                     });
@@ -96,7 +106,7 @@ pub async fn network_policies(client: Client, caches: Caches, events: Events<Par
 }
 
 /// Removes foreign finalizers from managed RBAC children being deleted.
-pub async fn rbac<K>(client: Client, events: Events<K>)
+pub async fn rbac<K>(client: Client, events: Events<K>, leading: tokio::sync::watch::Receiver<bool>)
 where
     K: Resource<DynamicType = ()> + Send + 'static,
 {
@@ -106,7 +116,9 @@ where
                 let namespace = meta.namespace.clone().unwrap_or_default();
                 let client = client.clone();
                 let kind = K::kind(&()).to_string();
+                let mut leading = leading.clone();
                 tokio::spawn(async move {
+                    let _ = leading.wait_for(|l| *l).await;
                     let result = if kind == "Role" {
                         release_finalizers(&Api::<Role>::namespaced(client, &namespace), &meta).await
                     } else {

@@ -66,6 +66,9 @@ pub struct Options {
     pub refuse_foreign_access: bool,
     /// The API server's addresses, admitted to products on the ports granted to people.
     pub api_server: crate::mesh::grant::ApiServer,
+    /// Whether this replica leads (with leader election): the caches are filled either
+    /// way (a warm standby), but nothing is written until it is true. None: always.
+    pub leading: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             debounce: Duration::from_millis(100),
             refuse_foreign_access: false,
             api_server: crate::mesh::grant::ApiServer::none(),
+            leading: None,
         }
     }
 }
@@ -300,6 +304,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let mut context =
         Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone());
     context.refuse_foreign_access = options.refuse_foreign_access;
+    if let Some(leading) = &options.leading {
+        context.leading = leading.clone();
+    }
     let ctx = Arc::new(context);
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(options.debounce);
 
@@ -563,9 +570,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     };
 
     let finalizers_kept = future::join3(
-        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe()),
-        finalizers::rbac(client.clone(), rb.subscribe()),
-        finalizers::rbac(client.clone(), role.subscribe()),
+        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe(), ctx.leading.clone()),
+        finalizers::rbac(client.clone(), rb.subscribe(), ctx.leading.clone()),
+        finalizers::rbac(client.clone(), role.subscribe(), ctx.leading.clone()),
     );
 
     tracing::info!("drmesh controllers started");
@@ -771,6 +778,9 @@ fn seen<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Ca
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.products.started(&ObjectRef::from_obj(guarded.as_ref()));
+    let Some(guarded) = ctx.when_leading(&ctx.caches.products, guarded).await else {
+        return Ok(Action::await_change()); // gone while this replica waited to lead
+    };
     let key = format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
     let action = match seen(&guarded, &ctx.caches) {
         Seen::Live(product) => dataproduct::reconcile(product, ctx.clone()).await?,
@@ -787,6 +797,9 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.sources.started(&ObjectRef::from_obj(guarded.as_ref()));
+    let Some(guarded) = ctx.when_leading(&ctx.caches.sources, guarded).await else {
+        return Ok(Action::await_change()); // gone while this replica waited to lead
+    };
     let key = format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
     let action = match seen(&guarded, &ctx.caches) {
         Seen::Live(source) => datasource::reconcile(source, ctx.clone()).await?,
@@ -814,6 +827,9 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.queues.policies.started(&ObjectRef::from_obj(guarded.as_ref()));
+    let Some(guarded) = ctx.when_leading(&ctx.caches.policies, guarded).await else {
+        return Ok(Action::await_change()); // gone while this replica waited to lead
+    };
     let key = format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
     let action = match seen(&guarded, &ctx.caches) {
         Seen::Live(policy) => accesspolicy::reconcile(policy, ctx.clone(), false).await?,
