@@ -147,7 +147,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         refuse_foreign_access: args.foreign_access == ForeignAccess::Refuse,
         api_server,
     };
-    let audit = Arc::new(audit);
+    let audit = Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone()));
     let result = if args.leader_election {
         lead(&args, client, options, metrics, audit, ready).await
     } else {

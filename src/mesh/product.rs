@@ -184,7 +184,7 @@ fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> V
         container["args"] = json!(runtime.args);
     }
     let pod_labels = json!({DATA_PRODUCT: name, labels::MANAGED_BY: labels::MANAGER});
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": m(name.clone()),
         "spec": {
@@ -208,7 +208,12 @@ fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> V
                 }
             }
         }
-    }))
+    });
+    if !runtime.image_pull_secrets.is_empty() {
+        let secrets: Vec<Value> = runtime.image_pull_secrets.iter().map(|s| json!({"name": s.name})).collect();
+        deployment["spec"]["template"]["spec"]["imagePullSecrets"] = json!(secrets);
+    }
+    typed(deployment)
 }
 
 /// Declared resources, or small defaults so that no product runs unbounded.
