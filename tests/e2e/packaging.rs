@@ -8,6 +8,7 @@
 //! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus).
 
 mod datapath;
+mod domains;
 mod fail_closed;
 mod health;
 mod policies;
