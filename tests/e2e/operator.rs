@@ -258,8 +258,25 @@ async fn lowering_the_consumer_clearance_revokes_its_access() {
     let patch = json!({"metadata": {"labels": {"drmesh.io/clearance": "Internal"}}});
     namespaces.patch(&mesh.consumer.name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("relabel");
 
-    // The DataProduct subject is denied: its ingress goes; people keep their RBAC.
-    harness::wait_deleted(&mesh.producer.api::<NetworkPolicy>(), "drmesh-grant-grant", TIMEOUT).await;
+    // The DataProduct subject is denied: its ingress goes; people keep their RBAC, and
+    // the API server (through which they read) stays the only peer admitted.
+    let api_server = format!("{}/32", crate::datapath::api_server_address());
+    harness::wait_for(
+        &mesh.producer.api::<NetworkPolicy>(),
+        "drmesh-grant-grant",
+        TIMEOUT,
+        |np: Option<&NetworkPolicy>| {
+            let ingress = np.and_then(|np| np.spec.as_ref()).and_then(|s| s.ingress.clone()).unwrap_or_default();
+            let peers: Vec<_> = ingress.iter().flat_map(|r| r.from.clone().unwrap_or_default()).collect();
+            !peers.is_empty()
+                && peers.iter().all(|p| {
+                    p.ip_block.as_ref().is_some_and(|b| b.cidr == api_server)
+                        && p.pod_selector.is_none()
+                        && p.namespace_selector.is_none()
+                })
+        },
+    )
+    .await;
     let policy = harness::wait_for(
         &mesh.producer.api::<AccessPolicy>(),
         "grant",
@@ -470,7 +487,7 @@ async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_gr
     assert!(
         into_feed.iter().all(|c| c["src"]
             .as_str()
-            .is_some_and(|s| s.starts_with("cnc/situation-picture") || s.starts_with(&format!("{api_server}/32")))),
+            .is_some_and(|s| s.starts_with("cnc/situation-picture") || s == format!("{api_server}-{api_server}"))),
         "only the situation picture and the API server reach the incident feed: {into_feed:?}"
     );
 }
