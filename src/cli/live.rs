@@ -102,6 +102,8 @@ fn secret_item(meta: &kube::core::ObjectMeta) -> Value {
 /// The Secrets' metadata: listed cluster-wide where the reader may (then a Secret a
 /// DataSource names but that is missing is reported), else read one by one, only those
 /// the DataSources name (`get` on them is enough; a missing one is then not reported).
+/// A Secret the reader may not get is left unknown, with a warning: taken as released,
+/// so a review shows the access its source would lend rather than hide it.
 async fn secrets(
     client: &Client,
     version: &Option<String>,
@@ -117,11 +119,15 @@ async fn secrets(
     let unique: std::collections::BTreeSet<&(String, String)> = sources.iter().collect();
     for (namespace, name) in unique {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let found = api
-            .get_metadata_opt(name)
-            .await
-            .map_err(|e| cluster_error(&format!("cannot get Secret {namespace}/{name} (named by a DataSource)"), e))?;
-        out.extend(found.map(|s| secret_item(&s.metadata)));
+        match api.get_metadata_opt(name).await {
+            Ok(found) => out.extend(found.map(|s| secret_item(&s.metadata))),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                eprintln!(
+                    "drmesh: warning: may not get Secret {namespace}/{name} (named by a DataSource): taken as released"
+                );
+            }
+            Err(e) => return Err(cluster_error(&format!("cannot get Secret {namespace}/{name}"), e)),
+        }
     }
     Ok(out)
 }

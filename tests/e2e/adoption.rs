@@ -150,12 +150,51 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The same reviewer without `get` on that namespace's Secrets is told which one it needs.
+    // The same reviewer without `get` on that namespace's Secrets is told which ones it
+    // could not read; they are taken as released (the review shows the access they lend).
     harness::kubectl(&["delete", "rolebinding", "secret-reader", "-n", n]);
-    let denied = harness::eventually("the reviewer loses get on Secrets", harness::TIMEOUT, move || async move {
-        let out = drmesh(&["access-review", "--cluster", "--kubeconfig", path, "--context", "reviewer"]);
-        (out.status.code() == Some(2)).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    let warned = harness::eventually("the reviewer loses get on Secrets", harness::TIMEOUT, move || async move {
+        let out = drmesh(&["access-review", "--cluster", "--kubeconfig", path, "--context", "reviewer", "-o", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        (out.status.success() && stderr.contains(&format!("may not get Secret {n}/db-creds"))).then_some(rows)
     })
     .await;
-    assert!(denied.contains(&format!("Secret {n}/")), "{denied}");
+    assert!(warned.iter().any(|r| r["namespace"] == n.as_str() && r["name"] == "db"), "{warned:#?}");
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_why_an_object_is_not_ready() {
+    let ns = TestNamespace::create("columns").await;
+    let n = &ns.name;
+    harness::apply_text(&format!(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: DataSource
+metadata: {{name: orphan, namespace: {n}}}
+spec:
+  type: Postgres
+  classification: Public
+  endpoint: {{host: db.example, cidr: 192.0.2.10/32, port: 5432}}
+  credentialsSecretRef: {{name: never-created}}
+"#
+    ));
+    let reason = |o: &Value| harness::ready_of(o).map(|(_, r)| r);
+    harness::eventually("the source's Ready reason", harness::TIMEOUT, || async {
+        let o = harness::kubectl_json(&["get", "datasource", "orphan", "-n", n, "-o", "json"]);
+        (reason(&o).as_deref() == Some("SecretNotFound")).then_some(())
+    })
+    .await;
+    let table = |args: &[&str]| {
+        let out = harness::kubectl(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = table(&["get", "dsrc", "orphan", "-n", n]);
+    let header: Vec<&str> = plain.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert!(header.contains(&"REASON") && !header.contains(&"MESSAGE"), "{plain}");
+    assert!(plain.contains("SecretNotFound"), "{plain}");
+    let wide = table(&["get", "dsrc", "orphan", "-n", n, "-o", "wide"]);
+    assert!(wide.lines().next().unwrap_or_default().contains("MESSAGE"), "{wide}");
+    assert!(wide.contains(&format!("Secret {n}/never-created does not exist")), "{wide}");
 }
