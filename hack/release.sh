@@ -34,8 +34,8 @@ tools="$repo/.drmesh/tools"
 cyclonedx_version=0.5.9
 
 log() { echo "[release] $*" >&2; }
-det_tar() { # dir -> stdout (gzip -n)
-  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu -C "$1" -cf - . | gzip -n -9
+det_tar() { # dir [entry] -> stdout (gzip -n); entry defaults to "." (the dir's contents)
+  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu -C "$1" -cf - "${2:-.}" | gzip -n -9
 }
 
 rm -rf "$dist" && mkdir -p "$dist"
@@ -47,7 +47,7 @@ log "building drmesh $version ($triple, crt-static)"
 RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$HOME=/home --remap-path-prefix=$repo=/drmesh" \
   cargo build --locked --release --bin drmesh --target "$triple" >&2
 bin="$target_dir/$triple/release/drmesh"
-if ldd "$bin" >/dev/null 2>&1; then log "$bin is not static"; exit 1; fi
+if ldd "$bin" 2>&1 | grep -q "=>"; then log "$bin is not static"; exit 1; fi
 
 # 2. The operator image, from the same binary.
 image="$(images/build.sh operator "$bin")"
@@ -63,14 +63,16 @@ grep -q "digest: \"$digest\"" "$work/drmesh/values.yaml" || { log "cannot pin th
 "$helm" lint --strict "$work/drmesh" >&2
 "$helm" package "$work/drmesh" -d "$work/package" >&2
 # helm package stamps the current time: repacked with fixed times (still a chart archive).
-mkdir "$work/chart" && tar -xzf "$work/package/drmesh-$version.tgz" -C "$work/chart"
-det_tar "$work/chart" > "$dist/drmesh-$version.tgz"
+mkdir "$work/chart" && tar --warning=no-timestamp -xzf "$work/package/drmesh-$version.tgz" -C "$work/chart"
+# Helm wants the chart's directory as the archive's first path element (drmesh/...).
+det_tar "$work/chart" drmesh > "$dist/drmesh-$version.tgz"
+"$helm" show chart "$dist/drmesh-$version.tgz" >/dev/null
 
 # 4. The CLI archive (krew wants the plugin as kubectl-drmesh; it is the same binary).
 cli="$work/cli"
 mkdir -p "$cli/completions"
 install -m 0755 "$bin" "$cli/drmesh"
-strip --strip-debug "$cli/drmesh"
+strip --strip-all "$cli/drmesh"
 ln -s drmesh "$cli/kubectl-drmesh"
 for shell in bash zsh fish; do "$cli/drmesh" completion "$shell" > "$cli/completions/drmesh.$shell"; done
 archive="drmesh-$version-linux-amd64.tar.gz"
