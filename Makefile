@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build image test unit e2e bench bench-ci bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build image release test unit e2e bench bench-ci bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
@@ -19,6 +19,9 @@ TARGET_DIR = $${CARGO_TARGET_DIR:-target}
 image: ## The operator's OCI image archive, reproducible, without Docker or a registry (prints its path)
 	@$(CARGO) build --locked --bin drmesh $(if $(filter release,$(IMAGE_PROFILE)),--release) >&2
 	@images/build.sh operator "$(TARGET_DIR)/$(IMAGE_PROFILE)/drmesh"
+
+release: ## dist/: operator OCI image, chart pinned to it, static CLI archive, SBOM, krew manifest, SHA256SUMS (DRMESH_IMAGE_REPOSITORY)
+	@hack/release.sh
 
 test: lint unit e2e bench-ci ## All tests: formatting and clippy, unit, end-to-end on the local control plane, then the CI bench
 

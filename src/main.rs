@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use drmesh_cli::kubeconfig::{self, KubeconfigArgs};
 use drmesh_cli::{Command as Offline, parse_args};
 use drmesh_operator::run::RunArgs;
 
@@ -18,6 +19,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Drmesh {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    kubeconfig: KubeconfigArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +29,11 @@ enum Command {
     Run(RunArgs),
     #[command(flatten)]
     Offline(Offline),
+    /// Print a shell completion script (e.g. `source <(drmesh completion bash)`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,8 +41,9 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
+    kubeconfig::choose(&drmesh.kubeconfig);
     let (message, code) = match &drmesh.command {
-        Command::Run(args) => match drmesh_operator::run::run(args) {
+        Command::Run(args) => match drmesh_operator::run::run(args, Box::pin(kubeconfig::config())) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(e) => (e.to_string(), 1),
         },
@@ -42,6 +51,16 @@ fn main() -> ExitCode {
             Ok(()) => return ExitCode::SUCCESS,
             Err(e) => (e.to_string(), e.exit_code()),
         },
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Drmesh::command(), "drmesh", &mut script);
+            use std::io::Write;
+            match std::io::stdout().lock().write_all(&script) {
+                Ok(()) => return ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+                Err(e) => (format!("cannot write the output: {e}"), 1),
+            }
+        }
     };
     eprintln!("drmesh: {message}");
     ExitCode::from(code)
@@ -49,8 +68,6 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
@@ -58,8 +75,9 @@ mod tests {
         Drmesh::command().debug_assert();
         let run: Drmesh = parse_args(["drmesh", "run", "--api-server-cidrs", "none"]).expect("run parses");
         assert!(matches!(run.command, Command::Run(ref a) if a.api_server_cidrs == "none"));
-        let crds: Drmesh = parse_args(["kubectl-drmesh", "crds"]).expect("crds parses");
+        let crds: Drmesh = parse_args(["kubectl-drmesh", "crds", "--context", "alice"]).expect("crds parses");
         assert!(matches!(crds.command, Command::Offline(Offline::Crds)));
+        assert_eq!(crds.kubeconfig.context.as_deref(), Some("alice"));
         assert!(parse_args::<Drmesh, _, _>(["drmesh", "nope"]).is_err());
     }
 }

@@ -383,8 +383,43 @@ fn works_as_a_kubectl_plugin() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_drmesh"), &plugin).expect("symlink");
     let help = Command::new(&plugin).arg("--help").output().expect("plugin runs");
     assert_eq!(code(&help), 0);
-    assert!(stdout(&help).contains("Usage: kubectl drmesh <COMMAND>"), "{}", stdout(&help));
+    assert!(stdout(&help).contains("Usage: kubectl drmesh [OPTIONS] <COMMAND>"), "{}", stdout(&help));
     let out =
         Command::new(&plugin).args(["validate", "-f", path(&samples()), "--now", NOW]).output().expect("plugin runs");
     assert_eq!((code(&out), stdout(&out)), (0, "29 object(s) checked: 0 error(s), 0 warning(s)\n".to_string()));
+}
+
+#[test]
+fn shell_completions_cover_every_command_and_the_cluster_flags() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = drmesh(&["completion", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = stdout(&out);
+        for word in ["access-review", "validate", "kubeconfig", "context", "granted-only"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = drmesh(&["completion", "tcsh"]);
+    assert_eq!(code(&out), 2, "an unknown shell is a usage error");
+}
+
+#[test]
+fn kubeconfig_and_context_choose_the_cluster_and_fail_loudly() {
+    // A kubeconfig that does not exist is an error naming it (exit 2), never a fallback to
+    // $KUBECONFIG or ~/.kube/config: the flags are global, before or after the command.
+    for args in [
+        &["--kubeconfig", "/nonexistent/kubeconfig", "access-review", "--cluster"][..],
+        &["access-review", "--cluster", "--kubeconfig", "/nonexistent/kubeconfig"][..],
+    ] {
+        let out = drmesh(args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kubeconfig"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Offline commands do not read a kubeconfig at all.
+    let out = drmesh(&["--kubeconfig", "/nonexistent/kubeconfig", "validate", "-f", path(&samples()), "--now", NOW]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
 }

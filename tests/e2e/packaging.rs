@@ -8,6 +8,7 @@
 //! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus).
 
 mod datapath;
+mod domains;
 mod fail_closed;
 mod health;
 mod policies;
@@ -358,8 +359,37 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
     assert!(with_monitor.iter().any(|d| d["kind"] == "ServiceMonitor"));
     let with_rules = documents(&render("drmesh", "drmesh-system", "metrics: {prometheusRule: {enabled: true}}\n", &[]));
     let rules = with_rules.iter().find(|d| d["kind"] == "PrometheusRule").expect("PrometheusRule").to_string();
-    for metric in ["drmesh_clock_offset_seconds", "drmesh_leader", "drmesh_foreign_access_objects"] {
+    for metric in [
+        "drmesh_clock_offset_seconds",
+        "drmesh_leader",
+        "drmesh_foreign_access_objects",
+        "drmesh_audit_write_failures_total",
+        "drmesh_reconcile_failures_total",
+        "drmesh_grants_next_expiry_timestamp_seconds",
+    ] {
         assert!(rules.contains(metric), "the alerts read {metric}: {rules}");
+    }
+    // Every metric an alert reads is one the operator exports (a renamed metric would
+    // leave its alert silent forever).
+    let exported = drmesh::telemetry::Metrics::default();
+    exported.failed("dataproduct", "probe");
+    let exported = exported.encode();
+    let names: std::collections::BTreeSet<&str> =
+        rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("drmesh_")).collect();
+    for name in &names {
+        assert!(
+            exported.lines().any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+            "alert reads {name}, which the operator does not export:\n{exported}"
+        );
+    }
+    for alert in [
+        "DrmeshNotLeading",
+        "DrmeshOperatorDown",
+        "DrmeshAuditWriteFailing",
+        "DrmeshReconcileErrors",
+        "DrmeshGrantExpiringSoon",
+    ] {
+        assert!(rules.contains(&format!("\"alert\":\"{alert}\"")), "no alert {alert}: {rules}");
     }
     let refuse = documents(&render("drmesh", "drmesh-system", "operator: {foreignAccess: refuse}\n", &[]));
     assert!(find(&refuse, "Deployment", "drmesh").to_string().contains("--foreign-access=refuse"));

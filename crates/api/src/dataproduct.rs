@@ -33,9 +33,11 @@ pub const MAX_INPUTS: u32 = 64;
     doc = "A workload that turns inputs (DataSources of its domain, granted DataProducts of any domain) into a product served on its output ports, run as a hardened Deployment behind a Service named after the product.",
     printcolumn(name = "Classification", type_ = "string", json_path = ".spec.classification"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.availableReplicas"),
     printcolumn(name = "Consumers", type_ = "integer", json_path = ".status.consumerCount"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint", priority = 1),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.classification",
     validation = Rule::new(format!("size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS1035_LABEL}')")).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters): the product's Service is named after it"),
@@ -152,6 +154,14 @@ pub struct Runtime {
     /// CPU and memory requests and limits of the container; small defaults when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+
+    /// Secrets of the product's namespace (type kubernetes.io/dockerconfigjson) the
+    /// kubelet uses to pull `image` from an authenticated registry, as a pod's
+    /// `imagePullSecrets`; never mounted into the product.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub image_pull_secrets: Vec<super::datasource::SecretRef>,
 }
 
 fn default_replicas() -> i32 {

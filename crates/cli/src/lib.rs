@@ -14,6 +14,7 @@ pub mod access_review;
 pub mod admission;
 pub mod diff;
 pub mod graph;
+pub mod kubeconfig;
 pub mod live;
 pub mod manifest;
 pub mod offline;
@@ -29,6 +30,8 @@ pub mod validate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub kubeconfig: kubeconfig::KubeconfigArgs,
 }
 
 /// What to do.

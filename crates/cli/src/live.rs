@@ -57,7 +57,8 @@ fn at(version: &Option<String>) -> ListParams {
 }
 
 async fn fetch(mut version: Option<String>) -> Result<Vec<Value>, CliError> {
-    let client = Client::try_default().await.map_err(|e| cluster_error("cannot load the kubeconfig", e))?;
+    let client: Client =
+        super::kubeconfig::client().await.map_err(|e| cluster_error("cannot load the kubeconfig", e))?;
     let mut items = Vec::new();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let list = namespaces.list(&at(&version)).await.map_err(|e| cluster_error("cannot list namespaces", e))?;
@@ -67,12 +68,6 @@ async fn fetch(mut version: Option<String>) -> Result<Vec<Value>, CliError> {
     for ns in list.items {
         items.push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns.name_any(), "labels": ns.metadata.labels.clone().unwrap_or_default()}}));
-    }
-    // Secret names only (metadata): whether credentials exist, never their content.
-    let secrets: Api<Secret> = Api::all(client.clone());
-    for s in secrets.list_metadata(&at(&version)).await.map_err(|e| cluster_error("cannot list secrets", e))?.items {
-        items.push(json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": s.name_any(), "namespace": s.namespace().unwrap_or_default()}}));
     }
     for kind in ["DataSource", "DataProduct", "AccessPolicy"] {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(crate::api::GROUP, crate::api::VERSION, kind));
@@ -85,5 +80,54 @@ async fn fetch(mut version: Option<String>) -> Result<Vec<Value>, CliError> {
             items.push(as_manifest(value));
         }
     }
+    let sources: Vec<(String, String)> = items
+        .iter()
+        .filter(|i| i["kind"] == "DataSource")
+        .filter_map(|i| {
+            let namespace = i["metadata"]["namespace"].as_str()?;
+            Some((namespace.to_string(), i["spec"]["credentialsSecretRef"]["name"].as_str()?.to_string()))
+        })
+        .collect();
+    items.extend(secrets(&client, &version, &sources).await?);
     Ok(items)
+}
+
+/// A Secret as the snapshot needs it: name and labels (`drmesh.io/credentials`), never
+/// its content.
+fn secret_item(meta: &kube::core::ObjectMeta) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "labels": meta.labels.clone().unwrap_or_default()}})
+}
+
+/// The Secrets' metadata: listed cluster-wide where the reader may (then a Secret a
+/// DataSource names but that is missing is reported), else read one by one, only those
+/// the DataSources name (`get` on them is enough; a missing one is then not reported).
+/// A Secret the reader may not get is left unknown, with a warning: taken as released,
+/// so a review shows the access its source would lend rather than hide it.
+async fn secrets(
+    client: &Client,
+    version: &Option<String>,
+    sources: &[(String, String)],
+) -> Result<Vec<Value>, CliError> {
+    let all: Api<Secret> = Api::all(client.clone());
+    match all.list_metadata(&at(version)).await {
+        Ok(list) => return Ok(list.items.iter().map(|s| secret_item(&s.metadata)).collect()),
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        Err(e) => return Err(cluster_error("cannot list secrets", e)),
+    }
+    let mut out = Vec::new();
+    let unique: std::collections::BTreeSet<&(String, String)> = sources.iter().collect();
+    for (namespace, name) in unique {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        match api.get_metadata_opt(name).await {
+            Ok(found) => out.extend(found.map(|s| secret_item(&s.metadata))),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                eprintln!(
+                    "drmesh: warning: may not get Secret {namespace}/{name} (named by a DataSource): taken as released"
+                );
+            }
+            Err(e) => return Err(cluster_error(&format!("cannot get Secret {namespace}/{name}"), e)),
+        }
+    }
+    Ok(out)
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, LocalObjectReference,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -239,6 +239,13 @@ fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> O
                     }),
                     containers: vec![container],
                     volumes: Some(volumes),
+                    image_pull_secrets: (!runtime.image_pull_secrets.is_empty()).then(|| {
+                        runtime
+                            .image_pull_secrets
+                            .iter()
+                            .map(|s| LocalObjectReference { name: s.name.clone() })
+                            .collect()
+                    }),
                     ..PodSpec::default()
                 }),
             },

@@ -113,14 +113,17 @@ pub enum RunError {
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
-pub fn run(args: &RunArgs) -> Result<(), RunError> {
+/// Where the cluster's configuration comes from (the binary's `--kubeconfig`/`--context`).
+pub type ConfigSource = std::pin::Pin<Box<dyn std::future::Future<Output = Result<kube::Config, kube::Error>> + Send>>;
+
+pub fn run(args: &RunArgs, config: ConfigSource) -> Result<(), RunError> {
     telemetry::init_logging(args.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(RunError::Runtime)?;
-    runtime.block_on(run_async(args.clone()))
+    runtime.block_on(run_async(args.clone(), config))
 }
 
-async fn run_async(args: RunArgs) -> Result<(), RunError> {
-    let client = kube::Client::try_default().await.map_err(RunError::Config)?;
+async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> {
+    let client = kube::Client::try_from(config.await.map_err(RunError::Config)?).map_err(RunError::Config)?;
     let audit = match &args.audit_log {
         Some(path) => AuditSink::append_to(path).map_err(|source| RunError::Audit { path: path.clone(), source })?,
         None => AuditSink::new(Box::new(std::io::stdout())),
@@ -158,7 +161,7 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         api_server,
         leading: None,
     };
-    let audit = Arc::new(audit);
+    let audit = Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone()));
     let result = if args.leader_election {
         lead(&args, client, options, metrics, audit).await
     } else {

@@ -55,6 +55,10 @@ pub struct Metrics {
     pub clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// NetworkPolicies and RoleBindings drmesh did not create in classified domains.
     pub foreign_access_objects: Gauge,
+    /// Audit records that could not be written (the sink counts into it).
+    pub audit_write_failures: Counter,
+    /// The earliest `expiresAt` of the grants in force (Unix seconds; 0: none expires).
+    pub grants_next_expiry: Gauge,
     /// Computes the figures read from the caches, when /metrics is scraped.
     live: std::sync::OnceLock<Box<dyn Fn() -> LiveFigures + Send + Sync>>,
 }
@@ -83,6 +87,8 @@ pub struct GrantCounts {
     pub denied: usize,
     /// Not reconciled yet.
     pub pending: usize,
+    /// The earliest expiry (Unix seconds) among the grants in force, if any expires.
+    pub next_expiry: Option<i64>,
 }
 
 impl GrantCounts {
@@ -91,7 +97,14 @@ impl GrantCounts {
         let granted = status.and_then(|s| find_condition(&s.conditions, condition_type::GRANTED));
         match granted {
             None => self.pending += 1,
-            Some(c) if c.status == ConditionStatus::True => self.active += 1,
+            Some(c) if c.status == ConditionStatus::True => {
+                self.active += 1;
+                let expiry =
+                    status.and_then(|s| s.expires_at.as_deref()).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                if let Some(at) = expiry.map(|t| t.as_second()) {
+                    self.next_expiry = Some(self.next_expiry.map_or(at, |n| n.min(at)));
+                }
+            }
             Some(c) if c.reason == crate::mesh::rules::Reason::Expired => self.expired += 1,
             Some(_) => self.denied += 1,
         }
@@ -114,6 +127,18 @@ impl Default for Metrics {
         let grants = Family::<GrantLabels, Gauge>::default();
         let clock_offset = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let foreign_access_objects = Gauge::default();
+        let audit_write_failures = Counter::default();
+        let grants_next_expiry = Gauge::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records that could not be written to the audit sink",
+            audit_write_failures.clone(),
+        );
+        registry.register(
+            "grants_next_expiry_timestamp_seconds",
+            "The earliest expiresAt of the grants in force, in Unix seconds (0 when none expires)",
+            grants_next_expiry.clone(),
+        );
         registry.register(
             "clock_offset_seconds",
             "The API server's clock minus the operator's (from the Date header, +-0.5 s); expiries use the operator's clock",
@@ -154,6 +179,8 @@ impl Default for Metrics {
             grants,
             clock_offset,
             foreign_access_objects,
+            audit_write_failures,
+            grants_next_expiry,
             live: Default::default(),
         }
     }
@@ -186,6 +213,7 @@ impl Metrics {
             self.grants.get_or_create(&GrantLabels { state }).set(n as i64);
         }
         self.grants_active.set(g.active as i64);
+        self.grants_next_expiry.set(g.next_expiry.unwrap_or(0));
         self.foreign_access_objects.set(figures.foreign_access_objects as i64);
     }
 
@@ -200,11 +228,18 @@ impl Metrics {
 /// Where audit records go: a JSON-lines writer (stdout by default, or a file), chained.
 pub struct AuditSink {
     writer: Mutex<audit::Writer<Box<dyn Write + Send>>>,
+    failures: Counter,
 }
 
 impl AuditSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { writer: Mutex::new(audit::Writer::new(out)) }
+        Self { writer: Mutex::new(audit::Writer::new(out)), failures: Counter::default() }
+    }
+
+    /// Counts the records it cannot write into `failures` (a metric: the audit alert).
+    pub fn counting_failures_in(mut self, failures: Counter) -> Self {
+        self.failures = failures;
+        self
     }
 
     /// Opens (appending) an audit file and continues its chain.
@@ -217,7 +252,7 @@ impl AuditSink {
             .map(|last| audit::Chain::resume(&last))
             .unwrap_or_default();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { writer: Mutex::new(audit::Writer::resume(Box::new(file), chain)) })
+        Ok(Self { writer: Mutex::new(audit::Writer::resume(Box::new(file), chain)), failures: Counter::default() })
     }
 
     pub fn record(&self, event: audit::Event) {
@@ -226,6 +261,7 @@ impl AuditSink {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Err(error) = writer.write(event) {
+            self.failures.inc();
             tracing::error!(%error, "cannot write audit record");
         }
     }
