@@ -497,6 +497,22 @@ fn links(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// `path` with its `.` and `..` taken away, without reading the file system.
+fn lexically(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn check_links(doc: &Path, text: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let repo = root().canonicalize().expect("repo");
@@ -513,6 +529,11 @@ fn check_links(doc: &Path, text: &str) -> Vec<String> {
         }
         let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
         let file = if path.is_empty() { doc.to_path_buf() } else { doc.parent().expect("dir").join(path) };
+        // Outside the repository whether or not something exists there on this machine.
+        if !lexically(&file).starts_with(lexically(&root())) {
+            problems.push(format!("line {n}: {target}: outside the repository"));
+            continue;
+        }
         let Ok(resolved) = file.canonicalize() else {
             problems.push(format!("line {n}: {target}: no such file"));
             continue;

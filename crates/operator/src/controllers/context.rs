@@ -210,14 +210,18 @@ pub fn always_leading() -> tokio::sync::watch::Receiver<bool> {
 impl Context {
     /// Waits until this replica leads and its caches are synced, then returns the
     /// freshest version of `object` from `store` (a standby's request may have waited
-    /// through edits), or None if it is gone.
+    /// through edits), or None if it is gone, or if the process is asked to stop while it
+    /// stands by (a standby then exits at once instead of after the shutdown grace).
     pub async fn when_leading<K>(&self, store: &Store<K>, object: Arc<K>) -> Option<Arc<K>>
     where
         K: kube::Resource<DynamicType = ()> + Clone + 'static,
     {
         let mut leading = self.leading.clone();
         if !*leading.borrow() {
-            let _ = leading.wait_for(|l| *l).await;
+            tokio::select! {
+                _ = leading.wait_for(|l| *l) => {}
+                _ = super::shutdown_signal() => return None,
+            }
             self.caches.ready().await;
             return store.get(&ObjectRef::from_obj(object.as_ref()));
         }
