@@ -530,7 +530,7 @@ fn check_links(doc: &Path, text: &str) -> Vec<String> {
         let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
         let file = if path.is_empty() { doc.to_path_buf() } else { doc.parent().expect("dir").join(path) };
         // Outside the repository whether or not something exists there on this machine.
-        if !lexically(&file).starts_with(lexically(&root())) {
+        if !lexically(&file).starts_with(lexically(root())) {
             problems.push(format!("line {n}: {target}: outside the repository"));
             continue;
         }
