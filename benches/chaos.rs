@@ -300,8 +300,10 @@ fn seconds_after(t: Timestamp, secs: i64) -> Timestamp {
 /// A narrowing the bench causes now: registered with the judge, then done.
 fn narrow(record: &Mutex<Record>, mut narrowing: Narrowing, act: impl FnOnce()) {
     narrowing.at = Timestamp::now();
-    lock(record).narrow(narrowing);
+    narrowing.due = None;
+    let index = lock(record).narrow(narrowing);
     act();
+    lock(record).due(index, Timestamp::now());
 }
 
 fn delete_policy(record: &Mutex<Record>, domains: &Domains, name: &str, phase: &str) {

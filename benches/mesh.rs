@@ -634,14 +634,14 @@ async fn main() {
                 lat.entry(key).or_default().push(at - t);
             }
         }
-        narrowing(Narrowing::new(
-            "deletion",
-            format!("grant {name} deleted"),
-            Timestamp::now(),
-            grant_children(&ns, &name),
-        ));
+        // Due once the delete has returned: a sample listed before may not show it.
+        let index = narrowing(Narrowing {
+            due: None,
+            ..Narrowing::new("deletion", format!("grant {name} deleted"), Timestamp::now(), grant_children(&ns, &name))
+        });
         let t = Instant::now();
         policies.delete(&name, &DeleteParams::default()).await.expect("delete");
+        record.lock().unwrap_or_else(|p| p.into_inner()).due(index, Timestamp::now());
         for (kind, key) in [("RoleBinding", "delete rb"), ("NetworkPolicy", "delete np")] {
             if let Some((at, _)) = sighted(&seen, &format!("{kind}/drmesh-grant-{name}"), true, timeout).await {
                 lat.entry(key).or_default().push(at - t);

@@ -123,6 +123,10 @@ pub struct Narrowing {
     pub at: Timestamp,
     pub children: BTreeSet<String>,
     pub namespaces: BTreeSet<String>,
+    /// From when a snapshot surely shows the request that causes it (its API call has
+    /// returned; for an expiry, `at`): only a sample listed after it can show it landed.
+    /// A sample started earlier may predate the request in etcd, whatever its clock.
+    pub due: Option<Timestamp>,
     /// A child of it was seen before `at` (else there was nothing to narrow).
     pub in_force: bool,
     /// The first judged sample from `at` on without a finding it explains.
@@ -131,7 +135,16 @@ pub struct Narrowing {
 
 impl Narrowing {
     pub fn new(kind: &'static str, what: String, at: Timestamp, children: BTreeSet<String>) -> Self {
-        Narrowing { kind, what, at, children, namespaces: BTreeSet::new(), in_force: false, landed: None }
+        Narrowing {
+            kind,
+            what,
+            at,
+            due: Some(at),
+            children,
+            namespaces: BTreeSet::new(),
+            in_force: false,
+            landed: None,
+        }
     }
 
     fn explains(&self, child: &str) -> bool {
@@ -161,9 +174,18 @@ pub struct Record {
 
 impl Record {
     /// A narrowing to watch for; in force if the last sample had a child it narrows.
-    pub fn narrow(&mut self, mut narrowing: Narrowing) {
+    /// Returns its index (see [`Record::due`]).
+    pub fn narrow(&mut self, mut narrowing: Narrowing) -> usize {
         narrowing.in_force |= self.last_present.iter().any(|c| narrowing.explains(c));
         self.narrowings.push(narrowing);
+        self.narrowings.len() - 1
+    }
+
+    /// The request causing narrowing `index` has returned at `at`.
+    pub fn due(&mut self, index: usize, at: Timestamp) {
+        if let Some(n) = self.narrowings.get_mut(index) {
+            n.due = Some(at);
+        }
     }
 
     pub fn add(&mut self, sample: Sample) {
@@ -196,7 +218,7 @@ impl Record {
         for (i, n) in self.narrowings.iter_mut().enumerate() {
             if n.at > by {
                 n.in_force |= present.iter().any(|c| n.explains(c));
-            } else if n.at <= now && !explained[i] && n.landed.is_none() {
+            } else if n.due.is_some_and(|due| due <= now) && !explained[i] && n.landed.is_none() {
                 // Surely due before the snapshot, and nothing left of it.
                 n.landed = Some(by);
             }
