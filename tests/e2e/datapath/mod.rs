@@ -309,22 +309,16 @@ pub(crate) fn read_as(person: &str, path: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The same read by the cluster admin, whom RBAC never stops: only the network can.
-fn read_as_admin(path: &str) -> (bool, String) {
-    let out = harness::kubectl(&["get", "--raw", path, "--request-timeout=15s"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-/// Waits until the network drops the API server's connection to `path` (policies take a
-/// moment to reach the node's iptables), then checks that it stays dropped.
+/// Waits until the network drops the API server's connection to `path` for the cluster
+/// admin, whom RBAC never stops, so only the network can (policies take a moment to
+/// reach the node's iptables); then checks that it stays dropped.
 async fn proxy_dropped(what: &str, path: &str) {
     harness::eventually(what, TIMEOUT, || {
-        let (read, output) = read_as_admin(path);
+        let (read, output) = read_as("admin", path);
         async move { (!read && !output.contains("Forbidden")).then_some(()) }
     })
     .await;
-    let (read, output) = read_as_admin(path);
+    let (read, output) = read_as("admin", path);
     assert!(!read, "{what}: read again: {output}");
 }
 
