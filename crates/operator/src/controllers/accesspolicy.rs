@@ -69,8 +69,9 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
     ctx.refused.clear(&uid);
     let status = status::policy(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
-    // Wake up at expiry to revoke; expired grants need nothing more.
-    let next = plan.expires_at.filter(|t| *t > now);
+    // Wake up at the next boundary (expiry, start, reassessment, end of its grace, end of
+    // a clearance it relies on) to re-decide; expired grants need nothing more.
+    let next = plan.next_change.filter(|t| *t > now);
     Ok(requeue_at(next, now))
 }
 

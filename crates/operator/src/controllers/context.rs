@@ -16,7 +16,10 @@ use kube::{Client, Resource};
 use super::children::Applier;
 use super::queue::Queue;
 use super::records::ChildCache;
-use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
+use crate::api::{
+    AccessPolicy, Classification, Clearance, DataProduct, DataSource, MESH_POLICY_NAME, MeshPolicy, OwnerKind,
+    clearance_from_labels,
+};
 use crate::mesh::labels;
 use crate::mesh::rules::{product_inputs, source_inputs};
 use crate::mesh::{MeshView, Readiness};
@@ -29,6 +32,9 @@ pub struct Caches {
     pub products: Store<DeserializeGuard<DataProduct>>,
     pub policies: Store<DeserializeGuard<AccessPolicy>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// People's clearances and the cluster's MeshPolicy (cluster-scoped).
+    pub clearances: Store<DeserializeGuard<Clearance>>,
+    pub mesh_policies: Store<DeserializeGuard<MeshPolicy>>,
     /// Children, as compact records (see [`ChildCache`]). Detail: available replicas.
     pub deployments: ChildCache<Deployment>,
     pub services: ChildCache<PartialObjectMeta<Service>>,
@@ -135,6 +141,13 @@ impl MeshView for Caches {
     }
     fn api_server(&self) -> &crate::mesh::grant::ApiServer {
         &self.api_server
+    }
+    fn clearances_of(&self, kind: OwnerKind, name: &str) -> Vec<Arc<Clearance>> {
+        // Few objects (people and groups, not products): a scan is cheaper than an index.
+        select(&self.clearances, |c| c.spec.subject.kind == kind && c.spec.subject.name == name)
+    }
+    fn mesh_policy(&self) -> Option<Arc<MeshPolicy>> {
+        valid(self.mesh_policies.get(&ObjectRef::new(MESH_POLICY_NAME))?)
     }
 }
 

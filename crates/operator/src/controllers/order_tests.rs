@@ -54,6 +54,8 @@ fn context(client: kube::Client) -> (Arc<Context>, Products) {
         products,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
+        clearances: reflector::store().0,
+        mesh_policies: reflector::store().0,
         deployments: ChildCache::new(available_replicas),
         services: ChildCache::new(no_detail),
         service_accounts: ChildCache::new(no_detail),
