@@ -163,6 +163,10 @@ pub struct GrantPlan {
     /// The first instant after `now` at which this plan may change (expiry, start,
     /// reassessment, end of its grace, end of a clearance it relies on): re-plan then.
     pub next_change: Option<Timestamp>,
+    /// The first instant after `now` at which what the grant gives its workload subjects
+    /// changes (expiry, start, suspension at the end of the reassessment grace): their
+    /// products re-plan then. People's clearances do not change it.
+    pub reach_until: Option<Timestamp>,
     /// `reassessBy` has passed; the grant holds until the grace ends.
     pub reassessment_due: Option<Problem>,
     /// The approvals of a Restricted grant, as checked (None: not needed).
@@ -191,14 +195,16 @@ impl GrantPlan {
             expires_at,
             proxy_from: vec![],
             next_change: None,
+            reach_until: None,
             reassessment_due: None,
             approvals: None,
         }
     }
 
-    /// The same plan, re-planned no later than `at`.
+    /// The same plan, re-planned no later than `at` (and its reach with it).
     pub fn until(mut self, at: Option<Timestamp>) -> Self {
         self.next_change = earliest(self.next_change, at);
+        self.reach_until = earliest(self.reach_until, at);
         self
     }
 }
@@ -307,7 +313,8 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         .or_else(|| crate::people::parse_duration(crate::people::DEFAULT_REASSESSMENT_GRACE))
         .unwrap_or_default();
     let suspended_at = reassess_by.and_then(|r| r.checked_add(grace).ok());
-    let mut next_change = earliest(future(expires_at), earliest(future(reassess_by), future(suspended_at)));
+    let reach_until = earliest(future(expires_at), future(suspended_at));
+    let mut next_change = earliest(reach_until, future(reassess_by));
     if let Some(at) = suspended_at
         && at <= now
     {
@@ -316,7 +323,9 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             format!("the grant was due for reassessment at {} and its grace ended at {at}: suspended until spec.reassessBy is moved", reassess_by.unwrap_or(at)),
         )
         .at("spec.reassessBy");
-        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
+        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
+        plan.reach_until = reach_until;
+        return plan;
     }
     let reassessment_due = reassess_by.filter(|r| *r <= now).map(|r| {
         Problem::new(
@@ -370,6 +379,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     });
     if whole_grant && let Some(problem) = approval_problem.clone() {
         let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
+        plan.reach_until = reach_until;
         plan.approvals = approvals;
         return plan;
     }
@@ -440,6 +450,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         expires_at,
         proxy_from,
         next_change,
+        reach_until,
         reassessment_due,
         approvals,
     }
@@ -696,7 +707,7 @@ fn plan_product_input(
                 && s.name.as_deref() == Some(name)
         });
         if named {
-            until = earliest(until, plan.next_change);
+            until = earliest(until, plan.reach_until);
         }
     }
     let (wanted, _) = select_ports(&input, wanted_ports);
