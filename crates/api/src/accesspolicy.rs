@@ -7,8 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN};
 use super::clearance::MAX_APPROVALS;
+use super::common::{Condition, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN};
 use super::{MAX_PORTS, PORT_NAME_OR_NUMBER};
 
 /// Most subjects one AccessPolicy may name.

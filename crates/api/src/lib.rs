@@ -20,7 +20,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use accesspolicy::{
-    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, Approval, DeniedSubject, MAX_SUBJECTS, PodSelector, Subject, SubjectKind,
+    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, Approval, DeniedSubject, MAX_SUBJECTS, PodSelector, Subject,
+    SubjectKind,
 };
 pub use classification::{
     CLEARANCE_LABEL, Classification, UnknownClassification, clearance_from_labels, clearance_or_public,

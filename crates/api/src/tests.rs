@@ -203,13 +203,16 @@ fn a_grant_cannot_be_moved_to_another_product() {
 fn crds_have_the_agreed_names_and_columns() {
     let crds = crds();
     let names: Vec<&str> = crds.iter().map(|c| c.metadata.name.as_deref().unwrap_or("")).collect();
-    assert_eq!(names, [
-        "datasources.drmesh.io",
-        "dataproducts.drmesh.io",
-        "accesspolicies.drmesh.io",
-        "clearances.drmesh.io",
-        "meshpolicies.drmesh.io"
-    ]);
+    assert_eq!(
+        names,
+        [
+            "datasources.drmesh.io",
+            "dataproducts.drmesh.io",
+            "accesspolicies.drmesh.io",
+            "clearances.drmesh.io",
+            "meshpolicies.drmesh.io"
+        ]
+    );
     // The security officers' kinds: cluster-scoped, no status written by the operator.
     for (crd, short) in crds[3..].iter().zip(["clr", ""]) {
         assert_eq!((crd.spec.group.as_str(), crd.spec.scope.as_str()), (GROUP, "Cluster"));

@@ -36,8 +36,9 @@ pub fn run(args: &ApproveArgs) -> Result<(), CliError> {
     let key = match (&args.key, args.digest) {
         (Some(path), false) => {
             let pem = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.clone(), source })?;
-            let key = ssh_key::PrivateKey::from_openssh(pem.trim())
-                .map_err(|e| CliError::Internal(format!("{}: not an unencrypted OpenSSH private key: {e}", path.display())))?;
+            let key = ssh_key::PrivateKey::from_openssh(pem.trim()).map_err(|e| {
+                CliError::Internal(format!("{}: not an unencrypted OpenSSH private key: {e}", path.display()))
+            })?;
             Some(key)
         }
         _ => None,
@@ -62,7 +63,8 @@ pub fn run(args: &ApproveArgs) -> Result<(), CliError> {
 
 /// One `spec.approvals` entry, as YAML.
 pub fn approval_yaml(approver: &str, signature: &str) -> String {
-    let mut text = format!("- approver: {}\n  signature: |\n", drmesh_yaml::to_string(&approver).unwrap_or_default().trim());
+    let mut text =
+        format!("- approver: {}\n  signature: |\n", drmesh_yaml::to_string(&approver).unwrap_or_default().trim());
     for line in signature.trim().lines() {
         text.push_str(&format!("    {line}\n"));
     }

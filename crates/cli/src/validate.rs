@@ -122,7 +122,9 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
         // repository may not hold them. Then the grant cannot be settled here.
         if problem.reason == Reason::SubjectNotCleared && mesh.snapshot.people.is_empty() {
             d.severity = Severity::Warning;
-            d.message.push_str(" — no Clearance manifest among the inputs: include the security officers' clearances to check it");
+            d.message.push_str(
+                " — no Clearance manifest among the inputs: include the security officers' clearances to check it",
+            );
         }
         if problem.reason == Reason::ApprovalMissing && mesh.snapshot.mesh_policy.is_none() {
             d.severity = Severity::Warning;

@@ -37,7 +37,10 @@ pub fn clearance_in_force(
     in_force(view.clearances_of(kind, name).iter().map(|c| c.as_ref()), now)
 }
 
-fn in_force<'a>(clearances: impl Iterator<Item = &'a Clearance>, now: Timestamp) -> Option<(Classification, Timestamp)> {
+fn in_force<'a>(
+    clearances: impl Iterator<Item = &'a Clearance>,
+    now: Timestamp,
+) -> Option<(Classification, Timestamp)> {
     let mut best: Option<(Classification, Timestamp)> = None;
     for clearance in clearances {
         // An expiry that cannot be read clears nobody (fail closed).
@@ -179,7 +182,11 @@ impl Approvals {
 /// approver: nothing can be approved). `consumer_side`: user names on the grant's
 /// consumer side (User subjects, owners of DataProduct subjects), who do not count unless
 /// the policy lets consumers approve.
-pub fn check_approvals(policy: &AccessPolicy, mesh: Option<&MeshPolicySpec>, consumer_side: &BTreeSet<String>) -> Approvals {
+pub fn check_approvals(
+    policy: &AccessPolicy,
+    mesh: Option<&MeshPolicySpec>,
+    consumer_side: &BTreeSet<String>,
+) -> Approvals {
     let namespace = policy.namespace().unwrap_or_default();
     let rules = mesh.and_then(|m| m.approvals.as_ref());
     let required = rules.map_or(2, |r| r.required.max(2));
@@ -204,8 +211,9 @@ pub fn check_approvals(policy: &AccessPolicy, mesh: Option<&MeshPolicySpec>, con
             .and_then(|key| {
                 let signature = ssh_key::SshSig::from_pem(approval.signature.trim())
                     .map_err(|e| format!("the signature cannot be read: {e}"))?;
-                key.verify(SIGNATURE_NAMESPACE, digest.as_bytes(), &signature)
-                    .map_err(|_| "the signature does not verify over this spec (edited since, or another key)".to_string())
+                key.verify(SIGNATURE_NAMESPACE, digest.as_bytes(), &signature).map_err(|_| {
+                    "the signature does not verify over this spec (edited since, or another key)".to_string()
+                })
             });
         match verified {
             Err(why) => result.rejected.push((who, why)),

@@ -104,7 +104,6 @@ pub(crate) fn approved(policy: AccessPolicy) -> AccessPolicy {
     signed_by(signed_by(policy, "approver-1", 1), "approver-2", 2)
 }
 
-const OFFICERS: &str = "[{kind: Group, name: cnc-officers}]";
 const BOTH: &str = "[{kind: Group, name: cnc-officers}, {kind: DataProduct, namespace: cnc, name: picture}]";
 
 /// police/feed (Restricted), police/stats (Internal), police/open (Public); cnc cleared

@@ -287,7 +287,10 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         let problem = Problem::new(Reason::Expired, format!("the grant expired at {expiry}")).at("spec.expiresAt");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
-    let window = (parse_time(spec.starts_at.as_deref(), "spec.startsAt"), parse_time(spec.reassess_by.as_deref(), "spec.reassessBy"));
+    let window = (
+        parse_time(spec.starts_at.as_deref(), "spec.startsAt"),
+        parse_time(spec.reassess_by.as_deref(), "spec.reassessBy"),
+    );
     let (starts_at, reassess_by) = match window {
         (Ok(s), Ok(r)) => (s, r),
         (Err(problem), _) | (_, Err(problem)) => {
@@ -330,7 +333,10 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     let reassessment_due = reassess_by.filter(|r| *r <= now).map(|r| {
         Problem::new(
             Reason::ReassessmentDue,
-            format!("the grant was due for reassessment at {r}; it is suspended at {} unless spec.reassessBy is moved", suspended_at.unwrap_or(r)),
+            format!(
+                "the grant was due for reassessment at {r}; it is suspended at {} unless spec.reassessBy is moved",
+                suspended_at.unwrap_or(r)
+            ),
         )
         .at("spec.reassessBy")
     });
@@ -370,12 +376,14 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     let rule = mesh_spec.and_then(|m| m.approvals.as_ref());
     let whole_grant = rule.is_some_and(|r| r.applies_to == crate::api::ApprovalScope::All);
     let names_people = subjects.iter().any(|s| crate::people::person_kind(s.kind).is_some());
-    let approvals = (classification == Classification::Restricted && (whole_grant || names_people)).then(|| {
-        crate::people::check_approvals(policy, mesh_spec, &crate::people::consumer_side(view, policy))
-    });
+    let approvals = (classification == Classification::Restricted && (whole_grant || names_people))
+        .then(|| crate::people::check_approvals(policy, mesh_spec, &crate::people::consumer_side(view, policy)));
     let approval_problem = approvals.as_ref().filter(|a| !a.satisfied()).map(|a| {
-        Problem::new(Reason::ApprovalMissing, format!("a Restricted grant needs approvals of this exact spec: {}", a.explain()))
-            .at("spec.approvals")
+        Problem::new(
+            Reason::ApprovalMissing,
+            format!("a Restricted grant needs approvals of this exact spec: {}", a.explain()),
+        )
+        .at("spec.approvals")
     });
     if whole_grant && let Some(problem) = approval_problem.clone() {
         let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);

@@ -100,13 +100,29 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&super::status_patch(&previous, &status)),
-    )
-    .await
-    .map_err(|source| Error::Status { name: policy.name_any(), source })?;
+    let written = api
+        .patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&super::status_patch(&previous, &status)),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        // A grant created before the CRD refused its name: the CRD's name rule sits at the
+        // object's root, so the API server refuses every status write of it. Its access is
+        // withdrawn already; say so once (Event, audit record) instead of retrying forever.
+        Err(kube::Error::Api(response))
+            if response.code == 422 && plan.problem.as_ref().is_some_and(|p| p.reason == Reason::InvalidName) =>
+        {
+            if ctx.status_refused.first_time(policy.uid().as_deref().unwrap_or_default(), policy.meta().generation) {
+                tracing::warn!(message = %response.message, "the API server refuses the status of a grant with an invalid name");
+                report_transition(ctx, policy, plan, &previous, &status).await;
+            }
+            return Ok(());
+        }
+        Err(source) => return Err(Error::Status { name: policy.name_any(), source }),
+    }
     report_transition(ctx, policy, plan, &previous, &status).await;
     Ok(())
 }

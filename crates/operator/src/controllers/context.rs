@@ -211,6 +211,8 @@ pub struct Context {
     pub refuse_foreign_access: bool,
     /// Parents whose last apply the API server refused (dry-run before trying again).
     pub refused: super::children::Refused,
+    /// Objects whose status the API server refuses (reported once per generation).
+    pub status_refused: super::children::StatusRefused,
     /// True while this replica may write (see [`super::Options::leading`]).
     pub leading: tokio::sync::watch::Receiver<bool>,
 }
@@ -336,6 +338,7 @@ impl Context {
             queues,
             refuse_foreign_access: false,
             refused: Default::default(),
+            status_refused: Default::default(),
             leading: always_leading(),
             client,
             caches,

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use kube::core::DeserializeGuard;
 use kube::Resource;
+use kube::core::DeserializeGuard;
 
 use crate::api::{AccessPolicy, Clearance, DataProduct, OwnerKind, SubjectKind};
 
@@ -58,7 +58,7 @@ pub fn owned_by(product: &DataProduct, people: &[Person]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ClearanceSpec, Classification, Person as Subject};
+    use crate::api::{Classification, ClearanceSpec, Person as Subject};
 
     fn clearance(uid: &str, kind: OwnerKind, name: &str) -> DeserializeGuard<Clearance> {
         let mut c = Clearance::new(
