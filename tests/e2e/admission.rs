@@ -101,7 +101,7 @@ async fn crds_install_and_every_sample_is_accepted() {
         let mut object = doc.value.clone();
         let resource = resource_of(doc.kind());
         // Namespaced samples go to the test namespace: admission does not resolve references.
-        let api: Api<DynamicObject> = if doc.kind() == "Namespace" {
+        let api: Api<DynamicObject> = if matches!(doc.kind(), "Namespace" | "Clearance" | "MeshPolicy") {
             Api::all_with(ns.client.clone(), &resource)
         } else {
             object["metadata"]["namespace"] = json!(ns.name);

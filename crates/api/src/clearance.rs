@@ -158,9 +158,9 @@ pub struct Approver {
     /// name, so that the consumer-side check can compare).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// An SSH public key in OpenSSH format (`ssh-ed25519 AAAA... comment`).
+    /// An Ed25519 SSH public key in OpenSSH format (`ssh-ed25519 AAAA... comment`).
     #[schemars(length(min = 16, max = 1024))]
-    #[x_kube(validation = Rule::new("self.startsWith('ssh-ed25519 ') || self.startsWith('ecdsa-sha2-nistp256 ') || self.startsWith('ssh-rsa ')").message("spec.approvals.approvers[].publicKey must be an OpenSSH public key (ssh-ed25519 ...)"))]
+    #[x_kube(validation = Rule::new("self.startsWith('ssh-ed25519 ')").message("spec.approvals.approvers[].publicKey must be an Ed25519 OpenSSH public key (ssh-ed25519 AAAA...)"))]
     pub public_key: String,
     /// Domains (namespaces) whose grants this approver may approve; empty: every domain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -233,7 +233,13 @@ fn object_changes(old: &Mesh, new: &Mesh, admission: &Admission, diff: &mut Diff
                 if let Some(detail) = changed(
                     before,
                     value,
-                    &["status", "metadata.resourceVersion", "metadata.generation", "metadata.uid"],
+                    &[
+                        "status",
+                        "metadata.resourceVersion",
+                        "metadata.generation",
+                        "metadata.uid",
+                        "metadata.creationTimestamp",
+                    ],
                 ) {
                     diff.objects.push(change(id.to_string(), detail));
                 }

@@ -154,6 +154,7 @@ async fn report_transition(
     before: &AccessPolicyStatus,
     after: &AccessPolicyStatus,
 ) {
+    warn_when_reassessment_falls_due(ctx, policy, before, after).await;
     let granted = |s: &AccessPolicyStatus| find_condition(&s.conditions, condition_type::GRANTED).cloned();
     let Some(now_granted) = granted(after) else {
         return;
@@ -213,6 +214,31 @@ async fn report_transition(
         policy: Some(policy_ref(policy)),
     })
     .await;
+}
+
+/// A Warning Event when `reassessBy` passes (the grant holds until the grace ends: no
+/// access changes, so no audit record; the suspension is recorded as a revocation).
+async fn warn_when_reassessment_falls_due(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    before: &AccessPolicyStatus,
+    after: &AccessPolicyStatus,
+) {
+    use kube::runtime::events::{Event, EventType};
+    fn due(s: &AccessPolicyStatus) -> Option<&crate::api::Condition> {
+        find_condition(&s.conditions, condition_type::REASSESSMENT_DUE).filter(|c| c.status == ConditionStatus::True)
+    }
+    let (None, Some(condition)) = (due(before), due(after)) else { return };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Reason::ReassessmentDue.to_string(),
+        note: Some(condition.message.clone()),
+        action: "Reassess".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
 }
 
 /// Policies whose status says they grant access now.
