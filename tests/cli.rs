@@ -346,7 +346,21 @@ fn the_readme_shows_the_generated_reference_mesh() {
 fn access_review_says_who_can_access_what() {
     let table = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW]));
     let header = table.lines().next().unwrap_or("");
-    for column in ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"] {
+    for column in [
+        "OBJECT",
+        "CLASSIFICATION",
+        "SUBJECT",
+        "ACCESS",
+        "PORTS",
+        "VIA",
+        "PURPOSE",
+        "CLEARANCE",
+        "APPROVED BY",
+        "STARTS",
+        "REASSESS BY",
+        "UNTIL",
+        "STATUS",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed")
@@ -354,8 +368,17 @@ fn access_review_says_who_can_access_what() {
         && l.contains("2027-12-31T23:59:59Z")));
     let csv = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW, "-o", "csv"]));
     assert!(csv.contains(
-        "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,2027-12-31T23:59:59Z,Granted\r\n"
+        "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,Restricted until 2027-12-31T23:59:59Z,example-approver-1 example-approver-2,,2027-09-30T00:00:00Z,2027-12-31T23:59:59Z,Granted\r\n"
     ), "{csv}");
+    // Owners of a Restricted product see its objects, not its data; every row says which
+    // clearance it rests on (a person's own, or a workload's domain).
+    assert!(
+        csv.contains(
+            "DataProduct,police,incident-feed,Restricted,Group:police-data-owners,api,,owner,,none,,,,,Granted\r\n"
+        ),
+        "{csv}"
+    );
+    assert!(csv.contains("DataProduct:cnc/situation-picture,network,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,domain cnc: Restricted,"), "{csv}");
     let json: Value = serde_json::from_str(&stdout(&drmesh(&[
         "access-review",
         "-f",
