@@ -445,7 +445,9 @@ mod tests {
         let rows = rows("2026-06-01T00:00:00Z");
         let text = csv(&rows);
         assert!(
-            text.starts_with("kind,namespace,name,classification,subject,access,ports,via,purpose,until,status\r\n")
+            text.starts_with(
+                "kind,namespace,name,classification,subject,access,ports,via,purpose,clearance,approved_by,starts,reassess_by,until,status\r\n"
+            )
         );
         assert_eq!(text.lines().count(), rows.len() + 1);
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
