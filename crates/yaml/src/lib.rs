@@ -496,6 +496,8 @@ fn literal_is_safe(s: &str) -> bool {
     s.contains('\n')
         && !s.starts_with(' ')
         && !s.starts_with('\n')
+        // A tab may not start a block scalar's content (the first line sets the indentation).
+        && !s.starts_with('\t')
         && s.trim_end_matches('\n').contains(|c: char| !c.is_whitespace())
         && s.chars().all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}'))
         && !s.split('\n').any(|line| line.starts_with(' ') && line.trim().is_empty())

@@ -137,3 +137,13 @@ proptest! {
         prop_assert_eq!(read.ok(), Some(value), "{}", text);
     }
 }
+
+#[test]
+fn a_string_starting_with_a_tab_reads_back_the_same() {
+    // Found by the property test: a literal block may not start with a tab.
+    for s in ["\ta\n", "\tx\ny", "a\n\tb\n"] {
+        let text = crate::to_string(&s).expect("write");
+        let back: String = crate::from_str(&text).unwrap_or_else(|e| panic!("{s:?} written as {text:?}: {e}"));
+        assert_eq!(back, s, "{text:?}");
+    }
+}

@@ -41,7 +41,7 @@ impl Release {
         // kwok plays the nodes: it reports the status of product pods.
         let writers = serde_json::to_string(&super::status_writers_with_kwok()).expect("JSON");
         let values = format!(
-            "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n  productPods: {{statusWriters: {writers}}}\n"
+            "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n  productPods: {{statusWriters: {writers}}}\n  securityOfficers: {{groups: [\"drmesh:security-officers\", \"system:masters\"]}}\n"
         );
         Self { name: format!("drmesh-{id}"), id, values, _guards: Vec::new(), namespace }
     }

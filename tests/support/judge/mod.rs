@@ -373,10 +373,10 @@ impl World {
         // The window (docs/guide/accesspolicy.md): nothing before startsAt; suspended once
         // reassessBy and the MeshPolicy's grace (7 days by default) have passed.
         let time = |t: &Option<String>| t.as_deref().map(|t| t.parse::<Timestamp>().ok());
-        if let Some(start) = time(&a.starts_at) {
-            if start.is_none_or(|s| now < s) {
-                return None;
-            }
+        if let Some(start) = time(&a.starts_at)
+            && start.is_none_or(|s| now < s)
+        {
+            return None;
         }
         let policy = self.mesh_policy.as_ref();
         if let Some(reassess) = time(&a.reassess_by) {

@@ -81,8 +81,7 @@ mod tests {
         let moved = seen.changed(&clearance("u1", OwnerKind::User, "alice"));
         assert_eq!(moved, vec![(OwnerKind::User, "alice".into()), (OwnerKind::Group, "cnc".into())]);
         // Unparseable now: the person it named is re-decided (its clearance no longer counts).
-        let mut metadata = kube::api::ObjectMeta::default();
-        metadata.uid = Some("u1".into());
+        let metadata = kube::api::ObjectMeta { uid: Some("u1".into()), ..Default::default() };
         let broken = DeserializeGuard(Err(kube::core::error_boundary::InvalidObject { error: "bad".into(), metadata }));
         assert_eq!(seen.changed(&broken), vec![(OwnerKind::User, "alice".into())]);
         assert!(seen.changed(&broken).is_empty(), "forgotten once re-decided");
