@@ -79,10 +79,14 @@ const NOT_REASONS: &[&str] = &[
     "PrometheusRule",
     "ServiceMonitor",
     "GitRepository",
+    "Kustomization",
     "HelmRelease",
     "HelmRepository",
     "OCIRepository",
     "HelmChart",
+    // Flux's reasons of a Kustomization's Ready condition (docs/gitops.md)
+    "ReconciliationFailed",
+    "HealthCheckFailed",
 ];
 
 /// Flags of other programs that docs name on their own (in a code span without the
