@@ -282,7 +282,15 @@ fn commit_and_push(fork: &Path, message: &str) -> String {
 async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let _turn = ONE_OPERATOR.lock().await;
     let flux_bin = flux_dir();
-    let dir = tempfile::tempdir().expect("temp dir");
+    // The controllers' logs and the repositories; kept with DRMESH_E2E_KEEP.
+    let tmp = tempfile::Builder::new().prefix("drmesh-flux-").tempdir().expect("temp dir");
+    let dir = tmp.path().to_path_buf();
+    let _tmp = if std::env::var_os("DRMESH_E2E_KEEP").is_some() {
+        eprintln!("flux test: logs and repositories kept in {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
 
     // Leftovers of an aborted run (the example's names are fixed).
     FluxObjects::remove();
@@ -338,18 +346,18 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
             format!("--metrics-addr=127.0.0.1:{}", free_port()),
             format!("--health-addr=127.0.0.1:{}", free_port()),
             "--enable-leader-election=false".to_string(),
-            "--log-level=debug".to_string(),
+            "--log-level=info".to_string(),
         ])
         .args(extra)
-        .env("KUBECONFIG", flux_kubeconfig(name, dir.path()))
+        .env("KUBECONFIG", flux_kubeconfig(name, dir.as_path()))
         .env("RUNTIME_NAMESPACE", FLUX_NS);
-        Process::spawn(name, &mut cmd, dir.path())
+        Process::spawn(name, &mut cmd, dir.as_path())
     };
-    std::fs::create_dir(dir.path().join("artifacts")).expect("artifacts dir");
+    std::fs::create_dir(dir.as_path().join("artifacts")).expect("artifacts dir");
     let mut source = controller(
         "source-controller",
         vec![
-            format!("--storage-path={}", dir.path().join("artifacts").display()),
+            format!("--storage-path={}", dir.as_path().join("artifacts").display()),
             format!("--storage-addr=127.0.0.1:{storage}"),
             format!("--storage-adv-addr=127.0.0.1:{storage}"),
         ],
@@ -359,10 +367,10 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     // The git server (Flux's gittestserver) and the fork: the chart, config/platform,
     // config/gitops and the reference mesh (domains renamed and fenced for this run).
     let (gitserver, url) = {
-        let log = dir.path().join("gitserver.log");
+        let log = dir.as_path().join("gitserver.log");
         let mut child = Command::new(flux_bin.join("gitserver"))
             .arg("-root")
-            .arg(dir.path().join("git"))
+            .arg(dir.as_path().join("git"))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -373,7 +381,7 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
         assert!(line.starts_with("http://127.0.0.1:"), "gitserver: {line:?}");
         (process, format!("{}/platform/drmesh.git", line.trim()))
     };
-    let fork = dir.path().join("fork");
+    let fork = dir.as_path().join("fork");
     copy_dir(&repo().join("charts/drmesh"), &fork.join("charts/drmesh"));
     copy_dir(&repo().join("config/platform"), &fork.join("config/platform"));
     copy_dir(&repo().join("config/gitops"), &fork.join("config/gitops"));
@@ -421,7 +429,7 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     assert_eq!(deployment["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"], "drmesh", "Flux applied the chart");
     let crd = harness::kubectl_json(&["get", "crd", "accesspolicies.drmesh.io", "-o", "json"]);
     assert_eq!(crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"], "disabled", "{}", crd["metadata"]);
-    let mut operator = Operator::start(&release.kubeconfig(dir.path()), RELEASE_NS, &format!("{id}-op"), dir.path());
+    let mut operator = Operator::start(&release.kubeconfig(dir.as_path()), RELEASE_NS, &format!("{id}-op"), dir.as_path());
     operator.wait_leading().await;
 
     // 4. Wait as the guide says; then the mesh is Ready, and Flux said so no earlier
@@ -458,9 +466,8 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let grant = format!(
         "\n---\n# Analysts of the police read the incident feed.\napiVersion: drmesh.io/v1alpha1\nkind: AccessPolicy\nmetadata:\n  name: incident-feed-analysts\n  namespace: {police_ns}\nspec:\n  dataProduct: incident-feed\n  subjects:\n    - kind: Group\n      name: police-analysts\n  purpose: Weekly analysis of incident trends around Olympic sites.\n"
     );
-    let mut text = std::fs::read_to_string(&police).expect("police.yaml");
-    text.push_str(&grant);
-    std::fs::write(&police, text).expect("write police.yaml");
+    let domain = std::fs::read_to_string(&police).expect("police.yaml");
+    std::fs::write(&police, domain + &grant).expect("write police.yaml");
     let bad = commit_and_push(&fork, "police: incident-feed is Internal now; analysts read it");
     run_block_ok("fetch at once", &fetch, &fork, &url);
     let mesh = wait_attempted("mesh", &bad, "False", &mut [&mut source, &mut kustomize]).await;
@@ -505,6 +512,29 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let objects = harness::wait_all_ready(&domains, Duration::from_secs(5)).await;
     assert_eq!(objects, 19, "the mesh and the fixed grant Ready");
     assert!(analysts(&access(&domains)), "the fixed grant's RoleBinding for police-analysts exists");
+
+    // A domain's clearance changed in Git: the chart's policy refuses it to Flux.
+    let transport = fork.join("config/samples/transport.yaml");
+    let before = access(&domains);
+    let original = std::fs::read_to_string(&transport).expect("transport.yaml");
+    assert!(original.contains("\n    drmesh.io/clearance: Internal\n"), "{original}");
+    let lowered = original.replace("\n    drmesh.io/clearance: Internal\n", "\n    drmesh.io/clearance: Public\n");
+    std::fs::write(&transport, lowered).expect("write transport.yaml");
+    let relabel = commit_and_push(&fork, "transport: Public");
+    run_block_ok("fetch at once", &fetch, &fork, &url);
+    let mesh = wait_attempted("mesh", &relabel, "False", &mut [&mut source, &mut kustomize]).await;
+    let ready = condition(&mesh, "Ready").expect("Ready");
+    assert!(
+        ready["message"].as_str().unwrap_or_default().contains("may not change the drmesh.io/clearance label"),
+        "Flux reports the chart's policy: {ready}"
+    );
+    let ns = harness::kubectl_json(&["get", "namespace", &format!("transport-{id}"), "-o", "json"]);
+    assert_eq!(ns["metadata"]["labels"]["drmesh.io/clearance"], "Internal");
+    assert_eq!(access(&domains), before, "the refused relabelling changed access");
+    std::fs::write(&transport, original).expect("write transport.yaml");
+    let reverted = commit_and_push(&fork, "transport: Internal again");
+    run_block_ok("fetch at once", &fetch, &fork, &url);
+    wait_attempted("mesh", &reverted, "True", &mut [&mut source, &mut kustomize]).await;
     drop(operator);
     drop(gitserver);
 }
