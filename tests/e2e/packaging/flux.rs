@@ -145,7 +145,7 @@ impl Drop for FluxObjects {
 }
 
 async fn wait_namespace_gone(name: &str) {
-    harness::eventually(&format!("namespace {name} gone (left by an earlier run)"), CONVERGE, || {
+    harness::eventually(&format!("namespace {name} gone"), CONVERGE, || {
         let out = harness::kubectl(&["get", "namespace", name, "--ignore-not-found", "-o", "name"]);
         let gone = out.status.success() && out.stdout.is_empty();
         async move { gone.then_some(()) }
@@ -362,7 +362,9 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
             format!("--storage-adv-addr=127.0.0.1:{storage}"),
         ],
     );
-    let mut kustomize = controller("kustomize-controller", vec![]);
+    // Dependencies are checked every 5 s (Flux's default is 30 s): each commit waits for
+    // the Kustomization drmesh to apply it before the mesh does.
+    let mut kustomize = controller("kustomize-controller", vec!["--requeue-dependency=5s".to_string()]);
 
     // The git server (Flux's gittestserver) and the fork: the chart, config/platform,
     // config/gitops and the reference mesh (domains renamed and fenced for this run).
@@ -535,6 +537,17 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let reverted = commit_and_push(&fork, "transport: Internal again");
     run_block_ok("fetch at once", &fetch, &fork, &url);
     wait_attempted("mesh", &reverted, "True", &mut [&mut source, &mut kustomize]).await;
+
+    // The domains go while drmesh still runs: it releases the isolation of the deleted
+    // products (a product's isolation outlives its pods), so no namespace is left behind.
+    drop(kustomize);
+    drop(source);
+    for ns in &domains {
+        harness::kubectl(&["delete", "namespace", ns, "--wait=false", "--ignore-not-found"]);
+    }
+    for ns in &domains {
+        wait_namespace_gone(ns).await;
+    }
     drop(operator);
     drop(gitserver);
 }
