@@ -254,8 +254,15 @@ fn access(namespaces: &[String]) -> BTreeMap<String, Value> {
     for ns in namespaces {
         let list = harness::kubectl_json(&["get", "rolebindings,roles,networkpolicies", "-n", ns, "-o", "json"]);
         for o in list["items"].as_array().into_iter().flatten() {
-            let key = format!("{}/{ns}/{}", o["kind"].as_str().unwrap_or_default(), o["metadata"]["name"].as_str().unwrap_or_default());
-            all.insert(key, json!({"subjects": o["subjects"], "roleRef": o["roleRef"], "rules": o["rules"], "spec": o["spec"]}));
+            let key = format!(
+                "{}/{ns}/{}",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            all.insert(
+                key,
+                json!({"subjects": o["subjects"], "roleRef": o["roleRef"], "rules": o["rules"], "spec": o["spec"]}),
+            );
         }
     }
     all
@@ -418,7 +425,9 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     run_block_ok("render and push", &render, &fork, &url);
     let good = git(&fork, &["rev-parse", "HEAD"]);
     let rendered = std::fs::read_to_string(fork.join("deploy/drmesh/drmesh.yaml")).expect("rendered chart");
-    assert!(rendered.contains("kind: CustomResourceDefinition") && rendered.contains("kind: ValidatingAdmissionPolicy"));
+    assert!(
+        rendered.contains("kind: CustomResourceDefinition") && rendered.contains("kind: ValidatingAdmissionPolicy")
+    );
     // 3. The shipped Flux objects, applied.
     run_block_ok("hand the repository to Flux", &hand_over, &fork, &url);
 
@@ -428,10 +437,14 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let k = wait_attempted("drmesh", &good, "True", &mut [&mut source, &mut kustomize]).await;
     assert_eq!(k["status"]["lastAppliedRevision"], format!("main@sha1:{good}"));
     let deployment = harness::kubectl_json(&["get", "deployment", RELEASE, "-n", RELEASE_NS, "-o", "json"]);
-    assert_eq!(deployment["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"], "drmesh", "Flux applied the chart");
+    assert_eq!(
+        deployment["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"], "drmesh",
+        "Flux applied the chart"
+    );
     let crd = harness::kubectl_json(&["get", "crd", "accesspolicies.drmesh.io", "-o", "json"]);
     assert_eq!(crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"], "disabled", "{}", crd["metadata"]);
-    let mut operator = Operator::start(&release.kubeconfig(dir.as_path()), RELEASE_NS, &format!("{id}-op"), dir.as_path());
+    let mut operator =
+        Operator::start(&release.kubeconfig(dir.as_path()), RELEASE_NS, &format!("{id}-op"), dir.as_path());
     operator.wait_leading().await;
 
     // 4. Wait as the guide says; then the mesh is Ready, and Flux said so no earlier
@@ -441,13 +454,18 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     assert_eq!(mesh["status"]["lastAppliedRevision"], format!("main@sha1:{good}"));
     let objects = harness::wait_all_ready(&domains, Duration::from_secs(5)).await;
     assert_eq!(objects, 18, "5 sources, 6 products and 7 grants Ready");
-    let flux_ready = condition(&mesh, "Ready").expect("Ready")["lastTransitionTime"].as_str().expect("time").to_string();
+    let flux_ready =
+        condition(&mesh, "Ready").expect("Ready")["lastTransitionTime"].as_str().expect("time").to_string();
     for ns in &domains {
         let list = harness::kubectl_json(&["get", "datasources,dataproducts,accesspolicies", "-n", ns, "-o", "json"]);
         for o in list["items"].as_array().into_iter().flatten() {
             let ready = condition(o, "Ready").expect("Ready")["lastTransitionTime"].as_str().expect("time").to_string();
             // RFC 3339 in UTC with seconds: ordered as strings.
-            assert!(ready <= flux_ready, "Flux called the mesh Ready at {flux_ready}, before {} ({ready})", o["metadata"]["name"]);
+            assert!(
+                ready <= flux_ready,
+                "Flux called the mesh Ready at {flux_ready}, before {} ({ready})",
+                o["metadata"]["name"]
+            );
             assert_eq!(o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"], "mesh", "Flux applied it");
         }
     }
@@ -477,14 +495,24 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let message = ready["message"].as_str().unwrap_or_default();
     assert_eq!(ready["reason"], "ReconciliationFailed", "{ready}");
     assert!(
-        message.contains("spec.classification cannot be lowered (declassification is not an edit: create a new object)")
+        message
+            .contains("spec.classification cannot be lowered (declassification is not an edit: create a new object)")
             && message.contains("incident-feed"),
         "Flux reports the API server's refusal: {ready}"
     );
     assert_eq!(mesh["status"]["lastAppliedRevision"], format!("main@sha1:{good}"), "the last good revision stays");
     let product = harness::kubectl_json(&["get", "dataproduct", "incident-feed", "-n", &police_ns, "-o", "json"]);
     assert_eq!(product["spec"]["classification"], "Restricted");
-    let out = harness::kubectl(&["get", "accesspolicy", "incident-feed-analysts", "-n", &police_ns, "--ignore-not-found", "-o", "name"]);
+    let out = harness::kubectl(&[
+        "get",
+        "accesspolicy",
+        "incident-feed-analysts",
+        "-n",
+        &police_ns,
+        "--ignore-not-found",
+        "-o",
+        "name",
+    ]);
     assert!(out.status.success() && out.stdout.is_empty(), "nothing of the refused commit is applied: {}", text(&out));
     assert_eq!(access(&domains), before, "the refused commit changed access");
 
@@ -497,7 +525,10 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     let mesh = wait_attempted("mesh", &stalled, "False", &mut [&mut source, &mut kustomize]).await;
     let ready = condition(&mesh, "Ready").expect("Ready");
     assert_eq!(ready["reason"], "HealthCheckFailed", "{ready}");
-    assert!(ready["message"].as_str().unwrap_or_default().contains("incident-feed-analysts"), "Flux names the grant: {ready}");
+    assert!(
+        ready["message"].as_str().unwrap_or_default().contains("incident-feed-analysts"),
+        "Flux names the grant: {ready}"
+    );
     let ap = harness::kubectl_json(&["get", "accesspolicy", "incident-feed-analysts", "-n", &police_ns, "-o", "json"]);
     let stall = condition(&ap, "Stalled").expect("Stalled");
     assert_eq!((&stall["status"], &stall["reason"]), (&json!("True"), &json!("MissingExpiry")), "{ap:#}");

@@ -45,7 +45,8 @@ impl Release {
     /// applying the rendered chart): the same values, fence and identity as [`Release::new`].
     /// The namespace is deleted when dropped, with the chart's cluster-scoped objects.
     pub fn adopt(id: String, name: &str, namespace: TestNamespace) -> Self {
-        let mut release = Self { name: name.to_string(), values: Self::values_for(&id), id, _guards: Vec::new(), namespace };
+        let mut release =
+            Self { name: name.to_string(), values: Self::values_for(&id), id, _guards: Vec::new(), namespace };
         release.guard_cluster_scoped();
         release
     }
