@@ -102,6 +102,7 @@ const OTHER_FLAGS: &[&str] = &[
     "--run-firewall",                    // kube-router
     "--run-service-proxy",               // kube-router
     "--no-default-features",             // cargo
+    "--requeue-dependency",              // Flux's kustomize-controller
 ];
 
 /// Public upstream sites a doc may link to (nothing else leaves the repository).
