@@ -73,7 +73,6 @@ if [[ "${1:-}" == flux ]]; then
   flux_dir="$cache/parts/flux-${part_key[flux]}"
   if [[ -f "$flux_dir/.complete" ]]; then echo "$flux_dir"; exit 0; fi
 elif have_all; then echo "$bin"; exit 0; fi
-if have_all; then echo "$bin"; exit 0; fi
 
 log() { echo "[build] $*" >&2; }
 mkdir -p "$cache/bin" "$cache/parts"
