@@ -224,7 +224,7 @@ fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 /// Waits until Flux has attempted revision `sha` of Kustomization `name` and its Ready
-/// condition is `ready` ("True" or "False"); returns the Kustomization.
+/// condition is `ready` ("True", then also applied, or "False"); returns the Kustomization.
 async fn wait_attempted(name: &str, sha: &str, ready: &str, flux: &mut [&mut Process]) -> Value {
     let what = format!("Kustomization {name} at revision {sha} with Ready={ready}");
     let mut last = Value::Null;
@@ -236,7 +236,10 @@ async fn wait_attempted(name: &str, sha: &str, ready: &str, flux: &mut [&mut Pro
             let k = kustomization(name);
             let attempted = k["status"]["lastAttemptedRevision"].as_str().is_some_and(|r| r.ends_with(sha));
             let current = k["status"]["observedGeneration"] == k["metadata"]["generation"];
-            if attempted && current && condition(&k, "Ready").is_some_and(|c| c["status"] == ready) {
+            // Ready=True is for the applied revision: wait for Flux's status to say both.
+            let applied =
+                ready != "True" || k["status"]["lastAppliedRevision"].as_str().is_some_and(|r| r.ends_with(sha));
+            if attempted && applied && current && condition(&k, "Ready").is_some_and(|c| c["status"] == ready) {
                 return k;
             }
             last = k;
