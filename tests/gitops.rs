@@ -63,6 +63,11 @@ fn the_argo_cd_example_syncs_the_mesh_after_drmesh_and_its_crds() {
     for option in ["CreateNamespace=true", "ServerSideApply=true"] {
         assert!(options.contains(&option), "the drmesh Application lacks {option}: {options:?}");
     }
+    // The waves wait for the previous wave's health only with a health check of
+    // Applications, which Argo CD no longer has built in: argocd-cm.yaml adds it.
+    let cm = documents(&repo().join("config/gitops/argocd/argocd-cm.yaml"));
+    let app_health = cm[0]["data"]["resource.customizations.health.argoproj.io_Application"].as_str();
+    assert!(app_health.is_some_and(|lua| lua.contains("obj.status.health.status")), "argocd-cm.yaml: {}", cm[0]);
     // The included file exists and is a domain of the reference mesh.
     let include = mesh["spec"]["source"]["directory"]["include"].as_str().expect("directory.include");
     let domain = documents(&repo().join("config/samples").join(include));
