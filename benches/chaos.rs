@@ -58,7 +58,7 @@ fn apply(docs: &[Value]) {
 /// another domain through a grant that also names a group.
 fn mesh(prefix: &str, products: usize) -> Vec<Value> {
     let domains = (products / 40).max(3);
-    let mut docs = Vec::new();
+    let mut docs = common::people(&["chaos-readers"], &mut drmesh::mesh::Snapshot::default());
     for d in 0..domains {
         let ns = format!("{prefix}-d{d}");
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"drmesh.io/clearance": "Restricted"}}}));
@@ -74,7 +74,7 @@ fn mesh(prefix: &str, products: usize) -> Vec<Value> {
             inputs.push(json!({"dataProduct": {"namespace": producer, "name": format!("p{}", i - 1)}}));
             docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy", "metadata": {"name": format!("to-p{i}"), "namespace": producer},
                 "spec": {"dataProduct": format!("p{}", i - 1), "purpose": "chaos test grant",
-                         "subjects": [{"kind": "DataProduct", "namespace": ns, "name": format!("p{i}")}, {"kind": "Group", "name": format!("g{i}")}]}}));
+                         "subjects": [{"kind": "DataProduct", "namespace": ns, "name": format!("p{i}")}, {"kind": "Group", "name": "chaos-readers"}]}}));
         }
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": format!("p{i}"), "namespace": ns},
             "spec": {"classification": "Internal", "inputs": inputs, "runtime": {"image": "registry.example/chaos:1"},

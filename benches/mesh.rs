@@ -627,7 +627,7 @@ async fn main() {
     for k in 0..samples {
         let name = format!("lat-{k}");
         let t = Instant::now();
-        let ap = policy(&name, subjects(k, format!("g{k}")), "2030-01-01T00:00:00Z".into());
+        let ap = policy(&name, subjects(k, "bench-readers".into()), "2030-01-01T00:00:00Z".into());
         policies.create(&PostParams::default(), &ap).await.expect("create");
         for (kind, key) in [("RoleBinding", "create rb"), ("NetworkPolicy", "create np")] {
             if let Some((at, _)) = sighted(&seen, &format!("{kind}/drmesh-grant-{name}"), false, timeout).await {
@@ -654,7 +654,7 @@ async fn main() {
     let expiring: Vec<(String, Timestamp)> =
         (0..samples).map(|k| (format!("exp-{k}"), after_ms(base, 50 * k as i64))).collect();
     for (k, (name, at)) in expiring.iter().enumerate() {
-        let ap = policy(name, subjects(k, name.clone()), at.to_string());
+        let ap = policy(name, subjects(k, "bench-readers".into()), at.to_string());
         policies.create(&PostParams::default(), &ap).await.expect("create");
         narrowing(Narrowing::new("expiry", format!("grant {name} expires"), *at, grant_children(&ns, name)));
     }

@@ -40,7 +40,7 @@ fn path(p: &Path) -> &str {
 fn validate_accepts_the_reference_mesh() {
     let out = drmesh(&["validate", "-f", path(&samples()), "--now", NOW]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout(&out), "29 object(s) checked: 0 error(s), 0 warning(s)\n");
+    assert_eq!(stdout(&out), "33 object(s) checked: 0 error(s), 0 warning(s)\n");
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn diff_lists_widened_access_first() {
         "transport.yaml" => text
             .replace("name: transport-analysts", "name: transport-analysts\n    - kind: User\n      name: eve")
             .replace("  ports: [http]\n  subjects:", "  subjects:"),
-        "police.yaml" => text.replace("expiresAt: \"2027-12-31T23:59:59Z\"", "expiresAt: \"2029-12-31T23:59:59Z\""),
+        "police.yaml" => text.replace("expiresAt: \"2027-12-31T23:59:59Z\"", "expiresAt: \"2028-03-31T23:59:59Z\""),
         "gendarmerie.yaml" => text
             .replace("    - kind: Group\n      name: cnc-officers\n    - kind: DataProduct", "    - kind: DataProduct"),
         _ => text,
@@ -254,12 +254,17 @@ fn diff_lists_widened_access_first() {
     let out = drmesh(&["diff", "-f", path(changed.path()), "--against", path(&samples()), "--now", NOW]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let text = stdout(&out);
-    assert!(text.starts_with("ACCESS WIDENED (review these first) (5)\n"), "{text}");
+    assert!(text.starts_with("ACCESS WIDENED (review these first) (4)\n"), "{text}");
     for expected in [
         "  + User:eve -> DataProduct transport/transit-disruptions: new access: api+proxy on 8080/http,9090/grpc with no expiry (via AccessPolicy transport/transit-disruptions-analysts)",
         "  + Group:transport-analysts -> DataProduct transport/transit-disruptions: new ports: 9090/grpc",
-        "  + Group:cnc-officers -> DataProduct police/incident-feed: longer expiry: 2027-12-31T23:59:59Z -> 2029-12-31T23:59:59Z",
-        "ACCESS NARROWED (1)\n  - Group:cnc-officers -> DataProduct gendarmerie/crowd-density: access removed",
+        // A product subject needs no approval: its reach grows with the expiry...
+        "  + DataProduct:cnc/situation-picture -> DataProduct police/incident-feed: longer expiry: 2027-12-31T23:59:59Z -> 2028-03-31T23:59:59Z",
+        // ...while the edit voids the approvals the people subjects rely on (two-person rule).
+        "APPROVALS VOIDED (the grant is revoked until re-approved) (1)\n  ! AccessPolicy police/incident-feed-cnc: the edit changes the signed spec",
+        "the approvals of example-approver-1, example-approver-2 no longer count",
+        "ACCESS NARROWED (2)\n  - Group:cnc-officers -> DataProduct gendarmerie/crowd-density: access removed",
+        "  - Group:cnc-officers -> DataProduct police/incident-feed: access removed",
         "  ~ AccessPolicy transport/transit-disruptions-analysts: changed: spec.ports, spec.subjects",
         "  ~ RoleBinding transport/drmesh-grant-transit-disruptions-analysts: changed: subjects",
     ] {
@@ -281,7 +286,8 @@ fn diff_lists_widened_access_first() {
     ]);
     assert_eq!(code(&gate), 3);
     let json: Value = serde_json::from_str(&stdout(&gate)).expect("json");
-    assert_eq!(json["widened"].as_array().map(Vec::len), Some(5));
+    assert_eq!(json["widened"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["approvals_voided"].as_array().map(Vec::len), Some(1));
     let same = drmesh(&["diff", "-f", path(&samples()), "--against", path(&samples()), "--fail-on-widening"]);
     assert_eq!((code(&same), stdout(&same)), (0, "no change\n".to_string()));
 }
@@ -386,7 +392,7 @@ fn works_as_a_kubectl_plugin() {
     assert!(stdout(&help).contains("Usage: kubectl drmesh [OPTIONS] <COMMAND>"), "{}", stdout(&help));
     let out =
         Command::new(&plugin).args(["validate", "-f", path(&samples()), "--now", NOW]).output().expect("plugin runs");
-    assert_eq!((code(&out), stdout(&out)), (0, "29 object(s) checked: 0 error(s), 0 warning(s)\n".to_string()));
+    assert_eq!((code(&out), stdout(&out)), (0, "33 object(s) checked: 0 error(s), 0 warning(s)\n".to_string()));
 }
 
 #[test]

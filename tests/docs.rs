@@ -48,6 +48,8 @@ const NOT_REASONS: &[&str] = &[
     "DataSource",
     "DataProduct",
     "AccessPolicy",
+    "Clearance",
+    "MeshPolicy",
     // Kubernetes kinds, fields' values and admission plugins
     "ServiceAccount",
     "NetworkPolicy",

@@ -398,6 +398,50 @@ fn selectors_and_ranges_follow_kubernetes() {
     assert_eq!(judge::required_values(&json!({"matchExpressions": [{"key": "k", "operator": "Exists"}]}), "k"), None);
 }
 
+/// Issue 16: people's access rests on their own clearances, the grant's window and, for
+/// Restricted products, two approvals of the exact spec. The children stay as rendered
+/// for the reference mesh; the declarations change under them.
+#[test]
+fn people_without_clearance_window_or_approvals_are_caught() {
+    let officers = "RoleBinding police/drmesh-grant-incident-feed-cnc";
+    // The officers' clearance withdrawn, lowered, or expired.
+    let mut docs = declarations();
+    docs.retain(|d| !(d["kind"] == "Clearance" && d["metadata"]["name"] == "cnc-officers"));
+    caught(&judge_at(docs, children(), NOW), officers, "Group:cnc-officers may get");
+    let lowered = declarations_with("Clearance", "cnc-officers", |c| c["spec"]["level"] = json!("Internal"));
+    caught(&judge_at(lowered, children(), NOW), officers, "Group:cnc-officers may get");
+    let expired =
+        declarations_with("Clearance", "cnc-officers", |c| c["spec"]["expiresAt"] = json!("2026-05-31T23:59:59Z"));
+    caught(&judge_at(expired, children(), NOW), officers, "Group:cnc-officers may get");
+    // An edit after approval (the signatures no longer match), a forged approval (the
+    // first signature under both names), a key the MeshPolicy no longer trusts.
+    let edited = declarations_with("AccessPolicy", "incident-feed-cnc", |a| {
+        a["spec"]["purpose"] = json!("Build the national situation picture, and more.")
+    });
+    caught(&judge_at(edited, children(), NOW), officers, "Group:cnc-officers may get");
+    let forged = declarations_with("AccessPolicy", "incident-feed-cnc", |a| {
+        let first = a["spec"]["approvals"][0]["signature"].clone();
+        a["spec"]["approvals"][1]["signature"] = first;
+    });
+    caught(&judge_at(forged, children(), NOW), officers, "Group:cnc-officers may get");
+    let rotated = declarations_with("MeshPolicy", "default", |m| {
+        m["spec"]["approvals"]["approvers"][1]["publicKey"] =
+            m["spec"]["approvals"]["approvers"][0]["publicKey"].clone()
+    });
+    caught(&judge_at(rotated, children(), NOW), officers, "Group:cnc-officers may get");
+    // Not started yet, or past the reassessment grace (reassessBy 2027-09-30 + 14d).
+    let later = declarations_with("AccessPolicy", "crowd-density-cnc", |a| {
+        a["spec"]["startsAt"] = json!("2026-06-02T00:00:00Z")
+    });
+    caught(&judge_at(later, children(), NOW), "RoleBinding gendarmerie/drmesh-grant-crowd-density-cnc", "may get");
+    let f = judge_at(declarations(), children(), "2027-10-14T00:00:01Z");
+    caught(&f, officers, "Group:cnc-officers may get");
+    // Owners of an Internal product read its data only while every owner is cleared.
+    let mut docs = declarations();
+    docs.retain(|d| !(d["kind"] == "Clearance" && d["metadata"]["name"] == "gendarmerie-data-owners"));
+    caught(&judge_at(docs, children(), NOW), "RoleBinding gendarmerie/crowd-density-owners", "services/proxy");
+}
+
 #[test]
 fn the_judge_shares_no_code_with_the_operator() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/judge");

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource, SubjectKind, clearance_from_labels};
+use drmesh::api::{
+    AccessPolicy, Classification, Clearance, DataProduct, DataSource, MeshPolicy, SubjectKind, clearance_from_labels,
+};
 use drmesh::manifest::{Document, MeshObject, load_documents};
 use serde_json::Value;
 
@@ -36,6 +38,8 @@ struct Mesh {
     sources: Vec<DataSource>,
     products: Vec<DataProduct>,
     policies: Vec<AccessPolicy>,
+    people: Vec<Clearance>,
+    mesh_policy: Option<MeshPolicy>,
 }
 
 fn ns<K: kube::ResourceExt>(obj: &K) -> String {
@@ -50,6 +54,8 @@ fn load_mesh() -> Mesh {
             MeshObject::DataSource(o) => serde_json::to_value(o),
             MeshObject::DataProduct(o) => serde_json::to_value(o),
             MeshObject::AccessPolicy(o) => serde_json::to_value(o),
+            MeshObject::Clearance(o) => serde_json::to_value(o),
+            MeshObject::MeshPolicy(o) => serde_json::to_value(o),
             MeshObject::Other => Ok(doc.value.clone()),
         }
         .unwrap_or_else(|e| panic!("{}: {e}", doc.describe()));
@@ -60,16 +66,21 @@ fn load_mesh() -> Mesh {
             MeshObject::DataSource(o) => o.validate_cel(),
             MeshObject::DataProduct(o) => o.validate_cel(),
             MeshObject::AccessPolicy(o) => o.validate_cel(),
+            MeshObject::Clearance(o) => o.validate_cel(),
+            MeshObject::MeshPolicy(o) => o.validate_cel(),
             MeshObject::Other => Ok(()),
         };
         if let Err(e) = validated {
             panic!("{} breaks a CRD rule: {e}", doc.describe());
         }
-        assert!(doc.kind() == "Namespace" || doc.namespace().is_some(), "{} has no namespace", doc.describe());
+        let cluster_scoped = matches!(doc.kind(), "Namespace" | "Clearance" | "MeshPolicy");
+        assert!(cluster_scoped || doc.namespace().is_some(), "{} has no namespace", doc.describe());
         match object {
             MeshObject::DataSource(o) => mesh.sources.push(*o),
             MeshObject::DataProduct(o) => mesh.products.push(*o),
             MeshObject::AccessPolicy(o) => mesh.policies.push(*o),
+            MeshObject::Clearance(o) => mesh.people.push(*o),
+            MeshObject::MeshPolicy(o) => mesh.mesh_policy = Some(*o),
             MeshObject::Other if doc.kind() == "Namespace" => {
                 let labels: Option<BTreeMap<String, String>> =
                     doc.value.pointer("/metadata/labels").and_then(|l| serde_json::from_value(l.clone()).ok());

@@ -15,7 +15,9 @@ use serde_json::Value;
 pub mod judge;
 
 /// The kinds the judge reads: declarations, then every child kind that grants access.
-const KINDS: [(&str, &str, &str); 9] = [
+const KINDS: [(&str, &str, &str); 11] = [
+    ("drmesh.io", "v1alpha1", "Clearance"),
+    ("drmesh.io", "v1alpha1", "MeshPolicy"),
     ("drmesh.io", "v1alpha1", "DataSource"),
     ("drmesh.io", "v1alpha1", "DataProduct"),
     ("drmesh.io", "v1alpha1", "AccessPolicy"),

@@ -54,12 +54,48 @@ pub fn domains(products: usize) -> usize {
     (products / 50).max(4)
 }
 
+/// People the benches grant access to: cleared Restricted (cluster-scoped Clearances).
+pub const BENCH_PEOPLE: [&str; 3] = ["bench-analysts", "bench-owners", "bench-readers"];
+
+/// The reference mesh's MeshPolicy (its EXAMPLE approvers sign the benches' Restricted
+/// grants to people) and a Restricted Clearance for each of `groups`.
+pub fn people(groups: &[&str], snapshot: &mut Snapshot) -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples/people.yaml");
+    let docs = drmesh::manifest::load_documents(&path).expect("people.yaml");
+    let policy = docs.iter().find(|d| d.kind() == "MeshPolicy").expect("MeshPolicy").value.clone();
+    snapshot.set_mesh_policy(serde_json::from_value(policy.clone()).expect("MeshPolicy"));
+    let mut out = vec![policy];
+    for group in groups {
+        let clearance = json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "Clearance", "metadata": {"name": format!("bench-{group}")},
+            "spec": {"subject": {"kind": "Group", "name": group}, "level": "Restricted",
+                     "expiresAt": "2030-01-01T00:00:00Z", "reason": "benchmark people, cleared for every level"}});
+        snapshot.add_person_clearance(serde_json::from_value(clearance.clone()).expect("Clearance"));
+        out.push(clearance);
+    }
+    out
+}
+
+/// Signs an AccessPolicy document with the EXAMPLE approvers 1 and 2 (the two-person rule
+/// for Restricted grants to people).
+pub fn approve(doc: &mut Value) {
+    let policy: AccessPolicy = serde_json::from_value(doc.clone()).expect("AccessPolicy");
+    let mut approvals = Vec::new();
+    for n in [1, 2] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/example-approvers/example-approver-{n}"));
+        let key = ssh_key::PrivateKey::read_openssh_file(&path).expect("example key");
+        let signature = drmesh::mesh::people::sign(&policy, &key).expect("sign");
+        approvals.push(json!({"approver": format!("example-approver-{n}"), "signature": signature}));
+    }
+    doc["spec"]["approvals"] = Value::Array(approvals);
+}
+
 /// A synthetic mesh: `domains` namespaces, one source per domain, products reading it,
 /// every fifth product also reading a product of the next domain through a grant.
 pub fn synthetic(prefix: &str, products: usize) -> (Vec<Value>, Snapshot) {
     let domains = domains(products);
-    let mut docs = Vec::new();
     let mut snapshot = Snapshot::default();
+    let mut docs = people(&BENCH_PEOPLE, &mut snapshot);
     for d in 0..domains {
         let ns = format!("{prefix}-d{d}");
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace",

@@ -10,6 +10,9 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+/// The people the narrowing grants name (cleared Restricted; grants approved).
+pub const NARROWING_READERS: &str = "narrowing-readers";
+
 pub struct Domains {
     pub producer: String,
     pub reader: String,
@@ -48,13 +51,16 @@ impl Domains {
         if let Some(ports) = ports {
             spec["ports"] = ports;
         }
-        json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
-            "metadata": {"name": name, "namespace": self.producer}, "spec": spec})
+        let mut doc = json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "AccessPolicy",
+            "metadata": {"name": name, "namespace": self.producer}, "spec": spec});
+        // The product is Restricted: a grant to people is effective only when approved.
+        super::approve(&mut doc);
+        doc
     }
 
     /// The Group-only grant whose expiry is timed at `at`.
     pub fn expiring(&self, name: &str, at: Timestamp, with_reader_domain: bool) -> Value {
-        let mut subjects = vec![json!({"kind": "Group", "name": format!("g-{name}")})];
+        let mut subjects = vec![json!({"kind": "Group", "name": NARROWING_READERS})];
         if with_reader_domain {
             subjects.push(json!({"kind": "Namespace", "name": self.reader}));
         }
@@ -64,7 +70,8 @@ impl Domains {
     /// The two domains, the reader's grant and `deletable` grants to be deleted later.
     pub fn docs(&self, deletable: &[String]) -> Vec<Value> {
         let (p, r) = (&self.producer, &self.reader);
-        let mut docs = vec![Self::namespace(p), Self::namespace(r)];
+        let mut docs = super::people(&[NARROWING_READERS], &mut drmesh::mesh::Snapshot::default());
+        docs.extend([Self::namespace(p), Self::namespace(r)]);
         docs.extend(Self::source(p, "vault", "Restricted", "10.70.0.0/24"));
         docs.extend(Self::source(r, "notes", "Internal", "10.71.0.0/24"));
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "secret-feed", "namespace": p},
@@ -84,7 +91,7 @@ impl Domains {
         for name in deletable {
             docs.push(self.policy(
                 name,
-                json!([{"kind": "Group", "name": format!("g-{name}")}, {"kind": "DataProduct", "namespace": r, "name": "reader"}]),
+                json!([{"kind": "Group", "name": NARROWING_READERS}, {"kind": "DataProduct", "namespace": r, "name": "reader"}]),
                 Some(json!(["grpc"])),
                 "2030-01-01T00:00:00Z",
             ));

@@ -80,6 +80,10 @@ fn can(ns: &str, group: &str, verb: &str, resource: &str, subresource: Option<&s
 async fn domain(prefix: &str, clearance: &str) -> TestNamespace {
     let ns = TestNamespace::create_with_labels(prefix, &[("drmesh.io/clearance", clearance)]).await;
     let n = &ns.name;
+    // Its people are cleared (need to know is not what these tests attack).
+    harness::ensure_sample_mesh_policy();
+    harness::clear_group(&format!("readers-{n}"), "Restricted");
+    harness::clear_group(&format!("owners-{n}"), "Restricted");
     apply(&format!(
         r#"
 apiVersion: v1
@@ -113,8 +117,10 @@ spec:
 
 /// A grant of `feed` to the group `readers-NS` and to the namespace `ns` itself.
 fn grant(ns: &str, name: &str, expires_at: &str) {
-    apply(&format!(
-        r#"
+    // Signed by the EXAMPLE approvers: the two-person rule holds for its people.
+    apply(&harness::approved_by_examples(
+        &format!(
+            r#"
 apiVersion: drmesh.io/v1alpha1
 kind: AccessPolicy
 metadata: {{name: {name}, namespace: {ns}}}
@@ -126,6 +132,8 @@ spec:
   purpose: end-to-end test of fail-closed grants
   expiresAt: "{expires_at}"
 "#
+        ),
+        &[1, 2],
     ));
 }
 

@@ -299,3 +299,63 @@ pub fn access_review() -> Vec<serde_json::Value> {
     assert!(out.status.success(), "access-review: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("access-review json")
 }
+
+/// The drmesh operator's audit records (the stream `with-operator.sh` writes).
+pub fn audit_records() -> Vec<serde_json::Value> {
+    let path = std::env::var("DRMESH_E2E_AUDIT_LOG").expect("run through tests/e2e/with-operator.sh");
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The reference mesh's MeshPolicy (config/samples/people.yaml: the EXAMPLE approvers 1
+/// and 2), applied once per run; tests beside each other all expect this one.
+pub fn ensure_sample_mesh_policy() {
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples/people.yaml");
+        let docs = drmesh::manifest::load_documents(&path).expect("people.yaml");
+        let policy = docs.iter().find(|d| d.kind() == "MeshPolicy").expect("a MeshPolicy in people.yaml");
+        apply(&policy.value.to_string());
+    });
+}
+
+/// The EXAMPLE approver key `n` (tests/fixtures/example-approvers).
+pub fn example_key(n: u8) -> ssh_key::PrivateKey {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/example-approvers/example-approver-{n}"));
+    ssh_key::PrivateKey::read_openssh_file(&path).expect("example key")
+}
+
+/// An AccessPolicy (JSON or YAML text) with its approvals replaced by `signers`: each
+/// (approver name, example key number) signs the policy's current spec.
+pub fn with_approvals(text: &str, signers: &[(&str, u8)]) -> String {
+    let mut policy: drmesh::api::AccessPolicy = drmesh::yaml::from_str(text).expect("an AccessPolicy");
+    policy.spec.approvals.clear();
+    let approvals: Vec<drmesh::api::Approval> = signers
+        .iter()
+        .map(|(who, n)| drmesh::api::Approval {
+            approver: who.to_string(),
+            signature: drmesh::mesh::people::sign(&policy, &example_key(*n)).expect("sign"),
+        })
+        .collect();
+    policy.spec.approvals = approvals;
+    serde_json::to_string(&policy).expect("json")
+}
+
+/// An AccessPolicy signed by the EXAMPLE approvers `numbers` under their own names.
+pub fn approved_by_examples(text: &str, numbers: &[u8]) -> String {
+    let names: Vec<(String, u8)> = numbers.iter().map(|n| (format!("example-approver-{n}"), *n)).collect();
+    let signers: Vec<(&str, u8)> = names.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    with_approvals(text, &signers)
+}
+
+/// Clears the group `name` at `level` for the next two hours (a cluster-scoped Clearance
+/// named after it; it clears nobody once expired).
+pub fn clear_group(name: &str, level: &str) {
+    let until = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(2)).expect("time");
+    apply(
+        &serde_json::json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "Clearance", "metadata": {"name": format!("e2e-{name}")},
+            "spec": {"subject": {"kind": "Group", "name": name}, "level": level, "expiresAt": until.to_string(),
+                     "reason": "end-to-end test people"}})
+        .to_string(),
+    );
+}

@@ -9,6 +9,7 @@ mod matrix;
 mod operator;
 mod orders;
 mod packaging;
+mod people;
 mod reasons;
 mod smoke;
 mod yaml;

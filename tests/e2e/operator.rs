@@ -95,8 +95,12 @@ spec:
 
     fn grant(&self, expires_at: &str) {
         let (p, c) = (&self.producer.name, &self.consumer.name);
-        apply(&format!(
-            r#"
+        // Its officers are cleared and the grant approved (need to know is tested apart).
+        harness::ensure_sample_mesh_policy();
+        harness::clear_group(&format!("e2e-officers-{p}"), "Restricted");
+        apply(&harness::approved_by_examples(
+            &format!(
+                r#"
 apiVersion: drmesh.io/v1alpha1
 kind: AccessPolicy
 metadata: {{name: grant, namespace: {p}}}
@@ -109,6 +113,8 @@ spec:
   purpose: end-to-end test of a time-bounded grant
   expiresAt: "{expires_at}"
 "#
+            ),
+            &[1, 2],
         ));
     }
 

@@ -32,10 +32,11 @@ pub const FENCE_LABEL: &str = "drmesh.io/e2e-packaging";
 
 /// The chart's ValidatingAdmissionPolicies (names after the release's), in the order the
 /// chart renders them; docs/install.md lists the same.
-pub const ADMISSION_POLICIES: [&str; 8] = [
+pub const ADMISSION_POLICIES: [&str; 9] = [
     "managed-objects",
     "classified-namespaces",
     "clearance-label",
+    "security-officers",
     "product-identity",
     "product-pods",
     "datasource-credentials",

@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::clearance::MAX_APPROVALS;
 use super::common::{Condition, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN};
 use super::{MAX_PORTS, PORT_NAME_OR_NUMBER};
 
@@ -39,6 +40,7 @@ const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Granted\")].reason"),
     printcolumn(name = "Subjects", type_ = "integer", json_path = ".status.subjectCount"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
+    printcolumn(name = "Approved", type_ = "string", json_path = ".status.approvedBy", priority = 1),
     printcolumn(name = "Purpose", type_ = "string", json_path = ".spec.purpose", priority = 1),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Granted\")].message", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -82,6 +84,37 @@ pub struct AccessPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), extend("format" = "date-time"))]
     pub expires_at: Option<String>,
+
+    /// When the grant starts (RFC 3339); nothing is granted before it. Default: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
+    pub starts_at: Option<String>,
+
+    /// When the grant must be reassessed (RFC 3339). After it the grant reports
+    /// `ReassessmentDue`; after the MeshPolicy's reassessment grace it is suspended until
+    /// `reassessBy` is moved (which voids approvals like any edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
+    pub reassess_by: Option<String>,
+
+    /// Approvals of this exact spec: SSH signatures (`drmesh approve`, or `ssh-keygen -Y
+    /// sign -n drmesh.io/approval`) over its canonical digest, by approvers the MeshPolicy
+    /// names. Any edit of the spec voids them. Restricted grants need them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_APPROVALS))]
+    pub approvals: Vec<Approval>,
+}
+
+/// One approver's signature over the grant's canonical digest.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The approver's name, as the MeshPolicy lists it.
+    #[schemars(length(min = 1, max = 253))]
+    pub approver: String,
+    /// The armored SSH signature (`-----BEGIN SSH SIGNATURE-----` ...).
+    #[schemars(length(min = 1, max = 4096))]
+    pub signature: String,
 }
 
 // CEL reserves the word `namespace`: rules spell the field `__namespace__`.
@@ -210,6 +243,11 @@ pub struct AccessPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub expires_at: Option<String>,
+
+    /// Approvers whose signature over the current spec verifies (Restricted grants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_APPROVALS))]
+    pub approved_by: Vec<String>,
 }
 
 /// A subject the policy names but does not grant, and why.

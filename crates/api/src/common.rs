@@ -32,6 +32,9 @@ pub mod condition_type {
     /// DataProduct in a classified domain: False when NetworkPolicies or RoleBindings
     /// that drmesh did not create may open access to its pods or data.
     pub const ISOLATED: &str = "Isolated";
+    /// AccessPolicy: True once `spec.reassessBy` has passed (the grant is suspended when
+    /// the MeshPolicy's reassessment grace ends too).
+    pub const REASSESSMENT_DUE: &str = "ReassessmentDue";
 }
 
 /// Kind of an owner.

@@ -1,4 +1,5 @@
-//! The drmesh API (`drmesh.io/v1alpha1`): DataSource, DataProduct, AccessPolicy.
+//! The drmesh API (`drmesh.io/v1alpha1`): DataSource, DataProduct, AccessPolicy, and the
+//! cluster-wide Clearance and MeshPolicy.
 //!
 //! The CRDs are generated from these types (`drmesh crds`). Admission validation lives
 //! in the schema (OpenAPI bounds, patterns, enums) and in CEL rules
@@ -8,6 +9,7 @@
 
 mod accesspolicy;
 mod classification;
+mod clearance;
 mod common;
 mod dataproduct;
 mod datasource;
@@ -18,10 +20,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use accesspolicy::{
-    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, DeniedSubject, MAX_SUBJECTS, PodSelector, Subject, SubjectKind,
+    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, Approval, DeniedSubject, MAX_SUBJECTS, PodSelector, Subject,
+    SubjectKind,
 };
 pub use classification::{
     CLEARANCE_LABEL, Classification, UnknownClassification, clearance_from_labels, clearance_or_public,
+};
+pub use clearance::{
+    ApprovalPolicy, ApprovalScope, Approver, Clearance, ClearanceSpec, DURATION, MAX_APPROVALS, MAX_APPROVERS,
+    MESH_POLICY_NAME, MaxGrantDuration, MeshPolicy, MeshPolicySpec, Person,
 };
 pub use common::{
     CONDITION_REASON, Condition, ConditionStatus, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, DataProductRef,
@@ -53,9 +60,10 @@ pub(crate) const NO_DECLASSIFICATION: &str =
 pub(crate) const NO_DECLASSIFICATION_MESSAGE: &str =
     "spec.classification cannot be lowered (declassification is not an edit: create a new object)";
 
-/// The CRDs, in a fixed order: DataSource, DataProduct, AccessPolicy.
+/// The CRDs, in a fixed order: DataSource, DataProduct, AccessPolicy, then the
+/// cluster-wide Clearance and MeshPolicy.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![DataSource::crd(), DataProduct::crd(), AccessPolicy::crd()]
+    vec![DataSource::crd(), DataProduct::crd(), AccessPolicy::crd(), Clearance::crd(), MeshPolicy::crd()]
 }
 
 /// Header of the generated CRD file.

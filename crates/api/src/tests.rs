@@ -203,7 +203,23 @@ fn a_grant_cannot_be_moved_to_another_product() {
 fn crds_have_the_agreed_names_and_columns() {
     let crds = crds();
     let names: Vec<&str> = crds.iter().map(|c| c.metadata.name.as_deref().unwrap_or("")).collect();
-    assert_eq!(names, ["datasources.drmesh.io", "dataproducts.drmesh.io", "accesspolicies.drmesh.io"]);
+    assert_eq!(
+        names,
+        [
+            "datasources.drmesh.io",
+            "dataproducts.drmesh.io",
+            "accesspolicies.drmesh.io",
+            "clearances.drmesh.io",
+            "meshpolicies.drmesh.io"
+        ]
+    );
+    // The security officers' kinds: cluster-scoped, no status written by the operator.
+    for (crd, short) in crds[3..].iter().zip(["clr", ""]) {
+        assert_eq!((crd.spec.group.as_str(), crd.spec.scope.as_str()), (GROUP, "Cluster"));
+        let short_names = crd.spec.names.short_names.clone().unwrap_or_default();
+        assert_eq!(short_names.first().map(String::as_str).unwrap_or(""), short);
+        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["drmesh".to_string()][..]));
+    }
     for (crd, short) in crds.iter().zip(["ds", "dp", "ap"]) {
         assert_eq!(crd.spec.group, GROUP);
         assert_eq!(crd.spec.scope, "Namespaced");
@@ -218,7 +234,7 @@ fn crds_have_the_agreed_names_and_columns() {
         assert!(columns.contains(&"Reason") && columns.contains(&"Message"), "{columns:?}");
     }
     let yaml = crds_yaml();
-    assert_eq!(yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---")), 3);
+    assert_eq!(yaml.matches("\n---\n").count() + usize::from(yaml.starts_with("---")), 5);
 }
 
 #[test]

@@ -35,6 +35,8 @@ fn change(what: impl Into<String>, detail: impl Into<String>) -> Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Diff {
     pub widened: Vec<Change>,
+    /// Grants whose signed spec the change edits: their approvals no longer count.
+    pub approvals_voided: Vec<Change>,
     pub rejected: Vec<Change>,
     pub narrowed: Vec<Change>,
     pub objects: Vec<Change>,
@@ -44,6 +46,7 @@ pub struct Diff {
 impl Diff {
     pub fn is_empty(&self) -> bool {
         self.widened.is_empty()
+            && self.approvals_voided.is_empty()
             && self.rejected.is_empty()
             && self.narrowed.is_empty()
             && self.objects.is_empty()
@@ -200,6 +203,28 @@ fn changed(old: &Value, new: &Value, skip: &[&str]) -> Option<String> {
     (!paths.is_empty()).then(|| format!("changed: {}", paths.join(", ")))
 }
 
+/// Grants that carried approvals and whose signed spec (the canonical digest) changes.
+fn approval_changes(old: &Mesh, new: &Mesh, diff: &mut Diff) {
+    use kube::ResourceExt;
+    for (key, before) in &old.snapshot.policies {
+        let Some(after) = new.snapshot.policies.get(key) else { continue };
+        if before.spec.approvals.is_empty() {
+            continue;
+        }
+        let (was, is) = (crate::mesh::people::digest(before), crate::mesh::people::digest(after));
+        if was != is {
+            let signers: Vec<&str> = before.spec.approvals.iter().map(|a| a.approver.as_str()).collect();
+            diff.approvals_voided.push(change(
+                format!("AccessPolicy {}/{}", after.namespace().unwrap_or_default(), after.name_any()),
+                format!(
+                    "the edit changes the signed spec ({was} -> {is}): the approvals of {} no longer count; re-approve with drmesh approve",
+                    signers.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
 fn object_changes(old: &Mesh, new: &Mesh, admission: &Admission, diff: &mut Diff) {
     for (id, value) in &new.raw {
         match old.raw.get(id) {
@@ -208,7 +233,13 @@ fn object_changes(old: &Mesh, new: &Mesh, admission: &Admission, diff: &mut Diff
                 if let Some(detail) = changed(
                     before,
                     value,
-                    &["status", "metadata.resourceVersion", "metadata.generation", "metadata.uid"],
+                    &[
+                        "status",
+                        "metadata.resourceVersion",
+                        "metadata.generation",
+                        "metadata.uid",
+                        "metadata.creationTimestamp",
+                    ],
                 ) {
                     diff.objects.push(change(id.to_string(), detail));
                 }
@@ -250,6 +281,7 @@ fn children_changes(old: &Mesh, new: &Mesh, now: Timestamp, diff: &mut Diff) {
 pub fn diff(old: &Mesh, new: &Mesh, admission: &Admission, now: Timestamp) -> Diff {
     let mut d = Diff::default();
     access_changes(old, new, now, &mut d);
+    approval_changes(old, new, &mut d);
     classification_changes(old, new, &mut d);
     object_changes(old, new, admission, &mut d);
     children_changes(old, new, now, &mut d);
@@ -264,6 +296,7 @@ pub fn text(diff: &Diff) -> String {
     let mut out = String::new();
     let sections = [
         ("ACCESS WIDENED (review these first)", &diff.widened, "+"),
+        ("APPROVALS VOIDED (the grant is revoked until re-approved)", &diff.approvals_voided, "!"),
         ("REFUSED BY THE API SERVER", &diff.rejected, "!"),
         ("ACCESS NARROWED", &diff.narrowed, "-"),
         ("DRMESH OBJECTS", &diff.objects, "~"),
@@ -362,11 +395,17 @@ mod tests {
             widened.iter().any(|w| w.contains("DataSource sante/hospital-beds-db: classification lowered")),
             "{widened:#?}"
         );
+        // The longer expiry edits a signed Restricted grant: its approvals are void, so the
+        // officers lose the access instead of keeping it longer.
         assert!(
-            widened
-                .iter()
-                .any(|w| w.starts_with("Group:cnc-officers -> DataProduct cnc/situation-picture: longer expiry: 2027-12-31T23:59:59Z -> 2028-06-30T00:00:00Z")),
-            "{widened:#?}"
+            d.approvals_voided.iter().any(|c| c.what == "AccessPolicy cnc/situation-picture-officers"),
+            "{:#?}",
+            d.approvals_voided
+        );
+        assert!(
+            d.narrowed.iter().any(|c| c.what.starts_with("Group:cnc-officers -> DataProduct cnc/situation-picture")),
+            "{:#?}",
+            d.narrowed
         );
         assert_eq!(d.rejected.len(), 1, "{:#?}", d.rejected);
         assert!(d.rejected[0].detail.starts_with("spec.classification"), "{:#?}", d.rejected);

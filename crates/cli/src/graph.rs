@@ -427,7 +427,9 @@ mod tests {
         );
         let picture = "dp_cnc_situation_picture";
         let feed = g.edges.iter().find(|e| e.from == "dp_police_incident_feed" && e.to == picture).expect("lineage");
-        assert_eq!((feed.label.as_str(), feed.denied), ("until 2027-12-31", false));
+        // Until the first change of the product's reach: its grant is suspended at the end
+        // of the reassessment grace (reassessBy 2027-09-30 + 14d), before its expiry.
+        assert_eq!((feed.label.as_str(), feed.denied), ("until 2027-10-14", false));
         // The grant to the picture is drawn once, as lineage.
         assert_eq!(g.edges.iter().filter(|e| e.from == "dp_police_incident_feed" && e.to == picture).count(), 1);
         let analysts = g.edges.iter().find(|e| e.to == "group_transport_analysts").expect("grant");

@@ -12,6 +12,7 @@ pub use drmesh_core::audit;
 
 pub mod access_review;
 pub mod admission;
+pub mod approve;
 pub mod diff;
 pub mod graph;
 pub mod kubeconfig;
@@ -51,6 +52,9 @@ pub enum Command {
     Graph(offline::GraphArgs),
     /// List who can access what, through which policy, for what purpose, until when.
     AccessReview(offline::AccessReviewArgs),
+    /// Sign AccessPolicies as an approver (SSH key): prints the `spec.approvals` entries to
+    /// add; `--digest` prints what approvers sign.
+    Approve(approve::ApproveArgs),
     /// Work with the audit stream.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -138,6 +142,7 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         Command::Diff(args) => offline::run_diff(args),
         Command::Graph(args) => offline::run_graph(args),
         Command::AccessReview(args) => offline::run_access_review(args),
+        Command::Approve(args) => approve::run(args),
         Command::Audit(AuditCommand::Verify { file }) => {
             let count = verify_audit(file)?;
             write_all(&mut out(), format!("audit log intact: {count} records\n").as_bytes())

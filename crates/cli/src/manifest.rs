@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::api::{API_VERSION, AccessPolicy, DataProduct, DataSource, GROUP};
+use crate::api::{API_VERSION, AccessPolicy, Clearance, DataProduct, DataSource, GROUP, MeshPolicy};
 
 /// One YAML document of a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +48,8 @@ impl Document {
                 "DataSource" => serde_json::from_value(value).map(|o| MeshObject::DataSource(Box::new(o))),
                 "DataProduct" => serde_json::from_value(value).map(|o| MeshObject::DataProduct(Box::new(o))),
                 "AccessPolicy" => serde_json::from_value(value).map(|o| MeshObject::AccessPolicy(Box::new(o))),
+                "Clearance" => serde_json::from_value(value).map(|o| MeshObject::Clearance(Box::new(o))),
+                "MeshPolicy" => serde_json::from_value(value).map(|o| MeshObject::MeshPolicy(Box::new(o))),
                 _ => return None,
             })
         };
@@ -69,6 +71,10 @@ pub enum MeshObject {
     DataSource(Box<DataSource>),
     DataProduct(Box<DataProduct>),
     AccessPolicy(Box<AccessPolicy>),
+    /// Cluster-scoped: a person's or group's clearance.
+    Clearance(Box<Clearance>),
+    /// Cluster-scoped: the cluster's MeshPolicy.
+    MeshPolicy(Box<MeshPolicy>),
     /// Any other kind (Namespace, Secret, ...).
     Other,
 }

@@ -176,6 +176,10 @@ fn add_document(mesh: &mut Mesh, mut document: Document, default_namespace: &str
         add_namespace(mesh, &document, origin);
         return;
     }
+    if in_group && matches!(kind.as_str(), "Clearance" | "MeshPolicy") {
+        add_cluster_policy(mesh, document, origin, admission);
+        return;
+    }
     let namespaced = in_group || (core && kind == "Secret");
     if !namespaced {
         return; // other kinds do not change what drmesh decides
@@ -225,7 +229,38 @@ fn add_document(mesh: &mut Mesh, mut document: Document, default_namespace: &str
         Ok(MeshObject::DataSource(o)) => mesh.snapshot.add_source(*o),
         Ok(MeshObject::DataProduct(o)) => mesh.snapshot.add_product(*o),
         Ok(MeshObject::AccessPolicy(o)) => mesh.snapshot.add_policy(*o),
-        Ok(MeshObject::Other) => return,
+        Ok(MeshObject::Clearance(_) | MeshObject::MeshPolicy(_) | MeshObject::Other) => return,
+        Err(e) => {
+            mesh.diagnostics.push(Diagnostic::error(&origin, "schema", e.to_string()).on(&id));
+            return;
+        }
+    }
+    mesh.raw.insert(id.clone(), document.value);
+    mesh.origins.insert(id, origin);
+}
+
+/// A cluster-scoped Clearance or MeshPolicy: no namespace, checked like the API server would.
+fn add_cluster_policy(mesh: &mut Mesh, document: Document, origin: Origin, admission: &Admission) {
+    let kind = document.kind().to_string();
+    let id = ObjectId::new(&kind, "", document.name());
+    mesh.objects.push((id.clone(), origin.clone()));
+    if let Some(first) = mesh.origins.get(&id) {
+        let message =
+            format!("{id} is also declared in {}#{}: the last one declared wins", first.file.display(), first.document);
+        mesh.diagnostics.push(Diagnostic::error(&origin, "duplicate", message).on(&id));
+    }
+    let violations = admission.check(&kind, &document.value);
+    let admitted = violations.is_empty();
+    for v in violations {
+        mesh.diagnostics.push(Diagnostic::error(&origin, v.rule, v.message).on(&id).at(v.field));
+    }
+    if !admitted {
+        return;
+    }
+    match document.to_object() {
+        Ok(MeshObject::Clearance(o)) => mesh.snapshot.add_person_clearance(*o),
+        Ok(MeshObject::MeshPolicy(o)) => mesh.snapshot.set_mesh_policy(*o),
+        Ok(_) => return,
         Err(e) => {
             mesh.diagnostics.push(Diagnostic::error(&origin, "schema", e.to_string()).on(&id));
             return;

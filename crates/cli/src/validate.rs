@@ -118,6 +118,18 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
                 " — no Namespace manifest for {ns} among the inputs (taken as Public, fail closed): include it or pass --clearance {ns}=LEVEL"
             ));
         }
+        // Clearances and the MeshPolicy are the security officers' manifests: a domain's
+        // repository may not hold them. Then the grant cannot be settled here.
+        if problem.reason == Reason::SubjectNotCleared && mesh.snapshot.people.is_empty() {
+            d.severity = Severity::Warning;
+            d.message.push_str(
+                " — no Clearance manifest among the inputs: include the security officers' clearances to check it",
+            );
+        }
+        if problem.reason == Reason::ApprovalMissing && mesh.snapshot.mesh_policy.is_none() {
+            d.severity = Severity::Warning;
+            d.message.push_str(" — no MeshPolicy among the inputs: include it to check the approvals");
+        }
         out.push(d);
     }
     // Grants to products that no manifest declares open a path to nothing (yet).

@@ -11,6 +11,7 @@ pub mod grant;
 pub mod index;
 pub mod k8s;
 pub mod labels;
+pub mod people;
 pub mod product;
 pub mod reason;
 pub mod rules;
@@ -40,3 +41,6 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod people_tests;

@@ -56,7 +56,7 @@ pub fn build(product: &DataProduct, plan: &ProductPlan) -> ProductBundle {
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let m = |child_name: String| k8s::meta(&child_name, &namespace, &labels, &owner);
-    let (owners_role, owners_binding) = owners_rbac(product, &m);
+    let (owners_role, owners_binding) = owners_rbac(product, plan.owners_read_data, &m);
     // Held until none of the product's pods is left (deletion order: pods go first).
     let mut isolation_meta = m(labels::product_isolation(&name));
     isolation_meta.finalizers = Some(vec![labels::ISOLATION_FINALIZER.to_string()]);
@@ -272,9 +272,11 @@ fn resources(product: &DataProduct) -> ResourceRequirements {
     }
 }
 
-/// Whether a product's owners read its data (`services/proxy`) by being owners. Above
-/// Internal, the data is need to know: owners get it like anyone else, through an
-/// AccessPolicy with a purpose and an expiry (the same bar as any grant of that level).
+/// Whether a product's owners may read its data (`services/proxy`) by being owners, as
+/// far as the product alone tells. Above Internal, the data is need to know: owners get it
+/// like anyone else, through an AccessPolicy with a purpose and an expiry (the same bar as
+/// any grant of that level); on an Internal product every owner must also be cleared
+/// (the plan's `owners_read_data` says whether they are).
 pub fn owners_read_data(product: &DataProduct) -> bool {
     !product.spec.owners.is_empty()
         && product.spec.classification < crate::api::Classification::Restricted
@@ -282,8 +284,12 @@ pub fn owners_read_data(product: &DataProduct) -> bool {
 }
 
 /// Owners may see the product, its workload, its Service and its contract; they read its
-/// data through the Service proxy only when [`owners_read_data`].
-fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> ObjectMeta) -> (Option<Role>, Option<RoleBinding>) {
+/// data through the Service proxy only when the plan says they do.
+fn owners_rbac(
+    product: &DataProduct,
+    read_data: bool,
+    m: &dyn Fn(String) -> ObjectMeta,
+) -> (Option<Role>, Option<RoleBinding>) {
     if product.spec.owners.is_empty() {
         return (None, None);
     }
@@ -295,7 +301,7 @@ fn owners_rbac(product: &DataProduct, m: &dyn Fn(String) -> ObjectMeta) -> (Opti
         rule("", &["services"], vec![name.clone()], &["get"]),
         rule("", &["configmaps"], vec![labels::product_contract(&name)], &["get"]),
     ];
-    if owners_read_data(product) {
+    if read_data {
         let ports: Vec<(i32, String)> = product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect();
         rules.push(rule("", &["services/proxy"], super::grant::proxy_names(&name, &ports), &["get"]));
     }

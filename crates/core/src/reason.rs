@@ -49,11 +49,23 @@ pub enum Reason {
     OwnersAccess,
     /// `drmesh validate` only: a grant names a product that no manifest declares.
     SubjectNotDeclared,
+    /// A User or Group holds no Clearance in force at the product's level.
+    SubjectNotCleared,
+    /// The grant's `startsAt` has not come yet.
+    NotYetValid,
+    /// The grant's `reassessBy` has passed (a warning; suspended after the grace).
+    ReassessmentDue,
+    /// The grant lasts longer than the MeshPolicy allows for the product's level.
+    DurationTooLong,
+    /// A Restricted grant lacks valid approvals from enough distinct approvers.
+    ApprovalMissing,
+    /// `startsAt` or `reassessBy` is not an RFC 3339 time.
+    InvalidTime,
 }
 
 impl Reason {
     /// Every reason, in a stable order (docs and reports are checked against it).
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 37] = [
         Reason::Ready,
         Reason::Granted,
         Reason::Progressing,
@@ -85,6 +97,12 @@ impl Reason {
         Reason::Unparseable,
         Reason::OwnersAccess,
         Reason::SubjectNotDeclared,
+        Reason::SubjectNotCleared,
+        Reason::NotYetValid,
+        Reason::ReassessmentDue,
+        Reason::DurationTooLong,
+        Reason::ApprovalMissing,
+        Reason::InvalidTime,
     ];
 
     /// The reason as the API shows it.
@@ -121,6 +139,12 @@ impl Reason {
             Reason::Unparseable => "Unparseable",
             Reason::OwnersAccess => "OwnersAccess",
             Reason::SubjectNotDeclared => "SubjectNotDeclared",
+            Reason::SubjectNotCleared => "SubjectNotCleared",
+            Reason::NotYetValid => "NotYetValid",
+            Reason::ReassessmentDue => "ReassessmentDue",
+            Reason::DurationTooLong => "DurationTooLong",
+            Reason::ApprovalMissing => "ApprovalMissing",
+            Reason::InvalidTime => "InvalidTime",
         }
     }
 }

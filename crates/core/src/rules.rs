@@ -160,6 +160,17 @@ pub struct GrantPlan {
     /// on the granted ports: set only when a User, Group or ServiceAccount subject (who
     /// read through the proxy) is effective.
     pub proxy_from: Vec<String>,
+    /// The first instant after `now` at which this plan may change (expiry, start,
+    /// reassessment, end of its grace, end of a clearance it relies on): re-plan then.
+    pub next_change: Option<Timestamp>,
+    /// The first instant after `now` at which what the grant gives its workload subjects
+    /// changes (expiry, start, suspension at the end of the reassessment grace): their
+    /// products re-plan then. People's clearances do not change it.
+    pub reach_until: Option<Timestamp>,
+    /// `reassessBy` has passed; the grant holds until the grace ends.
+    pub reassessment_due: Option<Problem>,
+    /// The approvals of a Restricted grant, as checked (None: not needed).
+    pub approvals: Option<crate::people::Approvals>,
 }
 
 impl GrantPlan {
@@ -183,8 +194,38 @@ impl GrantPlan {
             ports: vec![],
             expires_at,
             proxy_from: vec![],
+            next_change: None,
+            reach_until: None,
+            reassessment_due: None,
+            approvals: None,
         }
     }
+
+    /// The same plan, re-planned no later than `at` (and its reach with it).
+    pub fn until(mut self, at: Option<Timestamp>) -> Self {
+        self.next_change = earliest(self.next_change, at);
+        self.reach_until = earliest(self.reach_until, at);
+        self
+    }
+}
+
+/// The earlier of two optional instants.
+pub fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Parses an optional RFC 3339 field of a grant.
+fn parse_time(value: Option<&str>, field: &str) -> Result<Option<Timestamp>, Problem> {
+    value
+        .map(|v| {
+            v.parse::<Timestamp>().map_err(|e| {
+                Problem::new(Reason::InvalidTime, format!("{field} {v:?} is not an RFC 3339 time: {e}")).at(field)
+            })
+        })
+        .transpose()
 }
 
 /// The namespace whose clearance a subject must have, if any (people have none).
@@ -246,6 +287,59 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         let problem = Problem::new(Reason::Expired, format!("the grant expired at {expiry}")).at("spec.expiresAt");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
+    let window = (
+        parse_time(spec.starts_at.as_deref(), "spec.startsAt"),
+        parse_time(spec.reassess_by.as_deref(), "spec.reassessBy"),
+    );
+    let (starts_at, reassess_by) = match window {
+        (Ok(s), Ok(r)) => (s, r),
+        (Err(problem), _) | (_, Err(problem)) => {
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+    };
+    let future = |t: Option<Timestamp>| t.filter(|t| *t > now);
+    let mesh = view.mesh_policy();
+    let mesh_spec = mesh.as_ref().map(|m| &m.spec);
+    // Nothing is effective before the start; re-planned exactly then.
+    if let Some(start) = starts_at
+        && start > now
+    {
+        let problem = Problem::new(Reason::NotYetValid, format!("the grant starts at {start}")).at("spec.startsAt");
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(Some(start));
+    }
+    if let Some(problem) = duration_problem(policy, mesh_spec, classification, starts_at, expires_at, now) {
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+    }
+    let grace = mesh_spec
+        .and_then(|m| m.reassessment_grace.as_deref())
+        .and_then(crate::people::parse_duration)
+        .or_else(|| crate::people::parse_duration(crate::people::DEFAULT_REASSESSMENT_GRACE))
+        .unwrap_or_default();
+    let suspended_at = reassess_by.and_then(|r| r.checked_add(grace).ok());
+    let reach_until = earliest(future(expires_at), future(suspended_at));
+    let mut next_change = earliest(reach_until, future(reassess_by));
+    if let Some(at) = suspended_at
+        && at <= now
+    {
+        let problem = Problem::new(
+            Reason::ReassessmentDue,
+            format!("the grant was due for reassessment at {} and its grace ended at {at}: suspended until spec.reassessBy is moved", reassess_by.unwrap_or(at)),
+        )
+        .at("spec.reassessBy");
+        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
+        plan.reach_until = reach_until;
+        return plan;
+    }
+    let reassessment_due = reassess_by.filter(|r| *r <= now).map(|r| {
+        Problem::new(
+            Reason::ReassessmentDue,
+            format!(
+                "the grant was due for reassessment at {r}; it is suspended at {} unless spec.reassessBy is moved",
+                suspended_at.unwrap_or(r)
+            ),
+        )
+        .at("spec.reassessBy")
+    });
     if classification == Classification::Restricted {
         let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
         if purpose_missing {
@@ -277,6 +371,26 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         .at("spec.ports");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
+    // The two-person rule: checked only when it decides something (a Restricted grant
+    // naming people, or any Restricted grant when the MeshPolicy covers all subjects).
+    let rule = mesh_spec.and_then(|m| m.approvals.as_ref());
+    let whole_grant = rule.is_some_and(|r| r.applies_to == crate::api::ApprovalScope::All);
+    let names_people = subjects.iter().any(|s| crate::people::person_kind(s.kind).is_some());
+    let approvals = (classification == Classification::Restricted && (whole_grant || names_people))
+        .then(|| crate::people::check_approvals(policy, mesh_spec, &crate::people::consumer_side(view, policy)));
+    let approval_problem = approvals.as_ref().filter(|a| !a.satisfied()).map(|a| {
+        Problem::new(
+            Reason::ApprovalMissing,
+            format!("a Restricted grant needs approvals of this exact spec: {}", a.explain()),
+        )
+        .at("spec.approvals")
+    });
+    if whole_grant && let Some(problem) = approval_problem.clone() {
+        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
+        plan.reach_until = reach_until;
+        plan.approvals = approvals;
+        return plan;
+    }
     let mut effective = Vec::new();
     let mut denied = Vec::new();
     for (index, subject) in subjects.iter().enumerate() {
@@ -290,6 +404,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             denied.push((subject.clone(), problem));
             continue;
         }
+        let field = format!("spec.subjects[{index}]");
         match subject_namespace(subject) {
             Some(ns) if view.clearance(ns) < classification => {
                 let message = format!(
@@ -298,18 +413,95 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
                     view.clearance(ns),
                     classification
                 );
-                let problem = Problem::new(Reason::ClearanceTooLow, message).at(format!("spec.subjects[{index}]"));
-                denied.push((subject.clone(), problem));
+                denied.push((subject.clone(), Problem::new(Reason::ClearanceTooLow, message).at(field)));
+                continue;
             }
-            _ => effective.push(subject.clone()),
+            _ => {}
         }
+        if let (Some(kind), Some(name)) = (crate::people::person_kind(subject.kind), subject.name.as_deref())
+            && classification > Classification::Public
+        {
+            match crate::people::clearance_in_force(view, kind, name, now) {
+                Some((level, until)) if level >= classification => {
+                    next_change = earliest(next_change, Some(until));
+                }
+                held => {
+                    let held = held.map_or("no Clearance in force".to_string(), |(level, until)| {
+                        format!("a Clearance {level} until {until}")
+                    });
+                    let message = format!(
+                        "{} holds {held}, below the product's classification {classification} (need to know)",
+                        subject_display(subject)
+                    );
+                    denied.push((subject.clone(), Problem::new(Reason::SubjectNotCleared, message).at(field)));
+                    continue;
+                }
+            }
+            if let Some(problem) = &approval_problem {
+                denied.push((subject.clone(), problem.clone()));
+                continue;
+            }
+        }
+        effective.push(subject.clone());
     }
     // People and ServiceAccounts read through the API server's service proxy.
     let proxied = effective
         .iter()
         .any(|s| matches!(s.kind, SubjectKind::User | SubjectKind::Group | SubjectKind::ServiceAccount));
     let proxy_from = if proxied && !ports.is_empty() { view.api_server().cidrs().to_vec() } else { vec![] };
-    GrantPlan { product: Some(product), effective, denied, problem: None, ports, expires_at, proxy_from }
+    GrantPlan {
+        product: Some(product),
+        effective,
+        denied,
+        problem: None,
+        ports,
+        expires_at,
+        proxy_from,
+        next_change,
+        reach_until,
+        reassessment_due,
+        approvals,
+    }
+}
+
+/// A grant longer than the MeshPolicy allows for `level` (from its start, or its
+/// creation, to its expiry); an unbounded grant where a limit is set.
+fn duration_problem(
+    policy: &AccessPolicy,
+    mesh: Option<&crate::api::MeshPolicySpec>,
+    level: Classification,
+    starts_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Problem> {
+    let text = mesh?.max_grant_duration.as_ref()?.for_level(level)?;
+    let Some(max) = crate::people::parse_duration(text) else {
+        return Some(Problem::new(
+            Reason::DurationTooLong,
+            format!("the MeshPolicy's maxGrantDuration.{level} {text:?} cannot be read: no {level} grant is accepted"),
+        ));
+    };
+    let Some(expiry) = expires_at else {
+        return Some(
+            Problem::new(
+                Reason::DurationTooLong,
+                format!("spec.expiresAt is required: {level} grants last at most {text} (MeshPolicy)"),
+            )
+            .at("spec.expiresAt"),
+        );
+    };
+    let created = policy.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let start = starts_at.or(created).unwrap_or(now);
+    let length = start.duration_until(expiry);
+    (length > max).then(|| {
+        Problem::new(
+            Reason::DurationTooLong,
+            format!(
+                "the grant lasts from {start} to {expiry}, longer than the {text} the MeshPolicy allows for {level} grants"
+            ),
+        )
+        .at("spec.expiresAt")
+    })
 }
 
 /// `kind:namespace/name` or `kind:name`, as audit records and status list subjects.
@@ -363,8 +555,16 @@ pub struct ProductPlan {
     pub inputs: Vec<InputPlan>,
     /// A rule the product breaks that forbids running it at all.
     pub blocker: Option<Problem>,
-    /// The earliest instant at which a grant the product relies on expires.
+    /// The earliest instant at which a grant the product relies on expires (or changes
+    /// otherwise), or the clearance of an owner who reads its data ends.
     pub next_expiry: Option<Timestamp>,
+    /// Whether the owners read the product's data (`services/proxy`) by being owners:
+    /// Public and Internal products with output ports, every owner of an Internal one
+    /// holding a Clearance >= Internal in force.
+    pub owners_read_data: bool,
+    /// Owners who hold no Clearance in force at the product's level (their reads through
+    /// ownership are withheld from all owners until they are cleared).
+    pub owners_not_cleared: Vec<String>,
 }
 
 impl ProductPlan {
@@ -459,7 +659,18 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             .find(|p| p.reason == Reason::ClassificationViolation)
             .cloned();
     }
-    ProductPlan { inputs, blocker, next_expiry }
+    let mut owners_read_data = crate::product::owners_read_data(product);
+    let mut owners_not_cleared = Vec::new();
+    if owners_read_data && classification > Classification::Public {
+        for owner in &product.spec.owners {
+            match crate::people::clearance_in_force(view, owner.kind, &owner.name, now) {
+                Some((level, until)) if level >= classification => next_expiry = earliest(next_expiry, Some(until)),
+                _ => owners_not_cleared.push(format!("{:?}:{}", owner.kind, owner.name)),
+            }
+        }
+        owners_read_data = owners_not_cleared.is_empty();
+    }
+    ProductPlan { inputs, blocker, next_expiry, owners_read_data, owners_not_cleared }
 }
 
 fn plan_product_input(
@@ -495,11 +706,16 @@ fn plan_product_input(
         });
         if plan.problem.is_none() && names_us {
             granted.extend(plan.ports.iter().map(|p| p.0));
-            // The reach changes when any grant it relies on expires (with several
-            // grants, the ports of the first to expire go then, not at the last expiry).
-            if let Some(t) = plan.expires_at {
-                until = Some(until.map_or(t, |u| u.min(t)));
-            }
+        }
+        // The reach changes when any grant naming us changes: the first to expire, or
+        // one that starts later or is suspended at the end of its reassessment grace.
+        let named = policy.spec.subjects.iter().any(|s| {
+            s.kind == SubjectKind::DataProduct
+                && s.namespace.as_deref() == Some(namespace)
+                && s.name.as_deref() == Some(name)
+        });
+        if named {
+            until = earliest(until, plan.reach_until);
         }
     }
     let (wanted, _) = select_ports(&input, wanted_ports);

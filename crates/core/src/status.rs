@@ -10,7 +10,6 @@ use crate::api::{
     AccessPolicy, AccessPolicyStatus, Condition, ConditionStatus, DataProduct, DataProductRef, DataProductStatus,
     DataSource, DataSourceStatus, DeniedSubject, InputState, InputStatus, condition_type, set_condition,
 };
-use crate::product;
 use crate::rules::{self, GrantPlan, ProductPlan, Reason};
 use crate::source::{SecretState, source_problem};
 
@@ -56,9 +55,28 @@ pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> Access
             time.clone(),
         ),
     );
-    // kstatus: a missing product may still arrive (any-order apply): Reconciling. Every
-    // other refusal needs a person to act: Stalled.
-    let waiting = !ready && why == Reason::DataProductNotFound;
+    // kstatus: a missing product may still arrive (any-order apply), a grant may not have
+    // started yet: Reconciling. Every other refusal needs a person to act: Stalled.
+    let waiting = !ready && matches!(why, Reason::DataProductNotFound | Reason::NotYetValid);
+    // A warning while the grant still holds; once suspended, the Granted condition says so.
+    let (due, due_reason, due_message) = match (&plan.reassessment_due, &plan.problem) {
+        (Some(p), _) => (true, Reason::ReassessmentDue, p.message.clone()),
+        (None, Some(p)) if p.reason == Reason::ReassessmentDue => (true, Reason::ReassessmentDue, p.message.clone()),
+        _ => (false, Reason::Ready, "no reassessment due".to_string()),
+    };
+    if due || crate::api::find_condition(&conditions, condition_type::REASSESSMENT_DUE).is_some() {
+        set_condition(
+            &mut conditions,
+            Condition::new(
+                condition_type::REASSESSMENT_DUE,
+                status_of(due),
+                due_reason,
+                due_message,
+                generation,
+                time.clone(),
+            ),
+        );
+    }
     set_condition(
         &mut conditions,
         Condition::new(condition_type::RECONCILING, status_of(waiting), why, message.clone(), generation, time.clone()),
@@ -82,6 +100,7 @@ pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> Access
             .collect(),
         subject_count: Some(plan.effective.len() as i32),
         expires_at: plan.expires_at.map(|t| t.to_string()),
+        approved_by: plan.approvals.as_ref().map(|a| a.valid.clone()).unwrap_or_default(),
     }
 }
 
@@ -221,7 +240,7 @@ pub fn product(
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
-    let owners_with_data_access = if product::owners_read_data(product) {
+    let owners_with_data_access = if plan.owners_read_data {
         product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
     } else {
         vec![]

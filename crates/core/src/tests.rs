@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
 use super::rules::{self, Reason};
-use super::{Snapshot, grant, product, source};
+use super::{Snapshot, grant, people_tests, product, source};
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
 
 fn now() -> Timestamp {
@@ -69,6 +69,11 @@ fn mesh() -> Snapshot {
     mesh.set_clearance("police", Classification::Restricted);
     mesh.set_clearance("cnc", Classification::Restricted);
     mesh.set_clearance("transport", Classification::Internal);
+    // People: the officers are cleared Restricted, the police's owners Internal; two
+    // approvers sign Restricted grants (see people_tests).
+    mesh.set_mesh_policy(people_tests::mesh_policy(""));
+    mesh.add_person_clearance(people_tests::clearance("Group", "cnc-officers", "Restricted", "2030-01-01T00:00:00Z"));
+    mesh.add_person_clearance(people_tests::clearance("Group", "police-owners", "Internal", "2030-01-01T00:00:00Z"));
     mesh.add_source(source_fixture("police", "incident-db", "Restricted"));
     mesh.add_product(product("police", "incident-feed", "Restricted", "[{dataSource: incident-db}]"));
     mesh.add_product(product(
@@ -407,7 +412,8 @@ fn names_that_cannot_be_labels_are_refused_with_a_reason() {
 fn a_pod_selector_with_an_invalid_label_key_denies_its_subject_only() {
     let mesh = mesh();
     let subjects = "[{kind: Group, name: cnc-officers}, {kind: Namespace, name: cnc, podSelector: {matchLabels: {\"bad key!\": x}}}]";
-    let plan = rules::plan_grant(&mesh, &policy("police", "cnc", "incident-feed", subjects, PURPOSE), now());
+    let grant = people_tests::approved(policy("police", "cnc", "incident-feed", subjects, PURPOSE));
+    let plan = rules::plan_grant(&mesh, &grant, now());
     assert_eq!(plan.effective.len(), 1, "the group keeps its grant");
     let (denied, problem) = plan.denied.first().expect("denied");
     assert_eq!(denied.kind, crate::api::SubjectKind::Namespace);
@@ -447,7 +453,13 @@ fn the_isolation_is_held_until_the_products_pods_are_gone() {
 fn people_reads_come_from_the_api_server_on_the_granted_ports_only() {
     let mut mesh = mesh();
     mesh.api_server = grant::ApiServer::parse(["10.0.0.1", "fd00::1"]).expect("addresses");
-    let people = policy("police", "officers", "incident-feed", "[{kind: Group, name: cnc-officers}]", PURPOSE);
+    let people = people_tests::approved(policy(
+        "police",
+        "officers",
+        "incident-feed",
+        "[{kind: Group, name: cnc-officers}]",
+        PURPOSE,
+    ));
     let plan = rules::plan_grant(&mesh, &people, now());
     assert_eq!(plan.proxy_from, ["10.0.0.1/32", "fd00::1/128"]);
     let ingress = serde_json::to_value(grant::build(&people, &plan).ingress.expect("ingress")).expect("json");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::grant::ApiServer;
-use crate::api::{AccessPolicy, Classification, DataProduct, DataSource};
+use crate::api::{AccessPolicy, Classification, Clearance, DataProduct, DataSource, MeshPolicy, OwnerKind};
 
 /// A read-only view of the mesh.
 pub trait MeshView {
@@ -32,6 +32,15 @@ pub trait MeshView {
     fn api_server(&self) -> &ApiServer {
         static NONE: ApiServer = ApiServer::NONE;
         &NONE
+    }
+    /// The Clearances naming this User or Group (in force or not). A view that does not
+    /// know clearances has none: people read Public products only (fail closed).
+    fn clearances_of(&self, _kind: OwnerKind, _name: &str) -> Vec<Arc<Clearance>> {
+        vec![]
+    }
+    /// The cluster's MeshPolicy (`default`), if any.
+    fn mesh_policy(&self) -> Option<Arc<MeshPolicy>> {
+        None
     }
 }
 
@@ -65,6 +74,10 @@ pub struct Snapshot {
     pub unreleased_secrets: std::collections::BTreeSet<Key>,
     /// The API server's addresses (`drmesh render --api-server-cidrs`).
     pub api_server: ApiServer,
+    /// People's clearances.
+    pub people: Vec<Arc<Clearance>>,
+    /// The cluster's MeshPolicy.
+    pub mesh_policy: Option<Arc<MeshPolicy>>,
 }
 
 fn ns_of<K: kube::ResourceExt>(obj: &K) -> String {
@@ -107,6 +120,12 @@ impl Snapshot {
         } else {
             SecretState::Missing
         })
+    }
+    pub fn add_person_clearance(&mut self, clearance: Clearance) {
+        self.people.push(Arc::new(clearance));
+    }
+    pub fn set_mesh_policy(&mut self, policy: MeshPolicy) {
+        self.mesh_policy = Some(Arc::new(policy));
     }
     pub fn set_clearance(&mut self, namespace: &str, clearance: Classification) {
         self.clearances.insert(namespace.to_string(), clearance);
@@ -166,5 +185,11 @@ impl MeshView for Snapshot {
     }
     fn api_server(&self) -> &ApiServer {
         &self.api_server
+    }
+    fn clearances_of(&self, kind: OwnerKind, name: &str) -> Vec<Arc<Clearance>> {
+        self.people.iter().filter(|c| c.spec.subject.kind == kind && c.spec.subject.name == name).cloned().collect()
+    }
+    fn mesh_policy(&self) -> Option<Arc<MeshPolicy>> {
+        self.mesh_policy.clone()
     }
 }

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub audit_write_failures: Counter,
     /// The earliest `expiresAt` of the grants in force (Unix seconds; 0: none expires).
     pub grants_next_expiry: Gauge,
+    /// Grants past their `reassessBy` (in force during the grace, or suspended).
+    pub grants_reassessment_due: Gauge,
     /// Computes the figures read from the caches, when /metrics is scraped.
     live: std::sync::OnceLock<Box<dyn Fn() -> LiveFigures + Send + Sync>>,
 }
@@ -89,11 +91,17 @@ pub struct GrantCounts {
     pub pending: usize,
     /// The earliest expiry (Unix seconds) among the grants in force, if any expires.
     pub next_expiry: Option<i64>,
+    /// Past their `reassessBy` (`ReassessmentDue=True`).
+    pub reassessment_due: usize,
 }
 
 impl GrantCounts {
     pub fn count(&mut self, status: Option<&crate::api::AccessPolicyStatus>) {
         use crate::api::{ConditionStatus, condition_type, find_condition};
+        let due = status.and_then(|s| find_condition(&s.conditions, condition_type::REASSESSMENT_DUE));
+        if due.is_some_and(|c| c.status == ConditionStatus::True) {
+            self.reassessment_due += 1;
+        }
         let granted = status.and_then(|s| find_condition(&s.conditions, condition_type::GRANTED));
         match granted {
             None => self.pending += 1,
@@ -129,6 +137,12 @@ impl Default for Metrics {
         let foreign_access_objects = Gauge::default();
         let audit_write_failures = Counter::default();
         let grants_next_expiry = Gauge::default();
+        let grants_reassessment_due = Gauge::default();
+        registry.register(
+            "grants_reassessment_due",
+            "AccessPolicies past their reassessBy (condition ReassessmentDue=True): in force until the grace ends, then suspended",
+            grants_reassessment_due.clone(),
+        );
         registry.register(
             "audit_write_failures",
             "Audit records that could not be written to the audit sink",
@@ -181,6 +195,7 @@ impl Default for Metrics {
             foreign_access_objects,
             audit_write_failures,
             grants_next_expiry,
+            grants_reassessment_due,
             live: Default::default(),
         }
     }
@@ -214,6 +229,7 @@ impl Metrics {
         }
         self.grants_active.set(g.active as i64);
         self.grants_next_expiry.set(g.next_expiry.unwrap_or(0));
+        self.grants_reassessment_due.set(g.reassessment_due as i64);
         self.foreign_access_objects.set(figures.foreign_access_objects as i64);
     }
 

@@ -65,6 +65,10 @@ fn reference_mesh(namespaces: &BTreeMap<String, String>) -> Vec<Value> {
             runtime["env"] =
                 json!([{"name": "PRODUCT_NAME", "value": name}, {"name": "PROBE_TIMEOUT", "value": PROBE_TIMEOUT}]);
         }
+        if v["kind"] == "AccessPolicy" && v["spec"]["approvals"].is_array() {
+            // A signature covers the grant's namespace: sign the renamed copy again.
+            v = serde_json::from_str(&crate::harness::approved_by_examples(&v.to_string(), &[1, 2])).expect("json");
+        }
         out.push(v);
     }
     out

@@ -413,3 +413,75 @@ async fn host_network_and_host_ports_are_refused_outside_platform_namespaces() {
     );
     drop(guards);
 }
+
+/// Issue 16: people's Clearances and the MeshPolicy decide who reads Restricted data.
+/// A user whom RBAC lets write them is still refused by the chart's security-officers
+/// policy unless they are in the security officers' group.
+#[tokio::test]
+async fn only_security_officers_write_clearances_and_the_mesh_policy() {
+    let id = harness::unique_name("pkg-so");
+    let release = TestNamespace::create_with_labels("pkg-so-sys", &[(FENCE_LABEL, id.as_str())]).await;
+    let domain = TestNamespace::create_with_labels("pkg-so", &[(FENCE_LABEL, id.as_str())]).await;
+    let user = format!("would-be-officer-{id}");
+    // RBAC allows the writes: only the admission policy can refuse them.
+    apply_as_admin(
+        "RBAC for the would-be officer",
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {id}-people-writer}}\nrules:\n- {{apiGroups: [drmesh.io], resources: [clearances, meshpolicies], verbs: [get, list, create, update, patch, delete]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {id}-people-writer}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id}-people-writer}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n"
+        ),
+    );
+    let _rbac = [
+        ClusterScoped { kind: "clusterrole", name: format!("{id}-people-writer") },
+        ClusterScoped { kind: "clusterrolebinding", name: format!("{id}-people-writer") },
+    ];
+    let _policies = install_policies(&id, &release.name, json!({}), &domain.name).await;
+    let as_user = |groups: &[&str], args: &[&str], input: &str| {
+        let mut all = vec!["--as", user.as_str()];
+        for g in groups {
+            all.extend(["--as-group", g]);
+        }
+        all.extend_from_slice(args);
+        kubectl_stdin(&all, input)
+    };
+    let clearance = format!(
+        "apiVersion: drmesh.io/v1alpha1\nkind: Clearance\nmetadata: {{name: {id}-self}}\nspec:\n  subject: {{kind: User, name: {user}}}\n  level: Restricted\n  expiresAt: \"2030-01-01T00:00:00Z\"\n  reason: \"I clear myself, trust me\"\n"
+    );
+    refused(
+        "a user with RBAC but outside the security officers clears themself",
+        as_user(&[], &["create", "-f", "-"], &clearance),
+        "(security officers) may",
+    );
+    let mut mesh_policy: serde_json::Value = {
+        let path = super::repo().join("config/samples/people.yaml");
+        let docs = drmesh::manifest::load_documents(&path).expect("people.yaml");
+        docs.into_iter().find(|d| d.kind() == "MeshPolicy").expect("MeshPolicy").value
+    };
+    mesh_policy["spec"]["approvals"]["approvers"][1]["name"] = json!(user);
+    refused(
+        "the same user adds themself to the approvers",
+        as_user(&[], &["apply", "--server-side", "--dry-run=server", "-f", "-"], &mesh_policy.to_string()),
+        "(security officers) may",
+    );
+    // A security officer may (the MeshPolicy only in a dry run: other tests rely on it).
+    accepted(
+        "a security officer clears someone",
+        as_user(&["drmesh:security-officers"], &["create", "-f", "-"], &clearance),
+    );
+    refused(
+        "the user outside the group deletes that clearance",
+        as_user(&[], &["delete", "clearance", &format!("{id}-self")], ""),
+        "(security officers) may",
+    );
+    accepted(
+        "a security officer edits the MeshPolicy",
+        as_user(
+            &["drmesh:security-officers"],
+            &["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"],
+            &mesh_policy.to_string(),
+        ),
+    );
+    accepted(
+        "a security officer withdraws the clearance",
+        as_user(&["drmesh:security-officers"], &["delete", "clearance", &format!("{id}-self")], ""),
+    );
+}

@@ -19,8 +19,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde_json::Value;
 
+mod approvals;
 mod network;
 mod rbac;
+
+/// `90d`, `36h`, `1d12h`, `30m` in seconds (the MeshPolicy's durations).
+fn days_hours_minutes(text: &str) -> Option<i64> {
+    let mut rest = text;
+    let mut total = 0i64;
+    for (unit, seconds) in [('d', 86_400), ('h', 3_600), ('m', 60)] {
+        if let Some((number, tail)) = rest.split_once(unit) {
+            if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            total += number.parse::<i64>().ok()? * seconds;
+            rest = tail;
+        }
+    }
+    (rest.is_empty() && !text.is_empty()).then_some(total)
+}
 
 /// The label that names a product on its pods and children.
 pub const PRODUCT_LABEL: &str = "drmesh.io/data-product";
@@ -120,6 +137,11 @@ pub struct Policy {
     subjects: Vec<Subject>,
     purpose: Option<String>,
     expires_at: Option<String>,
+    starts_at: Option<String>,
+    reassess_by: Option<String>,
+    created: Option<String>,
+    /// The spec as read (for the approvals' digest).
+    spec: Value,
 }
 
 /// What one policy gives at `now`, once the rules are applied.
@@ -165,6 +187,10 @@ pub struct World {
     /// EndpointSlices publish them: people read through its proxy, so a grant to a User
     /// or Group may admit them on the granted ports (security model, O11).
     api_server: Vec<String>,
+    /// People's clearances: (`User:name` or `Group:name`) -> (level, expiresAt).
+    people: BTreeMap<String, Vec<(Level, Timestamp)>>,
+    /// The MeshPolicy `default`, as read.
+    mesh_policy: Option<Value>,
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -247,7 +273,21 @@ impl World {
                     subjects: items(&spec["subjects"]).filter_map(Subject::parse).collect(),
                     purpose: spec["purpose"].as_str().map(String::from),
                     expires_at: spec["expiresAt"].as_str().map(String::from),
+                    starts_at: spec["startsAt"].as_str().map(String::from),
+                    reassess_by: spec["reassessBy"].as_str().map(String::from),
+                    created: o["metadata"]["creationTimestamp"].as_str().map(String::from),
+                    spec: spec.clone(),
                 }),
+                "Clearance" => {
+                    let who = format!("{}:{}", str_of(&spec["subject"]["kind"]), str_of(&spec["subject"]["name"]));
+                    // An unreadable level or expiry clears nobody.
+                    if let (Some(level), Ok(until)) =
+                        (Level::parse(spec["level"].as_str()), str_of(&spec["expiresAt"]).parse::<Timestamp>())
+                    {
+                        w.people.entry(who).or_default().push((level, until));
+                    }
+                }
+                "MeshPolicy" if name == "default" => w.mesh_policy = Some(spec.clone()),
                 "NetworkPolicy" => w.network_policies.push(o),
                 "Role" => {
                     w.roles.insert((ns, name), o);
@@ -330,6 +370,39 @@ impl World {
         {
             return None; // need to know: a purpose and an expiry
         }
+        // The window (docs/guide/accesspolicy.md): nothing before startsAt; suspended once
+        // reassessBy and the MeshPolicy's grace (7 days by default) have passed.
+        let time = |t: &Option<String>| t.as_deref().map(|t| t.parse::<Timestamp>().ok());
+        if let Some(start) = time(&a.starts_at) {
+            if start.is_none_or(|s| now < s) {
+                return None;
+            }
+        }
+        let policy = self.mesh_policy.as_ref();
+        if let Some(reassess) = time(&a.reassess_by) {
+            let grace = policy
+                .and_then(|m| m["reassessmentGrace"].as_str())
+                .map(days_hours_minutes)
+                .unwrap_or(Some(7 * 86_400));
+            let end = reassess.zip(grace).and_then(|(r, g)| r.checked_add(jiff::SignedDuration::from_secs(g)).ok());
+            if end.is_none_or(|e| now >= e) {
+                return None;
+            }
+        }
+        // The longest grant of the product's level, from startsAt or the creation.
+        let level_name = match product.level {
+            Level::Public => "Public",
+            Level::Internal => "Internal",
+            Level::Restricted => "Restricted",
+        };
+        if let Some(max) = policy.and_then(|m| m["maxGrantDuration"][level_name].as_str()) {
+            let from = time(&a.starts_at).flatten().or_else(|| time(&a.created).flatten()).unwrap_or(now);
+            let longest = days_hours_minutes(max)?;
+            let length = expires?.as_second() - from.as_second();
+            if length > longest {
+                return None;
+            }
+        }
         let ports: Vec<(i64, String)> = match &a.ports {
             None => product.ports.clone(),
             Some(wanted) => {
@@ -342,10 +415,20 @@ impl World {
                 ports
             }
         };
+        let approved = product.level < Level::Restricted || approvals::approved(self, a);
+        if !approved && approvals::whole_grant(self) {
+            return None;
+        }
         let subjects: Vec<Subject> = a
             .subjects
             .iter()
             .filter(|s| s.domain().is_none_or(|d| self.clearance(d) >= product.level))
+            .filter(|s| match s {
+                // People: a clearance of their own in force at the product's level, and on
+                // a Restricted product the two-person rule (docs/guide/people.md).
+                Subject::User(_) | Subject::Group(_) => self.person_cleared(s, product.level) && approved,
+                _ => true,
+            })
             .cloned()
             .collect();
         (!ports.is_empty() && !subjects.is_empty()).then(|| Grant {
@@ -354,6 +437,25 @@ impl World {
             product: a.product.clone(),
             ports,
             subjects,
+        })
+    }
+
+    /// Whether a User or Group holds a Clearance in force at `level` (Public needs none).
+    fn person_cleared(&self, s: &Subject, level: Level) -> bool {
+        if level == Level::Public {
+            return true;
+        }
+        let Some(now) = self.now else { return false };
+        let Some(who) = s.rbac() else { return false };
+        self.people.get(&who).is_some_and(|held| held.iter().any(|(l, until)| *l >= level && now < *until))
+    }
+
+    /// Whether every owner of an Internal product is cleared (owners then read its data).
+    pub fn owners_cleared(&self, p: &Product) -> bool {
+        p.owners.iter().all(|o| {
+            let (kind, name) = o.split_once(':').unwrap_or(("", ""));
+            let subject = if kind == "User" { Subject::User(name.into()) } else { Subject::Group(name.into()) };
+            self.person_cleared(&subject, p.level)
         })
     }
 

@@ -52,8 +52,9 @@ fn allowed(world: &World, grants: &[Grant]) -> BTreeMap<(String, String), BTreeS
             perm("", "services", n),
             perm("", "configmaps", &format!("{n}-contract")),
         ];
-        // Owners read the data of Public and Internal products only: Restricted is need to know.
-        if p.level < Level::Restricted {
+        // Owners read the data of Public and Internal products only: Restricted is need to
+        // know; on an Internal one, every owner must be cleared.
+        if p.level < Level::Restricted && world.owners_cleared(p) {
             perms.extend(p.ports.iter().flat_map(|port| proxy_names(n, port)).map(|x| perm("", "services/proxy", &x)));
         }
         for owner in p.owners.iter().filter(|o| o.starts_with("User:") || o.starts_with("Group:")) {

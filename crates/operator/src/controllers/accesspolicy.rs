@@ -69,8 +69,9 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
     ctx.refused.clear(&uid);
     let status = status::policy(policy, &plan, now);
     write_status(ctx, policy, &namespace, &plan, status).await?;
-    // Wake up at expiry to revoke; expired grants need nothing more.
-    let next = plan.expires_at.filter(|t| *t > now);
+    // Wake up at the next boundary (expiry, start, reassessment, end of its grace, end of
+    // a clearance it relies on) to re-decide; expired grants need nothing more.
+    let next = plan.next_change.filter(|t| *t > now);
     Ok(requeue_at(next, now))
 }
 
@@ -99,13 +100,29 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&super::status_patch(&previous, &status)),
-    )
-    .await
-    .map_err(|source| Error::Status { name: policy.name_any(), source })?;
+    let written = api
+        .patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&super::status_patch(&previous, &status)),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        // A grant created before the CRD refused its name: the CRD's name rule sits at the
+        // object's root, so the API server refuses every status write of it. Its access is
+        // withdrawn already; say so once (Event, audit record) instead of retrying forever.
+        Err(kube::Error::Api(response))
+            if response.code == 422 && plan.problem.as_ref().is_some_and(|p| p.reason == Reason::InvalidName) =>
+        {
+            if ctx.status_refused.first_time(policy.uid().as_deref().unwrap_or_default(), policy.meta().generation) {
+                tracing::warn!(message = %response.message, "the API server refuses the status of a grant with an invalid name");
+                report_transition(ctx, policy, plan, &previous, &status).await;
+            }
+            return Ok(());
+        }
+        Err(source) => return Err(Error::Status { name: policy.name_any(), source }),
+    }
     report_transition(ctx, policy, plan, &previous, &status).await;
     Ok(())
 }
@@ -137,6 +154,7 @@ async fn report_transition(
     before: &AccessPolicyStatus,
     after: &AccessPolicyStatus,
 ) {
+    warn_when_reassessment_falls_due(ctx, policy, before, after).await;
     let granted = |s: &AccessPolicyStatus| find_condition(&s.conditions, condition_type::GRANTED).cloned();
     let Some(now_granted) = granted(after) else {
         return;
@@ -196,6 +214,31 @@ async fn report_transition(
         policy: Some(policy_ref(policy)),
     })
     .await;
+}
+
+/// A Warning Event when `reassessBy` passes (the grant holds until the grace ends: no
+/// access changes, so no audit record; the suspension is recorded as a revocation).
+async fn warn_when_reassessment_falls_due(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    before: &AccessPolicyStatus,
+    after: &AccessPolicyStatus,
+) {
+    use kube::runtime::events::{Event, EventType};
+    fn due(s: &AccessPolicyStatus) -> Option<&crate::api::Condition> {
+        find_condition(&s.conditions, condition_type::REASSESSMENT_DUE).filter(|c| c.status == ConditionStatus::True)
+    }
+    let (None, Some(condition)) = (due(before), due(after)) else { return };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Reason::ReassessmentDue.to_string(),
+        note: Some(condition.message.clone()),
+        action: "Reassess".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish event");
+    }
 }
 
 /// Policies whose status says they grant access now.

@@ -305,6 +305,18 @@ pub async fn dry_run_access(
 #[derive(Default)]
 pub struct Refused(Mutex<HashMap<String, Option<i64>>>);
 
+/// Objects whose status the API server refuses (by UID and generation): reported once.
+#[derive(Default)]
+pub struct StatusRefused(Mutex<HashMap<String, Option<i64>>>);
+
+impl StatusRefused {
+    /// True the first time `uid` at `generation` is seen here.
+    pub fn first_time(&self, uid: &str, generation: Option<i64>) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(uid.to_string(), generation) != Some(generation)
+    }
+}
+
 impl Refused {
     pub fn mark(&self, uid: &str, generation: Option<i64>) {
         if let Ok(mut m) = self.0.lock() {

@@ -16,7 +16,10 @@ use kube::{Client, Resource};
 use super::children::Applier;
 use super::queue::Queue;
 use super::records::ChildCache;
-use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, clearance_from_labels};
+use crate::api::{
+    AccessPolicy, Classification, Clearance, DataProduct, DataSource, MESH_POLICY_NAME, MeshPolicy, OwnerKind,
+    clearance_from_labels,
+};
 use crate::mesh::labels;
 use crate::mesh::rules::{product_inputs, source_inputs};
 use crate::mesh::{MeshView, Readiness};
@@ -29,6 +32,9 @@ pub struct Caches {
     pub products: Store<DeserializeGuard<DataProduct>>,
     pub policies: Store<DeserializeGuard<AccessPolicy>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// People's clearances and the cluster's MeshPolicy (cluster-scoped).
+    pub clearances: Store<DeserializeGuard<Clearance>>,
+    pub mesh_policies: Store<DeserializeGuard<MeshPolicy>>,
     /// Children, as compact records (see [`ChildCache`]). Detail: available replicas.
     pub deployments: ChildCache<Deployment>,
     pub services: ChildCache<PartialObjectMeta<Service>>,
@@ -136,6 +142,13 @@ impl MeshView for Caches {
     fn api_server(&self) -> &crate::mesh::grant::ApiServer {
         &self.api_server
     }
+    fn clearances_of(&self, kind: OwnerKind, name: &str) -> Vec<Arc<Clearance>> {
+        // Few objects (people and groups, not products): a scan is cheaper than an index.
+        select(&self.clearances, |c| c.spec.subject.kind == kind && c.spec.subject.name == name)
+    }
+    fn mesh_policy(&self) -> Option<Arc<MeshPolicy>> {
+        valid(self.mesh_policies.get(&ObjectRef::new(MESH_POLICY_NAME))?)
+    }
 }
 
 /// Readiness as the object's own status states it, for the generation it has now: the
@@ -198,6 +211,8 @@ pub struct Context {
     pub refuse_foreign_access: bool,
     /// Parents whose last apply the API server refused (dry-run before trying again).
     pub refused: super::children::Refused,
+    /// Objects whose status the API server refuses (reported once per generation).
+    pub status_refused: super::children::StatusRefused,
     /// True while this replica may write (see [`super::Options::leading`]).
     pub leading: tokio::sync::watch::Receiver<bool>,
 }
@@ -323,6 +338,7 @@ impl Context {
             queues,
             refuse_foreign_access: false,
             refused: Default::default(),
+            status_refused: Default::default(),
             leading: always_leading(),
             client,
             caches,

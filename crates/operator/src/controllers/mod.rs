@@ -10,6 +10,7 @@ pub mod datasource;
 pub mod error;
 pub mod finalizers;
 pub mod foreign;
+pub mod people;
 pub mod queue;
 pub mod records;
 pub mod scope;
@@ -42,7 +43,7 @@ use records::{ChildCache, no_detail};
 pub use scope::Scope;
 use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all};
 
-use crate::api::{AccessPolicy, DataProduct, DataSource};
+use crate::api::{AccessPolicy, Clearance, DataProduct, DataSource, MeshPolicy};
 use crate::mesh::MeshView;
 use crate::mesh::index::InputIndex;
 use crate::mesh::labels;
@@ -164,7 +165,7 @@ fn product_ref(namespace: &str, name: &str) -> ObjectRef<Guarded<DataProduct>> {
 }
 
 /// The resources the operator watches, one cache each (the sync gate waits for all).
-pub const WATCHED: [&str; 11] = [
+pub const WATCHED: [&str; 13] = [
     "datasources",
     "dataproducts",
     "accesspolicies",
@@ -176,6 +177,8 @@ pub const WATCHED: [&str; 11] = [
     "roles",
     "rolebindings",
     "configmaps",
+    "clearances",
+    "meshpolicies",
 ];
 
 /// Watches of the objects drmesh did not create, in the kinds it writes (the sync gate
@@ -272,6 +275,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let (products, products_w) = reflector::store();
     let (policies, policies_w) = reflector::store();
     let (namespaces, namespaces_w) = reflector::store();
+    let (clearances, clearances_w) = reflector::store();
+    let (mesh_policies, mesh_policies_w) = reflector::store();
     let deployments = ChildCache::new(available_replicas);
     let services = ChildCache::new(no_detail);
     let service_accounts = ChildCache::new(no_detail);
@@ -286,6 +291,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         products,
         policies,
         namespaces,
+        clearances,
+        mesh_policies,
         deployments,
         services,
         service_accounts,
@@ -312,6 +319,8 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
 
     // One watch per kind feeds its cache; its events are then copied to the controllers.
     let ns = FanOut::<PartialObjectMeta<Namespace>>::new();
+    let clr = FanOut::<Guarded<Clearance>>::new();
+    let mp = FanOut::<Guarded<MeshPolicy>>::new();
     let dp = FanOut::<Guarded<DataProduct>>::new();
     let ds = FanOut::<Guarded<DataSource>>::new();
     let ap = FanOut::<Guarded<AccessPolicy>>::new();
@@ -328,6 +337,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let c = client.clone();
     let caches_fed = future::join_all([
         fed_to(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces"), &ns),
+        // People's clearances and the MeshPolicy are cluster-wide, whatever the scope.
+        fed_to(cached_cluster(c.clone(), all.clone(), clearances_w, gate.clone(), "clearances"), &clr),
+        fed_to(cached_cluster(c.clone(), all.clone(), mesh_policies_w, gate.clone(), "meshpolicies"), &mp),
         fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all), &ds),
         fed_to(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all), &dp),
         fed_to(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()), &ap),
@@ -441,11 +453,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
 
     let products_ctrl = {
         let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
-        let (c5, c6) = (caches.clone(), caches.clone());
+        let (c5, c6, c7) = (caches.clone(), caches.clone(), caches.clone());
         let q = queues.products.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
-        let (q5, q6) = (q.clone(), q.clone());
+        let (q5, q6, q7) = (q.clone(), q.clone(), q.clone());
         let inputs_index = Mutex::new(InputIndex::default());
+        let owners_seen = people::ClearanceSubjects::default();
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
             .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone()))
@@ -503,6 +516,16 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .watches_stream(changes(foreign_np.subscribe(), any_change), move |np| {
                 q5.track(in_namespace(&c5.products, &np.namespace().unwrap_or_default()))
             })
+            .watches_stream(changes(clr.subscribe(), any_change), move |clearance| {
+                let concerned = owners_seen.changed(&clearance);
+                q7.track(
+                    c7.products
+                        .state()
+                        .iter()
+                        .filter(|g| g.0.as_ref().is_ok_and(|p| people::owned_by(p, &concerned)))
+                        .map(|g| ObjectRef::from_obj(g.as_ref())),
+                )
+            })
             .watches_stream(changes(foreign_rb.subscribe(), any_change), move |rb| {
                 q6.track(in_namespace(&c6.products, &rb.namespace().unwrap_or_default()))
             })
@@ -532,9 +555,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     };
 
     let policies_ctrl = {
-        let (c, c2) = (caches.clone(), caches.clone());
+        let (c, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
         let q = queues.policies.clone();
-        let (q1, q2) = (q.clone(), q.clone());
+        let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
+        let subjects_seen = people::ClearanceSubjects::default();
         Controller::for_stream(primary(ap.subscribe(), q.clone()), caches.policies.clone())
             .with_config(config)
             .owns_stream(owned(role.subscribe(), any_change, q.clone()))
@@ -563,6 +587,23 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                         })
                         .map(|p| ObjectRef::from_obj(p.as_ref())),
                 )
+            })
+            // A clearance given, lowered, expired or withdrawn re-decides the grants that
+            // name its person (revoked at once when lowered; at its expiry by requeue).
+            .watches_stream(changes(clr.subscribe(), any_change), move |clearance| {
+                let concerned = subjects_seen.changed(&clearance);
+                q3.track(
+                    c3.policies
+                        .state()
+                        .iter()
+                        .filter(|g| g.0.as_ref().is_ok_and(|p| people::names(p, &concerned)))
+                        .map(|g| ObjectRef::from_obj(g.as_ref())),
+                )
+            })
+            // The MeshPolicy (grant lengths, grace, approvers and their keys) re-decides
+            // every grant.
+            .watches_stream(changes(mp.subscribe(), any_change), move |_| {
+                q4.track(c4.policies.state().iter().map(|g| ObjectRef::from_obj(g.as_ref())))
             })
             .shutdown_on_signal()
             .run(reconcile_policy, error_policy::<Guarded<AccessPolicy>>, ctx.clone())

@@ -54,6 +54,8 @@ fn context(client: kube::Client) -> (Arc<Context>, Products) {
         products,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
+        clearances: reflector::store().0,
+        mesh_policies: reflector::store().0,
         deployments: ChildCache::new(available_replicas),
         services: ChildCache::new(no_detail),
         service_accounts: ChildCache::new(no_detail),
@@ -168,4 +170,88 @@ spec:
     };
     assert!(at("DELETE", "rolebindings") < at("PATCH", "roles"), "the binding goes before the Role changes: {log:?}");
     assert!(at("PATCH", "roles") < at("PATCH", "rolebindings"), "then the Role, then the binding again: {log:?}");
+}
+
+/// A writer the test reads back (the audit stream).
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Like [`mock_client`], but the status of every AccessPolicy is refused as the API
+/// server refuses the status of an object its CRD's root rule no longer admits.
+fn refusing_status(log: Log) -> kube::Client {
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let log = log.clone();
+        async move {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_string();
+            log.lock().expect("log").push((method.clone(), path.clone()));
+            let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let refused = path.contains("/accesspolicies/") && path.ends_with("/status");
+            let (code, body) = if refused {
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "AccessPolicy.drmesh.io \"cnc.officers\" is invalid: <nil>: Invalid value: metadata.name must be a DNS-1123 label",
+                    "reason": "Invalid", "code": 422});
+                (422, serde_json::to_vec(&status).expect("json"))
+            } else if method == "DELETE" {
+                (200, br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}"#.to_vec())
+            } else {
+                (200, body)
+            };
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .expect("response"),
+            )
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+#[tokio::test]
+async fn a_grant_whose_status_is_refused_for_its_name_is_still_reported_once() {
+    let log = Log::default();
+    let (ctx, _) = context(refusing_status(log.clone()));
+    let records = Shared::default();
+    let mut ctx = Arc::into_inner(ctx).expect("one owner");
+    ctx.audit = Arc::new(AuditSink::new(Box::new(records.clone())));
+    let ctx = Arc::new(ctx);
+    // Created before the CRD refused dotted names, and granted then.
+    let policy: crate::api::AccessPolicy = drmesh_yaml::from_str(
+        r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: cnc.officers, namespace: police, uid: uid-dotted, generation: 1}
+spec:
+  dataProduct: feed
+  subjects: [{kind: Group, name: cnc-officers}]
+status:
+  observedGeneration: 1
+  conditions:
+    - {type: Granted, status: "True", reason: Granted, message: granted, lastTransitionTime: "2026-11-01T00:00:00Z"}
+"#,
+    )
+    .expect("policy");
+    let policy = Arc::new(policy);
+    let first = super::accesspolicy::reconcile(policy.clone(), ctx.clone(), false).await;
+    assert!(first.is_ok(), "no retry loop on a status the API server will never take: {first:?}");
+    let second = super::accesspolicy::reconcile(policy, ctx, false).await;
+    assert!(second.is_ok());
+    let text = String::from_utf8(records.0.lock().expect("records").clone()).expect("utf-8");
+    let revoked: Vec<&str> = text.lines().filter(|l| l.contains("\"Revoked\"") && l.contains("InvalidName")).collect();
+    assert_eq!(revoked.len(), 1, "one Revoked record naming InvalidName: {text}");
+    let log = log.lock().expect("log").clone();
+    let events = log.iter().filter(|(m, p)| m == "POST" && p.ends_with("/events")).count();
+    assert_eq!(events, 1, "one Event: {log:?}");
 }
