@@ -124,4 +124,13 @@ fn the_flux_example_orders_kustomizations_on_kustomizations_in_existing_namespac
     let kinds: BTreeSet<&str> =
         mesh["spec"]["healthCheckExprs"].as_array().into_iter().flatten().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds, BTreeSet::from(["AccessPolicy", "DataProduct", "DataSource"]));
+    // Security officers' objects never go through Flux (the chart's policy refuses it).
+    let dropped: BTreeSet<&str> = mesh["spec"]["patches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["patch"].as_str().is_some_and(|t| t.contains("$patch: delete")))
+        .filter_map(|p| p["target"]["kind"].as_str())
+        .collect();
+    assert_eq!(dropped, BTreeSet::from(["Clearance", "MeshPolicy"]), "the mesh leaves out people's clearances");
 }
