@@ -346,7 +346,21 @@ fn the_readme_shows_the_generated_reference_mesh() {
 fn access_review_says_who_can_access_what() {
     let table = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW]));
     let header = table.lines().next().unwrap_or("");
-    for column in ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"] {
+    for column in [
+        "OBJECT",
+        "CLASSIFICATION",
+        "SUBJECT",
+        "ACCESS",
+        "PORTS",
+        "VIA",
+        "PURPOSE",
+        "CLEARANCE",
+        "APPROVED BY",
+        "STARTS",
+        "REASSESS BY",
+        "UNTIL",
+        "STATUS",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed")
@@ -354,8 +368,17 @@ fn access_review_says_who_can_access_what() {
         && l.contains("2027-12-31T23:59:59Z")));
     let csv = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW, "-o", "csv"]));
     assert!(csv.contains(
-        "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,2027-12-31T23:59:59Z,Granted\r\n"
+        "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,Restricted until 2027-12-31T23:59:59Z,example-approver-1 example-approver-2,,2027-09-30T00:00:00Z,2027-12-31T23:59:59Z,Granted\r\n"
     ), "{csv}");
+    // Owners of a Restricted product see its objects, not its data; every row says which
+    // clearance it rests on (a person's own, or a workload's domain).
+    assert!(
+        csv.contains(
+            "DataProduct,police,incident-feed,Restricted,Group:police-data-owners,api,,owner,,none,,,,,Granted\r\n"
+        ),
+        "{csv}"
+    );
+    assert!(csv.contains("DataProduct:cnc/situation-picture,network,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,domain cnc: Restricted,"), "{csv}");
     let json: Value = serde_json::from_str(&stdout(&drmesh(&[
         "access-review",
         "-f",
@@ -428,4 +451,66 @@ fn kubeconfig_and_context_choose_the_cluster_and_fail_loudly() {
     // Offline commands do not read a kubeconfig at all.
     let out = drmesh(&["--kubeconfig", "/nonexistent/kubeconfig", "validate", "-f", path(&samples()), "--now", NOW]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The two-person rule offline: an edit of a signed grant fails `validate` (exit 1) naming
+/// the approvers who have not signed the new spec; `drmesh approve` by both gives the
+/// entries that make it valid again; a signature by a key the MeshPolicy does not trust
+/// counts for nothing.
+#[test]
+fn approvals_are_checked_offline_and_made_with_drmesh_approve() {
+    let edited = edited_samples(|name, text| match name {
+        "police.yaml" => text.replace(
+            "purpose: Build the national situation picture of the command centre during the Games.",
+            "purpose: Build the national situation picture of the command centre, and keep a copy.",
+        ),
+        _ => text,
+    });
+    let out = drmesh(&["validate", "-f", path(edited.path()), "--now", NOW]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("AccessPolicy police/incident-feed-cnc") && text.contains("[ApprovalMissing]"), "{text}");
+    assert!(text.contains("approvers who have not signed this spec: example-approver-1, example-approver-2"), "{text}");
+
+    // Re-approval: strip the void approvals, sign with both EXAMPLE keys, validate again.
+    let police = edited.path().join("police.yaml");
+    let docs: Vec<String> = std::fs::read_to_string(&police)
+        .expect("police.yaml")
+        .split("\n---\n")
+        .map(|d| match d.find("\n  approvals:\n") {
+            Some(at) if d.contains("name: incident-feed-cnc") => d[..at].to_string(),
+            _ => d.to_string(),
+        })
+        .collect();
+    std::fs::write(&police, docs.join("\n---\n")).expect("write");
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-approvers");
+    let sign = |n: u8, name: &str| {
+        let key = keys.join(format!("example-approver-{n}"));
+        let out = drmesh(&["approve", "-f", path(&police), "--key", path(&key), "--approver", name]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let text = stdout(&out);
+        // The entries of the grant to the officers, as printed.
+        let start = text.find("# AccessPolicy police/incident-feed-cnc").expect("the grant is signed");
+        let block = &text[start..];
+        let end = block[1..].find("# AccessPolicy").map_or(block.len(), |e| e + 1);
+        block[..end].lines().skip(1).map(|l| format!("  {l}\n")).collect::<String>()
+    };
+    let with = |entries: &str| {
+        let mut docs = docs.clone();
+        for d in docs.iter_mut().filter(|d| d.contains("name: incident-feed-cnc")) {
+            d.push_str(&format!("\n  approvals:\n{entries}"));
+        }
+        std::fs::write(&police, docs.join("\n---\n")).expect("write");
+        drmesh(&["validate", "-f", path(edited.path()), "--now", NOW])
+    };
+    let forged = sign(3, "example-approver-2");
+    let out = with(&(sign(1, "example-approver-1") + &forged));
+    assert_eq!(code(&out), 1, "a key the MeshPolicy does not trust: {}", stdout(&out));
+    assert!(stdout(&out).contains("example-approver-2: the signature does not verify"), "{}", stdout(&out));
+    let out = with(&(sign(1, "example-approver-1") + &sign(2, "example-approver-2")));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    // The digest alone, for ssh-keygen users.
+    let digests = stdout(&drmesh(&["approve", "-f", path(&police), "--digest"]));
+    assert!(digests.lines().any(|l| l.starts_with("sha256:") && l.ends_with("AccessPolicy police/incident-feed-cnc")));
+    assert_eq!(code(&drmesh(&["approve", "-f", path(&police)])), 2, "--key and --approver, or --digest");
 }

@@ -45,6 +45,8 @@ fn resource_of(kind: &str) -> ApiResource {
         "DataSource" => ApiResource::erase::<DataSource>(&()),
         "DataProduct" => ApiResource::erase::<DataProduct>(&()),
         "AccessPolicy" => ApiResource::erase::<AccessPolicy>(&()),
+        "Clearance" => ApiResource::erase::<drmesh::api::Clearance>(&()),
+        "MeshPolicy" => ApiResource::erase::<drmesh::api::MeshPolicy>(&()),
         "Secret" => ApiResource::erase::<Secret>(&()),
         "Namespace" => ApiResource::erase::<Namespace>(&()),
         other => panic!("no ApiResource for kind {other} in this test"),

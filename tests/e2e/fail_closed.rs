@@ -360,10 +360,11 @@ spec:
         (!out.status.success()).then_some(())
     })
     .await;
-    // The producer narrows the grant to the group alone: RBAC would narrow, the
-    // NetworkPolicy update is refused. Nothing of the grant may stay.
-    apply(&format!(
-        r#"
+    // The producer narrows the grant to the group alone (re-approved): RBAC would narrow,
+    // the NetworkPolicy update is refused. Nothing of the grant may stay.
+    apply(&harness::approved_by_examples(
+        &format!(
+            r#"
 apiVersion: drmesh.io/v1alpha1
 kind: AccessPolicy
 metadata: {{name: partial, namespace: {n}}}
@@ -375,6 +376,8 @@ spec:
   purpose: end-to-end test of fail-closed grants
   expiresAt: "{expires}"
 "#
+        ),
+        &[1, 2],
     ));
     let policy =
         harness::wait_for(&ns.api::<AccessPolicy>(), "partial", TIMEOUT, has_reason::<AccessPolicy>("ApplyFailed"))

@@ -713,6 +713,8 @@ async fn render_shows_exactly_what_the_operator_creates() {
         ("namespaces.yaml", vec!["get", "namespace", p, c, "-o", "json"]),
         ("producer.yaml", vec!["get", "secrets,datasources,dataproducts,accesspolicies", "-n", p, "-o", "json"]),
         ("consumer.yaml", vec!["get", "datasources,dataproducts,accesspolicies", "-n", c, "-o", "json"]),
+        // The security officers' objects decide which people are effective.
+        ("people.yaml", vec!["get", "clearances,meshpolicies", "-o", "json"]),
     ] {
         let out = harness::kubectl(&args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -41,12 +41,17 @@ fn product_yaml(ns: &str, name: &str, classification: &str, inputs: &str) -> Str
     )
 }
 
-/// A grant on `product` to a Group, with the given extra spec lines.
+/// A grant on `product` to a Group (cleared, and the grant approved by the EXAMPLE
+/// approvers: each version is signed, as a reviewed fix would be), with the given extra
+/// spec lines.
 fn policy_yaml(ns: &str, product: &str, extra: &str) -> String {
-    format!(
+    harness::ensure_sample_mesh_policy();
+    harness::clear_group(&format!("reasons-{ns}"), "Restricted");
+    let text = format!(
         "apiVersion: drmesh.io/v1alpha1\nkind: AccessPolicy\nmetadata: {{name: grant, namespace: {ns}}}\n\
          spec:\n  dataProduct: {product}\n  subjects: [{{kind: Group, name: reasons-{ns}}}]\n{extra}"
-    )
+    );
+    harness::approved_by_examples(&text, &[1, 2])
 }
 
 fn grant_children_exist(ns: &str) -> bool {

@@ -42,6 +42,18 @@ pub struct Access {
     pub until: Option<String>,
     /// `Granted`, or the reason it is refused (ClearanceTooLow, Expired, ...).
     pub status: String,
+    /// The clearance the access rests on: a person's own (`Restricted until ...`, or
+    /// `none`), a workload's domain (`domain cnc: Restricted`).
+    pub clearance: String,
+    /// Approvers whose signatures of the grant's spec count (Restricted grants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+    /// RFC 3339: the grant's start, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<String>,
+    /// RFC 3339: when the grant is due for reassessment, if it is to be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassess_by: Option<String>,
 }
 
 impl Access {
@@ -112,6 +124,7 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
         let plan = rules::plan_grant(view, policy, now);
         let classification =
             plan.product.as_ref().map(|p| p.spec.classification.to_string()).unwrap_or_else(|| "Unknown".into());
+        let approved_by = plan.approvals.as_ref().map(|a| a.valid.clone()).unwrap_or_default();
         let row = |subject: &crate::api::Subject, ports: Vec<String>, status: String| Access {
             kind: "DataProduct".into(),
             namespace: namespace.clone(),
@@ -124,6 +137,10 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
             purpose: policy.spec.purpose.clone(),
             until: plan.expires_at.map(|t| t.to_string()),
             status,
+            clearance: subject_clearance(view, subject, now),
+            approved_by: approved_by.clone(),
+            starts: policy.spec.starts_at.clone(),
+            reassess_by: policy.spec.reassess_by.clone(),
         };
         let granted = plan.grants_anything();
         for subject in &plan.effective {
@@ -146,19 +163,29 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
     }
     for product in view.products.values() {
         let namespace = product.namespace().unwrap_or_default();
+        // Owners read the data (the proxy) only where the plan says so: see the guide.
+        let reads_data = rules::plan_product(view, product, now).owners_read_data;
         for owner in &product.spec.owners {
+            let person = crate::api::Subject::named(
+                if owner.kind == crate::api::OwnerKind::User { SubjectKind::User } else { SubjectKind::Group },
+                owner.name.clone(),
+            );
             rows.push(Access {
                 kind: "DataProduct".into(),
                 namespace: namespace.clone(),
                 name: product.name_any(),
                 classification: product.spec.classification.to_string(),
                 subject: format!("{:?}:{}", owner.kind, owner.name),
-                access: "api+proxy".into(),
-                ports: all_ports(product),
+                access: if reads_data { "api+proxy" } else { "api" }.into(),
+                ports: if reads_data { all_ports(product) } else { vec![] },
                 via: "owner".into(),
                 purpose: None,
                 until: None,
                 status: GRANTED.into(),
+                clearance: subject_clearance(view, &person, now),
+                approved_by: vec![],
+                starts: None,
+                reassess_by: None,
             });
         }
     }
@@ -193,6 +220,10 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
                 purpose: None,
                 until: None,
                 status,
+                clearance: format!("domain {namespace}: {}", view.clearance(&namespace)),
+                approved_by: vec![],
+                starts: None,
+                reassess_by: None,
             });
         }
     }
@@ -209,10 +240,37 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
     rows
 }
 
-const HEADERS: [&str; 9] =
-    ["OBJECT", "CLASSIFICATION", "SUBJECT", "ACCESS", "PORTS", "VIA", "PURPOSE", "UNTIL", "STATUS"];
+/// The clearance an access rests on, for the review.
+fn subject_clearance(view: &dyn crate::mesh::MeshView, subject: &crate::api::Subject, now: Timestamp) -> String {
+    match (crate::mesh::people::person_kind(subject.kind), rules::subject_namespace(subject)) {
+        (Some(kind), _) => {
+            match crate::mesh::people::clearance_in_force(view, kind, subject.name.as_deref().unwrap_or(""), now) {
+                Some((level, until)) => format!("{level} until {until}"),
+                None => "none".into(),
+            }
+        }
+        (None, Some(ns)) => format!("domain {ns}: {}", view.clearance(ns)),
+        (None, None) => String::new(),
+    }
+}
 
-fn fields(a: &Access) -> [String; 9] {
+const HEADERS: [&str; 13] = [
+    "OBJECT",
+    "CLASSIFICATION",
+    "SUBJECT",
+    "ACCESS",
+    "PORTS",
+    "VIA",
+    "PURPOSE",
+    "CLEARANCE",
+    "APPROVED BY",
+    "STARTS",
+    "REASSESS BY",
+    "UNTIL",
+    "STATUS",
+];
+
+fn fields(a: &Access) -> [String; 13] {
     [
         a.object(),
         a.classification.clone(),
@@ -221,6 +279,10 @@ fn fields(a: &Access) -> [String; 9] {
         if a.ports.is_empty() { "all".into() } else { a.ports.join(",") },
         a.via.clone(),
         a.purpose.clone().unwrap_or_default(),
+        a.clearance.clone(),
+        a.approved_by.join(","),
+        a.starts.clone().unwrap_or_default(),
+        a.reassess_by.clone().unwrap_or_default(),
         a.until.clone().unwrap_or_else(|| "no expiry".into()),
         a.status.clone(),
     ]
@@ -231,7 +293,7 @@ const PURPOSE_WIDTH: usize = 48;
 
 /// An aligned table for people.
 pub fn table(rows: &[Access]) -> String {
-    let cells: Vec<[String; 9]> = rows
+    let cells: Vec<[String; 13]> = rows
         .iter()
         .map(|a| {
             let mut f = fields(a);
@@ -289,6 +351,10 @@ pub fn csv(rows: &[Access]) -> String {
         "ports",
         "via",
         "purpose",
+        "clearance",
+        "approved_by",
+        "starts",
+        "reassess_by",
         "until",
         "status",
     ];
@@ -304,6 +370,10 @@ pub fn csv(rows: &[Access]) -> String {
             a.ports.join(" "),
             a.via.clone(),
             a.purpose.clone().unwrap_or_default(),
+            a.clearance.clone(),
+            a.approved_by.join(" "),
+            a.starts.clone().unwrap_or_default(),
+            a.reassess_by.clone().unwrap_or_default(),
             a.until.clone().unwrap_or_default(),
             a.status.clone(),
         ];
@@ -375,7 +445,9 @@ mod tests {
         let rows = rows("2026-06-01T00:00:00Z");
         let text = csv(&rows);
         assert!(
-            text.starts_with("kind,namespace,name,classification,subject,access,ports,via,purpose,until,status\r\n")
+            text.starts_with(
+                "kind,namespace,name,classification,subject,access,ports,via,purpose,clearance,approved_by,starts,reassess_by,until,status\r\n"
+            )
         );
         assert_eq!(text.lines().count(), rows.len() + 1);
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");

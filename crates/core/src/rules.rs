@@ -287,6 +287,28 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         let problem = Problem::new(Reason::Expired, format!("the grant expired at {expiry}")).at("spec.expiresAt");
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
+    if classification == Classification::Restricted {
+        let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
+        if purpose_missing {
+            let problem = Problem::new(
+                Reason::MissingPurpose,
+                format!("spec.purpose is required: {} is Restricted (need to know)", spec.data_product),
+            )
+            .at("spec.purpose");
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+        if expires_at.is_none() {
+            let problem = Problem::new(
+                Reason::MissingExpiry,
+                format!(
+                    "spec.expiresAt is required: {} is Restricted (every grant is time-bounded)",
+                    spec.data_product
+                ),
+            )
+            .at("spec.expiresAt");
+            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
+        }
+    }
     let window = (
         parse_time(spec.starts_at.as_deref(), "spec.startsAt"),
         parse_time(spec.reassess_by.as_deref(), "spec.reassessBy"),
@@ -340,28 +362,6 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         )
         .at("spec.reassessBy")
     });
-    if classification == Classification::Restricted {
-        let purpose_missing = spec.purpose.as_deref().map(str::trim).unwrap_or_default().is_empty();
-        if purpose_missing {
-            let problem = Problem::new(
-                Reason::MissingPurpose,
-                format!("spec.purpose is required: {} is Restricted (need to know)", spec.data_product),
-            )
-            .at("spec.purpose");
-            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
-        }
-        if expires_at.is_none() {
-            let problem = Problem::new(
-                Reason::MissingExpiry,
-                format!(
-                    "spec.expiresAt is required: {} is Restricted (every grant is time-bounded)",
-                    spec.data_product
-                ),
-            )
-            .at("spec.expiresAt");
-            return GrantPlan::refused(Some(product), subjects, problem, expires_at);
-        }
-    }
     let (ports, unknown) = select_ports(&product, spec.ports.as_deref());
     if !unknown.is_empty() {
         let problem = Problem::new(

@@ -67,6 +67,14 @@ where
     let pods = producer.api::<Pod>().list(&ListParams::default().labels("drmesh.io/data-product=feed")).await;
     let ip = pods.expect("pods").items.iter().find_map(|p| p.status.as_ref()?.pod_ip.clone()).expect("a pod IP");
     let url = format!("http://{ip}:8080/");
+    // The node's firewall learns a new pod's address a moment after the pod starts (seen
+    // once on a loaded machine: one answer right after Available). What is tested is the
+    // deletion: wait until the isolation is in force on the node, then keep probing.
+    harness::eventually("the isolation in force on the node", Duration::from_secs(30), || {
+        let p = super::probe(o, "prober", &url);
+        async move { (!p.answered).then_some(()) }
+    })
+    .await;
     assert_refused(o, "prober", &url);
 
     let mut watch = std::process::Command::new(harness::kubectl_path())
