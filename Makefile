@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER := tests/e2e/cluster/cluster.sh
 E2E_ENV = DRMESH_KUBECONFIG="$$($(CLUSTER) kubeconfig)" DRMESH_KUBECTL="$$($(CLUSTER) bin)/kubectl"
 
-.PHONY: all build image release test unit e2e bench bench-ci bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
+.PHONY: all build image release test unit e2e flux bench bench-ci bench-memory chaos dev dev-down run control-plane cluster-up cluster-down kubeconfig crds lint
 
 all: build
 
@@ -30,7 +30,7 @@ unit: ## Unit and offline tests of every crate of the workspace (no cluster need
 
 # The end-to-end tests run with the real node (data path); `make cluster-up` alone stays kwok-only.
 e2e: export DRMESH_REAL_NODE ?= 1
-e2e: cluster-up build ## End-to-end tests against the real local control plane and node, with the operator running
+e2e: cluster-up build flux ## End-to-end tests against the real local control plane and node, with the operator running
 	$(E2E_ENV) tests/e2e/with-operator.sh $(CARGO) test --locked --features e2e --test e2e -- --skip packaging::
 	@# The packaging tests run operators of their own (as the chart's identity): not beside the shared one.
 	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e -- packaging::
@@ -53,7 +53,7 @@ chart-lint: ## helm lint --strict and helm template of charts/drmesh (helm built
 	"$$helm" lint --strict charts/drmesh; \
 	"$$helm" template drmesh charts/drmesh -n drmesh-system --include-crds > /dev/null && echo "charts/drmesh renders"
 
-packaging: cluster-up build ## Only the packaging e2e tests: chart, operator RBAC, admission policies, GitOps health, audit
+packaging: cluster-up build flux ## Only the packaging e2e tests: chart, operator RBAC, admission policies, GitOps health and Flux delivery, audit
 	$(E2E_ENV) $(CARGO) test --locked --features e2e --test e2e -- packaging::
 
 dev: ## Local cluster + drmesh + the reference mesh, shown converging
@@ -67,6 +67,9 @@ run: build ## The operator in the foreground, against the current kubeconfig
 
 control-plane: ## Build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
 	@tests/e2e/cluster/build.sh
+
+flux: ## Build (or reuse cached) Flux's source-controller, kustomize-controller and git test server (the GitOps e2e test)
+	@tests/e2e/cluster/build.sh flux >/dev/null
 
 cluster-up: ## Start the local control plane (builds it first if needed); DRMESH_REAL_NODE=1 adds a real node
 	@$(CLUSTER) up

@@ -81,10 +81,14 @@ const NOT_REASONS: &[&str] = &[
     "PrometheusRule",
     "ServiceMonitor",
     "GitRepository",
+    "Kustomization",
     "HelmRelease",
     "HelmRepository",
     "OCIRepository",
     "HelmChart",
+    // Flux's reasons of a Kustomization's Ready condition (docs/gitops.md)
+    "ReconciliationFailed",
+    "HealthCheckFailed",
 ];
 
 /// Flags of other programs that docs name on their own (in a code span without the
@@ -100,6 +104,7 @@ const OTHER_FLAGS: &[&str] = &[
     "--run-firewall",                    // kube-router
     "--run-service-proxy",               // kube-router
     "--no-default-features",             // cargo
+    "--requeue-dependency",              // Flux's kustomize-controller
 ];
 
 /// Public upstream sites a doc may link to (nothing else leaves the repository).

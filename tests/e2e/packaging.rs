@@ -5,11 +5,13 @@
 //!
 //! Submodules: `rbac` (the operator as the chart's ServiceAccount: RBAC sufficient and
 //! needed; `release` has its fixtures), `policies` (admission), `fail_closed` (the
-//! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus).
+//! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus),
+//! `flux` (Flux's own controllers deliver the chart and the mesh from git, docs/gitops.md).
 
 mod datapath;
 mod domains;
 mod fail_closed;
+mod flux;
 mod health;
 mod policies;
 mod rbac;

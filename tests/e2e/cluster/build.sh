@@ -13,6 +13,10 @@
 # changed version rebuilds. Each module's binaries are also kept as a "part" under
 # $DRMESH_CACHE/parts/<module>-<module key>, and a bin dir is assembled from hard links
 # to the parts: changing the judges (helm, kstatus) does not rebuild Kubernetes.
+#
+# `build.sh flux` builds (or reuses) only the "flux" part and prints its directory: Flux's
+# source-controller and kustomize-controller, Flux's git test server (gitserver), and
+# Flux's CRDs (crds/), from the module flux/ next to this script, for the GitOps e2e test.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -41,6 +45,7 @@ declare -A part_key=(
   [netpol]="$( (cat "$here"/netpol/go.{mod,sum}; echo "$go_version") | hash16)"
   [dns]="$( (cat "$here"/dns/go.{mod,sum} "$here"/dns/*.go; echo "$go_version") | hash16)"
   [images]="$( (cat "$images_dir"/go.mod; images_sources; echo "$go_version") | hash16)"
+  [flux]="$( (cat "$here"/flux/go.{mod,sum} "$here"/flux/gitserver/*.go; echo "$go_version") | hash16)"
 )
 declare -A part_tools=(
   [k8s]="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
@@ -50,6 +55,7 @@ declare -A part_tools=(
   [netpol]="kube-router"
   [dns]="coredns"
   [images]="product pause"
+  [flux]="source-controller kustomize-controller gitserver"
 )
 parts=(k8s kwok judges)
 if [[ "$real_node" == 1 ]]; then
@@ -61,14 +67,21 @@ tools=()
 for part in "${parts[@]}"; do tools+=(${part_tools[$part]}); done
 
 have_all() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
-if have_all; then echo "$bin"; exit 0; fi
+only_flux=0
+if [[ "${1:-}" == flux ]]; then
+  only_flux=1
+  flux_dir="$cache/parts/flux-${part_key[flux]}"
+  if [[ -f "$flux_dir/.complete" ]]; then echo "$flux_dir"; exit 0; fi
+elif have_all; then echo "$bin"; exit 0; fi
 
 log() { echo "[build] $*" >&2; }
 mkdir -p "$cache/bin" "$cache/parts"
 # One build at a time: tests and people share the cache.
 exec 8>"$cache/build.lock"
 flock 8
-if have_all; then echo "$bin"; exit 0; fi
+if [[ "$only_flux" == 1 ]]; then
+  if [[ -f "$flux_dir/.complete" ]]; then echo "$flux_dir"; exit 0; fi
+elif have_all; then echo "$bin"; exit 0; fi
 
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath"
 # Two packages at a time keeps peak memory of the linker bounded on small machines.
@@ -178,16 +191,48 @@ build_images() { # out-dir: the programs of the reference product and pause imag
   done
 }
 
-start=$SECONDS
-rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
-for part in "${parts[@]}"; do
-  dir="$cache/parts/$part-${part_key[$part]}"
+build_flux() { # out-dir: Flux's controllers, its git test server and its CRDs
+  local out="$1" t v
+  cd "$here/flux"
+  for t in source-controller kustomize-controller; do
+    [[ -x "$out/$t" ]] && continue
+    v="$(go list -m -f '{{.Version}}' "github.com/fluxcd/$t")"
+    log "building $t $v"
+    go build -ldflags "-s -w" -o "$out/$t" "github.com/fluxcd/$t"
+  done
+  if [[ ! -x "$out/gitserver" ]]; then
+    log "building gitserver (fluxcd/pkg/gittestserver)"
+    go build -ldflags "-s -w" -o "$out/gitserver" ./gitserver
+  fi
+  # The CRDs ship in the controllers' modules, as Flux's install does.
+  rm -rf "$out/crds" && mkdir -p "$out/crds"
+  for t in source-controller kustomize-controller; do
+    cp "$(go list -m -f '{{.Dir}}' "github.com/fluxcd/$t")"/config/crd/bases/*.yaml "$out/crds/"
+  done
+  chmod -R u+w "$out/crds"
+}
+
+build_part() { # part: builds it into its cache dir unless complete; prints nothing
+  local part="$1" dir="$cache/parts/$1-${part_key[$1]}"
   if [[ ! -f "$dir/.complete" ]]; then
-    mkdir -p "$dir.tmp"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     ("build_$part" "$dir.tmp")
     touch "$dir.tmp/.complete"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
+}
+
+start=$SECONDS
+if [[ "$only_flux" == 1 ]]; then
+  build_part flux
+  log "flux part built in $((SECONDS - start)) s into $flux_dir"
+  echo "$flux_dir"
+  exit 0
+fi
+rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
+for part in "${parts[@]}"; do
+  dir="$cache/parts/$part-${part_key[$part]}"
+  build_part "$part"
   # Hard links: a bin dir costs no space, and outlives the removal of its parts.
   cp -al "$dir/." "$bin.tmp/"
 done
@@ -198,8 +243,8 @@ rm -rf "$bin" && mv "$bin.tmp" "$bin"
 in_use="$(cat "${DRMESH_CLUSTER_DIR:-$repo/.drmesh/cluster}/bin-path" 2>/dev/null || true)"
 find "$cache/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -path "$in_use" -exec rm -rf {} +
 keep=()
-# The real node's parts are kept even when this build did not ask for them.
-for part in k8s kwok judges node netpol dns images; do keep+=(! -name "$part-${part_key[$part]}"); done
+# The real node's and Flux's parts are kept even when this build did not ask for them.
+for part in k8s kwok judges node netpol dns images flux; do keep+=(! -name "$part-${part_key[$part]}"); done
 find "$cache/parts" -mindepth 1 -maxdepth 1 -type d "${keep[@]}" -exec rm -rf {} +
 log "built in $((SECONDS - start)) s into $bin"
 echo "$bin"

@@ -9,7 +9,7 @@ use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
 use super::{FENCE_LABEL, kubectl_stdin, repo};
 use crate::harness::{self, ClusterScoped};
 
-const DOMAINS: [&str; 6] = ["cnc", "gendarmerie", "police", "sante", "sdis", "transport"];
+pub const DOMAINS: [&str; 6] = ["cnc", "gendarmerie", "police", "sante", "sdis", "transport"];
 
 /// The indented code blocks of the guide's section "From helm install to a running mesh".
 fn guide_blocks() -> Vec<String> {
@@ -37,7 +37,7 @@ fn guide_blocks() -> Vec<String> {
 
 /// config/samples with each domain renamed `DOMAIN-ID` and inside this test's fence (the
 /// chart's policies bind to the fence label), so that it meets no other test's mesh.
-fn samples_copy(id: &str, dir: &Path) {
+pub fn samples_copy(id: &str, dir: &Path) {
     for entry in std::fs::read_dir(repo().join("config/samples")).expect("samples").flatten() {
         let text = std::fs::read_to_string(entry.path()).expect("sample");
         let mut out = String::new();

@@ -38,12 +38,38 @@ impl Release {
             &[(FENCE_LABEL, id.as_str()), ("pod-security.kubernetes.io/enforce", "restricted")],
         )
         .await;
-        // kwok plays the nodes: it reports the status of product pods.
+        Self { name: format!("drmesh-{id}"), values: Self::values_for(&id), id, _guards: Vec::new(), namespace }
+    }
+
+    /// A release called `name` in `namespace`, installed by something other than helm (Flux
+    /// applying the rendered chart): the same values, fence and identity as [`Release::new`].
+    /// The namespace is deleted when dropped, with the chart's cluster-scoped objects.
+    pub fn adopt(id: String, name: &str, namespace: TestNamespace) -> Self {
+        let mut release =
+            Self { name: name.to_string(), values: Self::values_for(&id), id, _guards: Vec::new(), namespace };
+        release.guard_cluster_scoped();
+        release
+    }
+
+    /// The test's values: the ServiceAccount is called `drmesh`, the policies bind to the
+    /// fence label only, and kwok (playing the nodes) reports the status of product pods.
+    fn values_for(id: &str) -> String {
         let writers = serde_json::to_string(&super::status_writers_with_kwok()).expect("JSON");
-        let values = format!(
+        format!(
             "serviceAccount: {{name: drmesh}}\nadmissionPolicies:\n  namespaceSelector:\n    matchLabels: {{{FENCE_LABEL}: {id}}}\n  productPods: {{statusWriters: {writers}}}\n  securityOfficers: {{groups: [\"drmesh:security-officers\", \"system:masters\"]}}\n"
-        );
-        Self { name: format!("drmesh-{id}"), id, values, _guards: Vec::new(), namespace }
+        )
+    }
+
+    /// Deletes the chart's cluster-scoped objects when dropped (also after a failed uninstall).
+    fn guard_cluster_scoped(&mut self) {
+        for kind in ["clusterrole", "clusterrolebinding"] {
+            self._guards.push(ClusterScoped { kind, name: self.name.clone() });
+        }
+        for policy in super::ADMISSION_POLICIES {
+            let name = format!("{}-{policy}", self.name);
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
+            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
+        }
     }
 
     pub fn username(&self) -> String {
@@ -87,15 +113,8 @@ impl Release {
         ]);
         let notes = ok("helm install", out);
         assert!(notes.contains(&self.username()), "NOTES name the operator's identity:\n{notes}");
-        for kind in ["clusterrole", "clusterrolebinding"] {
-            // helm uninstall removes these too; the guards also cover a failed uninstall.
-            self._guards.push(ClusterScoped { kind, name: self.name.clone() });
-        }
-        for policy in super::ADMISSION_POLICIES {
-            let name = format!("{}-{policy}", self.name);
-            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
-            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
-        }
+        // helm uninstall removes these too; the guards also cover a failed uninstall.
+        self.guard_cluster_scoped();
     }
 
     /// Two test-only policies, so that this release's operator and the other tests' one
