@@ -217,26 +217,40 @@ fn add_document(mesh: &mut Mesh, mut document: Document, default_namespace: &str
         return;
     }
     mesh.known_namespaces.insert(namespace.clone());
-    let violations = admission.check(&kind, &document.value);
-    let admitted = violations.is_empty();
-    for v in violations {
-        mesh.diagnostics.push(Diagnostic::error(&origin, v.rule, v.message).on(&id).at(v.field));
-    }
-    if !admitted {
-        return;
-    }
-    match document.to_object() {
-        Ok(MeshObject::DataSource(o)) => mesh.snapshot.add_source(*o),
-        Ok(MeshObject::DataProduct(o)) => mesh.snapshot.add_product(*o),
-        Ok(MeshObject::AccessPolicy(o)) => mesh.snapshot.add_policy(*o),
-        Ok(MeshObject::Clearance(_) | MeshObject::MeshPolicy(_) | MeshObject::Other) => return,
-        Err(e) => {
-            mesh.diagnostics.push(Diagnostic::error(&origin, "schema", e.to_string()).on(&id));
-            return;
-        }
+    match admitted(mesh, admission, &document, &origin, &id) {
+        Some(MeshObject::DataSource(o)) => mesh.snapshot.add_source(*o),
+        Some(MeshObject::DataProduct(o)) => mesh.snapshot.add_product(*o),
+        Some(MeshObject::AccessPolicy(o)) => mesh.snapshot.add_policy(*o),
+        _ => return,
     }
     mesh.raw.insert(id.clone(), document.value);
     mesh.origins.insert(id, origin);
+}
+
+/// The document as the API server would admit it (schema and CEL rules), parsed; its
+/// violations or parse error become diagnostics and `None`.
+fn admitted(
+    mesh: &mut Mesh,
+    admission: &Admission,
+    document: &Document,
+    origin: &Origin,
+    id: &ObjectId,
+) -> Option<MeshObject> {
+    let violations = admission.check(document.kind(), &document.value);
+    let admitted = violations.is_empty();
+    for v in violations {
+        mesh.diagnostics.push(Diagnostic::error(origin, v.rule, v.message).on(id).at(v.field));
+    }
+    if !admitted {
+        return None;
+    }
+    match document.to_object() {
+        Ok(object) => Some(object),
+        Err(e) => {
+            mesh.diagnostics.push(Diagnostic::error(origin, "schema", e.to_string()).on(id));
+            None
+        }
+    }
 }
 
 /// A cluster-scoped Clearance or MeshPolicy: no namespace, checked like the API server would.
@@ -249,22 +263,10 @@ fn add_cluster_policy(mesh: &mut Mesh, document: Document, origin: Origin, admis
             format!("{id} is also declared in {}#{}: the last one declared wins", first.file.display(), first.document);
         mesh.diagnostics.push(Diagnostic::error(&origin, "duplicate", message).on(&id));
     }
-    let violations = admission.check(&kind, &document.value);
-    let admitted = violations.is_empty();
-    for v in violations {
-        mesh.diagnostics.push(Diagnostic::error(&origin, v.rule, v.message).on(&id).at(v.field));
-    }
-    if !admitted {
-        return;
-    }
-    match document.to_object() {
-        Ok(MeshObject::Clearance(o)) => mesh.snapshot.add_person_clearance(*o),
-        Ok(MeshObject::MeshPolicy(o)) => mesh.snapshot.set_mesh_policy(*o),
-        Ok(_) => return,
-        Err(e) => {
-            mesh.diagnostics.push(Diagnostic::error(&origin, "schema", e.to_string()).on(&id));
-            return;
-        }
+    match admitted(mesh, admission, &document, &origin, &id) {
+        Some(MeshObject::Clearance(o)) => mesh.snapshot.add_person_clearance(*o),
+        Some(MeshObject::MeshPolicy(o)) => mesh.snapshot.set_mesh_policy(*o),
+        _ => return,
     }
     mesh.raw.insert(id.clone(), document.value);
     mesh.origins.insert(id, origin);
