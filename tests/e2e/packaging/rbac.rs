@@ -243,8 +243,11 @@ async fn a_namespace_scoped_operator_needs_only_the_roles_of_its_namespaces() {
     let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
     assert_eq!(
         cluster_role["rules"],
-        json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]),
-        "scoped: nothing cluster-wide but reading namespaces"
+        json!([
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["drmesh.io"], "resources": ["clearances", "meshpolicies"], "verbs": ["list", "watch"]}
+        ]),
+        "scoped: nothing cluster-wide but reading namespaces, clearances and the mesh policy"
     );
     let scoped_roles: Vec<&str> = docs
         .iter()
@@ -429,8 +432,9 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     // The watch rules: without one, a fresh operator cannot list that kind, so its
     // caches never sync and it never acts (nor reports ready).
     type Watch = (&'static str, fn(&Value) -> bool, &'static str);
-    let watches: [Watch; 6] = [
+    let watches: [Watch; 7] = [
         ("list/watch the drmesh kinds", |r| rule_has(r, "dataproducts", "list"), "dataproducts"),
+        ("list/watch clearances and the mesh policy", |r| rule_has(r, "clearances", "list"), "clearances"),
         ("list/watch namespaces", |r| rule_has(r, "namespaces", "list"), "namespaces"),
         ("list/watch deployments", |r| rule_has(r, "deployments", "list"), "deployments"),
         ("list/watch services, serviceaccounts, configmaps", |r| rule_has(r, "configmaps", "list"), "configmaps"),
