@@ -89,7 +89,8 @@ pub async fn sample(client: &Client, in_scope: &(dyn Fn(&str) -> bool + Sync)) -
     for kind in KINDS {
         match list(client, kind, &params).await {
             Ok(items) => {
-                objects.extend(items.into_iter().filter(|o| o["metadata"]["namespace"].as_str().is_some_and(in_scope)))
+                // Cluster-scoped kinds (Clearance, MeshPolicy) have no namespace: all are read.
+                objects.extend(items.into_iter().filter(|o| o["metadata"]["namespace"].as_str().is_none_or(in_scope)))
             }
             Err(e) => return Sample::Unjudged(e),
         }
