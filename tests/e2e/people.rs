@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use drmesh::api::{AccessPolicy, Approval};
+use drmesh::api::AccessPolicy;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
 use serde_json::json;
@@ -199,6 +199,3 @@ async fn a_grant_is_effective_from_its_start_and_warns_when_its_reassessment_is_
     .await;
     assert!(can_read(&user, &group, &id, "stats"), "still granted during the grace");
 }
-
-#[allow(dead_code)]
-fn _types(_: Approval) {}

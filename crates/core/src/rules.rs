@@ -201,10 +201,11 @@ impl GrantPlan {
         }
     }
 
-    /// The same plan, re-planned no later than `at` (and its reach with it).
-    pub fn until(mut self, at: Option<Timestamp>) -> Self {
-        self.next_change = earliest(self.next_change, at);
-        self.reach_until = earliest(self.reach_until, at);
+    /// The same plan, re-planned no later than `next_change`, its reach changing no later
+    /// than `reach_until`.
+    pub fn until(mut self, next_change: Option<Timestamp>, reach_until: Option<Timestamp>) -> Self {
+        self.next_change = earliest(self.next_change, next_change);
+        self.reach_until = earliest(self.reach_until, reach_until);
         self
     }
 }
@@ -327,7 +328,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         && start > now
     {
         let problem = Problem::new(Reason::NotYetValid, format!("the grant starts at {start}")).at("spec.startsAt");
-        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(Some(start));
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(Some(start), Some(start));
     }
     if let Some(problem) = duration_problem(policy, mesh_spec, classification, starts_at, expires_at, now) {
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
@@ -348,9 +349,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             format!("the grant was due for reassessment at {} and its grace ended at {at}: suspended until spec.reassessBy is moved", reassess_by.unwrap_or(at)),
         )
         .at("spec.reassessBy");
-        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
-        plan.reach_until = reach_until;
-        return plan;
+        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change, reach_until);
     }
     let reassessment_due = reassess_by.filter(|r| *r <= now).map(|r| {
         Problem::new(
@@ -386,8 +385,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         .at("spec.approvals")
     });
     if whole_grant && let Some(problem) = approval_problem.clone() {
-        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change);
-        plan.reach_until = reach_until;
+        let mut plan = GrantPlan::refused(Some(product), subjects, problem, expires_at).until(next_change, reach_until);
         plan.approvals = approvals;
         return plan;
     }
