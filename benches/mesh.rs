@@ -203,18 +203,26 @@ fn metric(name: &str) -> f64 {
 }
 
 /// A counter by the value of its `controller` label.
-fn metric_by_controller(name: &str) -> BTreeMap<String, f64> {
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{}/metrics", operator_port())])
-        .output()
-        .expect("curl");
+fn by_controller(text: &str, name: &str) -> BTreeMap<String, f64> {
     let mut by = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+    for line in text.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
         let controller = line.split("controller=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
         let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
         *by.entry(controller.to_string()).or_default() += value;
     }
     by
+}
+
+/// Reconciles run and, of those, started by the operator's own timers, by controller,
+/// from one scrape.
+fn reconcile_counts() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{}/metrics", operator_port())])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let by = |name: &str| by_controller(&text, name);
+    (by("drmesh_reconciles_total"), by("drmesh_reconciles_scheduled_total"))
 }
 
 /// The reconcile counter once the operator is settled: its queues empty and the counter
@@ -562,26 +570,35 @@ async fn main() {
 
     // 3. Reconciles per spec change: every reconcile of every controller that one change
     // of one product's spec causes, counted from a settled operator until it settles again.
+    // Reconciles the operator's own timers started in that window (a source's Secret
+    // recheck, an expiry) are not caused by the change: the operator counts them apart
+    // (drmesh_reconciles_scheduled_total) and they are subtracted, and shown.
     // Sampled on p(5k+3): granted to p(5k+4), which reads it, and reading its domain's source.
     let mut per_change = Vec::new();
-    let mut breakdown = String::new();
+    let mut worst = (f64::NEG_INFINITY, String::new());
     for k in 0..changes {
         let i = 5 * k + 3;
         let dps: Api<DataProduct> = Api::namespaced(client.clone(), &format!("{op_prefix}-d{}", i % domains));
-        let before = settled(Duration::from_secs(2)).await;
-        let by_before = metric_by_controller("drmesh_reconciles_total");
+        settled(Duration::from_secs(2)).await;
+        let (total_before, timers_before) = reconcile_counts();
         let patch = json!({"spec": {"description": format!("changed by the benchmark ({k})")}});
         dps.patch(&format!("p{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
-        let after = settled(Duration::from_secs(2)).await;
-        let by: Vec<String> = metric_by_controller("drmesh_reconciles_total")
-            .into_iter()
-            .filter_map(|(c, v)| {
-                let d = v - by_before.get(&c).copied().unwrap_or(0.0);
-                (d != 0.0).then(|| format!("{c} {d}"))
-            })
-            .collect();
-        per_change.push(after - before);
-        breakdown = by.join(", ");
+        settled(Duration::from_secs(2)).await;
+        let (total_after, timers_after) = reconcile_counts();
+        let mut caused = 0.0;
+        let mut by = Vec::new();
+        for (c, after) in &total_after {
+            let ran = after - total_before.get(c).copied().unwrap_or(0.0);
+            let timed = timers_after.get(c).copied().unwrap_or(0.0) - timers_before.get(c).copied().unwrap_or(0.0);
+            caused += ran - timed;
+            if ran != 0.0 {
+                by.push(format!("{c} {ran} ({timed} by timers)"));
+            }
+        }
+        if caused > worst.0 {
+            worst = (caused, by.join(", "));
+        }
+        per_change.push(caused);
     }
     per_change.sort_by(f64::total_cmp);
     let max_per_change = per_change.last().copied().unwrap_or(f64::NAN);
@@ -591,8 +608,9 @@ async fn main() {
             per_change.len()
         ),
         format!(
-            "{} ({max_per_change}); last: {breakdown}",
-            per_change.get(per_change.len() / 2).copied().unwrap_or(f64::NAN)
+            "{} ({max_per_change}); the max: {}",
+            per_change.get(per_change.len() / 2).copied().unwrap_or(f64::NAN),
+            worst.1
         ),
         "<= 2".into(),
     ));
@@ -852,7 +870,7 @@ async fn main() {
         assert_eq!(writes, 0.0, "child writes while idle");
         assert_eq!(changed, 0, "children rewritten while idle");
         assert_eq!(audited_total, 0, "mutating requests by the operator while idle: {audited:?}");
-        assert!(max_per_change <= 2.0, "reconciles per spec change: {per_change:?}");
+        assert!(max_per_change <= 2.0, "reconciles per spec change: {per_change:?}; the max: {}", worst.1);
         assert!(record.judged > 0, "the judge judged nothing");
     }
 }

@@ -42,6 +42,8 @@ pub struct DecisionLabels {
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Family<ControllerLabels, Counter>,
+    /// Reconciles started by a time the operator computed (expiry, start, Secret recheck).
+    pub scheduled_reconciles: Family<ControllerLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
     pub decisions: Family<DecisionLabels, Counter>,
@@ -123,6 +125,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("drmesh");
         let reconciles = Family::<ControllerLabels, Counter>::default();
+        let scheduled_reconciles = Family::<ControllerLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -167,6 +170,11 @@ impl Default for Metrics {
         registry.register("grants", "AccessPolicies by grant state (active, expired, denied, pending)", grants.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
+        registry.register(
+            "reconciles_scheduled",
+            "Reconciles started by a time the operator computed (expiry, start, reassessment, Secret recheck), not by a change",
+            scheduled_reconciles.clone(),
+        );
         registry.register("reconcile_failures", "Failed reconciles, by controller and error", failures.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
         registry.register(
@@ -183,6 +191,7 @@ impl Default for Metrics {
         Self {
             registry,
             reconciles,
+            scheduled_reconciles,
             failures,
             duration,
             decisions,
@@ -202,9 +211,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reconciled(&self, controller: &'static str, elapsed: Duration) {
+    /// Counts a reconcile; `scheduled`: its own timer started it, not a change.
+    pub fn reconciled(&self, controller: &'static str, elapsed: Duration, scheduled: bool) {
         let labels = ControllerLabels { controller };
         self.reconciles.get_or_create(&labels).inc();
+        if scheduled {
+            self.scheduled_reconciles.get_or_create(&labels).inc();
+        }
         self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 

@@ -1,18 +1,16 @@
 //! AccessPolicy controller: decide the grant (pure) -> build (pure) -> apply -> status,
 //! revoke at expiry, and record every grant, denial, expiry and revocation.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
-use super::requeue_at;
+use super::wait_until;
 use crate::api::{AccessPolicy, AccessPolicyStatus, ConditionStatus, condition_type, find_condition};
 use crate::audit;
 use crate::mesh::grant::{self, GrantBundle};
@@ -23,17 +21,8 @@ use crate::mesh::status;
 pub const CONTROLLER: &str = "accesspolicy";
 
 #[instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
-pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>, withdrawing: bool) -> Result<Action, Error> {
-    tracing::debug!("waiting for caches");
-    ctx.caches.ready().await;
-    tracing::debug!("reconciling");
-    let started = Instant::now();
-    let result = reconcile_inner(&policy, &ctx, withdrawing).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
-}
-
-async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) -> Result<Action, Error> {
+/// Reconciles one AccessPolicy: returns when to look again unprompted (None: on a change).
+pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) -> Result<Option<Duration>, Error> {
     let namespace = policy.namespace().ok_or(Error::MissingNamespace)?;
     let uid = policy.uid().ok_or(Error::MissingUid)?;
     let now = ctx.now();
@@ -72,7 +61,7 @@ async fn reconcile_inner(policy: &AccessPolicy, ctx: &Context, withdrawing: bool
     // Wake up at the next boundary (expiry, start, reassessment, end of its grace, end of
     // a clearance it relies on) to re-decide; expired grants need nothing more.
     let next = plan.next_change.filter(|t| *t > now);
-    Ok(requeue_at(next, now))
+    Ok(wait_until(next, now))
 }
 
 async fn apply(

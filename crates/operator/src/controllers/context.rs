@@ -206,6 +206,8 @@ pub struct Context {
     pub sources: Applier,
     pub policies: Applier,
     pub backoff: super::Backoff,
+    /// The reconciles each object asked for at a time it computed.
+    pub timers: super::timers::Timers,
     pub queues: Arc<Queues>,
     /// Products in a classified domain holding foreign access objects do not run.
     pub refuse_foreign_access: bool,
@@ -241,6 +243,37 @@ impl Context {
             return store.get(&ObjectRef::from_obj(object.as_ref()));
         }
         Some(object)
+    }
+}
+
+/// One reconcile under way: which object, since when, and whether its own timer started it.
+pub struct Run {
+    key: String,
+    started: std::time::Instant,
+    scheduled: bool,
+}
+
+impl Context {
+    /// Starts the reconcile of `key` once the caches are synced.
+    pub async fn start(&self, key: String) -> Run {
+        self.caches.ready().await;
+        let started = std::time::Instant::now();
+        let scheduled = self.timers.fired(&key, started);
+        Run { key, started, scheduled }
+    }
+
+    /// Ends `run` with `next` (when to look again unprompted): counts it, resets its
+    /// backoff on success and sets its timer.
+    pub fn finish(
+        &self,
+        controller: &'static str,
+        run: Run,
+        next: Result<Option<std::time::Duration>, super::Error>,
+    ) -> Result<kube::runtime::controller::Action, super::Error> {
+        self.metrics.reconciled(controller, run.started.elapsed(), run.scheduled);
+        let next = next?;
+        self.backoff.succeeded(&run.key);
+        Ok(self.timers.next(run.key, next, std::time::Instant::now()))
     }
 }
 
@@ -335,6 +368,7 @@ impl Context {
                 caches.foreign.clone(),
             ),
             backoff: super::Backoff::default(),
+            timers: Default::default(),
             queues,
             refuse_foreign_access: false,
             refused: Default::default(),

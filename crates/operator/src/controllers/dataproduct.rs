@@ -1,11 +1,9 @@
 //! DataProduct controller: plan (pure) -> build (pure) -> apply -> status.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
@@ -13,7 +11,7 @@ use tracing::instrument;
 use super::children::{self, prune};
 use super::context::Context;
 use super::error::Error;
-use super::requeue_at;
+use super::wait_until;
 use crate::api::{DataProduct, DataProductStatus, condition_type};
 use crate::audit;
 use crate::mesh::MeshView;
@@ -25,17 +23,8 @@ use crate::mesh::status;
 pub const CONTROLLER: &str = "dataproduct";
 
 #[instrument(skip_all, fields(product = %product.name_any(), namespace = product.namespace().unwrap_or_default()))]
-pub async fn reconcile(product: Arc<DataProduct>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tracing::debug!("waiting for caches");
-    ctx.caches.ready().await;
-    tracing::debug!("reconciling");
-    let started = Instant::now();
-    let result = reconcile_inner(&product, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
-}
-
-async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action, Error> {
+/// Reconciles one DataProduct: returns when to look again unprompted (None: on a change).
+pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
     let name = product.name_any();
@@ -80,7 +69,7 @@ async fn reconcile_inner(product: &DataProduct, ctx: &Context) -> Result<Action,
     let status = status::product(product, &plan, available, consumers, exposure.as_ref(), now);
     let (_, why, _, _) = status::product_readiness(product, &plan, available);
     write_status(ctx, product, &namespace, status, why).await?;
-    Ok(requeue_at(plan.next_expiry, now))
+    Ok(wait_until(plan.next_expiry, now))
 }
 
 /// In a classified domain, the NetworkPolicies and RoleBindings drmesh did not create
@@ -105,11 +94,11 @@ fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
 
 /// A product being deleted (or in a namespace being deleted): its owners' access goes
 /// now; the isolation stays until its pods are gone (see [`super::isolation`]).
-pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Action, Error> {
+pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
     children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &product.name_any()), false).await?;
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 /// Applies the bundle in a safe order: isolation first, then identity, Service, workload.

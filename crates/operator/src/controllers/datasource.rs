@@ -1,12 +1,10 @@
 //! DataSource controller: credentials RBAC and endpoint egress for exactly the products
 //! allowed to use the source.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
@@ -28,17 +26,8 @@ pub const SECRET_RECHECK: Duration = Duration::from_secs(3);
 pub const SECRET_PRESENT_RECHECK: Duration = Duration::from_secs(60);
 
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
-pub async fn reconcile(source: Arc<DataSource>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tracing::debug!("waiting for caches");
-    ctx.caches.ready().await;
-    tracing::debug!("reconciling");
-    let started = Instant::now();
-    let result = reconcile_inner(&source, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
-}
-
-async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, Error> {
+/// Reconciles one DataSource: returns when to look again unprompted (None: on a change).
+pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = source.namespace().ok_or(Error::MissingNamespace)?;
     let uid = source.uid().ok_or(Error::MissingUid)?;
     let now = ctx.now();
@@ -70,7 +59,7 @@ async fn reconcile_inner(source: &DataSource, ctx: &Context) -> Result<Action, E
     let status = status::source(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
     let released = secret == SecretState::Released;
-    Ok(Action::requeue(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
+    Ok(Some(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
 }
 
 /// The Secret's state from its metadata (its data is never read).

@@ -14,6 +14,7 @@ pub mod people;
 pub mod queue;
 pub mod records;
 pub mod scope;
+pub mod timers;
 pub mod watches;
 
 #[cfg(test)]
@@ -90,17 +91,14 @@ impl Default for Options {
 /// How long in-flight reconciles may take to finish after a termination signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// Requeue at `at` (an expiry) with a small margin, or wait for a change.
-pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
-    match at {
-        Some(at) if at > now => {
-            let wait = now.duration_until(at).unsigned_abs();
-            // Far expiries are re-planned hourly: timer wheels do not take years.
-            Action::requeue((wait + Duration::from_millis(20)).min(Duration::from_secs(3600)))
-        }
-        Some(_) => Action::requeue(Duration::from_millis(20)),
-        None => Action::await_change(),
-    }
+/// How long to wait to look again at `at` (an expiry) with a small margin; None: wait
+/// for a change.
+pub fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    at.map(|at| {
+        let wait = if at > now { now.duration_until(at).unsigned_abs() } else { Duration::ZERO };
+        // Far expiries are re-planned hourly: timer wheels do not take years.
+        (wait + Duration::from_millis(20)).min(Duration::from_secs(3600))
+    })
 }
 
 /// Retry delays per object after failed reconciles: exponential from 250 ms, doubling up
@@ -822,18 +820,18 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
     let Some(guarded) = ctx.when_leading(&ctx.caches.products, guarded).await else {
         return Ok(Action::await_change()); // gone while this replica waited to lead
     };
-    let key = format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
-    let action = match seen(&guarded, &ctx.caches) {
-        Seen::Live(product) => dataproduct::reconcile(product, ctx.clone()).await?,
-        Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await?,
+    let run =
+        ctx.start(format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
+    let next = match seen(&guarded, &ctx.caches) {
+        Seen::Live(product) => dataproduct::reconcile(&product, &ctx).await,
+        Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
         // Owners' RBAC only: the isolation stays (deny by default), grants on the product
         // are refused by their own controller (it cannot be read), and its sources drop it.
         Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await?
+            withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
         }
     };
-    ctx.backoff.succeeded(&key);
-    Ok(action)
+    ctx.finish(dataproduct::CONTROLLER, run, next)
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -841,29 +839,22 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
     let Some(guarded) = ctx.when_leading(&ctx.caches.sources, guarded).await else {
         return Ok(Action::await_change()); // gone while this replica waited to lead
     };
-    let key = format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
-    let action = match seen(&guarded, &ctx.caches) {
-        Seen::Live(source) => datasource::reconcile(source, ctx.clone()).await?,
+    let run = ctx.start(format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
+    let next = match seen(&guarded, &ctx.caches) {
+        Seen::Live(source) => datasource::reconcile(&source, &ctx).await,
         Seen::Withdrawing(source) => {
             let namespace = source.namespace().unwrap_or_default();
             let uid = source.uid().unwrap_or_default();
-            children::withdraw(
-                &ctx.client,
-                &ctx.caches,
-                &namespace,
-                &uid,
-                (labels::DATA_SOURCE, &source.name_any()),
-                true,
-            )
-            .await?;
-            Action::await_change()
+            let labels = (labels::DATA_SOURCE, source.name_any());
+            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (labels.0, &labels.1), true)
+                .await
+                .map(|_| None)
         }
         Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await?
+            withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
         }
     };
-    ctx.backoff.succeeded(&key);
-    Ok(action)
+    ctx.finish(datasource::CONTROLLER, run, next)
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -871,16 +862,16 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
     let Some(guarded) = ctx.when_leading(&ctx.caches.policies, guarded).await else {
         return Ok(Action::await_change()); // gone while this replica waited to lead
     };
-    let key = format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
-    let action = match seen(&guarded, &ctx.caches) {
-        Seen::Live(policy) => accesspolicy::reconcile(policy, ctx.clone(), false).await?,
-        Seen::Withdrawing(policy) => accesspolicy::reconcile(policy, ctx.clone(), true).await?,
+    let run =
+        ctx.start(format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
+    let next = match seen(&guarded, &ctx.caches) {
+        Seen::Live(policy) => accesspolicy::reconcile(&policy, &ctx, false).await,
+        Seen::Withdrawing(policy) => accesspolicy::reconcile(&policy, &ctx, true).await,
         Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await?
+            withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
         }
     };
-    ctx.backoff.succeeded(&key);
-    Ok(action)
+    ctx.finish(accesspolicy::CONTROLLER, run, next)
 }
 
 /// Withdraws what the children of an unparseable object grant, and says so once (Event,
@@ -890,13 +881,13 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     invalid: &kube::core::error_boundary::InvalidObject,
     label: &str,
     network: bool,
-) -> Result<Action, Error> {
+) -> Result<Option<Duration>, Error> {
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let uid = invalid.metadata.uid.clone().unwrap_or_default();
     let withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
     if withdrawn == 0 {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let kind = K::kind(&()).to_string();
     let message = format!(
@@ -924,7 +915,7 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
         policy: None,
     })
     .await;
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -98,7 +98,7 @@ async fn a_product_is_isolated_before_its_pods_can_start() {
     let (ctx, _) = context(mock_client(log.clone()));
     // The status write fails against the echo (it is not a DataProduct): the applies
     // before it are what this test looks at.
-    let _ = dataproduct::reconcile(Arc::new(product()), ctx).await;
+    let _ = dataproduct::reconcile(&product(), &ctx).await;
     let log = log.lock().expect("log").clone();
     let applied: Vec<&str> = log
         .iter()
@@ -161,7 +161,7 @@ spec:
     seen(&ctx.caches.role_bindings, vec![PartialObjectMeta::<RoleBinding> { metadata, ..Default::default() }]).await;
     assert!(ctx.caches.role_bindings.get("police", "drmesh-grant-officers").is_some(), "the fixture is cached");
 
-    let _ = super::accesspolicy::reconcile(Arc::new(policy), ctx, false).await;
+    let _ = super::accesspolicy::reconcile(&policy, &ctx, false).await;
     let log = log.lock().expect("log").clone();
     let at = |method: &str, kind: &str| {
         log.iter()
@@ -244,9 +244,9 @@ status:
     )
     .expect("policy");
     let policy = Arc::new(policy);
-    let first = super::accesspolicy::reconcile(policy.clone(), ctx.clone(), false).await;
+    let first = super::accesspolicy::reconcile(&policy, &ctx, false).await;
     assert!(first.is_ok(), "no retry loop on a status the API server will never take: {first:?}");
-    let second = super::accesspolicy::reconcile(policy, ctx, false).await;
+    let second = super::accesspolicy::reconcile(&policy, &ctx, false).await;
     assert!(second.is_ok());
     let text = String::from_utf8(records.0.lock().expect("records").clone()).expect("utf-8");
     let revoked: Vec<&str> = text.lines().filter(|l| l.contains("\"Revoked\"") && l.contains("InvalidName")).collect();
