@@ -5,11 +5,19 @@
 //! Each record carries `prevHash` (the previous record's `hash`, or the genesis value)
 //! and `hash` = SHA-256 over `prevHash` and the record's canonical JSON without `hash`.
 //! serde_json serialises struct fields in declaration order, so the encoding is stable.
+//!
+//! A record may also carry `signature`: an SSH signature (the format `ssh-keygen -Y sign`
+//! writes, namespace [`SIGNATURE_NAMESPACE`]) over its `hash`, by the operator's audit key.
+//! Without the key, a rewritten log cannot be re-signed; an auditor checks it with
+//! `drmesh audit verify --key` or with OpenSSH alone.
 
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// The namespace of audit record signatures (`ssh-keygen -Y verify -n`).
+pub const SIGNATURE_NAMESPACE: &str = "drmesh.io/audit";
 
 /// `prevHash` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -93,6 +101,50 @@ pub struct Record {
     pub event: Event,
     pub prev_hash: String,
     pub hash: String,
+    /// SSH signature (armored) over `hash`, when the operator has an audit key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Signs `hash` (a record's) with the audit key: an armored SSH signature.
+pub fn sign_hash(hash: &str, key: &ssh_key::PrivateKey) -> Result<String, ssh_key::Error> {
+    key.sign(SIGNATURE_NAMESPACE, ssh_key::HashAlg::Sha512, hash.as_bytes())?.to_pem(ssh_key::LineEnding::LF)
+}
+
+/// Whether `signature` is `key`'s over `hash`.
+pub fn signature_holds(hash: &str, signature: &str, key: &ssh_key::PublicKey) -> bool {
+    ssh_key::SshSig::from_pem(signature.trim())
+        .and_then(|sig| key.verify(SIGNATURE_NAMESPACE, hash.as_bytes(), &sig))
+        .is_ok()
+}
+
+/// The end of a chain: the last record's sequence number and hash. Kept in the cluster
+/// (the operator's head ConfigMap) so the next leader continues the same chain, and an
+/// anchor `verify` checks a log against (a log that stops before it was truncated).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    /// `SEQ:HASH`, as printed.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH")?;
+        let seq = seq.trim().parse().map_err(|e| format!("sequence number: {e}"))?;
+        let hash = hash.trim();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("hash: expected 64 hexadecimal digits".into());
+        }
+        Ok(Head { seq, hash: hash.to_ascii_lowercase() })
+    }
 }
 
 #[derive(Serialize)]
@@ -132,12 +184,38 @@ impl Chain {
         Self { seq: last.seq + 1, head: last.hash.clone() }
     }
 
+    /// Continues after `head` (e.g. the head the previous leader left in the cluster).
+    pub fn after(head: &Head) -> Self {
+        Self { seq: head.seq + 1, head: head.hash.clone() }
+    }
+
+    /// The last record sealed, if any.
+    pub fn head(&self) -> Option<Head> {
+        (self.seq > 0 || self.head != GENESIS)
+            .then(|| Head { seq: self.seq.saturating_sub(1), hash: self.head.clone() })
+    }
+
     /// Seals the next record of the chain.
     pub fn append(&mut self, event: Event) -> Record {
         let hash = seal(self.seq, &event, &self.head);
-        let record = Record { seq: self.seq, event, prev_hash: std::mem::replace(&mut self.head, hash.clone()), hash };
+        let record = Record {
+            seq: self.seq,
+            event,
+            prev_hash: std::mem::replace(&mut self.head, hash.clone()),
+            hash,
+            signature: None,
+        };
         self.seq += 1;
         record
+    }
+
+    /// Seals and signs the next record (unsigned without a key).
+    pub fn append_signed(&mut self, event: Event, key: Option<&ssh_key::PrivateKey>) -> Result<Record, ssh_key::Error> {
+        let mut record = self.append(event);
+        if let Some(key) = key {
+            record.signature = Some(sign_hash(&record.hash, key)?);
+        }
+        Ok(record)
     }
 }
 
