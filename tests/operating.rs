@@ -31,22 +31,26 @@ fn event() -> drmesh::audit::Event {
     .expect("an audit event")
 }
 
-#[test]
-fn audit_records_that_cannot_be_written_are_counted_for_the_alert() {
+#[tokio::test]
+async fn audit_records_that_cannot_be_written_are_counted_for_the_alert() {
     let metrics = Metrics::default();
     assert_eq!(metric(&metrics.encode(), "drmesh_audit_write_failures_total"), 0.0);
     // A full disk: every write fails.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let sink = AuditSink::new(Box::new(full)).counting_failures_in(metrics.audit_write_failures.clone());
-    sink.record(event());
-    sink.record(event());
+    let sink = AuditSink::new(Box::new(full))
+        .counting_failures_in(metrics.audit_write_failures.clone(), metrics.audit_failing.clone());
+    assert!(sink.record(event()).await.is_err());
+    assert!(sink.record(event()).await.is_err());
     assert_eq!(metric(&metrics.encode(), "drmesh_audit_write_failures_total"), 2.0);
+    assert_eq!(metric(&metrics.encode(), "drmesh_audit_sink_failing"), 1.0);
     // A working sink counts nothing.
     let file = tempfile::NamedTempFile::new().expect("temp file");
-    let ok =
-        AuditSink::append_to(file.path()).expect("open").counting_failures_in(metrics.audit_write_failures.clone());
-    ok.record(event());
+    let ok = AuditSink::append_to(file.path())
+        .expect("open")
+        .counting_failures_in(metrics.audit_write_failures.clone(), metrics.audit_failing.clone());
+    ok.record(event()).await.expect("written");
     assert_eq!(metric(&metrics.encode(), "drmesh_audit_write_failures_total"), 2.0);
+    assert_eq!(metric(&metrics.encode(), "drmesh_audit_sink_failing"), 0.0, "back to working");
     assert_eq!(std::fs::read_to_string(file.path()).expect("read").lines().count(), 1);
 }
 

@@ -560,14 +560,34 @@ struct Replica {
     metrics: String,
 }
 
+fn replica_audit_log(identity: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("drmesh-{identity}-audit.log"))
+}
+
+/// The records of an audit log (none if it does not exist yet).
+fn records_in(path: &std::path::Path) -> Vec<drmesh::audit::Record> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display()))).collect()
+}
+
+/// Grants on a fresh mesh and deletes the grant: a PolicyDeleted record from the leader.
+async fn revoke_a_grant(prefix: &str) {
+    let mesh = Mesh::new(prefix, "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    mesh.producer.api::<AccessPolicy>().delete("grant", &Default::default()).await.expect("delete the grant");
+}
+
 impl Replica {
     fn start(identity: &str, lease_namespace: &str) -> Self {
+        // A fresh log per run (the chain goes on in the cluster's head, not in old files).
+        let _ = std::fs::remove_file(replica_audit_log(identity));
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("drmesh-{identity}.log"))).expect("log file");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
             .args(["run", "--leader-election", "--lease-name", "e2e-leader", "--lease-namespace", lease_namespace])
             .args(["--identity", identity, "--http-addr", &format!("127.0.0.1:{port}")])
-            .args(["--audit-log", &std::env::temp_dir().join(format!("drmesh-{identity}-audit.log")).to_string_lossy()])
+            .args(["--audit-log", &replica_audit_log(identity).to_string_lossy()])
             .env("KUBECONFIG", harness::kubeconfig_path())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -596,7 +616,7 @@ async fn lease_holder(ns: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn two_replicas_elect_one_leader_and_fail_over() {
+async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     let ns = TestNamespace::create("e2e-leader").await;
     let a = Replica::start("replica-a", &ns.name);
     harness::eventually("replica-a to lead", TIMEOUT, || {
@@ -610,6 +630,20 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
         async move { (roles == (Some(true), Some(false))).then_some(()) }
     })
     .await;
+    // The leader records a revocation; the standby writes nothing.
+    revoke_a_grant("e2e-chain-a").await;
+    let (log_a, log_b) = (replica_audit_log("replica-a"), replica_audit_log("replica-b"));
+    let deleted = |path: &std::path::Path, prefix: &str| {
+        records_in(path)
+            .iter()
+            .any(|r| r.event.reason == "PolicyDeleted" && r.event.product.namespace.starts_with(prefix))
+    };
+    harness::eventually("replica-a to record the revocation", TIMEOUT, || {
+        let seen = deleted(&log_a, "e2e-chain-a");
+        async move { seen.then_some(()) }
+    })
+    .await;
+    assert!(records_in(&log_b).is_empty(), "a standby writes no audit record");
 
     // kill -9 the leader: the standby takes over once the Lease expires.
     let mut a = a;
@@ -628,6 +662,33 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     })
     .await;
     eprintln!("leader failover after kill -9: {failover:?}");
+
+    // The new leader continues the killed one's chain, from the head kept in the cluster.
+    revoke_a_grant("e2e-chain-b").await;
+    harness::eventually("replica-b to record the revocation", TIMEOUT, || {
+        let seen = deleted(&log_b, "e2e-chain-b");
+        async move { seen.then_some(()) }
+    })
+    .await;
+    let (before, after) = (records_in(&log_a), records_in(&log_b));
+    let (last_a, first_b) = (before.last().expect("replica-a's records"), after.first().expect("replica-b's records"));
+    assert_eq!(first_b.seq, last_a.seq + 1, "replica-b goes on where replica-a stopped");
+    assert_eq!(first_b.prev_hash, last_a.hash, "and links to its last record");
+    let lines: Vec<String> = before.iter().chain(&after).map(|r| serde_json::to_string(r).expect("json")).collect();
+    let count = drmesh::audit::verify(lines.join("\n").as_bytes()).expect("one verifiable chain");
+    assert_eq!(count as usize, before.len() + after.len());
+    // The head in the cluster is the last record written.
+    let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
+    harness::eventually("the head in the cluster to be replica-b's last record", TIMEOUT, || {
+        let heads = heads.clone();
+        let last = records_in(&log_b).last().map(|r| format!("{}:{}", r.seq, r.hash));
+        async move {
+            let map = heads.get_opt("drmesh-audit-head").await.ok().flatten()?;
+            let head = map.data?.get("head").cloned();
+            (head.is_some() && head == last).then_some(())
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub use drmesh_api as api;
 pub use drmesh_core as mesh;
 pub use drmesh_core::audit;
 
+pub mod audit_sink;
 pub mod controllers;
 pub mod leader;
 pub mod run;

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::controllers::{self, Options, Scope};
 use crate::leader::{Elector, Timing};
 use crate::mesh::grant::ApiServer;
-use crate::telemetry::{self, AuditSink, Metrics};
+use crate::telemetry::{self, AuditSink, HeadStore, Metrics};
 
 /// Options of `drmesh run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +76,15 @@ pub struct RunArgs {
     /// from another address (tunnel interfaces, NAT).
     #[arg(long, default_value = "auto", env = "DRMESH_API_SERVER_CIDRS")]
     pub api_server_cidrs: String,
+    /// The ConfigMap (in the Lease's namespace) that keeps the audit chain's head, so the
+    /// next leader continues the same chain; each save is an anchor outside the log. Empty:
+    /// no head in the cluster (one replica, a chain per file).
+    #[arg(long, default_value = "drmesh-audit-head", env = "DRMESH_AUDIT_HEAD")]
+    pub audit_head: String,
+    /// Sign every audit record with this OpenSSH private key (ed25519; unencrypted, e.g.
+    /// mounted from a Secret). `drmesh audit verify --key` checks them with its public key.
+    #[arg(long, env = "DRMESH_AUDIT_SIGNING_KEY")]
+    pub audit_signing_key: Option<PathBuf>,
 }
 
 /// See [`RunArgs::foreign_access`].
@@ -98,6 +107,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the audit signing key {path}: {message}")]
+    SigningKey { path: PathBuf, message: String },
     #[error("leadership lost: stopped writing; exiting so that a fresh process stands by")]
     LeadershipLost,
     #[error("--lease-retry-ms must be shorter than --lease-duration-ms, which must be at least 1000")]
@@ -124,10 +135,28 @@ pub fn run(args: &RunArgs, config: ConfigSource) -> Result<(), RunError> {
 
 async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> {
     let client = kube::Client::try_from(config.await.map_err(RunError::Config)?).map_err(RunError::Config)?;
-    let audit = match &args.audit_log {
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let mut audit = match &args.audit_log {
         Some(path) => AuditSink::append_to(path).map_err(|source| RunError::Audit { path: path.clone(), source })?,
-        None => AuditSink::new(Box::new(std::io::stdout())),
+        None => AuditSink::stdout(),
     };
+    if let Some(path) = &args.audit_signing_key {
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| ssh_key::PrivateKey::from_openssh(text.trim()).map_err(|e| e.to_string()))
+            .map_err(|message| RunError::SigningKey { path: path.clone(), message })?;
+        if key.is_encrypted() {
+            return Err(RunError::SigningKey { path: path.clone(), message: "the key is encrypted".into() });
+        }
+        audit = audit.signing_with(key);
+    }
+    if !args.audit_head.is_empty() {
+        audit =
+            audit.keeping_head_in(HeadStore::new(client.clone(), &args.lease_namespace, &args.audit_head, &identity));
+    }
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.http_addr)
@@ -161,10 +190,12 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
         api_server,
         leading: None,
     };
-    let audit = Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone()));
+    let audit =
+        Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone(), metrics.audit_failing.clone()));
     let result = if args.leader_election {
-        lead(&args, client, options, metrics, audit).await
+        lead(&args, &identity, client, options, metrics, audit).await
     } else {
+        take_over_audit(&audit).await;
         controllers::run(client, options, metrics, audit).await;
         Ok(())
     };
@@ -213,15 +244,12 @@ fn offset(date: &str, sent: jiff::Timestamp, received: jiff::Timestamp) -> Resul
 /// Stands by until this replica holds the Lease, then runs the controllers while it does.
 async fn lead(
     args: &RunArgs,
+    identity: &str,
     client: kube::Client,
     options: Options,
     metrics: Arc<Metrics>,
     audit: Arc<AuditSink>,
 ) -> Result<(), RunError> {
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
     let timing = Timing {
         duration: std::time::Duration::from_millis(args.lease_duration_ms),
         retry: std::time::Duration::from_millis(args.lease_retry_ms),
@@ -229,17 +257,19 @@ async fn lead(
     if timing.duration.as_millis() < 1000 || timing.retry >= timing.duration {
         return Err(RunError::LeaseTiming);
     }
-    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, timing);
+    let elector = Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, identity, timing);
     // A warm standby: its watches fill its caches (it is ready once they are synced) and
     // its controllers queue work, but nothing is written until it leads.
     let (leading_tx, leading) = tokio::sync::watch::channel(false);
     let options = Options { leading: Some(leading), ..options };
-    let controllers = controllers::run(client, options, metrics.clone(), audit);
+    let controllers = controllers::run(client, options, metrics.clone(), audit.clone());
     tokio::pin!(controllers);
     tokio::select! {
         _ = elector.acquire() => {}
         _ = &mut controllers => return Ok(()), // stopped by a signal while standing by
     }
+    // The previous leader's records end at the head it saved: continue from there.
+    take_over_audit(&audit).await;
     let _ = leading_tx.send(true);
     metrics.leader.set(1);
     tracing::info!(%identity, lease = %args.lease_name, "leading");
@@ -252,6 +282,27 @@ async fn lead(
         elector.release().await;
     }
     outcome
+}
+
+/// Continues the audit chain from the head kept in the cluster, trying a few times; if it
+/// still cannot be read, records fail (counted, alerted) until a later commit can save.
+async fn take_over_audit(audit: &AuditSink) {
+    for attempt in 1..=5u32 {
+        match audit.take_over().await {
+            Ok(head) => {
+                tracing::info!(
+                    head = head.map(|h| h.to_string()).unwrap_or_else(|| "none".into()),
+                    "audit chain taken over"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, "cannot read the audit chain's head");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    tracing::error!("the audit chain's head could not be read: audit records fail until it can");
 }
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> String {

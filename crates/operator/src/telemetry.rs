@@ -1,7 +1,5 @@
 //! Logs, metrics and the audit stream's sink.
 
-use std::io::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,8 +8,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::audit;
 
 /// Installs the tracing subscriber: JSON lines for machines, text for people.
 pub fn init_logging(json: bool) {
@@ -59,6 +55,8 @@ pub struct Metrics {
     pub foreign_access_objects: Gauge,
     /// Audit records that could not be written (the sink counts into it).
     pub audit_write_failures: Counter,
+    /// 1 while the audit sink's last commit failed (write, sync or head save).
+    pub audit_failing: Gauge,
     /// The earliest `expiresAt` of the grants in force (Unix seconds; 0: none expires).
     pub grants_next_expiry: Gauge,
     /// Grants past their `reassessBy` (in force during the grace, or suspended).
@@ -139,6 +137,7 @@ impl Default for Metrics {
         let clock_offset = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let foreign_access_objects = Gauge::default();
         let audit_write_failures = Counter::default();
+        let audit_failing = Gauge::default();
         let grants_next_expiry = Gauge::default();
         let grants_reassessment_due = Gauge::default();
         registry.register(
@@ -150,6 +149,11 @@ impl Default for Metrics {
             "audit_write_failures",
             "Audit records that could not be written to the audit sink",
             audit_write_failures.clone(),
+        );
+        registry.register(
+            "audit_sink_failing",
+            "1 while the audit sink's last commit failed (the record could not be written, synced, or its head saved in the cluster)",
+            audit_failing.clone(),
         );
         registry.register(
             "grants_next_expiry_timestamp_seconds",
@@ -203,6 +207,7 @@ impl Default for Metrics {
             clock_offset,
             foreign_access_objects,
             audit_write_failures,
+            audit_failing,
             grants_next_expiry,
             grants_reassessment_due,
             live: Default::default(),
@@ -254,44 +259,4 @@ impl Metrics {
     }
 }
 
-/// Where audit records go: a JSON-lines writer (stdout by default, or a file), chained.
-pub struct AuditSink {
-    writer: Mutex<audit::Writer<Box<dyn Write + Send>>>,
-    failures: Counter,
-}
-
-impl AuditSink {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { writer: Mutex::new(audit::Writer::new(out)), failures: Counter::default() }
-    }
-
-    /// Counts the records it cannot write into `failures` (a metric: the audit alert).
-    pub fn counting_failures_in(mut self, failures: Counter) -> Self {
-        self.failures = failures;
-        self
-    }
-
-    /// Opens (appending) an audit file and continues its chain.
-    pub fn append_to(path: &std::path::Path) -> std::io::Result<Self> {
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
-        let chain = existing
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<audit::Record>(l).ok())
-            .map(|last| audit::Chain::resume(&last))
-            .unwrap_or_default();
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { writer: Mutex::new(audit::Writer::resume(Box::new(file), chain)), failures: Counter::default() })
-    }
-
-    pub fn record(&self, event: audit::Event) {
-        let mut writer = match self.writer.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Err(error) = writer.write(event) {
-            self.failures.inc();
-            tracing::error!(%error, "cannot write audit record");
-        }
-    }
-}
+pub use crate::audit_sink::{AuditError, AuditSink, HeadStore};

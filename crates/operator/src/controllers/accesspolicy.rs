@@ -240,8 +240,12 @@ fn policy_ref(policy: &AccessPolicy) -> audit::PolicyRef {
     }
 }
 
-/// A deleted policy: its children go with the garbage collector; the revocation is recorded.
-pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
+/// A deleted policy: its children go with the garbage collector; the revocation is recorded
+/// (by the leader only: standbys see the same deletion).
+pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
+    if !*ctx.leading.borrow() {
+        return;
+    }
     let was_granted = policy
         .status
         .as_ref()
@@ -255,23 +259,29 @@ pub fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
         .decisions
         .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: Reason::PolicyDeleted.into() })
         .inc();
-    ctx.audit.record(audit::Event {
-        time: ctx.now().to_string(),
-        actor: ctx.actor.clone(),
-        decision: audit::Decision::Revoked,
-        reason: Reason::PolicyDeleted.into(),
-        message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
-        product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
-        classification: ctx
-            .caches
-            .product(&namespace, &policy.spec.data_product)
-            .map(|p| p.spec.classification.to_string())
-            .unwrap_or_else(|| "Unknown".into()),
-        subjects: policy.spec.subjects.iter().map(subject_display).collect(),
-        purpose: policy.spec.purpose.clone(),
-        expires_at: policy.spec.expires_at.clone(),
-        policy: Some(policy_ref(policy)),
-    });
+    let written = ctx
+        .audit
+        .record(audit::Event {
+            time: ctx.now().to_string(),
+            actor: ctx.actor.clone(),
+            decision: audit::Decision::Revoked,
+            reason: Reason::PolicyDeleted.into(),
+            message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
+            product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
+            classification: ctx
+                .caches
+                .product(&namespace, &policy.spec.data_product)
+                .map(|p| p.spec.classification.to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            subjects: policy.spec.subjects.iter().map(subject_display).collect(),
+            purpose: policy.spec.purpose.clone(),
+            expires_at: policy.spec.expires_at.clone(),
+            policy: Some(policy_ref(policy)),
+        })
+        .await;
+    if let Err(error) = written {
+        tracing::debug!(%error, "audit record not written");
+    }
 }
 
 use crate::mesh::MeshView;

@@ -323,19 +323,26 @@ impl Context {
                 reason: report.reason.to_string(),
             })
             .inc();
-        self.audit.record(crate::audit::Event {
-            time: self.now().to_string(),
-            actor: self.actor.clone(),
-            decision: report.decision,
-            reason: report.reason.to_string(),
-            message: report.message,
-            product: report.product,
-            classification: report.classification,
-            subjects: report.subjects,
-            purpose: report.purpose,
-            expires_at: report.expires_at,
-            policy: report.policy,
-        });
+        let written = self
+            .audit
+            .record(crate::audit::Event {
+                time: self.now().to_string(),
+                actor: self.actor.clone(),
+                decision: report.decision,
+                reason: report.reason.to_string(),
+                message: report.message,
+                product: report.product,
+                classification: report.classification,
+                subjects: report.subjects,
+                purpose: report.purpose,
+                expires_at: report.expires_at,
+                policy: report.policy,
+            })
+            .await;
+        if let Err(error) = written {
+            // Counted and logged by the sink; the decision stands (see docs/security-model.md).
+            tracing::debug!(%error, "audit record not written");
+        }
     }
 
     pub fn new(

@@ -716,7 +716,8 @@ fn policy_watch(
 ) -> impl futures::Stream<Item = watches::WatchResult<Guarded<AccessPolicy>>> + Send {
     cached(client, scope, cfg, writer, gate, "accesspolicies", keep_all).inspect(move |event| {
         if let Ok(Event::Delete(DeserializeGuard(Ok(policy)))) = event {
-            accesspolicy::record_deletion(&ctx, policy);
+            let (ctx, policy) = (ctx.clone(), policy.clone());
+            tokio::spawn(async move { accesspolicy::record_deletion(&ctx, &policy).await });
         }
     })
 }

@@ -1,0 +1,397 @@
+//! Where audit records go: one hash chain, signed when the operator has a key, written as
+//! JSON lines (stdout for the cluster's log pipeline, or a file), its head kept in the
+//! cluster.
+//!
+//! Records are committed in groups: a caller queues its record and waits; whoever holds
+//! the commit lock seals everything queued, writes it, flushes (and syncs a file), then
+//! saves the new head in the head ConfigMap with the version it last saw. A record counts
+//! as written only once all of that succeeded. So:
+//! - the next leader reads the head and continues the same chain (one chain across
+//!   replicas and failovers);
+//! - a replica that lost the chain (another one saved a head since) fails its records and
+//!   writes no more until it takes the chain over again;
+//! - each head saved is an anchor outside the log (the API server's audit log records
+//!   every write of the ConfigMap): `drmesh audit verify --head` detects a log cut short.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, PostParams};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::audit::{self, Chain, Event, Head};
+
+/// The key of the head in the ConfigMap (`SEQ:HASH`).
+pub const HEAD_KEY: &str = "head";
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum AuditError {
+    #[error("cannot write the audit record: {0}")]
+    Write(String),
+    #[error("cannot sign the audit record: {0}")]
+    Sign(String),
+    #[error("cannot save the audit chain's head in the cluster: {0}")]
+    Head(String),
+    #[error("another replica has continued the audit chain since this one last wrote: it writes no more records")]
+    ChainLost,
+}
+
+/// Where the lines go.
+pub enum Output {
+    Stdout,
+    /// Appended to and synced at each commit.
+    File(std::fs::File),
+    Other(Box<dyn Write + Send>),
+}
+
+impl Output {
+    fn write_synced(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Output::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            Output::File(file) => {
+                file.write_all(bytes)?;
+                file.sync_data()
+            }
+            Output::Other(out) => {
+                out.write_all(bytes)?;
+                out.flush()
+            }
+        }
+    }
+}
+
+/// The ConfigMap that holds the chain's head.
+pub struct HeadStore {
+    api: Api<ConfigMap>,
+    name: String,
+    /// Who writes (this replica), as the ConfigMap says.
+    writer: String,
+}
+
+impl HeadStore {
+    pub fn new(client: kube::Client, namespace: &str, name: &str, writer: &str) -> Self {
+        Self { api: Api::namespaced(client, namespace), name: name.into(), writer: writer.into() }
+    }
+
+    /// The head saved in the cluster and the ConfigMap's version (None: no chain yet).
+    async fn load(&self) -> Result<Option<(Head, String)>, AuditError> {
+        let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
+        let Some(map) = found else { return Ok(None) };
+        let version = map.metadata.resource_version.clone().unwrap_or_default();
+        let head = map.data.as_ref().and_then(|d| d.get(HEAD_KEY)).map(|h| h.parse::<Head>());
+        match head {
+            Some(Ok(head)) => Ok(Some((head, version))),
+            Some(Err(error)) => Err(AuditError::Head(format!("{}/{}: {error}", self.name, HEAD_KEY))),
+            // Created empty (by hand): the chain starts here.
+            None => Ok(None),
+        }
+    }
+
+    /// Saves `head` if the ConfigMap is still at `version` (None: it must not exist yet);
+    /// returns the new version.
+    async fn save(&self, head: &Head, version: Option<&str>) -> Result<String, AuditError> {
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                resource_version: version.map(String::from),
+                labels: Some([("app.kubernetes.io/managed-by".to_string(), "drmesh".to_string())].into()),
+                ..Default::default()
+            },
+            data: Some(
+                [
+                    (HEAD_KEY.to_string(), head.to_string()),
+                    ("writer".to_string(), self.writer.clone()),
+                    ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let saved = match version {
+            Some(_) => self.api.replace(&self.name, &PostParams::default(), &map).await,
+            None => self.api.create(&PostParams::default(), &map).await,
+        };
+        match saved {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(error.to_string())),
+        }
+    }
+}
+
+struct Committer {
+    chain: Chain,
+    out: Output,
+    key: Option<ssh_key::PrivateKey>,
+    head: Option<HeadStore>,
+    /// The head ConfigMap's version this replica last saw (None: not created yet).
+    version: Option<String>,
+    /// False once another replica continued the chain, until this one takes it over.
+    owner: bool,
+}
+
+type Waiting = (Event, tokio::sync::oneshot::Sender<Result<(), AuditError>>);
+
+/// The audit stream's sink.
+pub struct AuditSink {
+    queue: Mutex<Vec<Waiting>>,
+    committer: tokio::sync::Mutex<Committer>,
+    failures: Counter,
+    failing: Gauge,
+}
+
+impl AuditSink {
+    /// A sink writing to `out`, with no head in the cluster and no key (tests).
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self::with_output(Output::Other(out), Chain::default())
+    }
+
+    /// A sink on stdout: the chain starts from the head in the cluster, if any.
+    pub fn stdout() -> Self {
+        Self::with_output(Output::Stdout, Chain::default())
+    }
+
+    /// Opens (appending) an audit file and continues its chain (unless the cluster holds
+    /// a head: see [`AuditSink::take_over`]).
+    pub fn append_to(path: &std::path::Path) -> std::io::Result<Self> {
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        let chain = existing
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<audit::Record>(l).ok())
+            .map(|last| Chain::resume(&last))
+            .unwrap_or_default();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self::with_output(Output::File(file), chain))
+    }
+
+    fn with_output(out: Output, chain: Chain) -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            committer: tokio::sync::Mutex::new(Committer {
+                chain,
+                out,
+                key: None,
+                head: None,
+                version: None,
+                owner: true,
+            }),
+            failures: Counter::default(),
+            failing: Gauge::default(),
+        }
+    }
+
+    /// Signs every record with `key` (ed25519 or any SSH key type ssh-key signs with).
+    pub fn signing_with(self, key: ssh_key::PrivateKey) -> Self {
+        self.committer.try_lock().expect("not shared yet").key = Some(key);
+        self
+    }
+
+    /// Keeps the chain's head in `store`.
+    pub fn keeping_head_in(self, store: HeadStore) -> Self {
+        self.committer.try_lock().expect("not shared yet").head = Some(store);
+        self
+    }
+
+    /// Counts the records it cannot write into `failures`, and sets `failing` to 1 while
+    /// the last commit failed (metrics: the audit alert).
+    pub fn counting_failures_in(mut self, failures: Counter, failing: Gauge) -> Self {
+        self.failures = failures;
+        self.failing = failing;
+        self
+    }
+
+    /// Takes the chain over: continues from the head saved in the cluster (the previous
+    /// leader's last record), or from this sink's own chain when the cluster holds none.
+    /// Called when this replica starts to lead, before it writes anything.
+    pub async fn take_over(&self) -> Result<Option<Head>, AuditError> {
+        let mut committer = self.committer.lock().await;
+        let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
+        let loaded = store.load().await?;
+        match loaded {
+            Some((head, version)) => {
+                if committer.chain.head().as_ref() != Some(&head) {
+                    tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
+                }
+                committer.chain = Chain::after(&head);
+                committer.version = Some(version);
+            }
+            None => committer.version = None,
+        }
+        committer.owner = true;
+        Ok(committer.chain.head())
+    }
+
+    /// Writes `event` as the chain's next record; returns once it is written, synced and
+    /// its head saved — or why not.
+    pub async fn record(&self, event: Event) -> Result<(), AuditError> {
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push((event, done));
+        let mut committer = tokio::select! {
+            biased;
+            result = &mut outcome => return result.unwrap_or(Err(AuditError::Write("the sink stopped".into()))),
+            committer = self.committer.lock() => committer,
+        };
+        // The previous holder may have committed this record with its group.
+        if let Ok(result) = outcome.try_recv() {
+            return result;
+        }
+        let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let result = committer.commit(group.iter().map(|(e, _)| e.clone()).collect()).await;
+        drop(committer);
+        match &result {
+            Ok(()) => {
+                self.failing.set(0);
+            }
+            Err(error) => {
+                self.failures.inc_by(group.len() as u64);
+                self.failing.set(1);
+                tracing::error!(%error, records = group.len(), "audit records not written");
+            }
+        }
+        for (_, done) in group {
+            let _ = done.send(result.clone());
+        }
+        outcome.await.unwrap_or(Err(AuditError::Write("the sink stopped".into())))
+    }
+}
+
+impl Committer {
+    async fn commit(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if !self.owner {
+            return Err(AuditError::ChainLost);
+        }
+        let before = self.chain.head();
+        let mut chain = match &before {
+            Some(head) => Chain::after(head),
+            None => Chain::default(),
+        };
+        let mut lines = Vec::new();
+        for event in events {
+            let record = chain.append_signed(event, self.key.as_ref()).map_err(|e| AuditError::Sign(e.to_string()))?;
+            serde_json::to_writer(&mut lines, &record).map_err(|e| AuditError::Write(e.to_string()))?;
+            lines.push(b'\n');
+        }
+        self.out.write_synced(&lines).map_err(|e| AuditError::Write(e.to_string()))?;
+        // Written: the chain moves on even if the head cannot be saved now (the next
+        // commit saves a later one; the records are in the log either way).
+        self.chain = chain;
+        let Some(store) = &self.head else { return Ok(()) };
+        let head = self.chain.head().expect("records were sealed");
+        match store.save(&head, self.version.as_deref()).await {
+            Ok(version) => {
+                self.version = Some(version);
+                Ok(())
+            }
+            Err(AuditError::ChainLost) => {
+                self.owner = false;
+                Err(AuditError::ChainLost)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn records(&self) -> Vec<audit::Record> {
+            let text = String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8");
+            text.lines().map(|l| serde_json::from_str(l).expect("a record")).collect()
+        }
+    }
+
+    fn event(n: usize) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": "Granted", "reason": "Granted",
+            "message": format!("decision {n}"), "product": {"namespace": "police", "name": "feed"},
+            "classification": "Restricted", "subjects": ["Group:cnc-officers"],
+        }))
+        .expect("an event")
+    }
+
+    fn key(file: &str) -> String {
+        std::fs::read_to_string(format!("{}/../../tests/fixtures/example-approvers/{file}", env!("CARGO_MANIFEST_DIR")))
+            .expect("the example key")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn records_written_at_once_by_many_reconciles_form_one_chain() {
+        let out = Shared::default();
+        let sink = Arc::new(AuditSink::new(Box::new(out.clone())));
+        let tasks: Vec<_> = (0..64)
+            .map(|n| {
+                let sink = sink.clone();
+                tokio::spawn(async move { sink.record(event(n)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("written");
+        }
+        let text = String::from_utf8(out.0.lock().expect("buffer").clone()).expect("utf8");
+        assert_eq!(audit::verify(text.as_bytes()), Ok(64), "one intact chain");
+        let mut messages: Vec<_> = out.records().iter().map(|r| r.event.message.clone()).collect();
+        messages.sort();
+        messages.dedup();
+        assert_eq!(messages.len(), 64, "every record once");
+    }
+
+    #[tokio::test]
+    async fn every_record_is_signed_with_the_audit_key() {
+        let out = Shared::default();
+        let private = ssh_key::PrivateKey::from_openssh(key("example-approver-3")).expect("private key");
+        let public = ssh_key::PublicKey::from_openssh(key("example-approver-3.pub").trim()).expect("public key");
+        let other = ssh_key::PublicKey::from_openssh(key("example-approver-1.pub").trim()).expect("public key");
+        let sink = AuditSink::new(Box::new(out.clone())).signing_with(private);
+        for n in 0..3 {
+            sink.record(event(n)).await.expect("written");
+        }
+        let records = out.records();
+        assert_eq!(records.len(), 3);
+        for record in &records {
+            let signature = record.signature.as_deref().expect("signed");
+            assert!(audit::signature_holds(&record.hash, signature, &public), "signed by the audit key");
+            assert!(!audit::signature_holds(&record.hash, signature, &other), "not by another key");
+            assert!(!audit::signature_holds(&records[0].prev_hash, signature, &public), "over this record's hash");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_written_is_an_error_and_the_chain_does_not_move() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let failures = Counter::default();
+        let failing = Gauge::default();
+        let sink = AuditSink::new(Box::new(full)).counting_failures_in(failures.clone(), failing.clone());
+        assert!(matches!(sink.record(event(0)).await, Err(AuditError::Write(_))));
+        assert_eq!((failures.get(), failing.get()), (1, 1));
+        assert_eq!(sink.committer.lock().await.chain.head(), None, "nothing sealed counts");
+    }
+}
