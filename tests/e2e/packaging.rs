@@ -367,6 +367,7 @@ fn the_chart_lints_and_renders_a_hardened_operator_with_least_privilege_rbac() {
         "drmesh_leader",
         "drmesh_foreign_access_objects",
         "drmesh_audit_write_failures_total",
+        "drmesh_audit_sink_failing",
         "drmesh_reconcile_failures_total",
         "drmesh_grants_next_expiry_timestamp_seconds",
     ] {

@@ -169,6 +169,21 @@ async fn the_operator_reconciles_a_mesh_as_the_charts_service_account() {
         .filter(|l| l.contains("forbidden") && (l.contains(" cannot ") || l.contains("attempting to grant")))
         .collect();
     assert!(refused.is_empty(), "the chart's RBAC refused the operator:\n{}", refused.join("\n"));
+    // The audit chain's head is kept in the release namespace (the chart's audit-head Role).
+    let audit_log = dir.path().join(format!("{}-op-audit.log", release.id));
+    let heads: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(harness::admin().await, &release.namespace.name);
+    harness::eventually("the audit head in the release namespace to be the operator's last record", CONVERGE, || {
+        let heads = heads.clone();
+        let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        let last = text.lines().last().and_then(|l| serde_json::from_str::<Value>(l).ok());
+        async move {
+            let last = last?;
+            let head = heads.get_opt("drmesh-audit-head").await.ok().flatten()?.data?.get("head").cloned()?;
+            (head == format!("{}:{}", last["seq"], last["hash"].as_str()?)).then_some(())
+        }
+    })
+    .await;
 
     // The API server saw the chart's ServiceAccount (impersonated) write the grant's Role.
     let user = release.username();
