@@ -8,6 +8,7 @@
 //! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus),
 //! `flux` (Flux's own controllers deliver the chart and the mesh from git, docs/gitops.md).
 
+mod audit;
 mod datapath;
 mod domains;
 mod fail_closed;

@@ -37,6 +37,8 @@ pub enum Reason {
     InvalidPodSelector,
     /// The API server refused a child: the access it would carry is withdrawn.
     ApplyFailed,
+    /// The grant's audit record could not be written: it is not applied (durable or refused).
+    AuditUnavailable,
     /// An object drmesh did not create holds the name of a child: it is never taken over.
     NameConflict,
     /// The credentials Secret exists but is not labelled `drmesh.io/credentials: "true"`.
@@ -65,7 +67,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order (docs and reports are checked against it).
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 38] = [
         Reason::Ready,
         Reason::Granted,
         Reason::Progressing,
@@ -91,6 +93,7 @@ impl Reason {
         Reason::InvalidName,
         Reason::InvalidPodSelector,
         Reason::ApplyFailed,
+        Reason::AuditUnavailable,
         Reason::NameConflict,
         Reason::SecretNotReleased,
         Reason::ForeignAccessObjects,
@@ -133,6 +136,7 @@ impl Reason {
             Reason::InvalidName => "InvalidName",
             Reason::InvalidPodSelector => "InvalidPodSelector",
             Reason::ApplyFailed => "ApplyFailed",
+            Reason::AuditUnavailable => "AuditUnavailable",
             Reason::NameConflict => "NameConflict",
             Reason::SecretNotReleased => "SecretNotReleased",
             Reason::ForeignAccessObjects => "ForeignAccessObjects",

@@ -57,7 +57,8 @@ pub fn policy(policy: &AccessPolicy, plan: &GrantPlan, now: Timestamp) -> Access
     );
     // kstatus: a missing product may still arrive (any-order apply), a grant may not have
     // started yet: Reconciling. Every other refusal needs a person to act: Stalled.
-    let waiting = !ready && matches!(why, Reason::DataProductNotFound | Reason::NotYetValid);
+    // So may a grant waiting for its audit record (retried until the sink writes again).
+    let waiting = !ready && matches!(why, Reason::DataProductNotFound | Reason::NotYetValid | Reason::AuditUnavailable);
     // A warning while the grant still holds; once suspended, the Granted condition says so.
     let (due, due_reason, due_message) = match (&plan.reassessment_due, &plan.problem) {
         (Some(p), _) => (true, Reason::ReassessmentDue, p.message.clone()),

@@ -135,7 +135,13 @@ struct Committer {
     version: Option<String>,
     /// False once another replica continued the chain, until this one takes it over.
     owner: bool,
+    /// Records of narrowed access that could not be written: written first by the next
+    /// commit that can (a grant's record is not kept: the grant was not applied).
+    backlog: Vec<Event>,
 }
+
+/// At most this many narrowing records wait for the sink (the oldest are kept).
+const BACKLOG_MAX: usize = 100_000;
 
 type Waiting = (Event, tokio::sync::oneshot::Sender<Result<(), AuditError>>);
 
@@ -161,7 +167,9 @@ impl AuditSink {
     /// Opens (appending) an audit file and continues its chain (unless the cluster holds
     /// a head: see [`AuditSink::take_over`]).
     pub fn append_to(path: &std::path::Path) -> std::io::Result<Self> {
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        // Only a regular file has a chain to continue (not /dev/stdout, a pipe, ...).
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        let existing = if regular { std::fs::read_to_string(path).unwrap_or_default() } else { String::new() };
         let chain = existing
             .lines()
             .rev()
@@ -182,6 +190,7 @@ impl AuditSink {
                 head: None,
                 version: None,
                 owner: true,
+                backlog: Vec::new(),
             }),
             failures: Counter::default(),
             failing: Gauge::default(),
@@ -264,6 +273,24 @@ impl AuditSink {
 }
 
 impl Committer {
+    /// Seals, signs and writes `events`; the chain moves on only if all were written.
+    fn write(&mut self, events: &[Event]) -> Result<(), AuditError> {
+        let mut chain = match self.chain.head() {
+            Some(head) => Chain::after(&head),
+            None => Chain::default(),
+        };
+        let mut lines = Vec::new();
+        for event in events {
+            let record =
+                chain.append_signed(event.clone(), self.key.as_ref()).map_err(|e| AuditError::Sign(e.to_string()))?;
+            serde_json::to_writer(&mut lines, &record).map_err(|e| AuditError::Write(e.to_string()))?;
+            lines.push(b'\n');
+        }
+        self.out.write_synced(&lines).map_err(|e| AuditError::Write(e.to_string()))?;
+        self.chain = chain;
+        Ok(())
+    }
+
     async fn commit(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
         if events.is_empty() {
             return Ok(());
@@ -271,21 +298,19 @@ impl Committer {
         if !self.owner {
             return Err(AuditError::ChainLost);
         }
-        let before = self.chain.head();
-        let mut chain = match &before {
-            Some(head) => Chain::after(head),
-            None => Chain::default(),
+        let mut events = {
+            let mut all = std::mem::take(&mut self.backlog);
+            all.extend(events);
+            all
         };
-        let mut lines = Vec::new();
-        for event in events {
-            let record = chain.append_signed(event, self.key.as_ref()).map_err(|e| AuditError::Sign(e.to_string()))?;
-            serde_json::to_writer(&mut lines, &record).map_err(|e| AuditError::Write(e.to_string()))?;
-            lines.push(b'\n');
+        let written = self.write(&events);
+        if let Err(error) = written {
+            // Nothing was written: narrowing records wait for the next commit.
+            events.retain(|e| e.decision != audit::Decision::Granted);
+            events.truncate(BACKLOG_MAX);
+            self.backlog = events;
+            return Err(error);
         }
-        self.out.write_synced(&lines).map_err(|e| AuditError::Write(e.to_string()))?;
-        // Written: the chain moves on even if the head cannot be saved now (the next
-        // commit saves a later one; the records are in the log either way).
-        self.chain = chain;
         let Some(store) = &self.head else { return Ok(()) };
         let head = self.chain.head().expect("records were sealed");
         match store.save(&head, self.version.as_deref()).await {
@@ -297,7 +322,13 @@ impl Committer {
                 self.owner = false;
                 Err(AuditError::ChainLost)
             }
-            Err(error) => Err(error),
+            // The records are written (and synced): the chain goes on; the next commit
+            // saves a later head. A failover before then forks the chain, which
+            // `drmesh audit verify` shows.
+            Err(error) => {
+                tracing::warn!(%error, "the audit chain's head is not saved in the cluster yet");
+                Ok(())
+            }
         }
     }
 }
@@ -382,6 +413,41 @@ mod tests {
             assert!(!audit::signature_holds(&record.hash, signature, &other), "not by another key");
             assert!(!audit::signature_holds(&records[0].prev_hash, signature, &public), "over this record's hash");
         }
+    }
+
+    /// A writer that fails while `down` is set.
+    #[derive(Clone, Default)]
+    struct Flaky(Shared, Arc<std::sync::atomic::AtomicBool>);
+
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn narrowing_records_the_sink_refused_are_written_once_it_is_back_and_grants_are_not() {
+        let out = Flaky::default();
+        let sink = AuditSink::new(Box::new(out.clone()));
+        sink.record(event(0)).await.expect("written");
+        out.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut expired = event(1);
+        expired.decision = audit::Decision::Expired;
+        assert!(sink.record(expired).await.is_err(), "the sink is down");
+        assert!(sink.record(event(2)).await.is_err(), "a grant is refused");
+        out.1.store(false, std::sync::atomic::Ordering::SeqCst);
+        sink.record(event(3)).await.expect("written");
+        let records = out.0.records();
+        let messages: Vec<_> = records.iter().map(|r| r.event.message.as_str()).collect();
+        assert_eq!(messages, ["decision 0", "decision 1", "decision 3"], "the expiry first, the refused grant never");
+        let text = String::from_utf8(out.0.0.lock().expect("buffer").clone()).expect("utf8");
+        assert_eq!(audit::verify(text.as_bytes()), Ok(3), "one chain");
     }
 
     #[tokio::test]

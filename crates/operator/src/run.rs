@@ -85,6 +85,18 @@ pub struct RunArgs {
     /// mounted from a Secret). `drmesh audit verify --key` checks them with its public key.
     #[arg(long, env = "DRMESH_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,
+    /// When a grant's audit record cannot be written: `refuse` (fail closed: the grant is
+    /// not applied, reason AuditUnavailable, until the record is written) or `proceed`
+    /// (fail open: applied anyway; the failure is only counted and alerted).
+    #[arg(long, value_enum, default_value_t = AuditFailure::Refuse, env = "DRMESH_AUDIT_FAILURE")]
+    pub audit_failure: AuditFailure,
+}
+
+/// See [`RunArgs::audit_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFailure {
+    Refuse,
+    Proceed,
 }
 
 /// See [`RunArgs::foreign_access`].
@@ -187,6 +199,7 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
         scope: Scope::of(args.namespaces.iter().map(|n| n.trim().to_string())),
         debounce: std::time::Duration::from_millis(args.debounce_ms),
         refuse_foreign_access: args.foreign_access == ForeignAccess::Refuse,
+        audit_refuses: args.audit_failure == AuditFailure::Refuse,
         api_server,
         leading: None,
     };

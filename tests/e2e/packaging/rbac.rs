@@ -21,7 +21,7 @@ use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
 use super::{kubectl_stdin, ok};
 use crate::harness::{self, TestNamespace};
 
-fn ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
+pub(super) fn ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
     let v = obj.and_then(|o| serde_json::to_value(o).ok()).unwrap_or_default();
     let generation = v.pointer("/metadata/generation").cloned();
     v.pointer("/status/observedGeneration").cloned() == generation
@@ -30,11 +30,11 @@ fn ready<K: serde::Serialize>(obj: Option<&K>) -> bool {
             .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
-fn apply(yaml: &str) {
+pub(super) fn apply(yaml: &str) {
     ok("kubectl apply", kubectl_stdin(&["apply", "--server-side", "-f", "-"], yaml));
 }
 
-fn source(ns: &str, name: &str) -> String {
+pub(super) fn source(ns: &str, name: &str) -> String {
     format!(
         r#"
 apiVersion: v1
@@ -54,7 +54,7 @@ spec:
     )
 }
 
-fn product(ns: &str, name: &str, input: &str) -> String {
+pub(super) fn product(ns: &str, name: &str, input: &str) -> String {
     format!(
         r#"
 apiVersion: drmesh.io/v1alpha1

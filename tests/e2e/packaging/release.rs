@@ -242,6 +242,11 @@ impl Operator {
         Self::spawn(kubeconfig, Some(lease_namespace), identity, dir, &[])
     }
 
+    /// A replica with leader election and more flags (e.g. its own `--audit-log`).
+    pub fn start_with(kubeconfig: &Path, lease_namespace: &str, identity: &str, dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(kubeconfig, Some(lease_namespace), identity, dir, extra)
+    }
+
     /// A lone operator without leader election (it runs its controllers at once).
     pub fn start_alone(kubeconfig: &Path, identity: &str, dir: &Path) -> Self {
         Self::spawn(kubeconfig, None, identity, dir, &[])
@@ -274,8 +279,11 @@ impl Operator {
                 "16",
             ])
             .args(extra)
-            .arg("--audit-log")
-            .arg(dir.join(format!("{identity}-audit.log")))
+            .args(if extra.contains(&"--audit-log") {
+                vec![]
+            } else {
+                vec!["--audit-log".into(), dir.join(format!("{identity}-audit.log")).into_os_string()]
+            })
             .env("KUBECONFIG", kubeconfig)
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME")
@@ -308,6 +316,17 @@ impl Operator {
             async move { (leading && ready).then_some(()) }
         })
         .await;
+    }
+
+    /// A metric's value (summed over its labels), if /metrics answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.get("/metrics")?;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
     }
 
     pub fn log_text(&self) -> String {

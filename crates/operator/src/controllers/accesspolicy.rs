@@ -39,8 +39,16 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
     } else {
         Ok(())
     };
+    // Durable or refused: a grant that widens access is recorded before it is applied.
+    let mut recorded = false;
     if let Err(error) = match checked {
-        Ok(()) => apply(ctx, policy, &namespace, &uid, bundle).await,
+        Ok(()) => match record_before_granting(ctx, policy, &plan, now).await {
+            Ok(done) => {
+                recorded = done;
+                apply(ctx, policy, &namespace, &uid, bundle).await
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     } {
         // A grant that cannot be applied whole is not applied at all: withdraw what it
@@ -51,13 +59,13 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
                 .await?;
             let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
             let status = status::policy(policy, &refused, now);
-            write_status(ctx, policy, &namespace, &refused, status).await?;
+            write_status(ctx, policy, &namespace, &refused, status, false).await?;
         }
         return Err(error);
     }
     ctx.refused.clear(&uid);
     let status = status::policy(policy, &plan, now);
-    write_status(ctx, policy, &namespace, &plan, status).await?;
+    write_status(ctx, policy, &namespace, &plan, status, recorded).await?;
     // Wake up at the next boundary (expiry, start, reassessment, end of its grace, end of
     // a clearance it relies on) to re-decide; expired grants need nothing more.
     let next = plan.next_change.filter(|t| *t > now);
@@ -77,12 +85,38 @@ async fn apply(
         .await
 }
 
+/// A grant that widens access (a new grant, or an edit of one in force) is recorded before
+/// anything is applied; if its record cannot be written it is not applied (unless
+/// `--audit-failure=proceed`). Returns whether its record was written here.
+async fn record_before_granting(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    plan: &GrantPlan,
+    now: jiff::Timestamp,
+) -> Result<bool, Error> {
+    let before = policy.status.clone().unwrap_or_default();
+    let after = status::policy(policy, plan, now);
+    if policy.status.is_some() && before == after {
+        return Ok(false);
+    }
+    let Some(report) = transition(policy, plan, &before, &after) else { return Ok(false) };
+    if report.decision != audit::Decision::Granted {
+        return Ok(false);
+    }
+    match ctx.report(report).await {
+        Err(error) if ctx.audit_refuses => Err(Error::Audit(error)),
+        _ => Ok(true),
+    }
+}
+
+/// `recorded`: the grant's own record was written before it was applied.
 async fn write_status(
     ctx: &Context,
     policy: &AccessPolicy,
     namespace: &str,
     plan: &GrantPlan,
     status: AccessPolicyStatus,
+    recorded: bool,
 ) -> Result<(), Error> {
     let previous = policy.status.clone().unwrap_or_default();
     if policy.status.is_some() && previous == status {
@@ -106,13 +140,13 @@ async fn write_status(
         {
             if ctx.status_refused.first_time(policy.uid().as_deref().unwrap_or_default(), policy.meta().generation) {
                 tracing::warn!(message = %response.message, "the API server refuses the status of a grant with an invalid name");
-                report_transition(ctx, policy, plan, &previous, &status).await;
+                report_transition(ctx, policy, plan, &previous, &status, recorded).await;
             }
             return Ok(());
         }
         Err(source) => return Err(Error::Status { name: policy.name_any(), source }),
     }
-    report_transition(ctx, policy, plan, &previous, &status).await;
+    report_transition(ctx, policy, plan, &previous, &status, recorded).await;
     Ok(())
 }
 
@@ -142,12 +176,28 @@ async fn report_transition(
     plan: &GrantPlan,
     before: &AccessPolicyStatus,
     after: &AccessPolicyStatus,
+    recorded: bool,
 ) {
     warn_when_reassessment_falls_due(ctx, policy, before, after).await;
+    let Some(report) = transition(policy, plan, before, after) else { return };
+    if recorded && report.decision == audit::Decision::Granted {
+        return; // written before the grant was applied
+    }
+    // A record that cannot be written is counted and alerted by the sink; what it
+    // narrows is applied anyway, and the sink writes it once it can.
+    let _ = ctx.report(report).await;
+}
+
+/// The report of a status change of `policy`: a grant, an edit of one in force, a
+/// revocation, an expiry or a denial; None when access did not change.
+fn transition(
+    policy: &AccessPolicy,
+    plan: &GrantPlan,
+    before: &AccessPolicyStatus,
+    after: &AccessPolicyStatus,
+) -> Option<super::Report> {
     let granted = |s: &AccessPolicyStatus| find_condition(&s.conditions, condition_type::GRANTED).cloned();
-    let Some(now_granted) = granted(after) else {
-        return;
-    };
+    let now_granted = granted(after)?;
     let old = granted(before);
     let was = old.as_ref().is_some_and(|c| c.status == ConditionStatus::True);
     let is = now_granted.status == ConditionStatus::True;
@@ -167,7 +217,7 @@ async fn report_transition(
     } else {
         decision(was, is, reason_changed, granted_reason, denials_changed)
     };
-    let Some(decision) = record else { return };
+    let decision = record?;
 
     let namespace = policy.namespace().unwrap_or_default();
     let subjects: Vec<String> = match decision {
@@ -186,7 +236,7 @@ async fn report_transition(
             .unwrap_or((granted_reason, ready_message)),
         _ => (granted_reason, ready_message),
     };
-    ctx.report(super::Report {
+    Some(super::Report {
         object: policy.object_ref(&()),
         decision,
         reason: why,
@@ -202,7 +252,6 @@ async fn report_transition(
         expires_at: policy.spec.expires_at.clone(),
         policy: Some(policy_ref(policy)),
     })
-    .await;
 }
 
 /// A Warning Event when `reassessBy` passes (the grant holds until the grace ends: no

@@ -211,6 +211,8 @@ pub struct Context {
     pub queues: Arc<Queues>,
     /// Products in a classified domain holding foreign access objects do not run.
     pub refuse_foreign_access: bool,
+    /// A grant whose audit record cannot be written is not applied (`--audit-failure`).
+    pub audit_refuses: bool,
     /// Parents whose last apply the API server refused (dry-run before trying again).
     pub refused: super::children::Refused,
     /// Objects whose status the API server refuses (reported once per generation).
@@ -301,15 +303,40 @@ pub struct Report {
 }
 
 impl Context {
-    /// Publishes `report` as an Event (Warning unless access was granted), counts it, and
-    /// writes its audit record.
-    pub async fn report(&self, report: Report) {
+    /// Writes the audit record of `report`, then publishes it as an Event (Warning unless
+    /// access was granted) and counts it. A grant whose record could not be written is
+    /// not announced when grants wait for their record (`--audit-failure=refuse`): the
+    /// caller does not apply it.
+    pub async fn report(&self, report: Report) -> Result<(), crate::telemetry::AuditError> {
         use kube::runtime::events::{Event, EventType};
         let granted = report.decision == crate::audit::Decision::Granted;
+        let written = self
+            .audit
+            .record(crate::audit::Event {
+                time: self.now().to_string(),
+                actor: self.actor.clone(),
+                decision: report.decision,
+                reason: report.reason.to_string(),
+                message: report.message.clone(),
+                product: report.product,
+                classification: report.classification,
+                subjects: report.subjects,
+                purpose: report.purpose,
+                expires_at: report.expires_at,
+                policy: report.policy,
+            })
+            .await;
+        if let Err(error) = &written {
+            // Counted and logged by the sink.
+            tracing::debug!(%error, "audit record not written");
+            if granted && self.audit_refuses {
+                return written;
+            }
+        }
         let event = Event {
             type_: if granted { EventType::Normal } else { EventType::Warning },
             reason: report.reason.to_string(),
-            note: Some(report.message.clone()),
+            note: Some(report.message),
             action: format!("{:?}", report.decision),
             secondary: None,
         };
@@ -323,26 +350,7 @@ impl Context {
                 reason: report.reason.to_string(),
             })
             .inc();
-        let written = self
-            .audit
-            .record(crate::audit::Event {
-                time: self.now().to_string(),
-                actor: self.actor.clone(),
-                decision: report.decision,
-                reason: report.reason.to_string(),
-                message: report.message,
-                product: report.product,
-                classification: report.classification,
-                subjects: report.subjects,
-                purpose: report.purpose,
-                expires_at: report.expires_at,
-                policy: report.policy,
-            })
-            .await;
-        if let Err(error) = written {
-            // Counted and logged by the sink; the decision stands (see docs/security-model.md).
-            tracing::debug!(%error, "audit record not written");
-        }
+        written
     }
 
     pub fn new(
@@ -378,6 +386,7 @@ impl Context {
             timers: Default::default(),
             queues,
             refuse_foreign_access: false,
+            audit_refuses: true,
             refused: Default::default(),
             status_refused: Default::default(),
             leading: always_leading(),

@@ -253,13 +253,13 @@ async fn report_transition(
         } else {
             &after.owners_with_data_access
         };
-        ctx.report(base(decision, Reason::OwnersAccess, message, subjects.clone())).await;
+        let _ = ctx.report(base(decision, Reason::OwnersAccess, message, subjects.clone())).await;
     }
     let isolated = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::ISOLATED).cloned();
     if let Some(exposed) = isolated(after)
         && isolated(before).map(|c| c.message) != Some(exposed.message.clone())
     {
-        ctx.report(base(audit::Decision::Exposed, Reason::ForeignAccessObjects, exposed.message, vec![])).await;
+        let _ = ctx.report(base(audit::Decision::Exposed, Reason::ForeignAccessObjects, exposed.message, vec![])).await;
     }
     let ready = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::READY).cloned();
     let (Some(new), old) = (ready(after), ready(before)) else {
@@ -269,7 +269,7 @@ async fn report_transition(
         return;
     }
     if DENIALS.contains(&why) {
-        ctx.report(base(audit::Decision::Denied, why, new.message.clone(), vec![])).await;
+        let _ = ctx.report(base(audit::Decision::Denied, why, new.message.clone(), vec![])).await;
     } else {
         let event = KubeEvent {
             type_: EventType::Normal,

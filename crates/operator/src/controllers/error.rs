@@ -32,6 +32,8 @@ pub enum Error {
     },
     #[error("{kind} {name} is held by {holder}: drmesh never takes over an object it did not create")]
     NameConflict { kind: String, name: String, holder: String },
+    #[error("{0}")]
+    Audit(#[source] crate::telemetry::AuditError),
     #[error("object has no namespace")]
     MissingNamespace,
     #[error("object has no uid yet")]
@@ -52,6 +54,10 @@ impl Error {
                 Some(Problem::new(Reason::ApplyFailed, format!("the API server refused {kind} {name}: {message}")))
             }
             Error::NameConflict { .. } => Some(Problem::new(Reason::NameConflict, self.to_string())),
+            Error::Audit(error) => Some(Problem::new(
+                Reason::AuditUnavailable,
+                format!("not applied until its audit record is written: {error}"),
+            )),
             _ => None,
         }
     }
@@ -64,6 +70,7 @@ impl Error {
             Error::Status { .. } => "status_failed",
             Error::Read { .. } => "read_failed",
             Error::NameConflict { .. } => "name_conflict",
+            Error::Audit(_) => "audit_unavailable",
             Error::MissingNamespace => "missing_namespace",
             Error::MissingUid => "missing_uid",
         }

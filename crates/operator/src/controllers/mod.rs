@@ -66,6 +66,8 @@ pub struct Options {
     pub debounce: Duration,
     /// Products in a classified domain holding foreign access objects do not run.
     pub refuse_foreign_access: bool,
+    /// A grant whose audit record cannot be written is not applied (fail closed).
+    pub audit_refuses: bool,
     /// The API server's addresses, admitted to products on the ports granted to people.
     pub api_server: crate::mesh::grant::ApiServer,
     /// Whether this replica leads (with leader election): the caches are filled either
@@ -82,6 +84,7 @@ impl Default for Options {
             scope: Scope::Cluster,
             debounce: Duration::from_millis(100),
             refuse_foreign_access: false,
+            audit_refuses: true,
             api_server: crate::mesh::grant::ApiServer::none(),
             leading: None,
         }
@@ -309,6 +312,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let mut context =
         Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone());
     context.refuse_foreign_access = options.refuse_foreign_access;
+    context.audit_refuses = options.audit_refuses;
     if let Some(leading) = &options.leading {
         context.leading = leading.clone();
     }
@@ -903,19 +907,23 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
         uid: Some(uid),
         ..Default::default()
     };
-    ctx.report(Report {
-        object: reference,
-        decision: crate::audit::Decision::Revoked,
-        reason: crate::mesh::rules::Reason::Unparseable,
-        message,
-        product: crate::audit::ObjectRef { namespace, name: if kind == "DataProduct" { name } else { String::new() } },
-        classification: "Unknown".into(),
-        subjects: vec![],
-        purpose: None,
-        expires_at: None,
-        policy: None,
-    })
-    .await;
+    let _ = ctx
+        .report(Report {
+            object: reference,
+            decision: crate::audit::Decision::Revoked,
+            reason: crate::mesh::rules::Reason::Unparseable,
+            message,
+            product: crate::audit::ObjectRef {
+                namespace,
+                name: if kind == "DataProduct" { name } else { String::new() },
+            },
+            classification: "Unknown".into(),
+            subjects: vec![],
+            purpose: None,
+            expires_at: None,
+            policy: None,
+        })
+        .await;
     Ok(None)
 }
 
