@@ -39,6 +39,10 @@ pub enum Reason {
     ApplyFailed,
     /// The grant's audit record could not be written: it is not applied (durable or refused).
     AuditUnavailable,
+    /// Audit only: a DataSource's credentials were lent to a product's ServiceAccount.
+    CredentialsLent,
+    /// Audit only: a DataSource's credentials were taken from a product's ServiceAccount.
+    CredentialsWithdrawn,
     /// An object drmesh did not create holds the name of a child: it is never taken over.
     NameConflict,
     /// The credentials Secret exists but is not labelled `drmesh.io/credentials: "true"`.
@@ -67,7 +71,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order (docs and reports are checked against it).
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 40] = [
         Reason::Ready,
         Reason::Granted,
         Reason::Progressing,
@@ -94,6 +98,8 @@ impl Reason {
         Reason::InvalidPodSelector,
         Reason::ApplyFailed,
         Reason::AuditUnavailable,
+        Reason::CredentialsLent,
+        Reason::CredentialsWithdrawn,
         Reason::NameConflict,
         Reason::SecretNotReleased,
         Reason::ForeignAccessObjects,
@@ -137,6 +143,8 @@ impl Reason {
             Reason::InvalidPodSelector => "InvalidPodSelector",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::AuditUnavailable => "AuditUnavailable",
+            Reason::CredentialsLent => "CredentialsLent",
+            Reason::CredentialsWithdrawn => "CredentialsWithdrawn",
             Reason::NameConflict => "NameConflict",
             Reason::SecretNotReleased => "SecretNotReleased",
             Reason::ForeignAccessObjects => "ForeignAccessObjects",

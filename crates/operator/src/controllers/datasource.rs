@@ -13,8 +13,10 @@ use super::children::{self, apply_access};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{ConditionStatus, DataSource, DataSourceStatus, condition_type, find_condition};
+use crate::audit;
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
+use crate::mesh::rules::Reason;
 use crate::mesh::source::{self, SecretState, SourceBundle, lends_to};
 use crate::mesh::status;
 
@@ -41,8 +43,18 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     } else {
         Ok(())
     };
+    // Durable or refused: credentials newly lent are recorded before they are.
+    let lent_before = lent(source.status.as_ref());
+    let newly: Vec<String> = consumers.iter().filter(|c| !lent_before.contains(*c)).cloned().collect();
+    let mut recorded = false;
     if let Err(error) = match checked {
-        Ok(()) => apply(ctx, &namespace, &uid, &source.name_any(), bundle).await,
+        Ok(()) => match record_credentials(ctx, source, &newly, audit::Decision::Granted).await {
+            Ok(()) => {
+                recorded = true;
+                apply(ctx, &namespace, &uid, &source.name_any(), bundle).await
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     } {
         // Credentials and egress that cannot be applied whole are not lent at all.
@@ -50,6 +62,10 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
             ctx.refused.mark(&uid, source.meta().generation);
             children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &source.name_any()), true)
                 .await?;
+            if recorded {
+                // Recorded as lent, then not applied: say they were taken back.
+                let _ = record_credentials(ctx, source, &newly, audit::Decision::Revoked).await;
+            }
             let status = status::source(source, &[], secret, clearance, Some(&problem), now);
             write_status(ctx, source, &namespace, status).await?;
         }
@@ -60,6 +76,52 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     write_status(ctx, source, &namespace, status).await?;
     let released = secret == SecretState::Released;
     Ok(Some(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
+}
+
+/// The products a status says the source lends its credentials to.
+fn lent(status: Option<&DataSourceStatus>) -> std::collections::BTreeSet<String> {
+    status.map(|s| s.consumers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default()
+}
+
+/// Records credentials lent to (`Granted`) or taken from (`Revoked`) the ServiceAccounts of
+/// `products`. A loan whose record cannot be written is refused (`--audit-failure`).
+async fn record_credentials(
+    ctx: &Context,
+    source: &DataSource,
+    products: &[String],
+    decision: audit::Decision,
+) -> Result<(), Error> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let namespace = source.namespace().unwrap_or_default();
+    let name = source.name_any();
+    let (reason, verb) = match decision {
+        audit::Decision::Granted => (Reason::CredentialsLent, "lent to"),
+        _ => (Reason::CredentialsWithdrawn, "taken from"),
+    };
+    let written = ctx
+        .report(super::Report {
+            object: source.object_ref(&()),
+            decision,
+            reason,
+            message: format!(
+                "the credentials of DataSource {namespace}/{name} (Secret {}) {verb} the ServiceAccount of {}",
+                source.spec.credentials_secret_ref.name,
+                products.join(", ")
+            ),
+            product: audit::ObjectRef { namespace: namespace.clone(), name: name.clone() },
+            classification: source.spec.classification.to_string(),
+            subjects: products.iter().map(|p| format!("ServiceAccount:{namespace}/{p}")).collect(),
+            purpose: None,
+            expires_at: None,
+            policy: None,
+        })
+        .await;
+    match written {
+        Err(error) if decision == audit::Decision::Granted && ctx.audit_refuses => Err(Error::Audit(error)),
+        _ => Ok(()),
+    }
 }
 
 /// The Secret's state from its metadata (its data is never read).
@@ -95,6 +157,9 @@ async fn write_status(
     )
     .await
     .map_err(|e| Error::Status { name: format!("{namespace}/{}", source.name_any()), source: e })?;
+    let now_lent = lent(Some(&status));
+    let taken: Vec<String> = lent(Some(&previous)).into_iter().filter(|c| !now_lent.contains(c)).collect();
+    let _ = record_credentials(ctx, source, &taken, audit::Decision::Revoked).await;
     let ready = |s: &DataSourceStatus| find_condition(&s.conditions, condition_type::READY).cloned();
     if let Some(new) = ready(&status)
         && ready(&previous).map(|o| o.reason) != Some(new.reason.clone())
