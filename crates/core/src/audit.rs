@@ -11,7 +11,7 @@
 //! Without the key, a rewritten log cannot be re-signed; an auditor checks it with
 //! `drmesh audit verify --key` or with OpenSSH alone.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -707,6 +707,47 @@ pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
     }
 }
 
+/// Why a chain does not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("line {line}: not an audit record: {message}")]
+    Unparseable { line: usize, message: String },
+    #[error("line {line}: record {seq} was altered (its hash does not match its content)")]
+    Altered { line: usize, seq: u64 },
+    #[error("line {line}: record {seq} does not follow the previous record (a record was removed or reordered)")]
+    Broken { line: usize, seq: u64 },
+}
+
+/// Checks one chain, line by line, and stops at the first fault; returns the number of
+/// records. It may start at any `seq` and has no anchor: [`verify_logs`] checks several
+/// files against the key and the anchors and names every fault.
+pub fn verify(input: impl BufRead) -> Result<u64, VerifyError> {
+    let mut expected_prev = GENESIS.to_string();
+    let mut expected_seq = 0u64;
+    let mut count = 0;
+    for (index, line) in input.lines().enumerate() {
+        let line_no = index + 1;
+        let line = line.map_err(|e| VerifyError::Unparseable { line: line_no, message: e.to_string() })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|e| VerifyError::Unparseable { line: line_no, message: e.to_string() })?;
+        if seal(record.seq, &record.event, &record.prev_hash) != record.hash {
+            return Err(VerifyError::Altered { line: line_no, seq: record.seq });
+        }
+        // A chain may start at a later sequence number when an older log was rotated away.
+        let first = count == 0 && record.seq > 0;
+        if !first && (record.prev_hash != expected_prev || record.seq != expected_seq) {
+            return Err(VerifyError::Broken { line: line_no, seq: record.seq });
+        }
+        expected_prev = record.hash;
+        expected_seq = record.seq + 1;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Writes sealed records as JSON lines.
 pub struct Writer<W: Write> {
     chain: Chain,
@@ -1008,6 +1049,16 @@ mod tests {
         all.push(String::from_utf8(buf).expect("utf8").trim().to_string());
         let report = check(&[("a.log", &all)], &Anchors::default());
         assert_eq!((found(&report), report.records), (vec![], 4));
+    }
+
+    #[test]
+    fn the_single_file_verifier_still_stops_at_the_first_fault() {
+        let mut lines = log(5);
+        assert_eq!(verify(lines.join("\n").as_bytes()), Ok(5));
+        lines.remove(2);
+        assert_eq!(verify(lines.join("\n").as_bytes()), Err(VerifyError::Broken { line: 3, seq: 3 }));
+        lines[0] = lines[0].replace("decision 0", "decision 9");
+        assert_eq!(verify(lines.join("\n").as_bytes()), Err(VerifyError::Altered { line: 1, seq: 0 }));
     }
 
     #[test]
