@@ -345,9 +345,9 @@ impl std::fmt::Display for Tamper {
             Tamper::Removed { first, last } => {
                 write!(
                     f,
-                    "{} before this one are in no file: {} record(s) removed",
-                    records(*first, *last),
-                    last - first + 1
+                    "{} record(s) removed before this one: {} (in no file)",
+                    last - first + 1,
+                    records(*first, *last)
                 )
             }
             Tamper::Reordered { seq, after, after_line } => write!(
@@ -361,7 +361,7 @@ impl std::fmt::Display for Tamper {
             ),
             Tamper::TruncatedStart { first, anchor: None } if *first > 0 => write!(
                 f,
-                "the chain starts at record {first}: {} are missing (cut off, or rotated away: check the rotated files or the anchor archived with them)",
+                "the chain starts at record {first}, not 0: {} missing (cut off, or in files not given: give the rotated files and every replica's log, or the anchor archived with them)",
                 records(0, first - 1)
             ),
             Tamper::TruncatedStart { first, anchor: None } => {
@@ -369,7 +369,7 @@ impl std::fmt::Display for Tamper {
             }
             Tamper::TruncatedStart { first, anchor: Some(anchor) } if *first > anchor.seq + 1 => write!(
                 f,
-                "the chain starts at record {first}, the start anchor is record {}: {} are missing",
+                "the chain starts at record {first}, the start anchor is record {}: {} missing",
                 anchor.seq,
                 records(anchor.seq + 1, first - 1)
             ),
@@ -378,7 +378,7 @@ impl std::fmt::Display for Tamper {
             }
             Tamper::TruncatedEnd { last: Some(last), head } => write!(
                 f,
-                "the chain stops at record {last}, the head anchor is record {}: {} were removed from the end",
+                "the chain stops at record {last}, the head anchor is record {}: {} removed from the end",
                 head.seq,
                 records(last + 1, head.seq)
             ),
@@ -403,7 +403,7 @@ impl std::fmt::Display for Tamper {
             ),
             Tamper::Forked { first, last, other } => write!(
                 f,
-                "{} exist in two different valid versions, here and in {other}: two writers continued the chain from the same record",
+                "two different valid versions of {}, here and in {other}: two writers continued the chain from the same point",
                 records(*first, *last)
             ),
         }
@@ -981,7 +981,7 @@ mod tests {
         // Record 3 cut too.
         let report = check(&[("a.log", &lines[4..])], &from);
         assert_eq!(found(&report), ["a.log:1 truncated-start"]);
-        assert!(report.findings[0].to_string().contains("record 3 are missing"), "{}", report.findings[0]);
+        assert!(report.findings[0].to_string().contains("record 3 missing"), "{}", report.findings[0]);
         // An anchor of another chain.
         let other = Anchors { from: Some(head_of(&chain_of(3, 50, None)[2])), ..Anchors::default() };
         let report = check(&[("a.log", &lines[3..])], &other);
@@ -1035,7 +1035,11 @@ mod tests {
         assert_eq!(found(&report), ["c.log:1 forked"]);
         let Tamper::Forked { first, last, other } = &report.findings[0].tamper else { panic!("{report:?}") };
         assert_eq!((*first, *last, other.to_string()), (5, 7, "b.log:1".to_string()));
-        assert!(report.findings[0].to_string().starts_with("c.log:1: forked: records 5..7"), "{}", report.findings[0]);
+        assert!(
+            report.findings[0].to_string().starts_with("c.log:1: forked: two different valid versions of records 5..7"),
+            "{}",
+            report.findings[0]
+        );
         assert_eq!(report.head, Some(head_of(&lines[9])), "the longer branch is the chain");
     }
 
