@@ -514,3 +514,72 @@ fn approvals_are_checked_offline_and_made_with_drmesh_approve() {
     assert!(digests.lines().any(|l| l.starts_with("sha256:") && l.ends_with("AccessPolicy police/incident-feed-cnc")));
     assert_eq!(code(&drmesh(&["approve", "-f", path(&police)])), 2, "--key and --approver, or --digest");
 }
+
+#[test]
+fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering() {
+    use drmesh::audit::{Chain, Decision, Event, ObjectRef};
+    // Records signed with an example key (its .pub stands for the operator's audit key).
+    let keys = root().join("tests/fixtures/example-approvers");
+    let pem = std::fs::read_to_string(keys.join("example-approver-1")).expect("key");
+    let key = ssh_key::PrivateKey::from_openssh(pem.trim()).expect("an OpenSSH key");
+    let mut chain = Chain::default();
+    let lines: Vec<String> = (0..6)
+        .map(|n| {
+            let event = Event {
+                time: format!("2026-12-01T00:00:0{n}Z"),
+                actor: "drmesh".into(),
+                decision: Decision::Revoked,
+                reason: "Expired".into(),
+                message: format!("decision {n}"),
+                product: ObjectRef { namespace: "police".into(), name: "incident-feed".into() },
+                classification: "Restricted".into(),
+                subjects: vec!["Group:cnc-officers".into()],
+                purpose: None,
+                expires_at: None,
+                policy: None,
+            };
+            serde_json::to_string(&chain.append_signed(event, Some(&key)).expect("sign")).expect("json") + "\n"
+        })
+        .collect();
+    let head = chain.head().expect("a head").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("replica-a.log"), dir.path().join("replica-b.log"));
+    std::fs::write(&a, lines[..3].concat()).expect("write");
+    std::fs::write(&b, lines[3..].concat()).expect("write");
+    let public = keys.join("example-approver-1.pub");
+
+    // Intact: replica A's log on stdin, B's as a file.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["audit", "verify", path(&b), "-", "--key", path(&public), "--head", &head])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), lines[..3].concat().as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).starts_with("audit log intact: 6 records\n"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("6 signed, 6 with a valid signature by the key"), "{}", stdout(&out));
+    let out = drmesh(&["audit", "head", path(&a), path(&b)]);
+    assert_eq!((code(&out), stdout(&out)), (0, format!("{head}\n")));
+
+    // B's first record removed: named, exit 3; without --head the report says what it missed.
+    std::fs::write(&b, lines[4..].concat()).expect("write");
+    let out = drmesh(&["audit", "verify", path(&a), path(&b), "--key", path(&public), "--head", &head]);
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{}:1: removed: 1 record(s) removed before this one: record 3", path(&b))),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the audit log does not verify: 1 finding(s)"));
+    let out = drmesh(&["audit", "verify", path(&a)]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(stdout(&out).contains("signatures not checked (no --key)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("a truncated end is not detected"), "{}", stdout(&out));
+    // The same log, its end cut, against the head anchor.
+    let out = drmesh(&["audit", "verify", path(&a), "--head", &head]);
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    assert!(stdout(&out).contains("truncated-end: the chain stops at record 2, the head anchor is record 5"));
+}

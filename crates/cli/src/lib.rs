@@ -13,6 +13,7 @@ pub use drmesh_core::audit;
 pub mod access_review;
 pub mod admission;
 pub mod approve;
+pub mod audit_log;
 pub mod diff;
 pub mod graph;
 pub mod kubeconfig;
@@ -82,11 +83,13 @@ where
 /// `drmesh audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check that an audit log's hash chain is intact: no record removed, reordered or altered.
-    Verify {
-        /// The audit log (JSON lines); `-` reads stdin.
-        file: std::path::PathBuf,
-    },
+    /// Check audit logs (rotated files, every replica's output) as one hash chain: names
+    /// each record altered, forged, unsigned, removed, reordered or inserted, a cut start or
+    /// end, a rewritten log and a fork. Exit 0 intact, 3 tampered, 2 unreadable.
+    Verify(audit_log::VerifyArgs),
+    /// Print the head (SEQ:HASH) of the logs' chain, e.g. to archive with rotated logs as
+    /// the next `--from` anchor. Exit 3 when the chain does not verify.
+    Head(audit_log::HeadArgs),
 }
 
 /// Why a command failed.
@@ -100,8 +103,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("audit log does not verify: {0}")]
-    AuditBroken(#[source] crate::audit::VerifyError),
+    #[error("the audit log does not verify: {findings} finding(s)")]
+    AuditBroken { findings: usize },
     #[error("{errors} error(s){}", if *warnings > 0 { format!(" and {warnings} warning(s) (--strict)") } else { String::new() })]
     Problems { errors: usize, warnings: usize },
     #[error("{errors} error(s) in the manifests: the API server would refuse them (see drmesh validate)")]
@@ -122,7 +125,7 @@ impl CliError {
         match self {
             CliError::Output(_) => 1,
             CliError::Read { .. } => 2,
-            CliError::AuditBroken(_) => 3,
+            CliError::AuditBroken { .. } => 3,
             CliError::Problems { .. } | CliError::Invalid { .. } | CliError::Refused { .. } => 1,
             CliError::Widened { .. } => 3,
             CliError::Internal(_) => 2,
@@ -143,22 +146,9 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         Command::Graph(args) => offline::run_graph(args),
         Command::AccessReview(args) => offline::run_access_review(args),
         Command::Approve(args) => approve::run(args),
-        Command::Audit(AuditCommand::Verify { file }) => {
-            let count = verify_audit(file)?;
-            write_all(&mut out(), format!("audit log intact: {count} records\n").as_bytes())
-        }
+        Command::Audit(AuditCommand::Verify(args)) => audit_log::run_verify(args),
+        Command::Audit(AuditCommand::Head(args)) => audit_log::run_head(args),
     }
-}
-
-fn verify_audit(file: &std::path::Path) -> Result<u64, CliError> {
-    let read_err = |source| CliError::Read { path: file.to_path_buf(), source };
-    let result = if file.as_os_str() == "-" {
-        crate::audit::verify(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(file).map_err(read_err)?;
-        crate::audit::verify(std::io::BufReader::new(f))
-    };
-    result.map_err(CliError::AuditBroken)
 }
 
 /// Writes everything; a closed pipe (`drmesh crds | head`) is not an error.

@@ -219,6 +219,494 @@ impl Chain {
     }
 }
 
+/// The anchors a log is checked against besides its own hashes: without them, a log cut at
+/// either end, or rebuilt whole, still links.
+#[derive(Clone, Debug, Default)]
+pub struct Anchors {
+    /// The operator's audit key: every record must carry its signature.
+    pub key: Option<ssh_key::PublicKey>,
+    /// The chain's end as the cluster knows it (the head the operator keeps in the cluster):
+    /// the log must reach it, with the same hash.
+    pub head: Option<Head>,
+    /// The last record before the first file (the head archived when the older part of
+    /// the log was rotated away): the chain must continue it. Without it the chain must
+    /// start at record 0.
+    pub from: Option<Head>,
+}
+
+/// Where a finding is: a file, as named to [`verify_logs`], and a line (from 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Why a record does not belong to the chain the anchors name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// The record at the head anchor's seq has another hash.
+    Head { anchor: Head, found: String },
+    /// The record at the start anchor's seq has another hash.
+    From { anchor: Head, found: String },
+    /// A key was given and no record carries a valid signature by it.
+    NoValidSignature { records: u64 },
+}
+
+/// How a log was tampered with (or damaged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// The line is not an audit record.
+    Unparseable { message: String },
+    /// The record's hash does not match its content.
+    Altered { seq: u64 },
+    /// The record's signature is not the audit key's over its hash.
+    Forged { seq: u64 },
+    /// The record carries no signature while a key was given.
+    Unsigned { seq: u64 },
+    /// Records `first..=last` are in no file (a gap in the merged chain).
+    Removed { first: u64, last: u64 },
+    /// In one file, record `seq` comes after record `after` (at line `after_line`).
+    Reordered { seq: u64, after: u64, after_line: usize },
+    /// Record `seq`'s `prevHash` is not the hash of record `seq - 1`.
+    BrokenLink { seq: u64 },
+    /// The chain does not start where it must: at record 0 from the genesis hash, or
+    /// right after the start anchor (`anchor`), with its hash.
+    TruncatedStart { first: u64, anchor: Option<Head> },
+    /// The chain stops (at `last`, or has no record) before the head anchor.
+    TruncatedEnd { last: Option<u64>, head: Head },
+    /// The record at `seq` (none for a whole-log finding) is not the anchored one.
+    Rewritten { seq: Option<u64>, why: Rewrite },
+    /// Records `first..=last` exist in two valid, different versions: here and at `other`.
+    Forked { first: u64, last: u64, other: Place },
+}
+
+fn records(first: u64, last: u64) -> String {
+    if first == last { format!("record {first}") } else { format!("records {first}..{last}") }
+}
+
+impl Tamper {
+    /// A short, stable name (lowercase) for the kind of finding.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Tamper::Unparseable { .. } => "unparseable",
+            Tamper::Altered { .. } => "altered",
+            Tamper::Forged { .. } => "forged",
+            Tamper::Unsigned { .. } => "unsigned",
+            Tamper::Removed { .. } => "removed",
+            Tamper::Reordered { .. } => "reordered",
+            Tamper::BrokenLink { .. } => "broken-link",
+            Tamper::TruncatedStart { .. } => "truncated-start",
+            Tamper::TruncatedEnd { .. } => "truncated-end",
+            Tamper::Rewritten { .. } => "rewritten",
+            Tamper::Forked { .. } => "forked",
+        }
+    }
+
+    /// Order of report: the whole log's findings first, then records changed or missing,
+    /// last what may also be an accident (a record left unsigned, a damaged line).
+    fn rank(&self) -> u8 {
+        match self {
+            Tamper::Rewritten { .. } => 0,
+            Tamper::Forked { .. } => 1,
+            Tamper::TruncatedStart { .. } => 2,
+            Tamper::TruncatedEnd { .. } => 3,
+            Tamper::Removed { .. } => 4,
+            Tamper::Altered { .. } => 5,
+            Tamper::Forged { .. } => 6,
+            Tamper::BrokenLink { .. } => 7,
+            Tamper::Reordered { .. } => 8,
+            Tamper::Unsigned { .. } => 9,
+            Tamper::Unparseable { .. } => 10,
+        }
+    }
+}
+
+impl std::fmt::Display for Tamper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.label())?;
+        match self {
+            Tamper::Unparseable { message } => write!(f, "the line is not an audit record ({message})"),
+            Tamper::Altered { seq } => {
+                write!(f, "record {seq} was altered: its hash does not match its content")
+            }
+            Tamper::Forged { seq } => write!(
+                f,
+                "record {seq}'s signature is not the audit key's: the record was not written as it is by the operator"
+            ),
+            Tamper::Unsigned { seq } => {
+                write!(f, "record {seq} carries no signature, but every record must be signed by the audit key")
+            }
+            Tamper::Removed { first, last } => {
+                write!(
+                    f,
+                    "{} record(s) removed before this one: {} (in no file)",
+                    last - first + 1,
+                    records(*first, *last)
+                )
+            }
+            Tamper::Reordered { seq, after, after_line } => write!(
+                f,
+                "record {seq} comes after record {after} (line {after_line}) in the same file: records were moved, repeated or inserted"
+            ),
+            Tamper::BrokenLink { seq } => write!(
+                f,
+                "record {seq} does not continue record {} (its prevHash is not that record's hash): a record was replaced or inserted",
+                seq.saturating_sub(1)
+            ),
+            Tamper::TruncatedStart { first, anchor: None } if *first > 0 => write!(
+                f,
+                "the chain starts at record {first}, not 0: {} missing (cut off, or in files not given: give the rotated files and every replica's log, or the anchor archived with them)",
+                records(0, first - 1)
+            ),
+            Tamper::TruncatedStart { first, anchor: None } => {
+                write!(f, "record {first}, the first, does not start from the genesis hash: the start was cut off")
+            }
+            Tamper::TruncatedStart { first, anchor: Some(anchor) } if *first > anchor.seq + 1 => write!(
+                f,
+                "the chain starts at record {first}, the start anchor is record {}: {} missing",
+                anchor.seq,
+                records(anchor.seq + 1, first - 1)
+            ),
+            Tamper::TruncatedStart { first, anchor: Some(anchor) } => {
+                write!(f, "record {first}, the first, does not continue the start anchor {anchor}")
+            }
+            Tamper::TruncatedEnd { last: Some(last), head } => write!(
+                f,
+                "the chain stops at record {last}, the head anchor is record {}: {} removed from the end",
+                head.seq,
+                records(last + 1, head.seq)
+            ),
+            Tamper::TruncatedEnd { last: None, head } => {
+                write!(f, "no record at all, the head anchor is record {}", head.seq)
+            }
+            Tamper::Rewritten { seq, why: Rewrite::Head { anchor, found } } => write!(
+                f,
+                "record {} has hash {found}, the head anchor says {}: the log was rebuilt",
+                seq.unwrap_or(anchor.seq),
+                anchor.hash
+            ),
+            Tamper::Rewritten { seq, why: Rewrite::From { anchor, found } } => write!(
+                f,
+                "record {} has hash {found}, the start anchor says {}: the log was rebuilt",
+                seq.unwrap_or(anchor.seq),
+                anchor.hash
+            ),
+            Tamper::Rewritten { why: Rewrite::NoValidSignature { records }, .. } => write!(
+                f,
+                "none of the {records} record(s) carries a valid signature by the audit key: the log was rebuilt (or written with another key, or none)"
+            ),
+            Tamper::Forked { first, last, other } => write!(
+                f,
+                "two different valid versions of {}, here and in {other}: two writers continued the chain from the same point",
+                records(*first, *last)
+            ),
+        }
+    }
+}
+
+/// One thing wrong with a log, and where (none for what concerns the whole chain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub place: Option<Place>,
+    pub tamper: Tamper,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.place {
+            Some(place) => write!(f, "{place}: {}", self.tamper),
+            None => write!(f, "{}", self.tamper),
+        }
+    }
+}
+
+/// How an anchor fared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorCheck {
+    /// No anchor was given.
+    NotGiven,
+    /// The chain holds the anchored record.
+    Held,
+    /// The chain does not hold it (see the findings).
+    Failed,
+    /// The anchor names a record outside the logs' span: nothing to compare.
+    Outside,
+}
+
+/// What [`verify_logs`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Distinct records in the merged chain (a record in several files counts once).
+    pub records: u64,
+    /// The chain's first record's seq.
+    pub first: Option<u64>,
+    /// The chain's last record (the head to archive as the next `from` anchor).
+    pub head: Option<Head>,
+    /// Records that carry a signature.
+    pub signed: u64,
+    /// Records whose signature the key verifies (0 without a key).
+    pub verified: u64,
+    pub start: AnchorCheck,
+    pub end: AnchorCheck,
+    /// Most serious first; empty when the logs are intact.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    /// No key, no signature.
+    None,
+    /// No key to check it with.
+    Unchecked,
+    Holds,
+    Fails,
+    Missing,
+}
+
+/// A distinct record and every line that holds it.
+struct Entry {
+    record: Record,
+    places: Vec<(usize, usize)>,
+    sealed: bool,
+    signature: Signature,
+}
+
+impl Entry {
+    fn valid(&self) -> bool {
+        self.sealed && !matches!(self.signature, Signature::Fails | Signature::Missing)
+    }
+}
+
+/// Checks audit logs together: `inputs` are (name, content) pairs, e.g. rotated files and
+/// the outputs of the replicas that took turns leading. Records are merged by `seq` (a
+/// record found in several files counts once); order is judged per file, gaps and links
+/// on the merged chain, then its ends against the anchors.
+pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
+    let place = |(file, line): (usize, usize)| Place { file: inputs[file].0.clone(), line };
+    // (file, line) of each finding, to report in input order.
+    let mut found: Vec<((usize, usize), Finding)> = Vec::new();
+    let mut report = |at: Option<(usize, usize)>, tamper: Tamper| {
+        found.push((at.unwrap_or((0, 0)), Finding { place: at.map(place), tamper }));
+    };
+
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut by_seq: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+    for (file, (_, content)) in inputs.iter().enumerate() {
+        let mut latest: Option<(u64, usize)> = None;
+        for (index, line) in content.lines().enumerate() {
+            let at = (file, index + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: Record = match serde_json::from_str(line) {
+                Ok(record) => record,
+                Err(e) => {
+                    report(Some(at), Tamper::Unparseable { message: e.to_string() });
+                    continue;
+                }
+            };
+            match latest {
+                Some((after, after_line)) if record.seq <= after => {
+                    report(Some(at), Tamper::Reordered { seq: record.seq, after, after_line })
+                }
+                _ => latest = Some((record.seq, at.1)),
+            }
+            let candidates = by_seq.entry(record.seq).or_default();
+            if let Some(&same) = candidates.iter().find(|&&e| entries[e].record == record) {
+                entries[same].places.push(at);
+                continue;
+            }
+            let sealed = seal(record.seq, &record.event, &record.prev_hash) == record.hash;
+            let signature = match (&anchors.key, &record.signature) {
+                (None, None) => Signature::None,
+                (None, Some(_)) => Signature::Unchecked,
+                (Some(_), None) => Signature::Missing,
+                (Some(key), Some(sig)) if signature_holds(&record.hash, sig, key) => Signature::Holds,
+                (Some(_), Some(_)) => Signature::Fails,
+            };
+            candidates.push(entries.len());
+            entries.push(Entry { record, places: vec![at], sealed, signature });
+        }
+    }
+    for entry in &entries {
+        let (at, seq) = (Some(entry.places[0]), entry.record.seq);
+        if !entry.sealed {
+            report(at, Tamper::Altered { seq });
+        }
+        match entry.signature {
+            Signature::Fails => report(at, Tamper::Forged { seq }),
+            Signature::Missing => report(at, Tamper::Unsigned { seq }),
+            _ => {}
+        }
+    }
+
+    // The chain: one record per seq, chosen from the end so that it follows the links
+    // (a fork's longer branch); an anchored record wins at its seq.
+    let has_successor = |e: usize| {
+        let record = &entries[e].record;
+        by_seq
+            .get(&(record.seq + 1))
+            .is_some_and(|next| next.iter().any(|&n| entries[n].record.prev_hash == record.hash))
+    };
+    let mut chosen: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut above: Option<(u64, usize)> = None;
+    for (&seq, candidates) in by_seq.iter().rev() {
+        let with_hash = |hash: &str| candidates.iter().copied().find(|&c| entries[c].record.hash == hash);
+        let anchored = [&anchors.head, &anchors.from]
+            .into_iter()
+            .flatten()
+            .filter(|anchor| anchor.seq == seq)
+            .find_map(|anchor| with_hash(&anchor.hash));
+        let linked = above.filter(|(s, _)| *s == seq + 1).and_then(|(_, a)| with_hash(&entries[a].record.prev_hash));
+        let pick = anchored.or(linked).unwrap_or_else(|| {
+            *candidates.iter().min_by_key(|&&c| (!entries[c].valid(), !has_successor(c), c)).expect("a candidate")
+        });
+        chosen.insert(seq, pick);
+        above = Some((seq, pick));
+    }
+
+    // Its links and gaps.
+    let mut previous: Option<(u64, usize)> = None;
+    for (&seq, &c) in &chosen {
+        let (record, at) = (&entries[c].record, Some(entries[c].places[0]));
+        match previous {
+            None => match &anchors.from {
+                None if seq > 0 || record.prev_hash != GENESIS => {
+                    report(at, Tamper::TruncatedStart { first: seq, anchor: None })
+                }
+                Some(from) if seq > from.seq + 1 || (seq == from.seq + 1 && record.prev_hash != from.hash) => {
+                    report(at, Tamper::TruncatedStart { first: seq, anchor: Some(from.clone()) })
+                }
+                _ => {}
+            },
+            Some((p, pc)) if p + 1 == seq => {
+                if record.prev_hash != entries[pc].record.hash {
+                    report(at, Tamper::BrokenLink { seq })
+                }
+            }
+            Some((p, _)) => report(at, Tamper::Removed { first: p + 1, last: seq - 1 }),
+        }
+        previous = Some((seq, c));
+    }
+    let first = chosen.keys().next().copied();
+    let last = chosen.iter().next_back().map(|(&seq, &c)| Head { seq, hash: entries[c].record.hash.clone() });
+
+    // Forks: another valid version of a chain record, in another file. A branch is
+    // reported once, over the seqs it spans.
+    let mut branches: std::collections::HashMap<String, usize> = Default::default();
+    let mut forks: Vec<((usize, usize), Tamper)> = Vec::new();
+    for (&seq, &c) in &chosen {
+        let main = &entries[c];
+        for &e in &by_seq[&seq] {
+            let other = &entries[e];
+            let shares_a_file = other.places.iter().any(|(f, _)| main.places.iter().any(|(g, _)| f == g));
+            if e == c || !other.valid() || !main.valid() || shares_a_file {
+                continue;
+            }
+            match branches.get(&other.record.prev_hash).copied() {
+                Some(i) => {
+                    if let Tamper::Forked { last, .. } = &mut forks[i].1 {
+                        *last = seq;
+                    }
+                    branches.insert(other.record.hash.clone(), i);
+                }
+                None => {
+                    branches.insert(other.record.hash.clone(), forks.len());
+                    forks.push((
+                        other.places[0],
+                        Tamper::Forked { first: seq, last: seq, other: place(main.places[0]) },
+                    ));
+                }
+            }
+        }
+    }
+    for (at, tamper) in forks {
+        report(Some(at), tamper);
+    }
+
+    // The ends, against the anchors.
+    let anchor_at = |anchor: &Head| chosen.get(&anchor.seq).map(|&c| (c, entries[c].record.hash == anchor.hash));
+    let start = match (&anchors.from, first, &last) {
+        (None, ..) => AnchorCheck::NotGiven,
+        (Some(_), None, _) => AnchorCheck::Outside,
+        (Some(from), Some(first), Some(last)) if from.seq >= first => match anchor_at(from) {
+            _ if from.seq > last.seq => AnchorCheck::Outside,
+            Some((_, true)) => AnchorCheck::Held,
+            Some((c, false)) => {
+                let found = entries[c].record.hash.clone();
+                report(
+                    Some(entries[c].places[0]),
+                    Tamper::Rewritten { seq: Some(from.seq), why: Rewrite::From { anchor: from.clone(), found } },
+                );
+                AnchorCheck::Failed
+            }
+            None => AnchorCheck::Failed,
+        },
+        (Some(from), Some(first), _)
+            if first == from.seq + 1 && entries[chosen[&first]].record.prev_hash == from.hash =>
+        {
+            AnchorCheck::Held
+        }
+        (Some(_), ..) => AnchorCheck::Failed,
+    };
+    let end = match (&anchors.head, first, &last) {
+        (None, ..) => AnchorCheck::NotGiven,
+        (Some(head), _, None) => {
+            report(None, Tamper::TruncatedEnd { last: None, head: head.clone() });
+            AnchorCheck::Failed
+        }
+        (Some(head), _, Some(last)) if head.seq > last.seq => {
+            let at = Some(entries[chosen[&last.seq]].places[0]);
+            report(at, Tamper::TruncatedEnd { last: Some(last.seq), head: head.clone() });
+            AnchorCheck::Failed
+        }
+        (Some(head), Some(first), _) if head.seq < first => AnchorCheck::Outside,
+        (Some(head), ..) => match anchor_at(head) {
+            Some((_, true)) => AnchorCheck::Held,
+            Some((c, false)) => {
+                let found = entries[c].record.hash.clone();
+                report(
+                    Some(entries[c].places[0]),
+                    Tamper::Rewritten { seq: Some(head.seq), why: Rewrite::Head { anchor: head.clone(), found } },
+                );
+                AnchorCheck::Failed
+            }
+            None => AnchorCheck::Failed,
+        },
+    };
+
+    let in_chain = || chosen.values().map(|&c| &entries[c]);
+    let signed = in_chain().filter(|e| e.record.signature.is_some()).count() as u64;
+    let verified = in_chain().filter(|e| e.signature == Signature::Holds).count() as u64;
+    if anchors.key.is_some() && !chosen.is_empty() && verified == 0 {
+        report(None, Tamper::Rewritten { seq: None, why: Rewrite::NoValidSignature { records: chosen.len() as u64 } });
+    }
+
+    found.sort_by_key(|(at, finding)| (finding.tamper.rank(), finding.place.is_some(), *at));
+    Report {
+        records: chosen.len() as u64,
+        first,
+        head: last,
+        signed,
+        verified,
+        start,
+        end,
+        findings: found.into_iter().map(|(_, finding)| finding).collect(),
+    }
+}
+
 /// Why a chain does not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
@@ -230,7 +718,9 @@ pub enum VerifyError {
     Broken { line: usize, seq: u64 },
 }
 
-/// Checks a whole chain, line by line; returns the number of records.
+/// Checks one chain, line by line, and stops at the first fault; returns the number of
+/// records. It may start at any `seq` and has no anchor: [`verify_logs`] checks several
+/// files against the key and the anchors and names every fault.
 pub fn verify(input: impl BufRead) -> Result<u64, VerifyError> {
     let mut expected_prev = GENESIS.to_string();
     let mut expected_seq = 0u64;
@@ -302,6 +792,21 @@ mod tests {
         }
     }
 
+    /// A deterministic ed25519 key (the operator's audit key is `key(1)`).
+    fn key(n: u8) -> ssh_key::PrivateKey {
+        ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[n; 32]))
+    }
+
+    fn line(record: &Record) -> String {
+        serde_json::to_string(record).expect("record")
+    }
+
+    /// Records `0..n` of events `base..base + n` (signed by `key`), as lines.
+    fn chain_of(n: u32, base: u32, key: Option<&ssh_key::PrivateKey>) -> Vec<String> {
+        let mut chain = Chain::default();
+        (0..n).map(|i| line(&chain.append_signed(event(base + i), key).expect("sign"))).collect()
+    }
+
     fn log(n: u32) -> Vec<String> {
         let mut buf = Vec::new();
         let mut writer = Writer::new(&mut buf);
@@ -311,40 +816,231 @@ mod tests {
         String::from_utf8(buf).expect("utf8").lines().map(String::from).collect()
     }
 
-    fn verify_lines(lines: &[String]) -> Result<u64, VerifyError> {
-        verify(lines.join("\n").as_bytes())
+    fn signed(n: u32) -> Vec<String> {
+        chain_of(n, 0, Some(&key(1)))
+    }
+
+    fn head_of(line: &str) -> Head {
+        let record: Record = serde_json::from_str(line).expect("record");
+        Head { seq: record.seq, hash: record.hash }
+    }
+
+    fn with_key() -> Anchors {
+        Anchors { key: Some(key(1).public_key().clone()), ..Anchors::default() }
+    }
+
+    fn check(files: &[(&str, &[String])], anchors: &Anchors) -> Report {
+        let inputs: Vec<(String, String)> =
+            files.iter().map(|(name, lines)| (name.to_string(), lines.join("\n"))).collect();
+        verify_logs(&inputs, anchors)
+    }
+
+    /// Each finding as `file:line label` (or just the label for the whole chain).
+    fn found(report: &Report) -> Vec<String> {
+        report
+            .findings
+            .iter()
+            .map(|f| match &f.place {
+                Some(p) => format!("{p} {}", f.tamper.label()),
+                None => f.tamper.label().to_string(),
+            })
+            .collect()
     }
 
     #[test]
     fn an_intact_chain_verifies() {
-        assert_eq!(verify_lines(&log(5)), Ok(5));
+        let report = check(&[("a.log", &log(5))], &Anchors::default());
+        assert_eq!(found(&report), Vec::<String>::new());
+        assert_eq!((report.records, report.first, report.head.map(|h| h.seq)), (5, Some(0), Some(4)));
+        assert_eq!(
+            (report.signed, report.verified, report.start, report.end),
+            (0, 0, AnchorCheck::NotGiven, AnchorCheck::NotGiven)
+        );
     }
 
     #[test]
-    fn a_removed_record_is_detected() {
-        let mut lines = log(5);
-        lines.remove(2);
-        assert_eq!(verify_lines(&lines), Err(VerifyError::Broken { line: 3, seq: 3 }));
+    fn an_intact_two_replica_chain_verifies_against_the_key_and_the_head() {
+        let lines = signed(10);
+        let anchors = Anchors { head: Some(head_of(&lines[9])), ..with_key() };
+        // Replica A led for records 0..4, replica B took over for 5..9; in either order.
+        for files in
+            [[("a.log", &lines[..5]), ("b.log", &lines[5..])], [("b.log", &lines[5..]), ("a.log", &lines[..5])]]
+        {
+            let report = check(&files, &anchors);
+            assert_eq!(found(&report), Vec::<String>::new());
+            assert_eq!((report.records, report.signed, report.verified), (10, 10, 10));
+            assert_eq!(report.head, Some(head_of(&lines[9])));
+            assert_eq!(report.end, AnchorCheck::Held);
+        }
+    }
+
+    #[test]
+    fn copies_count_once_and_one_file_may_hold_several_leaderships() {
+        let lines = signed(15);
+        // A led for 0..6 and again for 10..14; B for 5..9; a rotated copy of A's start.
+        let a: Vec<String> = lines[..7].iter().chain(&lines[10..]).cloned().collect();
+        let report = check(
+            &[("a.log", &a), ("b.log", &lines[5..10]), ("a.log.1", &lines[..3])],
+            &Anchors { head: Some(head_of(&lines[14])), ..with_key() },
+        );
+        assert_eq!(found(&report), Vec::<String>::new());
+        assert_eq!((report.records, report.verified), (15, 15));
+    }
+
+    #[test]
+    fn garbage_is_reported_with_its_line() {
+        let mut lines = log(2);
+        lines.push("{not json".into());
+        let report = check(&[("a.log", &lines)], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:3 unparseable"]);
+        assert!(report.findings[0].to_string().contains("not an audit record"), "{}", report.findings[0]);
     }
 
     #[test]
     fn an_altered_record_is_detected() {
         let mut lines = log(4);
         lines[1] = lines[1].replace("ClearanceTooLow", "Granted");
-        assert_eq!(verify_lines(&lines), Err(VerifyError::Altered { line: 2, seq: 1 }));
+        let report = check(&[("a.log", &lines)], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:2 altered"]);
+        assert_eq!(report.findings[0].tamper, Tamper::Altered { seq: 1 });
+    }
+
+    #[test]
+    fn a_forged_signature_is_detected() {
+        let mut lines = signed(4);
+        // Record 2 re-signed by another key (whoever rebuilt it does not hold the audit key).
+        let mut record: Record = serde_json::from_str(&lines[2]).expect("record");
+        record.signature = Some(sign_hash(&record.hash, &key(2)).expect("sign"));
+        lines[2] = line(&record);
+        let report = check(&[("a.log", &lines)], &with_key());
+        assert_eq!(found(&report), ["a.log:3 forged"]);
+        assert_eq!(report.findings[0].tamper, Tamper::Forged { seq: 2 });
+        assert_eq!(report.verified, 3);
+        // Without the key, the same log passes: signatures are not checked.
+        assert!(check(&[("a.log", &lines)], &Anchors::default()).intact());
+    }
+
+    #[test]
+    fn an_unsigned_record_is_detected_when_a_key_is_given() {
+        let mut lines = signed(4);
+        let mut record: Record = serde_json::from_str(&lines[1]).expect("record");
+        record.signature = None;
+        lines[1] = line(&record);
+        let report = check(&[("a.log", &lines)], &with_key());
+        assert_eq!(found(&report), ["a.log:2 unsigned"]);
+        assert_eq!(report.findings[0].tamper, Tamper::Unsigned { seq: 1 });
+    }
+
+    #[test]
+    fn a_removed_record_is_detected() {
+        let mut lines = log(6);
+        lines.drain(2..4);
+        let report = check(&[("a.log", &lines)], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:3 removed"]);
+        assert_eq!(report.findings[0].tamper, Tamper::Removed { first: 2, last: 3 });
+        // Across files: B took over at 5 and its first record is gone.
+        let lines = log(10);
+        let report = check(&[("a.log", &lines[..5]), ("b.log", &lines[6..])], &Anchors::default());
+        assert_eq!(found(&report), ["b.log:1 removed"]);
     }
 
     #[test]
     fn swapped_records_are_detected() {
         let mut lines = log(4);
         lines.swap(1, 2);
-        assert!(matches!(verify_lines(&lines), Err(VerifyError::Broken { .. })));
+        let report = check(&[("a.log", &lines)], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:3 reordered"]);
+        assert_eq!(report.findings[0].tamper, Tamper::Reordered { seq: 1, after: 2, after_line: 2 });
     }
 
     #[test]
-    fn a_rotated_chain_verifies_from_its_first_record() {
+    fn a_replaced_record_breaks_the_link() {
+        let lines = signed(5);
+        // Record 2 replaced by a well-formed one continuing record 1: its own hash holds,
+        // record 3 no longer follows it.
+        let mut chain = Chain::after(&head_of(&lines[1]));
+        let mut tampered = lines.clone();
+        tampered[2] = line(&chain.append(event(42)));
+        let report = check(&[("a.log", &tampered)], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:4 broken-link"]);
+        assert_eq!(report.findings[0].tamper, Tamper::BrokenLink { seq: 3 });
+        // With the key, the replacement is also unsigned.
+        assert_eq!(found(&check(&[("a.log", &tampered)], &with_key())), ["a.log:4 broken-link", "a.log:3 unsigned"]);
+    }
+
+    #[test]
+    fn a_cut_start_is_detected_unless_the_start_anchor_links_to_it() {
         let lines = log(6);
-        assert_eq!(verify_lines(&lines[3..]), Ok(3));
+        let report = check(&[("a.log", &lines[3..])], &Anchors::default());
+        assert_eq!(found(&report), ["a.log:1 truncated-start"]);
+        assert_eq!(report.findings[0].tamper, Tamper::TruncatedStart { first: 3, anchor: None });
+        // Rotated away with its anchor archived: the rest continues it.
+        let from = Anchors { from: Some(head_of(&lines[2])), ..Anchors::default() };
+        let report = check(&[("a.log", &lines[3..])], &from);
+        assert_eq!((found(&report), report.start), (vec![], AnchorCheck::Held));
+        // Record 3 cut too.
+        let report = check(&[("a.log", &lines[4..])], &from);
+        assert_eq!(found(&report), ["a.log:1 truncated-start"]);
+        assert!(report.findings[0].to_string().contains("record 3 missing"), "{}", report.findings[0]);
+        // An anchor of another chain.
+        let other = Anchors { from: Some(head_of(&chain_of(3, 50, None)[2])), ..Anchors::default() };
+        let report = check(&[("a.log", &lines[3..])], &other);
+        assert_eq!((found(&report), report.start), (vec!["a.log:1 truncated-start".to_string()], AnchorCheck::Failed));
+        // Files that still hold the anchored record: it must be the same.
+        assert_eq!(check(&[("a.log", &lines)], &from).start, AnchorCheck::Held);
+        let report = check(&[("a.log", &lines)], &other);
+        assert_eq!((found(&report), report.start), (vec!["a.log:3 rewritten".to_string()], AnchorCheck::Failed));
+    }
+
+    #[test]
+    fn a_cut_end_is_detected_only_with_the_head_anchor() {
+        let lines = log(10);
+        let anchors = Anchors { head: Some(head_of(&lines[9])), ..Anchors::default() };
+        let report = check(&[("a.log", &lines[..8])], &anchors);
+        assert_eq!(found(&report), ["a.log:8 truncated-end"]);
+        assert_eq!(report.findings[0].tamper, Tamper::TruncatedEnd { last: Some(7), head: head_of(&lines[9]) });
+        assert_eq!(report.end, AnchorCheck::Failed);
+        // The limit without an anchor: a cut end looks like a shorter log.
+        assert!(check(&[("a.log", &lines[..8])], &Anchors::default()).intact());
+    }
+
+    #[test]
+    fn a_rewritten_log_is_caught_by_the_head_anchor_and_by_the_key() {
+        let genuine = signed(10);
+        // Rebuilt whole, consistently, with other content, by someone without the audit key.
+        let rebuilt = chain_of(10, 100, Some(&key(2)));
+        assert!(check(&[("a.log", &rebuilt)], &Anchors::default()).intact(), "its own hashes hold");
+        let anchors = Anchors { head: Some(head_of(&genuine[9])), ..Anchors::default() };
+        let report = check(&[("a.log", &rebuilt)], &anchors);
+        assert_eq!(found(&report), ["a.log:10 rewritten"]);
+        assert!(matches!(report.findings[0].tamper, Tamper::Rewritten { seq: Some(9), why: Rewrite::Head { .. } }));
+        let report = check(&[("a.log", &rebuilt)], &with_key());
+        assert_eq!(found(&report)[0], "rewritten");
+        assert_eq!(
+            report.findings[0].tamper,
+            Tamper::Rewritten { seq: None, why: Rewrite::NoValidSignature { records: 10 } }
+        );
+        assert_eq!(found(&report).iter().filter(|f| f.ends_with(" forged")).count(), 10);
+        assert_eq!(report.verified, 0);
+    }
+
+    #[test]
+    fn two_writers_fork_the_chain_and_both_files_are_named() {
+        let lines = signed(10);
+        // Replica C also believed it led after record 4 and wrote 5..7 of its own.
+        let mut chain = Chain::after(&head_of(&lines[4]));
+        let c: Vec<String> =
+            (0..3).map(|i| line(&chain.append_signed(event(60 + i), Some(&key(1))).expect("sign"))).collect();
+        let report = check(&[("a.log", &lines[..5]), ("b.log", &lines[5..]), ("c.log", &c)], &with_key());
+        assert_eq!(found(&report), ["c.log:1 forked"]);
+        let Tamper::Forked { first, last, other } = &report.findings[0].tamper else { panic!("{report:?}") };
+        assert_eq!((*first, *last, other.to_string()), (5, 7, "b.log:1".to_string()));
+        assert!(
+            report.findings[0].to_string().starts_with("c.log:1: forked: two different valid versions of records 5..7"),
+            "{}",
+            report.findings[0]
+        );
+        assert_eq!(report.head, Some(head_of(&lines[9])), "the longer branch is the chain");
     }
 
     #[test]
@@ -355,13 +1051,25 @@ mod tests {
         Writer::resume(&mut buf, Chain::resume(&last)).write(event(9)).expect("write");
         let mut all = lines.clone();
         all.push(String::from_utf8(buf).expect("utf8").trim().to_string());
-        assert_eq!(verify_lines(&all), Ok(4));
+        let report = check(&[("a.log", &all)], &Anchors::default());
+        assert_eq!((found(&report), report.records), (vec![], 4));
     }
 
     #[test]
-    fn garbage_is_reported_with_its_line() {
-        let mut lines = log(2);
-        lines.push("{not json".into());
-        assert!(matches!(verify_lines(&lines), Err(VerifyError::Unparseable { line: 3, .. })));
+    fn the_single_file_verifier_still_stops_at_the_first_fault() {
+        let mut lines = log(5);
+        assert_eq!(verify(lines.join("\n").as_bytes()), Ok(5));
+        lines.remove(2);
+        assert_eq!(verify(lines.join("\n").as_bytes()), Err(VerifyError::Broken { line: 3, seq: 3 }));
+        lines[0] = lines[0].replace("decision 0", "decision 9");
+        assert_eq!(verify(lines.join("\n").as_bytes()), Err(VerifyError::Altered { line: 1, seq: 0 }));
+    }
+
+    #[test]
+    fn heads_print_and_parse() {
+        let head = head_of(&log(3)[2]);
+        assert_eq!(head.to_string().parse::<Head>(), Ok(head.clone()));
+        assert!("3".parse::<Head>().is_err());
+        assert!("x:abc".parse::<Head>().is_err());
     }
 }

@@ -1,0 +1,256 @@
+//! `drmesh audit verify` and `drmesh audit head`: the audit logs, checked together.
+
+use std::path::{Path, PathBuf};
+
+use crate::CliError;
+use crate::audit::{AnchorCheck, Anchors, Head, Report, Tamper, verify_logs};
+
+/// `drmesh audit verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The audit logs (JSON lines), in any order: rotated files and the output of every
+    /// replica that led; `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The operator's audit public key (OpenSSH format, the `.pub` of its audit key):
+    /// every record must carry a valid signature by it.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The end of the chain as the cluster knows it, SEQ:HASH: the logs must reach it.
+    ///
+    /// The operator keeps it in a ConfigMap (in its namespace, named by its --audit-head);
+    /// read it with:
+    ///
+    /// kubectl -n drmesh-system get configmap drmesh-audit-head -o jsonpath='{.data.head}'
+    ///
+    /// Without it, records cut from the end of the logs are not detected.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub head: Option<Head>,
+    /// The last record before the first file, SEQ:HASH: for logs whose older part was
+    /// rotated away (print it with `drmesh audit head` on the archived files). Without it
+    /// the chain must start at record 0.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub from: Option<Head>,
+}
+
+/// `drmesh audit head`.
+#[derive(Debug, clap::Args)]
+pub struct HeadArgs {
+    /// The audit logs (JSON lines), in any order; `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+fn read_logs(files: &[PathBuf]) -> Result<Vec<(String, String)>, CliError> {
+    files
+        .iter()
+        .map(|file| {
+            let read_err = |source| CliError::Read { path: file.clone(), source };
+            let content = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin().lock()).map_err(read_err)?
+            } else {
+                std::fs::read_to_string(file).map_err(read_err)?
+            };
+            Ok((file.display().to_string(), content))
+        })
+        .collect()
+}
+
+fn read_key(path: &Path) -> Result<ssh_key::PublicKey, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+    ssh_key::PublicKey::from_openssh(text.trim())
+        .map_err(|e| CliError::Internal(format!("{}: not an OpenSSH public key: {e}", path.display())))
+}
+
+/// The report as printed: the verdict, each finding on its own line (most serious
+/// first), then what was checked and what was not.
+pub fn describe(report: &Report, anchors: &Anchors, files: usize) -> String {
+    let mut text = String::new();
+    if report.intact() {
+        text.push_str(&format!("audit log intact: {} records\n", report.records));
+    } else {
+        text.push_str(&format!("audit log TAMPERED: {} finding(s), most serious first\n", report.findings.len()));
+        for finding in &report.findings {
+            text.push_str(&format!("{finding}\n"));
+        }
+    }
+    let span = match (report.first, &report.head) {
+        (Some(first), Some(last)) => format!("seq {first}..{}", last.seq),
+        _ => "no record".to_string(),
+    };
+    text.push_str(&format!("records: {} ({span}) in {files} file(s); {} signed", report.records, report.signed));
+    if anchors.key.is_some() {
+        text.push_str(&format!(", {} with a valid signature by the key", report.verified));
+    }
+    text.push('\n');
+    match &anchors.key {
+        Some(key) => text.push_str(&format!(
+            "signatures: checked against {} (every record must be signed)\n",
+            key.fingerprint(ssh_key::HashAlg::Sha256)
+        )),
+        None => text.push_str("signatures not checked (no --key)\n"),
+    }
+    let from = anchors.from.as_ref().map(Head::to_string).unwrap_or_default();
+    text.push_str(&match report.start {
+        AnchorCheck::NotGiven => "start: the chain must start at record 0, from the genesis hash (no --from)\n".into(),
+        AnchorCheck::Held => format!("start: the chain continues the --from anchor {from}\n"),
+        AnchorCheck::Failed => format!("start: the chain does NOT continue the --from anchor {from}\n"),
+        AnchorCheck::Outside => {
+            format!("start: the --from anchor {from} is after the logs' last record: not checked\n")
+        }
+    });
+    let head = anchors.head.as_ref().map(Head::to_string).unwrap_or_default();
+    text.push_str(&match report.end {
+        AnchorCheck::NotGiven => {
+            "end of the chain not checked against an anchor (no --head): a truncated end is not detected\n".into()
+        }
+        AnchorCheck::Held => format!("end: the chain holds the --head anchor {head}\n"),
+        AnchorCheck::Failed => format!("end: the chain does NOT hold the --head anchor {head}\n"),
+        AnchorCheck::Outside => {
+            format!("end: the --head anchor {head} is before the logs' first record: not checked\n")
+        }
+    });
+    if let Some(last) = &report.head {
+        text.push_str(&format!("last record: {last}\n"));
+    }
+    text
+}
+
+/// Checks the logs; returns the text to print and the number of findings.
+pub fn verify(args: &VerifyArgs) -> Result<(String, usize), CliError> {
+    let key = args.key.as_deref().map(read_key).transpose()?;
+    let anchors = Anchors { key, head: args.head.clone(), from: args.from.clone() };
+    let logs = read_logs(&args.files)?;
+    let report = verify_logs(&logs, &anchors);
+    Ok((describe(&report, &anchors, logs.len()), report.findings.len()))
+}
+
+pub fn run_verify(args: &VerifyArgs) -> Result<(), CliError> {
+    let (text, findings) = verify(args)?;
+    super::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+    if findings > 0 {
+        return Err(CliError::AuditBroken { findings });
+    }
+    Ok(())
+}
+
+/// The head (`SEQ:HASH`) of the logs' merged chain, once the chain verifies (its start
+/// may be missing: the older part rotated away).
+pub fn head(args: &HeadArgs) -> Result<Head, (Vec<String>, CliError)> {
+    let logs = read_logs(&args.files).map_err(|e| (vec![], e))?;
+    let report = verify_logs(&logs, &Anchors::default());
+    let findings: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| !matches!(f.tamper, Tamper::TruncatedStart { .. }))
+        .map(ToString::to_string)
+        .collect();
+    if !findings.is_empty() {
+        let count = findings.len();
+        return Err((findings, CliError::AuditBroken { findings: count }));
+    }
+    report.head.ok_or_else(|| (vec![], CliError::Internal("no audit record in the files".into())))
+}
+
+pub fn run_head(args: &HeadArgs) -> Result<(), CliError> {
+    match head(args) {
+        Ok(head) => super::write_all(&mut std::io::stdout().lock(), format!("{head}\n").as_bytes()),
+        Err((findings, error)) => {
+            for finding in findings {
+                eprintln!("{finding}");
+            }
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Chain, Decision, Event, ObjectRef, Record};
+
+    fn event(n: u32) -> Event {
+        Event {
+            time: format!("2026-11-28T12:00:{n:02}Z"),
+            actor: "drmesh".into(),
+            decision: Decision::Granted,
+            reason: "Granted".into(),
+            message: format!("decision {n}"),
+            product: ObjectRef { namespace: "police".into(), name: "incident-feed".into() },
+            classification: "Restricted".into(),
+            subjects: vec!["Group:cnc-officers".into()],
+            purpose: None,
+            expires_at: None,
+            policy: None,
+        }
+    }
+
+    fn key() -> ssh_key::PrivateKey {
+        ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]))
+    }
+
+    /// Ten signed records: replica A wrote 0..4, replica B 5..9.
+    fn replicas(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Head) {
+        let mut chain = Chain::default();
+        let records: Vec<Record> =
+            (0..10).map(|i| chain.append_signed(event(i), Some(&key())).expect("sign")).collect();
+        let lines =
+            |rs: &[Record]| rs.iter().map(|r| serde_json::to_string(r).expect("json") + "\n").collect::<String>();
+        let (a, b, pubkey) = (dir.join("a.log"), dir.join("b.log"), dir.join("audit.pub"));
+        std::fs::write(&a, lines(&records[..5])).expect("write");
+        std::fs::write(&b, lines(&records[5..])).expect("write");
+        std::fs::write(&pubkey, key().public_key().to_openssh().expect("openssh")).expect("write");
+        (a, b, pubkey, chain.head().expect("a head"))
+    }
+
+    #[test]
+    fn an_intact_two_replica_log_verifies_and_says_what_was_not_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, pubkey, head) = replicas(dir.path());
+        let args = VerifyArgs { files: vec![b.clone(), a.clone()], key: None, head: None, from: None };
+        let (text, findings) = verify(&args).expect("verify");
+        assert_eq!(findings, 0, "{text}");
+        assert!(text.starts_with("audit log intact: 10 records\n"), "{text}");
+        assert!(text.contains("records: 10 (seq 0..9) in 2 file(s); 10 signed\n"), "{text}");
+        assert!(text.contains("signatures not checked (no --key)"), "{text}");
+        assert!(
+            text.contains(
+                "end of the chain not checked against an anchor (no --head): a truncated end is not detected"
+            )
+        );
+        let args = VerifyArgs { files: vec![a, b], key: Some(pubkey), head: Some(head.clone()), from: None };
+        let (text, findings) = verify(&args).expect("verify");
+        assert_eq!(findings, 0, "{text}");
+        assert!(text.contains("10 signed, 10 with a valid signature by the key"), "{text}");
+        assert!(text.contains("signatures: checked against SHA256:"), "{text}");
+        assert!(text.contains(&format!("end: the chain holds the --head anchor {head}")), "{text}");
+    }
+
+    #[test]
+    fn tampering_is_listed_most_serious_first_and_the_head_is_printed_only_for_a_sound_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, pubkey, anchor) = replicas(dir.path());
+        // B's last record removed (a cut end), and A's record 2 edited.
+        let text = std::fs::read_to_string(&b).expect("read");
+        std::fs::write(&b, text.lines().take(4).map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+        let text = std::fs::read_to_string(&a).expect("read");
+        std::fs::write(&a, text.replace("decision 2", "decision 20")).expect("write");
+        let args = VerifyArgs { files: vec![a.clone(), b.clone()], key: Some(pubkey), head: Some(anchor), from: None };
+        let (text, findings) = verify(&args).expect("verify");
+        assert_eq!(findings, 2, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "audit log TAMPERED: 2 finding(s), most serious first");
+        assert!(
+            lines[1].starts_with(&format!("{}:4: truncated-end: the chain stops at record 8", b.display())),
+            "{text}"
+        );
+        assert!(lines[2].starts_with(&format!("{}:3: altered: record 2", a.display())), "{text}");
+        assert!(text.contains("end: the chain does NOT hold the --head anchor"), "{text}");
+
+        let (findings, error) = head(&HeadArgs { files: vec![a.clone(), b.clone()] }).expect_err("altered");
+        assert_eq!((findings.len(), error.exit_code()), (1, 3));
+        // B alone: its start is elsewhere, its head is worth archiving.
+        let last = head(&HeadArgs { files: vec![b] }).expect("a head");
+        assert_eq!(last.seq, 8);
+    }
+}
