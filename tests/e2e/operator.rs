@@ -679,16 +679,31 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     assert_eq!(count as usize, before.len() + after.len());
     // The head in the cluster is the last record written.
     let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
-    harness::eventually("the head in the cluster to be replica-b's last record", TIMEOUT, || {
+    let head = harness::eventually("the head in the cluster to be replica-b's last record", TIMEOUT, || {
         let heads = heads.clone();
         let last = records_in(&log_b).last().map(|r| format!("{}:{}", r.seq, r.hash));
         async move {
             let map = heads.get_opt("drmesh-audit-head").await.ok().flatten()?;
             let head = map.data?.get("head").cloned();
-            (head.is_some() && head == last).then_some(())
+            (head.is_some() && head == last).then_some(head?)
         }
     })
     .await;
+    // An auditor checks both replicas' outputs as one chain, against that anchor.
+    let verify = |files: &[&std::path::Path]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drmesh"))
+            .args(["audit", "verify"])
+            .args(files)
+            .args(["--head", &head])
+            .output()
+            .expect("drmesh audit verify")
+    };
+    let both = verify(&[&log_a, &log_b]);
+    let said = String::from_utf8_lossy(&both.stdout).into_owned() + &String::from_utf8_lossy(&both.stderr);
+    assert!(both.status.success(), "one intact chain across the failover:\n{said}");
+    // Without the killed leader's part, the chain is cut: the auditor is told.
+    let alone = verify(&[&log_b]);
+    assert_eq!(alone.status.code(), Some(3), "{}", String::from_utf8_lossy(&alone.stdout));
 }
 
 #[tokio::test]
