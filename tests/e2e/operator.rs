@@ -884,3 +884,38 @@ async fn a_dropped_input_leaves_the_producers_consumer_list() {
     .await;
     eprintln!("{p}/feed lost {c}/reader as a consumer");
 }
+
+/// Lending a source's credentials to a product's ServiceAccount is an access decision:
+/// recorded when given, and when taken back.
+#[tokio::test]
+async fn credentials_lent_and_taken_back_are_audited() {
+    let mesh = Mesh::new("e2e-cred", "Restricted").await;
+    let p = mesh.producer.name.clone();
+    let account = format!("ServiceAccount:{p}/feed");
+    let seq_of = |reason: &'static str| {
+        let account = account.clone();
+        move || {
+            let seq = audit_records()
+                .iter()
+                .find(|r| {
+                    r["reason"] == reason && r["subjects"].as_array().is_some_and(|s| s.iter().any(|x| x == &account))
+                })
+                .and_then(|r| r["seq"].as_u64());
+            async move { seq }
+        }
+    };
+    let lent = harness::eventually("a CredentialsLent record for feed", TIMEOUT, seq_of("CredentialsLent")).await;
+    let record = audit_records().into_iter().find(|r| r["seq"].as_u64() == Some(lent)).expect("the record");
+    assert_eq!(record["decision"], "Granted");
+    assert_eq!(record["product"]["name"], "db", "the source whose credentials are lent");
+    // The product stops reading the source: the credentials are taken back.
+    let patch = json!({"spec": {"inputs": null}});
+    mesh.producer
+        .api::<DataProduct>()
+        .patch("feed", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let taken =
+        harness::eventually("a CredentialsWithdrawn record for feed", TIMEOUT, seq_of("CredentialsWithdrawn")).await;
+    assert!(taken > lent, "taken back after being lent");
+}
