@@ -644,11 +644,28 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     })
     .await;
     assert!(records_in(&log_b).is_empty(), "a standby writes no audit record");
+    // A grant in force, as the head in the cluster lists it for the next leader.
+    let kept = Mesh::new("e2e-chain-k", "Restricted").await;
+    kept.grant("2030-01-01T00:00:00Z");
+    kept.wait_granted().await;
+    let kept_policies = kept.producer.api::<AccessPolicy>();
+    let uid = kept_policies.get("grant").await.expect("the grant").uid().expect("uid");
+    let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
+    harness::eventually("the grants in force saved with the audit head", TIMEOUT, || {
+        let (heads, uid) = (heads.clone(), uid.clone());
+        async move {
+            let data = heads.get_opt("drmesh-audit-head").await.ok().flatten()?.data?;
+            data.get("granted")?.contains(&uid).then_some(())
+        }
+    })
+    .await;
 
-    // kill -9 the leader: the standby takes over once the Lease expires.
+    // kill -9 the leader: the standby takes over once the Lease expires. Meanwhile, with
+    // no operator leading, the grant is deleted.
     let mut a = a;
     a.child.kill().expect("kill leader");
     let killed = Instant::now();
+    kept_policies.delete("grant", &Default::default()).await.expect("delete the grant");
     harness::eventually("replica-b to take over", Duration::from_secs(30), || {
         let ns = ns.name.clone();
         async move { (lease_holder(&ns).await.as_deref() == Some("replica-b")).then_some(()) }
@@ -662,6 +679,16 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     })
     .await;
     eprintln!("leader failover after kill -9: {failover:?}");
+    // The new leader records the deletion it did not see happen.
+    harness::eventually("replica-b to record the grant deleted while no operator led", TIMEOUT, || {
+        let seen = records_in(&log_b).iter().any(|r| {
+            r.event.reason == "PolicyDeleted"
+                && r.event.policy.as_ref().is_some_and(|p| p.uid == uid)
+                && r.event.message.contains("while no operator led")
+        });
+        async move { seen.then_some(()) }
+    })
+    .await;
 
     // The new leader continues the killed one's chain, from the head kept in the cluster.
     revoke_a_grant("e2e-chain-b").await;
@@ -678,7 +705,6 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     let count = drmesh::audit::verify(lines.join("\n").as_bytes()).expect("one verifiable chain");
     assert_eq!(count as usize, before.len() + after.len());
     // The head in the cluster is the last record written.
-    let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
     let head = harness::eventually("the head in the cluster to be replica-b's last record", TIMEOUT, || {
         let heads = heads.clone();
         let last = records_in(&log_b).last().map(|r| format!("{}:{}", r.seq, r.hash));

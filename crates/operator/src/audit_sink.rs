@@ -17,7 +17,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -80,49 +80,95 @@ impl HeadStore {
         Self { api: Api::namespaced(client, namespace), name: name.into(), writer: writer.into() }
     }
 
-    /// The head saved in the cluster and the ConfigMap's version (None: no chain yet).
-    async fn load(&self) -> Result<Option<(Head, String)>, AuditError> {
+    /// The head saved in the cluster, the grants in force it lists, and the ConfigMap's
+    /// version (None: no chain yet).
+    async fn load(&self) -> Result<Option<(Head, Granted, String)>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
-        let head = map.data.as_ref().and_then(|d| d.get(HEAD_KEY)).map(|h| h.parse::<Head>());
-        match head {
-            Some(Ok(head)) => Ok(Some((head, version))),
+        let data = map.data.unwrap_or_default();
+        let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
+        match data.get(HEAD_KEY).map(|h| h.parse::<Head>()) {
+            Some(Ok(head)) => Ok(Some((head, granted, version))),
             Some(Err(error)) => Err(AuditError::Head(format!("{}/{}: {error}", self.name, HEAD_KEY))),
             // Created empty (by hand): the chain starts here.
             None => Ok(None),
         }
     }
 
-    /// Saves `head` if the ConfigMap is still at `version` (None: it must not exist yet);
-    /// returns the new version.
-    async fn save(&self, head: &Head, version: Option<&str>) -> Result<String, AuditError> {
-        let map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                resource_version: version.map(String::from),
-                labels: Some([("app.kubernetes.io/managed-by".to_string(), "drmesh".to_string())].into()),
-                ..Default::default()
-            },
-            data: Some(
-                [
-                    (HEAD_KEY.to_string(), head.to_string()),
-                    ("writer".to_string(), self.writer.clone()),
-                    ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
+    /// Saves `head` (and `granted`, when given) if the ConfigMap is still at `version`
+    /// (None: it must not exist yet); returns the new version.
+    async fn save(&self, head: &Head, granted: Option<String>, version: Option<&str>) -> Result<String, AuditError> {
+        let mut data = std::collections::BTreeMap::from([
+            (HEAD_KEY.to_string(), head.to_string()),
+            ("writer".to_string(), self.writer.clone()),
+            ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
+        ]);
+        if let Some(granted) = granted {
+            data.insert(GRANTED_KEY.to_string(), granted);
+        }
         let saved = match version {
-            Some(_) => self.api.replace(&self.name, &PostParams::default(), &map).await,
-            None => self.api.create(&PostParams::default(), &map).await,
+            // A merge patch carrying the version it read: the API server refuses it (409)
+            // if another replica saved since. Only what changed is sent.
+            Some(version) => {
+                let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
+                self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await
+            }
+            None => {
+                let map = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        labels: Some([("app.kubernetes.io/managed-by".to_string(), "drmesh".to_string())].into()),
+                        ..Default::default()
+                    },
+                    data: Some(data),
+                    ..Default::default()
+                };
+                self.api.create(&PostParams::default(), &map).await
+            }
         };
         match saved {
             Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
             Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
             Err(error) => Err(AuditError::Head(error.to_string())),
         }
+    }
+}
+
+/// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
+pub const GRANTED_KEY: &str = "granted";
+/// The grants in force are saved at most this often (they can be large; the head is
+/// saved at every commit).
+const GRANTED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The AccessPolicies whose last record says they grant access, by uid: the policy's
+/// `namespace/name` and its product.
+pub type Granted = std::collections::BTreeMap<String, (String, String)>;
+
+fn parse_granted(text: &str) -> Granted {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            Some((parts.next()?.to_string(), (parts.next()?.to_string(), parts.next()?.to_string())))
+        })
+        .collect()
+}
+
+fn print_granted(granted: &Granted) -> String {
+    granted.iter().map(|(uid, (policy, product))| format!("{uid}\t{policy}\t{product}\n")).collect()
+}
+
+/// Follows what a written record says about the grants in force.
+fn follow(granted: &mut Granted, event: &Event) -> bool {
+    let Some(policy) = &event.policy else { return false };
+    match event.decision {
+        audit::Decision::Granted => {
+            let entry = (format!("{}/{}", policy.namespace, policy.name), event.product.name.clone());
+            granted.insert(policy.uid.clone(), entry.clone()) != Some(entry)
+        }
+        // A denial of some subjects leaves the grant in force; these end it.
+        audit::Decision::Revoked | audit::Decision::Expired => granted.remove(&policy.uid).is_some(),
+        audit::Decision::Denied | audit::Decision::Exposed => false,
     }
 }
 
@@ -138,6 +184,13 @@ struct Committer {
     /// Records of narrowed access that could not be written: written first by the next
     /// commit that can (a grant's record is not kept: the grant was not applied).
     backlog: Vec<Event>,
+    /// The grants in force as the records written say, and when they were last saved.
+    granted: Granted,
+    granted_changed: bool,
+    granted_saved: Option<std::time::Instant>,
+    /// The grants in force the previous leader left, until they are compared with the
+    /// cluster (see [`AuditSink::deleted_while_nobody_led`]).
+    inherited: Option<Granted>,
 }
 
 /// At most this many narrowing records wait for the sink (the oldest are kept).
@@ -191,6 +244,10 @@ impl AuditSink {
                 version: None,
                 owner: true,
                 backlog: Vec::new(),
+                granted: Granted::new(),
+                granted_changed: false,
+                granted_saved: None,
+                inherited: None,
             }),
             failures: Counter::default(),
             failing: Gauge::default(),
@@ -225,17 +282,48 @@ impl AuditSink {
         let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
         let loaded = store.load().await?;
         match loaded {
-            Some((head, version)) => {
+            Some((head, granted, version)) => {
                 if committer.chain.head().as_ref() != Some(&head) {
                     tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
                 }
                 committer.chain = Chain::after(&head);
                 committer.version = Some(version);
+                committer.granted = granted.clone();
+                committer.inherited = Some(granted);
             }
             None => committer.version = None,
         }
         committer.owner = true;
         Ok(committer.chain.head())
+    }
+
+    /// Saves the grants in force if they changed since they were last saved (called every
+    /// few seconds: commits save them at most every 5 s, so the last change of a burst
+    /// would wait for the next record otherwise).
+    pub async fn checkpoint(&self) {
+        let mut committer = self.committer.lock().await;
+        if !committer.granted_changed || !committer.owner {
+            return;
+        }
+        let (Some(store), Some(head)) = (&committer.head, committer.chain.head()) else { return };
+        let granted = print_granted(&committer.granted);
+        match store.save(&head, Some(granted), committer.version.as_deref()).await {
+            Ok(version) => {
+                committer.version = Some(version);
+                committer.granted_changed = false;
+                committer.granted_saved = Some(std::time::Instant::now());
+            }
+            Err(AuditError::ChainLost) => committer.owner = false,
+            Err(error) => tracing::warn!(%error, "cannot save the grants in force with the audit head"),
+        }
+    }
+
+    /// The grants the previous leader left in force whose AccessPolicy is gone (`live`:
+    /// the uids of the AccessPolicies in the cluster now): deleted while no operator led.
+    /// Answers once per take-over.
+    pub async fn deleted_while_nobody_led(&self, live: &std::collections::HashSet<String>) -> Granted {
+        let inherited = self.committer.lock().await.inherited.take().unwrap_or_default();
+        inherited.into_iter().filter(|(uid, _)| !live.contains(uid)).collect()
     }
 
     /// Writes `event` as the chain's next record; returns once it is written, synced and
@@ -288,6 +376,9 @@ impl Committer {
         }
         self.out.write_synced(&lines).map_err(|e| AuditError::Write(e.to_string()))?;
         self.chain = chain;
+        for event in events {
+            self.granted_changed |= follow(&mut self.granted, event);
+        }
         Ok(())
     }
 
@@ -313,9 +404,17 @@ impl Committer {
         }
         let Some(store) = &self.head else { return Ok(()) };
         let head = self.chain.head().expect("records were sealed");
-        match store.save(&head, self.version.as_deref()).await {
+        let now = std::time::Instant::now();
+        let due = self.granted_saved.is_none_or(|at| now.duration_since(at) >= GRANTED_EVERY);
+        let granted = (self.granted_changed && due).then(|| print_granted(&self.granted));
+        let saving_granted = granted.is_some();
+        match store.save(&head, granted, self.version.as_deref()).await {
             Ok(version) => {
                 self.version = Some(version);
+                if saving_granted {
+                    self.granted_changed = false;
+                    self.granted_saved = Some(now);
+                }
                 Ok(())
             }
             Err(AuditError::ChainLost) => {
@@ -459,5 +558,34 @@ mod tests {
         assert!(matches!(sink.record(event(0)).await, Err(AuditError::Write(_))));
         assert_eq!((failures.get(), failing.get()), (1, 1));
         assert_eq!(sink.committer.lock().await.chain.head(), None, "nothing sealed counts");
+    }
+}
+
+#[cfg(test)]
+mod granted_tests {
+    use super::*;
+
+    fn record(decision: audit::Decision, uid: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": decision, "reason": "r", "message": "m",
+            "product": {"namespace": "police", "name": "feed"}, "classification": "Restricted", "subjects": [],
+            "policy": {"namespace": "police", "name": format!("p-{uid}"), "uid": uid, "generation": 1},
+        }))
+        .expect("an event")
+    }
+
+    #[test]
+    fn the_grants_in_force_follow_the_records_and_survive_the_configmap() {
+        let mut granted = Granted::new();
+        assert!(follow(&mut granted, &record(audit::Decision::Granted, "a")));
+        assert!(follow(&mut granted, &record(audit::Decision::Granted, "b")));
+        assert!(!follow(&mut granted, &record(audit::Decision::Granted, "b")), "an edit's record changes nothing");
+        assert!(!follow(&mut granted, &record(audit::Decision::Denied, "a")), "a denied subject: still in force");
+        assert!(follow(&mut granted, &record(audit::Decision::Expired, "b")));
+        assert_eq!(granted.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(follow(&mut granted, &record(audit::Decision::Granted, "c")));
+        assert!(follow(&mut granted, &record(audit::Decision::Revoked, "c")));
+        assert_eq!(parse_granted(&print_granted(&granted)), granted);
+        assert_eq!(granted["a"], ("police/p-a".to_string(), "feed".to_string()));
     }
 }

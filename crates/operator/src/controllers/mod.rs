@@ -317,6 +317,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         context.leading = leading.clone();
     }
     let ctx = Arc::new(context);
+    let audit_tasks = tokio::spawn(audit_upkeep(ctx.clone()));
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(options.debounce);
 
     // One watch per kind feeds its cache; its events are then copied to the controllers.
@@ -631,6 +632,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the grace period: stopping anyway");
         }
     }
+    audit_tasks.abort();
+    // The grants in force as last recorded, for the next leader.
+    ctx.audit.checkpoint().await;
     tracing::info!("drmesh controllers stopped");
 }
 
@@ -877,6 +881,60 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
         }
     };
     ctx.finish(accesspolicy::CONTROLLER, run, next)
+}
+
+/// Once this replica leads with synced caches: records the grants the previous leader left
+/// in force whose AccessPolicy was deleted while no operator led (their children went
+/// with the garbage collector, unrecorded). Then saves the grants in force every 5 s.
+async fn audit_upkeep(ctx: Arc<Context>) {
+    ctx.caches.ready().await;
+    let mut leading = ctx.leading.clone();
+    if leading.wait_for(|l| *l).await.is_err() {
+        return;
+    }
+    let live: std::collections::HashSet<String> = ctx
+        .caches
+        .policies
+        .state()
+        .iter()
+        .filter_map(|g| match &g.0 {
+            Ok(policy) => policy.uid(),
+            Err(invalid) => invalid.metadata.uid.clone(),
+        })
+        .collect();
+    for (uid, (policy, product)) in ctx.audit.deleted_while_nobody_led(&live).await {
+        let (namespace, name) = policy.split_once('/').unwrap_or_default();
+        let message = format!(
+            "AccessPolicy {policy} (uid {uid}) was deleted while no operator led: its access went with it; observed when this replica took the audit chain over"
+        );
+        tracing::warn!(%policy, "{message}");
+        let _ = ctx
+            .audit
+            .record(crate::audit::Event {
+                time: ctx.now().to_string(),
+                actor: ctx.actor.clone(),
+                decision: crate::audit::Decision::Revoked,
+                reason: crate::mesh::rules::Reason::PolicyDeleted.to_string(),
+                message,
+                product: crate::audit::ObjectRef { namespace: namespace.to_string(), name: product },
+                classification: "Unknown".into(),
+                subjects: vec![],
+                purpose: None,
+                expires_at: None,
+                policy: Some(crate::audit::PolicyRef {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    uid,
+                    generation: 0,
+                }),
+            })
+            .await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        ctx.audit.checkpoint().await;
+    }
 }
 
 /// Withdraws what the children of an unparseable object grant, and says so once (Event,
