@@ -43,7 +43,7 @@ pub enum AuditError {
 pub enum Output {
     Stdout,
     /// Appended to and synced at each commit.
-    File(std::fs::File),
+    File(AuditFile),
     Other(Box<dyn Write + Send>),
 }
 
@@ -55,15 +55,56 @@ impl Output {
                 out.write_all(bytes)?;
                 out.flush()
             }
-            Output::File(file) => {
-                file.write_all(bytes)?;
-                file.sync_data()
-            }
+            Output::File(file) => file.append(bytes),
             Output::Other(out) => {
                 out.write_all(bytes)?;
                 out.flush()
             }
         }
+    }
+}
+
+/// An audit file, rotated when it reaches `max_bytes` (0: never): `PATH` is renamed
+/// `PATH.<last seq>` and a new `PATH` continues the chain. `drmesh audit verify` takes the
+/// rotated files with the current one; a rotated file archived away is replaced by its
+/// anchor (`drmesh audit head PATH.<seq>`, given as `--from`).
+pub struct AuditFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    size: u64,
+}
+
+impl AuditFile {
+    fn open(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self { file, path: path.to_path_buf(), max_bytes, size })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.file.sync_data()?;
+        self.size += bytes.len() as u64;
+        if self.max_bytes > 0 && self.size >= self.max_bytes && self.file.metadata().is_ok_and(|m| m.is_file()) {
+            self.rotate(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Renames the full file after its last record and starts a new one.
+    fn rotate(&mut self, last_written: &[u8]) -> std::io::Result<()> {
+        let last = String::from_utf8_lossy(last_written)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<audit::Record>(l).ok())
+            .map_or(0, |r| r.seq);
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{last:012}"));
+        std::fs::rename(&self.path, &rotated)?;
+        *self = Self::open(&self.path, self.max_bytes)?;
+        tracing::info!(rotated = %std::path::Path::new(&rotated).display(), "audit log rotated");
+        Ok(())
     }
 }
 
@@ -220,6 +261,11 @@ impl AuditSink {
     /// Opens (appending) an audit file and continues its chain (unless the cluster holds
     /// a head: see [`AuditSink::take_over`]).
     pub fn append_to(path: &std::path::Path) -> std::io::Result<Self> {
+        Self::append_rotating(path, 0)
+    }
+
+    /// Like [`AuditSink::append_to`], rotating the file at `max_bytes` (0: never).
+    pub fn append_rotating(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
         // Only a regular file has a chain to continue (not /dev/stdout, a pipe, ...).
         let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
         let existing = if regular { std::fs::read_to_string(path).unwrap_or_default() } else { String::new() };
@@ -229,8 +275,7 @@ impl AuditSink {
             .find_map(|l| serde_json::from_str::<audit::Record>(l).ok())
             .map(|last| Chain::resume(&last))
             .unwrap_or_default();
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self::with_output(Output::File(file), chain))
+        Ok(Self::with_output(Output::File(AuditFile::open(path, max_bytes)?), chain))
     }
 
     fn with_output(out: Output, chain: Chain) -> Self {
@@ -547,6 +592,30 @@ mod tests {
         assert_eq!(messages, ["decision 0", "decision 1", "decision 3"], "the expiry first, the refused grant never");
         let text = String::from_utf8(out.0.0.lock().expect("buffer").clone()).expect("utf8");
         assert_eq!(audit::verify(text.as_bytes()), Ok(3), "one chain");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_log_and_its_successor_verify_as_one_chain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        let sink = AuditSink::append_rotating(&path, 1500).expect("open");
+        for n in 0..12 {
+            sink.record(event(n)).await.expect("written");
+        }
+        let mut files: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").path()).collect();
+        files.sort();
+        assert!(files.len() >= 3, "rotated at 1,500 bytes: {files:?}");
+        let inputs: Vec<(String, String)> =
+            files.iter().map(|f| (f.display().to_string(), std::fs::read_to_string(f).expect("read"))).collect();
+        let report = audit::verify_logs(&inputs, &audit::Anchors::default());
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.records, 12);
+        // A rotated file is named after its last record: the next file starts right after.
+        let first_rotated = files.iter().find(|f| f.extension().is_some_and(|e| e != "log")).expect("a rotated file");
+        let last: u64 = first_rotated.extension().and_then(|e| e.to_str()).and_then(|e| e.parse().ok()).expect("seq");
+        let text = std::fs::read_to_string(first_rotated).expect("read");
+        let records: Vec<audit::Record> = text.lines().map(|l| serde_json::from_str(l).expect("record")).collect();
+        assert_eq!(records.last().map(|r| r.seq), Some(last));
     }
 
     #[tokio::test]

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// from another address (tunnel interfaces, NAT).
     #[arg(long, default_value = "auto", env = "DRMESH_API_SERVER_CIDRS")]
     pub api_server_cidrs: String,
+    /// Rotate the `--audit-log` file when it reaches this many bytes (0: never): it is
+    /// renamed `FILE.<last seq>` and a new FILE continues the chain.
+    #[arg(long, default_value_t = 0, env = "DRMESH_AUDIT_LOG_MAX_BYTES")]
+    pub audit_log_max_bytes: u64,
     /// The ConfigMap (in the Lease's namespace) that keeps the audit chain's head, so the
     /// next leader continues the same chain; each save is an anchor outside the log. Empty:
     /// no head in the cluster (one replica, a chain per file).
@@ -152,7 +156,8 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
         format!("{}-{}", host.trim(), std::process::id())
     });
     let mut audit = match &args.audit_log {
-        Some(path) => AuditSink::append_to(path).map_err(|source| RunError::Audit { path: path.clone(), source })?,
+        Some(path) => AuditSink::append_rotating(path, args.audit_log_max_bytes)
+            .map_err(|source| RunError::Audit { path: path.clone(), source })?,
         None => AuditSink::stdout(),
     };
     if let Some(path) = &args.audit_signing_key {
