@@ -85,11 +85,24 @@ fn mesh(prefix: &str, products: usize) -> Vec<Value> {
 
 struct Operator(Child);
 
+/// Where each operator process of the run writes its part of the one audit chain.
+const AUDIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.drmesh/chaos/audit");
+
+/// The run's audit head ConfigMap (in `default`, which outlives the run's namespaces).
+fn audit_head_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("drmesh-chaos-audit-{}", Timestamp::now().as_second())).clone()
+}
+
 impl Operator {
-    /// Logs go to .drmesh/chaos/operator.log, every run appended, for the post-mortem.
+    /// Logs go to .drmesh/chaos/operator.log, every run appended, for the post-mortem;
+    /// audit records to one file per process under AUDIT_DIR, all on the run's chain.
     fn start(extra: &[&str]) -> Self {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/.drmesh/chaos");
-        std::fs::create_dir_all(dir).expect("log dir");
+        std::fs::create_dir_all(AUDIT_DIR).expect("audit dir");
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let audit = format!("{AUDIT_DIR}/operator-{n:03}.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,6 +111,8 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_drmesh"))
             .arg("run")
             .args(extra)
+            .args(["--audit-log", &audit, "--audit-head", &audit_head_name()])
+            .args(["--lease-namespace", "default", "--lease-name", &format!("{}-leader", audit_head_name())])
             .env("KUBECONFIG", std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
             // Watch reconnects and each reconcile's start are logged: enough to tell, after
             // a failed phase, whether an object's event arrived and whether it was taken.
@@ -354,6 +369,8 @@ fn expire(record: &Mutex<Record>, domains: &Domains, grants: &[(String, Timestam
 }
 
 fn main() {
+    // This run's audit chain starts empty.
+    let _ = std::fs::remove_dir_all(AUDIT_DIR);
     if let Ok(kubeconfig) = std::env::var("DRMESH_KUBECONFIG") {
         // SAFETY: set before any other thread starts; the operators read KUBECONFIG.
         unsafe { std::env::set_var("KUBECONFIG", kubeconfig) };
@@ -462,19 +479,10 @@ fn main() {
     // 3. Two replicas with leader election; kill -9 the leader while a grant expires, another
     // is deleted and the producer's domain loses its clearance; a change still converges.
     drop(operator);
-    let lease_ns = format!("{prefix}-d0");
     let (port_a, port_b) = (free_port(), free_port());
     let replica = |identity: &str, port: u16| {
         let http = format!("127.0.0.1:{port}");
-        Operator::start(&[
-            "--leader-election",
-            "--lease-namespace",
-            &lease_ns,
-            "--identity",
-            identity,
-            "--http-addr",
-            &http,
-        ])
+        Operator::start(&["--leader-election", "--identity", identity, "--http-addr", &http])
     };
     let mut a = replica("chaos-a", port_a);
     std::thread::sleep(Duration::from_secs(3));
@@ -610,6 +618,11 @@ fn main() {
     rows.push(("judge: accesses beyond the policies (violations)".into(), format!("{}", record.violations.len())));
     let orphaned = wait_no_orphans(&prefix);
     rows.push(("children without a live controller owner at the end".into(), format!("{}", orphaned.len())));
+    let (audit_intact, audit_summary) = verify_audit();
+    rows.push((
+        "audit: `drmesh audit verify` over every process's output, against the head in the cluster".into(),
+        audit_summary,
+    ));
 
     let mut report = format!(
         "# drmesh chaos — {products} products\n\nrun {} on {} cores; `make chaos` (DRMESH_CHAOS_PRODUCTS={products})\n\n| phase | result |\n|---|---|\n",
@@ -634,6 +647,28 @@ fn main() {
     assert!(record.violations.is_empty(), "access beyond the policies: {:#?}", record.violations);
     assert!(orphaned.is_empty(), "orphans {orphaned:?}");
     assert!(p99 < Duration::from_secs(5), "drift restoration took {p99:?}");
+    assert!(audit_intact, "the run's audit chain does not verify");
+}
+
+/// Checks the run's audit chain as an auditor would: every operator process's output at
+/// once (each `kill -9`, each failover), against the head the last leader saved.
+fn verify_audit() -> (bool, String) {
+    let head = kubectl(&["get", "configmap", &audit_head_name(), "-n", "default", "-o", "jsonpath={.data.head}"]);
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let mut files: Vec<_> =
+        std::fs::read_dir(AUDIT_DIR).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    files.sort();
+    let out = Command::new(env!("CARGO_BIN_EXE_drmesh"))
+        .args(["audit", "verify"])
+        .args(&files)
+        .args(["--head", &head])
+        .output()
+        .expect("drmesh audit verify");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("audit verify ({} files, head {head}):\n{said}{}", files.len(), String::from_utf8_lossy(&out.stderr));
+    let _ = kubectl(&["delete", "configmap", &audit_head_name(), "-n", "default"]);
+    let first = said.lines().next().unwrap_or_default().to_string();
+    (out.status.success(), format!("{} files: {first}", files.len()))
 }
 
 /// Children of deleted owners go with the garbage collector: orphans are those it left.

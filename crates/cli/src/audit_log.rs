@@ -74,6 +74,15 @@ pub fn describe(report: &Report, anchors: &Anchors, files: usize) -> String {
             text.push_str(&format!("{finding}\n"));
         }
     }
+    if !report.uncommitted.is_empty() {
+        text.push_str(&format!(
+            "{} uncommitted branch(es): records a writer wrote and could not commit (killed, or it lost the chain, before saving the head); their decisions were not applied:\n",
+            report.uncommitted.len()
+        ));
+        for note in &report.uncommitted {
+            text.push_str(&format!("  {note}\n"));
+        }
+    }
     let span = match (report.first, &report.head) {
         (Some(first), Some(last)) => format!("seq {first}..{}", last.seq),
         _ => "no record".to_string(),

@@ -456,6 +456,11 @@ pub struct Report {
     pub end: AnchorCheck,
     /// Most serious first; empty when the logs are intact.
     pub findings: Vec<Finding>,
+    /// Fork branches that end their file (`Tamper::Forked`, not counted as findings): a
+    /// writer that stopped (killed) or lost the chain after writing records and before
+    /// saving the head. The operator applies nothing whose record's head was not saved, so
+    /// they describe decisions that were not applied.
+    pub uncommitted: Vec<Finding>,
 }
 
 impl Report {
@@ -606,7 +611,9 @@ pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
     // Forks: another valid version of a chain record, in another file. A branch is
     // reported once, over the seqs it spans.
     let mut branches: std::collections::HashMap<String, usize> = Default::default();
-    let mut forks: Vec<((usize, usize), Tamper)> = Vec::new();
+    // (file, line) of a branch's first record, the finding, (file, line) of its last one.
+    type Branch = ((usize, usize), Tamper, (usize, usize));
+    let mut forks: Vec<Branch> = Vec::new();
     for (&seq, &c) in &chosen {
         let main = &entries[c];
         for &e in &by_seq[&seq] {
@@ -620,6 +627,7 @@ pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
                     if let Tamper::Forked { last, .. } = &mut forks[i].1 {
                         *last = seq;
                     }
+                    forks[i].2 = other.places[0];
                     branches.insert(other.record.hash.clone(), i);
                 }
                 None => {
@@ -627,13 +635,32 @@ pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
                     forks.push((
                         other.places[0],
                         Tamper::Forked { first: seq, last: seq, other: place(main.places[0]) },
+                        other.places[0],
                     ));
                 }
             }
         }
     }
-    for (at, tamper) in forks {
-        report(Some(at), tamper);
+    // A branch its writer stopped after (the end of its file, or the chain again, written
+    // by a later leadership of the same file) is uncommitted, not a second live writer.
+    let mut lines_of: std::collections::HashMap<usize, std::collections::BTreeMap<usize, usize>> = Default::default();
+    for (index, entry) in entries.iter().enumerate() {
+        for &(file, line) in &entry.places {
+            lines_of.entry(file).or_default().insert(line, index);
+        }
+    }
+    let on_chain: std::collections::HashSet<usize> = chosen.values().copied().collect();
+    let stopped_after = |(file, line): (usize, usize)| {
+        let next = lines_of.get(&file).and_then(|l| l.range(line + 1..).next().map(|(_, &e)| e));
+        next.is_none_or(|e| on_chain.contains(&e))
+    };
+    let mut uncommitted = Vec::new();
+    for (at, tamper, last) in forks {
+        if stopped_after(last) {
+            uncommitted.push(Finding { place: Some(place(at)), tamper });
+        } else {
+            report(Some(at), tamper);
+        }
     }
 
     // The ends, against the anchors.
@@ -704,6 +731,7 @@ pub fn verify_logs(inputs: &[(String, String)], anchors: &Anchors) -> Report {
         start,
         end,
         findings: found.into_iter().map(|(_, finding)| finding).collect(),
+        uncommitted,
     }
 }
 
@@ -1025,12 +1053,36 @@ mod tests {
     }
 
     #[test]
-    fn two_writers_fork_the_chain_and_both_files_are_named() {
+    fn a_writer_that_stopped_before_saving_the_head_left_uncommitted_records_not_a_fork() {
         let lines = signed(10);
-        // Replica C also believed it led after record 4 and wrote 5..7 of its own.
+        // Replica C wrote 5..7 after record 4, then was killed before saving the head; the
+        // next leader went on from 4.
         let mut chain = Chain::after(&head_of(&lines[4]));
         let c: Vec<String> =
             (0..3).map(|i| line(&chain.append_signed(event(60 + i), Some(&key(1))).expect("sign"))).collect();
+        let report = check(&[("a.log", &lines[..5]), ("b.log", &lines[5..]), ("c.log", &c)], &with_key());
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.uncommitted.len(), 1);
+        let Tamper::Forked { first, last, other } = &report.uncommitted[0].tamper else { panic!("{report:?}") };
+        assert_eq!((*first, *last, other.to_string()), (5, 7, "b.log:1".to_string()));
+        // Its file goes on later with the chain (the same file, a later leadership).
+        let mut later = c.clone();
+        later.extend(lines[8..].iter().cloned());
+        let report = check(&[("a.log", &lines[..5]), ("b.log", &lines[5..]), ("c.log", &later)], &with_key());
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.uncommitted.len(), 1);
+    }
+
+    #[test]
+    fn two_writers_fork_the_chain_and_both_files_are_named() {
+        let lines = signed(10);
+        // Replica C also believed it led after record 4 and wrote 5..7 of its own, then
+        // went on writing off the chain (another version of 9).
+        let mut chain = Chain::after(&head_of(&lines[4]));
+        let mut c: Vec<String> =
+            (0..3).map(|i| line(&chain.append_signed(event(60 + i), Some(&key(1))).expect("sign"))).collect();
+        let mut other = Chain::after(&head_of(&lines[8]));
+        c.push(line(&other.append_signed(event(90), Some(&key(1))).expect("sign")));
         let report = check(&[("a.log", &lines[..5]), ("b.log", &lines[5..]), ("c.log", &c)], &with_key());
         assert_eq!(found(&report), ["c.log:1 forked"]);
         let Tamper::Forked { first, last, other } = &report.findings[0].tamper else { panic!("{report:?}") };

@@ -466,13 +466,11 @@ impl Committer {
                 self.owner = false;
                 Err(AuditError::ChainLost)
             }
-            // The records are written (and synced): the chain goes on; the next commit
-            // saves a later head. A failover before then forks the chain, which
-            // `drmesh audit verify` shows.
-            Err(error) => {
-                tracing::warn!(%error, "the audit chain's head is not saved in the cluster yet");
-                Ok(())
-            }
+            // The records are written (and synced), not committed: nothing they grant is
+            // applied. The chain goes on from them; the next commit saves a later head.
+            // If another leader continues from the older head meanwhile, they end up as
+            // an uncommitted branch (`drmesh audit verify` lists it apart).
+            Err(error) => Err(error),
         }
     }
 }
