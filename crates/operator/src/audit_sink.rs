@@ -245,7 +245,24 @@ pub struct AuditSink {
     committer: tokio::sync::Mutex<Committer>,
     failures: Counter,
     failing: Gauge,
+    anchor: Option<Anchor>,
 }
+
+/// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
+/// `DRMESH_AUDIT_HEAD`) to store it outside the cluster — a timestamping authority (RFC
+/// 3161), a transparency log, another team's append-only store. Run at most every
+/// `every`, when the head moved; its output (a receipt) is logged.
+pub struct Anchor {
+    command: String,
+    every: std::time::Duration,
+    last: Mutex<Option<(Head, std::time::Instant)>>,
+    /// The seq of the last head anchored, and the failed runs (metrics).
+    anchored: Gauge,
+    failures: Counter,
+}
+
+/// How long an anchor command may run.
+const ANCHOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl AuditSink {
     /// A sink writing to `out`, with no head in the cluster and no key (tests).
@@ -296,6 +313,88 @@ impl AuditSink {
             }),
             failures: Counter::default(),
             failing: Gauge::default(),
+            anchor: None,
+        }
+    }
+
+    /// Anchors the head with `command` (a program and its arguments, split on whitespace,
+    /// no shell) at most every `every`; counts the
+    /// head anchored into `anchored` and the failed runs into `failures`.
+    pub fn anchoring_with(
+        mut self,
+        command: &str,
+        every: std::time::Duration,
+        anchored: Gauge,
+        failures: Counter,
+    ) -> Self {
+        self.anchor = Some(Anchor { command: command.into(), every, last: Mutex::new(None), anchored, failures });
+        self
+    }
+
+    /// Runs the anchor command if the head moved and `every` has passed since the last
+    /// run (only a writer that owns the chain anchors). Returns whether it ran and
+    /// succeeded.
+    pub async fn anchor_if_due(&self) -> bool {
+        let Some(anchor) = &self.anchor else { return false };
+        let head = {
+            let committer = self.committer.lock().await;
+            if !committer.owner {
+                return false;
+            }
+            match committer.chain.head() {
+                Some(head) => head,
+                None => return false,
+            }
+        };
+        {
+            let last = anchor.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|(h, at)| *h == head || at.elapsed() < anchor.every) {
+                return false;
+            }
+        }
+        let command = anchor.command.clone();
+        let text = head.to_string();
+        let ran = tokio::time::timeout(
+            ANCHOR_TIMEOUT,
+            tokio::task::spawn_blocking(move || -> std::io::Result<std::process::Output> {
+                // No shell (the operator's image has none): a program and its arguments.
+                let mut words = command.split_whitespace();
+                let program = words.next().unwrap_or_default();
+                let mut child = std::process::Command::new(program)
+                    .args(words)
+                    .env("DRMESH_AUDIT_HEAD", &text)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    writeln!(stdin, "{text}")?;
+                }
+                child.wait_with_output()
+            }),
+        )
+        .await;
+        match ran {
+            Ok(Ok(Ok(output))) if output.status.success() => {
+                let receipt = String::from_utf8_lossy(&output.stdout);
+                tracing::info!(%head, receipt = %receipt.chars().take(512).collect::<String>(), "audit head anchored");
+                anchor.anchored.set(head.seq as i64);
+                *anchor.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((head, std::time::Instant::now()));
+                true
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Ok(Ok(output))) => {
+                        format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())
+                    }
+                    Ok(Ok(Err(error))) => error.to_string(),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!("still running after {ANCHOR_TIMEOUT:?}"),
+                };
+                anchor.failures.inc();
+                tracing::warn!(%head, %why, "the audit anchor command failed");
+                false
+            }
         }
     }
 
@@ -614,6 +713,44 @@ mod tests {
         let text = std::fs::read_to_string(first_rotated).expect("read");
         let records: Vec<audit::Record> = text.lines().map(|l| serde_json::from_str(l).expect("record")).collect();
         assert_eq!(records.last().map(|r| r.seq), Some(last));
+    }
+
+    #[tokio::test]
+    async fn the_head_is_anchored_outside_when_it_moved_and_failures_are_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let receipts = dir.path().join("anchors");
+        let (anchored, failures) = (Gauge::default(), Counter::default());
+        let script = dir.path().join("anchor.sh");
+        std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\necho receipt-$DRMESH_AUDIT_HEAD\n", receipts.display()))
+            .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let command = script.display().to_string();
+        let out = Shared::default();
+        let sink = AuditSink::new(Box::new(out.clone())).anchoring_with(
+            &command,
+            std::time::Duration::ZERO,
+            anchored.clone(),
+            failures.clone(),
+        );
+        assert!(!sink.anchor_if_due().await, "no record yet: nothing to anchor");
+        sink.record(event(0)).await.expect("written");
+        sink.record(event(1)).await.expect("written");
+        assert!(sink.anchor_if_due().await);
+        assert!(!sink.anchor_if_due().await, "the head did not move");
+        let head = out.records().last().map(|r| format!("{}:{}", r.seq, r.hash)).expect("a record");
+        assert_eq!(std::fs::read_to_string(&receipts).expect("anchored"), format!("{head}\n"));
+        assert_eq!((anchored.get(), failures.get()), (1, 0));
+        // A failing anchor is counted and retried at the next tick.
+        let failing = AuditSink::new(Box::new(Shared::default())).anchoring_with(
+            "false",
+            std::time::Duration::ZERO,
+            Gauge::default(),
+            failures.clone(),
+        );
+        failing.record(event(2)).await.expect("written");
+        assert!(!failing.anchor_if_due().await);
+        assert!(!failing.anchor_if_due().await);
+        assert_eq!(failures.get(), 2);
     }
 
     #[tokio::test]

@@ -89,6 +89,16 @@ pub struct RunArgs {
     /// mounted from a Secret). `drmesh audit verify --key` checks them with its public key.
     #[arg(long, env = "DRMESH_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,
+    /// A program and its arguments (split on whitespace; no shell: the operator's image
+    /// has none) given the audit chain's head (`SEQ:HASH` on stdin and in
+    /// DRMESH_AUDIT_HEAD) to store it outside the cluster: a timestamping authority, a
+    /// transparency log. Run by the leader when the head moved, at most every
+    /// --audit-anchor-every seconds; its output (a receipt) is logged.
+    #[arg(long, env = "DRMESH_AUDIT_ANCHOR_COMMAND")]
+    pub audit_anchor_command: Option<String>,
+    /// Seconds between two runs of --audit-anchor-command.
+    #[arg(long, default_value_t = 60, env = "DRMESH_AUDIT_ANCHOR_EVERY")]
+    pub audit_anchor_every: u64,
     /// When a grant's audit record cannot be written: `refuse` (fail closed: the grant is
     /// not applied, reason AuditUnavailable, until the record is written) or `proceed`
     /// (fail open: applied anyway; the failure is only counted and alerted).
@@ -208,6 +218,14 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
         api_server,
         leading: None,
     };
+    if let Some(command) = &args.audit_anchor_command {
+        audit = audit.anchoring_with(
+            command,
+            std::time::Duration::from_secs(args.audit_anchor_every),
+            metrics.audit_anchored_seq.clone(),
+            metrics.audit_anchor_failures.clone(),
+        );
+    }
     let audit =
         Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone(), metrics.audit_failing.clone()));
     let result = if args.leader_election {

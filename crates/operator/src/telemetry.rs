@@ -57,6 +57,9 @@ pub struct Metrics {
     pub audit_write_failures: Counter,
     /// 1 while the audit sink's last commit failed (write, sync or head save).
     pub audit_failing: Gauge,
+    /// The seq of the last head the external anchor command stored, and its failed runs.
+    pub audit_anchored_seq: Gauge,
+    pub audit_anchor_failures: Counter,
     /// The earliest `expiresAt` of the grants in force (Unix seconds; 0: none expires).
     pub grants_next_expiry: Gauge,
     /// Grants past their `reassessBy` (in force during the grace, or suspended).
@@ -138,6 +141,8 @@ impl Default for Metrics {
         let foreign_access_objects = Gauge::default();
         let audit_write_failures = Counter::default();
         let audit_failing = Gauge::default();
+        let audit_anchored_seq = Gauge::default();
+        let audit_anchor_failures = Counter::default();
         let grants_next_expiry = Gauge::default();
         let grants_reassessment_due = Gauge::default();
         registry.register(
@@ -154,6 +159,16 @@ impl Default for Metrics {
             "audit_sink_failing",
             "1 while the audit sink's last commit failed (the record could not be written, synced, or its head saved in the cluster)",
             audit_failing.clone(),
+        );
+        registry.register(
+            "audit_anchored_seq",
+            "The seq of the last audit chain head the --audit-anchor-command stored outside the cluster",
+            audit_anchored_seq.clone(),
+        );
+        registry.register(
+            "audit_anchor_failures",
+            "Runs of the --audit-anchor-command that failed (the head is anchored at the next run)",
+            audit_anchor_failures.clone(),
         );
         registry.register(
             "grants_next_expiry_timestamp_seconds",
@@ -208,6 +223,8 @@ impl Default for Metrics {
             foreign_access_objects,
             audit_write_failures,
             audit_failing,
+            audit_anchored_seq,
+            audit_anchor_failures,
             grants_next_expiry,
             grants_reassessment_due,
             live: Default::default(),

@@ -934,6 +934,7 @@ async fn audit_upkeep(ctx: Arc<Context>) {
     loop {
         tick.tick().await;
         ctx.audit.checkpoint().await;
+        ctx.audit.anchor_if_due().await;
     }
 }
 
