@@ -190,14 +190,21 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
         .await
         .map_err(|source| RunError::Listen { addr: args.http_addr, source })?;
     let ready_probe = ready.clone();
+    let audit_probe = metrics.audit_failing.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(move || {
                 let ready = ready_probe.load(Ordering::Relaxed);
+                let auditing = audit_probe.get() == 0;
                 async move {
-                    if ready { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "caches not synced") }
+                    match (ready, auditing) {
+                        (true, true) => (StatusCode::OK, "ok"),
+                        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "caches not synced"),
+                        // Grants wait for their records: say so (narrowing goes on).
+                        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "audit sink failing: no grant is applied"),
+                    }
                 }
             }),
         )

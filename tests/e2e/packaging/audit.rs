@@ -88,6 +88,7 @@ async fn a_failing_audit_sink_blocks_widening_and_not_narrowing() {
     let message = granted.iter().find(|c| c["type"] == "Granted").map(|c| c["message"].to_string()).unwrap_or_default();
     assert!(message.contains("audit record"), "the condition says why: {message}");
     assert_eq!(failing.metric("drmesh_audit_sink_failing"), Some(1.0), "the metric the alert reads");
+    assert!(!failing.is_ready(), "/readyz says the audit sink fails");
 
     // Narrowing goes on: `expiring` is revoked at its expiry although nothing can be recorded.
     harness::wait_for(&bindings, "drmesh-grant-expiring", CONVERGE, |b: Option<&RoleBinding>| b.is_none()).await;
