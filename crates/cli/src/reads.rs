@@ -170,7 +170,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
         }
     }
     done.extend(open.into_values());
-    done.sort_by(|a, b| (a.from, a.from_seq).cmp(&(b.from, b.from_seq)));
+    done.sort_by_key(|a| (a.from, a.from_seq));
     done
 }
 
@@ -387,7 +387,7 @@ pub fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
 fn read_cells(read: &Read) -> Vec<String> {
     let who = &read.requester;
     let user = match &who.impersonated_by {
-        Some(by) => format!("{} (as by {by})", who.username),
+        Some(by) => format!("{} (impersonated by {by})", who.username),
         None => who.username.clone(),
     };
     vec![
