@@ -10,6 +10,7 @@ mod operator;
 mod orders;
 mod packaging;
 mod people;
+mod reads;
 mod reasons;
 mod smoke;
 mod yaml;

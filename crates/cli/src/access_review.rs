@@ -240,6 +240,51 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
     rows
 }
 
+/// What the audit chain says was in force at `at` (see [`crate::reads::replay`]): one row
+/// per subject of each grant recorded as in force then, `Expired` when its `expiresAt` had
+/// passed. The chain does not record ports, clearances or approvals: `ports` says so,
+/// the others are left empty.
+pub fn from_chain(windows: &[crate::reads::Window], at: Timestamp) -> Vec<Access> {
+    let mut rows: Vec<Access> = windows
+        .iter()
+        .filter(|w| w.open_at(at))
+        .flat_map(|w| {
+            let status = if w.grants_at(at) { GRANTED.to_string() } else { rules::Reason::Expired.to_string() };
+            w.subjects.iter().map(move |subject| Access {
+                kind: "DataProduct".into(),
+                namespace: w.product.namespace.clone(),
+                name: w.product.name.clone(),
+                classification: w.classification.clone(),
+                subject: subject.clone(),
+                access: match subject.split_once(':').map(|(kind, _)| kind) {
+                    Some("Namespace") => "network",
+                    _ => "api+proxy",
+                }
+                .into(),
+                ports: vec!["not recorded".into()],
+                via: if w.via.name.is_empty() { "owner".into() } else { w.via.to_string() },
+                purpose: w.purpose.clone(),
+                until: w.expires_at.map(|t| t.to_string()),
+                status: status.clone(),
+                clearance: String::new(),
+                approved_by: vec![],
+                starts: Some(w.from.to_string()),
+                reassess_by: None,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.namespace, &a.name, !a.granted(), &a.subject, &a.via).cmp(&(
+            &b.namespace,
+            &b.name,
+            !b.granted(),
+            &b.subject,
+            &b.via,
+        ))
+    });
+    rows
+}
+
 /// The clearance an access rests on, for the review.
 fn subject_clearance(view: &dyn crate::mesh::MeshView, subject: &crate::api::Subject, now: Timestamp) -> String {
     match (crate::mesh::people::person_kind(subject.kind), rules::subject_namespace(subject)) {
@@ -403,6 +448,45 @@ mod tests {
         let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples"));
         let mesh = load_path(samples, &admission).expect("samples");
         review(&mesh.snapshot, now.parse().expect("time"))
+    }
+
+    #[test]
+    fn the_chain_says_who_could_read_at_a_past_instant() {
+        use crate::audit::{Chain, Decision, Event, ObjectRef, PolicyRef};
+        let event = |time: &str, decision, subjects: &[&str]| Event {
+            time: time.into(),
+            actor: "drmesh".into(),
+            decision,
+            reason: "Granted".into(),
+            message: String::new(),
+            product: ObjectRef { namespace: "police".into(), name: "incident-feed".into() },
+            classification: "Restricted".into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            purpose: Some("situation picture".into()),
+            expires_at: Some("2026-11-28T14:00:00Z".into()),
+            policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u".into(), generation: 1 }),
+        };
+        let mut chain = Chain::default();
+        let records: Vec<_> = [
+            event("2026-11-28T12:00:00Z", Decision::Granted, &["Group:cnc-officers", "User:alice"]),
+            event("2026-11-28T13:00:00Z", Decision::Granted, &["Group:cnc-officers"]),
+        ]
+        .into_iter()
+        .map(|e| chain.append(e))
+        .collect();
+        let windows = crate::reads::replay(&records);
+        let at = |t: &str| from_chain(&windows, t.parse().expect("time"));
+        let subjects = |rows: Vec<Access>| rows.into_iter().map(|a| (a.subject, a.status)).collect::<Vec<_>>();
+        assert!(at("2026-11-28T11:59:59Z").is_empty());
+        let noon = at("2026-11-28T12:30:00Z");
+        assert_eq!(noon[0].via, "AccessPolicy police/cnc");
+        assert_eq!(noon[0].ports, ["not recorded"]);
+        assert_eq!(
+            subjects(noon),
+            [("Group:cnc-officers".to_string(), GRANTED.to_string()), ("User:alice".into(), GRANTED.into())]
+        );
+        assert_eq!(subjects(at("2026-11-28T13:30:00Z")), [("Group:cnc-officers".to_string(), GRANTED.to_string())]);
+        assert_eq!(subjects(at("2026-11-28T14:00:00Z")), [("Group:cnc-officers".to_string(), "Expired".to_string())]);
     }
 
     #[test]

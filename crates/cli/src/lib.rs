@@ -20,6 +20,7 @@ pub mod kubeconfig;
 pub mod live;
 pub mod manifest;
 pub mod offline;
+pub mod reads;
 pub mod render;
 pub mod report;
 pub mod snapshot;
@@ -90,6 +91,11 @@ pub enum AuditCommand {
     /// Print the head (SEQ:HASH) of the logs' chain, e.g. to archive with rotated logs as
     /// the next `--from` anchor. Exit 3 when the chain does not verify.
     Head(audit_log::HeadArgs),
+    /// Account for every read of a product through the API server's service proxy (from
+    /// the API server's audit log): the grant in force that covered it, or why none did.
+    /// Uncovered reads first. Exit 0 all covered, 4 some uncovered, 3 the chain does not
+    /// verify, 2 unreadable.
+    Reads(audit_log::ReadsArgs),
 }
 
 /// Why a command failed.
@@ -111,8 +117,12 @@ pub enum CliError {
     Invalid { errors: usize },
     #[error("{count} update(s) the API server would refuse")]
     Refused { count: usize },
+    #[error("{count} read(s) no grant covered")]
+    UncoveredReads { count: usize },
     #[error("the change widens access ({count} change(s)): review it")]
     Widened { count: usize },
+    #[error("{0}")]
+    Usage(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("cannot read the cluster: {0}")]
@@ -128,7 +138,8 @@ impl CliError {
             CliError::AuditBroken { .. } => 3,
             CliError::Problems { .. } | CliError::Invalid { .. } | CliError::Refused { .. } => 1,
             CliError::Widened { .. } => 3,
-            CliError::Internal(_) => 2,
+            CliError::UncoveredReads { .. } => 4,
+            CliError::Internal(_) | CliError::Usage(_) => 2,
             CliError::Cluster(_) => 2,
         }
     }
@@ -148,6 +159,7 @@ pub fn run(command: &Command) -> Result<(), CliError> {
         Command::Approve(args) => approve::run(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_log::run_verify(args),
         Command::Audit(AuditCommand::Head(args)) => audit_log::run_head(args),
+        Command::Audit(AuditCommand::Reads(args)) => audit_log::run_reads(args),
     }
 }
 
@@ -202,6 +214,27 @@ mod tests {
         assert_eq!(usage.exit_code(), 2);
         assert!(parse_args::<Cli, _, _>(["drmesh", "validate", "-f", "x", "--now", "yesterday"]).is_err());
         assert!(parse_args::<Cli, _, _>(["drmesh", "diff", "-f", "x"]).is_err(), "--against is required");
+    }
+
+    #[test]
+    fn access_review_at_a_past_instant_needs_the_audit_logs() {
+        let cli = parse_args::<Cli, _, _>(["drmesh", "access-review", "--at", "2026-11-28T13:00:00Z"])
+            .expect("--at alone parses: the command says what is missing");
+        let Command::AccessReview(args) = &cli.command else { panic!("expected access-review") };
+        let error = run(&cli.command).expect_err("--at without --audit-log");
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().starts_with("--at reviews a past instant from drmesh's audit logs"), "{error}");
+        assert!(args.inputs.paths.is_empty());
+        let chain = parse_args::<Cli, _, _>(["drmesh", "access-review", "--audit-log", "a.log", "b.log"])
+            .expect("--audit-log without -f");
+        assert!(matches!(chain.command, Command::AccessReview(a) if a.audit_logs.len() == 2));
+        assert!(parse_args::<Cli, _, _>(["drmesh", "access-review"]).is_err(), "-f, --cluster or --audit-log");
+        assert!(parse_args::<Cli, _, _>(["drmesh", "access-review", "-f", "x", "--audit-log", "a"]).is_err());
+        let reads =
+            parse_args::<Cli, _, _>(["drmesh", "audit", "reads", "--apiserver-log", "api.log", "a.log", "-n", "x"])
+                .expect("audit reads parses");
+        assert!(matches!(reads.command, Command::Audit(AuditCommand::Reads(r)) if r.namespaces == ["x"]));
+        assert!(parse_args::<Cli, _, _>(["drmesh", "audit", "reads", "a.log"]).is_err(), "--apiserver-log is required");
     }
 
     #[test]

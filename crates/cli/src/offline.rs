@@ -97,6 +97,7 @@ pub enum ReviewOutput {
 
 /// `drmesh access-review`
 #[derive(Debug, Args)]
+#[command(mut_arg("paths", |a| a.required_unless_present_any(["cluster", "audit_logs", "at"])))]
 pub struct AccessReviewArgs {
     #[command(flatten)]
     pub inputs: Inputs,
@@ -105,6 +106,15 @@ pub struct AccessReviewArgs {
     /// Only the access in force (leave out refused grants).
     #[arg(long)]
     pub granted_only: bool,
+    /// A past instant (RFC 3339) to review from drmesh's audit logs (`--audit-log`): the
+    /// grants in force then, as the hash chain recorded them.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<jiff::Timestamp>,
+    /// drmesh's audit logs (JSON lines, any order, as for `audit verify`): review the grants
+    /// they record in force at `--at` (default: now) instead of manifests. The chain must
+    /// verify (exit 3 otherwise).
+    #[arg(long = "audit-log", value_name = "FILE", num_args = 1.., conflicts_with_all = ["paths", "cluster"])]
+    pub audit_logs: Vec<PathBuf>,
 }
 
 fn admission() -> Result<Admission, CliError> {
@@ -207,6 +217,22 @@ pub fn run_graph(args: &GraphArgs) -> Result<(), CliError> {
 }
 
 pub fn run_access_review(args: &AccessReviewArgs) -> Result<(), CliError> {
+    if args.at.is_some() && args.audit_logs.is_empty() {
+        return Err(CliError::Usage(
+            "--at reviews a past instant from drmesh's audit logs: give them with --audit-log FILE... \
+             (to decide on manifests at another instant, use --now)"
+                .into(),
+        ));
+    }
+    if !args.audit_logs.is_empty() {
+        let (records, _) = super::audit_log::verified_records(&args.audit_logs)?;
+        let at = args.at.unwrap_or_else(jiff::Timestamp::now);
+        let mut rows = access_review::from_chain(&crate::reads::replay(&records), at);
+        if args.granted_only {
+            rows.retain(access_review::Access::granted);
+        }
+        return out(render_review(args.output, &rows).as_bytes());
+    }
     let admission = admission()?;
     let mesh = snapshot::load(&args.inputs, &admission)?;
     admitted(&mesh)?;
@@ -214,10 +240,13 @@ pub fn run_access_review(args: &AccessReviewArgs) -> Result<(), CliError> {
     if args.granted_only {
         rows.retain(access_review::Access::granted);
     }
-    let text = match args.output {
-        ReviewOutput::Table => access_review::table(&rows),
-        ReviewOutput::Csv => access_review::csv(&rows),
-        ReviewOutput::Json => access_review::json(&rows),
-    };
-    out(text.as_bytes())
+    out(render_review(args.output, &rows).as_bytes())
+}
+
+fn render_review(output: ReviewOutput, rows: &[access_review::Access]) -> String {
+    match output {
+        ReviewOutput::Table => access_review::table(rows),
+        ReviewOutput::Csv => access_review::csv(rows),
+        ReviewOutput::Json => access_review::json(rows),
+    }
 }

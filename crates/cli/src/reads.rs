@@ -1,0 +1,678 @@
+//! Every read accounted for: the drmesh audit chain replayed into the grants in force
+//! over time, and each read of a product through the API server's service proxy (from
+//! the API server's audit log) matched against them. Pure: no files, no clock.
+//!
+//! What the chain says, and how it is replayed (see docs/guide/accesspolicy.md, "Events
+//! and audit records"):
+//! - a `Granted` record of a policy (`policy` set) states the subjects in force for that
+//!   policy from its time on; a later `Granted` record of the same policy (an edit)
+//!   replaces them: a subject the edit leaves out is no longer covered from the edit on;
+//! - a `Revoked` or `Expired` record of the policy ends its grant;
+//! - a `Denied` record of the policy withdraws the subjects it names (a denial of the
+//!   whole policy names all of them: the grant ends);
+//! - `OwnersAccess` records (no policy) give and take the product's owners' reads;
+//! - a grant covers nothing at or after its `expiresAt`, whatever the chain says next.
+//!
+//! The records do not name ports: a read on any port of the product is matched (the API
+//! server's RBAC, written by the operator, limits the ports).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::audit::{Decision, ObjectRef, Record};
+
+/// Through what a grant was given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Via {
+    /// `AccessPolicy` or `owners`.
+    pub kind: String,
+    /// The policy's namespace/name (empty for owners).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.is_empty() { write!(f, "{}", self.kind) } else { write!(f, "{} {}", self.kind, self.name) }
+    }
+}
+
+/// One stretch of a grant: the same subjects, purpose and expiry, from one record to
+/// the record that changed or ended them (none: still in force at the chain's end).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    pub product: ObjectRef,
+    pub classification: String,
+    pub via: Via,
+    pub subjects: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// The record that opened it.
+    pub from: Timestamp,
+    pub from_seq: u64,
+    /// The record that closed it (an edit, a revocation, an expiry, a denial).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// `Decision reason` of the closing record, e.g. `Revoked PolicyDeleted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+}
+
+impl Window {
+    /// Whether the window is open at `t` (expiry aside).
+    pub fn open_at(&self, t: Timestamp) -> bool {
+        self.from <= t && self.until.is_none_or(|u| t < u)
+    }
+    /// Whether it grants at `t`: open and before its expiry.
+    pub fn grants_at(&self, t: Timestamp) -> bool {
+        self.open_at(t) && self.expires_at.is_none_or(|e| t < e)
+    }
+}
+
+/// Whether `subject` (`Kind:name`, `Kind:namespace/name`) names the requester.
+pub fn subject_covers(subject: &str, who: &Requester) -> bool {
+    let Some((kind, name)) = subject.split_once(':') else { return false };
+    match kind {
+        "User" => who.username == name,
+        "Group" => who.groups.iter().any(|g| g == name),
+        // A product acts through its ServiceAccount, named after it.
+        "ServiceAccount" | "DataProduct" => {
+            name.split_once('/').is_some_and(|(ns, sa)| who.username == format!("system:serviceaccount:{ns}:{sa}"))
+        }
+        // Namespace subjects are network access: they never open the proxy.
+        _ => false,
+    }
+}
+
+fn time(text: &str) -> Option<Timestamp> {
+    text.parse().ok()
+}
+
+/// Replays the chain (records in any order; ordered by `seq` here) into windows.
+/// Records whose time cannot be read are skipped (a verified chain has none).
+pub fn replay(records: &[Record]) -> Vec<Window> {
+    let mut ordered: Vec<&Record> = records.iter().collect();
+    ordered.sort_by_key(|r| r.seq);
+    ordered.dedup_by_key(|r| r.seq);
+    let mut open: BTreeMap<String, Window> = BTreeMap::new();
+    let mut done = Vec::new();
+    for record in ordered {
+        let e = &record.event;
+        let Some(at) = time(&e.time) else { continue };
+        let (key, via) = match &e.policy {
+            Some(p) => (
+                format!("policy {}", p.uid),
+                Via { kind: "AccessPolicy".into(), name: format!("{}/{}", p.namespace, p.name), uid: p.uid.clone() },
+            ),
+            None if e.reason == "OwnersAccess" => (
+                format!("owners {}/{}", e.product.namespace, e.product.name),
+                Via { kind: "owners".into(), name: String::new(), uid: String::new() },
+            ),
+            None => continue,
+        };
+        let label = format!("{} {}", e.decision.label(), e.reason);
+        let mut close = |open: &mut BTreeMap<String, Window>| {
+            open.remove(&key).map(|mut w| {
+                w.until = Some(at);
+                w.ended_by = Some(label.clone());
+                done.push(w.clone());
+                w
+            })
+        };
+        let next = match e.decision {
+            Decision::Granted => {
+                close(&mut open);
+                Some(Window {
+                    product: e.product.clone(),
+                    classification: e.classification.clone(),
+                    via,
+                    subjects: e.subjects.clone(),
+                    purpose: e.purpose.clone(),
+                    expires_at: e.expires_at.as_deref().and_then(time),
+                    from: at,
+                    from_seq: record.seq,
+                    until: None,
+                    ended_by: None,
+                })
+            }
+            Decision::Revoked | Decision::Expired => {
+                close(&mut open);
+                None
+            }
+            Decision::Denied => {
+                let narrowed = open.get(&key).is_some_and(|w| w.subjects.iter().any(|s| e.subjects.contains(s)));
+                if narrowed {
+                    close(&mut open).map(|w| Window {
+                        subjects: w.subjects.into_iter().filter(|s| !e.subjects.contains(s)).collect(),
+                        from: at,
+                        from_seq: record.seq,
+                        until: None,
+                        ended_by: None,
+                        ..w
+                    })
+                } else {
+                    None
+                }
+            }
+            Decision::Exposed => None,
+        };
+        if let Some(w) = next.filter(|w| !w.subjects.is_empty()) {
+            open.insert(key, w);
+        }
+    }
+    done.extend(open.into_values());
+    done.sort_by_key(|a| (a.from, a.from_seq));
+    done
+}
+
+/// Who made a request: the impersonated user when there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requester {
+    pub username: String,
+    pub groups: Vec<String>,
+    /// The authenticated user who impersonated `username`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonated_by: Option<String>,
+}
+
+/// A request to a product's Service through the API server's proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Read {
+    pub audit_id: String,
+    /// When the API server received it (authorisation is decided then).
+    pub time: Timestamp,
+    pub requester: Requester,
+    pub product: ObjectRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    pub verb: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uri: String,
+}
+
+impl Read {
+    /// Refused by the API server (401, 403): nothing reached the product.
+    pub fn refused(&self) -> bool {
+        matches!(self.code, Some(401 | 403))
+    }
+}
+
+/// `[scheme:]name[:port]`, as the API server splits a proxy name.
+fn split_proxy_name(name: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = name.split(':').collect();
+    match parts.as_slice() {
+        [service, port] => (service.to_string(), Some(port.to_string())),
+        [_, service, port] => (service.to_string(), Some(port.to_string())),
+        _ => (name.to_string(), None),
+    }
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value.as_array().map(|a| a.iter().filter_map(|g| g.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// The service proxy reads in an API server audit log (audit.k8s.io/v1 Events, JSON
+/// lines): the `ResponseComplete` (or `Panic`) stage of each, one per `auditID`. Other
+/// lines are ignored.
+pub fn proxy_reads(log: &str) -> Vec<Read> {
+    let mut reads: BTreeMap<String, Read> = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("\"proxy\"")) {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let object = &event["objectRef"];
+        if object["resource"] != "services" || object["subresource"] != "proxy" {
+            continue;
+        }
+        if !matches!(event["stage"].as_str(), Some("ResponseComplete" | "Panic")) {
+            continue;
+        }
+        let at = ["requestReceivedTimestamp", "stageTimestamp"].iter().find_map(|k| event[*k].as_str().and_then(time));
+        let (Some(at), Some(namespace), Some(name)) = (at, object["namespace"].as_str(), object["name"].as_str())
+        else {
+            continue;
+        };
+        let (service, port) = split_proxy_name(name);
+        let user = &event["user"];
+        let requester = match event["impersonatedUser"].as_object() {
+            Some(imp) => Requester {
+                username: imp.get("username").and_then(|u| u.as_str()).unwrap_or_default().to_string(),
+                groups: imp.get("groups").map(strings).unwrap_or_default(),
+                impersonated_by: user["username"].as_str().map(String::from),
+            },
+            None => Requester {
+                username: user["username"].as_str().unwrap_or_default().to_string(),
+                groups: strings(&user["groups"]),
+                impersonated_by: None,
+            },
+        };
+        let audit_id = event["auditID"].as_str().unwrap_or_default().to_string();
+        let read = Read {
+            audit_id: audit_id.clone(),
+            time: at,
+            requester,
+            product: ObjectRef { namespace: namespace.to_string(), name: service },
+            port,
+            verb: event["verb"].as_str().unwrap_or_default().to_string(),
+            code: event["responseStatus"]["code"].as_u64().and_then(|c| u16::try_from(c).ok()),
+            uri: event["requestURI"].as_str().unwrap_or_default().to_string(),
+        };
+        let key = if audit_id.is_empty() { format!("{}-{}", read.time, reads.len()) } else { audit_id };
+        reads.insert(key, read);
+    }
+    let mut reads: Vec<Read> = reads.into_values().collect();
+    reads.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));
+    reads
+}
+
+/// What the chain says of a read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Outcome {
+    /// A grant in force covered the requester.
+    Covered { grant: Box<Window>, subject: String },
+    /// The API server let it through and no grant covered it.
+    Uncovered { why: String },
+    /// The API server refused it (401/403): an attempt, not a read. `why` says whether a
+    /// grant would have covered it.
+    Refused { why: String },
+}
+
+/// Why no window covers the read.
+fn uncovered_why(windows: &[Window], read: &Read) -> String {
+    let who = &read.requester;
+    let here: Vec<&Window> = windows.iter().filter(|w| w.product == read.product).collect();
+    let names = |w: &Window| w.subjects.iter().any(|s| subject_covers(s, who));
+    let in_force: Vec<&&Window> = here.iter().filter(|w| w.open_at(read.time)).collect();
+    if let Some(w) = in_force.iter().find(|w| names(w)) {
+        let at = w.expires_at.map(|e| e.to_string()).unwrap_or_default();
+        return format!("grant expired at {at} ({})", w.via);
+    }
+    // The last stretch before the read that named the requester.
+    let earlier = here.iter().filter(|w| names(w) && w.until.is_some_and(|u| u <= read.time)).max_by_key(|w| w.until);
+    let ended = earlier.map(|w| {
+        format!(
+            "; {} covered it until {} ({})",
+            w.via,
+            w.until.map(|u| u.to_string()).unwrap_or_default(),
+            w.ended_by.as_deref().unwrap_or_default()
+        )
+    });
+    if in_force.is_empty() {
+        return format!("no grant in force for the product{}", ended.unwrap_or_default());
+    }
+    let grants: Vec<String> = in_force.iter().map(|w| w.via.to_string()).collect();
+    format!("subject not in the grant(s) in force: {}{}", grants.join(", "), ended.unwrap_or_default())
+}
+
+/// Matches each read against the windows.
+pub fn account(windows: &[Window], reads: &[Read]) -> Vec<(Read, Outcome)> {
+    reads
+        .iter()
+        .map(|read| {
+            let covering = windows
+                .iter()
+                .filter(|w| w.product == read.product && w.grants_at(read.time))
+                .find_map(|w| w.subjects.iter().find(|s| subject_covers(s, &read.requester)).map(|s| (w, s.clone())));
+            let outcome = match (read.refused(), covering) {
+                (true, Some((w, _))) => Outcome::Refused { why: format!("refused although {} covered it", w.via) },
+                (true, None) => Outcome::Refused { why: uncovered_why(windows, read) },
+                (false, Some((w, subject))) => Outcome::Covered { grant: Box::new(w.clone()), subject },
+                (false, None) => Outcome::Uncovered { why: uncovered_why(windows, read) },
+            };
+            (read.clone(), outcome)
+        })
+        .collect()
+}
+
+/// How many reads were covered, uncovered and refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub covered: usize,
+    pub uncovered: usize,
+    pub refused: usize,
+}
+
+pub fn counts(accounted: &[(Read, Outcome)]) -> Counts {
+    let mut c = Counts::default();
+    for (_, outcome) in accounted {
+        match outcome {
+            Outcome::Covered { .. } => c.covered += 1,
+            Outcome::Uncovered { .. } => c.uncovered += 1,
+            Outcome::Refused { .. } => c.refused += 1,
+        }
+    }
+    c
+}
+
+/// An aligned table (two spaces between columns, the last one unpadded).
+pub fn aligned(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[String]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cols.iter().zip(&widths).enumerate() {
+            if i + 1 == cols.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell}{}  ", " ".repeat(w.saturating_sub(cell.chars().count())));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for row in rows {
+        line(row);
+    }
+    out
+}
+
+fn read_cells(read: &Read) -> Vec<String> {
+    let who = &read.requester;
+    let user = match &who.impersonated_by {
+        Some(by) => format!("{} (impersonated by {by})", who.username),
+        None => who.username.clone(),
+    };
+    vec![
+        read.time.to_string(),
+        user,
+        who.groups.join(","),
+        format!("{}/{}", read.product.namespace, read.product.name),
+        read.port.clone().unwrap_or_default(),
+        read.verb.clone(),
+        read.code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const READ_HEADERS: [&str; 7] = ["TIME", "USER", "GROUPS", "PRODUCT", "PORT", "VERB", "CODE"];
+
+/// The report for people: uncovered reads first, then the refused attempts, then the
+/// covered reads with the grant that covered each.
+pub fn describe(accounted: &[(Read, Outcome)]) -> String {
+    let c = counts(accounted);
+    let mut text = format!(
+        "reads through the service proxy: {} read(s), {} covered, {} UNCOVERED; {} attempt(s) refused by the API server\n",
+        c.covered + c.uncovered,
+        c.covered,
+        c.uncovered,
+        c.refused
+    );
+    let section = |title: &str, extra: &[&str], pick: &dyn Fn(&Outcome) -> Option<Vec<String>>| {
+        let rows: Vec<Vec<String>> = accounted
+            .iter()
+            .filter_map(|(read, outcome)| {
+                pick(outcome).map(|more| {
+                    let mut cells = read_cells(read);
+                    cells.extend(more);
+                    cells
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        let headers: Vec<&str> = READ_HEADERS.iter().chain(extra).copied().collect();
+        format!("\n{title} ({}):\n{}", rows.len(), aligned(&headers, &rows))
+    };
+    text.push_str(&section("UNCOVERED READS", &["WHY"], &|o| match o {
+        Outcome::Uncovered { why } => Some(vec![why.clone()]),
+        _ => None,
+    }));
+    text.push_str(&section("Refused attempts (the API server let nothing through)", &["WHY"], &|o| match o {
+        Outcome::Refused { why } => Some(vec![why.clone()]),
+        _ => None,
+    }));
+    text.push_str(&section("Covered reads", &["VIA", "SUBJECT", "PURPOSE", "UNTIL"], &|o| match o {
+        Outcome::Covered { grant, subject } => Some(vec![
+            grant.via.to_string(),
+            subject.clone(),
+            grant.purpose.clone().unwrap_or_default(),
+            grant.expires_at.map(|e| e.to_string()).unwrap_or_else(|| "no expiry".into()),
+        ]),
+        _ => None,
+    }));
+    text
+}
+
+/// Machine output: the counts and every read with its outcome.
+pub fn json(accounted: &[(Read, Outcome)], chain: serde_json::Value) -> String {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        #[serde(flatten)]
+        read: &'a Read,
+        #[serde(flatten)]
+        outcome: &'a Outcome,
+    }
+    let rows: Vec<Row> = accounted.iter().map(|(read, outcome)| Row { read, outcome }).collect();
+    let value = serde_json::json!({ "chain": chain, "counts": counts(accounted), "reads": rows });
+    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Chain, Event, PolicyRef};
+
+    const NS: &str = "police";
+
+    fn policy(name: &str) -> PolicyRef {
+        PolicyRef { namespace: NS.into(), name: name.into(), uid: format!("uid-{name}"), generation: 1 }
+    }
+
+    fn event(t: &str, decision: Decision, reason: &str, subjects: &[&str], policy_name: Option<&str>) -> Event {
+        Event {
+            time: format!("2026-11-28T12:{t}Z"),
+            actor: "drmesh".into(),
+            decision,
+            reason: reason.into(),
+            message: String::new(),
+            product: ObjectRef { namespace: NS.into(), name: "incident-feed".into() },
+            classification: "Restricted".into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            purpose: Some("Build the situation picture".into()),
+            expires_at: Some("2026-11-28T13:00:00Z".into()),
+            policy: policy_name.map(policy),
+        }
+    }
+
+    fn chain(events: Vec<Event>) -> Vec<Record> {
+        let mut chain = Chain::default();
+        events.into_iter().map(|e| chain.append(e)).collect()
+    }
+
+    /// An API server audit line: `who` as (user, groups), optionally impersonated by admin.
+    fn api_line(id: &str, t: &str, user: &str, groups: &[&str], impersonated: bool, code: u16) -> String {
+        let who = serde_json::json!({"username": user, "groups": groups});
+        let mut event = serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": id,
+            "stage": "ResponseComplete", "verb": "get",
+            "requestURI": format!("/api/v1/namespaces/{NS}/services/incident-feed:8080/proxy/"),
+            "user": if impersonated { serde_json::json!({"username": "admin", "groups": ["system:masters"]}) } else { who.clone() },
+            "objectRef": {"resource": "services", "namespace": NS, "name": "incident-feed:8080", "apiVersion": "v1", "subresource": "proxy"},
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestReceivedTimestamp": format!("2026-11-28T12:{t}.000000Z"),
+            "stageTimestamp": format!("2026-11-28T12:{t}.010000Z"),
+        });
+        if impersonated {
+            event["impersonatedUser"] = who;
+        }
+        event.to_string() + "\n"
+    }
+
+    fn outcomes(records: &[Record], log: &str) -> Vec<Outcome> {
+        account(&replay(records), &proxy_reads(log)).into_iter().map(|(_, o)| o).collect()
+    }
+
+    fn why(outcome: &Outcome) -> &str {
+        match outcome {
+            Outcome::Uncovered { why } | Outcome::Refused { why } => why,
+            Outcome::Covered { .. } => panic!("expected a read not covered, got {outcome:?}"),
+        }
+    }
+
+    fn via(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Covered { grant, .. } => grant.via.to_string(),
+            other => panic!("expected a covered read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_is_covered_only_inside_the_window_and_before_expiry() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")),
+            event("59:00", Decision::Expired, "Expired", &["User:alice"], Some("cnc")),
+        ]);
+        let log = [
+            api_line("a", "09:59", "alice", &[], false, 503), // before the grant
+            api_line("b", "30:00", "alice", &[], false, 503), // inside
+            api_line("c", "59:30", "alice", &[], false, 200), // after the Expired record
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(out.len(), 3);
+        assert_eq!(why(&out[0]), "no grant in force for the product");
+        assert_eq!(via(&out[1]), "AccessPolicy police/cnc");
+        assert_eq!(
+            why(&out[2]),
+            "no grant in force for the product; AccessPolicy police/cnc covered it until 2026-11-28T12:59:00Z (Expired Expired)"
+        );
+        assert!(matches!(out[2], Outcome::Uncovered { .. }));
+    }
+
+    #[test]
+    fn a_read_after_expires_at_is_not_covered_even_before_the_expired_record() {
+        // The chain holds no Expired record (e.g. the operator was down at 13:00).
+        let records = chain(vec![event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc"))]);
+        let late = api_line("a", "10:00", "alice", &[], false, 200).replace("T12:10:00", "T13:00:01");
+        let out = outcomes(&records, &late);
+        assert_eq!(why(&out[0]), "grant expired at 2026-11-28T13:00:00Z (AccessPolicy police/cnc)");
+    }
+
+    #[test]
+    fn a_revoked_grant_covers_nothing_after_its_record() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["Group:cnc-officers"], Some("cnc")),
+            event("20:00", Decision::Revoked, "PolicyDeleted", &["Group:cnc-officers"], Some("cnc")),
+        ]);
+        let log = [
+            api_line("a", "19:59", "alice", &["cnc-officers"], false, 503),
+            api_line("b", "20:00", "alice", &["cnc-officers"], false, 503),
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
+        assert!(matches!(out[1], Outcome::Uncovered { .. }), "{:?}", out[1]);
+        assert!(why(&out[1]).ends_with("until 2026-11-28T12:20:00Z (Revoked PolicyDeleted)"), "{}", why(&out[1]));
+    }
+
+    #[test]
+    fn group_members_are_covered_and_people_not_named_are_not() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["Group:cnc-officers", "User:carol"], Some("cnc")),
+            event("10:00", Decision::Granted, "OwnersAccess", &["Group:police-owners"], None),
+        ]);
+        let log = [
+            // alice, impersonated by the admin, in the granted group.
+            api_line("a", "11:00", "alice", &["cnc-officers", "system:authenticated"], true, 503),
+            api_line("b", "12:00", "mallory", &["system:authenticated"], false, 200),
+            api_line("c", "13:00", "dave", &["police-owners"], false, 200),
+            api_line("d", "14:00", "carol", &[], false, 200),
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
+        assert!(matches!(&out[0], Outcome::Covered { subject, .. } if subject == "Group:cnc-officers"));
+        assert_eq!(why(&out[1]), "subject not in the grant(s) in force: AccessPolicy police/cnc, owners");
+        assert_eq!(via(&out[2]), "owners");
+        assert!(matches!(&out[3], Outcome::Covered { subject, .. } if subject == "User:carol"));
+        let reads = proxy_reads(&log);
+        assert_eq!(reads[0].requester.impersonated_by.as_deref(), Some("admin"));
+        assert_eq!(reads[0].port.as_deref(), Some("8080"));
+        assert_eq!(reads[0].product.name, "incident-feed");
+    }
+
+    #[test]
+    fn an_edit_removing_a_subject_ends_its_coverage_at_the_edit() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["User:alice", "User:bob"], Some("cnc")),
+            event("20:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")),
+        ]);
+        let log = [
+            api_line("a", "15:00", "bob", &[], false, 503),
+            api_line("b", "25:00", "alice", &[], false, 503),
+            api_line("c", "25:01", "bob", &[], false, 503),
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
+        assert_eq!(via(&out[1]), "AccessPolicy police/cnc");
+        assert!(matches!(out[2], Outcome::Uncovered { .. }), "{:?}", out[2]);
+        assert_eq!(
+            why(&out[2]),
+            "subject not in the grant(s) in force: AccessPolicy police/cnc; AccessPolicy police/cnc covered it until 2026-11-28T12:20:00Z (Granted Granted)"
+        );
+    }
+
+    #[test]
+    fn a_denial_withdraws_the_subjects_it_names() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["User:alice", "User:bob"], Some("cnc")),
+            event("20:00", Decision::Denied, "ClearanceTooLow", &["User:bob"], Some("cnc")),
+        ]);
+        let log =
+            [api_line("a", "25:00", "alice", &[], false, 503), api_line("b", "25:01", "bob", &[], false, 503)].concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
+        assert!(matches!(out[1], Outcome::Uncovered { .. }), "{:?}", out[1]);
+    }
+
+    #[test]
+    fn refused_requests_are_listed_as_attempts_not_reads() {
+        let records = chain(vec![event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc"))]);
+        let log =
+            [api_line("a", "11:00", "mallory", &[], false, 403), api_line("b", "12:00", "alice", &[], false, 503)]
+                .concat();
+        let accounted = account(&replay(&records), &proxy_reads(&log));
+        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 0, refused: 1 });
+        assert!(matches!(&accounted[0].1, Outcome::Refused { why } if why.starts_with("subject not in the grant")));
+        let text = describe(&accounted);
+        assert!(
+            text.starts_with(
+                "reads through the service proxy: 1 read(s), 1 covered, 0 UNCOVERED; 1 attempt(s) refused by the API server\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("UNCOVERED READS"), "{text}");
+        assert!(text.contains("Refused attempts (the API server let nothing through) (1):"), "{text}");
+        assert!(text.contains("mallory"), "{text}");
+    }
+
+    #[test]
+    fn only_completed_proxy_requests_count_once_each() {
+        let line = api_line("a", "11:00", "alice", &[], false, 200);
+        let started = line.replace("ResponseComplete", "ResponseStarted");
+        let other = line.replace("\"subresource\":\"proxy\"", "\"subresource\":\"status\"");
+        let https = api_line("b", "12:00", "bob", &[], false, 200).replace("incident-feed:8080\"", "https:feed:443\"");
+        let reads = proxy_reads(&[started, line.clone(), line, other, https].concat());
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        assert_eq!((reads[1].product.name.as_str(), reads[1].port.as_deref()), ("feed", Some("443")));
+    }
+}
