@@ -78,11 +78,26 @@ pub fn verified_records(files: &[PathBuf]) -> Result<(Vec<crate::audit::Record>,
         }
         return Err(CliError::AuditBroken { findings: findings.len() });
     }
+    // Uncommitted branches (a writer killed before saving the head) decided nothing.
+    let uncommitted: Vec<(&str, u64, u64)> = report
+        .uncommitted
+        .iter()
+        .filter_map(|note| match (&note.place, &note.tamper) {
+            (Some(place), Tamper::Forked { first, last, .. }) => Some((place.file.as_str(), *first, *last)),
+            _ => None,
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
     let records: Vec<crate::audit::Record> = logs
         .iter()
-        .flat_map(|(_, text)| {
-            text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok())
+        .flat_map(|(name, text)| {
+            let uncommitted = &uncommitted;
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter_map(|l| serde_json::from_str::<crate::audit::Record>(l).ok())
+                .filter(move |r| !uncommitted.iter().any(|(f, a, b)| f == name && (*a..=*b).contains(&r.seq)))
         })
+        .filter(|r| seen.insert(r.hash.clone()))
         .collect();
     let span = match (report.first, &report.head) {
         (Some(first), Some(last)) => format!("seq {first}..{}", last.seq),
