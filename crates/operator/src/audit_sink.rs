@@ -442,8 +442,8 @@ impl AuditSink {
     }
 
     /// Saves the grants in force if they changed since they were last saved (called every
-    /// few seconds: commits save them at most every 5 s, so the last change of a burst
-    /// would wait for the next record otherwise).
+    /// second: commits save them at most every 5 s, so the last change of a burst would
+    /// wait for the next record otherwise).
     pub async fn checkpoint(&self) {
         let mut committer = self.committer.lock().await;
         if !committer.granted_changed || !committer.owner {

@@ -275,7 +275,13 @@ async fn a_namespace_scoped_operator_needs_only_the_roles_of_its_namespaces() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = release.kubeconfig(dir.path());
-    let operator = Operator::start_scoped(&kubeconfig, &format!("{}-op", release.id), dir.path(), &[p, c]);
+    let operator = Operator::start_scoped(
+        &kubeconfig,
+        &release.namespace.name,
+        &format!("{}-op", release.id),
+        dir.path(),
+        &[p, c],
+    );
     apply(&source(p, "db"));
     apply(&product(p, "feed", "{dataSource: db}"));
     apply(&product(c, "reader", &format!("{{dataProduct: {{namespace: {p}, name: feed}}}}")));
@@ -459,7 +465,12 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
     for (i, (what, drop, resource)) in watches.into_iter().enumerate() {
         proven.push(drop);
         assert_eq!(release.apply_cluster_role_without(drop), 1, "{what}: exactly one rule matches");
-        let lone = Operator::start_alone(&kubeconfig, &format!("{}-watch{i}", release.id), dir.path());
+        let lone = Operator::start_alone(
+            &kubeconfig,
+            &release.namespace.name,
+            &format!("{}-watch{i}", release.id),
+            dir.path(),
+        );
         let line = lone.wait_log(&["cannot list resource", resource, "403"]).await;
         eprintln!("without {what}: {line}");
         assert!(!lone.is_ready(), "{what}: an operator that cannot list must not report ready");

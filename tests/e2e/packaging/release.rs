@@ -247,14 +247,22 @@ impl Operator {
         Self::spawn(kubeconfig, Some(lease_namespace), identity, dir, extra)
     }
 
-    /// A lone operator without leader election (it runs its controllers at once).
-    pub fn start_alone(kubeconfig: &Path, identity: &str, dir: &Path) -> Self {
-        Self::spawn(kubeconfig, None, identity, dir, &[])
+    /// A lone operator without leader election (it runs its controllers at once), in the
+    /// release namespace `home` (where it keeps the audit chain's head, as the chart's).
+    pub fn start_alone(kubeconfig: &Path, home: &str, identity: &str, dir: &Path) -> Self {
+        Self::spawn(kubeconfig, None, identity, dir, &["--lease-namespace", home])
     }
 
-    /// A lone operator watching only `namespaces` (`--namespaces`).
-    pub fn start_scoped(kubeconfig: &Path, identity: &str, dir: &Path, namespaces: &[&str]) -> Self {
-        Self::spawn(kubeconfig, None, identity, dir, &["--namespaces", &namespaces.join(",")])
+    /// A lone operator watching only `namespaces` (`--namespaces`), in the release
+    /// namespace `home`.
+    pub fn start_scoped(kubeconfig: &Path, home: &str, identity: &str, dir: &Path, namespaces: &[&str]) -> Self {
+        Self::spawn(
+            kubeconfig,
+            None,
+            identity,
+            dir,
+            &["--lease-namespace", home, "--namespaces", &namespaces.join(",")],
+        )
     }
 
     fn spawn(kubeconfig: &Path, lease_namespace: Option<&str>, identity: &str, dir: &Path, extra: &[&str]) -> Self {

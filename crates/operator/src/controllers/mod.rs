@@ -885,7 +885,8 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
 
 /// Once this replica leads with synced caches: records the grants the previous leader left
 /// in force whose AccessPolicy was deleted while no operator led (their children went
-/// with the garbage collector, unrecorded). Then saves the grants in force every 5 s.
+/// with the garbage collector, unrecorded). Then saves the grants in force when they
+/// changed, and runs the anchor command when due.
 async fn audit_upkeep(ctx: Arc<Context>) {
     ctx.caches.ready().await;
     let mut leading = ctx.leading.clone();
@@ -930,7 +931,10 @@ async fn audit_upkeep(ctx: Arc<Context>) {
             })
             .await;
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // Every second: the last change of a burst is saved within a second of its record,
+    // so the operator is quiet soon after the mesh is (nothing is saved when nothing
+    // changed); the anchor command keeps its own pace.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         ctx.audit.checkpoint().await;
