@@ -238,7 +238,11 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
     let result = if args.leader_election {
         lead(&args, &identity, client, options, metrics, audit).await
     } else {
-        take_over_audit(&audit).await;
+        // A signal while the head is read stops the process cleanly.
+        tokio::select! {
+            _ = take_over_audit(&audit) => {}
+            _ = controllers::shutdown_signal() => return Ok(()),
+        }
         controllers::run(client, options, metrics, audit).await;
         Ok(())
     };
@@ -312,7 +316,10 @@ async fn lead(
         _ = &mut controllers => return Ok(()), // stopped by a signal while standing by
     }
     // The previous leader's records end at the head it saved: continue from there.
-    take_over_audit(&audit).await;
+    tokio::select! {
+        _ = take_over_audit(&audit) => {}
+        _ = &mut controllers => return Ok(()), // stopped by a signal
+    }
     let _ = leading_tx.send(true);
     metrics.leader.set(1);
     tracing::info!(%identity, lease = %args.lease_name, "leading");
