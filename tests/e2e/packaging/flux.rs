@@ -446,6 +446,10 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     );
     let crd = harness::kubectl_json(&["get", "crd", "accesspolicies.drmesh.io", "-o", "json"]);
     assert_eq!(crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"], "disabled", "{}", crd["metadata"]);
+    // The operator keeps its audit head in the release namespace (as the chart's does):
+    // inside the test's fence, which Flux's namespace is not created with.
+    let label = format!("{}={id}", super::FENCE_LABEL);
+    ok("label the release namespace", harness::kubectl(&["label", "namespace", RELEASE_NS, &label, "--overwrite"]));
     let mut operator =
         Operator::start(&release.kubeconfig(dir.as_path()), RELEASE_NS, &format!("{id}-op"), dir.as_path());
     operator.wait_leading().await;
