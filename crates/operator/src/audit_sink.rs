@@ -449,16 +449,8 @@ impl AuditSink {
         if !committer.granted_changed || !committer.owner {
             return;
         }
-        let (Some(store), Some(head)) = (&committer.head, committer.chain.head()) else { return };
-        let granted = print_granted(&committer.granted);
-        match store.save(&head, Some(granted), committer.version.as_deref()).await {
-            Ok(version) => {
-                committer.version = Some(version);
-                committer.granted_changed = false;
-                committer.granted_saved = Some(std::time::Instant::now());
-            }
-            Err(AuditError::ChainLost) => committer.owner = false,
-            Err(error) => tracing::warn!(%error, "cannot save the grants in force with the audit head"),
+        if let Err(error) = committer.save_head(true).await {
+            tracing::warn!(%error, "cannot save the grants in force with the audit head");
         }
     }
 
@@ -546,18 +538,25 @@ impl Committer {
             self.backlog = events;
             return Err(error);
         }
-        let Some(store) = &self.head else { return Ok(()) };
-        let head = self.chain.head().expect("records were sealed");
-        let now = std::time::Instant::now();
-        let due = self.granted_saved.is_none_or(|at| now.duration_since(at) >= GRANTED_EVERY);
-        let granted = (self.granted_changed && due).then(|| print_granted(&self.granted));
-        let saving_granted = granted.is_some();
+        let due = self.granted_saved.is_none_or(|at| at.elapsed() >= GRANTED_EVERY);
+        // Not saved: the records are written (and synced), not committed: nothing they
+        // grant is applied. The chain goes on from them; the next commit saves a later
+        // head. If another leader continues from the older head meanwhile, they end up
+        // as an uncommitted branch (`drmesh audit verify` lists it apart).
+        self.save_head(self.granted_changed && due).await
+    }
+
+    /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
+    /// ConfigMap; a refusal because another replica saved since loses the chain.
+    async fn save_head(&mut self, with_granted: bool) -> Result<(), AuditError> {
+        let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
+        let granted = with_granted.then(|| print_granted(&self.granted));
         match store.save(&head, granted, self.version.as_deref()).await {
             Ok(version) => {
                 self.version = Some(version);
-                if saving_granted {
+                if with_granted {
                     self.granted_changed = false;
-                    self.granted_saved = Some(now);
+                    self.granted_saved = Some(std::time::Instant::now());
                 }
                 Ok(())
             }
@@ -565,10 +564,6 @@ impl Committer {
                 self.owner = false;
                 Err(AuditError::ChainLost)
             }
-            // The records are written (and synced), not committed: nothing they grant is
-            // applied. The chain goes on from them; the next commit saves a later head.
-            // If another leader continues from the older head meanwhile, they end up as
-            // an uncommitted branch (`drmesh audit verify` lists it apart).
             Err(error) => Err(error),
         }
     }
