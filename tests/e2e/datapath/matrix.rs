@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use drmesh::api::DataProduct;
 use serde_json::{Value, json};
 
 use super::{PROBE_TIMEOUT, PRODUCT_IMAGE, probe, real_node, wait_available};
@@ -234,12 +233,11 @@ pub(crate) async fn judge_reference_mesh(labels: &[(&str, &str)], operator: impl
     let docs = reference_mesh(&namespaces);
     apply(&docs.iter().map(|d| serde_json::to_string(d).expect("json")).collect::<Vec<_>>().join("\n---\n"));
     let products = products(&docs, &domain_of);
+    // Every object Ready first (a product's Deployment is final only once its inputs are
+    // reachable), then every rollout finished.
+    harness::wait_all_ready(&namespaces.values().cloned().collect::<Vec<_>>(), TIMEOUT * 2).await;
     for (ns, name, _) in products.values() {
         let owner = created.iter().find(|n| &n.name == ns).expect("namespace");
-        harness::wait_for(&owner.api::<DataProduct>(), name, TIMEOUT, |p: Option<&DataProduct>| {
-            p.and_then(|p| p.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
-        })
-        .await;
         wait_available(owner, name).await;
     }
     let all_ports: BTreeMap<String, Vec<u16>> = products.iter().map(|(k, (_, _, p))| (k.clone(), p.clone())).collect();

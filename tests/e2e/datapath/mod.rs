@@ -74,9 +74,31 @@ pub(crate) fn assert_refused(ns: &str, deployment: &str, url: &str) {
     assert!(!p.output.contains("HTTP "), "{ns}/{deployment} -> {url}: {}", p.output);
 }
 
+/// Waits until the product's Deployment has finished its rollout and only its current
+/// pods are left: a probe run by `kubectl exec deploy/NAME` may otherwise land in a pod
+/// being replaced (a product first rolls out without the credentials of a source that
+/// is not yet Ready, then again with them; the CI run caught an exec into the stopped
+/// container of the first pod).
 pub(crate) async fn wait_available(ns: &TestNamespace, name: &str) {
-    harness::wait_for(&ns.api::<Deployment>(), name, Duration::from_secs(180), |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0) >= 1
+    let done = |d: Option<&Deployment>| {
+        let Some(d) = d else { return false };
+        let (Some(spec), Some(status)) = (d.spec.as_ref(), d.status.as_ref()) else { return false };
+        let want = spec.replicas.unwrap_or(1);
+        status.observed_generation >= d.metadata.generation
+            && status.updated_replicas == Some(want)
+            && status.replicas == Some(want)
+            && status.available_replicas == Some(want)
+    };
+    harness::wait_for(&ns.api::<Deployment>(), name, Duration::from_secs(180), done).await;
+    let selector = format!("{}={name}", drmesh::mesh::labels::DATA_PRODUCT);
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    harness::eventually(&format!("{}/{name}: only its current pods", ns.name), Duration::from_secs(180), || {
+        let pods = pods.clone();
+        let selector = selector.clone();
+        async move {
+            let list = pods.list(&kube::api::ListParams::default().labels(&selector)).await.ok()?;
+            list.items.iter().all(|p| p.metadata.deletion_timestamp.is_none()).then_some(())
+        }
     })
     .await;
 }
