@@ -1,117 +1,301 @@
-//! The mesh's product-to-product edges, kept up to date from watch events, so that a
-//! trigger can wake what an edit changes even when the edit removes the edge: a product
-//! that drops an input changes its former producer's consumer list, which the new object
-//! alone no longer names (security model, O13).
+//! The mesh graph, kept up to date from watch events: who reads whom (product inputs,
+//! source inputs) and who is granted what (AccessPolicy edges with their subjects, ports
+//! and time window), with every reverse edge. Lookups that would scan every product or
+//! policy ("the policies of this product", "the consumers of that one") become map
+//! lookups, and each update returns the objects whose plans the edge change may change,
+//! computed from the old and the new edges: an input or a subject removed wakes what it
+//! named before (security model, O13), which the new object alone no longer names.
+//!
+//! The index mirrors a set of objects, nothing more: it decides nothing. Whether an edge
+//! is in force (clearances, approvals, the grant's window against the clock) is the
+//! rules' business ([`crate::rules`]); the window is kept so that "which grants of this
+//! product are open at T" needs no parse of every policy.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::api::DataProduct;
-use crate::rules::product_inputs;
+use crate::api::{AccessPolicy, DataProduct, SubjectKind};
+use crate::rules::{product_inputs, source_inputs};
 
-/// `namespace/name` of a product.
+/// `(namespace, name)` of a namespaced object.
 pub type Key = (String, String);
 
-/// Each product's declared product inputs, and the reverse edges.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct InputIndex {
-    inputs: BTreeMap<Key, BTreeSet<Key>>,
-    consumers: BTreeMap<Key, BTreeSet<Key>>,
+fn key_of<K: ResourceExt>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-impl InputIndex {
-    /// The key and declared product inputs of `product`.
-    pub fn edges(product: &DataProduct) -> (Key, BTreeSet<Key>) {
-        let key = (product.namespace().unwrap_or_default(), product.name_any());
-        (key, product_inputs(product).map(|k| (k.namespace, k.name)).collect())
-    }
+/// A product's outgoing edges: what it reads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProductEdges {
+    /// Products it declares as inputs (any namespace).
+    pub products: BTreeSet<Key>,
+    /// DataSources it declares as inputs (its own namespace).
+    pub sources: BTreeSet<String>,
+    /// Its output ports, `(number, name)`: what a grant's `ports` selects from.
+    pub ports: BTreeSet<(i32, String)>,
+}
 
-    /// Records that `product` now declares `inputs` (`None`: it is gone). Returns every
-    /// product whose consumers this may change: the inputs it had and the ones it has.
-    pub fn update(&mut self, product: Key, inputs: Option<BTreeSet<Key>>) -> BTreeSet<Key> {
-        let old = match &inputs {
-            Some(new) => self.inputs.insert(product.clone(), new.clone()),
-            None => self.inputs.remove(&product),
+impl ProductEdges {
+    pub fn of(product: &DataProduct) -> Self {
+        Self {
+            products: product_inputs(product).map(|k| (k.namespace, k.name)).collect(),
+            sources: source_inputs(product).map(str::to_string).collect(),
+            ports: product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect(),
         }
-        .unwrap_or_default();
-        let new = inputs.unwrap_or_default();
-        for gone in old.difference(&new) {
-            if let Some(set) = self.consumers.get_mut(gone) {
-                set.remove(&product);
-                if set.is_empty() {
-                    self.consumers.remove(gone);
+    }
+}
+
+/// An AccessPolicy's edges: the product it grants (same namespace), to whom, on which
+/// ports, and when.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GrantEdges {
+    pub product: String,
+    /// DataProduct subjects (consumers reached through the network).
+    pub products: BTreeSet<Key>,
+    /// Namespace subjects.
+    pub namespaces: BTreeSet<String>,
+    /// People and ServiceAccounts: `(kind, namespace or "", name)`.
+    pub identities: BTreeSet<(SubjectKind, String, String)>,
+    /// The ports granted as written (`None`: all of them).
+    pub ports: Option<BTreeSet<String>>,
+    /// `[startsAt, expiresAt)`; a bound that does not parse is kept as `None` (the rules
+    /// refuse such a grant: the window is only used to find grants, never to allow one).
+    pub window: (Option<Timestamp>, Option<Timestamp>),
+}
+
+impl GrantEdges {
+    pub fn of(policy: &AccessPolicy) -> Self {
+        let mut edges = Self { product: policy.spec.data_product.clone(), ..Self::default() };
+        for s in &policy.spec.subjects {
+            let (namespace, name) = (s.namespace.clone().unwrap_or_default(), s.name.clone().unwrap_or_default());
+            match s.kind {
+                SubjectKind::DataProduct => {
+                    edges.products.insert((namespace, name));
+                }
+                SubjectKind::Namespace => {
+                    edges.namespaces.insert(name);
+                }
+                kind => {
+                    edges.identities.insert((kind, namespace, name));
                 }
             }
         }
-        for added in new.difference(&old) {
-            self.consumers.entry(added.clone()).or_default().insert(product.clone());
-        }
-        old.union(&new).cloned().collect()
+        edges.ports = policy.spec.ports.as_ref().map(|p| p.iter().cloned().collect());
+        let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+        edges.window = (time(&policy.spec.starts_at), time(&policy.spec.expires_at));
+        edges
     }
 
-    /// The products that declare `producer` as an input.
+    /// Whether `at` falls in the grant's window, as written.
+    pub fn open_at(&self, at: Timestamp) -> bool {
+        self.window.0.is_none_or(|start| start <= at) && self.window.1.is_none_or(|end| at < end)
+    }
+}
+
+/// What an update may change: the plans to compute again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Affected {
+    pub products: BTreeSet<Key>,
+    /// DataSources `(namespace, name)` whose allowed consumers may change.
+    pub sources: BTreeSet<Key>,
+    pub policies: BTreeSet<Key>,
+}
+
+impl Affected {
+    pub fn extend(&mut self, other: Affected) {
+        self.products.extend(other.products);
+        self.sources.extend(other.sources);
+        self.policies.extend(other.policies);
+    }
+}
+
+/// The mesh graph: edges of every product and policy, and the reverse edges.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MeshIndex {
+    products: BTreeMap<Key, ProductEdges>,
+    grants: BTreeMap<Key, GrantEdges>,
+    /// Producer -> the products that declare it as an input.
+    consumers: BTreeMap<Key, BTreeSet<Key>>,
+    /// `(namespace, source)` -> the products that declare it.
+    source_users: BTreeMap<Key, BTreeSet<Key>>,
+    /// Product -> the policies that grant it (same namespace).
+    policies_of: BTreeMap<Key, BTreeSet<Key>>,
+    /// DataProduct subject -> the policies that name it.
+    granted_to: BTreeMap<Key, BTreeSet<Key>>,
+}
+
+fn link(map: &mut BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) {
+    map.entry(from.clone()).or_default().insert(to.clone());
+}
+
+fn unlink(map: &mut BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) {
+    if let Some(set) = map.get_mut(from) {
+        set.remove(to);
+        if set.is_empty() {
+            map.remove(from);
+        }
+    }
+}
+
+fn lookup(map: &BTreeMap<Key, BTreeSet<Key>>, key: &Key) -> BTreeSet<Key> {
+    map.get(key).cloned().unwrap_or_default()
+}
+
+impl MeshIndex {
+    /// An index of these objects, built at once.
+    pub fn from_objects<'a>(
+        products: impl IntoIterator<Item = &'a DataProduct>,
+        policies: impl IntoIterator<Item = &'a AccessPolicy>,
+    ) -> Self {
+        let mut index = Self::default();
+        for p in products {
+            index.set_product(key_of(p), Some(ProductEdges::of(p)));
+        }
+        for p in policies {
+            index.set_policy(key_of(p), Some(GrantEdges::of(p)));
+        }
+        index
+    }
+
+    /// `product` as it is now (added or changed).
+    pub fn apply_product(&mut self, product: &DataProduct) -> Affected {
+        self.set_product(key_of(product), Some(ProductEdges::of(product)))
+    }
+
+    /// `policy` as it is now (added or changed).
+    pub fn apply_policy(&mut self, policy: &AccessPolicy) -> Affected {
+        self.set_policy(key_of(policy), Some(GrantEdges::of(policy)))
+    }
+
+    /// Records a product's edges (`None`: it is gone). Returns what the change may
+    /// affect: the product itself, the producers and sources it read before or reads now
+    /// (their consumer lists), and the policies that grant it when its ports changed.
+    pub fn set_product(&mut self, key: Key, edges: Option<ProductEdges>) -> Affected {
+        let old = match &edges {
+            Some(new) => self.products.insert(key.clone(), new.clone()),
+            None => self.products.remove(&key),
+        };
+        let (old, new) = (old.unwrap_or_default(), edges.unwrap_or_default());
+        let (ns, _) = &key;
+        for gone in old.products.difference(&new.products) {
+            unlink(&mut self.consumers, gone, &key);
+        }
+        for added in new.products.difference(&old.products) {
+            link(&mut self.consumers, added, &key);
+        }
+        for gone in old.sources.difference(&new.sources) {
+            unlink(&mut self.source_users, &(ns.clone(), gone.clone()), &key);
+        }
+        for added in new.sources.difference(&old.sources) {
+            link(&mut self.source_users, &(ns.clone(), added.clone()), &key);
+        }
+        let mut affected = Affected { products: [key.clone()].into(), ..Affected::default() };
+        affected.products.extend(old.products.union(&new.products).cloned());
+        affected.sources.extend(old.sources.union(&new.sources).map(|s| (ns.clone(), s.clone())));
+        if old.ports != new.ports {
+            affected.policies.extend(lookup(&self.policies_of, &key));
+        }
+        affected
+    }
+
+    /// Records a policy's edges (`None`: it is gone). Returns the policy, the product it
+    /// grants, and every DataProduct subject it named before or names now.
+    pub fn set_policy(&mut self, key: Key, edges: Option<GrantEdges>) -> Affected {
+        let old = match &edges {
+            Some(new) => self.grants.insert(key.clone(), new.clone()),
+            None => self.grants.remove(&key),
+        };
+        let ns = &key.0;
+        let mut affected = Affected { policies: [key.clone()].into(), ..Affected::default() };
+        if let Some(old) = &old {
+            let product = (ns.clone(), old.product.clone());
+            unlink(&mut self.policies_of, &product, &key);
+            for subject in &old.products {
+                unlink(&mut self.granted_to, subject, &key);
+            }
+            affected.products.insert(product);
+            affected.products.extend(old.products.iter().cloned());
+        }
+        if let Some(new) = &edges {
+            let product = (ns.clone(), new.product.clone());
+            link(&mut self.policies_of, &product, &key);
+            for subject in &new.products {
+                link(&mut self.granted_to, subject, &key);
+            }
+            affected.products.insert(product);
+            affected.products.extend(new.products.iter().cloned());
+        }
+        affected
+    }
+
+    /// Forgets every object of one kind that is not in `keep` (after a relist).
+    pub fn retain_products(&mut self, keep: &BTreeSet<Key>) -> Affected {
+        let gone: Vec<Key> = self.products.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        let mut affected = Affected::default();
+        for key in gone {
+            affected.extend(self.set_product(key, None));
+        }
+        affected
+    }
+
+    /// Forgets every policy not in `keep` (after a relist).
+    pub fn retain_policies(&mut self, keep: &BTreeSet<Key>) -> Affected {
+        let gone: Vec<Key> = self.grants.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        let mut affected = Affected::default();
+        for key in gone {
+            affected.extend(self.set_policy(key, None));
+        }
+        affected
+    }
+
+    /// The products that declare `producer` as an input, ordered.
     pub fn consumers(&self, producer: &Key) -> BTreeSet<Key> {
-        self.consumers.get(producer).cloned().unwrap_or_default()
+        lookup(&self.consumers, producer)
+    }
+
+    /// The products of `namespace` that declare the DataSource `source`, ordered.
+    pub fn source_users(&self, namespace: &str, source: &str) -> BTreeSet<Key> {
+        lookup(&self.source_users, &(namespace.to_string(), source.to_string()))
+    }
+
+    /// The policies that grant `product`, ordered by name.
+    pub fn policies_of(&self, product: &Key) -> BTreeSet<Key> {
+        lookup(&self.policies_of, product)
+    }
+
+    /// The policies that name `product` as a DataProduct subject.
+    pub fn granted_to(&self, product: &Key) -> BTreeSet<Key> {
+        lookup(&self.granted_to, product)
+    }
+
+    /// A product's edges, if the index knows it.
+    pub fn product(&self, key: &Key) -> Option<&ProductEdges> {
+        self.products.get(key)
+    }
+
+    /// A policy's edges, if the index knows it.
+    pub fn policy(&self, key: &Key) -> Option<&GrantEdges> {
+        self.grants.get(key)
+    }
+
+    /// The policies of `product` whose window is open at `at` (as written; the rules
+    /// still decide whether each is in force).
+    pub fn open_grants(&self, product: &Key, at: Timestamp) -> BTreeSet<Key> {
+        self.policies_of(product).into_iter().filter(|p| self.grants.get(p).is_some_and(|g| g.open_at(at))).collect()
+    }
+
+    /// How many products and policies the index holds.
+    pub fn len(&self) -> (usize, usize) {
+        (self.products.len(), self.grants.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty() && self.grants.is_empty()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn key(i: u8) -> Key {
-        ("ns".into(), format!("p{i}"))
-    }
-
-    #[test]
-    fn a_dropped_input_wakes_its_former_producer() {
-        let mut index = InputIndex::default();
-        let woken = index.update(key(1), Some([key(2), key(3)].into()));
-        assert_eq!(woken, [key(2), key(3)].into());
-        assert_eq!(index.consumers(&key(2)), [key(1)].into());
-        // p1 drops p2: p2 (no longer named by p1) is woken, and has no consumer left.
-        let woken = index.update(key(1), Some([key(3)].into()));
-        assert!(woken.contains(&key(2)) && woken.contains(&key(3)));
-        assert!(index.consumers(&key(2)).is_empty());
-        assert_eq!(index.update(key(1), None), [key(3)].into());
-        assert!(index.consumers(&key(3)).is_empty());
-    }
-
-    proptest! {
-        /// After any sequence of events, the index equals one built from scratch from
-        /// the last state of every product, and each event woke at least the producers
-        /// whose consumer lists it changed.
-        #[test]
-        fn the_index_equals_a_from_scratch_build(events in prop::collection::vec(
-            (0u8..6, prop::option::of(prop::collection::btree_set(0u8..6, 0..4))), 0..40)) {
-            let mut index = InputIndex::default();
-            let mut state: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
-            for (product, inputs) in events {
-                let inputs: Option<BTreeSet<Key>> = inputs.map(|s| s.into_iter().map(key).collect());
-                let before: BTreeMap<Key, BTreeSet<Key>> =
-                    (0..6).map(|p| (key(p), index.consumers(&key(p)))).collect();
-                let woken = index.update(key(product), inputs.clone());
-                match inputs {
-                    Some(i) => { state.insert(key(product), i); }
-                    None => { state.remove(&key(product)); }
-                }
-                for p in 0..6 {
-                    if index.consumers(&key(p)) != before[&key(p)] {
-                        prop_assert!(woken.contains(&key(p)), "{:?} changed but was not woken", key(p));
-                    }
-                }
-            }
-            let mut scratch = InputIndex::default();
-            for (product, inputs) in &state {
-                scratch.update(product.clone(), Some(inputs.clone()));
-            }
-            prop_assert_eq!(&index.inputs, &scratch.inputs);
-            for p in 0..6 {
-                prop_assert_eq!(index.consumers(&key(p)), scratch.consumers(&key(p)));
-            }
-        }
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

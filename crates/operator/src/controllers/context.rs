@@ -21,7 +21,6 @@ use crate::api::{
     clearance_from_labels,
 };
 use crate::mesh::labels;
-use crate::mesh::rules::{product_inputs, source_inputs};
 use crate::mesh::{MeshView, Readiness};
 use crate::telemetry::{AuditSink, Metrics};
 
@@ -50,9 +49,17 @@ pub struct Caches {
     pub synced: tokio::sync::watch::Receiver<bool>,
     /// The API server's addresses: people's reads through the proxy come from them.
     pub api_server: crate::mesh::grant::ApiServer,
+    /// Who reads whom and who is granted what, fed by the product and policy watches.
+    pub index: super::graph::SharedIndex,
 }
 
 impl Caches {
+    /// The cached products of these keys, in their order (a key the cache no longer
+    /// holds, or holds unparseable, is skipped).
+    fn products_of(&self, keys: std::collections::BTreeSet<crate::mesh::index::Key>) -> Vec<Arc<DataProduct>> {
+        keys.iter().filter_map(|(ns, name)| valid(self.products.get(&ObjectRef::new(name).within(ns))?)).collect()
+    }
+
     /// Resolves once every cache has listed its objects: no decision is taken on a
     /// partial view of the mesh (that could revoke a grant that exists).
     pub async fn ready(&self) {
@@ -129,15 +136,14 @@ impl MeshView for Caches {
         }
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
-        select(&self.policies, |p| p.metadata.namespace.as_deref() == Some(namespace) && p.spec.data_product == product)
+        let keys = self.index.read().policies_of(&(namespace.to_string(), product.to_string()));
+        keys.iter().filter_map(|(ns, name)| valid(self.policies.get(&ObjectRef::new(name).within(ns))?)).collect()
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
-        select(&self.products, |p| {
-            p.metadata.namespace.as_deref() == Some(namespace) && source_inputs(p).any(|s| s == source)
-        })
+        self.products_of(self.index.read().source_users(namespace, source))
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
-        select(&self.products, |p| product_inputs(p).any(|r| r.namespace == namespace && r.name == product))
+        self.products_of(self.index.read().consumers(&(namespace.to_string(), product.to_string())))
     }
     fn api_server(&self) -> &crate::mesh::grant::ApiServer {
         &self.api_server

@@ -10,6 +10,7 @@ pub mod datasource;
 pub mod error;
 pub mod finalizers;
 pub mod foreign;
+pub mod graph;
 pub mod people;
 pub mod queue;
 pub mod records;
@@ -46,7 +47,7 @@ use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluste
 
 use crate::api::{AccessPolicy, Clearance, DataProduct, DataSource, MeshPolicy};
 use crate::mesh::MeshView;
-use crate::mesh::index::InputIndex;
+use crate::mesh::index::{GrantEdges, MeshIndex, ProductEdges};
 use crate::mesh::labels;
 use crate::mesh::rules::subject_namespace;
 use crate::telemetry::{AuditSink, Metrics};
@@ -156,6 +157,10 @@ pub fn status_patch<S: serde::Serialize>(previous: &S, status: &S) -> serde_json
 
 fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An object as the watches deliver it: parsed, or kept aside as unparseable.
@@ -304,6 +309,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         foreign: foreign.clone(),
         synced,
         api_server: options.api_server.clone(),
+        index: graph::SharedIndex::default(),
     };
     let gate_kinds: Vec<&'static str> = WATCHED.iter().chain(FOREIGN_WATCHED.iter()).copied().collect();
     let gate = SyncGate::new(&gate_kinds, synced_tx, options.ready.clone());
@@ -344,8 +350,22 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         fed_to(cached_cluster(c.clone(), all.clone(), clearances_w, gate.clone(), "clearances"), &clr),
         fed_to(cached_cluster(c.clone(), all.clone(), mesh_policies_w, gate.clone(), "meshpolicies"), &mp),
         fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all), &ds),
-        fed_to(cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all), &dp),
-        fed_to(policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()), &ap),
+        // The mesh index follows the product and policy caches, before any controller
+        // hears of the change.
+        fed_to(
+            graph::indexed(
+                cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all),
+                caches.index.clone(),
+            ),
+            &dp,
+        ),
+        fed_to(
+            graph::indexed(
+                policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()),
+                caches.index.clone(),
+            ),
+            &ap,
+        ),
         fed_to(
             cached_children(
                 c.clone(),
@@ -460,7 +480,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let q = queues.products.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
         let (q5, q6, q7) = (q.clone(), q.clone(), q.clone());
-        let inputs_index = Mutex::new(InputIndex::default());
+        // Edges as each trigger last saw them: an input or subject an edit removes wakes
+        // what it named (O13), which the new object alone no longer says.
+        let products_seen = Mutex::new(MeshIndex::default());
+        let policies_seen = Mutex::new(MeshIndex::default());
         let owners_seen = people::ClearanceSubjects::default();
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
@@ -476,19 +499,13 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                     return vec![];
                 };
                 let namespace = policy.namespace().unwrap_or_default();
-                let mut refs = vec![product_ref(&namespace, &policy.spec.data_product)];
+                // The product, and its subjects, named by the policy now or before.
+                let key = (namespace.clone(), policy.name_any());
+                let edges = policy.metadata.deletion_timestamp.is_none().then(|| GrantEdges::of(&policy));
+                let mut affected = lock(&policies_seen).set_policy(key, edges).products;
                 // Consumers that read the product, named by the policy or not any more.
-                for user in c1.products_using_product(&namespace, &policy.spec.data_product) {
-                    refs.push(product_ref(&user.namespace().unwrap_or_default(), &user.name_any()));
-                }
-                for s in &policy.spec.subjects {
-                    if s.kind == crate::api::SubjectKind::DataProduct
-                        && let (Some(ns), Some(name)) = (&s.namespace, &s.name)
-                    {
-                        refs.push(product_ref(ns, name));
-                    }
-                }
-                q1.track(refs)
+                affected.extend(c1.index.read().consumers(&(namespace, policy.spec.data_product.clone())));
+                q1.track(affected.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
             })
             .watches_stream(changes(ds.subscribe(), source_spec_and_readiness), move |source| {
                 let namespace = source.namespace().unwrap_or_default();
@@ -503,10 +520,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                     return vec![];
                 };
                 // The inputs it had too: a dropped input's consumer list changes (O13).
-                let (key, inputs) = InputIndex::edges(&product);
-                let gone = product.metadata.deletion_timestamp.is_some();
-                let had_or_has =
-                    inputs_index.lock().unwrap_or_else(|p| p.into_inner()).update(key, (!gone).then_some(inputs));
+                let key = (product.namespace().unwrap_or_default(), product.name_any());
+                let edges = product.metadata.deletion_timestamp.is_none().then(|| ProductEdges::of(&product));
+                let had_or_has = lock(&products_seen).set_product(key, edges).products;
                 let mut related = dataproduct::related_products(&c3, &product);
                 related.extend(had_or_has);
                 related.sort();

@@ -66,6 +66,7 @@ fn context(client: kube::Client) -> (Arc<Context>, Products) {
         foreign: foreign::Foreign::default(),
         synced,
         api_server: crate::mesh::grant::ApiServer::none(),
+        index: Default::default(),
     };
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditSink::new(Box::new(std::io::sink())));
