@@ -7,13 +7,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::children::{self, apply_access};
+use super::child_set::{ChildSet, Network};
+use super::children;
 use super::context::Context;
 use super::error::Error;
 use super::wait_until;
 use crate::api::{AccessPolicy, AccessPolicyStatus, ConditionStatus, condition_type, find_condition};
 use crate::audit;
-use crate::mesh::grant::{self, GrantBundle};
+use crate::mesh::grant;
 use crate::mesh::labels::ACCESS_POLICY;
 use crate::mesh::rules::{self, GrantPlan, Reason, subject_display};
 use crate::mesh::status;
@@ -31,21 +32,26 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
         let problem = rules::Problem::new(Reason::Deleting, format!("namespace {namespace} is being deleted"));
         plan = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
     }
-    let bundle = grant::build(policy, &plan);
+    let name = policy.name_any();
+    let children = ChildSet {
+        applier: &ctx.policies,
+        caches: &ctx.caches,
+        namespace: &namespace,
+        owner_uid: &uid,
+        label: (ACCESS_POLICY, &name),
+        network: Network::Grants,
+        children: grant::build(policy, &plan).into_ordered(),
+    };
     // After a refusal, ask first: a grant that would be refused again stays withdrawn
     // instead of being half-applied on each retry.
-    let checked = if ctx.refused.is_marked(&uid) {
-        children::dry_run_access(&ctx.policies, &ctx.caches, bundle.role.as_ref(), bundle.ingress.as_ref()).await
-    } else {
-        Ok(())
-    };
+    let checked = if ctx.refused.is_marked(&uid) { children.dry_run().await } else { Ok(()) };
     // Durable or refused: a grant that widens access is recorded before it is applied.
     let mut recorded = false;
     if let Err(error) = match checked {
         Ok(()) => match record_before_granting(ctx, policy, &plan, now).await {
             Ok(done) => {
                 recorded = done;
-                apply(ctx, policy, &namespace, &uid, bundle).await
+                children.reconcile().await
             }
             Err(error) => Err(error),
         },
@@ -70,19 +76,6 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
     // a clearance it relies on) to re-decide; expired grants need nothing more.
     let next = plan.next_change.filter(|t| *t > now);
     Ok(wait_until(next, now))
-}
-
-async fn apply(
-    ctx: &Context,
-    policy: &AccessPolicy,
-    namespace: &str,
-    uid: &str,
-    bundle: GrantBundle,
-) -> Result<(), Error> {
-    let GrantBundle { role, binding, ingress } = bundle;
-    let name = policy.name_any();
-    apply_access(&ctx.policies, &ctx.caches, namespace, uid, (ACCESS_POLICY, name.as_str()), role, binding, ingress)
-        .await
 }
 
 /// A grant that widens access (a new grant, or an edit of one in force) is recorded before

@@ -276,30 +276,6 @@ pub fn rules_hash(role: &Role) -> u64 {
     fingerprint(&role.rules)
 }
 
-/// Applies what one parent grants: an optional Role with its RoleBinding, and an
-/// optional NetworkPolicy; removes the parent's others first (revocations before grants).
-///
-/// When an existing Role's rules change, its RoleBinding is withdrawn first and bound
-/// again after: nobody ever holds the new rules under the old subjects (or the reverse),
-/// at the price of a moment without access — fail closed.
-/// Dry-runs what one parent grants (see [`Applier::dry_run`]): its NetworkPolicy and
-/// Role. Not the RoleBinding: it is applied last (a refusal there grants nothing), and
-/// its dry run would be refused while the Role it names does not exist yet.
-pub async fn dry_run_access(
-    applier: &Applier,
-    caches: &super::Caches,
-    role: Option<&Role>,
-    network: Option<&NetworkPolicy>,
-) -> Result<(), Error> {
-    if let Some(network) = network {
-        applier.dry_run(network, &caches.network_policies).await?;
-    }
-    if let Some(role) = role {
-        applier.dry_run(role, &caches.roles).await?;
-    }
-    Ok(())
-}
-
 /// Parents whose last apply was refused, with the generation it was refused at: their
 /// next attempts are dry-run first, so a refused grant is never half-applied again.
 #[derive(Default)]
@@ -331,54 +307,4 @@ impl Refused {
     pub fn is_marked(&self, uid: &str) -> bool {
         self.0.lock().map(|m| m.contains_key(uid)).unwrap_or(false)
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn apply_access(
-    applier: &Applier,
-    caches: &super::Caches,
-    namespace: &str,
-    owner_uid: &str,
-    label: (&str, &str),
-    role: Option<Role>,
-    binding: Option<RoleBinding>,
-    network: Option<NetworkPolicy>,
-) -> Result<(), Error> {
-    let client = applier.client();
-    let mut keep_rbac = BTreeSet::new();
-    let mut keep_network = BTreeSet::new();
-    if let (Some(role), Some(_)) = (&role, &binding) {
-        keep_rbac.insert(role.name_any());
-    }
-    if let Some(network) = &network {
-        keep_network.insert(network.name_any());
-    }
-    prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, owner_uid, label, &keep_rbac).await?;
-    prune::<Role, _>(client, &caches.roles, namespace, owner_uid, label, &keep_rbac).await?;
-    prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, owner_uid, label, &keep_network).await?;
-    if let (Some(role), Some(binding)) = (&role, &binding) {
-        let current = caches.roles.get(namespace, &role.name_any());
-        let rules_change = current.is_some_and(|c| c.detail != rules_hash(role));
-        let bound = caches.role_bindings.get(namespace, &binding.name_any()).is_some();
-        if rules_change && bound {
-            let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
-            match api.delete(&binding.name_any(), &DeleteParams::default()).await {
-                Ok(either::Either::Left(held)) => {
-                    release_finalizers(&api, held.meta()).await?;
-                }
-                Ok(either::Either::Right(_)) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Delete { kind: "RoleBinding".into(), name: binding.name_any(), source });
-                }
-            }
-            applier.forget::<RoleBinding>(namespace, &binding.name_any());
-        }
-        applier.apply(role, &caches.roles).await?;
-        applier.apply(binding, &caches.role_bindings).await?;
-    }
-    if let Some(network) = &network {
-        applier.apply(network, &caches.network_policies).await?;
-    }
-    Ok(())
 }

@@ -8,6 +8,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
+use super::child_set::{ChildSet, Network};
 use super::children::{self, prune};
 use super::context::Context;
 use super::error::Error;
@@ -101,7 +102,9 @@ pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Dur
     Ok(None)
 }
 
-/// Applies the bundle in a safe order: isolation first, then identity, Service, workload.
+/// Applies the bundle in the core's order (isolation first: deny by default before
+/// anything runs), revoking owners' access the plan no longer gives before, and pruning
+/// the rest after.
 async fn apply(
     ctx: &Context,
     product: &DataProduct,
@@ -109,81 +112,18 @@ async fn apply(
     uid: &str,
     bundle: ProductBundle,
 ) -> Result<(), Error> {
-    let ProductBundle { isolation, service_account, service, deployment, owners_role, owners_binding, contract } =
-        bundle;
-    let caches = &ctx.caches;
-    let applier = &ctx.products;
     let name = product.name_any();
-    let label = (DATA_PRODUCT, name.as_str());
-    let client = applier.client();
-    // Deny by default before anything runs: the NetworkPolicy is persisted before the Deployment is sent.
-    applier.apply(&isolation, &caches.network_policies).await?;
-    applier.apply(&service_account, &caches.service_accounts).await?;
-    let mut keep_services = BTreeSet::new();
-    if let Some(service) = &service {
-        applier.apply(service, &caches.services).await?;
-        keep_services.insert(service.name_any());
-    }
-    prune::<k8s_openapi::api::core::v1::Service, _>(client, &caches.services, namespace, uid, label, &keep_services)
-        .await?;
-    let mut keep_deployments = BTreeSet::new();
-    if let Some(deployment) = &deployment {
-        applier.apply(deployment, &caches.deployments).await?;
-        keep_deployments.insert(deployment.name_any());
-    }
-    prune::<k8s_openapi::api::apps::v1::Deployment, _>(
-        client,
-        &caches.deployments,
+    ChildSet {
+        applier: &ctx.products,
+        caches: &ctx.caches,
         namespace,
-        uid,
-        label,
-        &keep_deployments,
-    )
-    .await?;
-    let mut keep_roles = BTreeSet::new();
-    if let (Some(role), Some(binding)) = (&owners_role, &owners_binding) {
-        applier.apply(role, &caches.roles).await?;
-        applier.apply(binding, &caches.role_bindings).await?;
-        keep_roles.insert(role.name_any());
+        owner_uid: uid,
+        label: (DATA_PRODUCT, &name),
+        network: Network::Isolates,
+        children: bundle.into_ordered(),
     }
-    prune::<k8s_openapi::api::rbac::v1::RoleBinding, _>(
-        client,
-        &caches.role_bindings,
-        namespace,
-        uid,
-        label,
-        &keep_roles,
-    )
-    .await?;
-    prune::<k8s_openapi::api::rbac::v1::Role, _>(client, &caches.roles, namespace, uid, label, &keep_roles).await?;
-    let mut keep_config = BTreeSet::new();
-    if let Some(contract) = &contract {
-        applier.apply(contract, &caches.config_maps).await?;
-        keep_config.insert(contract.name_any());
-    }
-    prune::<k8s_openapi::api::core::v1::ConfigMap, _>(client, &caches.config_maps, namespace, uid, label, &keep_config)
-        .await?;
-    let keep_policies = BTreeSet::from([isolation.name_any()]);
-    prune::<k8s_openapi::api::networking::v1::NetworkPolicy, _>(
-        client,
-        &caches.network_policies,
-        namespace,
-        uid,
-        label,
-        &keep_policies,
-    )
-    .await?;
-    let keep_accounts = BTreeSet::from([service_account.name_any()]);
-    prune::<k8s_openapi::api::core::v1::ServiceAccount, _>(
-        client,
-        &caches.service_accounts,
-        namespace,
-        uid,
-        label,
-        &keep_accounts,
-    )
-    .await?;
-    Ok(())
+    .reconcile()
+    .await
 }
 
 async fn write_status(

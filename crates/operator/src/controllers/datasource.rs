@@ -9,7 +9,8 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::children::{self, apply_access};
+use super::child_set::{ChildSet, Network};
+use super::children;
 use super::context::Context;
 use super::error::Error;
 use crate::api::{ConditionStatus, DataSource, DataSourceStatus, condition_type, find_condition};
@@ -17,7 +18,7 @@ use crate::audit;
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
 use crate::mesh::rules::Reason;
-use crate::mesh::source::{self, SecretState, SourceBundle, lends_to};
+use crate::mesh::source::{self, SecretState, lends_to};
 use crate::mesh::status;
 
 pub const CONTROLLER: &str = "datasource";
@@ -37,12 +38,17 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     let clearance = ctx.caches.clearance(&namespace);
     // A source that is not Ready lends nothing: no credentials RBAC, no endpoint egress.
     let consumers = lends_to(&ctx.caches, source, secret, now);
-    let bundle = source::build(source, &consumers);
-    let checked = if ctx.refused.is_marked(&uid) {
-        children::dry_run_access(&ctx.sources, &ctx.caches, bundle.role.as_ref(), bundle.egress.as_ref()).await
-    } else {
-        Ok(())
+    let name = source.name_any();
+    let children = ChildSet {
+        applier: &ctx.sources,
+        caches: &ctx.caches,
+        namespace: &namespace,
+        owner_uid: &uid,
+        label: (DATA_SOURCE, &name),
+        network: Network::Grants,
+        children: source::build(source, &consumers).into_ordered(),
     };
+    let checked = if ctx.refused.is_marked(&uid) { children.dry_run().await } else { Ok(()) };
     // Durable or refused: credentials newly lent are recorded before they are.
     let lent_before = lent(source.status.as_ref());
     let newly: Vec<String> = consumers.iter().filter(|c| !lent_before.contains(*c)).cloned().collect();
@@ -51,7 +57,7 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
         Ok(()) => match record_credentials(ctx, source, &newly, audit::Decision::Granted).await {
             Ok(()) => {
                 recorded = true;
-                apply(ctx, &namespace, &uid, &source.name_any(), bundle).await
+                children.reconcile().await
             }
             Err(error) => Err(error),
         },
@@ -132,11 +138,6 @@ async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<Secr
         Ok(None) => Ok(SecretState::Missing),
         Err(source) => Err(Error::Read { what: format!("Secret {namespace}/{name}"), source }),
     }
-}
-
-async fn apply(ctx: &Context, namespace: &str, uid: &str, name: &str, bundle: SourceBundle) -> Result<(), Error> {
-    let SourceBundle { role, binding, egress } = bundle;
-    apply_access(&ctx.sources, &ctx.caches, namespace, uid, (DATA_SOURCE, name), role, binding, egress).await
 }
 
 async fn write_status(

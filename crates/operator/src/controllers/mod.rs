@@ -3,6 +3,7 @@
 //! label), shared by the controllers and by the pure core's [`MeshView`].
 
 pub mod accesspolicy;
+pub mod child_set;
 pub mod children;
 pub mod context;
 pub mod dataproduct;

@@ -173,6 +173,39 @@ spec:
     assert!(at("PATCH", "roles") < at("PATCH", "rolebindings"), "then the Role, then the binding again: {log:?}");
 }
 
+/// The revoke phase comes first: a product whose owners are removed loses its owners'
+/// RoleBinding, then their Role, before any child is applied (the isolation included).
+#[tokio::test]
+async fn owners_access_the_plan_drops_is_revoked_before_anything_is_applied() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PartialObjectMeta;
+
+    let log = Log::default();
+    let (ctx, _) = context(mock_client(log.clone()));
+    let mut feed = product();
+    feed.spec.owners.clear();
+    let labels = std::collections::BTreeMap::from([
+        (crate::mesh::labels::MANAGED_BY.to_string(), crate::mesh::labels::MANAGER.to_string()),
+        (crate::mesh::labels::DATA_PRODUCT.to_string(), "feed".to_string()),
+    ]);
+    let owner = crate::mesh::owner_reference(&feed);
+    let name = crate::mesh::labels::product_owners("feed");
+    let metadata = crate::mesh::k8s::meta(&name, "police", &labels, &owner);
+    seen(&ctx.caches.roles, vec![Role { metadata: metadata.clone(), rules: None }]).await;
+    seen(&ctx.caches.role_bindings, vec![PartialObjectMeta::<RoleBinding> { metadata, ..Default::default() }]).await;
+
+    let _ = dataproduct::reconcile(&feed, &ctx).await;
+    let log = log.lock().expect("log").clone();
+    let at = |method: &str, kind: &str| {
+        log.iter()
+            .position(|(m, p)| m == method && p.rsplit('/').nth(1) == Some(kind))
+            .unwrap_or_else(|| panic!("no {method} {kind}: {log:?}"))
+    };
+    let first_apply = log.iter().position(|(m, _)| m == "PATCH").unwrap_or_else(|| panic!("nothing applied: {log:?}"));
+    assert!(at("DELETE", "rolebindings") < at("DELETE", "roles"), "the binding before its Role: {log:?}");
+    assert!(at("DELETE", "roles") < first_apply, "revocations before any apply: {log:?}");
+}
+
 /// A writer the test reads back (the audit stream).
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
