@@ -315,7 +315,7 @@ fn apiserver_writes() -> BTreeMap<String, f64> {
         let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
         let subresource = label(line, "subresource").unwrap_or_default();
         let mutating = ["POST", "PUT", "PATCH", "DELETE"].contains(&verb.as_str());
-        let watched = drmesh::controllers::WATCHED.contains(&resource.as_str()) || resource == "events";
+        let watched = drmesh::controllers::watched(&resource) || resource == "events";
         if !mutating || !watched || (resource == "deployments" && subresource == "status") {
             continue;
         }

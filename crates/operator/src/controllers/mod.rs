@@ -171,34 +171,60 @@ fn product_ref(namespace: &str, name: &str) -> ObjectRef<Guarded<DataProduct>> {
     ObjectRef::new(name).within(namespace)
 }
 
-/// The resources the operator watches, one cache each (the sync gate waits for all).
-pub const WATCHED: [&str; 13] = [
-    "datasources",
-    "dataproducts",
-    "accesspolicies",
-    "namespaces",
-    "deployments",
-    "services",
-    "serviceaccounts",
-    "networkpolicies",
-    "roles",
-    "rolebindings",
-    "configmaps",
-    "clearances",
-    "meshpolicies",
+/// Which objects of a resource a watch sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objects {
+    /// All of them (drmesh's kinds, namespaces, cluster-wide objects).
+    All,
+    /// Those drmesh created (`app.kubernetes.io/managed-by=drmesh`): its children.
+    Managed,
+    /// The others, in the kinds drmesh writes: never taken over, and a NetworkPolicy or
+    /// RoleBinding among them may open access beside the grants.
+    Foreign,
+}
+
+/// One watch: a resource, which of its objects, and its name for the sync gate.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    pub resource: &'static str,
+    pub objects: Objects,
+    pub key: &'static str,
+}
+
+const fn watch(resource: &'static str, objects: Objects, key: &'static str) -> Watch {
+    Watch { resource, objects, key }
+}
+
+/// Every watch the operator runs, one cache each: the sync gate waits for all of them
+/// to have listed before any decision. `run` destructures this table row by row, so a
+/// row added here without its wiring does not compile.
+pub const WATCHES: [Watch; 20] = [
+    watch("namespaces", Objects::All, "namespaces"),
+    watch("clearances", Objects::All, "clearances"),
+    watch("meshpolicies", Objects::All, "meshpolicies"),
+    watch("datasources", Objects::All, "datasources"),
+    watch("dataproducts", Objects::All, "dataproducts"),
+    watch("accesspolicies", Objects::All, "accesspolicies"),
+    watch("deployments", Objects::Managed, "deployments"),
+    watch("services", Objects::Managed, "services"),
+    watch("serviceaccounts", Objects::Managed, "serviceaccounts"),
+    watch("networkpolicies", Objects::Managed, "networkpolicies"),
+    watch("roles", Objects::Managed, "roles"),
+    watch("rolebindings", Objects::Managed, "rolebindings"),
+    watch("configmaps", Objects::Managed, "configmaps"),
+    watch("deployments", Objects::Foreign, "foreign deployments"),
+    watch("services", Objects::Foreign, "foreign services"),
+    watch("serviceaccounts", Objects::Foreign, "foreign serviceaccounts"),
+    watch("networkpolicies", Objects::Foreign, "foreign networkpolicies"),
+    watch("roles", Objects::Foreign, "foreign roles"),
+    watch("rolebindings", Objects::Foreign, "foreign rolebindings"),
+    watch("configmaps", Objects::Foreign, "foreign configmaps"),
 ];
 
-/// Watches of the objects drmesh did not create, in the kinds it writes (the sync gate
-/// waits for them too: a name conflict must be seen before the first apply).
-pub const FOREIGN_WATCHED: [&str; 7] = [
-    "foreign deployments",
-    "foreign services",
-    "foreign serviceaccounts",
-    "foreign networkpolicies",
-    "foreign roles",
-    "foreign rolebindings",
-    "foreign configmaps",
-];
+/// Whether the operator watches (and so may write) this resource.
+pub fn watched(resource: &str) -> bool {
+    WATCHES.iter().any(|w| w.resource == resource)
+}
 
 /// A Deployment as the product controller needs it: identity and status. The spec is
 /// not kept (a drifted spec shows as a new generation and resourceVersion).
@@ -245,24 +271,67 @@ where
     })
 }
 
-/// Drives a watch stream whose events no controller needs (its cache is all).
-fn names_only<'a, K: Send + 'a>(
-    stream: impl futures::Stream<Item = watches::WatchResult<K>> + Send + 'a,
-) -> futures::future::BoxFuture<'a, ()> {
-    stream.for_each(|_| future::ready(())).boxed()
+/// What every watch needs: the client, the namespaces in scope, the sync gate.
+struct Wiring {
+    client: Client,
+    scope: Scope,
+    gate: Arc<SyncGate>,
 }
 
-/// Drives a cache's watch stream (it never ends on its own), copying each event to the
-/// controllers subscribed to `fan` once the cache has applied it.
-fn fed_to<'a, K, S>(stream: S, fan: &Arc<FanOut<K>>) -> futures::future::BoxFuture<'a, ()>
+impl Wiring {
+    fn config(watch: Watch) -> watcher::Config {
+        let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
+        match watch.objects {
+            Objects::All => watcher::Config::default(),
+            Objects::Managed => watcher::Config::default().labels(&managed),
+            Objects::Foreign => watcher::Config::default().labels(&managed.replace('=', "!=")),
+        }
+    }
+
+    /// A watch of children (or of foreign objects of a child kind) into `cache`, its
+    /// events copied to the controllers subscribed to `fan` (none: the cache is all).
+    fn child<K, C>(&self, watch: Watch, cache: C, trim: fn(&mut K), fan: Option<&Arc<FanOut<K>>>) -> Fed<'_>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Default
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        C: watches::Reflecting<K> + Send + Sync + 'static,
+    {
+        let (client, config, gate) = (self.client.clone(), Self::config(watch), self.gate.clone());
+        fed_to(cached_children(client, &self.scope, config, cache, gate, watch.key, trim), fan)
+    }
+
+    /// A watch of a cluster-scoped kind (always cluster-wide, whatever the scope).
+    fn cluster<K>(&self, watch: Watch, writer: reflector::store::Writer<K>, fan: &Arc<FanOut<K>>) -> Fed<'_>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (client, config, gate) = (self.client.clone(), Self::config(watch), self.gate.clone());
+        fed_to(cached_cluster(client, config, writer, gate, watch.key), Some(fan))
+    }
+}
+
+/// A watch stream, driven to its end (it never ends on its own).
+type Fed<'a> = futures::future::BoxFuture<'a, ()>;
+
+/// Drives a cache's watch stream, copying each event to the controllers subscribed to
+/// `fan` once the cache has applied it.
+fn fed_to<'a, K, S>(stream: S, fan: Option<&Arc<FanOut<K>>>) -> Fed<'a>
 where
     K: Clone + Send + 'a,
     S: futures::Stream<Item = watches::WatchResult<K>> + Send + 'a,
 {
-    let fan = fan.clone();
+    let fan = fan.cloned();
     stream
         .for_each(move |e| {
-            fan.send(&e);
+            if let Some(fan) = &fan {
+                fan.send(&e);
+            }
             future::ready(())
         })
         .boxed()
@@ -270,9 +339,6 @@ where
 
 /// Runs the three controllers until a termination signal.
 pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit: Arc<AuditSink>) {
-    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    let unmanaged = watcher::Config::default().labels(&format!("{}!={}", labels::MANAGED_BY, labels::MANAGER));
-    let all = watcher::Config::default();
     let scope = options.scope.clone();
     if let Scope::Namespaces(set) = &scope {
         tracing::info!(namespaces = ?set, "watching only these namespaces");
@@ -312,8 +378,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         api_server: options.api_server.clone(),
         index: graph::SharedIndex::default(),
     };
-    let gate_kinds: Vec<&'static str> = WATCHED.iter().chain(FOREIGN_WATCHED.iter()).copied().collect();
-    let gate = SyncGate::new(&gate_kinds, synced_tx, options.ready.clone());
+    let gate = SyncGate::new(&WATCHES.map(|w| w.key), synced_tx, options.ready.clone());
     let queues = Arc::new(Queues::default());
     metrics.observe_with(live_figures(caches.clone(), queues.clone()));
     let mut context =
@@ -342,137 +407,74 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let role = FanOut::<Role>::new();
     let rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
 
-    // Namespaces are watched cluster-wide whatever the scope: clearances of consumers
-    // outside the scope are still needed (their products are not, and fail closed).
-    let c = client.clone();
+    // Foreign NetworkPolicies and RoleBindings wake the products of their domain; the
+    // other foreign kinds only keep names (never taken over).
+    let foreign_np = FanOut::<NetworkPolicy>::new();
+    let foreign_rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
+
+    // One watch per row of WATCHES feeds its cache; its events then go to the controllers.
+    let [
+        namespaces_watch,
+        clearances_watch,
+        mesh_policies_watch,
+        sources_watch,
+        products_watch,
+        policies_watch,
+        deployments_watch,
+        services_watch,
+        service_accounts_watch,
+        network_policies_watch,
+        roles_watch,
+        role_bindings_watch,
+        config_maps_watch,
+        foreign_deployments,
+        foreign_services,
+        foreign_service_accounts,
+        foreign_network_policies,
+        foreign_roles,
+        foreign_role_bindings,
+        foreign_config_maps,
+    ] = WATCHES;
+    let w = Wiring { client: client.clone(), scope: scope.clone(), gate: gate.clone() };
+    let (c, all) = (client.clone(), watcher::Config::default());
     let caches_fed = future::join_all([
-        fed_to(cached_cluster(c.clone(), all.clone(), namespaces_w, gate.clone(), "namespaces"), &ns),
-        // People's clearances and the MeshPolicy are cluster-wide, whatever the scope.
-        fed_to(cached_cluster(c.clone(), all.clone(), clearances_w, gate.clone(), "clearances"), &clr),
-        fed_to(cached_cluster(c.clone(), all.clone(), mesh_policies_w, gate.clone(), "meshpolicies"), &mp),
-        fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), "datasources", keep_all), &ds),
+        // Namespaces, people's clearances and the MeshPolicy are watched cluster-wide
+        // whatever the scope: clearances of consumers outside the scope are still needed
+        // (their products are not, and fail closed).
+        w.cluster(namespaces_watch, namespaces_w, &ns),
+        w.cluster(clearances_watch, clearances_w, &clr),
+        w.cluster(mesh_policies_watch, mesh_policies_w, &mp),
+        fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), sources_watch.key, keep_all), Some(&ds)),
         // The mesh index follows the product and policy caches, before any controller
         // hears of the change.
         fed_to(
             graph::indexed(
-                cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), "dataproducts", keep_all),
+                cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), products_watch.key, keep_all),
                 caches.index.clone(),
             ),
-            &dp,
+            Some(&dp),
         ),
         fed_to(
             graph::indexed(
-                policy_watch(c.clone(), &scope, all.clone(), policies_w, gate.clone(), ctx.clone()),
+                policy_watch(c, &scope, all, policies_w, gate.clone(), policies_watch.key, ctx.clone()),
                 caches.index.clone(),
             ),
-            &ap,
+            Some(&ap),
         ),
-        fed_to(
-            cached_children(
-                c.clone(),
-                &scope,
-                managed.clone(),
-                caches.deployments.clone(),
-                gate.clone(),
-                "deployments",
-                trim_deployment,
-            ),
-            &deploy,
-        ),
-        fed_to(
-            cached_children(
-                c.clone(),
-                &scope,
-                managed.clone(),
-                caches.services.clone(),
-                gate.clone(),
-                "services",
-                keep_all,
-            ),
-            &svc,
-        ),
-        fed_to(
-            cached_children(
-                c.clone(),
-                &scope,
-                managed.clone(),
-                caches.service_accounts.clone(),
-                gate.clone(),
-                "serviceaccounts",
-                keep_all,
-            ),
-            &sa,
-        ),
-        fed_to(
-            cached_children(
-                c.clone(),
-                &scope,
-                managed.clone(),
-                caches.network_policies.clone(),
-                gate.clone(),
-                "networkpolicies",
-                keep_all,
-            ),
-            &np,
-        ),
-        fed_to(
-            cached_children(c.clone(), &scope, managed.clone(), caches.roles.clone(), gate.clone(), "roles", keep_all),
-            &role,
-        ),
-        fed_to(
-            cached_children(
-                c.clone(),
-                &scope,
-                managed.clone(),
-                caches.role_bindings.clone(),
-                gate.clone(),
-                "rolebindings",
-                keep_all,
-            ),
-            &rb,
-        ),
-        fed_to(
-            cached_children(c, &scope, managed, caches.config_maps.clone(), gate.clone(), "configmaps", keep_all),
-            &cm,
-        ),
-    ]);
-
-    // Foreign NetworkPolicies and RoleBindings wake the products of their domain; the
-    // other kinds only keep names (never taken over).
-    let foreign_np = FanOut::<NetworkPolicy>::new();
-    let foreign_rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
-    let (c, g, u) = (client.clone(), gate.clone(), unmanaged);
-    let w = FOREIGN_WATCHED;
-    let foreign_fed = future::join_all([
-        names_only(cached_children(
-            c.clone(),
-            &scope,
-            u.clone(),
-            foreign.deployments.clone(),
-            g.clone(),
-            w[0],
-            keep_all,
-        )),
-        names_only(cached_children(c.clone(), &scope, u.clone(), foreign.services.clone(), g.clone(), w[1], keep_all)),
-        names_only(cached_children(
-            c.clone(),
-            &scope,
-            u.clone(),
-            foreign.service_accounts.clone(),
-            g.clone(),
-            w[2],
-            keep_all,
-        )),
-        fed_to(
-            cached_children(c.clone(), &scope, u.clone(), foreign.network_policies.clone(), g.clone(), w[3], keep_all),
-            &foreign_np,
-        ),
-        names_only(cached_children(c.clone(), &scope, u.clone(), foreign.roles.clone(), g.clone(), w[4], keep_all)),
-        fed_to(
-            cached_children(c.clone(), &scope, u.clone(), foreign.role_bindings.clone(), g.clone(), w[5], keep_all),
-            &foreign_rb,
-        ),
-        names_only(cached_children(c, &scope, u, foreign.config_maps.clone(), g, w[6], keep_all)),
+        w.child(deployments_watch, caches.deployments.clone(), trim_deployment, Some(&deploy)),
+        w.child(services_watch, caches.services.clone(), keep_all, Some(&svc)),
+        w.child(service_accounts_watch, caches.service_accounts.clone(), keep_all, Some(&sa)),
+        w.child(network_policies_watch, caches.network_policies.clone(), keep_all, Some(&np)),
+        w.child(roles_watch, caches.roles.clone(), keep_all, Some(&role)),
+        w.child(role_bindings_watch, caches.role_bindings.clone(), keep_all, Some(&rb)),
+        w.child(config_maps_watch, caches.config_maps.clone(), keep_all, Some(&cm)),
+        w.child(foreign_deployments, foreign.deployments.clone(), keep_all, None),
+        w.child(foreign_services, foreign.services.clone(), keep_all, None),
+        w.child(foreign_service_accounts, foreign.service_accounts.clone(), keep_all, None),
+        w.child(foreign_network_policies, foreign.network_policies.clone(), keep_all, Some(&foreign_np)),
+        w.child(foreign_roles, foreign.roles.clone(), keep_all, None),
+        w.child(foreign_role_bindings, foreign.role_bindings.clone(), keep_all, Some(&foreign_rb)),
+        w.child(foreign_config_maps, foreign.config_maps.clone(), keep_all, None),
     ]);
 
     let products_ctrl = {
@@ -641,7 +643,6 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     tokio::select! {
         _ = controllers => {}
         _ = caches_fed => tracing::error!("a watch stream ended"),
-        _ = foreign_fed => tracing::error!("a watch stream of foreign objects ended"),
         _ = finalizers_kept => tracing::error!("a watch stream of children ended"),
         // The controllers stop taking work on the signal and finish what is in flight;
         // a reconcile that cannot finish (caches that never sync) does not hold the exit.
@@ -737,9 +738,10 @@ fn policy_watch(
     cfg: watcher::Config,
     writer: reflector::store::Writer<Guarded<AccessPolicy>>,
     gate: Arc<SyncGate>,
+    key: &'static str,
     ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = watches::WatchResult<Guarded<AccessPolicy>>> + Send {
-    cached(client, scope, cfg, writer, gate, "accesspolicies", keep_all).inspect(move |event| {
+    cached(client, scope, cfg, writer, gate, key, keep_all).inspect(move |event| {
         if let Ok(Event::Delete(DeserializeGuard(Ok(policy)))) = event {
             let (ctx, policy) = (ctx.clone(), policy.clone());
             tokio::spawn(async move { accesspolicy::record_deletion(&ctx, &policy).await });
