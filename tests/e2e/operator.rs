@@ -911,6 +911,55 @@ async fn a_dropped_input_leaves_the_producers_consumer_list() {
     eprintln!("{p}/feed lost {c}/reader as a consumer");
 }
 
+/// A DataProduct subject removed from a grant: the edit re-plans the consumer it named
+/// (an edge diff of the grant's old and new subjects), whose input turns Denied, and its
+/// egress to the producer goes. Not the grant's expiry, not a periodic re-plan.
+#[tokio::test]
+async fn a_subject_removed_from_a_grant_re_plans_the_consumer_it_named() {
+    let mesh = Mesh::new("e2e-subj", "Restricted").await;
+    mesh.grant("2030-01-01T00:00:00Z");
+    mesh.wait_granted().await;
+    let (p, c) = (mesh.producer.name.clone(), mesh.consumer.name.clone());
+    let feed_input = move |d: Option<&DataProduct>| {
+        d.and_then(|d| d.status.as_ref())
+            .and_then(|s| s.inputs.iter().find(|i| i.reference.ends_with("/feed")).map(|i| i.state))
+    };
+    harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, |d: Option<&DataProduct>| {
+        feed_input(d) == Some(drmesh::api::InputState::Ready)
+    })
+    .await;
+    // The same grant without the DataProduct subject (approved again: the approvals sign
+    // the spec).
+    apply(&harness::approved_by_examples(
+        &format!(
+            r#"
+apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: grant, namespace: {p}}}
+spec:
+  dataProduct: feed
+  ports: [http]
+  subjects:
+    - {{kind: Group, name: e2e-officers-{p}}}
+  purpose: end-to-end test of a time-bounded grant
+  expiresAt: "2030-01-01T00:00:00Z"
+"#
+        ),
+        &[1, 2],
+    ));
+    harness::wait_for(
+        &mesh.products_in(&mesh.consumer),
+        "reader",
+        Duration::from_secs(10),
+        |d: Option<&DataProduct>| feed_input(d) == Some(drmesh::api::InputState::Denied),
+    )
+    .await;
+    // The consumer's isolation no longer lets it out to the producer.
+    let isolation = mesh.consumer.api::<NetworkPolicy>().get("reader-isolation").await.expect("isolation");
+    let egress = serde_json::to_string(&isolation.spec.and_then(|s| s.egress)).expect("json");
+    assert!(!egress.contains(&p), "{c}/reader still reaches {p}: {egress}");
+}
+
 /// Lending a source's credentials to a product's ServiceAccount is an access decision:
 /// recorded when given, and when taken back.
 #[tokio::test]
