@@ -255,21 +255,12 @@ async fn warn_when_reassessment_falls_due(
     before: &AccessPolicyStatus,
     after: &AccessPolicyStatus,
 ) {
-    use kube::runtime::events::{Event, EventType};
     fn due(s: &AccessPolicyStatus) -> Option<&crate::api::Condition> {
         find_condition(&s.conditions, condition_type::REASSESSMENT_DUE).filter(|c| c.status == ConditionStatus::True)
     }
     let (None, Some(condition)) = (due(before), due(after)) else { return };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: Reason::ReassessmentDue.to_string(),
-        note: Some(condition.message.clone()),
-        action: "Reassess".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(%error, "cannot publish event");
-    }
+    let reason = Reason::ReassessmentDue.to_string();
+    ctx.announce(&policy.object_ref(&()), true, &reason, condition.message.clone(), "Reassess").await;
 }
 
 /// Policies whose status says they grant access now.

@@ -314,7 +314,6 @@ impl Context {
     /// not announced when grants wait for their record (`--audit-failure=refuse`): the
     /// caller does not apply it.
     pub async fn report(&self, report: Report) -> Result<(), crate::telemetry::AuditError> {
-        use kube::runtime::events::{Event, EventType};
         let granted = report.decision == crate::audit::Decision::Granted;
         let written = self
             .audit
@@ -339,16 +338,8 @@ impl Context {
                 return written;
             }
         }
-        let event = Event {
-            type_: if granted { EventType::Normal } else { EventType::Warning },
-            reason: report.reason.to_string(),
-            note: Some(report.message),
-            action: format!("{:?}", report.decision),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &report.object).await {
-            tracing::warn!(%error, "cannot publish event");
-        }
+        let action = format!("{:?}", report.decision);
+        self.announce(&report.object, !granted, report.reason.as_ref(), report.message, &action).await;
         self.metrics
             .decisions
             .get_or_create(&crate::telemetry::DecisionLabels {
@@ -357,6 +348,29 @@ impl Context {
             })
             .inc();
         written
+    }
+
+    /// Publishes an Event on `object` (a Warning when `warning`); a failure is logged,
+    /// never fatal: the status and the audit record are the durable trace.
+    pub async fn announce(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
+        use kube::runtime::events::{Event, EventType};
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
     }
 
     pub fn new(

@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
@@ -211,16 +210,7 @@ async fn report_transition(
     if DENIALS.contains(&why) {
         let _ = ctx.report(base(audit::Decision::Denied, why, new.message.clone(), vec![])).await;
     } else {
-        let event = KubeEvent {
-            type_: EventType::Normal,
-            reason: new.reason.clone(),
-            note: Some(new.message.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &product.object_ref(&())).await {
-            tracing::warn!(%error, "cannot publish event");
-        }
+        ctx.announce(&product.object_ref(&()), false, &new.reason, new.message.clone(), "Reconcile").await;
     }
 }
 

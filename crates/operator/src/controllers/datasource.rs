@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
@@ -165,16 +164,8 @@ async fn write_status(
     if let Some(new) = ready(&status)
         && ready(&previous).map(|o| o.reason) != Some(new.reason.clone())
     {
-        let event = KubeEvent {
-            type_: if new.status == ConditionStatus::True { EventType::Normal } else { EventType::Warning },
-            reason: new.reason.clone(),
-            note: Some(new.message.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
-            tracing::warn!(%error, "cannot publish event");
-        }
+        let warning = new.status != ConditionStatus::True;
+        ctx.announce(&source.object_ref(&()), warning, &new.reason, new.message.clone(), "Reconcile").await;
     }
     Ok(())
 }
