@@ -8,6 +8,11 @@
 //!   Deployments and Roles, trimmed as the operator trims them) — the earlier layout;
 //! - as the operator's [`ChildCache`] of compact records — the layout it runs with.
 //!
+//! Then the mesh index the caches keep beside them (`MeshIndex`: bytes per product and
+//! policy), and what it saves: the three lookups each product's plan asks (its
+//! policies, its consumers, the users of its sources) answered for every product, by a
+//! scan of every cached object (as the caches did before the index) and by the index.
+//!
 //! Prints a table and writes it to bench/results/memory-<unix time>-n<N>.md.
 
 use std::fmt::Write as _;
@@ -111,6 +116,62 @@ where
 
 fn keep<K>(_: &mut K) {}
 
+/// The mesh index: its bytes, and the lookups of every product's plan, scanned vs indexed.
+fn index_figures(snapshot: &drmesh::mesh::Snapshot) -> String {
+    use drmesh::mesh::index::MeshIndex;
+    use drmesh::mesh::rules::{product_inputs, source_inputs};
+    use kube::ResourceExt;
+    let products: Vec<_> = snapshot.products.values().map(|p| p.as_ref().clone()).collect();
+    let policies: Vec<_> = snapshot.policies.values().map(|p| p.as_ref().clone()).collect();
+    let mut index = None;
+    let bytes = cost(|| index = Some(MeshIndex::from_objects(&products, &policies)));
+    let index = index.expect("built");
+    let key = |p: &drmesh::api::DataProduct| (p.namespace().unwrap_or_default(), p.name_any());
+    // As the caches answered before the index: a filter over every cached object.
+    let started = std::time::Instant::now();
+    let mut scanned = 0usize;
+    for p in &products {
+        let (ns, name) = key(p);
+        scanned += policies
+            .iter()
+            .filter(|a| a.namespace().as_deref() == Some(ns.as_str()) && a.spec.data_product == name)
+            .count();
+        scanned += products.iter().filter(|c| product_inputs(c).any(|r| r.namespace == ns && r.name == name)).count();
+        for source in source_inputs(p) {
+            scanned += products
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()) && source_inputs(c).any(|s| s == source))
+                .count();
+        }
+    }
+    let scan = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut looked_up = 0usize;
+    for p in &products {
+        let k = key(p);
+        looked_up += index.policies_of(&k).len() + index.consumers(&k).len();
+        for source in source_inputs(p) {
+            looked_up += index.source_users(&k.0, source).len();
+        }
+    }
+    let lookups = started.elapsed();
+    assert_eq!(scanned, looked_up, "the index answers what a scan answers");
+    let objects = products.len() + policies.len();
+    format!(
+        "\n# Mesh index, {} products and {} policies\n\n| figure | measured |\n|---|---|\n\
+         | index bytes per product or policy | {} ({:.1} MiB) |\n\
+         | every product's plan lookups (policies, consumers, source users; {} answers), scanning every object | {:.1} ms |\n\
+         | the same lookups through the index | {:.1} ms |\n",
+        products.len(),
+        policies.len(),
+        bytes / objects.max(1),
+        mib(bytes),
+        looked_up,
+        scan.as_secs_f64() * 1000.0,
+        lookups.as_secs_f64() * 1000.0,
+    )
+}
+
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -120,6 +181,7 @@ fn main() {
     let (_, snapshot) = synthetic("mem", products);
     let docs: Vec<Value> =
         rendered_children(&snapshot, true).into_iter().enumerate().map(|(i, c)| dressed(c, i)).collect();
+    let index = index_figures(&snapshot);
     drop(snapshot);
     let rows = [
         measure::<Deployment>("Deployment", &docs, controllers::trim_deployment, controllers::available_replicas),
@@ -159,6 +221,7 @@ fn main() {
         mib(records),
         mib(store.saturating_sub(records))
     );
+    out.push_str(&index);
     print!("{out}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
