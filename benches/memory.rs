@@ -148,7 +148,8 @@ fn index_figures(snapshot: &drmesh::mesh::Snapshot) -> String {
     let started = std::time::Instant::now();
     let mut looked_up = 0usize;
     for p in &products {
-        let k = key(p);
+        let (ns, name) = key(p);
+        let k = drmesh::mesh::index::key(&ns, &name);
         looked_up += index.policies_of(&k).len() + index.consumers(&k).len();
         for source in source_inputs(p) {
             looked_up += index.source_users(&k.0, source).len();

@@ -12,6 +12,7 @@
 //! product are open at T" needs no parse of every policy.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -19,11 +20,20 @@ use kube::ResourceExt;
 use crate::api::{AccessPolicy, DataProduct, SubjectKind};
 use crate::rules::{product_inputs, source_inputs};
 
+/// A name, shared by every map of the index that holds it (a clone is a count, not a
+/// copy: the index stores each edge in both directions).
+pub type Name = Arc<str>;
+
 /// `(namespace, name)` of a namespaced object.
-pub type Key = (String, String);
+pub type Key = (Name, Name);
+
+/// The key of `namespace/name`.
+pub fn key(namespace: &str, name: &str) -> Key {
+    (namespace.into(), name.into())
+}
 
 fn key_of<K: ResourceExt>(obj: &K) -> Key {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+    key(&obj.namespace().unwrap_or_default(), &obj.name_any())
 }
 
 /// A product's outgoing edges: what it reads.
@@ -32,7 +42,7 @@ pub struct ProductEdges {
     /// Products it declares as inputs (any namespace).
     pub products: BTreeSet<Key>,
     /// DataSources it declares as inputs (its own namespace).
-    pub sources: BTreeSet<String>,
+    pub sources: BTreeSet<Name>,
     /// Its output ports, `(number, name)`: what a grant's `ports` selects from.
     pub ports: BTreeSet<(i32, String)>,
 }
@@ -40,8 +50,8 @@ pub struct ProductEdges {
 impl ProductEdges {
     pub fn of(product: &DataProduct) -> Self {
         Self {
-            products: product_inputs(product).map(|k| (k.namespace, k.name)).collect(),
-            sources: source_inputs(product).map(str::to_string).collect(),
+            products: product_inputs(product).map(|k| key(&k.namespace, &k.name)).collect(),
+            sources: source_inputs(product).map(Name::from).collect(),
             ports: product.spec.output_ports.iter().map(|p| (p.port, p.name.clone())).collect(),
         }
     }
@@ -51,11 +61,11 @@ impl ProductEdges {
 /// ports, and when.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GrantEdges {
-    pub product: String,
+    pub product: Name,
     /// DataProduct subjects (consumers reached through the network).
     pub products: BTreeSet<Key>,
     /// Namespace subjects.
-    pub namespaces: BTreeSet<String>,
+    pub namespaces: BTreeSet<Name>,
     /// People and ServiceAccounts: `(kind, namespace or "", name)`.
     pub identities: BTreeSet<(SubjectKind, String, String)>,
     /// The ports granted as written (`None`: all of them).
@@ -67,15 +77,15 @@ pub struct GrantEdges {
 
 impl GrantEdges {
     pub fn of(policy: &AccessPolicy) -> Self {
-        let mut edges = Self { product: policy.spec.data_product.clone(), ..Self::default() };
+        let mut edges = Self { product: policy.spec.data_product.as_str().into(), ..Self::default() };
         for s in &policy.spec.subjects {
             let (namespace, name) = (s.namespace.clone().unwrap_or_default(), s.name.clone().unwrap_or_default());
             match s.kind {
                 SubjectKind::DataProduct => {
-                    edges.products.insert((namespace, name));
+                    edges.products.insert(key(&namespace, &name));
                 }
                 SubjectKind::Namespace => {
-                    edges.namespaces.insert(name);
+                    edges.namespaces.insert(name.into());
                 }
                 kind => {
                     edges.identities.insert((kind, namespace, name));
@@ -257,7 +267,7 @@ impl MeshIndex {
 
     /// The products of `namespace` that declare the DataSource `source`, ordered.
     pub fn source_users(&self, namespace: &str, source: &str) -> BTreeSet<Key> {
-        lookup(&self.source_users, &(namespace.to_string(), source.to_string()))
+        lookup(&self.source_users, &key(namespace, source))
     }
 
     /// The policies that grant `product`, ordered by name.

@@ -19,7 +19,7 @@ use crate::view::{MeshView, Readiness, Snapshot};
 const NAMESPACES: [&str; 3] = ["ns-a", "ns-b", "ns-c"];
 
 fn k(ns: &str, name: &str) -> Key {
-    (ns.to_string(), name.to_string())
+    key(ns, name)
 }
 
 /// A product of `ns` reading `products` (`ns/name`) and `sources`, serving `ports`.
@@ -173,7 +173,9 @@ impl MeshView for Indexed<'_> {
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
         let keys = self.index.policies_of(&k(namespace, product));
-        keys.iter().filter_map(|key| self.scan.policies.get(key).cloned()).collect()
+        keys.iter()
+            .filter_map(|(ns, name)| self.scan.policies.get(&(ns.to_string(), name.to_string())).cloned())
+            .collect()
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
         self.products(self.index.source_users(namespace, source))
@@ -301,14 +303,14 @@ proptest! {
                     index.apply_policy(&p)
                 }
                 Event::DeleteProduct { ns, name } => {
-                    let key = k(NAMESPACES[*ns], &format!("p{name}"));
-                    state.products.remove(&key);
-                    index.set_product(key, None)
+                    let name = format!("p{name}");
+                    state.products.remove(&(NAMESPACES[*ns].to_string(), name.clone()));
+                    index.set_product(k(NAMESPACES[*ns], &name), None)
                 }
                 Event::DeletePolicy { ns, name } => {
-                    let key = k(NAMESPACES[*ns], &format!("g{name}"));
-                    state.policies.remove(&key);
-                    index.set_policy(key, None)
+                    let name = format!("g{name}");
+                    state.policies.remove(&(NAMESPACES[*ns].to_string(), name.clone()));
+                    index.set_policy(k(NAMESPACES[*ns], &name), None)
                 }
             };
             for (lookup, now) in lookups(&index) {

@@ -136,14 +136,14 @@ impl MeshView for Caches {
         }
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
-        let keys = self.index.read().policies_of(&(namespace.to_string(), product.to_string()));
+        let keys = self.index.read().policies_of(&crate::mesh::index::key(namespace, product));
         keys.iter().filter_map(|(ns, name)| valid(self.policies.get(&ObjectRef::new(name).within(ns))?)).collect()
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
         self.products_of(self.index.read().source_users(namespace, source))
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
-        self.products_of(self.index.read().consumers(&(namespace.to_string(), product.to_string())))
+        self.products_of(self.index.read().consumers(&crate::mesh::index::key(namespace, product)))
     }
     fn api_server(&self) -> &crate::mesh::grant::ApiServer {
         &self.api_server

@@ -59,7 +59,7 @@ fn key<K: Resource<DynamicType = ()>>(obj: &DeserializeGuard<K>) -> Key
 where
     DeserializeGuard<K>: Resource<DynamicType = ()>,
 {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+    crate::mesh::index::key(&obj.namespace().unwrap_or_default(), &obj.name_any())
 }
 
 /// Keeps `index` equal to the cache these events fill: an object that cannot be parsed
@@ -106,7 +106,7 @@ mod tests {
     }
 
     fn key(name: &str) -> Key {
-        ("ns".into(), name.into())
+        crate::mesh::index::key("ns", name)
     }
 
     /// Events as a watch delivers them, a relist included: the index ends equal to one

@@ -503,11 +503,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 };
                 let namespace = policy.namespace().unwrap_or_default();
                 // The product, and its subjects, named by the policy now or before.
-                let key = (namespace.clone(), policy.name_any());
+                let key = crate::mesh::index::key(&namespace, &policy.name_any());
                 let edges = policy.metadata.deletion_timestamp.is_none().then(|| GrantEdges::of(&policy));
                 let mut affected = lock(&policies_seen).set_policy(key, edges).products;
                 // Consumers that read the product, named by the policy or not any more.
-                affected.extend(c1.index.read().consumers(&(namespace, policy.spec.data_product.clone())));
+                affected
+                    .extend(c1.index.read().consumers(&crate::mesh::index::key(&namespace, &policy.spec.data_product)));
                 q1.track(affected.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
             })
             .watches_stream(changes(ds.subscribe(), source_spec_and_readiness), move |source| {
@@ -523,11 +524,11 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                     return vec![];
                 };
                 // The inputs it had too: a dropped input's consumer list changes (O13).
-                let key = (product.namespace().unwrap_or_default(), product.name_any());
+                let key = crate::mesh::index::key(&product.namespace().unwrap_or_default(), &product.name_any());
                 let edges = product.metadata.deletion_timestamp.is_none().then(|| ProductEdges::of(&product));
                 let had_or_has = lock(&products_seen).set_product(key, edges).products;
                 let mut related = dataproduct::related_products(&c3, &product);
-                related.extend(had_or_has);
+                related.extend(had_or_has.into_iter().map(|(ns, name)| (ns.to_string(), name.to_string())));
                 related.sort();
                 related.dedup();
                 q3.track(related.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
