@@ -20,6 +20,64 @@ use kube::ResourceExt;
 use crate::api::{AccessPolicy, DataProduct, SubjectKind};
 use crate::rules::{product_inputs, source_inputs};
 
+/// A small set kept as a sorted vector: most edge sets hold one or two entries, where a
+/// `BTreeSet` allocates a whole node (eleven slots) each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set<T>(Vec<T>);
+
+impl<T> Default for Set<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Ord> FromIterator<T> for Set<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut v: Vec<T> = iter.into_iter().collect();
+        v.sort();
+        v.dedup();
+        v.shrink_to_fit();
+        Self(v)
+    }
+}
+
+impl<T: Ord + Clone> Set<T> {
+    pub fn contains(&self, item: &T) -> bool {
+        self.0.binary_search(item).is_ok()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The entries of `self` that `other` lacks.
+    pub fn difference<'a>(&'a self, other: &'a Set<T>) -> impl Iterator<Item = &'a T> + 'a {
+        self.0.iter().filter(move |x| !other.contains(x))
+    }
+    fn insert(&mut self, item: T) {
+        if let Err(at) = self.0.binary_search(&item) {
+            self.0.insert(at, item);
+        }
+    }
+    fn remove(&mut self, item: &T) {
+        if let Ok(at) = self.0.binary_search(item) {
+            self.0.remove(at);
+        }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Set<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// A name, shared by every map of the index that holds it (a clone is a count, not a
 /// copy: the index stores each edge in both directions).
 pub type Name = Arc<str>;
@@ -40,11 +98,11 @@ fn key_of<K: ResourceExt>(obj: &K) -> Key {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProductEdges {
     /// Products it declares as inputs (any namespace).
-    pub products: BTreeSet<Key>,
+    pub products: Set<Key>,
     /// DataSources it declares as inputs (its own namespace).
-    pub sources: BTreeSet<Name>,
+    pub sources: Set<Name>,
     /// Its output ports, `(number, name)`: what a grant's `ports` selects from.
-    pub ports: BTreeSet<(i32, String)>,
+    pub ports: Set<(i32, String)>,
 }
 
 impl ProductEdges {
@@ -63,13 +121,13 @@ impl ProductEdges {
 pub struct GrantEdges {
     pub product: Name,
     /// DataProduct subjects (consumers reached through the network).
-    pub products: BTreeSet<Key>,
+    pub products: Set<Key>,
     /// Namespace subjects.
-    pub namespaces: BTreeSet<Name>,
+    pub namespaces: Set<Name>,
     /// People and ServiceAccounts: `(kind, namespace or "", name)`.
-    pub identities: BTreeSet<(SubjectKind, String, String)>,
+    pub identities: Set<(SubjectKind, String, String)>,
     /// The ports granted as written (`None`: all of them).
-    pub ports: Option<BTreeSet<String>>,
+    pub ports: Option<Set<String>>,
     /// `[startsAt, expiresAt)`; a bound that does not parse is kept as `None` (the rules
     /// refuse such a grant: the window is only used to find grants, never to allow one).
     pub window: (Option<Timestamp>, Option<Timestamp>),
@@ -127,20 +185,20 @@ pub struct MeshIndex {
     products: BTreeMap<Key, ProductEdges>,
     grants: BTreeMap<Key, GrantEdges>,
     /// Producer -> the products that declare it as an input.
-    consumers: BTreeMap<Key, BTreeSet<Key>>,
+    consumers: BTreeMap<Key, Set<Key>>,
     /// `(namespace, source)` -> the products that declare it.
-    source_users: BTreeMap<Key, BTreeSet<Key>>,
+    source_users: BTreeMap<Key, Set<Key>>,
     /// Product -> the policies that grant it (same namespace).
-    policies_of: BTreeMap<Key, BTreeSet<Key>>,
+    policies_of: BTreeMap<Key, Set<Key>>,
     /// DataProduct subject -> the policies that name it.
-    granted_to: BTreeMap<Key, BTreeSet<Key>>,
+    granted_to: BTreeMap<Key, Set<Key>>,
 }
 
-fn link(map: &mut BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) {
+fn link(map: &mut BTreeMap<Key, Set<Key>>, from: &Key, to: &Key) {
     map.entry(from.clone()).or_default().insert(to.clone());
 }
 
-fn unlink(map: &mut BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) {
+fn unlink(map: &mut BTreeMap<Key, Set<Key>>, from: &Key, to: &Key) {
     if let Some(set) = map.get_mut(from) {
         set.remove(to);
         if set.is_empty() {
@@ -149,8 +207,8 @@ fn unlink(map: &mut BTreeMap<Key, BTreeSet<Key>>, from: &Key, to: &Key) {
     }
 }
 
-fn lookup(map: &BTreeMap<Key, BTreeSet<Key>>, key: &Key) -> BTreeSet<Key> {
-    map.get(key).cloned().unwrap_or_default()
+fn lookup(map: &BTreeMap<Key, Set<Key>>, key: &Key) -> BTreeSet<Key> {
+    map.get(key).map(|set| set.iter().cloned().collect()).unwrap_or_default()
 }
 
 impl MeshIndex {
@@ -202,8 +260,8 @@ impl MeshIndex {
             link(&mut self.source_users, &(ns.clone(), added.clone()), &key);
         }
         let mut affected = Affected { products: [key.clone()].into(), ..Affected::default() };
-        affected.products.extend(old.products.union(&new.products).cloned());
-        affected.sources.extend(old.sources.union(&new.sources).map(|s| (ns.clone(), s.clone())));
+        affected.products.extend(old.products.iter().chain(new.products.iter()).cloned());
+        affected.sources.extend(old.sources.iter().chain(new.sources.iter()).map(|s| (ns.clone(), s.clone())));
         if old.ports != new.ports {
             affected.policies.extend(lookup(&self.policies_of, &key));
         }
