@@ -151,8 +151,13 @@ async fn people_read_a_restricted_product_only_while_cleared_and_approved() {
     // Re-approved by both: granted again, and the status names the approvers.
     harness::apply_text(&harness::approved_by_examples(&base, &[1, 2]));
     until_can_read(&user, &group, &id, "feed", true, "re-approved").await;
-    let status = api.get("readers").await.expect("policy").status.unwrap_or_default();
-    assert_eq!(status.approved_by, ["example-approver-1", "example-approver-2"]);
+    // The status is written after the access is applied: wait for it (the CI run read it
+    // in between and saw the forged round's single approver).
+    let both = ["example-approver-1", "example-approver-2"];
+    harness::wait_for(&api, "readers", TIMEOUT, |p: Option<&AccessPolicy>| {
+        p.and_then(|p| p.status.as_ref()).is_some_and(|s| s.approved_by == both)
+    })
+    .await;
 }
 
 #[tokio::test]
