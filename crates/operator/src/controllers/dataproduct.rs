@@ -38,6 +38,12 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
         plan.blocker = Some(problem.clone());
     }
     let bundle = product::build(product, &plan);
+    if bundle.deployment.is_some()
+        && ctx.caches.deployments.get(&namespace, &name).is_none()
+        && !still_there(ctx, product).await?
+    {
+        return Ok(None);
+    }
     if let Err(error) = apply(ctx, product, &namespace, &uid, bundle).await {
         if let Some(problem) = error.problem() {
             // Owners' access goes; if the isolation is not ours, the workload goes too:
@@ -70,6 +76,21 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
     let (_, why, _, _) = status::product_readiness(product, &plan, available);
     write_status(ctx, product, &namespace, status, why).await?;
     Ok(wait_until(plan.next_expiry, now))
+}
+
+/// Whether the product still exists as the cache shows it, asked of the API server before
+/// its workload is created: a reconcile can start from a cache that has not yet seen the
+/// product's deletion (the deletion of its Deployment wakes it), and server-side apply
+/// would create the workload again, whose pods could outlive the isolation being
+/// released (the CI run caught one). One GET, only when the Deployment does not exist.
+async fn still_there(ctx: &Context, product: &DataProduct) -> Result<bool, Error> {
+    let namespace = product.namespace().unwrap_or_default();
+    let api: Api<DataProduct> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.get_metadata_opt(&product.name_any()).await {
+        Ok(Some(live)) => Ok(live.metadata.uid == product.metadata.uid && live.metadata.deletion_timestamp.is_none()),
+        Ok(None) => Ok(false),
+        Err(source) => Err(Error::Read { what: format!("DataProduct {namespace}/{}", product.name_any()), source }),
+    }
 }
 
 /// In a classified domain, the NetworkPolicies and RoleBindings drmesh did not create

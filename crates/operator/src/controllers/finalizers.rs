@@ -175,8 +175,11 @@ async fn release_isolation_when_no_pod_is_left(
         if owner_lives(caches, &meta) {
             break;
         }
+        // A workload of the product still there (one re-created from a stale view is
+        // garbage-collected soon) may start pods: not released until it is gone.
+        let workload = caches.deployments.get(&namespace, &product).is_some();
         match pods.list_metadata(&selector).await {
-            Ok(list) if list.items.is_empty() => break,
+            Ok(list) if list.items.is_empty() && !workload => break,
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, %namespace, %product, "cannot list the product's pods"),
         }

@@ -21,18 +21,34 @@ use crate::telemetry::{AuditSink, Metrics};
 type Log = Arc<Mutex<Vec<(String, String)>>>;
 
 fn mock_client(log: Log) -> kube::Client {
+    mock_client_where(log, true)
+}
+
+/// The mock API server; `product_exists`: whether a GET of the product `police/feed`
+/// finds it (as the fixture has it) or answers 404 (deleted meanwhile).
+fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
     let service = tower::service_fn(move |request: http::Request<Body>| {
         let log = log.clone();
         async move {
             let method = request.method().to_string();
-            log.lock().expect("log").push((method.clone(), request.uri().path().to_string()));
+            let path = request.uri().path().to_string();
+            log.lock().expect("log").push((method.clone(), path.clone()));
             let mut body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let mut status = 200;
             if method == "DELETE" {
                 body = br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}"#.to_vec();
             }
+            if method == "GET" && path.ends_with("/namespaces/police/dataproducts/feed") {
+                body = if product_exists {
+                    br#"{"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "feed", "namespace": "police", "uid": "uid-feed"}}"#.to_vec()
+                } else {
+                    status = 404;
+                    br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404}"#.to_vec()
+                };
+            }
             Ok::<_, std::convert::Infallible>(
                 http::Response::builder()
-                    .status(200)
+                    .status(status)
                     .header("content-type", "application/json")
                     .body(Body::from(body))
                     .expect("response"),
@@ -112,6 +128,21 @@ async fn a_product_is_isolated_before_its_pods_can_start() {
     assert!(at("serviceaccounts") < at("deployments"), "the identity before the pods: {log:?}");
     assert!(at("roles") < at("rolebindings"), "a Role before the binding that names it: {log:?}");
     assert!(applied.first() == Some(&"networkpolicies"), "nothing before the isolation: {log:?}");
+}
+
+/// A reconcile started from a cache that has not yet seen the product's deletion (the
+/// deletion of its Deployment woke it) creates nothing: the product is read from the API
+/// server before its workload is created, and is gone. (The CI run caught the workload
+/// re-created, and one of its pods starting as the isolation was released.)
+#[tokio::test]
+async fn a_product_deleted_behind_a_stale_cache_gets_no_workload_again() {
+    let log = Log::default();
+    let (ctx, _) = context(mock_client_where(log.clone(), false));
+    let outcome = dataproduct::reconcile(&product(), &ctx).await;
+    assert!(matches!(outcome, Ok(None)), "nothing to do for a product that is gone: {outcome:?}");
+    let log = log.lock().expect("log").clone();
+    assert!(log.iter().all(|(method, _)| method == "GET"), "no child applied, no status written: {log:?}");
+    assert_eq!(log.len(), 1, "one read of the product: {log:?}");
 }
 
 /// Feeds `objects` to a child cache, as its watch would.
