@@ -362,12 +362,12 @@ async fn each_key_rule_of_the_charts_cluster_role_is_needed() {
             r#"cannot patch resource \"dataproducts/status\""#,
         ),
         (
-            "get dataproducts (grantable): the owners' Role cannot be written",
+            "get dataproducts: a product is read before its workload is created (and owners' Roles grant it)",
             |r| rule_has(r, "dataproducts", "get"),
             format!("DataProduct/{n}/fourth"),
             product(n, "fourth", "{dataSource: db}"),
             "DataProduct",
-            "attempting to grant RBAC permissions not currently held",
+            r#"cannot get resource \"dataproducts\""#,
         ),
         (
             "get deployments (grantable): the owners' Role cannot be written",
