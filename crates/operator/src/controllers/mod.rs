@@ -526,7 +526,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 // The inputs it had too: a dropped input's consumer list changes (O13).
                 let key = crate::mesh::index::key(&product.namespace().unwrap_or_default(), &product.name_any());
                 let edges = product.metadata.deletion_timestamp.is_none().then(|| ProductEdges::of(&product));
-                let had_or_has = lock(&products_seen).set_product(key, edges).products;
+                let mut had_or_has = lock(&products_seen).set_product(key.clone(), edges).products;
+                // Not the product itself: its own spec changes are its primary trigger, and
+                // its readiness (its own status write) must not wake it again.
+                had_or_has.remove(&key);
                 let mut related = dataproduct::related_products(&c3, &product);
                 related.extend(had_or_has.into_iter().map(|(ns, name)| (ns.to_string(), name.to_string())));
                 related.sort();
