@@ -54,12 +54,6 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// The cached products of these keys, in their order (a key the cache no longer
-    /// holds, or holds unparseable, is skipped).
-    fn products_of(&self, keys: std::collections::BTreeSet<crate::mesh::index::Key>) -> Vec<Arc<DataProduct>> {
-        keys.iter().filter_map(|(ns, name)| valid(self.products.get(&ObjectRef::new(name).within(ns))?)).collect()
-    }
-
     /// Resolves once every cache has listed its objects: no decision is taken on a
     /// partial view of the mesh (that could revoke a grant that exists).
     pub async fn ready(&self) {
@@ -136,14 +130,13 @@ impl MeshView for Caches {
         }
     }
     fn policies_for(&self, namespace: &str, product: &str) -> Vec<Arc<AccessPolicy>> {
-        let keys = self.index.read().policies_of(&crate::mesh::index::key(namespace, product));
-        keys.iter().filter_map(|(ns, name)| valid(self.policies.get(&ObjectRef::new(name).within(ns))?)).collect()
+        cached(&self.policies, self.index.read().policies_of(&crate::mesh::index::key(namespace, product)))
     }
     fn products_using_source(&self, namespace: &str, source: &str) -> Vec<Arc<DataProduct>> {
-        self.products_of(self.index.read().source_users(namespace, source))
+        cached(&self.products, self.index.read().source_users(namespace, source))
     }
     fn products_using_product(&self, namespace: &str, product: &str) -> Vec<Arc<DataProduct>> {
-        self.products_of(self.index.read().consumers(&crate::mesh::index::key(namespace, product)))
+        cached(&self.products, self.index.read().consumers(&crate::mesh::index::key(namespace, product)))
     }
     fn api_server(&self) -> &crate::mesh::grant::ApiServer {
         &self.api_server
@@ -176,6 +169,18 @@ fn readiness(generation: Option<i64>, status: Option<(Option<i64>, &Vec<crate::a
 /// The object, if it could be parsed (unparseable objects are skipped everywhere).
 fn valid<K: Clone>(guarded: Arc<DeserializeGuard<K>>) -> Option<Arc<K>> {
     guarded.0.as_ref().ok().map(|k| Arc::new(k.clone()))
+}
+
+/// The parseable cached objects of these keys (the index's answer), in their order: a
+/// key the cache no longer holds, or holds unparseable, is skipped.
+fn cached<K>(
+    store: &Store<DeserializeGuard<K>>,
+    keys: std::collections::BTreeSet<crate::mesh::index::Key>,
+) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    keys.iter().filter_map(|(ns, name)| valid(store.get(&ObjectRef::new(name).within(ns))?)).collect()
 }
 
 /// Parseable objects of a cache matching `keep`, ordered by namespace and name.

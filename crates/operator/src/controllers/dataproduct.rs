@@ -234,14 +234,3 @@ async fn report_transition(
         ctx.announce(&product.object_ref(&()), false, &new.reason, new.message.clone(), "Reconcile").await;
     }
 }
-
-/// Which products should be re-evaluated when `product` changes: the products it reads
-/// (their consumer lists) and the products reading it (their grants and inputs).
-pub fn related_products(view: &dyn MeshView, product: &DataProduct) -> Vec<(String, String)> {
-    let namespace = product.namespace().unwrap_or_default();
-    let mut related: Vec<(String, String)> = rules::product_inputs(product).map(|k| (k.namespace, k.name)).collect();
-    for user in view.products_using_product(&namespace, &product.name_any()) {
-        related.push((user.namespace().unwrap_or_default(), user.name_any()));
-    }
-    related
-}

@@ -436,7 +436,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         foreign_config_maps,
     ] = WATCHES;
     let w = Wiring { client: client.clone(), scope: scope.clone(), gate: gate.clone() };
-    let (c, all) = (client.clone(), watcher::Config::default());
+    let c = client.clone();
     let caches_fed = future::join_all([
         // Namespaces, people's clearances and the MeshPolicy are watched cluster-wide
         // whatever the scope: clearances of consumers outside the scope are still needed
@@ -444,19 +444,38 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         w.cluster(namespaces_watch, namespaces_w, &ns),
         w.cluster(clearances_watch, clearances_w, &clr),
         w.cluster(mesh_policies_watch, mesh_policies_w, &mp),
-        fed_to(cached(c.clone(), &scope, all.clone(), sources_w, gate.clone(), sources_watch.key, keep_all), Some(&ds)),
+        fed_to(
+            cached(
+                c.clone(),
+                &scope,
+                Wiring::config(sources_watch),
+                sources_w,
+                gate.clone(),
+                sources_watch.key,
+                keep_all,
+            ),
+            Some(&ds),
+        ),
         // The mesh index follows the product and policy caches, before any controller
         // hears of the change.
         fed_to(
             graph::indexed(
-                cached(c.clone(), &scope, all.clone(), products_w, gate.clone(), products_watch.key, keep_all),
+                cached(
+                    c.clone(),
+                    &scope,
+                    Wiring::config(products_watch),
+                    products_w,
+                    gate.clone(),
+                    products_watch.key,
+                    keep_all,
+                ),
                 caches.index.clone(),
             ),
             Some(&dp),
         ),
         fed_to(
             graph::indexed(
-                policy_watch(c, &scope, all, policies_w, gate.clone(), policies_watch.key, ctx.clone()),
+                policy_watch(c, &scope, policies_watch, policies_w, gate.clone(), ctx.clone()),
                 caches.index.clone(),
             ),
             Some(&ap),
@@ -523,18 +542,16 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
                 let DeserializeGuard(Ok(product)) = guarded else {
                     return vec![];
                 };
-                // The inputs it had too: a dropped input's consumer list changes (O13).
+                // The products it reads or read (their consumer lists: a dropped input's
+                // changes too, O13), and the products reading it (their grants and inputs).
                 let key = crate::mesh::index::key(&product.namespace().unwrap_or_default(), &product.name_any());
                 let edges = product.metadata.deletion_timestamp.is_none().then(|| ProductEdges::of(&product));
-                let mut had_or_has = lock(&products_seen).set_product(key.clone(), edges).products;
+                let mut woken = lock(&products_seen).set_product(key.clone(), edges).products;
+                woken.extend(c3.index.read().consumers(&key));
                 // Not the product itself: its own spec changes are its primary trigger, and
                 // its readiness (its own status write) must not wake it again.
-                had_or_has.remove(&key);
-                let mut related = dataproduct::related_products(&c3, &product);
-                related.extend(had_or_has.into_iter().map(|(ns, name)| (ns.to_string(), name.to_string())));
-                related.sort();
-                related.dedup();
-                q3.track(related.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
+                woken.remove(&key);
+                q3.track(woken.into_iter().map(|(ns, name)| product_ref(&ns, &name)))
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 q4.track(in_namespace(&c4.products, &ns.name_any()))
@@ -739,13 +756,12 @@ fn spec_or_unparseable<K: Resource<DynamicType = ()>>(guarded: &Guarded<K>) -> u
 fn policy_watch(
     client: Client,
     scope: &Scope,
-    cfg: watcher::Config,
+    watch: Watch,
     writer: reflector::store::Writer<Guarded<AccessPolicy>>,
     gate: Arc<SyncGate>,
-    key: &'static str,
     ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = watches::WatchResult<Guarded<AccessPolicy>>> + Send {
-    cached(client, scope, cfg, writer, gate, key, keep_all).inspect(move |event| {
+    cached(client, scope, Wiring::config(watch), writer, gate, watch.key, keep_all).inspect(move |event| {
         if let Ok(Event::Delete(DeserializeGuard(Ok(policy)))) = event {
             let (ctx, policy) = (ctx.clone(), policy.clone());
             tokio::spawn(async move { accesspolicy::record_deletion(&ctx, &policy).await });
