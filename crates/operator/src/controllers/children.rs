@@ -1,11 +1,14 @@
 //! Applying children and removing orphans, shared by the three controllers.
 //!
 //! Children are server-side applied with one field manager per controller and `force`
-//! (the operator owns every field it sets). The [`Applier`] remembers, per child, a hash
-//! of what it last applied and the resourceVersion the API server answered with: while
-//! the cached child still has that resourceVersion and the desired object hashes the
-//! same, nothing is sent, so an idle mesh causes no writes; any edit by someone else
-//! changes the resourceVersion and the child is applied again (drift is reverted).
+//! (the operator owns every field it sets). Nothing is sent when the live child already
+//! holds what the apply would set: its cache record carries a hash of the fields
+//! drmesh's managers own, with their live values ([`applied`]), compared with the hash
+//! of the child to apply — so neither an idle mesh nor a restarted operator writes
+//! anything, and an edit of a field drmesh set (its value, or its ownership) makes them
+//! differ and the child is applied again (drift is reverted). The [`Applier`] also
+//! remembers, per child, what it last applied and the resourceVersion the API server
+//! answered with, for a kind whose stored form would not read back as applied.
 //! Orphans are deleted only when both our labels and a controller owner reference to
 //! the parent's UID match.
 
@@ -23,6 +26,7 @@ use serde::de::DeserializeOwned;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
+use super::applied;
 use super::error::Error;
 use super::foreign::Foreign;
 use super::records::ChildCache;
@@ -93,16 +97,27 @@ impl Applier {
         let name = child.name_any();
         self.check_ours(child, cache, &namespace, &name)?;
         let key = Self::key::<K>(&namespace, &name);
-        let desired = fingerprint(child);
-        let cached_rv = cache.resource_version(&namespace, &name);
-        if let (Some(rv), Some((hash, last_rv))) = (&cached_rv, self.remembered(&key))
+        let desired = applied::desired(child);
+        let cached = cache.get(&namespace, &name);
+        // The live child already holds what this apply would set (read from its values
+        // and managedFields: true after a restart too, with nothing remembered).
+        if cached.as_ref().is_some_and(|c| c.applied == desired) {
+            return Ok(false);
+        }
+        // Or it is still the version this applier last wrote, from the same object.
+        if let (Some(cached), Some((hash, last_rv))) = (&cached, self.remembered(&key))
             && hash == desired
-            && *rv == last_rv
+            && *cached.resource_version == last_rv
         {
             return Ok(false);
         }
         self.writes.inc();
         let stored = self.send(child, &namespace, &name, PatchParams::apply(self.manager).force()).await?;
+        if applied::live(&stored) != desired {
+            // Harmless (the resourceVersion check above still spares idle writes), but
+            // this child will be applied again after a restart: worth knowing.
+            tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied child does not read back as applied");
+        }
         if let Some(rv) = stored.resource_version() {
             self.remember(key, desired, rv);
         }

@@ -36,13 +36,13 @@ pub struct Caches {
     pub mesh_policies: Store<DeserializeGuard<MeshPolicy>>,
     /// Children, as compact records (see [`ChildCache`]). Detail: available replicas.
     pub deployments: ChildCache<Deployment>,
-    pub services: ChildCache<PartialObjectMeta<Service>>,
-    pub service_accounts: ChildCache<PartialObjectMeta<ServiceAccount>>,
-    pub network_policies: ChildCache<PartialObjectMeta<NetworkPolicy>>,
+    pub services: ChildCache<Service>,
+    pub service_accounts: ChildCache<ServiceAccount>,
+    pub network_policies: ChildCache<NetworkPolicy>,
     /// Detail: a hash of the rules, compared before a Role changes (see `apply_access`).
     pub roles: ChildCache<Role>,
-    pub role_bindings: ChildCache<PartialObjectMeta<RoleBinding>>,
-    pub config_maps: ChildCache<PartialObjectMeta<ConfigMap>>,
+    pub role_bindings: ChildCache<RoleBinding>,
+    pub config_maps: ChildCache<ConfigMap>,
     /// Objects of the same kinds that drmesh did not create.
     pub foreign: super::foreign::Foreign,
     /// Turns true once every cache has listed its objects (see [`Caches::watch_ready`]).

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
@@ -69,7 +69,7 @@ fn holds_foreign(meta: &ObjectMeta) -> bool {
 pub async fn network_policies(
     client: Client,
     caches: Caches,
-    events: Events<PartialObjectMeta<NetworkPolicy>>,
+    events: Events<NetworkPolicy>,
     leading: tokio::sync::watch::Receiver<bool>,
 ) {
     let in_flight = InFlight::default();

@@ -3,6 +3,7 @@
 //! label), shared by the controllers and by the pure core's [`MeshView`].
 
 pub mod accesspolicy;
+pub mod applied;
 pub mod child_set;
 pub mod children;
 pub mod context;
@@ -226,6 +227,13 @@ pub fn watched(resource: &str) -> bool {
     WATCHES.iter().any(|w| w.resource == resource)
 }
 
+/// A child as the controllers need it once its cache has its record: the metadata.
+pub fn metadata_only<K: Resource + Default>(obj: &mut K) {
+    let meta = std::mem::take(obj.meta_mut());
+    *obj = K::default();
+    *obj.meta_mut() = meta;
+}
+
 /// A Deployment as the product controller needs it: identity and status. The spec is
 /// not kept (a drifted spec shows as a new generation and resourceVersion).
 pub fn trim_deployment(d: &mut Deployment) {
@@ -400,12 +408,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let ds = FanOut::<Guarded<DataSource>>::new();
     let ap = FanOut::<Guarded<AccessPolicy>>::new();
     let deploy = FanOut::<Deployment>::new();
-    let svc = FanOut::<PartialObjectMeta<Service>>::new();
-    let sa = FanOut::<PartialObjectMeta<ServiceAccount>>::new();
-    let cm = FanOut::<PartialObjectMeta<ConfigMap>>::new();
-    let np = FanOut::<PartialObjectMeta<NetworkPolicy>>::new();
+    let svc = FanOut::<Service>::new();
+    let sa = FanOut::<ServiceAccount>::new();
+    let cm = FanOut::<ConfigMap>::new();
+    let np = FanOut::<NetworkPolicy>::new();
     let role = FanOut::<Role>::new();
-    let rb = FanOut::<PartialObjectMeta<RoleBinding>>::new();
+    let rb = FanOut::<RoleBinding>::new();
 
     // Foreign NetworkPolicies and RoleBindings wake the products of their domain; the
     // other foreign kinds only keep names (never taken over).
@@ -481,12 +489,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             Some(&ap),
         ),
         w.child(deployments_watch, caches.deployments.clone(), trim_deployment, Some(&deploy)),
-        w.child(services_watch, caches.services.clone(), keep_all, Some(&svc)),
-        w.child(service_accounts_watch, caches.service_accounts.clone(), keep_all, Some(&sa)),
-        w.child(network_policies_watch, caches.network_policies.clone(), keep_all, Some(&np)),
+        w.child(services_watch, caches.services.clone(), metadata_only, Some(&svc)),
+        w.child(service_accounts_watch, caches.service_accounts.clone(), metadata_only, Some(&sa)),
+        w.child(network_policies_watch, caches.network_policies.clone(), metadata_only, Some(&np)),
         w.child(roles_watch, caches.roles.clone(), keep_all, Some(&role)),
-        w.child(role_bindings_watch, caches.role_bindings.clone(), keep_all, Some(&rb)),
-        w.child(config_maps_watch, caches.config_maps.clone(), keep_all, Some(&cm)),
+        w.child(role_bindings_watch, caches.role_bindings.clone(), metadata_only, Some(&rb)),
+        w.child(config_maps_watch, caches.config_maps.clone(), metadata_only, Some(&cm)),
         w.child(foreign_deployments, foreign.deployments.clone(), keep_all, None),
         w.child(foreign_services, foreign.services.clone(), keep_all, None),
         w.child(foreign_service_accounts, foreign.service_accounts.clone(), keep_all, None),

@@ -148,7 +148,7 @@ async fn a_product_deleted_behind_a_stale_cache_gets_no_workload_again() {
 /// Feeds `objects` to a child cache, as its watch would.
 async fn seen<K>(cache: &ChildCache<K>, objects: Vec<K>)
 where
-    K: kube::Resource<DynamicType = ()> + Default + Clone + Send + 'static,
+    K: kube::Resource<DynamicType = ()> + Default + Clone + serde::Serialize + Send + 'static,
 {
     use futures::StreamExt;
     let events = objects.into_iter().map(|o| Ok(kube::runtime::watcher::Event::Apply(o)));
@@ -158,7 +158,6 @@ where
 #[tokio::test]
 async fn a_grant_whose_role_changes_loses_its_binding_first() {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use kube::api::PartialObjectMeta;
 
     let log = Log::default();
     let (ctx, mut products) = context(mock_client(log.clone()));
@@ -190,7 +189,7 @@ spec:
         rules: Some(vec![crate::mesh::k8s::rule("", &["services/proxy"], vec!["feed:9090".into()], &["get"])]),
     };
     seen(&ctx.caches.roles, vec![old_role]).await;
-    seen(&ctx.caches.role_bindings, vec![PartialObjectMeta::<RoleBinding> { metadata, ..Default::default() }]).await;
+    seen(&ctx.caches.role_bindings, vec![RoleBinding { metadata, ..Default::default() }]).await;
     assert!(ctx.caches.role_bindings.get("police", "drmesh-grant-officers").is_some(), "the fixture is cached");
 
     let _ = super::accesspolicy::reconcile(&policy, &ctx, false).await;
@@ -209,7 +208,6 @@ spec:
 #[tokio::test]
 async fn owners_access_the_plan_drops_is_revoked_before_anything_is_applied() {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use kube::api::PartialObjectMeta;
 
     let log = Log::default();
     let (ctx, _) = context(mock_client(log.clone()));
@@ -223,7 +221,7 @@ async fn owners_access_the_plan_drops_is_revoked_before_anything_is_applied() {
     let name = crate::mesh::labels::product_owners("feed");
     let metadata = crate::mesh::k8s::meta(&name, "police", &labels, &owner);
     seen(&ctx.caches.roles, vec![Role { metadata: metadata.clone(), rules: None }]).await;
-    seen(&ctx.caches.role_bindings, vec![PartialObjectMeta::<RoleBinding> { metadata, ..Default::default() }]).await;
+    seen(&ctx.caches.role_bindings, vec![RoleBinding { metadata, ..Default::default() }]).await;
 
     let _ = dataproduct::reconcile(&feed, &ctx).await;
     let log = log.lock().expect("log").clone();

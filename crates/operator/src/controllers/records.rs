@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use kube::runtime::watcher::{self, Event};
 
+use super::applied;
 use crate::mesh::labels;
 
 /// The labels naming a child's parent (one of them is on every child).
@@ -44,10 +45,14 @@ pub struct ChildRecord {
     pub owner: Option<Owner>,
     /// The one figure a controller reads of this kind (see [`ChildCache::new`]).
     pub detail: u64,
+    /// What drmesh's field managers own on the live object, with its values
+    /// ([`applied::live`]): equal to [`applied::desired`] of the child a controller would
+    /// apply, an apply would change nothing.
+    pub applied: u64,
 }
 
 impl ChildRecord {
-    fn of<K: Resource>(obj: &K, detail: u64) -> Self {
+    fn of<K: Resource>(obj: &K, detail: u64, applied: u64) -> Self {
         let meta = obj.meta();
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
         let parents = PARENT_LABELS
@@ -68,6 +73,7 @@ impl ChildRecord {
             parents,
             owner,
             detail,
+            applied,
         }
     }
 
@@ -184,6 +190,9 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
         obj
     }
 
+}
+
+impl<K: Resource<DynamicType = ()> + Default + Clone + serde::Serialize> ChildCache<K> {
     /// Keeps the cache up to date from `events` and passes them on; after a re-list, a
     /// `Delete` is passed on for every child the new list no longer has (so whoever
     /// owned it is told). Until the first list is complete, the cache is empty.
@@ -214,7 +223,7 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
             }
             Event::InitApply(obj) => {
                 let (ns, name): (Box<str>, Box<str>) = key(&obj);
-                let record = ChildRecord::of(&obj, (self.detail)(&obj));
+                let record = ChildRecord::of(&obj, (self.detail)(&obj), applied::live(&obj));
                 listing.get_or_insert_default().entry(ns).or_default().insert(name, record);
                 vec![Event::InitApply(obj)]
             }
@@ -232,7 +241,7 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
             }
             Event::Apply(obj) => {
                 let (ns, name) = key(&obj);
-                let record = ChildRecord::of(&obj, (self.detail)(&obj));
+                let record = ChildRecord::of(&obj, (self.detail)(&obj), applied::live(&obj));
                 self.index.write().unwrap_or_else(|p| p.into_inner()).entry(ns).or_default().insert(name, record);
                 vec![Event::Apply(obj)]
             }

@@ -77,7 +77,8 @@ pub trait Reflecting<K>: scope::Listing<K> + Clone {
         S: Stream<Item = WatchResult<K>> + Send;
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + Default + Send + Sync + 'static> Reflecting<K> for ChildCache<K> {
+impl<K: Resource<DynamicType = ()> + Clone + Default + serde::Serialize + Send + Sync + 'static> Reflecting<K>
+    for ChildCache<K> {
     fn reflect_events<S>(self, events: S) -> impl Stream<Item = WatchResult<K>> + Send
     where
         S: Stream<Item = WatchResult<K>> + Send,
@@ -96,7 +97,9 @@ impl<K: Resource<DynamicType = ()> + Clone + Default + Send + Sync + 'static> Re
 }
 
 /// Like [`cached`], for a cache of compact entries: the children's records, or the
-/// names of the objects drmesh did not create.
+/// names of the objects drmesh did not create. The cache sees each object whole (a
+/// child's record is read from its managedFields and values); the controllers get it
+/// trimmed.
 pub fn cached_children<K, C: Reflecting<K>>(
     client: Client,
     scope: &Scope,
@@ -117,7 +120,7 @@ where
         + 'static,
 {
     let events = scope::watch(client, scope, cfg, cache.clone());
-    listed(cache.reflect_events(trimmed(events, trim)), gate, kind)
+    listed(trimmed(cache.reflect_events(events), trim), gate, kind)
 }
 
 /// Like [`cached`], for a cluster-scoped kind (always watched cluster-wide).
