@@ -17,6 +17,7 @@ mod health;
 mod policies;
 mod rbac;
 mod release;
+mod restart;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

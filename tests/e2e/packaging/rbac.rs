@@ -83,7 +83,7 @@ fn violation(ns: &str, name: &str) -> String {
 
 /// A grant (signed by the EXAMPLE approvers, its Groups cleared: need to know for people
 /// is not what these tests look at).
-fn grant(ns: &str, name: &str, product: &str, subjects: &str) -> String {
+pub(super) fn grant(ns: &str, name: &str, product: &str, subjects: &str) -> String {
     crate::harness::ensure_sample_mesh_policy();
     for group in subjects.split("kind: Group, name: ").skip(1) {
         crate::harness::clear_group(group.split('}').next().unwrap_or_default().trim(), "Restricted");

@@ -1,0 +1,108 @@
+//! A restarted operator (a new process: nothing remembered of what it applied) serves a
+//! settled mesh without re-applying its unchanged children, and still reverts what
+//! changed while no operator ran — judged from the live objects, not from a marker.
+
+use drmesh::api::{AccessPolicy, DataProduct};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use std::process::Command;
+
+use super::rbac::{apply, grant, product, ready, source};
+use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
+use super::ok;
+use crate::harness::{self, TestNamespace};
+
+/// Waits until `operator` has no reconcile queued or running and its child writes have
+/// not moved for two seconds; returns them.
+async fn settled_writes(operator: &Operator) -> f64 {
+    let mut last: Option<f64> = None;
+    harness::eventually("the operator to settle", CONVERGE, || {
+        let (writes, queued) = (operator.metric("drmesh_child_writes_total"), operator.metric("drmesh_queue_depth"));
+        let before = last;
+        last = writes;
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            (queued == Some(0.0) && writes.is_some() && writes == before).then_some(writes?)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_restarted_operator_re_applies_nothing_unchanged_and_reverts_what_changed_while_it_was_down() {
+    let _turn = ONE_OPERATOR.lock().await;
+    let mut release = Release::new("pkg-restart").await;
+    let labels = release.fenced(&[("drmesh.io/clearance", "Restricted")]);
+    let producer = TestNamespace::create_with_labels("pkg-restart-prod", &labels).await;
+    let consumer = TestNamespace::create_with_labels("pkg-restart-cons", &labels).await;
+    let (p, c) = (producer.name.as_str(), consumer.name.as_str());
+    release.values.push_str(&format!("operator: {{watchNamespaces: [{p}, {c}]}}\n"));
+    release.fence();
+    release.install();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = release.kubeconfig(dir.path());
+    let identity = format!("{}-op", release.id);
+    let start = || Operator::start_scoped(&kubeconfig, &release.namespace.name, &identity, dir.path(), &[p, c]);
+
+    let first = start();
+    apply(&source(p, "db"));
+    apply(&product(p, "feed", "{dataSource: db}"));
+    apply(&product(c, "reader", &format!("{{dataProduct: {{namespace: {p}, name: feed}}}}")));
+    apply(&grant(p, "grant", "feed", &format!("{{kind: DataProduct, namespace: {c}, name: reader}}")));
+    harness::wait_for(&producer.api::<DataProduct>(), "feed", CONVERGE, ready).await;
+    harness::wait_for(&producer.api::<AccessPolicy>(), "grant", CONVERGE, ready).await;
+    harness::wait_for(&consumer.api::<DataProduct>(), "reader", CONVERGE, ready).await;
+    let first_writes = settled_writes(&first).await;
+    drop(first);
+
+    // While no operator runs: the isolation of `feed` is opened to every pod (as the
+    // operator's own identity would be let through the admission policies), and the
+    // grant's RoleBinding is deleted.
+    let as_operator = |args: &[&str]| {
+        ok(
+            &format!("kubectl {args:?} as the operator's identity"),
+            Command::new(harness::kubectl_path()).env("KUBECONFIG", &kubeconfig).args(args).output().expect("kubectl"),
+        )
+    };
+    as_operator(&["-n", p, "patch", "networkpolicy", "feed-isolation", "--type", "merge", "-p", r#"{"spec":{"ingress":[{}]}}"#]);
+    let bindings = producer.api::<RoleBinding>();
+    let granted: Vec<String> = bindings
+        .list(&Default::default())
+        .await
+        .expect("list RoleBindings")
+        .items
+        .into_iter()
+        .filter(|b| b.metadata.labels.as_ref().is_some_and(|l| l.contains_key("drmesh.io/access-policy")))
+        .filter_map(|b| b.metadata.name)
+        .collect();
+    let [binding] = granted.as_slice() else { panic!("one RoleBinding of the grant, found {granted:?}") };
+    as_operator(&["-n", p, "delete", "rolebinding", binding]);
+
+    let children = {
+        let out = ok(
+            "count the children",
+            Command::new(harness::kubectl_path())
+                .args(["get", "deployments,services,serviceaccounts,configmaps,networkpolicies,roles,rolebindings"])
+                .args(["-A", "-l", "app.kubernetes.io/managed-by=drmesh", "--no-headers"])
+                .args(["-o", "custom-columns=NS:.metadata.namespace"])
+                .output()
+                .expect("kubectl"),
+        );
+        out.lines().filter(|ns| *ns == p || *ns == c).count()
+    };
+
+    let second = start();
+    harness::wait_for(&producer.api::<NetworkPolicy>(), "feed-isolation", CONVERGE, |np| {
+        np.and_then(|np| np.spec.as_ref()).is_some_and(|s| s.ingress.as_ref().is_none_or(Vec::is_empty))
+    })
+    .await;
+    harness::wait_for(&bindings, binding, CONVERGE, |b| b.is_some()).await;
+    let writes = settled_writes(&second).await;
+    assert_eq!(
+        writes,
+        2.0,
+        "the restarted operator applied {writes} children of {children} (the first run wrote {first_writes}): \
+         only the opened isolation and the deleted RoleBinding had to be; log: {}",
+        second.log.display()
+    );
+}
