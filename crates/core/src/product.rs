@@ -185,12 +185,12 @@ fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> O
             });
         }
     }
-    let env = runtime
+    let env: Vec<EnvVar> = runtime
         .env
         .iter()
         .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
         .collect();
-    let ports = product
+    let ports: Vec<ContainerPort> = product
         .spec
         .output_ports
         .iter()
@@ -205,8 +205,11 @@ fn deployment(product: &DataProduct, plan: &ProductPlan, m: &dyn Fn(String) -> O
         name: "product".into(),
         image: Some(runtime.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        env: Some(env),
-        ports: Some(ports),
+        // An empty keyed list is not sent: server-side apply records no field for it,
+        // so the stored Deployment would not read back as applied (and sending none
+        // removes what drmesh set before just the same).
+        env: (!env.is_empty()).then_some(env),
+        ports: (!ports.is_empty()).then_some(ports),
         resources: Some(resources(product)),
         security_context: Some(restricted),
         volume_mounts: Some(mounts),

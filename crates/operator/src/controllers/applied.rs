@@ -64,6 +64,13 @@ pub fn live<K: Resource + Serialize>(live: &K) -> u64 {
     }
 }
 
+/// The two sides [`live`] and [`desired`] compare, as JSON (for a trace log).
+pub fn explain<K: Resource + Serialize>(stored: &K, child: &K) -> (String, String) {
+    let live = projection(stored).map(normalized).unwrap_or_default();
+    let wanted = serde_json::to_value(child).map(normalized).unwrap_or_default();
+    (live.to_string(), wanted.to_string())
+}
+
 /// `live` projected onto the fields drmesh's managers own.
 pub fn projection<K: Resource + Serialize>(live: &K) -> Option<Value> {
     let mut owned = Value::Object(Map::new());

@@ -117,6 +117,10 @@ impl Applier {
             // Harmless (the resourceVersion check above still spares idle writes), but
             // this child will be applied again after a restart: worth knowing.
             tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied child does not read back as applied");
+            if tracing::enabled!(tracing::Level::TRACE) {
+                let (live, wanted) = applied::explain(&stored, child);
+                tracing::trace!(%live, %wanted, "what drmesh owns on the stored child, and what it applied");
+            }
         }
         if let Some(rv) = stored.resource_version() {
             self.remember(key, desired, rv);
