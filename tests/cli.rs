@@ -389,7 +389,8 @@ fn access_review_says_who_can_access_what() {
         "{csv}"
     );
     assert!(csv.contains("DataProduct:cnc/situation-picture,network,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,domain cnc: Restricted,"), "{csv}");
-    let json: Value = serde_json::from_str(&access_review(&["--now", "2028-01-01T00:00:00Z", "-o", "json"])).expect("json");
+    let json: Value =
+        serde_json::from_str(&access_review(&["--now", "2028-01-01T00:00:00Z", "-o", "json"])).expect("json");
     let rows = json.as_array().expect("rows");
     assert!(rows.iter().any(|r| r["status"] == "Expired" && r["subject"] == "Group:cnc-officers"));
     let granted = access_review(&["--now", "2028-01-01T00:00:00Z", "-o", "json", "--granted-only"]);
@@ -512,8 +513,9 @@ fn approvals_are_checked_offline_and_made_with_drmesh_approve() {
 /// and 2, allowing Restricted grants of 90 days at most.
 fn scheduled_grant(dir: &Path, cleared_until: &str, expires: &str, approvals: &str) -> PathBuf {
     let keys = root().join("tests/fixtures/example-approvers");
-    let public =
-        |n: u8| std::fs::read_to_string(keys.join(format!("example-approver-{n}.pub"))).expect("key").trim().to_string();
+    let public = |n: u8| {
+        std::fs::read_to_string(keys.join(format!("example-approver-{n}.pub"))).expect("key").trim().to_string()
+    };
     let officers = format!(
         r#"apiVersion: drmesh.io/v1alpha1
 kind: MeshPolicy
@@ -676,7 +678,9 @@ fn run_with_input(program: &Path, args: &[&str], input: &[u8]) -> Output {
 #[test]
 fn approvals_interoperate_with_ssh_keygen() {
     let Some(keygen) = on_path("ssh-keygen") else {
-        eprintln!("SKIPPED approvals_interoperate_with_ssh_keygen: no ssh-keygen on the PATH (install OpenSSH to run it)");
+        eprintln!(
+            "SKIPPED approvals_interoperate_with_ssh_keygen: no ssh-keygen on the PATH (install OpenSSH to run it)"
+        );
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -718,7 +722,11 @@ fn approvals_interoperate_with_ssh_keygen() {
         let good = verify(&digest);
         assert!(good.status.success(), "{}: {}", approval.approver, String::from_utf8_lossy(&good.stderr));
         let other = format!("{}0", &digest[..digest.len() - 1]);
-        assert!(!verify(&other).status.success(), "{}: a signature of another digest must not verify", approval.approver);
+        assert!(
+            !verify(&other).status.success(),
+            "{}: a signature of another digest must not verify",
+            approval.approver
+        );
     }
 
     // drmesh accepts what ssh-keygen signed (the key file must be private to its owner).

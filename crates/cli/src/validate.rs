@@ -23,8 +23,9 @@ use crate::mesh::source as datasource;
 fn unsettled_offline(mesh: &Mesh, reason: Reason, d: &mut Diagnostic) {
     if reason == Reason::SubjectNotCleared && mesh.snapshot.people.is_empty() {
         d.severity = Severity::Warning;
-        d.message
-            .push_str(" — no Clearance manifest among the inputs: include the security officers' clearances to check it");
+        d.message.push_str(
+            " — no Clearance manifest among the inputs: include the security officers' clearances to check it",
+        );
     }
     if reason == Reason::ApprovalMissing && mesh.snapshot.mesh_policy.is_none() {
         d.severity = Severity::Warning;

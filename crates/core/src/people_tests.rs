@@ -356,7 +356,8 @@ fn a_grant_before_its_start_is_checked_whole_and_says_first_what_a_person_must_d
     assert_eq!((p.next_change, p.reach_until), (Some(t("2026-12-01T00:00:00Z")), Some(t("2026-12-01T00:00:00Z"))));
     let status = super::status::policy(&scheduled, &p, now());
     let holds = |kind: &str| {
-        crate::api::find_condition(&status.conditions, kind).map(|c| c.status) == Some(crate::api::ConditionStatus::True)
+        crate::api::find_condition(&status.conditions, kind).map(|c| c.status)
+            == Some(crate::api::ConditionStatus::True)
     };
     assert!(holds("Reconciling") && !holds("Stalled"));
     assert!(rules::plan_grant(&mesh, &scheduled, t("2026-12-01T00:00:00Z")).grants_anything());

@@ -200,7 +200,10 @@ async fn a_subject_refused_for_want_of_a_clearance_gets_a_warning_event_and_a_de
     let event = warning_about(&events, "SubjectNotCleared").unwrap_or_else(|| panic!("no Warning Event: {events:#?}"));
     assert_eq!(event["regarding"]["name"], "analysts", "{event:#}");
     assert_eq!(event["regarding"]["kind"], "AccessPolicy", "{event:#}");
-    assert!(event["note"].as_str().is_some_and(|n| n.contains("Group:analysts holds no Clearance in force")), "{event:#}");
+    assert!(
+        event["note"].as_str().is_some_and(|n| n.contains("Group:analysts holds no Clearance in force")),
+        "{event:#}"
+    );
     let records = f.records.records();
     let denied = records
         .iter()
