@@ -342,9 +342,19 @@ fn the_readme_shows_the_generated_reference_mesh() {
     );
 }
 
+/// `drmesh access-review` with `args`: its output, after checking that it exits 0.
+fn access_review(args: &[&str]) -> String {
+    let samples = samples();
+    let mut all = vec!["access-review", "-f", path(&samples)];
+    all.extend_from_slice(args);
+    let out = drmesh(&all);
+    assert_eq!(code(&out), 0, "{all:?}: {}", String::from_utf8_lossy(&out.stderr));
+    stdout(&out)
+}
+
 #[test]
 fn access_review_says_who_can_access_what() {
-    let table = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW]));
+    let table = access_review(&["--now", NOW]);
     let header = table.lines().next().unwrap_or("");
     for column in [
         "OBJECT",
@@ -366,7 +376,7 @@ fn access_review_says_who_can_access_what() {
     assert!(table.lines().any(|l| l.starts_with("DataProduct police/incident-feed")
         && l.contains("Group:cnc-officers")
         && l.contains("2027-12-31T23:59:59Z")));
-    let csv = stdout(&drmesh(&["access-review", "-f", path(&samples()), "--now", NOW, "-o", "csv"]));
+    let csv = access_review(&["--now", NOW, "-o", "csv"]);
     assert!(csv.contains(
         "DataProduct,police,incident-feed,Restricted,Group:cnc-officers,api+proxy,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,Restricted until 2027-12-31T23:59:59Z,example-approver-1 example-approver-2,,2027-09-30T00:00:00Z,2027-12-31T23:59:59Z,Granted\r\n"
     ), "{csv}");
@@ -379,28 +389,11 @@ fn access_review_says_who_can_access_what() {
         "{csv}"
     );
     assert!(csv.contains("DataProduct:cnc/situation-picture,network,8080/http,AccessPolicy police/incident-feed-cnc,Build the national situation picture of the command centre during the Games.,domain cnc: Restricted,"), "{csv}");
-    let json: Value = serde_json::from_str(&stdout(&drmesh(&[
-        "access-review",
-        "-f",
-        path(&samples()),
-        "--now",
-        "2028-01-01T00:00:00Z",
-        "-o",
-        "json",
-    ])))
-    .expect("json");
+    let json: Value =
+        serde_json::from_str(&access_review(&["--now", "2028-01-01T00:00:00Z", "-o", "json"])).expect("json");
     let rows = json.as_array().expect("rows");
     assert!(rows.iter().any(|r| r["status"] == "Expired" && r["subject"] == "Group:cnc-officers"));
-    let granted = stdout(&drmesh(&[
-        "access-review",
-        "-f",
-        path(&samples()),
-        "--now",
-        "2028-01-01T00:00:00Z",
-        "-o",
-        "json",
-        "--granted-only",
-    ]));
+    let granted = access_review(&["--now", "2028-01-01T00:00:00Z", "-o", "json", "--granted-only"]);
     assert!(!granted.contains("\"Expired\""));
 }
 
@@ -513,6 +506,262 @@ fn approvals_are_checked_offline_and_made_with_drmesh_approve() {
     let digests = stdout(&drmesh(&["approve", "-f", path(&police), "--digest"]));
     assert!(digests.lines().any(|l| l.starts_with("sha256:") && l.ends_with("AccessPolicy police/incident-feed-cnc")));
     assert_eq!(code(&drmesh(&["approve", "-f", path(&police)])), 2, "--key and --approver, or --digest");
+}
+
+/// A Restricted grant scheduled to start later (`startsAt`), with the security officers'
+/// manifests: the people's Clearance and a MeshPolicy trusting the EXAMPLE approvers 1
+/// and 2, allowing Restricted grants of 90 days at most.
+fn scheduled_grant(dir: &Path, cleared_until: &str, expires: &str, approvals: &str) -> PathBuf {
+    let keys = root().join("tests/fixtures/example-approvers");
+    let public = |n: u8| {
+        std::fs::read_to_string(keys.join(format!("example-approver-{n}.pub"))).expect("key").trim().to_string()
+    };
+    let officers = format!(
+        r#"apiVersion: drmesh.io/v1alpha1
+kind: MeshPolicy
+metadata: {{name: default}}
+spec:
+  maxGrantDuration: {{Restricted: 90d}}
+  approvals:
+    required: 2
+    approvers:
+      - {{name: example-approver-1, publicKey: "{}"}}
+      - {{name: example-approver-2, publicKey: "{}"}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: Clearance
+metadata: {{name: night-shift}}
+spec:
+  subject: {{kind: Group, name: night-shift}}
+  level: Restricted
+  expiresAt: "{cleared_until}"
+  reason: "Habilitation DR of the night shift, decision 2026-020"
+"#,
+        public(1),
+        public(2)
+    );
+    std::fs::write(dir.join("officers.yaml"), officers).expect("write");
+    let domain = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: police, labels: {drmesh.io/clearance: Restricted}}
+---
+apiVersion: drmesh.io/v1alpha1
+kind: DataProduct
+metadata: {name: feed, namespace: police}
+spec:
+  classification: Restricted
+  runtime: {image: registry.example/feed:1.0}
+  outputPorts: [{name: http, port: 8080, protocol: HTTP}]
+"#;
+    std::fs::write(dir.join("domain.yaml"), domain).expect("write");
+    let grant = dir.join("grant.yaml");
+    let text = format!(
+        r#"apiVersion: drmesh.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: night-shift, namespace: police}}
+spec:
+  dataProduct: feed
+  subjects: [{{kind: Group, name: night-shift}}]
+  purpose: The night shift of the command centre during the Games.
+  startsAt: "2026-07-01T00:00:00Z"
+  expiresAt: "{expires}"
+"#
+    );
+    std::fs::write(&grant, &text).expect("write");
+    if !approvals.is_empty() {
+        std::fs::write(&grant, format!("{text}  approvals:\n{approvals}")).expect("write");
+    }
+    grant
+}
+
+/// `spec.approvals` entries by the EXAMPLE approvers 1 and 2 over the grant in `file`,
+/// as `drmesh approve` prints them, indented under `spec`.
+fn approve_by_examples(file: &Path) -> String {
+    let keys = root().join("tests/fixtures/example-approvers");
+    [1, 2]
+        .iter()
+        .map(|n| {
+            let key = keys.join(format!("example-approver-{n}"));
+            let approver = format!("example-approver-{n}");
+            let out = drmesh(&["approve", "-f", path(file), "--key", path(&key), "--approver", &approver]);
+            assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+            stdout(&out).lines().filter(|l| !l.starts_with('#')).map(|l| format!("  {l}\n")).collect::<String>()
+        })
+        .collect()
+}
+
+/// `drmesh validate` before a grant's start: a scheduled grant that is valid as written
+/// is no error (a `NotYetValid` warning, exit 0), but everything that would refuse it at
+/// its start fails CI now (exit 1): its missing approvers, named; a length over the
+/// MeshPolicy's limit; a clearance that will have ended by then.
+#[test]
+fn validate_checks_a_scheduled_grant_before_its_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validate = |now: &str| drmesh(&["validate", "-f", path(dir.path()), "--now", now]);
+    // Unsigned: fails, naming both approvers; waiting for the start does not hide it.
+    scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-09-01T00:00:00Z", "");
+    let out = validate(NOW);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("AccessPolicy police/night-shift") && text.contains("[ApprovalMissing]"), "{text}");
+    assert!(text.contains("approvers who have not signed this spec: example-approver-1, example-approver-2"), "{text}");
+    assert!(!text.contains("[NotYetValid]"), "{text}");
+
+    // Signed by both: valid, it waits for its start (a warning, exit 0); after it, nothing to say.
+    let grant = scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-09-01T00:00:00Z", "");
+    let signed = approve_by_examples(&grant);
+    scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-09-01T00:00:00Z", &signed);
+    let out = validate(NOW);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(text.contains("[NotYetValid]") && text.contains("the grant starts at 2026-07-01T00:00:00Z"), "{text}");
+    assert!(text.ends_with("0 error(s), 1 warning(s)\n"), "{text}");
+    let out = validate("2026-07-02T00:00:00Z");
+    assert_eq!((code(&out), stdout(&out).ends_with("0 error(s), 0 warning(s)\n")), (0, true), "{}", stdout(&out));
+    // --strict makes the warning fail, as for any warning.
+    let out = drmesh(&["validate", "-f", path(dir.path()), "--now", NOW, "--strict"]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+
+    // Longer than the MeshPolicy's 90 days, signed: DurationTooLong now, not NotYetValid.
+    let grant = scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-12-01T00:00:00Z", "");
+    let signed = approve_by_examples(&grant);
+    scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-12-01T00:00:00Z", &signed);
+    let out = validate(NOW);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("[DurationTooLong]") && text.contains("90d"), "{text}");
+    assert!(!text.contains("[NotYetValid]"), "{text}");
+
+    // Signed, but the group's clearance ends before the start: SubjectNotCleared now.
+    let grant = scheduled_grant(dir.path(), "2026-06-15T00:00:00Z", "2026-09-01T00:00:00Z", "");
+    let signed = approve_by_examples(&grant);
+    scheduled_grant(dir.path(), "2026-06-15T00:00:00Z", "2026-09-01T00:00:00Z", &signed);
+    let out = validate(NOW);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("[SubjectNotCleared]") && text.contains("at the grant's start"), "{text}");
+
+    // Without the officers' manifests, the people cannot be settled here: warnings only.
+    scheduled_grant(dir.path(), "2027-01-01T00:00:00Z", "2026-09-01T00:00:00Z", "");
+    std::fs::remove_file(dir.path().join("officers.yaml")).expect("remove");
+    let out = validate(NOW);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(text.contains("no MeshPolicy among the inputs: include it to check the approvals"), "{text}");
+    assert!(text.contains("no Clearance manifest among the inputs"), "{text}");
+}
+
+/// An executable named `name` on the PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Runs `program` with `args`, `input` on its stdin.
+fn run_with_input(program: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input).expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+/// Approvals are plain SSH signatures (namespace `drmesh.io/approval`) over the digest
+/// `drmesh approve --digest` prints, as docs/cli.md says: OpenSSH's `ssh-keygen -Y verify`
+/// accepts the ones `drmesh approve` made (the reference mesh's), and drmesh accepts one
+/// made with `ssh-keygen -Y sign` (a key kept in an agent or a token), but not over
+/// another text nor in another namespace. Skipped, saying so, without ssh-keygen.
+#[test]
+fn approvals_interoperate_with_ssh_keygen() {
+    let Some(keygen) = on_path("ssh-keygen") else {
+        eprintln!(
+            "SKIPPED approvals_interoperate_with_ssh_keygen: no ssh-keygen on the PATH (install OpenSSH to run it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = root().join("tests/fixtures/example-approvers");
+    let police = std::fs::read_to_string(samples().join("police.yaml")).expect("police.yaml");
+    let docs: Vec<String> = police.split("\n---\n").map(String::from).collect();
+    let at = docs.iter().position(|d| d.contains("name: incident-feed-cnc")).expect("the signed grant");
+    let grant: drmesh::api::AccessPolicy = drmesh::yaml::from_str(&docs[at]).expect("an AccessPolicy");
+    assert_eq!(grant.spec.approvals.len(), 2, "the sample carries two approvals");
+    let digests = stdout(&drmesh(&["approve", "-f", path(&samples().join("police.yaml")), "--digest"]));
+    let digest = digests
+        .lines()
+        .find(|l| l.ends_with("AccessPolicy police/incident-feed-cnc"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the grant's digest")
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    // ssh-keygen verifies what drmesh signed.
+    let allowed = dir.path().join("allowed_signers");
+    let signers: String = [1, 2]
+        .iter()
+        .map(|n| {
+            let key = std::fs::read_to_string(keys.join(format!("example-approver-{n}.pub"))).expect("key");
+            format!("example-approver-{n} {}\n", key.trim())
+        })
+        .collect();
+    std::fs::write(&allowed, signers).expect("write");
+    for approval in &grant.spec.approvals {
+        let signature = dir.path().join(format!("{}.sig", approval.approver));
+        std::fs::write(&signature, &approval.signature).expect("write");
+        let verify = |message: &str| {
+            let args =
+                ["-Y", "verify", "-f", path(&allowed), "-I", &approval.approver, "-n", "drmesh.io/approval", "-s"];
+            let mut args = args.to_vec();
+            args.push(path(&signature));
+            run_with_input(&keygen, &args, message.as_bytes())
+        };
+        let good = verify(&digest);
+        assert!(good.status.success(), "{}: {}", approval.approver, String::from_utf8_lossy(&good.stderr));
+        let other = format!("{}0", &digest[..digest.len() - 1]);
+        assert!(
+            !verify(&other).status.success(),
+            "{}: a signature of another digest must not verify",
+            approval.approver
+        );
+    }
+
+    // drmesh accepts what ssh-keygen signed (the key file must be private to its owner).
+    let key = dir.path().join("example-approver-2");
+    std::fs::copy(keys.join("example-approver-2"), &key).expect("copy");
+    #[cfg(unix)]
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let sign = |namespace: &str, message: &str| {
+        let out = run_with_input(&keygen, &["-Y", "sign", "-n", namespace, "-f", path(&key)], message.as_bytes());
+        assert!(out.status.success(), "ssh-keygen -Y sign: {}", String::from_utf8_lossy(&out.stderr));
+        stdout(&out)
+    };
+    let validate_with = |signature: String| {
+        let mut signed = grant.clone();
+        for approval in signed.spec.approvals.iter_mut().filter(|a| a.approver == "example-approver-2") {
+            approval.signature = signature.clone();
+        }
+        let json = serde_json::to_string(&signed).expect("json");
+        let edited = edited_samples(|name, text| match name {
+            "police.yaml" => {
+                let mut docs: Vec<String> = text.split("\n---\n").map(String::from).collect();
+                docs[at] = json.clone();
+                docs.join("\n---\n")
+            }
+            _ => text,
+        });
+        drmesh(&["validate", "-f", path(edited.path()), "--now", NOW])
+    };
+    let out = validate_with(sign("drmesh.io/approval", &digest));
+    assert_eq!(code(&out), 0, "an ssh-keygen signature counts: {}", stdout(&out));
+    for (namespace, message) in [("drmesh.io/approval", "sha256:0000"), ("git", digest.as_str())] {
+        let out = validate_with(sign(namespace, message));
+        assert_eq!(code(&out), 1, "{namespace} {message}: {}", stdout(&out));
+        assert!(stdout(&out).contains("example-approver-2: the signature does not verify"), "{}", stdout(&out));
+    }
 }
 
 #[test]

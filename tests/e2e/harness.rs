@@ -217,6 +217,90 @@ where
     wait_for(api, name, timeout, |obj: Option<&K>| obj.is_none()).await;
 }
 
+/// Starts a watch on the named object and returns once the watch has listed it (so that
+/// it is in place before what the test does next): the task returned ends with the
+/// instant this process saw `cond` hold for the object (None: deleted), on the same
+/// clock as `jiff::Timestamp::now()` (the operator's, on the local cluster). Panics when
+/// `cond` already holds when the watch starts: a measurement must not start late.
+pub async fn watch_until<K>(
+    api: &Api<K>,
+    name: &str,
+    cond: impl Fn(Option<&K>) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<jiff::Timestamp>
+where
+    K: Clone + Debug + Send + Sync + DeserializeOwned + Resource + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    let what = name.to_string();
+    let mut current: Option<K> = None;
+    let mut listing: Option<K> = None;
+    // The initial list, here: the caller acts only once the watch is in place.
+    let listed = tokio::time::timeout(TIMEOUT, async {
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Init) => listing = None,
+                Ok(Event::InitApply(object)) => listing = Some(object),
+                Ok(Event::InitDone) => return,
+                Ok(Event::Apply(object)) => current = Some(object),
+                Ok(Event::Delete(_)) => current = None,
+                Err(error) => panic!("watch on {what} failed: {error}"),
+            }
+        }
+        panic!("the watch on {what} ended");
+    })
+    .await;
+    assert!(listed.is_ok(), "the watch on {name} did not list it within {TIMEOUT:?}");
+    current = listing.or(current);
+    assert!(!cond(current.as_ref()), "{name} already holds the condition when the watch starts: {current:#?}");
+    let what = name.to_string();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Apply(object) | Event::InitApply(object)) => current = Some(object),
+                Ok(Event::Delete(_)) => current = None,
+                Ok(Event::Init | Event::InitDone) => {}
+                Err(error) => panic!("watch on {what} failed: {error}"),
+            }
+            if cond(current.as_ref()) {
+                return jiff::Timestamp::now();
+            }
+        }
+        panic!("the watch on {what} ended");
+    })
+}
+
+/// A metric's value on the operator `with-operator.sh` runs (summed over its labels), or
+/// None when it is not exported.
+pub fn metric(name: &str) -> Option<f64> {
+    let url = std::env::var("DRMESH_E2E_METRICS").expect("run through tests/e2e/with-operator.sh");
+    let out = Command::new("curl").args(["-fsS", "--max-time", "5", &url]).output().expect("curl");
+    assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// The Events of the namespace `ns` about the object `name` with `reason`, of type `type_`.
+pub async fn events_about(ns: &str, name: &str, reason: &str, type_: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(admin().await, ns);
+    let list = api.list(&kube::api::ListParams::default()).await.expect("list Events");
+    list.items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name)
+                && e.reason.as_deref() == Some(reason)
+                && e.type_.as_deref() == Some(type_)
+        })
+        .collect()
+}
+
 /// Polls an async probe until it returns `Some`, with a deadline. For conditions that no
 /// watch can observe (authorization caches, admission policy propagation, files).
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T

@@ -163,7 +163,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                     None
                 }
             }
-            Decision::Exposed => None,
+            Decision::Exposed | Decision::Warned => None,
         };
         if let Some(w) = next.filter(|w| !w.subjects.is_empty()) {
             open.insert(key, w);
@@ -642,6 +642,16 @@ mod tests {
         let out = outcomes(&records, &log);
         assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
         assert!(matches!(out[1], Outcome::Uncovered { .. }), "{:?}", out[1]);
+    }
+
+    #[test]
+    fn a_reassessment_warning_leaves_the_grant_in_force() {
+        let records = chain(vec![
+            event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")),
+            event("20:00", Decision::Warned, "ReassessmentDue", &["User:alice"], Some("cnc")),
+        ]);
+        let out = outcomes(&records, &api_line("a", "25:00", "alice", &[], false, 503));
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
     }
 
     #[test]

@@ -17,6 +17,22 @@ use crate::mesh::MeshView;
 use crate::mesh::rules::{self, InputKey, Reason, subject_namespace};
 use crate::mesh::source as datasource;
 
+/// Clearances and the MeshPolicy are the security officers' manifests: a domain's
+/// repository may not hold them. Without them among the inputs, a grant's people cannot
+/// be settled here: a warning, not an error.
+fn unsettled_offline(mesh: &Mesh, reason: Reason, d: &mut Diagnostic) {
+    if reason == Reason::SubjectNotCleared && mesh.snapshot.people.is_empty() {
+        d.severity = Severity::Warning;
+        d.message.push_str(
+            " — no Clearance manifest among the inputs: include the security officers' clearances to check it",
+        );
+    }
+    if reason == Reason::ApprovalMissing && mesh.snapshot.mesh_policy.is_none() {
+        d.severity = Severity::Warning;
+        d.message.push_str(" — no MeshPolicy among the inputs: include it to check the approvals");
+    }
+}
+
 /// Every semantic problem of the mesh at `now`, in object order.
 pub fn semantic(mesh: &Mesh, now: Timestamp) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -99,15 +115,29 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
     let id = id_of(policy);
     let origin = mesh.origin(&id);
     let plan = rules::plan_grant(&mesh.snapshot, policy, now);
+    // The reason of the whole grant; after it, only what the subjects add to it.
+    let mut said = None;
     if let Some(problem) = &plan.problem {
         let mut d = Diagnostic::problem(Severity::Error, &origin, problem).on(&id);
         if problem.reason == Reason::Expired {
             d.message = format!("{} (expiry in the past at {now}): the grant grants nothing", problem.message);
         }
+        // A grant scheduled to start later is valid: it waits. Whatever would refuse it at
+        // its start (approvals, clearances) is reported below as after its start.
+        if problem.reason == Reason::NotYetValid {
+            d.severity = Severity::Warning;
+        }
+        unsettled_offline(mesh, problem.reason, &mut d);
         out.push(d);
-        return;
+        if !matches!(problem.reason, Reason::NotYetValid | Reason::ApprovalMissing) {
+            return;
+        }
+        said = Some(problem.reason);
     }
     for (subject, problem) in &plan.denied {
+        if problem.reason == Reason::NotYetValid || Some(problem.reason) == said {
+            continue;
+        }
         let mut d = Diagnostic::problem(Severity::Error, &origin, problem).on(&id);
         if let Some(ns) = subject_namespace(subject)
             && !mesh.declared_namespaces.contains(ns)
@@ -118,18 +148,7 @@ fn check_policy(mesh: &Mesh, policy: &AccessPolicy, now: Timestamp, out: &mut Ve
                 " — no Namespace manifest for {ns} among the inputs (taken as Public, fail closed): include it or pass --clearance {ns}=LEVEL"
             ));
         }
-        // Clearances and the MeshPolicy are the security officers' manifests: a domain's
-        // repository may not hold them. Then the grant cannot be settled here.
-        if problem.reason == Reason::SubjectNotCleared && mesh.snapshot.people.is_empty() {
-            d.severity = Severity::Warning;
-            d.message.push_str(
-                " — no Clearance manifest among the inputs: include the security officers' clearances to check it",
-            );
-        }
-        if problem.reason == Reason::ApprovalMissing && mesh.snapshot.mesh_policy.is_none() {
-            d.severity = Severity::Warning;
-            d.message.push_str(" — no MeshPolicy among the inputs: include it to check the approvals");
-        }
+        unsettled_offline(mesh, problem.reason, &mut d);
         out.push(d);
     }
     // Grants to products that no manifest declares open a path to nothing (yet).

@@ -36,6 +36,9 @@ pub enum Decision {
     /// Access that drmesh did not grant was found (e.g. a NetworkPolicy or RoleBinding
     /// created by hand in a classified domain).
     Exposed,
+    /// A grant in force needs a person to act, access unchanged: its `reassessBy` passed
+    /// (reason `ReassessmentDue`); it is suspended, a `Revoked` record, when the grace ends.
+    Warned,
 }
 
 impl Decision {
@@ -47,6 +50,7 @@ impl Decision {
             Decision::Revoked => "Revoked",
             Decision::Expired => "Expired",
             Decision::Exposed => "Exposed",
+            Decision::Warned => "Warned",
         }
     }
 }

@@ -333,6 +333,75 @@ fn grants_longer_than_the_mesh_policy_allows_are_refused() {
     assert_eq!(plan(&mesh, &open).problem.map(|p| p.reason), Some(Reason::DurationTooLong));
 }
 
+/// Before its start a grant is effective for nobody, but it is checked whole: a grant
+/// that will not be valid as written says why now — longer than allowed
+/// (`DurationTooLong`), then approvals missing (`ApprovalMissing`, naming who has not
+/// signed), each before `NotYetValid`; a subject's own refusal (a clearance that will
+/// have ended at the start) is listed for that subject.
+#[test]
+fn a_grant_before_its_start_is_checked_whole_and_says_first_what_a_person_must_do() {
+    let mut mesh = mesh();
+    mesh.set_mesh_policy(mesh_policy("maxGrantDuration: {Restricted: 90d}"));
+    let t = |s: &str| -> Timestamp { s.parse().expect("time") };
+    let start = "startsAt: \"2026-12-01T00:00:00Z\"";
+    let group = |p: &GrantPlan| denied_for(p, SubjectKind::Group);
+    let product = |p: &GrantPlan| denied_for(p, SubjectKind::DataProduct);
+
+    // Scheduled and approved: it only waits (Reconciling, not Stalled), re-planned at the start.
+    let scheduled = approved(grant("feed", BOTH, start));
+    let p = plan(&mesh, &scheduled);
+    assert_eq!(p.problem.as_ref().map(|p| p.reason), Some(Reason::NotYetValid));
+    assert!(p.effective.is_empty() && !p.grants_anything());
+    assert_eq!((group(&p), product(&p)), (Some(Reason::NotYetValid), Some(Reason::NotYetValid)));
+    assert_eq!((p.next_change, p.reach_until), (Some(t("2026-12-01T00:00:00Z")), Some(t("2026-12-01T00:00:00Z"))));
+    let status = super::status::policy(&scheduled, &p, now());
+    let holds = |kind: &str| {
+        crate::api::find_condition(&status.conditions, kind).map(|c| c.status)
+            == Some(crate::api::ConditionStatus::True)
+    };
+    assert!(holds("Reconciling") && !holds("Stalled"));
+    assert!(rules::plan_grant(&mesh, &scheduled, t("2026-12-01T00:00:00Z")).grants_anything());
+
+    // Scheduled, unapproved: ApprovalMissing now, naming the approvers, not NotYetValid.
+    let unsigned = grant("feed", BOTH, start);
+    let p = plan(&mesh, &unsigned);
+    let problem = p.problem.clone().expect("a reason");
+    assert_eq!(problem.reason, Reason::ApprovalMissing);
+    assert!(problem.message.contains("approver-1, approver-2"), "{}", problem.message);
+    assert!(problem.message.contains("starts at 2026-12-01T00:00:00Z"), "{}", problem.message);
+    assert_eq!((group(&p), product(&p)), (Some(Reason::ApprovalMissing), Some(Reason::NotYetValid)));
+    assert!(p.effective.is_empty());
+    let status = super::status::policy(&unsigned, &p, now());
+    let stalled = crate::api::find_condition(&status.conditions, "Stalled").expect("Stalled");
+    assert_eq!((stalled.status, stalled.reason.as_str()), (crate::api::ConditionStatus::True, "ApprovalMissing"));
+    // An edit of the scheduled grant voids its approvals like any other.
+    let mut edited = scheduled.clone();
+    edited.spec.starts_at = Some("2026-12-02T00:00:00Z".into());
+    assert_eq!(plan(&mesh, &edited).problem.map(|p| p.reason), Some(Reason::ApprovalMissing));
+
+    // Longer than the MeshPolicy allows, approved or not: DurationTooLong before its start.
+    let mut long = grant("feed", BOTH, start);
+    long.spec.expires_at = Some("2027-06-01T00:00:00Z".into());
+    for candidate in [long.clone(), approved(long)] {
+        let p = plan(&mesh, &candidate);
+        assert_eq!(p.problem.as_ref().map(|p| p.reason), Some(Reason::DurationTooLong), "{:?}", p.problem);
+        assert!(p.problem.as_ref().is_some_and(|p| p.message.contains("90d")));
+    }
+
+    // Clearances are judged at the start: one that ends before it refuses the group now.
+    mesh.people.clear();
+    mesh.add_person_clearance(clearance("Group", "cnc-officers", "Restricted", "2026-11-30T00:00:00Z"));
+    let p = plan(&mesh, &scheduled);
+    assert_eq!(p.problem.as_ref().map(|p| p.reason), Some(Reason::NotYetValid));
+    assert_eq!((group(&p), product(&p)), (Some(Reason::SubjectNotCleared), Some(Reason::NotYetValid)));
+    let message = &p.denied.iter().find(|(s, _)| s.kind == SubjectKind::Group).expect("denied").1.message;
+    assert!(message.contains("at the grant's start 2026-12-01T00:00:00Z"), "{message}");
+    // Uncleared and unapproved: the grant still says its approvals are missing.
+    let p = plan(&mesh, &unsigned);
+    assert_eq!(p.problem.as_ref().map(|p| p.reason), Some(Reason::ApprovalMissing));
+    assert_eq!(group(&p), Some(Reason::SubjectNotCleared));
+}
+
 #[test]
 fn durations_read_days_hours_and_minutes_only() {
     let secs = |s: &str| parse_duration(s).map(|d| d.as_secs());
@@ -369,6 +438,7 @@ proptest! {
         signers in prop::collection::vec((1..4u8, 1..4u8), 0..4),
         edit in 0..4u8,
         hours in 0..72i64,
+        start in prop::option::of(-24..96i64),
     ) {
         let mut mesh = mesh();
         mesh.people.clear();
@@ -380,7 +450,9 @@ proptest! {
             mesh.add_person_clearance(clearance(kind, name, levels[*l], &until.to_string()));
         }
         let product = ["open", "stats", "feed"][level];
-        let mut policy = grant(product, "[{kind: Group, name: cnc-officers}, {kind: User, name: bob}]", "");
+        let starts_at = start.map(|h| now().checked_add(SignedDuration::from_hours(h)).expect("time"));
+        let window = starts_at.map(|t| format!("startsAt: \"{t}\"")).unwrap_or_default();
+        let mut policy = grant(product, "[{kind: Group, name: cnc-officers}, {kind: User, name: bob}]", &window);
         for (key, claimed) in &signers {
             policy = signed_by(policy, &format!("approver-{claimed}"), *key);
         }
@@ -394,6 +466,17 @@ proptest! {
         let at = now().checked_add(SignedDuration::from_hours(hours)).expect("time");
         let plan = rules::plan_grant(&mesh, &policy, at);
         let classification = Classification::ALL[level];
+        let mut valid: Vec<u8> = signers.iter().filter(|(k, c)| k == c && *k <= 2).map(|(k, _)| *k).collect();
+        valid.sort();
+        valid.dedup();
+        let approved = edit == 0 && valid.len() >= 2;
+        if starts_at.is_some_and(|s| s > at) {
+            prop_assert!(plan.effective.is_empty(), "effective before its start: {:?}", plan.effective);
+            // Waiting for the start never hides missing approvals.
+            if classification == Classification::Restricted && !approved {
+                prop_assert_eq!(plan.problem.as_ref().map(|p| p.reason), Some(Reason::ApprovalMissing));
+            }
+        }
         for subject in plan.effective.iter().filter(|s| matches!(s.kind, SubjectKind::User | SubjectKind::Group)) {
             let kind = if subject.kind == SubjectKind::User { "User" } else { "Group" };
             let name = subject.name.clone().unwrap_or_default();
@@ -408,10 +491,7 @@ proptest! {
             }
             if classification == Classification::Restricted {
                 prop_assert_eq!(edit, 0, "an edit after approval is never effective");
-                let mut valid: Vec<u8> = signers.iter().filter(|(k, c)| k == c && *k <= 2).map(|(k, _)| *k).collect();
-                valid.sort();
-                valid.dedup();
-                prop_assert!(valid.len() >= 2, "effective with approvals {:?}", signers);
+                prop_assert!(approved, "effective with approvals {:?}", signers);
             }
         }
     }

@@ -323,13 +323,10 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     let future = |t: Option<Timestamp>| t.filter(|t| *t > now);
     let mesh = view.mesh_policy();
     let mesh_spec = mesh.as_ref().map(|m| &m.spec);
-    // Nothing is effective before the start; re-planned exactly then.
-    if let Some(start) = starts_at
-        && start > now
-    {
-        let problem = Problem::new(Reason::NotYetValid, format!("the grant starts at {start}")).at("spec.startsAt");
-        return GrantPlan::refused(Some(product), subjects, problem, expires_at).until(Some(start), Some(start));
-    }
+    // Nothing is effective before the start (re-planned exactly then), but every check
+    // that does not wait for it is made now: a grant that will not be valid as written
+    // says why before its start, not once it comes.
+    let pending = starts_at.filter(|start| *start > now);
     if let Some(problem) = duration_problem(policy, mesh_spec, classification, starts_at, expires_at, now) {
         return GrantPlan::refused(Some(product), subjects, problem, expires_at);
     }
@@ -389,6 +386,8 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         plan.approvals = approvals;
         return plan;
     }
+    // People's clearances are judged at the instant the grant takes effect.
+    let effective_from = pending.unwrap_or(now);
     let mut effective = Vec::new();
     let mut denied = Vec::new();
     for (index, subject) in subjects.iter().enumerate() {
@@ -419,7 +418,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         if let (Some(kind), Some(name)) = (crate::people::person_kind(subject.kind), subject.name.as_deref())
             && classification > Classification::Public
         {
-            match crate::people::clearance_in_force(view, kind, name, now) {
+            match crate::people::clearance_in_force(view, kind, name, effective_from) {
                 Some((level, until)) if level >= classification => {
                     next_change = earliest(next_change, Some(until));
                 }
@@ -427,6 +426,10 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
                     let held = held.map_or("no Clearance in force".to_string(), |(level, until)| {
                         format!("a Clearance {level} until {until}")
                     });
+                    let held = match pending {
+                        Some(start) => format!("{held} at the grant's start {start}"),
+                        None => held,
+                    };
                     let message = format!(
                         "{} holds {held}, below the product's classification {classification} (need to know)",
                         subject_display(subject)
@@ -441,6 +444,14 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
             }
         }
         effective.push(subject.clone());
+    }
+    if let Some(start) = pending {
+        return not_yet_started(
+            NotYetStarted { product, start, expires_at, approval_problem, approvals, reassessment_due },
+            effective,
+            denied,
+        )
+        .until(next_change, reach_until);
     }
     // People and ServiceAccounts read through the API server's service proxy.
     let proxied = effective
@@ -457,6 +468,49 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         proxy_from,
         next_change,
         reach_until,
+        reassessment_due,
+        approvals,
+    }
+}
+
+/// What a grant before its start still carries into its plan.
+struct NotYetStarted {
+    product: Arc<DataProduct>,
+    start: Timestamp,
+    expires_at: Option<Timestamp>,
+    approval_problem: Option<Problem>,
+    approvals: Option<crate::people::Approvals>,
+    reassessment_due: Option<Problem>,
+}
+
+/// The plan of a grant before its start: nothing is effective. The subjects that pass
+/// every check wait for the start (`NotYetValid`); the others keep the reason they would
+/// be refused for then. The grant's own reason says first what a person must do, then
+/// that it waits: approvals of this spec missing for its people (`ApprovalMissing`,
+/// naming who has not signed, whatever else refuses them) outranks `NotYetValid`. (Longer than allowed, `DurationTooLong`, and the
+/// other whole-grant refusals are decided before this, whatever the start.) Re-planned
+/// exactly at the start.
+fn not_yet_started(grant: NotYetStarted, waiting: Vec<Subject>, mut denied: Vec<(Subject, Problem)>) -> GrantPlan {
+    let NotYetStarted { product, start, expires_at, approval_problem, approvals, reassessment_due } = grant;
+    let not_yet = Problem::new(Reason::NotYetValid, format!("the grant starts at {start}")).at("spec.startsAt");
+    denied.extend(waiting.into_iter().map(|subject| (subject, not_yet.clone())));
+    let problem = match approval_problem {
+        Some(approval) => {
+            let message = format!("{} (the grant starts at {start})", approval.message);
+            Problem { message, ..approval }
+        }
+        None => not_yet,
+    };
+    GrantPlan {
+        product: Some(product),
+        effective: vec![],
+        denied,
+        problem: Some(problem),
+        ports: vec![],
+        expires_at,
+        proxy_from: vec![],
+        next_change: Some(start),
+        reach_until: Some(start),
         reassessment_due,
         approvals,
     }

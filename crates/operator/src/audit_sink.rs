@@ -209,7 +209,7 @@ fn follow(granted: &mut Granted, event: &Event) -> bool {
         }
         // A denial of some subjects leaves the grant in force; these end it.
         audit::Decision::Revoked | audit::Decision::Expired => granted.remove(&policy.uid).is_some(),
-        audit::Decision::Denied | audit::Decision::Exposed => false,
+        audit::Decision::Denied | audit::Decision::Exposed | audit::Decision::Warned => false,
     }
 }
 
@@ -780,6 +780,7 @@ mod granted_tests {
         assert!(follow(&mut granted, &record(audit::Decision::Granted, "b")));
         assert!(!follow(&mut granted, &record(audit::Decision::Granted, "b")), "an edit's record changes nothing");
         assert!(!follow(&mut granted, &record(audit::Decision::Denied, "a")), "a denied subject: still in force");
+        assert!(!follow(&mut granted, &record(audit::Decision::Warned, "a")), "reassessment due: still in force");
         assert!(follow(&mut granted, &record(audit::Decision::Expired, "b")));
         assert_eq!(granted.keys().collect::<Vec<_>>(), ["a"]);
         assert!(follow(&mut granted, &record(audit::Decision::Granted, "c")));

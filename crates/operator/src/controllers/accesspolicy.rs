@@ -171,7 +171,10 @@ async fn report_transition(
     after: &AccessPolicyStatus,
     recorded: bool,
 ) {
-    warn_when_reassessment_falls_due(ctx, policy, before, after).await;
+    if let Some(report) = reassessment_falls_due(policy, plan, before, after) {
+        // Counted and alerted by the sink when it cannot be written, like a narrowing.
+        let _ = ctx.report(report).await;
+    }
     let Some(report) = transition(policy, plan, before, after) else { return };
     if recorded && report.decision == audit::Decision::Granted {
         return; // written before the grant was applied
@@ -247,20 +250,37 @@ fn transition(
     })
 }
 
-/// A Warning Event when `reassessBy` passes (the grant holds until the grace ends: no
-/// access changes, so no audit record; the suspension is recorded as a revocation).
-async fn warn_when_reassessment_falls_due(
-    ctx: &Context,
+/// The report when `reassessBy` passes: the grant holds until the grace ends (its
+/// suspension is then recorded as a revocation), but a person must act, so the security
+/// officers get a `Warned` audit record and a Warning Event, reason `ReassessmentDue`,
+/// once per passing (the condition turning True), naming the subjects still in force.
+fn reassessment_falls_due(
     policy: &AccessPolicy,
+    plan: &GrantPlan,
     before: &AccessPolicyStatus,
     after: &AccessPolicyStatus,
-) {
+) -> Option<super::Report> {
     fn due(s: &AccessPolicyStatus) -> Option<&crate::api::Condition> {
         find_condition(&s.conditions, condition_type::REASSESSMENT_DUE).filter(|c| c.status == ConditionStatus::True)
     }
-    let (None, Some(condition)) = (due(before), due(after)) else { return };
-    let reason = Reason::ReassessmentDue.to_string();
-    ctx.announce(&policy.object_ref(&()), true, &reason, condition.message.clone(), "Reassess").await;
+    let (None, Some(condition)) = (due(before), due(after)) else { return None };
+    let namespace = policy.namespace().unwrap_or_default();
+    Some(super::Report {
+        object: policy.object_ref(&()),
+        decision: audit::Decision::Warned,
+        reason: Reason::ReassessmentDue,
+        message: condition.message.clone(),
+        product: audit::ObjectRef { namespace, name: policy.spec.data_product.clone() },
+        classification: plan
+            .product
+            .as_ref()
+            .map(|p| p.spec.classification.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
+        subjects: plan.effective.iter().map(subject_display).collect(),
+        purpose: policy.spec.purpose.clone(),
+        expires_at: policy.spec.expires_at.clone(),
+        policy: Some(policy_ref(policy)),
+    })
 }
 
 /// Policies whose status says they grant access now.

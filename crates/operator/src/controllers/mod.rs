@@ -22,6 +22,8 @@ pub mod watches;
 
 #[cfg(test)]
 mod order_tests;
+#[cfg(test)]
+mod report_tests;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
