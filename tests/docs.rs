@@ -598,7 +598,7 @@ fn planted_mistakes_are_caught() {
         ("    drmesh deploy -f x", "`drmesh deploy` is not a drmesh command"),
         ("set `--leader-elect` for two replicas", "`--leader-elect` is not a flag of any drmesh command"),
         ("    make deploy-all", "`make deploy-all`: no such target"),
-        ("see [the product](../../shared/docs/PRODUCT.md)", "outside the repository"),
+        ("see [the notes](../../elsewhere/notes.md)", "outside the repository"),
         ("see [the guide](guide/accesspolicy.md#no-such-section)", "no heading with that anchor"),
         ("see [the guide](guide/missing.md)", "no such file"),
         ("see [our wiki](https://wiki.example.com/drmesh)", "not listed as upstream"),
