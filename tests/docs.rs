@@ -641,7 +641,8 @@ fn chart_crds() -> BTreeSet<String> {
 /// release's (`managed-objects`, ...), in the template's order. (Rendered by helm, the same
 /// list is checked by `packaging::policies::the_install_guide_lists_exactly_the_admission_policies_the_chart_renders`.)
 fn chart_admission_policies() -> Vec<String> {
-    let text = std::fs::read_to_string(chart().join("templates/admission-policies.yaml")).expect("the policies' template");
+    let text =
+        std::fs::read_to_string(chart().join("templates/admission-policies.yaml")).expect("the policies' template");
     let lines: Vec<&str> = text.lines().collect();
     let mut policies = Vec::new();
     for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim_end() == "kind: ValidatingAdmissionPolicy") {
@@ -649,7 +650,9 @@ fn chart_admission_policies() -> Vec<String> {
             .iter()
             .take(3)
             .find_map(|l| l.trim_start().strip_prefix("name: {{ $fullname }}-"))
-            .unwrap_or_else(|| panic!("the ValidatingAdmissionPolicy at line {} has no name after the release's", i + 1));
+            .unwrap_or_else(|| {
+                panic!("the ValidatingAdmissionPolicy at line {} has no name after the release's", i + 1)
+            });
         policies.push(name.trim_end().to_string());
     }
     policies

@@ -138,8 +138,11 @@ fn the_flux_example_orders_kustomizations_on_kustomizations_in_existing_namespac
 /// The files of the repository under `dir` (recursively), in name order.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -197,7 +200,8 @@ fn synced_files() -> BTreeSet<PathBuf> {
     let (mut applications, mut kustomizations) = (0, 0);
     for file in examples {
         for doc in documents(&file) {
-            if doc["kind"] == "Application" && doc["apiVersion"].as_str().is_some_and(|v| v.starts_with("argoproj.io/")) {
+            if doc["kind"] == "Application" && doc["apiVersion"].as_str().is_some_and(|v| v.starts_with("argoproj.io/"))
+            {
                 applications += 1;
                 let spec = &doc["spec"];
                 let sources: Vec<&Value> = match spec["sources"].as_array() {
@@ -295,7 +299,11 @@ fn no_path_a_gitops_example_syncs_holds_a_secret_with_values() {
             found.push(format!("{}: {secret}", file.strip_prefix(repo()).expect("in the repository").display()));
         }
     }
-    assert!(found.is_empty(), "the GitOps examples sync Secrets with values (credentials in Git):\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "the GitOps examples sync Secrets with values (credentials in Git):\n{}",
+        found.join("\n")
+    );
 
     // The samples' credentials exist, apart, and no example syncs them.
     let credentials = repo().join("config/sample-credentials");

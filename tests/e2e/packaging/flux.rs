@@ -474,7 +474,8 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     }
     let mut secrets = 0;
     for ns in &domains {
-        let list = harness::kubectl_json(&["get", "secrets", "-n", ns, "-l", "drmesh.io/credentials=true", "-o", "json"]);
+        let list =
+            harness::kubectl_json(&["get", "secrets", "-n", ns, "-l", "drmesh.io/credentials=true", "-o", "json"]);
         for o in list["items"].as_array().into_iter().flatten() {
             secrets += 1;
             assert!(

@@ -497,7 +497,9 @@ fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
     assert!(readme.contains(&said), "charts/drmesh/README.md must say \"{said}\"");
     for other in words.iter().filter(|w| **w != count) {
         let stale = format!("{other} ValidatingAdmissionPolicies");
-        for (doc, text) in [("docs/install.md", &install), ("docs/security-model.md", &model), ("the chart's README", &readme)] {
+        for (doc, text) in
+            [("docs/install.md", &install), ("docs/security-model.md", &model), ("the chart's README", &readme)]
+        {
             assert!(!text.to_lowercase().contains(&stale), "stale count in {doc}: {stale}");
         }
     }
