@@ -27,12 +27,13 @@ else
   echo $! > "$state/operator.pid"
 fi
 
-echo "==> applying the reference mesh (config/samples), in any order"
+echo "==> applying the reference mesh (config/samples, then its dummy credentials), in any order"
 if [[ "${DRMESH_REAL_NODE:-0}" == 1 ]]; then
   # On the real node: every product runs the reference product image (docs/local-cluster.md).
   hack/real-node-samples.sh | "$kubectl" apply --server-side -f - >/dev/null
 else
   "$kubectl" apply --server-side -f config/samples/ >/dev/null
+  "$kubectl" apply --server-side -f config/sample-credentials/ >/dev/null
 fi
 
 ready() { # kind -> "ready total"

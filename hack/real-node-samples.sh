@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Prints the reference mesh (config/samples, or the files given) for the real node: each
+# Prints the reference mesh (config/samples and, after its namespaces, the dummy
+# credentials of config/sample-credentials; or the files given) for the real node: each
 # product runs the reference product image (images/product) listening on its output
 # ports, and each domain's namespace places its pods on the real node.
 #   hack/real-node-samples.sh [FILE...] | kubectl apply --server-side -f -
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-(($# > 0)) || set -- "$repo"/config/samples/*.yaml
+(($# > 0)) || set -- "$repo"/config/samples/*.yaml "$repo"/config/sample-credentials/*.yaml
 for f in "$@"; do cat "$f"; echo "---"; done | awk '
   function flush(   i, ports, sep, line) {
     if (is_product) {

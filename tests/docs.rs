@@ -615,3 +615,89 @@ fn planted_mistakes_are_caught() {
     let problems = check(&doc, right, &known);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+// ---------------------------------------------------------------- the chart's own docs
+
+fn chart() -> PathBuf {
+    root().join("charts/drmesh")
+}
+
+/// The CRDs the chart ships (`crds/`), by name.
+fn chart_crds() -> BTreeSet<String> {
+    let mut crds = BTreeSet::new();
+    for entry in std::fs::read_dir(chart().join("crds")).expect("charts/drmesh/crds").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("readable CRD file");
+        for doc in drmesh::yaml::documents(&text) {
+            let doc: serde_json::Value = doc.unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+            if doc["kind"] == "CustomResourceDefinition" {
+                crds.insert(doc["metadata"]["name"].as_str().expect("a CRD's name").to_string());
+            }
+        }
+    }
+    crds
+}
+
+/// The ValidatingAdmissionPolicies the chart's template renders, by their name after the
+/// release's (`managed-objects`, ...), in the template's order. (Rendered by helm, the same
+/// list is checked by `packaging::policies::the_install_guide_lists_exactly_the_admission_policies_the_chart_renders`.)
+fn chart_admission_policies() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(chart().join("templates/admission-policies.yaml")).expect("the policies' template");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut policies = Vec::new();
+    for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim_end() == "kind: ValidatingAdmissionPolicy") {
+        let name = lines[i + 1..]
+            .iter()
+            .take(3)
+            .find_map(|l| l.trim_start().strip_prefix("name: {{ $fullname }}-"))
+            .unwrap_or_else(|| {
+                panic!("the ValidatingAdmissionPolicy at line {} has no name after the release's", i + 1)
+            });
+        policies.push(name.trim_end().to_string());
+    }
+    policies
+}
+
+/// What the chart's README and NOTES.txt leave out of the CRDs the chart ships and the
+/// admission policies it renders.
+fn chart_doc_gaps(readme: &str, notes: &str, crds: &BTreeSet<String>, policies: &[String]) -> Vec<String> {
+    let mut gaps = Vec::new();
+    for crd in crds {
+        if !readme.contains(&format!("`{crd}`")) {
+            gaps.push(format!("the chart's README does not name the CRD `{crd}`"));
+        }
+        if !notes.contains(crd.as_str()) {
+            gaps.push(format!("NOTES.txt does not name the CRD {crd}"));
+        }
+    }
+    for policy in policies {
+        if !readme.contains(&format!("| `RELEASE-{policy}` |")) {
+            gaps.push(format!("the admission policy table of the chart's README has no row `RELEASE-{policy}`"));
+        }
+        if !notes.contains(&format!("}}}}-{policy}: ")) {
+            gaps.push(format!("NOTES.txt does not list the admission policy RELEASE-{policy}"));
+        }
+    }
+    gaps
+}
+
+/// The chart's README (`helm show readme`) and NOTES.txt (what `helm install` prints) name
+/// every CRD the chart ships and every admission policy it renders; a planted omission of
+/// each kind is caught.
+#[test]
+fn the_chart_readme_and_notes_name_every_crd_and_admission_policy_the_chart_ships() {
+    let crds = chart_crds();
+    assert!(crds.contains("accesspolicies.drmesh.io") && crds.contains("meshpolicies.drmesh.io"), "{crds:?}");
+    let policies = chart_admission_policies();
+    assert!(policies.contains(&"managed-objects".to_string()) && policies.len() >= 9, "{policies:?}");
+    let readme = std::fs::read_to_string(chart().join("README.md")).expect("the chart's README");
+    let notes = std::fs::read_to_string(chart().join("templates/NOTES.txt")).expect("NOTES.txt");
+    let gaps = chart_doc_gaps(&readme, &notes, &crds, &policies);
+    assert!(gaps.is_empty(), "the chart's docs are stale:\n{}", gaps.join("\n"));
+    // A CRD left out of the README, a policy left out of NOTES.txt: both caught.
+    let readme_without = readme.replace("`clearances.drmesh.io`", "clearances");
+    let notes_without = notes.replace("-security-officers: ", "-officers: ");
+    let gaps = chart_doc_gaps(&readme_without, &notes_without, &crds, &policies);
+    assert!(gaps.iter().any(|g| g.contains("README does not name the CRD `clearances.drmesh.io`")), "{gaps:?}");
+    assert!(gaps.iter().any(|g| g.contains("NOTES.txt does not list the admission policy RELEASE-security-officers")));
+}

@@ -1,5 +1,5 @@
 //! The shipped GitOps examples (config/gitops), checked offline: what each GitOps tool
-//! needs to order drmesh before its mesh is there. The Flux example is also run, with
+//! needs to order drmesh before its mesh is there, and no credentials in what they sync. The Flux example is also run, with
 //! Flux's own controllers, by tests/e2e/packaging/flux.rs; Argo CD's is checked only here
 //! (no Argo CD on the project's machines).
 
@@ -133,4 +133,184 @@ fn the_flux_example_orders_kustomizations_on_kustomizations_in_existing_namespac
         .filter_map(|p| p["target"]["kind"].as_str())
         .collect();
     assert_eq!(dropped, BTreeSet::from(["Clearance", "MeshPolicy"]), "the mesh leaves out people's clearances");
+}
+
+/// The files of the repository under `dir` (recursively), in name order.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// `name` matches the glob `pattern` (`*` any run of characters, `?` one, `{a,b}` either:
+/// what Argo CD's `directory.include`/`exclude` take).
+fn glob(pattern: &str, name: &str) -> bool {
+    if let Some(start) = pattern.find('{') {
+        let end = pattern[start..].find('}').map(|e| start + e).expect("a closing brace");
+        return pattern[start + 1..end]
+            .split(',')
+            .any(|alt| glob(&format!("{}{alt}{}", &pattern[..start], &pattern[end + 1..]), name));
+    }
+    fn matches(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some('?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    matches(&p, &n)
+}
+
+fn manifest(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+}
+
+/// A chart (a directory with Chart.yaml): what it installs is its CRDs and its templates.
+fn chart_files(dir: &Path) -> Vec<PathBuf> {
+    ["crds", "templates"].iter().map(|d| dir.join(d)).filter(|d| d.is_dir()).flat_map(|d| files_under(&d)).collect()
+}
+
+/// Every file of this repository that a shipped GitOps example (config/gitops) applies:
+/// the paths of Argo CD's Applications (with their `directory` include, exclude and
+/// recurse) and of Flux's Kustomizations (Flux applies every manifest under the path,
+/// subdirectories included, when the path holds no kustomization.yaml). Flux's
+/// `./deploy/drmesh` is the chart rendered by `helm template` (docs/gitops.md, step 2):
+/// charts/drmesh stands for it.
+fn synced_files() -> BTreeSet<PathBuf> {
+    let mut synced = BTreeSet::new();
+    let examples: Vec<PathBuf> = files_under(&repo().join("config/gitops"))
+        .into_iter()
+        .filter(|p| manifest(p) && !p.starts_with(repo().join("config/gitops/testdata")))
+        .collect();
+    let (mut applications, mut kustomizations) = (0, 0);
+    for file in examples {
+        for doc in documents(&file) {
+            if doc["kind"] == "Application" && doc["apiVersion"].as_str().is_some_and(|v| v.starts_with("argoproj.io/"))
+            {
+                applications += 1;
+                let spec = &doc["spec"];
+                let sources: Vec<&Value> = match spec["sources"].as_array() {
+                    Some(list) => list.iter().collect(),
+                    None => vec![&spec["source"]],
+                };
+                for source in sources {
+                    let path = source["path"].as_str().expect("an Application's source path");
+                    let dir = repo().join(path);
+                    if dir.join("Chart.yaml").is_file() {
+                        synced.extend(chart_files(&dir));
+                        continue;
+                    }
+                    let directory = &source["directory"];
+                    let recurse = directory["recurse"].as_bool().unwrap_or(false);
+                    let include = directory["include"].as_str().unwrap_or("*");
+                    let exclude = directory["exclude"].as_str().unwrap_or("");
+                    for f in files_under(&dir).into_iter().filter(|f| manifest(f)) {
+                        let relative = f.strip_prefix(&dir).expect("under the path").to_string_lossy().into_owned();
+                        if !recurse && relative.contains('/') {
+                            continue;
+                        }
+                        let name = f.file_name().expect("a file name").to_string_lossy().into_owned();
+                        let matched = |pattern: &str| glob(pattern, &name) || glob(pattern, &relative);
+                        if matched(include) && (exclude.is_empty() || !matched(exclude)) {
+                            synced.insert(f);
+                        }
+                    }
+                }
+            }
+            if doc["kind"] == "Kustomization" && doc["apiVersion"].as_str().is_some_and(|v| v.contains("fluxcd.io")) {
+                kustomizations += 1;
+                let path = doc["spec"]["path"].as_str().expect("a Kustomization's path").trim_start_matches("./");
+                if path == "deploy/drmesh" {
+                    synced.extend(chart_files(&repo().join("charts/drmesh")));
+                    continue;
+                }
+                let dir = repo().join(path);
+                assert!(
+                    !dir.join("kustomization.yaml").exists(),
+                    "{path} has a kustomization.yaml: this test assumes Flux generates one"
+                );
+                synced.extend(files_under(&dir).into_iter().filter(|f| manifest(f)));
+            }
+        }
+    }
+    assert!(applications >= 2 && kustomizations >= 2, "the examples were read: {applications} {kustomizations}");
+    synced
+}
+
+/// The Secrets of a file that carry values (`data` or `stringData`); a chart's template
+/// that renders any Secret at all.
+fn secrets_with_values(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    if file.components().any(|c| c.as_os_str() == "templates") {
+        // Go templates are not YAML: any Secret kind is one too many.
+        return text.lines().filter(|l| l.trim() == "kind: Secret").map(|_| "a templated Secret".to_string()).collect();
+    }
+    secrets_in(&text)
+}
+
+fn secrets_in(text: &str) -> Vec<String> {
+    drmesh::yaml::documents(text)
+        .filter_map(Result::ok)
+        .filter(|d: &Value| d["kind"] == "Secret")
+        .filter(|d| {
+            ["data", "stringData"].iter().any(|k| d[*k].as_object().is_some_and(|m| !m.is_empty()) || d[*k].is_string())
+        })
+        .map(|d| {
+            let (ns, name) = (d["metadata"]["namespace"].as_str(), d["metadata"]["name"].as_str());
+            format!("Secret {}/{}", ns.unwrap_or_default(), name.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The GitOps examples deliver no credentials in plain text: no file that Argo CD or
+/// Flux syncs holds a Secret with values (the samples' dummy credentials are apart, in
+/// config/sample-credentials, which nothing syncs: a secret manager's job in real life).
+#[test]
+fn no_path_a_gitops_example_syncs_holds_a_secret_with_values() {
+    // The detector itself: a Secret with stringData or data is caught, one without is not.
+    let planted = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns}\nstringData: {password: x}\n---\n\
+                   apiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: ns}\ndata: {password: eA==}\n---\n\
+                   apiVersion: v1\nkind: Secret\nmetadata: {name: empty, namespace: ns}\n";
+    assert_eq!(secrets_in(planted), ["Secret ns/s", "Secret ns/t"]);
+    assert!(glob("police.yaml", "police.yaml") && glob("{police,cnc}.yaml", "cnc.yaml") && !glob("*.yml", "a.yaml"));
+
+    let synced = synced_files();
+    let samples = repo().join("config/samples");
+    assert!(synced.iter().any(|f| f.starts_with(&samples)), "the mesh examples sync config/samples: {synced:?}");
+    assert!(synced.contains(&repo().join("config/samples/police.yaml")), "Argo CD's domain is synced");
+    let mut found = Vec::new();
+    for file in &synced {
+        for secret in secrets_with_values(file) {
+            found.push(format!("{}: {secret}", file.strip_prefix(repo()).expect("in the repository").display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the GitOps examples sync Secrets with values (credentials in Git):\n{}",
+        found.join("\n")
+    );
+
+    // The samples' credentials exist, apart, and no example syncs them.
+    let credentials = repo().join("config/sample-credentials");
+    let files: Vec<PathBuf> = files_under(&credentials).into_iter().filter(|f| manifest(f)).collect();
+    assert!(!files.is_empty(), "config/sample-credentials holds the samples' dummy Secrets");
+    for f in &files {
+        assert!(!synced.contains(f), "{} is synced by a GitOps example", f.display());
+        assert!(!secrets_with_values(f).is_empty(), "{} holds a Secret", f.display());
+    }
 }

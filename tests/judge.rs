@@ -28,8 +28,8 @@ fn api_server_slice() -> Value {
         "endpoints": [{"addresses": [API_SERVER]}]})
 }
 
-/// The reference mesh's declarations, as written in config/samples, and the API
-/// server's address.
+/// The reference mesh's declarations, as written in config/samples and
+/// config/sample-credentials, and the API server's address.
 fn declarations() -> Vec<Value> {
     let mut docs = samples::reference();
     docs.push(api_server_slice());
@@ -49,6 +49,8 @@ fn children() -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_drmesh"))
         .args(["render", "-o", "json", "--now", NOW, "--api-server-cidrs", API_SERVER, "-f"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples"))
+        .arg("-f")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sample-credentials"))
         .output()
         .expect("drmesh render");
     assert!(out.status.success(), "render: {}", String::from_utf8_lossy(&out.stderr));

@@ -1,6 +1,7 @@
-//! The reference mesh in config/samples: every object parses into our types without
-//! losing a field (a typo in a sample would be silently dropped otherwise), passes the
-//! CRDs' CEL rules offline, and the mesh is complete (every reference resolves).
+//! The reference mesh in config/samples (its credentials apart, in
+//! config/sample-credentials): every object parses into our types without losing a field
+//! (a typo in a sample would be silently dropped otherwise), passes the CRDs' CEL rules
+//! offline, and the mesh is complete (every reference resolves).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,9 +12,28 @@ use drmesh::api::{
 use drmesh::manifest::{Document, MeshObject, load_documents};
 use serde_json::Value;
 
-fn samples() -> Vec<Document> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+fn load(dir: &str) -> Vec<Document> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     load_documents(&dir).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
+}
+
+/// The mesh, then its dummy credentials (apart: no GitOps example syncs a Secret).
+fn samples() -> Vec<Document> {
+    let mut docs = load("config/samples");
+    docs.extend(load("config/sample-credentials"));
+    docs
+}
+
+#[test]
+fn the_credentials_are_apart_from_the_mesh() {
+    let mesh = load("config/samples");
+    let secrets: Vec<String> = mesh.iter().filter(|d| d.kind() == "Secret").map(Document::describe).collect();
+    assert!(secrets.is_empty(), "config/samples holds Secrets (GitOps would sync them): {secrets:?}");
+    let credentials = load("config/sample-credentials");
+    assert!(!credentials.is_empty());
+    for doc in &credentials {
+        assert_eq!(doc.kind(), "Secret", "config/sample-credentials holds only Secrets: {}", doc.describe());
+    }
 }
 
 /// Every field of `original` is in `parsed` with the same value (`parsed` may add defaults).

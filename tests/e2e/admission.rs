@@ -90,8 +90,10 @@ fn invalid_message<T: std::fmt::Debug>(result: &Result<T, kube::Error>) -> Optio
 async fn crds_install_and_every_sample_is_accepted() {
     let ns = TestNamespace::create("admission-samples").await;
     install_crds(&ns.client).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
-    let documents = load_documents(&dir).expect("samples load");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents = load_documents(&root.join("config/samples")).expect("samples load");
+    // And their DataSources' dummy credentials, kept apart (no GitOps example syncs them).
+    documents.extend(load_documents(&root.join("config/sample-credentials")).expect("credentials load"));
     assert!(documents.len() >= 20, "only {} sample documents", documents.len());
     // Strict field validation: an unknown or misspelt field is an error, not a warning.
     let params = PatchParams {

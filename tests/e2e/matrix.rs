@@ -90,8 +90,13 @@ fn granted_on(row: &Value, port: &(i64, String)) -> bool {
 #[tokio::test]
 async fn the_whole_access_matrix_matches_real_rbac_and_an_independent_analyzer() {
     let samples = format!("{}/config/samples", env!("CARGO_MANIFEST_DIR"));
-    let out = harness::kubectl(&["apply", "--server-side", "-f", &samples]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The mesh, then its DataSources' dummy credentials (apart: no GitOps example syncs
+    // them), once their namespaces exist.
+    let credentials = format!("{}/config/sample-credentials", env!("CARGO_MANIFEST_DIR"));
+    for dir in [&samples, &credentials] {
+        let out = harness::kubectl(&["apply", "--server-side", "-f", dir]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     let domains: Vec<String> = DOMAINS.iter().map(|d| d.to_string()).collect();
     let objects = harness::wait_all_ready(&domains, TIMEOUT * 2).await;
     let products = products();

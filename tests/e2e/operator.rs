@@ -444,8 +444,13 @@ spec:
 #[tokio::test]
 async fn reference_mesh_converges_and_an_independent_analyzer_agrees_with_the_grants() {
     let samples = format!("{}/config/samples", env!("CARGO_MANIFEST_DIR"));
-    let out = harness::kubectl(&["apply", "--server-side", "-f", &samples]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The mesh, then its DataSources' dummy credentials (apart: no GitOps example syncs
+    // them), once their namespaces exist.
+    let credentials = format!("{}/config/sample-credentials", env!("CARGO_MANIFEST_DIR"));
+    for dir in [&samples, &credentials] {
+        let out = harness::kubectl(&["apply", "--server-side", "-f", dir]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     let client = harness::admin().await;
     let started = Instant::now();
     for doc in drmesh::manifest::load_documents(std::path::Path::new(&samples)).expect("samples") {

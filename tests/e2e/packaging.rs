@@ -6,8 +6,10 @@
 //! Submodules: `rbac` (the operator as the chart's ServiceAccount: RBAC sufficient and
 //! needed; `release` has its fixtures), `policies` (admission), `fail_closed` (the
 //! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus),
-//! `flux` (Flux's own controllers deliver the chart and the mesh from git, docs/gitops.md).
+//! `flux` (Flux's own controllers deliver the chart and the mesh from git, docs/gitops.md),
+//! `alerts` (the PrometheusRule's alerts evaluated by promtool).
 
+mod alerts;
 mod audit;
 mod datapath;
 mod domains;

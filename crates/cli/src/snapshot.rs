@@ -320,6 +320,11 @@ mod tests {
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/samples")).to_path_buf()
     }
 
+    /// The samples' dummy credentials, apart from the mesh (no GitOps example syncs them).
+    fn credentials() -> PathBuf {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/sample-credentials")).to_path_buf()
+    }
+
     #[test]
     fn loads_the_reference_mesh_without_a_problem() {
         let admission = Admission::new().expect("schemas");
@@ -328,8 +333,20 @@ mod tests {
         let s = &mesh.snapshot;
         assert_eq!((s.sources.len(), s.products.len(), s.policies.len()), (5, 6, 7));
         assert_eq!(s.clearance("sdis"), Classification::Internal);
-        assert_eq!(s.secret_exists("police", "incident-db-credentials"), Some(true));
         assert_eq!(mesh.declared_namespaces.len(), 6);
+        // With the credentials among the inputs, their Secrets are known.
+        let inputs = Inputs {
+            paths: vec![samples(), credentials()],
+            cluster: false,
+            now: None,
+            namespace: "default".into(),
+            clearances: vec![],
+            api_server_cidrs: vec![],
+        };
+        let mesh = load(&inputs, &admission).expect("samples and credentials readable");
+        assert_eq!(mesh.diagnostics, vec![]);
+        assert_eq!(mesh.snapshot.secret_exists("police", "incident-db-credentials"), Some(true));
+        assert!(mesh.secret_namespaces.contains("police"));
     }
 
     #[test]

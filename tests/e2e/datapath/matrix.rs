@@ -21,10 +21,13 @@ fn clearance(domain: &str) -> &'static str {
     if matches!(domain, "sdis" | "transport") { "Internal" } else { "Restricted" }
 }
 
-/// The samples, each domain in a namespace of its own for this test, every product
-/// running the reference product image on its output ports.
+/// The samples and their credentials, each domain in a namespace of its own for this
+/// test, every product running the reference product image on its output ports.
 fn reference_mesh(namespaces: &BTreeMap<String, String>) -> Vec<Value> {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents = drmesh::manifest::load_documents(&root.join("config/samples")).expect("samples");
+    // Its DataSources' dummy credentials, kept apart from the mesh (no GitOps example syncs them).
+    documents.extend(drmesh::manifest::load_documents(&root.join("config/sample-credentials")).expect("credentials"));
     // Index with pointers only: `value["key"]` on a mutable Value inserts the key.
     let rename = |v: Option<&mut Value>| {
         if let Some(v) = v
@@ -34,7 +37,7 @@ fn reference_mesh(namespaces: &BTreeMap<String, String>) -> Vec<Value> {
         }
     };
     let mut out = Vec::new();
-    for doc in drmesh::manifest::load_documents(&samples).expect("samples") {
+    for doc in documents {
         let mut v = doc.value;
         if v["kind"] == "Namespace" {
             continue; // created by the test, with the same labels

@@ -38,7 +38,17 @@ fn guide_blocks() -> Vec<String> {
 /// config/samples with each domain renamed `DOMAIN-ID` and inside this test's fence (the
 /// chart's policies bind to the fence label), so that it meets no other test's mesh.
 pub fn samples_copy(id: &str, dir: &Path) {
-    for entry in std::fs::read_dir(repo().join("config/samples")).expect("samples").flatten() {
+    renamed_copy("config/samples", id, dir);
+}
+
+/// config/sample-credentials (the samples' dummy Secrets, apart from the mesh: no GitOps
+/// example syncs them), with the domains renamed as `samples_copy` does.
+pub fn credentials_copy(id: &str, dir: &Path) {
+    renamed_copy("config/sample-credentials", id, dir);
+}
+
+fn renamed_copy(from: &str, id: &str, dir: &Path) {
+    for entry in std::fs::read_dir(repo().join(from)).expect("samples").flatten() {
         let text = std::fs::read_to_string(entry.path()).expect("sample");
         let mut out = String::new();
         for line in text.lines() {
@@ -80,11 +90,15 @@ fn resigned(text: &str) -> String {
 }
 
 /// A block of the guide, run by bash as written (the admin's kubeconfig, kubectl on the
-/// PATH), with config/samples/ standing for the test's copy.
+/// PATH), with config/samples/ and config/sample-credentials/ standing for the test's
+/// copies (`samples` and its sibling `sample-credentials`).
 fn run_block(block: &str, samples: &Path) -> Output {
     let kubectl_dir = harness::kubectl_path().parent().expect("bin dir").to_path_buf();
     let path = format!("{}:{}", kubectl_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let script = block.replace("config/samples/", &format!("{}/", samples.display()));
+    let credentials = samples.with_file_name("sample-credentials");
+    let script = block
+        .replace("config/samples/", &format!("{}/", samples.display()))
+        .replace("config/sample-credentials/", &format!("{}/", credentials.display()));
     Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(repo())
@@ -109,6 +123,9 @@ async fn the_install_guide_takes_a_fresh_install_to_a_running_mesh() {
     let samples = dir.path().join("samples");
     std::fs::create_dir(&samples).expect("samples dir");
     samples_copy(&id, &samples);
+    let credentials = dir.path().join("sample-credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    credentials_copy(&id, &credentials);
     let namespaces: Vec<String> = DOMAINS.iter().map(|d| format!("{d}-{id}")).collect();
     let _namespaces: Vec<ClusterScoped> =
         namespaces.iter().map(|n| ClusterScoped { kind: "namespace", name: n.clone() }).collect();
@@ -117,6 +134,8 @@ async fn the_install_guide_takes_a_fresh_install_to_a_running_mesh() {
     assert_eq!(blocks.len(), 2, "the guide's section has its two blocks: {blocks:#?}");
     let (rbac, mesh) = (&blocks[0], &blocks[1]);
     assert!(rbac.contains("config/platform/clearance-admins.yaml") && mesh.contains("--as-group"), "{blocks:#?}");
+    // The credentials are applied apart from the mesh (config/samples holds no Secret).
+    assert!(mesh.contains("kubectl apply -f config/sample-credentials/"), "{mesh}");
     let domains_step: String =
         mesh.lines().take_while(|l| !l.starts_with("kubectl apply -f")).collect::<Vec<_>>().join("\n");
 

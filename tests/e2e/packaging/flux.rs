@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::domains::{DOMAINS, samples_copy};
+use super::domains::{DOMAINS, credentials_copy, samples_copy};
 use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
 use super::{ok, repo};
 use crate::harness::{self, ClusterScoped, TestNamespace};
@@ -399,11 +399,15 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     copy_dir(&repo().join("config/gitops"), &fork.join("config/gitops"));
     std::fs::create_dir_all(fork.join("config/samples")).expect("samples dir");
     samples_copy(&id, &fork.join("config/samples"));
+    // The samples' dummy credentials: in the fork's Git, as in the repository, but applied
+    // by the guide's step 1 (a secret manager's job), never by Flux.
+    std::fs::create_dir_all(fork.join("config/sample-credentials")).expect("credentials dir");
+    credentials_copy(&id, &fork.join("config/sample-credentials"));
     std::fs::create_dir_all(fork.join("deploy")).expect("deploy dir");
     std::fs::write(fork.join("deploy/values.yaml"), &release.values).expect("values");
     git(&fork, &["init", "-q", "-b", "main"]);
     git(&fork, &["remote", "add", "origin", &url]);
-    git(&fork, &["add", "charts", "config/platform", "config/gitops"]);
+    git(&fork, &["add", "charts", "config/platform", "config/gitops", "config/sample-credentials"]);
     git(&fork, &["commit", "-q", "-m", "drmesh"]);
     git(&fork, &["push", "-q", "-u", "origin", "main"]);
 
@@ -411,6 +415,7 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     assert_eq!(blocks.len(), 5, "the guide's five commands: {blocks:#?}");
     let [domains_step, render, hand_over, wait, fetch] = <[String; 5]>::try_from(blocks).expect("five blocks");
     assert!(domains_step.contains("--as-group drmesh:clearance-admins"), "{domains_step}");
+    assert!(domains_step.contains("kubectl apply -f config/sample-credentials/"), "{domains_step}");
     assert!(render.contains("helm template") && render.contains("git push"), "{render}");
     assert!(hand_over.contains("config/gitops/flux/drmesh.yaml") && hand_over.contains(EXAMPLE_URL), "{hand_over}");
     assert!(wait.contains("kustomization/mesh"), "{wait}");
@@ -461,11 +466,26 @@ async fn flux_delivers_drmesh_and_the_mesh_and_reports_bad_commits() {
     assert_eq!(mesh["status"]["lastAppliedRevision"], format!("main@sha1:{good}"));
     let objects = harness::wait_all_ready(&domains, Duration::from_secs(5)).await;
     assert_eq!(objects, 18, "5 sources, 6 products and 7 grants Ready");
-    // People's Clearances and the MeshPolicy were the security officer's, not Flux's.
+    // People's Clearances and the MeshPolicy were the security officer's, not Flux's; the
+    // credentials the guide's step 1, not Flux's either.
     for name in ["meshpolicy/default", "clearance/cnc-officers"] {
         let o = harness::kubectl_json(&["get", name, "-o", "json"]);
         assert!(o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"].is_null(), "Flux applied {name}: {o}");
     }
+    let mut secrets = 0;
+    for ns in &domains {
+        let list =
+            harness::kubectl_json(&["get", "secrets", "-n", ns, "-l", "drmesh.io/credentials=true", "-o", "json"]);
+        for o in list["items"].as_array().into_iter().flatten() {
+            secrets += 1;
+            assert!(
+                o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"].is_null(),
+                "Flux applied the Secret {}",
+                o["metadata"]["name"]
+            );
+        }
+    }
+    assert_eq!(secrets, 5, "the five sources' credentials, applied by the guide's step 1");
     let flux_ready =
         condition(&mesh, "Ready").expect("Ready")["lastTransitionTime"].as_str().expect("time").to_string();
     for ns in &domains {

@@ -453,7 +453,8 @@ async fn admission_policies_refuse_tampering_and_forgery_and_let_drmesh_through(
 }
 
 /// docs/install.md says how many admission policies the chart ships and lists each one;
-/// docs/security-model.md counts them too. All three agree with what the chart renders.
+/// docs/security-model.md counts them too, and the chart's README lists them as well. All
+/// agree with what the chart renders.
 #[test]
 fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
     let docs =
@@ -488,11 +489,18 @@ fn the_install_guide_lists_exactly_the_admission_policies_the_chart_renders() {
     assert!(install[..start].contains(&said), "the introduction of docs/install.md must say \"{said}\"");
     let model = std::fs::read_to_string(repo.join("docs/security-model.md")).expect("docs/security-model.md");
     assert!(model.contains(&said), "docs/security-model.md must say \"{said}\"");
+    // The chart's README (`helm show readme`) has the same table, in the same order.
+    let readme = std::fs::read_to_string(super::chart_dir().join("README.md")).expect("the chart's README");
+    let listed: Vec<&str> =
+        readme.lines().filter_map(|l| l.strip_prefix("| `RELEASE-")).filter_map(|l| l.split('`').next()).collect();
+    assert_eq!(listed, rendered, "the admission policy table of charts/drmesh/README.md");
+    assert!(readme.contains(&said), "charts/drmesh/README.md must say \"{said}\"");
     for other in words.iter().filter(|w| **w != count) {
         let stale = format!("{other} ValidatingAdmissionPolicies");
-        assert!(
-            !install.to_lowercase().contains(&stale) && !model.to_lowercase().contains(&stale),
-            "stale count: {stale}"
-        );
+        for (doc, text) in
+            [("docs/install.md", &install), ("docs/security-model.md", &model), ("the chart's README", &readme)]
+        {
+            assert!(!text.to_lowercase().contains(&stale), "stale count in {doc}: {stale}");
+        }
     }
 }

@@ -4,6 +4,9 @@
 #   tools.sh python   a venv (.drmesh/venv) with checkov and kubernetes-validate from PyPI,
 #                     pinned by requirements.txt and constraints.txt; prints its bin dir
 #   tools.sh lua      the Lua 5.4 interpreter (Debian's lua5.4); prints its path
+#   tools.sh promtool Prometheus's promtool, built from the Go modules pinned by
+#                     promtool/go.mod (its service discoveries left out: -tags
+#                     remove_all_sd) into $DRMESH_CACHE/tools/; prints its path
 #
 # Idempotent and quiet on success; a stamp file holding the hash of the pins makes the
 # second call free and a changed pin reinstall.
@@ -49,8 +52,28 @@ lua_tool() {
   echo "$lua"
 }
 
+promtool_tool() {
+  local mod="$here/promtool" cache key out version
+  cache="${DRMESH_CACHE:-$HOME/.cache/drmesh}/tools"
+  key="$( (cat "$mod/go.mod" "$mod/go.sum"; go env GOVERSION) | sha256sum | cut -c1-16)"
+  out="$cache/promtool-$key"
+  if [[ -x "$out/promtool" ]]; then echo "$out/promtool"; return 0; fi
+  mkdir -p "$cache"
+  exec 9>"$cache/promtool.lock"
+  flock 9
+  if [[ -x "$out/promtool" ]]; then echo "$out/promtool"; return 0; fi
+  version="$(sed -nE 's/^(require)?[[:space:]]*github\.com\/prometheus\/prometheus (v[0-9.]+).*/\2/p' "$mod/go.mod")"
+  log "building promtool (github.com/prometheus/prometheus $version) into $out (a few minutes, once)"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=mod -trimpath" go build -tags remove_all_sd -ldflags "-s -w" \
+    -o "$out.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) >&2
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  echo "$out/promtool"
+}
+
 case "${1:-}" in
   python) python_tools ;;
   lua) lua_tool ;;
-  *) echo "usage: $0 python|lua" >&2; exit 2 ;;
+  promtool) promtool_tool ;;
+  *) echo "usage: $0 python|lua|promtool" >&2; exit 2 ;;
 esac
