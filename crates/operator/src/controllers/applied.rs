@@ -28,7 +28,8 @@ use serde_json::{Map, Value};
 use crate::mesh::labels;
 
 /// The field managers of the three controllers.
-pub const MANAGERS: [&str; 3] = [labels::MANAGER_DATA_PRODUCT, labels::MANAGER_DATA_SOURCE, labels::MANAGER_ACCESS_POLICY];
+pub const MANAGERS: [&str; 3] =
+    [labels::MANAGER_DATA_PRODUCT, labels::MANAGER_DATA_SOURCE, labels::MANAGER_ACCESS_POLICY];
 
 /// No field of the object is owned by drmesh's managers (never equal to [`desired`]).
 pub const NONE: u64 = 0;
@@ -77,7 +78,8 @@ pub fn projection<K: Resource + Serialize>(live: &K) -> Option<Value> {
     let mut any = false;
     for entry in live.meta().managed_fields.iter().flatten() {
         let ours = entry.manager.as_deref().is_some_and(|m| MANAGERS.contains(&m));
-        if ours && entry.operation.as_deref() == Some("Apply")
+        if ours
+            && entry.operation.as_deref() == Some("Apply")
             && let Some(fields) = &entry.fields_v1
         {
             merge(&mut owned, &fields.0);

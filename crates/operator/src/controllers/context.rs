@@ -428,3 +428,33 @@ impl Context {
         Timestamp::now()
     }
 }
+
+#[cfg(test)]
+impl Caches {
+    /// Empty caches that count as listed for the whole test (tests replace the stores
+    /// they fill).
+    pub fn listed() -> Self {
+        use super::records::{ChildCache, no_detail};
+        let (synced_tx, synced) = tokio::sync::watch::channel(true);
+        std::mem::forget(synced_tx);
+        Caches {
+            sources: kube::runtime::reflector::store().0,
+            products: kube::runtime::reflector::store().0,
+            policies: kube::runtime::reflector::store().0,
+            namespaces: kube::runtime::reflector::store().0,
+            clearances: kube::runtime::reflector::store().0,
+            mesh_policies: kube::runtime::reflector::store().0,
+            deployments: ChildCache::new(super::available_replicas),
+            services: ChildCache::new(no_detail),
+            service_accounts: ChildCache::new(no_detail),
+            network_policies: ChildCache::new(no_detail),
+            roles: ChildCache::new(super::children::rules_hash),
+            role_bindings: ChildCache::new(no_detail),
+            config_maps: ChildCache::new(no_detail),
+            foreign: super::foreign::Foreign::default(),
+            synced,
+            api_server: crate::mesh::grant::ApiServer::none(),
+            index: Default::default(),
+        }
+    }
+}

@@ -12,8 +12,7 @@ use kube::client::Body;
 use kube::runtime::reflector;
 
 use super::context::{Caches, Context, Queues};
-use super::records::{ChildCache, no_detail};
-use super::{available_replicas, children, dataproduct, foreign};
+use super::dataproduct;
 use crate::api::DataProduct;
 use crate::telemetry::{AuditSink, Metrics};
 
@@ -62,28 +61,8 @@ fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
 type Products = reflector::store::Writer<kube::core::DeserializeGuard<DataProduct>>;
 
 fn context(client: kube::Client) -> (Arc<Context>, Products) {
-    let (synced_tx, synced) = tokio::sync::watch::channel(true);
-    std::mem::forget(synced_tx); // the caches count as listed for the whole test
     let (products, products_writer) = reflector::store();
-    let caches = Caches {
-        sources: reflector::store().0,
-        products,
-        policies: reflector::store().0,
-        namespaces: reflector::store().0,
-        clearances: reflector::store().0,
-        mesh_policies: reflector::store().0,
-        deployments: ChildCache::new(available_replicas),
-        services: ChildCache::new(no_detail),
-        service_accounts: ChildCache::new(no_detail),
-        network_policies: ChildCache::new(no_detail),
-        roles: ChildCache::new(children::rules_hash),
-        role_bindings: ChildCache::new(no_detail),
-        config_maps: ChildCache::new(no_detail),
-        foreign: foreign::Foreign::default(),
-        synced,
-        api_server: crate::mesh::grant::ApiServer::none(),
-        index: Default::default(),
-    };
+    let caches = Caches { products, ..Caches::listed() };
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditSink::new(Box::new(std::io::sink())));
     (
@@ -146,7 +125,7 @@ async fn a_product_deleted_behind_a_stale_cache_gets_no_workload_again() {
 }
 
 /// Feeds `objects` to a child cache, as its watch would.
-async fn seen<K>(cache: &ChildCache<K>, objects: Vec<K>)
+async fn seen<K>(cache: &super::records::ChildCache<K>, objects: Vec<K>)
 where
     K: kube::Resource<DynamicType = ()> + Default + Clone + serde::Serialize + Send + 'static,
 {

@@ -190,7 +190,6 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
         *obj.meta_mut() = record.meta(namespace, name);
         obj
     }
-
 }
 
 impl<K: Resource<DynamicType = ()> + Default + Clone + serde::Serialize> ChildCache<K> {

@@ -15,9 +15,8 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::Value;
 
+use super::accesspolicy;
 use super::context::{Caches, Context, Queues};
-use super::records::{ChildCache, no_detail};
-use super::{accesspolicy, available_replicas, children, foreign};
 use crate::api::{AccessPolicy, Clearance, DataProduct};
 use crate::audit;
 use crate::telemetry::{AuditSink, Metrics};
@@ -91,8 +90,6 @@ struct Fixture {
 fn fixture(policy: &AccessPolicy, clearances: Vec<Clearance>) -> Fixture {
     let log = Log::default();
     let client = mock_client(log.clone(), serde_json::to_value(policy).expect("json"));
-    let (synced_tx, synced) = tokio::sync::watch::channel(true);
-    std::mem::forget(synced_tx); // the caches count as listed for the whole test
     let (products, mut products_writer) = reflector::store();
     let (policies, policies_writer) = reflector::store();
     let (people, mut people_writer) = reflector::store();
@@ -100,25 +97,7 @@ fn fixture(policy: &AccessPolicy, clearances: Vec<Clearance>) -> Fixture {
     for clearance in clearances {
         people_writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(clearance))));
     }
-    let caches = Caches {
-        sources: reflector::store().0,
-        products,
-        policies,
-        namespaces: reflector::store().0,
-        clearances: people,
-        mesh_policies: reflector::store().0,
-        deployments: ChildCache::new(available_replicas),
-        services: ChildCache::new(no_detail),
-        service_accounts: ChildCache::new(no_detail),
-        network_policies: ChildCache::new(no_detail),
-        roles: ChildCache::new(children::rules_hash),
-        role_bindings: ChildCache::new(no_detail),
-        config_maps: ChildCache::new(no_detail),
-        foreign: foreign::Foreign::default(),
-        synced,
-        api_server: crate::mesh::grant::ApiServer::none(),
-        index: Default::default(),
-    };
+    let caches = Caches { products, policies, clearances: people, ..Caches::listed() };
     let records = Shared::default();
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditSink::new(Box::new(records.clone())));

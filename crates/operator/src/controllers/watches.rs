@@ -78,7 +78,8 @@ pub trait Reflecting<K>: scope::Listing<K> + Clone {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Default + serde::Serialize + Send + Sync + 'static> Reflecting<K>
-    for ChildCache<K> {
+    for ChildCache<K>
+{
     fn reflect_events<S>(self, events: S) -> impl Stream<Item = WatchResult<K>> + Send
     where
         S: Stream<Item = WatchResult<K>> + Send,
