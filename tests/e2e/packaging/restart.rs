@@ -7,9 +7,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use std::process::Command;
 
+use super::ok;
 use super::rbac::{apply, grant, product, ready, source};
 use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
-use super::ok;
 use crate::harness::{self, TestNamespace};
 
 /// Waits until `operator` has no reconcile queued or running and its child writes have
@@ -110,11 +110,14 @@ async fn a_restarted_operator_re_applies_nothing_unchanged_and_reverts_what_chan
     .await;
     harness::wait_for(&bindings, binding, CONVERGE, |b: Option<&RoleBinding>| b.is_some()).await;
     let writes = settled_writes(&second).await;
-    let unread: Vec<String> =
-        second.log_text().lines().filter(|l| l.contains("does not read back") || l.contains("what drmesh owns")).map(str::to_string).collect();
+    let unread: Vec<String> = second
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("does not read back") || l.contains("what drmesh owns"))
+        .map(str::to_string)
+        .collect();
     assert_eq!(
-        writes,
-        2.0,
+        writes, 2.0,
         "the restarted operator applied {writes} children of {children} (the first run wrote {first_writes}): \
          only the opened isolation and the deleted RoleBinding had to be; children that did not read back as \
          applied (with RUST_LOG=info,drmesh_operator=debug): {unread:#?}"
