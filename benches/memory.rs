@@ -81,7 +81,7 @@ fn cost<T>(load: impl FnOnce() -> T) -> usize {
 
 fn measure<K>(kind: &'static str, docs: &[Value], trim: fn(&mut K), detail: fn(&K) -> u64) -> Row
 where
-    K: kube::Resource<DynamicType = ()> + Clone + Default + DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + Default + DeserializeOwned + serde::Serialize + Send + Sync + 'static,
 {
     let objects: Vec<K> = docs
         .iter()
