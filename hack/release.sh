@@ -40,7 +40,15 @@ det_tar() { # dir [entry] -> stdout (gzip -n); entry defaults to "." (the dir's 
 
 rm -rf "$dist" && mkdir -p "$dist"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# cargo-cyclonedx (step 5) writes its SBOM next to the Cargo.toml of every package of the
+# workspace (the root's and crates/*'s): none is left in the work tree, even on failure.
+sboms=()
+while IFS= read -r dir; do sboms+=("$dir/drmesh-sbom.json"); done < <(
+  cargo metadata --locked --offline --no-deps --format-version 1 |
+    python3 -c 'import json, os, sys; print("\n".join(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"]))'
+)
+[[ " ${sboms[*]} " == *" $repo/drmesh-sbom.json "* ]] || { log "cargo metadata does not list the root package"; exit 1; }
+trap 'rm -rf "$work"; rm -f "${sboms[@]}"' EXIT
 
 # 1. The binary: release profile, static, its paths remapped (no home or checkout path).
 log "building drmesh $version ($triple, crt-static)"
@@ -78,7 +86,9 @@ for shell in bash zsh fish; do "$cli/drmesh" completion "$shell" > "$cli/complet
 archive="drmesh-$version-linux-amd64.tar.gz"
 det_tar "$cli" > "$dist/$archive"
 
-# 5. The SBOM: the crates the drmesh binary is built from (cargo-cyclonedx, pinned).
+# 5. The SBOM: the crates the drmesh binary is built from (cargo-cyclonedx, pinned). The
+# root package's SBOM is the binary's (the workspace's crates among its components); the
+# members' are dropped (the trap above).
 if [[ ! -x "$tools/bin/cargo-cyclonedx" ]]; then
   log "installing cargo-cyclonedx $cyclonedx_version into $tools"
   cargo install --locked --root "$tools" "cargo-cyclonedx@$cyclonedx_version" >&2
@@ -97,7 +107,7 @@ digest = hashlib.sha256(text.encode()).hexdigest()
 bom["serialNumber"] = f"urn:uuid:{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-8{digest[17:20]}-{digest[20:32]}"
 open(out, "w").write(json.dumps(bom, sort_keys=True, indent=1) + "\n")
 EOF
-rm -f "$repo/drmesh-sbom.json"
+rm -f "${sboms[@]}"
 
 # 6. The krew manifest, for the archive just built.
 sha="$(sha256sum "$dist/$archive" | cut -d' ' -f1)"
