@@ -113,7 +113,9 @@ impl Applier {
         }
         self.writes.inc();
         let stored = self.send(child, &namespace, &name, PatchParams::apply(self.manager).force()).await?;
-        if applied::live(&stored) != desired {
+        // Serializing the stored child costs as much as the apply's own encoding: only
+        // when someone reads the log.
+        if tracing::enabled!(tracing::Level::DEBUG) && applied::live(&stored) != desired {
             // Harmless (the resourceVersion check above still spares idle writes), but
             // this child will be applied again after a restart: worth knowing.
             tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied child does not read back as applied");

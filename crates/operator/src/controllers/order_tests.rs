@@ -214,9 +214,9 @@ async fn owners_access_the_plan_drops_is_revoked_before_anything_is_applied() {
     assert!(at("DELETE", "roles") < first_apply, "revocations before any apply: {log:?}");
 }
 
-/// A writer the test reads back (the audit stream).
+/// A writer the test reads back (the audit stream); the report tests use it too.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Shared {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

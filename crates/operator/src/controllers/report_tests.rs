@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::accesspolicy;
 use super::context::{Caches, Context, Queues};
+use super::order_tests::Shared;
 use crate::api::{AccessPolicy, Clearance, DataProduct};
 use crate::audit;
 use crate::telemetry::{AuditSink, Metrics};
@@ -57,22 +58,8 @@ fn mock_client(log: Log, policy: Value) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-/// A writer the test reads back (the audit stream).
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Shared {
-    fn records(&self) -> Vec<audit::Record> {
+    pub(super) fn records(&self) -> Vec<audit::Record> {
         let text = String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf-8");
         text.lines().map(|l| serde_json::from_str(l).expect("a record")).collect()
     }
