@@ -268,6 +268,93 @@ async fn a_grant_that_cannot_be_parsed_loses_its_access() {
     .await;
 }
 
+/// Mallory may write the status of `resource` in `ns` (no admission policy here; the
+/// chart's `statuses` policy refuses it, packaging::fail_closed): she writes a count the
+/// schema accepts (an integer) but no int32 holds, so the operator cannot parse `name`.
+async fn mallory_garbles(ns: &str, resource: &str, name: &str) {
+    let_mallory(ns, json!([{"apiGroups": ["drmesh.io"], "resources": [resource, format!("{resource}/status")], "verbs": ["get", "patch"]}]))
+        .await;
+    let patch = r#"{"status":{"consumerCount":99999999999}}"#;
+    as_mallory(&["patch", resource, name, "-n", ns, "--subresource=status", "--type=merge", "-p", patch], None);
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_be_parsed_lends_nothing() {
+    let ns = domain("fc-parse-src", "Restricted").await;
+    let n = ns.name.as_str();
+    // The source lends its Secret to feed's ServiceAccount.
+    let binding = "drmesh-source-db";
+    harness::wait_for(&ns.api::<RoleBinding>(), binding, TIMEOUT, exists()).await;
+    let feed_sa = format!("system:serviceaccount:{n}:feed");
+    let reads_secret = || {
+        let out = harness::kubectl(&["auth", "can-i", "get", "secrets/db-credentials", "-n", n, "--as", &feed_sa]);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(answer == "yes" || answer == "no", "can-i: {}", String::from_utf8_lossy(&out.stderr));
+        answer == "yes"
+    };
+    assert!(reads_secret(), "lent before the attack");
+    mallory_garbles(n, "datasources", "db").await;
+    harness::wait_deleted(&ns.api::<RoleBinding>(), binding, TIMEOUT).await;
+    harness::wait_deleted(&ns.api::<NetworkPolicy>(), "drmesh-source-db-egress", TIMEOUT).await;
+    assert!(!reads_secret(), "an unparseable source lends nothing");
+    audit_record("the withdrawal of the unparseable source's loans", |r| {
+        r["reason"] == "Unparseable" && r["decision"] == "Revoked" && r["product"]["namespace"] == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_product_that_cannot_be_parsed_loses_its_workload_and_its_owners_access() {
+    let ns = domain("fc-parse-dp", "Restricted").await;
+    let n = ns.name.as_str();
+    harness::wait_for(&ns.api::<RoleBinding>(), "feed-owners", TIMEOUT, exists()).await;
+    assert!(can(n, &format!("owners-{n}"), "get", "dataproducts.drmesh.io/feed", None), "owners before");
+    mallory_garbles(n, "dataproducts", "feed").await;
+    // Its pods mounted the source's Secret: the workload goes, and the owners' access.
+    harness::wait_deleted(&ns.api::<Deployment>(), "feed", TIMEOUT).await;
+    harness::wait_deleted(&ns.api::<RoleBinding>(), "feed-owners", TIMEOUT).await;
+    assert!(!can(n, &format!("owners-{n}"), "get", "dataproducts.drmesh.io/feed", None), "owners after");
+    // Deny by default stays.
+    assert!(ns.api::<NetworkPolicy>().get_opt("feed-isolation").await.expect("get").is_some(), "isolation kept");
+    audit_record("the withdrawal of the unparseable product", |r| {
+        r["reason"] == "Unparseable"
+            && r["decision"] == "Revoked"
+            && r["product"] == json!({"namespace": n, "name": "feed"})
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_foreign_finalizer_on_a_product_workload_does_not_keep_it_running() {
+    let ns = domain("fc-fin-dp", "Restricted").await;
+    let n = ns.name.as_str();
+    harness::wait_for(&ns.api::<Deployment>(), "feed", TIMEOUT, exists()).await;
+    // Mallory may patch the workloads of her domain and delete products: she pins the
+    // product's Deployment (whose pods mount the source's Secret), then deletes the product.
+    let_mallory(
+        n,
+        json!([
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["drmesh.io"], "resources": ["dataproducts"], "verbs": ["get", "delete"]},
+        ]),
+    )
+    .await;
+    let patch = format!(r#"{{"metadata":{{"finalizers":["{FOREIGN_FINALIZER}"]}}}}"#);
+    as_mallory(&["patch", "deployment", "feed", "-n", n, "--type=merge", "-p", &patch], None);
+    as_mallory(&["delete", "dataproduct", "feed", "-n", n, "--wait=false"], None);
+    // The garbage collector deletes the Deployment; the finalizer must not hold it.
+    harness::wait_deleted(&ns.api::<Deployment>(), "feed", TIMEOUT).await;
+    harness::eventually("no pod of feed left", TIMEOUT, || {
+        let pods = ns.api::<Pod>();
+        async move {
+            let list = pods.list(&ListParams::default().labels("drmesh.io/data-product=feed")).await.ok()?;
+            list.items.is_empty().then_some(())
+        }
+    })
+    .await;
+    release("deployment", n, "feed");
+}
+
 #[tokio::test]
 async fn owners_read_a_restricted_product_only_through_a_grant() {
     let restricted = domain("fc-own-dr", "Restricted").await;
@@ -360,9 +447,12 @@ spec:
         (!out.status.success()).then_some(())
     })
     .await;
-    // The producer narrows the grant to the group alone (re-approved): RBAC would narrow,
-    // the NetworkPolicy update is refused. Nothing of the grant may stay.
-    apply(&harness::approved_by_examples(
+    // Mallory, who writes the domain's grants, narrows this one to the group and the
+    // reader pods (re-approved): RBAC would narrow, the NetworkPolicy update is refused.
+    // Nothing of the grant may stay.
+    let_mallory(n, json!([{"apiGroups": ["drmesh.io"], "resources": ["accesspolicies"], "verbs": ["get", "patch"]}]))
+        .await;
+    let narrowed = harness::approved_by_examples(
         &format!(
             r#"
 apiVersion: drmesh.io/v1alpha1
@@ -378,7 +468,8 @@ spec:
 "#
         ),
         &[1, 2],
-    ));
+    );
+    as_mallory(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&narrowed));
     let policy =
         harness::wait_for(&ns.api::<AccessPolicy>(), "partial", TIMEOUT, has_reason::<AccessPolicy>("ApplyFailed"))
             .await

@@ -5,7 +5,8 @@
 //!
 //! Submodules: `rbac` (the operator as the chart's ServiceAccount: RBAC sufficient and
 //! needed; `release` has its fixtures), `policies` (admission), `fail_closed` (the
-//! attacker's side of the admission policies, issue 13), `health` (Argo CD, kstatus),
+//! attacker's side of the admission policies, issue 13), `red_team` (the attacker against
+//! the policies and the operator under its own identity together), `health` (Argo CD, kstatus),
 //! `flux` (Flux's own controllers deliver the chart and the mesh from git, docs/gitops.md),
 //! `alerts` (the PrometheusRule's alerts evaluated by promtool).
 
@@ -18,6 +19,7 @@ mod flux;
 mod health;
 mod policies;
 mod rbac;
+mod red_team;
 mod release;
 mod restart;
 
@@ -36,7 +38,7 @@ pub const FENCE_LABEL: &str = "drmesh.io/e2e-packaging";
 
 /// The chart's ValidatingAdmissionPolicies (names after the release's), in the order the
 /// chart renders them; docs/install.md lists the same.
-pub const ADMISSION_POLICIES: [&str; 9] = [
+pub const ADMISSION_POLICIES: [&str; 10] = [
     "managed-objects",
     "classified-namespaces",
     "clearance-label",
@@ -45,6 +47,7 @@ pub const ADMISSION_POLICIES: [&str; 9] = [
     "product-pods",
     "datasource-credentials",
     "credentials-label",
+    "statuses",
     "host-network",
 ];
 

@@ -176,6 +176,25 @@ fn owners_read_an_internal_product_only_when_every_owner_is_cleared() {
 }
 
 #[test]
+fn owners_read_through_a_grant_where_the_mesh_policy_bounds_grants_of_the_level() {
+    let mut mesh = mesh();
+    mesh.add_person_clearance(clearance("Group", "police-owners", "Internal", "2027-01-01T00:00:00Z"));
+    let stats = mesh.product("police", "stats").expect("stats");
+    assert!(rules::plan_product(&mesh, &stats, now()).owners_read_data, "cleared owners, no bound");
+    // A bound on Restricted grants only: Internal owners still read by being owners.
+    mesh.set_mesh_policy(mesh_policy("maxGrantDuration: {Restricted: 30d}"));
+    assert!(rules::plan_product(&mesh, &stats, now()).owners_read_data);
+    // Internal grants last at most 90 days: owning the product is no way around it.
+    mesh.set_mesh_policy(mesh_policy("maxGrantDuration: {Internal: 90d}"));
+    let p = rules::plan_product(&mesh, &stats, now());
+    assert!(!p.owners_read_data);
+    let role = super::product::build(&stats, &p).owners_role.expect("owners still see the product");
+    assert!(
+        !role.rules.unwrap_or_default().iter().any(|r| r.resources.iter().flatten().any(|x| x == "services/proxy"))
+    );
+}
+
+#[test]
 fn a_restricted_grant_to_people_needs_two_distinct_valid_approvals_of_its_exact_spec() {
     let mesh = mesh();
     let unsigned = grant("feed", BOTH, "");

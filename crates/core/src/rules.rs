@@ -712,6 +712,16 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             .cloned();
     }
     let mut owners_read_data = crate::product::owners_read_data(product);
+    // Owners read the data for as long as they own the product: where the MeshPolicy
+    // bounds how long a grant of this level may last (maxGrantDuration), that would be a
+    // grant beyond the bound, so owners read it through an AccessPolicy like anyone else.
+    if owners_read_data
+        && view
+            .mesh_policy()
+            .is_some_and(|m| m.spec.max_grant_duration.as_ref().and_then(|d| d.for_level(classification)).is_some())
+    {
+        owners_read_data = false;
+    }
     let mut owners_not_cleared = Vec::new();
     if owners_read_data && classification > Classification::Public {
         for owner in &product.spec.owners {

@@ -198,6 +198,16 @@ pub enum Wait {
     Stalled,
 }
 
+/// The owners who read the product's data by being owners (`status.ownersWithDataAccess`),
+/// as `Kind:name`.
+pub fn owners_with_data_access(product: &DataProduct, plan: &ProductPlan) -> Vec<String> {
+    if plan.owners_read_data {
+        product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
+    } else {
+        vec![]
+    }
+}
+
 pub fn product(
     product: &DataProduct,
     plan: &ProductPlan,
@@ -241,11 +251,7 @@ pub fn product(
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let endpoint = product.spec.output_ports.first().map(|p| format!("{name}.{namespace}.svc:{}", p.port));
-    let owners_with_data_access = if plan.owners_read_data {
-        product.spec.owners.iter().map(|o| format!("{:?}:{}", o.kind, o.name)).collect()
-    } else {
-        vec![]
-    };
+    let owners_with_data_access = owners_with_data_access(product, plan);
     DataProductStatus {
         observed_generation: generation,
         conditions,

@@ -37,12 +37,21 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
     {
         plan.blocker = Some(problem.clone());
     }
-    let bundle = product::build(product, &plan);
+    let mut bundle = product::build(product, &plan);
     if bundle.deployment.is_some()
         && ctx.caches.deployments.get(&namespace, &name).is_none()
         && !still_there(ctx, product).await?
     {
         return Ok(None);
+    }
+    // Owners who gain the product's data are recorded before their access is applied;
+    // when the record cannot be written (and the audit refuses), they do not gain it.
+    let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
+    let gained: Vec<String> =
+        status::owners_with_data_access(product, &plan).into_iter().filter(|o| !had.contains(o)).collect();
+    if !gained.is_empty() && record_owners(ctx, product, audit::Decision::Granted, gained).await.is_err() {
+        plan.owners_read_data = false;
+        bundle = product::build(product, &plan);
     }
     if let Err(error) = apply(ctx, product, &namespace, &uid, bundle).await {
         if let Some(problem) = error.problem() {
@@ -118,7 +127,13 @@ fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
 pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
-    children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &product.name_any()), false).await?;
+    let withdrawn =
+        children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &product.name_any()), false)
+            .await?;
+    let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
+    if withdrawn > 0 && !had.is_empty() {
+        let _ = record_owners(ctx, product, audit::Decision::Revoked, had).await;
+    }
     Ok(None)
 }
 
@@ -176,9 +191,37 @@ const DENIALS: [Reason; 7] = [
     Reason::ForeignAccessObjects,
 ];
 
+/// The owners' data access gained or lost (`subjects`), as an audit record, an Event and
+/// a metric. An error when a gain could not be recorded and the audit refuses.
+async fn record_owners(
+    ctx: &Context,
+    product: &DataProduct,
+    decision: audit::Decision,
+    subjects: Vec<String>,
+) -> Result<(), crate::telemetry::AuditError> {
+    let level = product.spec.classification;
+    let message = match decision {
+        audit::Decision::Granted => format!("owners read the {level} product's data by being owners"),
+        _ => "the product's owners no longer read its data by being owners".to_string(),
+    };
+    ctx.report(super::Report {
+        object: product.object_ref(&()),
+        decision,
+        reason: Reason::OwnersAccess,
+        message,
+        product: audit::ObjectRef { namespace: product.namespace().unwrap_or_default(), name: product.name_any() },
+        classification: level.to_string(),
+        subjects,
+        purpose: None,
+        expires_at: None,
+        policy: None,
+    })
+    .await
+}
+
 /// An Event on every change of the Ready reason (an audit record when it is a denial);
-/// an audit record when owners gain or lose the product's data, or foreign access
-/// objects appear in its domain.
+/// an audit record when owners lose the product's data, or foreign access objects appear
+/// in its domain.
 async fn report_transition(
     ctx: &Context,
     product: &DataProduct,
@@ -199,21 +242,12 @@ async fn report_transition(
         expires_at: None,
         policy: None,
     };
-    if before.owners_with_data_access != after.owners_with_data_access {
-        let (decision, message) = if after.owners_with_data_access.is_empty() {
-            (audit::Decision::Revoked, "the product's owners no longer read its data by being owners".to_string())
-        } else {
-            (
-                audit::Decision::Granted,
-                format!("owners read the {} product's data by being owners", product.spec.classification),
-            )
-        };
-        let subjects = if after.owners_with_data_access.is_empty() {
-            &before.owners_with_data_access
-        } else {
-            &after.owners_with_data_access
-        };
-        let _ = ctx.report(base(decision, Reason::OwnersAccess, message, subjects.clone())).await;
+    // Owners who gained the data were recorded before it was applied (`reconcile`); those
+    // who lost it, once it is withdrawn.
+    let lost: Vec<String> =
+        before.owners_with_data_access.iter().filter(|o| !after.owners_with_data_access.contains(o)).cloned().collect();
+    if !lost.is_empty() {
+        let _ = record_owners(ctx, product, audit::Decision::Revoked, lost).await;
     }
     let isolated = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::ISOLATED).cloned();
     if let Some(exposed) = isolated(after)

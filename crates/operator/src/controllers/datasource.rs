@@ -83,6 +83,20 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     Ok(Some(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
 }
 
+/// A source being deleted (or in a namespace being deleted): its credentials and egress
+/// are taken from every product now, and that is recorded.
+pub async fn withdraw(source: &DataSource, ctx: &Context) -> Result<Option<Duration>, Error> {
+    let namespace = source.namespace().ok_or(Error::MissingNamespace)?;
+    let uid = source.uid().ok_or(Error::MissingUid)?;
+    let name = source.name_any();
+    let withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &name), true).await?;
+    let had: Vec<String> = lent(source.status.as_ref()).into_iter().collect();
+    if withdrawn > 0 {
+        record_credentials(ctx, source, &had, audit::Decision::Revoked).await?;
+    }
+    Ok(None)
+}
+
 /// The products a status says the source lends its credentials to.
 fn lent(status: Option<&DataSourceStatus>) -> std::collections::BTreeSet<String> {
     status.map(|s| s.consumers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default()

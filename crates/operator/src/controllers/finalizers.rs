@@ -6,7 +6,8 @@
 //!   product's pods is left, then drmesh releases it (the CVE-2024-7598 class: pods
 //!   outliving their NetworkPolicy during deletion).
 //! - A RoleBinding, Role or NetworkPolicy of drmesh's being deleted still grants while a
-//!   finalizer holds it: drmesh removes every finalizer but its own from such a child.
+//!   finalizer holds it, and a Deployment being deleted keeps its pods: drmesh removes
+//!   every finalizer but its own from any of its children being deleted.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
@@ -105,26 +105,23 @@ pub async fn network_policies(
         .await;
 }
 
-/// Removes foreign finalizers from managed RBAC children being deleted.
-pub async fn rbac<K>(client: Client, events: Events<K>, leading: tokio::sync::watch::Receiver<bool>)
+/// Removes foreign finalizers from managed children of kind `K` being deleted (every
+/// kind but the NetworkPolicies, which [`network_policies`] looks after): a terminating
+/// RoleBinding or Role still grants, a terminating Deployment keeps its pods (and the
+/// Secrets they mount) running, and a ServiceAccount, Service or ConfigMap held by a
+/// finalizer outlives its product.
+pub async fn foreign<K>(client: Client, events: Events<K>, leading: tokio::sync::watch::Receiver<bool>)
 where
-    K: Resource<DynamicType = ()> + Send + 'static,
+    K: super::children::Child,
 {
     events
         .for_each(|event| {
             if let Some(meta) = being_deleted(&event).filter(holds_foreign) {
-                let namespace = meta.namespace.clone().unwrap_or_default();
-                let client = client.clone();
-                let kind = K::kind(&()).to_string();
+                let api: Api<K> = Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or_default());
                 let mut leading = leading.clone();
                 tokio::spawn(async move {
                     let _ = leading.wait_for(|l| *l).await;
-                    let result = if kind == "Role" {
-                        release_finalizers(&Api::<Role>::namespaced(client, &namespace), &meta).await
-                    } else {
-                        release_finalizers(&Api::<RoleBinding>::namespaced(client, &namespace), &meta).await
-                    };
-                    if let Err(error) = result {
+                    if let Err(error) = release_finalizers(&api, &meta).await {
                         tracing::warn!(%error, "cannot remove foreign finalizers");
                     }
                 });

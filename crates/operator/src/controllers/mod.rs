@@ -663,10 +663,23 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .for_each(|_| future::ready(()))
     };
 
-    let finalizers_kept = future::join3(
-        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe(), ctx.leading.clone()),
-        finalizers::rbac(client.clone(), rb.subscribe(), ctx.leading.clone()),
-        finalizers::rbac(client.clone(), role.subscribe(), ctx.leading.clone()),
+    let leading = || ctx.leading.clone();
+    let finalizers_kept = future::join(
+        finalizers::network_policies(client.clone(), caches.clone(), np.subscribe(), leading()),
+        future::join3(
+            future::join(
+                finalizers::foreign(client.clone(), rb.subscribe(), leading()),
+                finalizers::foreign(client.clone(), role.subscribe(), leading()),
+            ),
+            future::join(
+                finalizers::foreign(client.clone(), deploy.subscribe(), leading()),
+                finalizers::foreign(client.clone(), svc.subscribe(), leading()),
+            ),
+            future::join(
+                finalizers::foreign(client.clone(), sa.subscribe(), leading()),
+                finalizers::foreign(client.clone(), cm.subscribe(), leading()),
+            ),
+        ),
     );
 
     tracing::info!("drmesh controllers started");
@@ -883,8 +896,9 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
     let next = match seen(&guarded, &ctx.caches) {
         Seen::Live(product) => dataproduct::reconcile(&product, &ctx).await,
         Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
-        // Owners' RBAC only: the isolation stays (deny by default), grants on the product
-        // are refused by their own controller (it cannot be read), and its sources drop it.
+        // Owners' RBAC and the workload (its pods mount the sources' Secrets): the
+        // isolation stays (deny by default), grants on the product are refused by their
+        // own controller (it cannot be read), and its sources drop it.
         Seen::Unparseable(invalid) => {
             withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
         }
@@ -900,14 +914,7 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
     let run = ctx.start(format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
     let next = match seen(&guarded, &ctx.caches) {
         Seen::Live(source) => datasource::reconcile(&source, &ctx).await,
-        Seen::Withdrawing(source) => {
-            let namespace = source.namespace().unwrap_or_default();
-            let uid = source.uid().unwrap_or_default();
-            let labels = (labels::DATA_SOURCE, source.name_any());
-            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (labels.0, &labels.1), true)
-                .await
-                .map(|_| None)
-        }
+        Seen::Withdrawing(source) => datasource::withdraw(&source, &ctx).await,
         Seen::Unparseable(invalid) => {
             withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
         }
@@ -991,8 +998,9 @@ async fn audit_upkeep(ctx: Arc<Context>) {
     }
 }
 
-/// Withdraws what the children of an unparseable object grant, and says so once (Event,
-/// audit record, metric) when something was withdrawn.
+/// Withdraws what the children of an unparseable object grant (and a product's workload,
+/// whose pods mount its sources' Secrets), and says so once (Event, audit record,
+/// metric) when something was withdrawn.
 async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     invalid: &kube::core::error_boundary::InvalidObject,
@@ -1002,7 +1010,19 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let uid = invalid.metadata.uid.clone().unwrap_or_default();
-    let withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
+    let mut withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
+    if K::kind(&()) == "DataProduct" {
+        let none = std::collections::BTreeSet::new();
+        withdrawn += children::prune::<Deployment, _>(
+            &ctx.client,
+            &ctx.caches.deployments,
+            &namespace,
+            &uid,
+            (label, &name),
+            &none,
+        )
+        .await?;
+    }
     if withdrawn == 0 {
         return Ok(None);
     }

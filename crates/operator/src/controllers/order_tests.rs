@@ -297,3 +297,72 @@ status:
     let events = log.iter().filter(|(m, p)| m == "POST" && p.ends_with("/events")).count();
     assert_eq!(events, 1, "one Event: {log:?}");
 }
+
+/// An audit stream that cannot be written (a full disk, a dead pipe).
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("the audit disk is full"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::other("the audit disk is full"))
+    }
+}
+
+/// Like [`mock_client`], keeping the body of every owners' Role applied.
+fn keeping_owner_roles(log: Log, roles: Arc<Mutex<Vec<String>>>) -> kube::Client {
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let (log, roles) = (log.clone(), roles.clone());
+        async move {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_string();
+            log.lock().expect("log").push((method.clone(), path.clone()));
+            let mut body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            if method == "PATCH" && path.ends_with("/roles/feed-owners") {
+                roles.lock().expect("roles").push(String::from_utf8_lossy(&body).into_owned());
+            }
+            if method == "GET" && path.ends_with("/namespaces/police/dataproducts/feed") {
+                body = br#"{"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "feed", "namespace": "police", "uid": "uid-feed"}}"#.to_vec();
+            }
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .expect("response"),
+            )
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// Owners who gain a product's data are recorded before the Role that gives it reaches the
+/// API server; when the record cannot be written (and the audit refuses), their Role
+/// comes without the data (`services/proxy`).
+#[tokio::test]
+async fn owners_gain_the_data_only_once_it_is_recorded() {
+    for writable in [true, false] {
+        let (log, roles) = (Log::default(), Arc::new(Mutex::new(Vec::new())));
+        let (ctx, _) = context(keeping_owner_roles(log.clone(), roles.clone()));
+        let records = Shared::default();
+        let mut ctx = Arc::into_inner(ctx).expect("one owner");
+        let stream: Box<dyn std::io::Write + Send> =
+            if writable { Box::new(records.clone()) } else { Box::new(Broken) };
+        ctx.audit = Arc::new(AuditSink::new(stream));
+        let _ = dataproduct::reconcile(&product(), &Arc::new(ctx)).await;
+        let role = roles.lock().expect("roles").first().cloned().expect("the owners' Role is applied");
+        let text = String::from_utf8(records.0.lock().expect("records").clone()).expect("utf-8");
+        let log = log.lock().expect("log").clone();
+        if writable {
+            assert!(role.contains("services/proxy"), "recorded owners read the data: {role}");
+            assert!(text.contains("\"OwnersAccess\"") && text.contains("\"Granted\""), "the record: {text}");
+            let event = log.iter().position(|(m, p)| m == "POST" && p.ends_with("/events")).expect("an Event");
+            let applied =
+                log.iter().position(|(m, p)| m == "PATCH" && p.ends_with("/roles/feed-owners")).expect("Role");
+            assert!(event < applied, "recorded (and announced) before it is applied: {log:?}");
+        } else {
+            assert!(!role.contains("services/proxy"), "unrecorded owners must not read the data: {role}");
+        }
+    }
+}
