@@ -7,8 +7,8 @@
 //! Isolation from the other e2e tests, which run the operator cluster-wide as the admin
 //! in the same cluster: each test's namespaces carry a unique [`FENCE_LABEL`]; the
 //! chart's admission policies are bound to those namespaces only (so the admin's
-//! operator cannot write our children there), and two test-only policies keep our
-//! operator out of every other namespace and the admin's operator off our statuses.
+//! operator can write neither our children nor our statuses there), and a test-only
+//! policy keeps our operator out of every other namespace.
 
 use drmesh::api::{AccessPolicy, DataProduct, DataSource};
 use k8s_openapi::api::apps::v1::Deployment;

@@ -117,11 +117,11 @@ impl Release {
         self.guard_cluster_scoped();
     }
 
-    /// Two test-only policies, so that this release's operator and the other tests' one
-    /// (run cluster-wide as the admin) do not meet: "fence-out" refuses our operator's
-    /// writes outside our namespaces, "fence-in" refuses anyone else's status writes
-    /// inside them. (The chart's own `managed-objects` policy, bound to our namespaces,
-    /// already refuses the other operator's children there.)
+    /// A test-only policy, so that this release's operator and the other tests' one (run
+    /// cluster-wide as the admin) do not meet: "fence-out" refuses our operator's writes
+    /// outside our namespaces. Inside them, the chart's own policies, bound to our
+    /// namespaces, refuse the other operator: `managed-objects` its children, `statuses`
+    /// its status writes.
     pub fn fence(&mut self) {
         let (id, user) = (&self.id, self.username());
         let children = r#"
@@ -150,31 +150,12 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicyBinding
 metadata: {{name: {id}-fence-out}}
 spec: {{policyName: {id}-fence-out, validationActions: [Deny]}}
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {id}-fence-in}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    namespaceSelector: {{matchLabels: {{{FENCE_LABEL}: {id}}}}}
-    resourceRules:
-      - {{apiGroups: ["drmesh.io"], apiVersions: ["*"], resources: ["datasources/status", "dataproducts/status", "accesspolicies/status"], operations: ["UPDATE"]}}
-  validations:
-    - expression: "request.userInfo.username == '{user}'"
-      message: "e2e fence: only this test's operator reports status here"
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {id}-fence-in}}
-spec: {{policyName: {id}-fence-in, validationActions: [Deny]}}
 "#
         );
-        ok("apply the e2e fences", kubectl_stdin(&["apply", "-f", "-"], &yaml));
-        for name in [format!("{id}-fence-out"), format!("{id}-fence-in")] {
-            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
-            self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
-        }
+        ok("apply the e2e fence", kubectl_stdin(&["apply", "-f", "-"], &yaml));
+        let name = format!("{id}-fence-out");
+        self._guards.push(ClusterScoped { kind: "validatingadmissionpolicy", name: name.clone() });
+        self._guards.push(ClusterScoped { kind: "validatingadmissionpolicybinding", name });
     }
 
     /// A kubeconfig acting as the chart's ServiceAccount (impersonated by the admin).
