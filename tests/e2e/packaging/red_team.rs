@@ -242,7 +242,7 @@ async fn the_attacker_meets_the_charts_policies_and_the_operator_under_its_own_i
         "mallory pins the grant's RoleBinding",
         as_mallory(&["patch", "rolebinding", "drmesh-grant-readers", "-n", dr, "--type=merge", "-p", &pin], ""),
         // Both managed-objects and classified-namespaces refuse it; the first to answer says so.
-        "may not update rolebindings drmesh-grant-readers",
+        "mallory may not update rolebindings",
     );
     accepted(
         "mallory pins the grant",
