@@ -402,6 +402,39 @@ async fn access_objects_left_from_before_classification_are_reported() {
 }
 
 #[tokio::test]
+async fn an_access_object_passing_for_drmeshs_with_a_forged_label_is_reported() {
+    let ns = domain("fc-forged", "Restricted").await;
+    let n = ns.name.as_str();
+    let_mallory(
+        n,
+        json!([{"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "get"]}]),
+    )
+    .await;
+    // Without the chart's managed-objects policy, mallory labels her door as drmesh's own:
+    // drmesh's children are not foreign, and no parent claims this one.
+    let door = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: disguised\n  namespace: {n}\n  labels: {{app.kubernetes.io/managed-by: drmesh, drmesh.io/data-product: feed}}\nspec:\n  podSelector: {{}}\n  ingress: [{{}}]\n"
+    );
+    as_mallory(&["create", "-f", "-"], Some(&door));
+    // (mallory's own RoleBinding is a foreign access object already: the door must join it.)
+    let product = harness::wait_for(&ns.api::<DataProduct>(), "feed", TIMEOUT, |p: Option<&DataProduct>| {
+        p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Isolated" && c.status == ConditionStatus::False && c.message.contains("disguised")
+            })
+        })
+    })
+    .await
+    .expect("product");
+    let isolated = product.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Isolated").expect("c");
+    assert!(isolated.message.contains("NetworkPolicy/disguised (forged label)"), "{}", isolated.message);
+    audit_record("the exposure, recorded", |r| {
+        r["decision"] == "Exposed" && r["message"].as_str().is_some_and(|m| m.contains("disguised"))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_grant_whose_network_policy_is_refused_is_withdrawn_whole() {
     let ns = domain("fc-part", "Restricted").await;
     let n = ns.name.as_str();

@@ -54,6 +54,20 @@ pub struct Caches {
 }
 
 impl Caches {
+    /// What in `namespace` may open access to products beside drmesh's grants, as
+    /// `Kind/name`: the NetworkPolicies and RoleBindings drmesh did not create, and those
+    /// that pass for drmesh's with a forged managed-by label.
+    pub fn access_objects(&self, namespace: &str) -> Vec<String> {
+        let mut objects = self.foreign.access_objects(namespace);
+        for (kind, names) in [
+            ("NetworkPolicy", self.network_policies.forged(namespace)),
+            ("RoleBinding", self.role_bindings.forged(namespace)),
+        ] {
+            objects.extend(names.into_iter().map(|n| format!("{kind}/{n} (forged label)")));
+        }
+        objects
+    }
+
     /// Resolves once every cache has listed its objects: no decision is taken on a
     /// partial view of the mesh (that could revoke a grant that exists).
     pub async fn ready(&self) {

@@ -103,13 +103,13 @@ async fn still_there(ctx: &Context, product: &DataProduct) -> Result<bool, Error
 }
 
 /// In a classified domain, the NetworkPolicies and RoleBindings drmesh did not create
-/// that may open access beside its grants (created while the domain was Public, or by
-/// break-glass identities).
+/// that may open access beside its grants (created while the domain was Public, by
+/// break-glass identities, or passing for drmesh's with a forged label).
 fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
     if ctx.caches.clearance(namespace) == crate::api::Classification::Public {
         return None;
     }
-    let objects = ctx.caches.foreign.access_objects(namespace);
+    let objects = ctx.caches.access_objects(namespace);
     (!objects.is_empty()).then(|| {
         rules::Problem::new(
             Reason::ForeignAccessObjects,

@@ -53,14 +53,6 @@ impl<K> ForeignNames<K> {
             })
             .unwrap_or_default()
     }
-
-    /// The namespaces holding at least one object that may open access.
-    pub fn namespaces_opening_access(&self) -> Vec<String> {
-        self.index
-            .read()
-            .map(|i| i.iter().filter(|(_, n)| n.values().any(|open| *open)).map(|(ns, _)| ns.to_string()).collect())
-            .unwrap_or_default()
-    }
 }
 
 impl<K: Resource> ForeignNames<K> {
@@ -300,6 +292,5 @@ mod tests {
         assert!(!names.contains("police", "allow-all"), "deleted");
         assert!(names.opening_access("police").is_empty(), "web selects no product pod");
         assert_eq!(names.opening_access("sante"), BTreeSet::from(["allow-all".to_string()]));
-        assert_eq!(names.namespaces_opening_access(), vec!["sante".to_string()]);
     }
 }

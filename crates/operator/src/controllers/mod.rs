@@ -508,10 +508,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
 
     let products_ctrl = {
         let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
-        let (c5, c6, c7) = (caches.clone(), caches.clone(), caches.clone());
+        let (c5, c6, c7, c8, c9) = (caches.clone(), caches.clone(), caches.clone(), caches.clone(), caches.clone());
         let q = queues.products.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
-        let (q5, q6, q7) = (q.clone(), q.clone(), q.clone());
+        let (q5, q6, q7, q8, q9) = (q.clone(), q.clone(), q.clone(), q.clone(), q.clone());
         // Edges as each trigger last saw them: an input or subject an edit removes wakes
         // what it named (O13), which the new object alone no longer says.
         let products_seen = Mutex::new(MeshIndex::default());
@@ -581,6 +581,26 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             })
             .watches_stream(changes(foreign_rb.subscribe(), any_change), move |rb| {
                 q6.track(in_namespace(&c6.products, &rb.namespace().unwrap_or_default()))
+            })
+            // An access object passing for drmesh's (a forged managed-by label) is foreign
+            // too: its namespace's products say so.
+            .watches_stream(changes(np.subscribe(), any_change), move |np| {
+                let forged = records::forged(np.meta());
+                q8.track(
+                    forged
+                        .then(|| in_namespace(&c8.products, &np.namespace().unwrap_or_default()))
+                        .into_iter()
+                        .flatten(),
+                )
+            })
+            .watches_stream(changes(rb.subscribe(), any_change), move |rb| {
+                let forged = records::forged(rb.meta());
+                q9.track(
+                    forged
+                        .then(|| in_namespace(&c9.products, &rb.namespace().unwrap_or_default()))
+                        .into_iter()
+                        .flatten(),
+                )
             })
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
@@ -826,15 +846,12 @@ fn live_figures(
             ],
             grants,
             foreign_access_objects: caches
-                .foreign
-                .role_bindings
-                .namespaces_opening_access()
-                .into_iter()
-                .chain(caches.foreign.network_policies.namespaces_opening_access())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
+                .namespaces
+                .state()
+                .iter()
+                .map(|ns| ns.name_any())
                 .filter(|ns| caches.clearance(ns) > crate::api::Classification::Public)
-                .map(|ns| caches.foreign.access_objects(&ns).len())
+                .map(|ns| caches.access_objects(&ns).len())
                 .sum(),
         }
     }

@@ -52,7 +52,40 @@ pub struct ChildRecord {
     pub applied: u64,
 }
 
+/// Whether an object labelled as drmesh's is not a drmesh parent's child: no controller
+/// owner of a drmesh kind, or not labelled with that owner's name. A label forged by
+/// hand: such an object would pass for drmesh's and be neither pruned (no parent claims
+/// it) nor reported as foreign.
+pub fn forged(meta: &ObjectMeta) -> bool {
+    let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
+    if label(labels::MANAGED_BY) != Some(labels::MANAGER) {
+        return false;
+    }
+    let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    !owner.is_some_and(|o| parent_label(&o.api_version, &o.kind).is_some_and(|l| label(l) == Some(o.name.as_str())))
+}
+
+/// The label a child of a drmesh parent of `kind` carries its parent's name in.
+fn parent_label(api_version: &str, kind: &str) -> Option<&'static str> {
+    if !api_version.starts_with("drmesh.io/") {
+        return None;
+    }
+    match kind {
+        "DataProduct" => Some(labels::DATA_PRODUCT),
+        "DataSource" => Some(labels::DATA_SOURCE),
+        "AccessPolicy" => Some(labels::ACCESS_POLICY),
+        _ => None,
+    }
+}
+
 impl ChildRecord {
+    /// A drmesh parent's child (see [`forged`]).
+    fn parented(&self) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|o| parent_label(&o.api_version, &o.kind).is_some_and(|l| self.label(l) == Some(&*o.name)))
+    }
+
     fn of<K: Resource>(obj: &K, detail: u64, applied: u64) -> Self {
         let meta = obj.meta();
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
@@ -170,6 +203,21 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
                 r.managed && r.label(label.0) == Some(label.1) && r.owner.as_ref().is_some_and(|o| &*o.uid == owner_uid)
             })
             .map(|(name, r)| (name.to_string(), r.uid.to_string()))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Objects of `namespace` that carry drmesh's managed-by label without being a drmesh
+    /// parent's child ([`forged`]). Names, sorted.
+    pub fn forged(&self, namespace: &str) -> Vec<String> {
+        let index = self.read();
+        let mut found: Vec<String> = index
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| r.managed && !r.parented())
+            .map(|(name, _)| name.to_string())
             .collect();
         found.sort();
         found
@@ -353,6 +401,30 @@ mod tests {
         let owned = cache.owned("a", "owner-1", (labels::DATA_PRODUCT, "p"));
         assert_eq!(owned, [("x1".to_string(), "uid-x1".to_string()), ("x2".to_string(), "uid-x2".to_string())]);
         assert_eq!(cache.len(), 6);
+    }
+
+    #[test]
+    fn a_forged_managed_by_label_is_told_from_a_child() {
+        let cache = ChildCache::<Meta>::new(no_detail);
+        let mut listing = None;
+        let mut unowned = child("a", "no-owner", "1", "owner-1", "p");
+        unowned.metadata.owner_references = None;
+        let mut mislabelled = child("a", "other-label", "1", "owner-1", "p");
+        mislabelled.metadata.labels.as_mut().expect("labels").insert(labels::DATA_PRODUCT.into(), "q".into());
+        let mut foreign_owner = child("a", "helm-owned", "1", "owner-1", "p");
+        for r in foreign_owner.metadata.owner_references.as_mut().expect("refs") {
+            r.api_version = "apps/v1".into();
+        }
+        let mut unlabelled = child("a", "not-managed", "1", "owner-1", "p");
+        unlabelled.metadata.owner_references = None;
+        unlabelled.metadata.labels.as_mut().expect("labels").remove(labels::MANAGED_BY);
+        let events = [child("a", "real", "1", "owner-1", "p"), unowned, mislabelled, foreign_owner, unlabelled];
+        let mut all = vec![Event::Init];
+        all.extend(events.into_iter().map(Event::InitApply));
+        all.push(Event::InitDone);
+        feed(&cache, &mut listing, all);
+        assert_eq!(cache.forged("a"), ["helm-owned", "no-owner", "other-label"]);
+        assert!(cache.forged("b").is_empty());
     }
 
     #[test]
