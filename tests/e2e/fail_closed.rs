@@ -419,9 +419,9 @@ async fn an_access_object_passing_for_drmeshs_with_a_forged_label_is_reported() 
     // (mallory's own RoleBinding is a foreign access object already: the door must join it.)
     let product = harness::wait_for(&ns.api::<DataProduct>(), "feed", TIMEOUT, |p: Option<&DataProduct>| {
         p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
-            s.conditions.iter().any(|c| {
-                c.type_ == "Isolated" && c.status == ConditionStatus::False && c.message.contains("disguised")
-            })
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Isolated" && c.status == ConditionStatus::False && c.message.contains("disguised"))
         })
     })
     .await

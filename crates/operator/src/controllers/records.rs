@@ -62,7 +62,7 @@ pub fn forged(meta: &ObjectMeta) -> bool {
         return false;
     }
     let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    !owner.is_some_and(|o| parent_label(&o.api_version, &o.kind).is_some_and(|l| label(l) == Some(o.name.as_str())))
+    owner.is_none_or(|o| parent_label(&o.api_version, &o.kind).is_none_or(|l| label(l) != Some(o.name.as_str())))
 }
 
 /// The label a child of a drmesh parent of `kind` carries its parent's name in.
