@@ -794,6 +794,15 @@ async fn editing_a_granted_policy_rebinds_and_is_audited() {
         async move { (n >= 2).then_some(()) }
     })
     .await;
+    // The edit's record says what the grant gives now and what it gave before.
+    let edit = audit_records()
+        .into_iter()
+        .rfind(|r| r["decision"] == "Granted" && r["policy"]["namespace"] == ns.as_str())
+        .expect("the edit's record");
+    let message = edit["message"].as_str().unwrap_or_default();
+    assert!(message.contains("access now:") && message.contains("9090/"), "the new access: {message}");
+    assert!(!message.contains("8080/"), "the old port is not given now: {message}");
+    assert!(message.contains("; before the edit: "), "the access before: {message}");
     // The consumer asked for every port; it now reaches the producer on the admin port only.
     harness::wait_for(&mesh.products_in(&mesh.consumer), "reader", TIMEOUT, is_ready).await;
 }

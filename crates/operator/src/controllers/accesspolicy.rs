@@ -230,6 +230,10 @@ fn transition(
             .or_else(|| plan.denied.first().map(|(_, p)| p.clone()))
             .map(|p| (p.reason, p.message))
             .unwrap_or((granted_reason, ready_message)),
+        // What the grant gives now, and what it gave before an edit in force.
+        audit::Decision::Granted => {
+            (granted_reason, format!("{ready_message}; {}", access_given(plan, before, grant_changed)))
+        }
         _ => (granted_reason, ready_message),
     };
     Some(super::Report {
@@ -248,6 +252,32 @@ fn transition(
         expires_at: policy.spec.expires_at.clone(),
         policy: Some(policy_ref(policy)),
     })
+}
+
+/// The access a grant gives, as its record says it: subjects, ports, expiry, approvers;
+/// and, for an edit of a grant in force, what it gave before (a narrowing edit reads as
+/// such: fewer subjects or ports, an earlier expiry).
+fn access_given(plan: &GrantPlan, before: &AccessPolicyStatus, edited: bool) -> String {
+    let ports: Vec<String> = plan.ports.iter().map(|(port, name)| format!("{port}/{name}")).collect();
+    let subjects: Vec<String> = plan.effective.iter().map(subject_display).collect();
+    let mut text = format!(
+        "access now: {} on port(s) {} until {}",
+        subjects.join(", "),
+        ports.join(", "),
+        plan.expires_at.map_or("no expiry".to_string(), |t| t.to_string())
+    );
+    if let Some(approvals) = plan.approvals.as_ref().filter(|a| !a.valid.is_empty()) {
+        text.push_str(&format!("; approved by {}", approvals.valid.join(", ")));
+    }
+    if edited {
+        let was: Vec<String> = before.effective_subjects.iter().map(subject_display).collect();
+        text.push_str(&format!(
+            "; before the edit: {} until {}",
+            was.join(", "),
+            before.expires_at.as_deref().unwrap_or("no expiry")
+        ));
+    }
+    text
 }
 
 /// The report when `reassessBy` passes: the grant holds until the grace ends (its
