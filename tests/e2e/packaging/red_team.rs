@@ -2,7 +2,7 @@
 //! admission policies, the operator running as the chart's ServiceAccount (impersonated,
 //! with the chart's RBAC and nothing more, `--foreign-access=refuse`), and the attacker —
 //! mallory, a domain administrator with only the namespaced rights this test gives her,
-//! never the cluster admin — trying each class against both at once. Each step says
+//! never the cluster admin — trying classes 1 to 6 and 10 against both at once. Each step says
 //! whether admission refuses her or the operator revokes what she gained.
 //!
 //! The classes played one by one, without the policies and with the shared operator, are
@@ -335,6 +335,61 @@ async fn the_attacker_meets_the_charts_policies_and_the_operator_under_its_own_i
         as_mallory(&["create", "-f", "-"], &door2),
         "access to classified data is granted with an AccessPolicy",
     );
+    // Class 4: mallory writes a grant of feed to her domain's reader pods, then narrows it
+    // with a label key no NetworkPolicy can hold: the grant is withdrawn whole, not left
+    // half applied.
+    let pods_grant = |key: &str| {
+        format!(
+            "apiVersion: drmesh.io/v1alpha1\nkind: AccessPolicy\nmetadata: {{name: pods, namespace: {dr}}}\nspec:\n  dataProduct: feed\n  subjects: [{{kind: Namespace, name: {dr}, podSelector: {{matchLabels: {{\"{key}\": reader}}}}}}]\n  purpose: red-team test of partial applies\n  expiresAt: \"{}\"\n",
+            crate::operator::rfc3339_in(std::time::Duration::from_secs(3600)).0
+        )
+    };
+    accepted("mallory grants her reader pods", as_mallory(&["apply", "--server-side", "-f", "-"], &pods_grant("role")));
+    harness::wait_for(
+        &classified.api::<NetworkPolicy>(),
+        "drmesh-grant-pods",
+        CONVERGE,
+        |n: Option<&NetworkPolicy>| n.is_some(),
+    )
+    .await;
+    // Admission does not check label keys (a CEL rule over map keys exceeds the cost
+    // budget): the operator refuses the grant whole before building anything.
+    accepted(
+        "mallory narrows it with an invalid label key",
+        as_mallory(&["apply", "--server-side", "-f", "-"], &pods_grant("role/bad key!")),
+    );
+    harness::wait_deleted(&classified.api::<NetworkPolicy>(), "drmesh-grant-pods", CONVERGE).await;
+    harness::wait_for(&classified.api::<AccessPolicy>(), "pods", CONVERGE, |p: Option<&AccessPolicy>| {
+        p.and_then(|p| p.status.as_ref())
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Granted" && c.reason == "InvalidPodSelector"))
+    })
+    .await;
+    assert!(classified.api::<RoleBinding>().get_opt("drmesh-grant-pods").await.expect("get").is_none());
+
+    // Class 10: a product mallory makes on an input that is not Ready (its Secret is
+    // missing) does not claim Ready, and nothing mounts the missing Secret.
+    apply(&format!(
+        "apiVersion: drmesh.io/v1alpha1\nkind: DataSource\nmetadata: {{name: nosecret, namespace: {dr}}}\nspec: {{classification: Restricted, type: Postgres, endpoint: {{cidr: 10.40.0.0/24, port: 5432}}, credentialsSecretRef: {{name: not-there}}}}\n"
+    ));
+    let hungry = format!(
+        "apiVersion: drmesh.io/v1alpha1\nkind: DataProduct\nmetadata: {{name: hungry, namespace: {dr}}}\nspec:\n  classification: Restricted\n  inputs: [{{dataSource: nosecret}}]\n  runtime: {{image: registry.example/hungry:1.0}}\n  outputPorts: [{{name: http, port: 8080, protocol: HTTP}}]\n"
+    );
+    accepted("mallory makes a product on a source that is not Ready", as_mallory(&["create", "-f", "-"], &hungry));
+    let product = harness::wait_for(&classified.api::<DataProduct>(), "hungry", CONVERGE, |p: Option<&DataProduct>| {
+        p.and_then(|p| p.status.as_ref())
+            .is_some_and(|s| s.inputs.iter().any(|i| i.reason.as_deref() == Some("InputNotReady")))
+    })
+    .await
+    .expect("hungry");
+    assert!(!ready(Some(&product)), "a product on an input that is not Ready is not Ready: {:?}", product.status);
+    let mounts_missing = classified
+        .api::<Deployment>()
+        .get_opt("hungry")
+        .await
+        .expect("get")
+        .is_some_and(|d| serde_json::to_string(&d.spec).unwrap_or_default().contains("not-there"));
+    assert!(!mounts_missing, "the missing Secret is not mounted");
+
     // The source's status is still the operator's word: the product's source is Ready.
     let source = classified.api::<DataSource>().get("db").await.expect("source");
     assert!(ready(Some(&source)), "the forged status never landed: {:?}", source.status);
