@@ -76,15 +76,10 @@ fn can(ns: &str, group: &str, verb: &str, resource: &str, subresource: Option<&s
     answer == "yes"
 }
 
-/// A Restricted domain with a released source and a running product `feed`.
-async fn domain(prefix: &str, clearance: &str) -> TestNamespace {
-    let ns = TestNamespace::create_with_labels(prefix, &[("drmesh.io/clearance", clearance)]).await;
-    let n = &ns.name;
-    // Its people are cleared (need to know is not what these tests attack).
-    harness::ensure_sample_mesh_policy();
-    harness::clear_group(&format!("readers-{n}"), "Restricted");
-    harness::clear_group(&format!("owners-{n}"), "Restricted");
-    apply(&format!(
+/// A domain's released source `db` and product `feed` (owned by the group `owners-NS`,
+/// reading `db`), at `clearance`.
+pub(crate) fn domain_yaml(n: &str, clearance: &str) -> String {
+    format!(
         r#"
 apiVersion: v1
 kind: Secret
@@ -110,7 +105,18 @@ spec:
   runtime: {{image: registry.example/feed:1.0, replicas: 1}}
   outputPorts: [{{name: http, port: 8080, protocol: HTTP}}]
 "#
-    ));
+    )
+}
+
+/// A Restricted domain with a released source and a running product `feed`.
+async fn domain(prefix: &str, clearance: &str) -> TestNamespace {
+    let ns = TestNamespace::create_with_labels(prefix, &[("drmesh.io/clearance", clearance)]).await;
+    let n = &ns.name;
+    // Its people are cleared (need to know is not what these tests attack).
+    harness::ensure_sample_mesh_policy();
+    harness::clear_group(&format!("readers-{n}"), "Restricted");
+    harness::clear_group(&format!("owners-{n}"), "Restricted");
+    apply(&domain_yaml(n, clearance));
     harness::wait_for(&ns.api::<DataProduct>(), "feed", TIMEOUT, is_ready).await;
     ns
 }

@@ -101,36 +101,6 @@ async fn record(log: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value 
     .await
 }
 
-fn domain_mesh(ns: &str, level: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Secret
-metadata: {{name: db-credentials, namespace: {ns}, labels: {{drmesh.io/credentials: "true"}}}}
-stringData: {{password: test}}
----
-apiVersion: drmesh.io/v1alpha1
-kind: DataSource
-metadata: {{name: db, namespace: {ns}}}
-spec:
-  classification: {level}
-  type: Postgres
-  endpoint: {{cidr: 10.40.0.0/24, port: 5432}}
-  credentialsSecretRef: {{name: db-credentials}}
----
-apiVersion: drmesh.io/v1alpha1
-kind: DataProduct
-metadata: {{name: feed, namespace: {ns}}}
-spec:
-  classification: {level}
-  owners: [{{kind: Group, name: owners-{ns}}}]
-  inputs: [{{dataSource: db}}]
-  runtime: {{image: registry.example/feed:1.0, replicas: 1}}
-  outputPorts: [{{name: http, port: 8080, protocol: HTTP}}]
-"#
-    )
-}
-
 fn grant(ns: &str, name: &str) -> String {
     let (expires, _) = crate::operator::rfc3339_in(std::time::Duration::from_secs(3600));
     harness::approved_by_examples(
@@ -189,9 +159,9 @@ async fn the_attacker_meets_the_charts_policies_and_the_operator_under_its_own_i
 
     // The stage, set by the admin: a Restricted domain with a source, a product and a
     // grant to its readers; a Public domain with a Public product.
-    apply(&domain_mesh(dr, "Restricted"));
+    apply(&crate::fail_closed::domain_yaml(dr, "Restricted"));
     apply(&grant(dr, "readers"));
-    apply(&domain_mesh(pb, "Public"));
+    apply(&crate::fail_closed::domain_yaml(pb, "Public"));
     harness::wait_for(&classified.api::<DataProduct>(), "feed", CONVERGE, ready).await;
     harness::wait_for(&classified.api::<AccessPolicy>(), "readers", CONVERGE, ready).await;
     harness::wait_for(&public.api::<DataProduct>(), "feed", CONVERGE, ready).await;
@@ -274,7 +244,7 @@ async fn the_attacker_meets_the_charts_policies_and_the_operator_under_its_own_i
     let squat = format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: squat, namespace: {dr}}}\n");
     accepted("mallory squats a product's ServiceAccount name", as_mallory(&["create", "-f", "-"], &squat));
     apply(
-        &domain_mesh(dr, "Restricted")
+        &crate::fail_closed::domain_yaml(dr, "Restricted")
             .replace("name: feed,", "name: squat,")
             .replace("registry.example/feed", "registry.example/squat"),
     );
