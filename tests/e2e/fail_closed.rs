@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -722,7 +722,11 @@ fn let_go_later(pods: &Api<Pod>, pod: String) -> tokio::task::JoinHandle<()> {
 async fn a_deleted_product_stays_isolated_until_its_pods_are_gone() {
     let ns = domain("fc-order", "Internal").await;
     let (pods, pod) = a_pod_slow_to_stop(&ns).await;
-    ns.api::<DataProduct>().delete("feed", &DeleteParams::background()).await.expect("delete product");
+    // Mallory, who may delete the domain's products, deletes this one while its pod runs.
+    let n = ns.name.as_str();
+    let_mallory(n, json!([{"apiGroups": ["drmesh.io"], "resources": ["dataproducts"], "verbs": ["get", "delete"]}]))
+        .await;
+    as_mallory(&["delete", "dataproduct", "feed", "-n", n, "--wait=false"], None);
     // The pod is held: the isolation must be there after the product, Deployment and
     // ReplicaSet are gone.
     harness::wait_deleted(&ns.api::<Deployment>(), "feed", TIMEOUT).await;
