@@ -798,6 +798,7 @@ fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering()
                 purpose: None,
                 expires_at: None,
                 policy: None,
+                ports: vec![],
             };
             serde_json::to_string(&chain.append_signed(event, Some(&key)).expect("sign")).expect("json") + "\n"
         })

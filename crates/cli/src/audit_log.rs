@@ -53,6 +53,14 @@ pub struct ReadsArgs {
     /// file and the rotated ones (repeatable): the reads through the service proxy.
     #[arg(long = "apiserver-log", value_name = "FILE", required = true)]
     pub apiserver_logs: Vec<PathBuf>,
+    /// The operator's audit public key, as for `audit verify`: every record must carry a
+    /// valid signature by it, or no read is judged (exit 3).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The end of the chain as the cluster knows it, SEQ:HASH, as for `audit verify`: the
+    /// logs must reach it, or no read is judged (exit 3).
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub head: Option<Head>,
     /// Only the reads of products in this namespace (repeatable).
     #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
@@ -63,10 +71,11 @@ pub struct ReadsArgs {
 
 /// The chain's records, once it verifies (a start rotated away is accepted: the grants
 /// recorded before it are unknown, so the reads they covered show as uncovered).
-/// Returns the records and a line saying what was verified.
-pub fn verified_records(files: &[PathBuf]) -> Result<(Vec<crate::audit::Record>, String), CliError> {
+/// Returns the records and a line saying what was verified. With `anchors`, the
+/// signatures (`key`) and the end (`head`) are checked as `audit verify` checks them.
+pub fn verified_records(files: &[PathBuf], anchors: &Anchors) -> Result<(Vec<crate::audit::Record>, String), CliError> {
     let logs = read_logs(files)?;
-    let report = verify_logs(&logs, &Anchors::default());
+    let report = verify_logs(&logs, anchors);
     let (cut, findings): (Vec<_>, Vec<_>) =
         report.findings.iter().partition(|f| matches!(f.tamper, Tamper::TruncatedStart { .. }));
     if !findings.is_empty() {
@@ -103,7 +112,15 @@ pub fn verified_records(files: &[PathBuf]) -> Result<(Vec<crate::audit::Record>,
         (Some(first), Some(last)) => format!("seq {first}..{}", last.seq),
         _ => "no record".to_string(),
     };
-    let mut line = format!("drmesh audit chain verified: {} records ({span}), signatures not checked", report.records);
+    let mut line = format!("drmesh audit chain verified: {} records ({span})", report.records);
+    match &anchors.key {
+        Some(key) => line.push_str(&format!(", every record signed by {}", key.fingerprint(ssh_key::HashAlg::Sha256))),
+        None => line.push_str(", signatures not checked"),
+    }
+    match &anchors.head {
+        Some(head) => line.push_str(&format!(", holds the head {head}")),
+        None => line.push_str(", end not checked (no --head)"),
+    }
     if !cut.is_empty() {
         line.push_str("; its start is not in the files: grants recorded before it are unknown");
     }
@@ -112,11 +129,14 @@ pub fn verified_records(files: &[PathBuf]) -> Result<(Vec<crate::audit::Record>,
 
 /// Accounts for the reads; returns the text (or JSON) and the number of uncovered reads.
 pub fn reads(args: &ReadsArgs) -> Result<(String, usize), CliError> {
-    let (records, chain) = verified_records(&args.files)?;
+    let key = args.key.as_deref().map(read_key).transpose()?;
+    let anchors = Anchors { key, head: args.head.clone(), from: None };
+    let (records, chain) = verified_records(&args.files, &anchors)?;
     let windows = crate::reads::replay(&records);
+    let products = crate::reads::products(&records);
     let mut reads = Vec::new();
     for (_, text) in read_logs(&args.apiserver_logs)? {
-        reads.extend(crate::reads::proxy_reads(&text));
+        reads.extend(crate::reads::reads_in(&text, &products));
     }
     reads.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));
     reads.dedup_by(|a, b| !a.audit_id.is_empty() && a.audit_id == b.audit_id);
@@ -292,6 +312,7 @@ mod tests {
             purpose: None,
             expires_at: None,
             policy: None,
+            ports: vec![],
         }
     }
 
@@ -334,6 +355,51 @@ mod tests {
         assert!(text.contains("10 signed, 10 with a valid signature by the key"), "{text}");
         assert!(text.contains("signatures: checked against SHA256:"), "{text}");
         assert!(text.contains(&format!("end: the chain holds the --head anchor {head}")), "{text}");
+    }
+
+    fn reads_args(dir: &Path, files: Vec<PathBuf>, key: Option<PathBuf>, head: Option<Head>) -> ReadsArgs {
+        // Owners' records name no port; event(n) is an owners-like record of Group:cnc-officers.
+        let api = dir.join("apiserver.log");
+        let line = serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "r1",
+            "stage": "ResponseComplete", "verb": "get",
+            "user": {"username": "alice", "groups": ["cnc-officers"]},
+            "objectRef": {"resource": "services", "namespace": "police", "name": "incident-feed:8080", "subresource": "proxy"},
+            "responseStatus": {"code": 200},
+            "requestReceivedTimestamp": "2026-11-28T12:30:00Z",
+        });
+        std::fs::write(&api, format!("{line}\n")).expect("write");
+        ReadsArgs { files, apiserver_logs: vec![api], key, head, namespaces: vec![], json: false }
+    }
+
+    #[test]
+    fn reads_are_judged_only_against_a_chain_that_verifies_with_the_key_and_head_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, pubkey, head) = replicas(dir.path());
+        let files = vec![a.clone(), b.clone()];
+        let (text, uncovered) =
+            reads(&reads_args(dir.path(), files.clone(), Some(pubkey.clone()), Some(head.clone()))).expect("verified");
+        assert!(
+            text.starts_with("drmesh audit chain verified: 10 records (seq 0..9), every record signed by SHA256:"),
+            "{text}"
+        );
+        assert!(text.contains(&format!(", holds the head {head}")), "{text}");
+        assert_eq!(uncovered, 1, "event(n) records name no policy: nothing covers alice\n{text}");
+        // Signed by another key: refused.
+        let other = dir.path().join("other.pub");
+        let stranger = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]));
+        std::fs::write(&other, stranger.public_key().to_openssh().expect("openssh")).expect("write");
+        let error = reads(&reads_args(dir.path(), files.clone(), Some(other), None)).expect_err("not the key");
+        assert_eq!(error.exit_code(), 3);
+        // The last record cut: the --head anchor is not reached.
+        let text = std::fs::read_to_string(&b).expect("read");
+        std::fs::write(&b, text.lines().take(4).map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+        let error =
+            reads(&reads_args(dir.path(), files.clone(), Some(pubkey.clone()), Some(head))).expect_err("cut end");
+        assert!(matches!(error, CliError::AuditBroken { findings: 1 }), "{error}");
+        // Without --head the cut goes unseen, and the line says the end was not checked.
+        let (text, _) = reads(&reads_args(dir.path(), files, Some(pubkey), None)).expect("verified");
+        assert!(text.contains("end not checked (no --head)"), "{text}");
     }
 
     #[test]

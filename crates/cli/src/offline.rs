@@ -225,7 +225,7 @@ pub fn run_access_review(args: &AccessReviewArgs) -> Result<(), CliError> {
         ));
     }
     if !args.audit_logs.is_empty() {
-        let (records, _) = super::audit_log::verified_records(&args.audit_logs)?;
+        let (records, _) = super::audit_log::verified_records(&args.audit_logs, &crate::audit::Anchors::default())?;
         let at = args.at.unwrap_or_else(jiff::Timestamp::now);
         let mut rows = access_review::from_chain(&crate::reads::replay(&records), at);
         if args.granted_only {

@@ -94,6 +94,12 @@ pub struct Event {
     pub expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRef>,
+    /// The ports a grant gives, `NUMBER/NAME` (e.g. `8080/http`), on a policy's `Granted`
+    /// record. Empty (left out of the JSON, so older records hash as they did): the record
+    /// names no port (owners' access, other decisions, records written before ports were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 /// A chained record, as written on the audit stream.
@@ -821,6 +827,7 @@ mod tests {
             purpose: Some("Olympic hypervision".into()),
             expires_at: Some("2027-01-01T00:00:00Z".into()),
             policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u1".into(), generation: 1 }),
+            ports: vec![],
         }
     }
 

@@ -8,8 +8,11 @@
 //! as written only once all of that succeeded. So:
 //! - the next leader reads the head and continues the same chain (one chain across
 //!   replicas and failovers);
-//! - a replica that lost the chain (another one saved a head since) fails its records and
-//!   writes no more until it takes the chain over again;
+//! - a replica that lost the chain (another one saved a head since) fails that commit; its
+//!   next commit, if it still leads (it holds the Lease, or there is no election), takes
+//!   the chain over again from the head found in the cluster, first writing a record that
+//!   says so (`Warned`, reason `AuditChainTakenOver`, with the head it saved last and the
+//!   head, writer and time it found); one that no longer leads writes no more;
 //! - each head saved is an anchor outside the log (the API server's audit log records
 //!   every write of the ConfigMap): `drmesh audit verify --head` detects a log cut short.
 
@@ -77,17 +80,29 @@ pub struct AuditFile {
 
 impl AuditFile {
     fn open(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
+        let existed = path.exists();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        if !existed {
+            // A new file's name is durable once its directory is synced.
+            sync_dir(path)?;
+        }
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self { file, path: path.to_path_buf(), max_bytes, size })
     }
 
+    /// Appends and syncs (`fdatasync`); the records are written once this returns Ok. A
+    /// rotation that fails after that is logged and tried again at the next append: the
+    /// records are written all the same.
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all(bytes)?;
         self.file.sync_data()?;
         self.size += bytes.len() as u64;
-        if self.max_bytes > 0 && self.size >= self.max_bytes && self.file.metadata().is_ok_and(|m| m.is_file()) {
-            self.rotate(bytes)?;
+        if self.max_bytes > 0
+            && self.size >= self.max_bytes
+            && self.file.metadata().is_ok_and(|m| m.is_file())
+            && let Err(error) = self.rotate(bytes)
+        {
+            tracing::warn!(%error, path = %self.path.display(), "cannot rotate the audit log: tried again at the next record");
         }
         Ok(())
     }
@@ -102,15 +117,27 @@ impl AuditFile {
         let mut rotated = self.path.clone().into_os_string();
         rotated.push(format!(".{last:012}"));
         std::fs::rename(&self.path, &rotated)?;
+        // The rename and the new file are durable once the directory is synced.
         *self = Self::open(&self.path, self.max_bytes)?;
+        sync_dir(&self.path)?;
         tracing::info!(rotated = %std::path::Path::new(&rotated).display(), "audit log rotated");
         Ok(())
     }
 }
 
+/// Syncs the directory holding `path` (its entries: a file created or renamed).
+fn sync_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The ConfigMap that holds the chain's head.
 pub struct HeadStore {
     api: Api<ConfigMap>,
+    namespace: String,
     name: String,
     /// Who writes (this replica), as the ConfigMap says.
     writer: String,
@@ -118,7 +145,12 @@ pub struct HeadStore {
 
 impl HeadStore {
     pub fn new(client: kube::Client, namespace: &str, name: &str, writer: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), writer: writer.into() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            name: name.into(),
+            writer: writer.into(),
+        }
     }
 
     /// The head saved in the cluster, the grants in force it lists, and the ConfigMap's
@@ -135,6 +167,24 @@ impl HeadStore {
             // Created empty (by hand): the chain starts here.
             None => Ok(None),
         }
+    }
+
+    /// What the ConfigMap says now, for the record of a take-over: `head`, `writer` and
+    /// `savedAt` as found (missing ones empty), and its version.
+    async fn observe(&self) -> Result<Option<(Observed, Granted, String)>, AuditError> {
+        let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
+        let Some(map) = found else { return Ok(None) };
+        let version = map.metadata.resource_version.clone().unwrap_or_default();
+        let data = map.data.unwrap_or_default();
+        let field = |k: &str| data.get(k).cloned().unwrap_or_default();
+        let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
+        let observed = Observed {
+            head: data.get(HEAD_KEY).and_then(|h| h.parse().ok()),
+            text: field(HEAD_KEY),
+            writer: field("writer"),
+            saved_at: field("savedAt"),
+        };
+        Ok(Some((observed, granted, version)))
     }
 
     /// Saves `head` (and `granted`, when given) if the ConfigMap is still at `version`
@@ -175,6 +225,19 @@ impl HeadStore {
         }
     }
 }
+
+/// The head ConfigMap as found when the chain is taken back.
+struct Observed {
+    head: Option<Head>,
+    /// `head` as written (it may not parse).
+    text: String,
+    writer: String,
+    saved_at: String,
+}
+
+/// The reason of the record a replica writes when it takes back a chain another writer
+/// continued (see [`AuditSink::record`]).
+pub const TAKEN_OVER: &str = crate::mesh::rules::Reason::AuditChainTakenOver.as_str();
 
 /// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
 pub const GRANTED_KEY: &str = "granted";
@@ -246,6 +309,9 @@ pub struct AuditSink {
     failures: Counter,
     failing: Gauge,
     anchor: Option<Anchor>,
+    /// Whether this replica leads (None: no election, it is the only writer): a chain lost
+    /// while it still leads is taken back.
+    leading: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
@@ -314,7 +380,19 @@ impl AuditSink {
             failures: Counter::default(),
             failing: Gauge::default(),
             anchor: None,
+            leading: Mutex::new(None),
         }
+    }
+
+    /// Follows the leader election: a chain lost (another writer saved a head) is taken
+    /// back only while `leading` says this replica leads. Without it, the sink is the only
+    /// writer and always takes it back.
+    pub fn following_leadership(&self, leading: tokio::sync::watch::Receiver<bool>) {
+        *self.leading.lock().unwrap_or_else(|p| p.into_inner()) = Some(leading);
+    }
+
+    fn leads(&self) -> bool {
+        self.leading.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|l| *l.borrow())
     }
 
     /// Anchors the head with `command` (a program and its arguments, split on whitespace,
@@ -477,7 +555,7 @@ impl AuditSink {
             return result;
         }
         let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        let result = committer.commit(group.iter().map(|(e, _)| e.clone()).collect()).await;
+        let result = committer.commit(group.iter().map(|(e, _)| e.clone()).collect(), self.leads()).await;
         drop(committer);
         match &result {
             Ok(()) => {
@@ -518,15 +596,18 @@ impl Committer {
         Ok(())
     }
 
-    async fn commit(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
+    async fn commit(&mut self, events: Vec<Event>, leads: bool) -> Result<(), AuditError> {
         if events.is_empty() {
             return Ok(());
         }
-        if !self.owner {
-            return Err(AuditError::ChainLost);
-        }
+        let taken_back = match (self.owner, leads) {
+            (true, _) => None,
+            (false, false) => return Err(AuditError::ChainLost),
+            (false, true) => Some(self.take_back().await?),
+        };
         let mut events = {
-            let mut all = std::mem::take(&mut self.backlog);
+            let mut all: Vec<Event> = taken_back.into_iter().collect();
+            all.extend(std::mem::take(&mut self.backlog));
             all.extend(events);
             all
         };
@@ -543,7 +624,69 @@ impl Committer {
         // grant is applied. The chain goes on from them; the next commit saves a later
         // head. If another leader continues from the older head meanwhile, they end up
         // as an uncommitted branch (`drmesh audit verify` lists it apart).
-        self.save_head(self.granted_changed && due).await
+        let saved = self.save_head(self.granted_changed && due).await;
+        if matches!(saved, Err(AuditError::ChainLost)) {
+            // Another writer continued the chain: these records are an uncommitted branch.
+            // What they narrowed was applied: write them again on the chain taken back.
+            events.retain(|e| e.decision != audit::Decision::Granted && e.reason != TAKEN_OVER);
+            events.truncate(BACKLOG_MAX);
+            self.backlog = events;
+        }
+        saved
+    }
+
+    /// Takes back a chain another writer continued, while this replica still leads:
+    /// continues from the head found in the cluster (or from its own chain when the
+    /// ConfigMap was deleted). Returns the record that says so.
+    async fn take_back(&mut self) -> Result<Event, AuditError> {
+        let Some(store) = &self.head else { return Err(AuditError::ChainLost) };
+        let mine = self.chain.head().map(|h| h.to_string()).unwrap_or_else(|| "none".into());
+        let namespace = store.namespace.clone();
+        let (found, what) = match store.observe().await? {
+            // Deleted: this writer's own chain goes on, in a new ConfigMap.
+            None => (None, "was deleted".to_string()),
+            Some((observed, granted, version)) => {
+                let Some(head) = observed.head else {
+                    return Err(AuditError::Head(format!(
+                        "{}/{}: {:?} is not SEQ:HASH",
+                        store.name, HEAD_KEY, observed.text
+                    )));
+                };
+                let what = format!("was saved by {:?} at {:?} (head {head})", observed.writer, observed.saved_at);
+                (Some((head, granted, version)), what)
+            }
+        };
+        let message = format!(
+            "the audit chain's head in ConfigMap {namespace}/{} {what} after this writer's last record {mine}; {} \
+             still leads, so it continues the chain from the head found (its records after its last saved head, \
+             if any, are an uncommitted branch; those that narrowed access follow)",
+            store.name, store.writer,
+        );
+        tracing::warn!("{message}");
+        let event = Event {
+            time: jiff::Timestamp::now().to_string(),
+            actor: store.writer.clone(),
+            decision: audit::Decision::Warned,
+            reason: TAKEN_OVER.into(),
+            message,
+            product: audit::ObjectRef { namespace, name: store.name.clone() },
+            classification: "Unknown".into(),
+            subjects: vec![],
+            purpose: None,
+            expires_at: None,
+            policy: None,
+            ports: vec![],
+        };
+        match found {
+            Some((head, granted, version)) => {
+                self.chain = Chain::after(&head);
+                self.version = Some(version);
+                self.granted = granted;
+            }
+            None => self.version = None,
+        }
+        self.owner = true;
+        Ok(event)
     }
 
     /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
@@ -570,14 +713,14 @@ impl Committer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
 
     /// A writer the test reads back.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -590,7 +733,7 @@ mod tests {
     }
 
     impl Shared {
-        fn records(&self) -> Vec<audit::Record> {
+        pub(super) fn records(&self) -> Vec<audit::Record> {
             let text = String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8");
             text.lines().map(|l| serde_json::from_str(l).expect("a record")).collect()
         }
@@ -787,5 +930,175 @@ mod granted_tests {
         assert!(follow(&mut granted, &record(audit::Decision::Revoked, "c")));
         assert_eq!(parse_granted(&print_granted(&granted)), granted);
         assert_eq!(granted["a"], ("police/p-a".to_string(), "feed".to_string()));
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    //! The head ConfigMap against a mock API server that keeps one ConfigMap and refuses a
+    //! merge patch carrying another version than its own (409), as the API server does.
+
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::tests::Shared;
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Store(Arc<Mutex<Option<Value>>>);
+
+    fn status(code: u16, reason: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": reason, "reason": reason, "code": code,
+        }))
+        .expect("json")
+    }
+
+    impl Store {
+        fn client(&self) -> kube::Client {
+            let store = self.clone();
+            let service = tower::service_fn(move |request: http::Request<Body>| {
+                let store = store.clone();
+                async move {
+                    let method = request.method().to_string();
+                    let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                    let (code, answer) = store.answer(&method, &body);
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Body::from(answer))
+                            .expect("response"),
+                    )
+                }
+            });
+            kube::Client::new(service, "default")
+        }
+
+        fn answer(&self, method: &str, body: &[u8]) -> (u16, Vec<u8>) {
+            let mut map = self.0.lock().expect("store");
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            match (method, map.as_mut()) {
+                ("GET", Some(m)) => (200, serde_json::to_vec(m).expect("json")),
+                ("GET" | "PATCH", None) => (404, status(404, "NotFound")),
+                ("POST", None) => {
+                    let mut m = request;
+                    m["metadata"]["resourceVersion"] = json!("1");
+                    let answer = serde_json::to_vec(&m).expect("json");
+                    *map = Some(m);
+                    (201, answer)
+                }
+                ("POST", Some(_)) => (409, status(409, "AlreadyExists")),
+                ("PATCH", Some(m)) => {
+                    if request["metadata"]["resourceVersion"] != m["metadata"]["resourceVersion"] {
+                        return (409, status(409, "Conflict"));
+                    }
+                    for (k, v) in request["data"].as_object().cloned().unwrap_or_default() {
+                        m["data"][k] = v;
+                    }
+                    bump(m);
+                    (200, serde_json::to_vec(m).expect("json"))
+                }
+                _ => (405, status(405, "MethodNotAllowed")),
+            }
+        }
+
+        /// Another writer saves a head.
+        fn overwrite(&self, head: &str, writer: &str) {
+            let mut map = self.0.lock().expect("store");
+            let m = map.as_mut().expect("a head ConfigMap");
+            m["data"]["head"] = json!(head);
+            m["data"]["writer"] = json!(writer);
+            m["data"]["savedAt"] = json!("2026-12-03T10:00:00Z");
+            bump(m);
+        }
+
+        fn head(&self) -> String {
+            self.0
+                .lock()
+                .expect("store")
+                .as_ref()
+                .and_then(|m| m["data"]["head"].as_str().map(String::from))
+                .unwrap_or_default()
+        }
+    }
+
+    fn bump(m: &mut Value) {
+        let version: u64 = m["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        m["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+    }
+
+    fn event(n: usize, decision: audit::Decision) -> Event {
+        serde_json::from_value(json!({
+            "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": decision, "reason": "r",
+            "message": format!("decision {n}"), "product": {"namespace": "police", "name": "feed"},
+            "classification": "Restricted", "subjects": ["Group:cnc-officers"],
+        }))
+        .expect("an event")
+    }
+
+    fn sink(store: &Store, out: &Shared) -> AuditSink {
+        AuditSink::new(Box::new(out.clone())).keeping_head_in(HeadStore::new(
+            store.client(),
+            "drmesh-system",
+            "drmesh-audit-head",
+            "replica-a",
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_chain_another_writer_continued_is_taken_back_while_this_replica_leads_and_it_is_recorded() {
+        let (store, out) = (Store::default(), Shared::default());
+        let sink = sink(&store, &out);
+        assert_eq!(sink.take_over().await.expect("no head yet"), None);
+        sink.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(store.head().starts_with("0:"), "{}", store.head());
+        let theirs = format!("5:{}", "cd".repeat(32));
+        store.overwrite(&theirs, "intruder");
+        // Written, then refused by the head's version: lost, and the expiry is held.
+        let lost = sink.record(event(1, audit::Decision::Expired)).await;
+        assert!(matches!(lost, Err(AuditError::ChainLost)), "{lost:?}");
+        let mine = out.records().last().map(|r| format!("{}:{}", r.seq, r.hash)).expect("record 1");
+        // The next record takes the chain back from the head found, and says so.
+        sink.record(event(2, audit::Decision::Granted)).await.expect("taken back");
+        let records = out.records();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1, 6, 7, 8]);
+        let taken = &records[2];
+        assert_eq!((taken.event.decision, taken.event.reason.as_str()), (audit::Decision::Warned, TAKEN_OVER));
+        assert_eq!(taken.prev_hash, "cd".repeat(32), "continues the head found");
+        for seen in ["drmesh-system/drmesh-audit-head", "\"intruder\"", &theirs, &mine, "replica-a still leads"] {
+            assert!(taken.event.message.contains(seen), "{seen:?} in {}", taken.event.message);
+        }
+        let messages: Vec<&str> = records[3..].iter().map(|r| r.event.message.as_str()).collect();
+        assert_eq!(messages, ["decision 1", "decision 2"], "the held expiry again, then the grant");
+        assert_eq!(store.head(), format!("8:{}", records[4].hash), "committed");
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_no_longer_leads_does_not_take_the_chain_back() {
+        let (store, out) = (Store::default(), Shared::default());
+        let sink = sink(&store, &out);
+        let (leading, follows) = tokio::sync::watch::channel(true);
+        sink.following_leadership(follows);
+        sink.take_over().await.expect("no head yet");
+        sink.record(event(0, audit::Decision::Granted)).await.expect("written");
+        let theirs = format!("3:{}", "ef".repeat(32));
+        store.overwrite(&theirs, "replica-b");
+        leading.send(false).expect("sent");
+        assert!(matches!(sink.record(event(1, audit::Decision::Revoked)).await, Err(AuditError::ChainLost)));
+        assert!(matches!(sink.record(event(2, audit::Decision::Granted)).await, Err(AuditError::ChainLost)));
+        assert_eq!(store.head(), theirs, "the other writer's head stays");
+        assert_eq!(out.records().len(), 2, "nothing written once lost");
+        // Leading again (the Lease is back): taken back, the held revocation written.
+        leading.send(true).expect("sent");
+        sink.record(event(3, audit::Decision::Granted)).await.expect("taken back");
+        let messages: Vec<String> = out.records()[2..].iter().map(|r| r.event.message.clone()).collect();
+        assert_eq!(messages[1..], ["decision 1".to_string(), "decision 3".to_string()]);
+        assert!(store.head().starts_with("6:"), "{}", store.head());
     }
 }

@@ -308,6 +308,8 @@ async fn lead(
     // A warm standby: its watches fill its caches (it is ready once they are synced) and
     // its controllers queue work, but nothing is written until it leads.
     let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    // A chain another writer continued is taken back only while this replica leads.
+    audit.following_leadership(leading.clone());
     let options = Options { leading: Some(leading), ..options };
     let controllers = controllers::run(client, options, metrics.clone(), audit.clone());
     tokio::pin!(controllers);

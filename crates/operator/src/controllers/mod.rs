@@ -977,6 +977,7 @@ async fn audit_upkeep(ctx: Arc<Context>) {
                     uid,
                     generation: 0,
                 }),
+                ports: vec![],
             })
             .await;
     }
