@@ -128,6 +128,22 @@ pub fn signature_holds(hash: &str, signature: &str, key: &ssh_key::PublicKey) ->
         .is_ok()
 }
 
+/// The namespace of a head signature: an external signer's (`--audit-signer-command`),
+/// over [`head_message`] (`ssh-keygen -Y verify -n`).
+pub const HEAD_SIGNATURE_NAMESPACE: &str = "drmesh.io/audit-head";
+
+/// What a head signer signs: `SEQ:HASH` and a newline, the bytes it gets on stdin.
+pub fn head_message(head: &Head) -> String {
+    format!("{head}\n")
+}
+
+/// Whether `signature` (an armored SSH signature) is `key`'s over [`head_message`].
+pub fn head_signature_holds(head: &Head, signature: &str, key: &ssh_key::PublicKey) -> bool {
+    ssh_key::SshSig::from_pem(signature.trim())
+        .and_then(|sig| key.verify(HEAD_SIGNATURE_NAMESPACE, head_message(head).as_bytes(), &sig))
+        .is_ok()
+}
+
 /// The end of a chain: the last record's sequence number and hash. Kept in the cluster
 /// (the operator's head ConfigMap) so the next leader continues the same chain, and an
 /// anchor `verify` checks a log against (a log that stops before it was truncated).

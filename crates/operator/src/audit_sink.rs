@@ -187,6 +187,20 @@ impl HeadStore {
         Ok(Some((observed, granted, version)))
     }
 
+    /// Saves a signature of `head` (keys `signedHead`, `headSignature`) if the ConfigMap
+    /// is still at `version`; returns the new version.
+    async fn save_signature(&self, head: &Head, signature: &str, version: &str) -> Result<String, AuditError> {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "data": {SIGNED_HEAD_KEY: head.to_string(), HEAD_SIGNATURE_KEY: signature},
+        });
+        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(error.to_string())),
+        }
+    }
+
     /// Saves `head` (and `granted`, when given) if the ConfigMap is still at `version`
     /// (None: it must not exist yet); returns the new version.
     async fn save(&self, head: &Head, granted: Option<String>, version: Option<&str>) -> Result<String, AuditError> {
@@ -238,6 +252,11 @@ struct Observed {
 /// The reason of the record a replica writes when it takes back a chain another writer
 /// continued (see [`AuditSink::record`]).
 pub const TAKEN_OVER: &str = crate::mesh::rules::Reason::AuditChainTakenOver.as_str();
+
+/// The keys of the head an external signer signed last, and of its signature, in the
+/// ConfigMap (see [`AuditSink::signing_head_with`]).
+pub const SIGNED_HEAD_KEY: &str = "signedHead";
+pub const HEAD_SIGNATURE_KEY: &str = "headSignature";
 
 /// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
 pub const GRANTED_KEY: &str = "granted";
@@ -309,6 +328,7 @@ pub struct AuditSink {
     failures: Counter,
     failing: Gauge,
     anchor: Option<Anchor>,
+    signer: Option<Signer>,
     /// Whether this replica leads (None: no election, it is the only writer): a chain lost
     /// while it still leads is taken back.
     leading: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
@@ -329,6 +349,52 @@ pub struct Anchor {
 
 /// How long an anchor command may run.
 const ANCHOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An external head signer (see [`AuditSink::signing_head_with`]).
+pub struct Signer {
+    command: String,
+    every: std::time::Duration,
+    last: Mutex<Option<(Head, std::time::Instant)>>,
+    failures: Counter,
+}
+
+/// Runs `command` (a program and its arguments; no shell: the operator's image has none)
+/// with the head on stdin (`SEQ:HASH` and a newline) and in `DRMESH_AUDIT_HEAD` (and the
+/// head's signature in `DRMESH_AUDIT_HEAD_SIGNATURE`, when given); its stdout, or why it
+/// failed.
+async fn run_with_head(command: &str, head: &Head, signature: Option<&str>) -> Result<Vec<u8>, String> {
+    let command = command.to_string();
+    let (text, signature) = (head.to_string(), signature.map(String::from));
+    let ran = tokio::time::timeout(
+        ANCHOR_TIMEOUT,
+        tokio::task::spawn_blocking(move || -> std::io::Result<std::process::Output> {
+            let mut words = command.split_whitespace();
+            let program = words.next().unwrap_or_default();
+            let mut run = std::process::Command::new(program);
+            run.args(words).env("DRMESH_AUDIT_HEAD", &text);
+            if let Some(signature) = &signature {
+                run.env("DRMESH_AUDIT_HEAD_SIGNATURE", signature);
+            }
+            let mut child = run
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                writeln!(stdin, "{text}")?;
+            }
+            child.wait_with_output()
+        }),
+    )
+    .await;
+    match ran {
+        Ok(Ok(Ok(output))) if output.status.success() => Ok(output.stdout),
+        Ok(Ok(Ok(output))) => Err(format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())),
+        Ok(Ok(Err(error))) => Err(error.to_string()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("still running after {ANCHOR_TIMEOUT:?}")),
+    }
+}
 
 impl AuditSink {
     /// A sink writing to `out`, with no head in the cluster and no key (tests).
@@ -380,6 +446,7 @@ impl AuditSink {
             failures: Counter::default(),
             failing: Gauge::default(),
             anchor: None,
+            signer: None,
             leading: Mutex::new(None),
         }
     }
@@ -409,66 +476,95 @@ impl AuditSink {
         self
     }
 
-    /// Runs the anchor command if the head moved and `every` has passed since the last
-    /// run (only a writer that owns the chain anchors). Returns whether it ran and
-    /// succeeded.
-    pub async fn anchor_if_due(&self) -> bool {
-        let Some(anchor) = &self.anchor else { return false };
-        let head = {
-            let committer = self.committer.lock().await;
-            if !committer.owner {
-                return false;
+    /// Signs the head every `every` at most, when it moved, with `command` (a program and
+    /// its arguments, split on whitespace, no shell): given [`audit::head_message`] on
+    /// stdin (and the head in `DRMESH_AUDIT_HEAD`), it prints an armored SSH signature
+    /// (namespace [`audit::HEAD_SIGNATURE_NAMESPACE`]), e.g. `ssh-keygen -Y sign -f KEY -n
+    /// drmesh.io/audit-head` with a key the operator does not hold (an agent, a token).
+    /// The signature is saved in the head ConfigMap (`signedHead`, `headSignature`) and
+    /// handed to the anchor command; failed runs count into `failures`.
+    pub fn signing_head_with(mut self, command: &str, every: std::time::Duration, failures: Counter) -> Self {
+        self.signer = Some(Signer { command: command.into(), every, last: Mutex::new(None), failures });
+        self
+    }
+
+    /// The head this writer owns, if any.
+    async fn owned_head(&self) -> Option<Head> {
+        let committer = self.committer.lock().await;
+        if !committer.owner {
+            return None;
+        }
+        committer.chain.head()
+    }
+
+    /// Runs the head signer if the head moved and its pace allows; saves the signature
+    /// with the head. Returns the head signed and its signature.
+    pub async fn sign_head_if_due(&self) -> Option<(Head, String)> {
+        let signer = self.signer.as_ref()?;
+        let head = self.owned_head().await?;
+        {
+            let last = signer.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|(h, at)| *h == head || at.elapsed() < signer.every) {
+                return None;
             }
-            match committer.chain.head() {
-                Some(head) => head,
-                None => return false,
+        }
+        let signed = run_with_head(&signer.command, &head, None).await.and_then(|out| {
+            let text = String::from_utf8_lossy(&out).trim().to_string();
+            if text.starts_with("-----BEGIN SSH SIGNATURE-----") {
+                Ok(text)
+            } else {
+                Err(format!("not an armored SSH signature: {:?}", text.chars().take(80).collect::<String>()))
+            }
+        });
+        let signature = match signed {
+            Ok(signature) => signature,
+            Err(why) => {
+                signer.failures.inc();
+                tracing::warn!(%head, %why, "the audit head signer failed");
+                return None;
             }
         };
+        {
+            let mut committer = self.committer.lock().await;
+            if !committer.owner {
+                return None;
+            }
+            if let Err(error) = committer.save_signature(&head, &signature).await {
+                signer.failures.inc();
+                tracing::warn!(%head, %error, "cannot save the audit head's signature");
+                return None;
+            }
+        }
+        tracing::info!(%head, "audit head signed");
+        *signer.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((head.clone(), std::time::Instant::now()));
+        Some((head, signature))
+    }
+
+    /// Signs the head (when a signer is set, see [`AuditSink::signing_head_with`]), then
+    /// runs the anchor command if the head moved and `every` has passed since the last
+    /// run (only a writer that owns the chain anchors); the anchor command gets the
+    /// signature of the head it anchors, if any, in `DRMESH_AUDIT_HEAD_SIGNATURE`. Returns
+    /// whether the anchor command ran and succeeded.
+    pub async fn anchor_if_due(&self) -> bool {
+        let signed = self.sign_head_if_due().await;
+        let Some(anchor) = &self.anchor else { return false };
+        let Some(head) = self.owned_head().await else { return false };
         {
             let last = anchor.last.lock().unwrap_or_else(|p| p.into_inner());
             if last.as_ref().is_some_and(|(h, at)| *h == head || at.elapsed() < anchor.every) {
                 return false;
             }
         }
-        let command = anchor.command.clone();
-        let text = head.to_string();
-        let ran = tokio::time::timeout(
-            ANCHOR_TIMEOUT,
-            tokio::task::spawn_blocking(move || -> std::io::Result<std::process::Output> {
-                // No shell (the operator's image has none): a program and its arguments.
-                let mut words = command.split_whitespace();
-                let program = words.next().unwrap_or_default();
-                let mut child = std::process::Command::new(program)
-                    .args(words)
-                    .env("DRMESH_AUDIT_HEAD", &text)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    writeln!(stdin, "{text}")?;
-                }
-                child.wait_with_output()
-            }),
-        )
-        .await;
-        match ran {
-            Ok(Ok(Ok(output))) if output.status.success() => {
-                let receipt = String::from_utf8_lossy(&output.stdout);
+        let signature = signed.filter(|(h, _)| *h == head).map(|(_, s)| s);
+        match run_with_head(&anchor.command, &head, signature.as_deref()).await {
+            Ok(output) => {
+                let receipt = String::from_utf8_lossy(&output);
                 tracing::info!(%head, receipt = %receipt.chars().take(512).collect::<String>(), "audit head anchored");
                 anchor.anchored.set(head.seq as i64);
                 *anchor.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((head, std::time::Instant::now()));
                 true
             }
-            outcome => {
-                let why = match outcome {
-                    Ok(Ok(Ok(output))) => {
-                        format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())
-                    }
-                    Ok(Ok(Err(error))) => error.to_string(),
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_) => format!("still running after {ANCHOR_TIMEOUT:?}"),
-                };
+            Err(why) => {
                 anchor.failures.inc();
                 tracing::warn!(%head, %why, "the audit anchor command failed");
                 false
@@ -687,6 +783,26 @@ impl Committer {
         }
         self.owner = true;
         Ok(event)
+    }
+
+    /// Saves a signature of `head` with it in the head ConfigMap (logged when there is
+    /// none); a refusal because another replica saved since loses the chain.
+    async fn save_signature(&mut self, head: &Head, signature: &str) -> Result<(), AuditError> {
+        let (Some(store), Some(version)) = (&self.head, self.version.as_deref()) else {
+            tracing::info!(%head, %signature, "audit head signature (no head ConfigMap to keep it)");
+            return Ok(());
+        };
+        match store.save_signature(head, signature, version).await {
+            Ok(version) => {
+                self.version = Some(version);
+                Ok(())
+            }
+            Err(AuditError::ChainLost) => {
+                self.owner = false;
+                Err(AuditError::ChainLost)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
@@ -1025,6 +1141,11 @@ mod head_tests {
                 .and_then(|m| m["data"]["head"].as_str().map(String::from))
                 .unwrap_or_default()
         }
+
+        fn data(&self, key: &str) -> String {
+            let map = self.0.lock().expect("store");
+            map.as_ref().and_then(|m| m["data"][key].as_str().map(String::from)).unwrap_or_default()
+        }
     }
 
     fn bump(m: &mut Value) {
@@ -1100,5 +1221,48 @@ mod head_tests {
         let messages: Vec<String> = out.records()[2..].iter().map(|r| r.event.message.clone()).collect();
         assert_eq!(messages[1..], ["decision 1".to_string(), "decision 3".to_string()]);
         assert!(store.head().starts_with("6:"), "{}", store.head());
+    }
+
+    #[tokio::test]
+    async fn the_head_is_signed_by_the_external_signer_and_the_signature_kept_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixtures = format!("{}/../../tests/fixtures/example-approvers", env!("CARGO_MANIFEST_DIR"));
+        // ssh-keygen refuses a private key others can read: a copy only we can.
+        let key = dir.path().join("head-signer");
+        std::fs::copy(format!("{fixtures}/example-approver-3"), &key).expect("copy");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        let public = |name: &str| {
+            let text = std::fs::read_to_string(format!("{fixtures}/{name}.pub")).expect("public key");
+            ssh_key::PublicKey::from_openssh(text.trim()).expect("public key")
+        };
+        let command = format!("ssh-keygen -q -Y sign -f {} -n drmesh.io/audit-head", key.display());
+        let failures = Counter::default();
+        let (store, out) = (Store::default(), Shared::default());
+        let signing = sink(&store, &out).signing_head_with(&command, std::time::Duration::ZERO, failures.clone());
+        assert!(signing.sign_head_if_due().await.is_none(), "no record yet: nothing to sign");
+        signing.take_over().await.expect("no head yet");
+        signing.record(event(0, audit::Decision::Granted)).await.expect("written");
+        signing.record(event(1, audit::Decision::Granted)).await.expect("written");
+        let (head, signature) = signing.sign_head_if_due().await.expect("signed");
+        assert_eq!(head.to_string(), store.head());
+        assert_eq!((store.data("signedHead"), store.data("headSignature")), (head.to_string(), signature.clone()));
+        assert!(audit::head_signature_holds(&head, &signature, &public("example-approver-3")));
+        assert!(!audit::head_signature_holds(&head, &signature, &public("example-approver-1")), "not another key's");
+        let older = audit::Head { seq: 0, hash: out.records()[0].hash.clone() };
+        assert!(!audit::head_signature_holds(&older, &signature, &public("example-approver-3")), "not another head's");
+        assert!(signing.sign_head_if_due().await.is_none(), "the head did not move");
+        // The next commit keeps the signature beside the new head.
+        signing.record(event(2, audit::Decision::Granted)).await.expect("written");
+        assert!(store.head().starts_with("2:"));
+        assert_eq!(store.data("signedHead"), head.to_string());
+        assert_eq!(failures.get(), 0);
+        // A signer that prints no signature is a failure, counted; nothing is saved.
+        let (store, out) = (Store::default(), Shared::default());
+        let failing =
+            sink(&store, &out).signing_head_with("echo unsigned", std::time::Duration::ZERO, failures.clone());
+        failing.take_over().await.expect("no head yet");
+        failing.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(failing.sign_head_if_due().await.is_none());
+        assert_eq!((failures.get(), store.data("headSignature")), (1, String::new()));
     }
 }

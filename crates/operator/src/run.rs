@@ -96,9 +96,18 @@ pub struct RunArgs {
     /// --audit-anchor-every seconds; its output (a receipt) is logged.
     #[arg(long, env = "DRMESH_AUDIT_ANCHOR_COMMAND")]
     pub audit_anchor_command: Option<String>,
-    /// Seconds between two runs of --audit-anchor-command.
+    /// Seconds between two runs of --audit-anchor-command (and of --audit-signer-command).
     #[arg(long, default_value_t = 60, env = "DRMESH_AUDIT_ANCHOR_EVERY")]
     pub audit_anchor_every: u64,
+    /// A program and its arguments (split on whitespace; no shell) that signs the audit
+    /// chain's head with a key the operator does not hold: given `SEQ:HASH` and a newline
+    /// on stdin, it prints an armored SSH signature (namespace drmesh.io/audit-head), e.g.
+    /// `ssh-keygen -Y sign -f /keys/head-signer.pub -n drmesh.io/audit-head` with the key in
+    /// an agent. Run by the leader when the head moved, at most every
+    /// --audit-anchor-every seconds; the signature is saved with the head in its ConfigMap
+    /// (signedHead, headSignature) and handed to --audit-anchor-command.
+    #[arg(long, env = "DRMESH_AUDIT_SIGNER_COMMAND")]
+    pub audit_signer_command: Option<String>,
     /// When a grant's audit record cannot be written: `refuse` (fail closed: the grant is
     /// not applied, reason AuditUnavailable, until the record is written) or `proceed`
     /// (fail open: applied anyway; the failure is only counted and alerted).
@@ -230,6 +239,13 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
             command,
             std::time::Duration::from_secs(args.audit_anchor_every),
             metrics.audit_anchored_seq.clone(),
+            metrics.audit_anchor_failures.clone(),
+        );
+    }
+    if let Some(command) = &args.audit_signer_command {
+        audit = audit.signing_head_with(
+            command,
+            std::time::Duration::from_secs(args.audit_anchor_every),
             metrics.audit_anchor_failures.clone(),
         );
     }
