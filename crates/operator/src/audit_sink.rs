@@ -153,16 +153,18 @@ impl HeadStore {
         }
     }
 
-    /// The head saved in the cluster, the grants in force it lists, and the ConfigMap's
-    /// version (None: no chain yet).
-    async fn load(&self) -> Result<Option<(Head, Granted, String)>, AuditError> {
+    /// The head saved in the cluster, the grants in force it lists, the ConfigMap's
+    /// version (None: no chain yet), and the narrowing records held there (see
+    /// [`HELD_KEY`]).
+    async fn load(&self) -> Result<Option<(Head, Granted, String, Vec<Event>)>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
         let data = map.data.unwrap_or_default();
         let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
+        let held = data.get(HELD_KEY).map(|h| parse_held(h)).unwrap_or_default();
         match data.get(HEAD_KEY).map(|h| h.parse::<Head>()) {
-            Some(Ok(head)) => Ok(Some((head, granted, version))),
+            Some(Ok(head)) => Ok(Some((head, granted, version, held))),
             Some(Err(error)) => Err(AuditError::Head(format!("{}/{}: {error}", self.name, HEAD_KEY))),
             // Created empty (by hand): the chain starts here.
             None => Ok(None),
@@ -201,9 +203,27 @@ impl HeadStore {
         }
     }
 
-    /// Saves `head` (and `granted`, when given) if the ConfigMap is still at `version`
-    /// (None: it must not exist yet); returns the new version.
-    async fn save(&self, head: &Head, granted: Option<String>, version: Option<&str>) -> Result<String, AuditError> {
+    /// Saves the narrowing records held (JSON lines; None: removes them) if the ConfigMap
+    /// is still at `version`; returns the new version.
+    async fn save_held(&self, held: Option<&str>, version: &str) -> Result<String, AuditError> {
+        let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": {HELD_KEY: held}});
+        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(error.to_string())),
+        }
+    }
+
+    /// Saves `head` (and `granted`, when given; removing the held records when
+    /// `clear_held`) if the ConfigMap is still at `version` (None: it must not exist yet);
+    /// returns the new version.
+    async fn save(
+        &self,
+        head: &Head,
+        granted: Option<String>,
+        clear_held: bool,
+        version: Option<&str>,
+    ) -> Result<String, AuditError> {
         let mut data = std::collections::BTreeMap::from([
             (HEAD_KEY.to_string(), head.to_string()),
             ("writer".to_string(), self.writer.clone()),
@@ -216,7 +236,10 @@ impl HeadStore {
             // A merge patch carrying the version it read: the API server refuses it (409)
             // if another replica saved since. Only what changed is sent.
             Some(version) => {
-                let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
+                let mut patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
+                if clear_held {
+                    patch["data"][HELD_KEY] = serde_json::Value::Null;
+                }
                 self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await
             }
             None => {
@@ -257,6 +280,31 @@ pub const TAKEN_OVER: &str = crate::mesh::rules::Reason::AuditChainTakenOver.as_
 /// ConfigMap (see [`AuditSink::signing_head_with`]).
 pub const SIGNED_HEAD_KEY: &str = "signedHead";
 pub const HEAD_SIGNATURE_KEY: &str = "headSignature";
+
+/// The key of the narrowing records held while the sink fails (JSON lines of events), in
+/// the ConfigMap: saved when a commit fails and the ConfigMap can still be written (e.g.
+/// the audit file's disk is full), so that a restart or the next leader writes them; at
+/// most [`HELD_MAX_BYTES`] of them (the oldest), removed by the commit that writes them.
+pub const HELD_KEY: &str = "held";
+/// At most this many bytes of held records in the ConfigMap (a ConfigMap holds 1 MiB).
+pub const HELD_MAX_BYTES: usize = 512 * 1024;
+
+fn parse_held(text: &str) -> Vec<Event> {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The held records as saved: JSON lines, the oldest first, within [`HELD_MAX_BYTES`].
+fn print_held(events: &[Event]) -> String {
+    let mut text = String::new();
+    for event in events {
+        let line = serde_json::to_string(event).unwrap_or_default() + "\n";
+        if text.len() + line.len() > HELD_MAX_BYTES {
+            break;
+        }
+        text.push_str(&line);
+    }
+    text
+}
 
 /// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
 pub const GRANTED_KEY: &str = "granted";
@@ -314,6 +362,9 @@ struct Committer {
     /// The grants in force the previous leader left, until they are compared with the
     /// cluster (see [`AuditSink::deleted_while_nobody_led`]).
     inherited: Option<Granted>,
+    /// Held records are saved in the ConfigMap ([`HELD_KEY`]): the next commit that writes
+    /// them removes them.
+    held_saved: bool,
 }
 
 /// At most this many narrowing records wait for the sink (the oldest are kept).
@@ -442,6 +493,7 @@ impl AuditSink {
                 granted_changed: false,
                 granted_saved: None,
                 inherited: None,
+                held_saved: false,
             }),
             failures: Counter::default(),
             failing: Gauge::default(),
@@ -600,7 +652,7 @@ impl AuditSink {
         let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
         let loaded = store.load().await?;
         match loaded {
-            Some((head, granted, version)) => {
+            Some((head, granted, version, held)) => {
                 if committer.chain.head().as_ref() != Some(&head) {
                     tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
                 }
@@ -608,6 +660,16 @@ impl AuditSink {
                 committer.version = Some(version);
                 committer.granted = granted.clone();
                 committer.inherited = Some(granted);
+                if !held.is_empty() {
+                    // Narrowing records a writer (this one before a restart, or the
+                    // previous leader) could not write: written first, once.
+                    tracing::warn!(records = held.len(), "writing the narrowing records held in the head ConfigMap");
+                    let mine = std::mem::take(&mut committer.backlog);
+                    let mut backlog = held;
+                    backlog.extend(mine.into_iter().filter(|e| !backlog.contains(e)).collect::<Vec<_>>());
+                    committer.backlog = backlog;
+                    committer.held_saved = true;
+                }
             }
             None => committer.version = None,
         }
@@ -709,10 +771,12 @@ impl Committer {
         };
         let written = self.write(&events);
         if let Err(error) = written {
-            // Nothing was written: narrowing records wait for the next commit.
+            // Nothing was written: narrowing records wait for the next commit, kept in
+            // the head ConfigMap too when it can be written (a restart writes them then).
             events.retain(|e| e.decision != audit::Decision::Granted);
             events.truncate(BACKLOG_MAX);
             self.backlog = events;
+            self.save_held().await;
             return Err(error);
         }
         let due = self.granted_saved.is_none_or(|at| at.elapsed() >= GRANTED_EVERY);
@@ -805,13 +869,34 @@ impl Committer {
         }
     }
 
+    /// Saves the held narrowing records in the head ConfigMap, if there is one and this
+    /// writer owns it; a failure is logged (they stay in memory).
+    async fn save_held(&mut self) {
+        let (Some(store), Some(version)) = (&self.head, self.version.as_deref()) else { return };
+        if !self.owner || self.backlog.is_empty() {
+            return;
+        }
+        match store.save_held(Some(&print_held(&self.backlog)), version).await {
+            Ok(version) => {
+                self.version = Some(version);
+                self.held_saved = true;
+            }
+            Err(AuditError::ChainLost) => self.owner = false,
+            Err(error) => tracing::warn!(%error, "cannot keep the held audit records in the head ConfigMap"),
+        }
+    }
+
     /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
     /// ConfigMap; a refusal because another replica saved since loses the chain.
     async fn save_head(&mut self, with_granted: bool) -> Result<(), AuditError> {
         let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
         let granted = with_granted.then(|| print_granted(&self.granted));
-        match store.save(&head, granted, self.version.as_deref()).await {
+        let clear_held = self.held_saved && self.backlog.is_empty();
+        match store.save(&head, granted, clear_held, self.version.as_deref()).await {
             Ok(version) => {
+                if clear_held {
+                    self.held_saved = false;
+                }
                 self.version = Some(version);
                 if with_granted {
                     self.granted_changed = false;
@@ -912,7 +997,7 @@ pub(super) mod tests {
 
     /// A writer that fails while `down` is set.
     #[derive(Clone, Default)]
-    struct Flaky(Shared, Arc<std::sync::atomic::AtomicBool>);
+    pub(super) struct Flaky(pub(super) Shared, pub(super) Arc<std::sync::atomic::AtomicBool>);
 
     impl Write for Flaky {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -1113,8 +1198,14 @@ mod head_tests {
                     if request["metadata"]["resourceVersion"] != m["metadata"]["resourceVersion"] {
                         return (409, status(409, "Conflict"));
                     }
+                    // A merge patch: null removes the key.
                     for (k, v) in request["data"].as_object().cloned().unwrap_or_default() {
-                        m["data"][k] = v;
+                        match (v.is_null(), m["data"].as_object_mut()) {
+                            (true, Some(data)) => {
+                                data.remove(&k);
+                            }
+                            _ => m["data"][k] = v,
+                        }
                     }
                     bump(m);
                     (200, serde_json::to_vec(m).expect("json"))
@@ -1264,5 +1355,41 @@ mod head_tests {
         failing.record(event(0, audit::Decision::Granted)).await.expect("written");
         assert!(failing.sign_head_if_due().await.is_none());
         assert_eq!((failures.get(), store.data("headSignature")), (1, String::new()));
+    }
+
+    #[tokio::test]
+    async fn narrowing_records_held_while_the_output_fails_survive_a_restart_in_the_head_configmap() {
+        use super::tests::Flaky;
+        let store = Store::default();
+        let out = Flaky::default();
+        let first = AuditSink::new(Box::new(out.clone())).keeping_head_in(HeadStore::new(
+            store.client(),
+            "drmesh-system",
+            "drmesh-audit-head",
+            "replica-a",
+        ));
+        first.take_over().await.expect("no head yet");
+        first.record(event(0, audit::Decision::Granted)).await.expect("written");
+        // The audit file's disk is full; the API server answers.
+        out.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(first.record(event(1, audit::Decision::Expired)).await.is_err());
+        assert!(first.record(event(2, audit::Decision::Granted)).await.is_err(), "a grant is refused, not held");
+        let held = store.data(HELD_KEY);
+        assert!(held.contains("decision 1") && !held.contains("decision 2"), "{held}");
+        // The operator restarts before the disk is freed: the held expiry is written first.
+        drop(first);
+        let again = Shared::default();
+        let second = sink(&store, &again);
+        second.take_over().await.expect("the head");
+        second.record(event(3, audit::Decision::Revoked)).await.expect("written");
+        let records = again.records();
+        let written: Vec<(u64, &str)> = records.iter().map(|r| (r.seq, r.event.message.as_str())).collect();
+        assert_eq!(written, [(1, "decision 1"), (2, "decision 3")]);
+        assert_eq!(store.data(HELD_KEY), "", "removed once written");
+        assert_eq!(store.head(), format!("2:{}", records[1].hash));
+        // Taken over again: nothing is written twice.
+        let third = sink(&store, &Shared::default());
+        third.take_over().await.expect("the head");
+        assert!(third.committer.lock().await.backlog.is_empty());
     }
 }
