@@ -306,11 +306,18 @@ pub const SERVICE_PROXY: &str = "services/proxy";
 pub const POD_PATHS: [&str; 4] = ["proxy", "portforward", "exec", "attach"];
 
 /// The products the chain names (the `product` of every record but the credentials'
-/// records, whose `product` is a DataSource): the products whose pods are recognised.
+/// records, whose `product` is a DataSource, and the chain's take-over records, whose
+/// `product` is the head ConfigMap): the products whose pods are recognised.
 pub fn products(records: &[Record]) -> Vec<ObjectRef> {
     let mut products: Vec<ObjectRef> = records
         .iter()
-        .filter(|r| r.event.policy.is_some() || !r.event.reason.starts_with("Credentials"))
+        .filter(|r| {
+            r.event.policy.is_some()
+                || !matches!(
+                    r.event.reason.as_str(),
+                    "CredentialsLent" | "CredentialsWithdrawn" | "AuditChainTakenOver"
+                )
+        })
         .map(|r| r.event.product.clone())
         .collect();
     products.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
