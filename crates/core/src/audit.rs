@@ -903,6 +903,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_without_ports_is_sealed_as_before_ports_were_recorded() {
+        // Records written before `ports` existed hash over JSON without the key: an empty
+        // list must leave it out, or every older record would stop verifying.
+        let mut chain = Chain::default();
+        let plain = chain.append(event(0));
+        let json = serde_json::to_value(&plain).expect("json");
+        assert!(json.get("ports").is_none(), "{json}");
+        let mut granted = event(0);
+        granted.ports = vec!["8080/http".into()];
+        let with_ports = Chain::default().append(granted);
+        assert_eq!(serde_json::to_value(&with_ports).expect("json")["ports"], serde_json::json!(["8080/http"]));
+        assert_ne!(with_ports.hash, plain.hash, "the ports are sealed");
+        let line = serde_json::to_string(&with_ports).expect("json") + "\n";
+        assert_eq!(verify(line.as_bytes()), Ok(1));
+        let edited = line.replace("8080/http", "9090/metrics");
+        assert!(verify(edited.as_bytes()).is_err(), "an edited port is detected");
+    }
+
+    #[test]
     fn an_intact_chain_verifies() {
         let report = check(&[("a.log", &log(5))], &Anchors::default());
         assert_eq!(found(&report), Vec::<String>::new());
