@@ -1342,6 +1342,31 @@ mod head_tests {
         let older = audit::Head { seq: 0, hash: out.records()[0].hash.clone() };
         assert!(!audit::head_signature_holds(&older, &signature, &public("example-approver-3")), "not another head's");
         assert!(signing.sign_head_if_due().await.is_none(), "the head did not move");
+        // The anchor command gets the signature of the head it anchors.
+        let script = dir.path().join("anchor.sh");
+        let received = dir.path().join("received.sig");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprintf '%s' \"$DRMESH_AUDIT_HEAD_SIGNATURE\" > {}\n", received.display()),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let (anchoring_store, anchoring_out) = (Store::default(), Shared::default());
+        let anchoring = sink(&anchoring_store, &anchoring_out)
+            .signing_head_with(&command, std::time::Duration::ZERO, failures.clone())
+            .anchoring_with(
+                &script.display().to_string(),
+                std::time::Duration::ZERO,
+                Gauge::default(),
+                failures.clone(),
+            );
+        anchoring.take_over().await.expect("no head yet");
+        anchoring.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(anchoring.anchor_if_due().await, "signed, then anchored");
+        let handed = std::fs::read_to_string(&received).expect("the anchor ran");
+        assert_eq!(handed, anchoring_store.data("headSignature"));
+        let anchored: audit::Head = anchoring_store.data("signedHead").parse().expect("a head");
+        assert!(audit::head_signature_holds(&anchored, &handed, &public("example-approver-3")));
         // The next commit keeps the signature beside the new head.
         signing.record(event(2, audit::Decision::Granted)).await.expect("written");
         assert!(store.head().starts_with("2:"));
