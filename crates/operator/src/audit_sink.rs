@@ -1060,6 +1060,25 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
+    async fn a_rotation_that_fails_after_the_records_are_synced_does_not_fail_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        // The name the first rotation wants is taken (by a directory): the rename fails.
+        std::fs::create_dir(dir.path().join("audit.log.000000000000")).expect("dir");
+        let sink = AuditSink::append_rotating(&path, 1).expect("open");
+        sink.record(event(0)).await.expect("written and synced: the failed rotation is only logged");
+        sink.record(event(1)).await.expect("written; rotated this time");
+        let rotated = dir.path().join("audit.log.000000000001");
+        let inputs: Vec<(String, String)> = [&rotated, &path]
+            .iter()
+            .map(|f| (f.display().to_string(), std::fs::read_to_string(f).expect("read")))
+            .collect();
+        let report = audit::verify_logs(&inputs, &audit::Anchors::default());
+        assert!(report.intact(), "one chain, no record sealed twice: {:?}", report.findings);
+        assert_eq!(report.records, 2);
+    }
+
+    #[tokio::test]
     async fn the_head_is_anchored_outside_when_it_moved_and_failures_are_counted() {
         let dir = tempfile::tempdir().expect("temp dir");
         let receipts = dir.path().join("anchors");
