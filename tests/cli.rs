@@ -844,6 +844,20 @@ fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering()
     let out = drmesh(&["audit", "verify", path(&a), "--head", &head]);
     assert_eq!(code(&out), 3, "{}", stdout(&out));
     assert!(stdout(&out).contains("truncated-end: the chain stops at record 2, the head anchor is record 5"));
+
+    // access-review --at checks the chain against the same anchors before it answers.
+    let review = |extra: &[&str]| {
+        let mut args = vec!["access-review", "--at", "2026-12-01T00:00:09Z", "--audit-log", path(&a)];
+        args.extend(extra);
+        drmesh(&args)
+    };
+    assert_eq!(code(&review(&["--audit-key", path(&public)])), 0);
+    let other = keys.join("example-approver-2.pub");
+    let out = review(&["--audit-key", path(&other)]);
+    assert_eq!(code(&out), 3, "signed by another key: {}", String::from_utf8_lossy(&out.stderr));
+    let out = review(&["--audit-head", &head]);
+    assert_eq!(code(&out), 3, "cut end: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code(&drmesh(&["access-review", "-f", "x", "--audit-key", path(&public)])), 2, "only with --audit-log");
 }
 
 /// docs/audit.md's filter, run as documented (`grep -E`), keeps exactly the audit records

@@ -192,7 +192,7 @@ fn read_logs(files: &[PathBuf]) -> Result<Vec<(String, String)>, CliError> {
         .collect()
 }
 
-fn read_key(path: &Path) -> Result<ssh_key::PublicKey, CliError> {
+pub(crate) fn read_key(path: &Path) -> Result<ssh_key::PublicKey, CliError> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
     ssh_key::PublicKey::from_openssh(text.trim())
         .map_err(|e| CliError::Internal(format!("{}: not an OpenSSH public key: {e}", path.display())))
