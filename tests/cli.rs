@@ -798,6 +798,7 @@ fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering()
                 purpose: None,
                 expires_at: None,
                 policy: None,
+                ports: vec![],
             };
             serde_json::to_string(&chain.append_signed(event, Some(&key)).expect("sign")).expect("json") + "\n"
         })
@@ -843,4 +844,77 @@ fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering()
     let out = drmesh(&["audit", "verify", path(&a), "--head", &head]);
     assert_eq!(code(&out), 3, "{}", stdout(&out));
     assert!(stdout(&out).contains("truncated-end: the chain stops at record 2, the head anchor is record 5"));
+
+    // access-review --at checks the chain against the same anchors before it answers.
+    let review = |extra: &[&str]| {
+        let mut args = vec!["access-review", "--at", "2026-12-01T00:00:09Z", "--audit-log", path(&a)];
+        args.extend(extra);
+        drmesh(&args)
+    };
+    assert_eq!(code(&review(&["--audit-key", path(&public)])), 0);
+    let other = keys.join("example-approver-2.pub");
+    let out = review(&["--audit-key", path(&other)]);
+    assert_eq!(code(&out), 3, "signed by another key: {}", String::from_utf8_lossy(&out.stderr));
+    let out = review(&["--audit-head", &head]);
+    assert_eq!(code(&out), 3, "cut end: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code(&drmesh(&["access-review", "-f", "x", "--audit-key", path(&public)])), 2, "only with --audit-log");
+}
+
+/// docs/audit.md's filter, run as documented (`grep -E`), keeps exactly the audit records
+/// of a pod log that mixes them with the operator's text and JSON logs; what it keeps
+/// verifies, what it was given does not.
+#[test]
+fn the_documented_filter_extracts_the_audit_records_from_a_mixed_pod_log() {
+    use drmesh::audit::{Chain, Decision, Event, ObjectRef};
+    let doc = std::fs::read_to_string(root().join("docs/audit.md")).expect("docs/audit.md");
+    let line = doc.lines().find(|l| l.contains("| grep -E '")).expect("the filter in docs/audit.md");
+    let pattern = line.split("grep -E '").nth(1).and_then(|rest| rest.split('\'').next()).expect("a quoted pattern");
+    let mut chain = Chain::default();
+    let records: Vec<String> = (0..3)
+        .map(|n| {
+            let event = Event {
+                time: format!("2026-12-01T00:00:0{n}Z"),
+                actor: "drmesh".into(),
+                decision: Decision::Granted,
+                reason: "Granted".into(),
+                message: format!("decision {n}: \"quoted\", {{\"seq\":{n}}}"),
+                product: ObjectRef { namespace: "police".into(), name: "incident-feed".into() },
+                classification: "Restricted".into(),
+                subjects: vec!["Group:cnc-officers".into()],
+                purpose: Some("situation picture".into()),
+                expires_at: None,
+                policy: None,
+                ports: vec!["8080/http".into()],
+            };
+            serde_json::to_string(&chain.append(event)).expect("json")
+        })
+        .collect();
+    let head = chain.head().expect("a head").to_string();
+    // What `kubectl logs` prints: text and JSON tracing lines (one quoting a record) around
+    // the records.
+    let quoted = serde_json::json!({"timestamp": "2026-12-01T00:00:00.5Z", "level": "ERROR",
+        "message": format!("audit records not written: {}", records[1]), "target": "drmesh_operator::audit_sink"});
+    let mixed = [
+        "2026-12-01T00:00:00.000000Z  INFO drmesh_operator::run: serving /healthz, /readyz, /metrics addr=0.0.0.0:8080",
+        &records[0],
+        r#"{"timestamp":"2026-12-01T00:00:00.1Z","level":"INFO","message":"audit chain taken over","head":"0:ab","seq":3}"#,
+        &quoted.to_string(),
+        &records[1],
+        "{\"seq\":4} not a record",
+        &records[2],
+        "2026-12-01T00:00:03.000000Z  WARN drmesh_operator::audit_sink: cannot rotate the audit log",
+    ]
+    .join("\n")
+        + "\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pod_log, extracted) = (dir.path().join("pod.log"), dir.path().join("audit.log"));
+    std::fs::write(&pod_log, &mixed).expect("write");
+    let out = drmesh(&["audit", "verify", path(&pod_log), "--head", &head]);
+    assert_eq!(code(&out), 3, "the pod log as it is does not verify: {}", stdout(&out));
+    let grep = Command::new("grep").args(["-E", pattern, path(&pod_log)]).output().expect("grep runs");
+    assert_eq!(String::from_utf8_lossy(&grep.stdout), records.join("\n") + "\n", "exactly the records, unchanged");
+    std::fs::write(&extracted, &grep.stdout).expect("write");
+    let out = drmesh(&["audit", "verify", path(&extracted), "--head", &head]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("audit log intact: 3 records\n"), "{}", stdout(&out));
 }

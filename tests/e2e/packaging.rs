@@ -462,6 +462,19 @@ fn the_local_audit_policy_is_the_production_one() {
     let drmesh = rules.iter().position(|r| r.to_string().contains("drmesh.io")).expect("a drmesh.io rule");
     assert_eq!(rules[drmesh]["level"], "RequestResponse");
     assert!(proxy < drmesh);
+    // The audit head's saves with their body, before the rule that logs ConfigMaps (and
+    // Secrets) without; no rule logs a Secret's body.
+    let head = rules.iter().position(|r| r.to_string().contains("drmesh-audit-head")).expect("a rule for the head");
+    assert_eq!(rules[head]["level"], "Request");
+    assert_eq!(
+        rules[head]["resources"],
+        json!([{"group": "", "resources": ["configmaps"], "resourceNames": ["drmesh-audit-head"]}])
+    );
+    let configmaps = rules.iter().position(|r| r.to_string().contains("\"secrets\"")).expect("the Secrets rule");
+    assert!(head < configmaps, "the head's rule comes first");
+    for rule in rules.iter().filter(|r| r.to_string().contains("secrets")) {
+        assert_eq!(rule["level"], "Metadata", "{rule}");
+    }
 }
 
 #[tokio::test]
@@ -503,4 +516,60 @@ async fn the_api_server_audits_drmesh_changes_and_service_proxy_reads() {
     assert_eq!(proxy["user"]["username"], "mallory");
     assert_eq!(proxy["objectRef"]["resource"], "services");
     assert!(proxy.get("responseObject").is_none(), "never the product's data");
+
+    // The audit chain's head, saved as the operator saves it (a merge patch of the
+    // drmesh-audit-head ConfigMap): the value is in the request body this log keeps.
+    let head = format!("7:{}", "ab".repeat(32));
+    ok(
+        "create the head ConfigMap",
+        harness::kubectl(&["-n", &ns.name, "create", "configmap", "drmesh-audit-head", "--from-literal=head=0:0"]),
+    );
+    ok(
+        "save a head",
+        harness::kubectl(&[
+            "-n",
+            &ns.name,
+            "patch",
+            "configmap",
+            "drmesh-audit-head",
+            "--type=merge",
+            "-p",
+            &json!({"data": {"head": head}}).to_string(),
+        ]),
+    );
+    let n = ns.name.clone();
+    let saved = audit_record(&head, harness::TIMEOUT, move |e| {
+        e["objectRef"]["namespace"] == n.as_str()
+            && e["objectRef"]["name"] == "drmesh-audit-head"
+            && e["verb"] == "patch"
+            && e["stage"] == "ResponseComplete"
+    })
+    .await;
+    assert_eq!(saved["level"], "Request");
+    assert!(saved.get("responseObject").is_none(), "the request, not the response");
+    // Other ConfigMaps and Secrets: never their bodies.
+    ok(
+        "another ConfigMap",
+        harness::kubectl(&["-n", &ns.name, "create", "configmap", "contract", "--from-literal=head=not-logged"]),
+    );
+    ok(
+        "patch it",
+        harness::kubectl(&[
+            "-n",
+            &ns.name,
+            "patch",
+            "configmap",
+            "contract",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"x":"not-logged"}}"#,
+        ]),
+    );
+    let n = ns.name.clone();
+    let other = audit_record(&ns.name, harness::TIMEOUT, move |e| {
+        e["objectRef"]["namespace"] == n.as_str() && e["objectRef"]["name"] == "contract" && e["verb"] == "patch"
+    })
+    .await;
+    assert_eq!(other["level"], "Metadata");
+    assert!(other.get("requestObject").is_none());
 }

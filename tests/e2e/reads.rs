@@ -140,6 +140,9 @@ async fn every_read_of_a_product_is_covered_by_a_grant_or_reported_uncovered() {
     assert_eq!(legit["grant"]["via"], json!({"kind": "AccessPolicy", "name": format!("{id}/readers"), "uid": uid}));
     assert_eq!(legit["grant"]["purpose"], purpose);
     assert_eq!(legit["grant"]["expiresAt"], expires.to_string());
+    // The grant's record names the port it gives: the read on it is covered.
+    assert_eq!(legit["grant"]["ports"], json!(["8080/http"]), "{stdout}");
+    assert_eq!(legit["path"], "services/proxy");
 
     let admin = reads_of(&report, ADMIN);
     assert_eq!(admin.len(), 1, "{stdout}");
@@ -164,4 +167,5 @@ async fn every_read_of_a_product_is_covered_by_a_grant_or_reported_uncovered() {
         (ours[0]["subject"].as_str(), ours[0]["via"].as_str(), ours[0]["status"].as_str()),
         (Some(format!("Group:{group}").as_str()), Some(format!("AccessPolicy {id}/readers").as_str()), Some("Granted"))
     );
+    assert_eq!(ours[0]["ports"], json!(["8080/http"]), "{rows:?}");
 }

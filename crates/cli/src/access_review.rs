@@ -242,27 +242,37 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
 
 /// What the audit chain says was in force at `at` (see [`crate::reads::replay`]): one row
 /// per subject of each grant recorded as in force then, `Expired` when its `expiresAt` had
-/// passed. The chain does not record ports, clearances or approvals: `ports` says so,
-/// the others are left empty.
+/// passed, with the ports its record names; and one row per ServiceAccount a DataSource's
+/// credentials were lent to then (`CredentialsLent` up to `CredentialsWithdrawn`). The
+/// chain does not record clearances or approvals (left empty), nor the ports of owners'
+/// access, of records written before ports were recorded, or of a source's endpoint:
+/// `ports` says `not recorded`.
 pub fn from_chain(windows: &[crate::reads::Window], at: Timestamp) -> Vec<Access> {
     let mut rows: Vec<Access> = windows
         .iter()
         .filter(|w| w.open_at(at))
         .flat_map(|w| {
             let status = if w.grants_at(at) { GRANTED.to_string() } else { rules::Reason::Expired.to_string() };
+            let credentials = !w.via.gives_reads();
+            let ports = if w.ports.is_empty() { vec!["not recorded".to_string()] } else { w.ports.clone() };
             w.subjects.iter().map(move |subject| Access {
-                kind: "DataProduct".into(),
+                kind: if credentials { "DataSource" } else { "DataProduct" }.into(),
                 namespace: w.product.namespace.clone(),
                 name: w.product.name.clone(),
                 classification: w.classification.clone(),
                 subject: subject.clone(),
                 access: match subject.split_once(':').map(|(kind, _)| kind) {
+                    _ if credentials => "credentials",
                     Some("Namespace") => "network",
                     _ => "api+proxy",
                 }
                 .into(),
-                ports: vec!["not recorded".into()],
-                via: if w.via.name.is_empty() { "owner".into() } else { w.via.to_string() },
+                ports: ports.clone(),
+                via: match () {
+                    _ if credentials => "input".into(),
+                    _ if w.via.name.is_empty() => "owner".into(),
+                    _ => w.via.to_string(),
+                },
                 purpose: w.purpose.clone(),
                 until: w.expires_at.map(|t| t.to_string()),
                 status: status.clone(),
@@ -274,9 +284,10 @@ pub fn from_chain(windows: &[crate::reads::Window], at: Timestamp) -> Vec<Access
         })
         .collect();
     rows.sort_by(|a, b| {
-        (&a.namespace, &a.name, !a.granted(), &a.subject, &a.via).cmp(&(
+        (&a.namespace, &a.name, &a.kind, !a.granted(), &a.subject, &a.via).cmp(&(
             &b.namespace,
             &b.name,
+            &b.kind,
             !b.granted(),
             &b.subject,
             &b.via,
@@ -465,6 +476,7 @@ mod tests {
             purpose: Some("situation picture".into()),
             expires_at: Some("2026-11-28T14:00:00Z".into()),
             policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u".into(), generation: 1 }),
+            ports: vec![],
         };
         let mut chain = Chain::default();
         let records: Vec<_> = [
@@ -487,6 +499,92 @@ mod tests {
         );
         assert_eq!(subjects(at("2026-11-28T13:30:00Z")), [("Group:cnc-officers".to_string(), GRANTED.to_string())]);
         assert_eq!(subjects(at("2026-11-28T14:00:00Z")), [("Group:cnc-officers".to_string(), "Expired".to_string())]);
+    }
+
+    #[test]
+    fn the_chain_says_which_credentials_were_lent_and_which_ports_granted_at_a_past_instant() {
+        use crate::audit::{Chain, Decision, Event, ObjectRef, PolicyRef};
+        let event = |time: &str, decision, reason: &str, product: &str, subjects: &[&str], ports: &[&str]| Event {
+            time: time.into(),
+            actor: "drmesh".into(),
+            decision,
+            reason: reason.into(),
+            message: String::new(),
+            product: ObjectRef { namespace: "police".into(), name: product.into() },
+            classification: "Restricted".into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            purpose: None,
+            expires_at: None,
+            policy: (reason == "Granted").then(|| PolicyRef {
+                namespace: "police".into(),
+                name: "cnc".into(),
+                uid: "u".into(),
+                generation: 1,
+            }),
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+        };
+        let (lent, taken) = (Decision::Granted, Decision::Revoked);
+        let mut chain = Chain::default();
+        let records: Vec<_> = [
+            event(
+                "2026-11-28T12:00:00Z",
+                lent,
+                "CredentialsLent",
+                "incident-db",
+                &["ServiceAccount:police/feed", "ServiceAccount:police/stats"],
+                &[],
+            ),
+            event(
+                "2026-11-28T12:10:00Z",
+                Decision::Granted,
+                "Granted",
+                "feed",
+                &["Group:cnc-officers"],
+                &["8080/http", "9090/grpc"],
+            ),
+            event(
+                "2026-11-28T13:00:00Z",
+                taken,
+                "CredentialsWithdrawn",
+                "incident-db",
+                &["ServiceAccount:police/stats"],
+                &[],
+            ),
+            event(
+                "2026-11-28T14:00:00Z",
+                taken,
+                "CredentialsWithdrawn",
+                "incident-db",
+                &["ServiceAccount:police/feed"],
+                &[],
+            ),
+        ]
+        .into_iter()
+        .map(|e| chain.append(e))
+        .collect();
+        let windows = crate::reads::replay(&records);
+        let at = |t: &str| from_chain(&windows, t.parse().expect("time"));
+        let rows = |t: &str| {
+            at(t)
+                .into_iter()
+                .map(|a| format!("{} {} {} {} {}", a.object(), a.subject, a.access, a.via, a.ports.join(",")))
+                .collect::<Vec<_>>()
+        };
+        assert!(at("2026-11-28T11:59:59Z").is_empty());
+        assert_eq!(
+            rows("2026-11-28T12:30:00Z"),
+            [
+                "DataProduct police/feed Group:cnc-officers api+proxy AccessPolicy police/cnc 8080/http,9090/grpc",
+                "DataSource police/incident-db ServiceAccount:police/feed credentials input not recorded",
+                "DataSource police/incident-db ServiceAccount:police/stats credentials input not recorded",
+            ]
+        );
+        assert_eq!(at("2026-11-28T12:30:00Z")[1].starts.as_deref(), Some("2026-11-28T12:00:00Z"));
+        assert_eq!(
+            rows("2026-11-28T13:30:00Z")[1..],
+            ["DataSource police/incident-db ServiceAccount:police/feed credentials input not recorded"]
+        );
+        assert_eq!(rows("2026-11-28T14:00:00Z").len(), 1, "both taken back: the grant alone");
     }
 
     #[test]

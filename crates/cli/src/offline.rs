@@ -115,6 +115,14 @@ pub struct AccessReviewArgs {
     /// verify (exit 3 otherwise).
     #[arg(long = "audit-log", value_name = "FILE", num_args = 1.., conflicts_with_all = ["paths", "cluster"])]
     pub audit_logs: Vec<PathBuf>,
+    /// With --audit-log: the operator's audit public key, as `audit verify --key`: every
+    /// record must carry a valid signature by it (exit 3 otherwise).
+    #[arg(long, value_name = "PATH", requires = "audit_logs")]
+    pub audit_key: Option<PathBuf>,
+    /// With --audit-log: the chain's head as the cluster knows it, SEQ:HASH, as `audit
+    /// verify --head`: the logs must reach it (exit 3 otherwise).
+    #[arg(long, value_name = "SEQ:HASH", requires = "audit_logs")]
+    pub audit_head: Option<crate::audit::Head>,
 }
 
 fn admission() -> Result<Admission, CliError> {
@@ -225,7 +233,12 @@ pub fn run_access_review(args: &AccessReviewArgs) -> Result<(), CliError> {
         ));
     }
     if !args.audit_logs.is_empty() {
-        let (records, _) = super::audit_log::verified_records(&args.audit_logs)?;
+        let anchors = crate::audit::Anchors {
+            key: args.audit_key.as_deref().map(super::audit_log::read_key).transpose()?,
+            head: args.audit_head.clone(),
+            from: None,
+        };
+        let (records, _) = super::audit_log::verified_records(&args.audit_logs, &anchors)?;
         let at = args.at.unwrap_or_else(jiff::Timestamp::now);
         let mut rows = access_review::from_chain(&crate::reads::replay(&records), at);
         if args.granted_only {

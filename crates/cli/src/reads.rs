@@ -13,8 +13,22 @@
 //! - `OwnersAccess` records (no policy) give and take the product's owners' reads;
 //! - a grant covers nothing at or after its `expiresAt`, whatever the chain says next.
 //!
-//! The records do not name ports: a read on any port of the product is matched (the API
-//! server's RBAC, written by the operator, limits the ports).
+//! - `CredentialsLent` / `CredentialsWithdrawn` records (no policy; `product` is the
+//!   DataSource) lend a source's credentials to the ServiceAccounts they name and take
+//!   them back: windows of their own, which never cover a read of a product.
+//!
+//! Ports: a policy's `Granted` record names the ports it gives (`NUMBER/NAME`); a read
+//! through `services/[SCHEME:]NAME:PORT/proxy` is covered only by a grant that gives that
+//! port, by number or by name. A record that names no port (owners' access, records
+//! written before ports were recorded) is matched on any port; a read through the bare
+//! service name (no port) only by such a record.
+//!
+//! Other ways to a product's data: `pods/proxy`, `pods/portforward`, `pods/exec` and
+//! `pods/attach` on a product's pods. Grants give `services/proxy` only, so such a read is
+//! never covered. The API server's audit log names the pod, not its product: a pod is a
+//! product's when its name is `<product>-<replicaset hash>-<suffix>` (the operator runs a
+//! product as a Deployment named after it) and the chain names that product in that
+//! namespace.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +51,14 @@ pub struct Via {
     pub uid: String,
 }
 
+impl Via {
+    /// Whether the window gives reads of a product (a policy's grant, the owners'
+    /// access); credentials lent to a product do not.
+    pub fn gives_reads(&self) -> bool {
+        self.kind == "AccessPolicy" || self.kind == "owners"
+    }
+}
+
 impl std::fmt::Display for Via {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.name.is_empty() { write!(f, "{}", self.kind) } else { write!(f, "{} {}", self.kind, self.name) }
@@ -56,6 +78,10 @@ pub struct Window {
     pub purpose: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The ports it gives (`NUMBER/NAME`), as its record names them; empty: the record
+    /// names none (any port is matched).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
     /// The record that opened it.
     pub from: Timestamp,
     pub from_seq: u64,
@@ -75,6 +101,18 @@ impl Window {
     /// Whether it grants at `t`: open and before its expiry.
     pub fn grants_at(&self, t: Timestamp) -> bool {
         self.open_at(t) && self.expires_at.is_none_or(|e| t < e)
+    }
+    /// Whether it gives `port` (a number or a name, as in a proxy path; None: the bare
+    /// service name). A window whose record names no port gives any.
+    pub fn gives_port(&self, port: Option<&str>) -> bool {
+        if self.ports.is_empty() {
+            return true;
+        }
+        let Some(port) = port else { return false };
+        self.ports.iter().any(|p| match p.split_once('/') {
+            Some((number, name)) => number == port || name == port,
+            None => p == port,
+        })
     }
 }
 
@@ -108,6 +146,46 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
     for record in ordered {
         let e = &record.event;
         let Some(at) = time(&e.time) else { continue };
+        // Credentials lent to (taken from) the ServiceAccounts named: one window each.
+        let lent = match (e.policy.is_none(), e.reason.as_str()) {
+            (true, "CredentialsLent") => Some(true),
+            (true, "CredentialsWithdrawn") => Some(false),
+            _ => None,
+        };
+        if let Some(lent) = lent {
+            for subject in &e.subjects {
+                let key = format!("credentials {}/{} {subject}", e.product.namespace, e.product.name);
+                if let Some(mut w) = open.remove(&key) {
+                    w.until = Some(at);
+                    w.ended_by = Some(format!("{} {}", e.decision.label(), e.reason));
+                    done.push(w);
+                }
+                if lent {
+                    let via = Via {
+                        kind: "credentials".into(),
+                        name: format!("{}/{}", e.product.namespace, e.product.name),
+                        uid: String::new(),
+                    };
+                    open.insert(
+                        key,
+                        Window {
+                            product: e.product.clone(),
+                            classification: e.classification.clone(),
+                            via,
+                            subjects: vec![subject.clone()],
+                            purpose: None,
+                            expires_at: None,
+                            ports: vec![],
+                            from: at,
+                            from_seq: record.seq,
+                            until: None,
+                            ended_by: None,
+                        },
+                    );
+                }
+            }
+            continue;
+        }
         let (key, via) = match &e.policy {
             Some(p) => (
                 format!("policy {}", p.uid),
@@ -138,6 +216,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                     subjects: e.subjects.clone(),
                     purpose: e.purpose.clone(),
                     expires_at: e.expires_at.as_deref().and_then(time),
+                    ports: e.ports.clone(),
                     from: at,
                     from_seq: record.seq,
                     until: None,
@@ -185,7 +264,8 @@ pub struct Requester {
     pub impersonated_by: Option<String>,
 }
 
-/// A request to a product's Service through the API server's proxy.
+/// A request that reaches a product's data: through the API server's proxy to its
+/// Service, or to one of its pods (proxy, port-forward, exec, attach).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Read {
@@ -194,6 +274,11 @@ pub struct Read {
     pub time: Timestamp,
     pub requester: Requester,
     pub product: ObjectRef,
+    /// `services/proxy`, `pods/proxy`, `pods/portforward`, `pods/exec` or `pods/attach`.
+    pub path: String,
+    /// The product's pod, for a read through a pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     pub verb: String,
@@ -208,6 +293,44 @@ impl Read {
     pub fn refused(&self) -> bool {
         matches!(self.code, Some(401 | 403))
     }
+    /// Through the Service's proxy, the one path a grant gives.
+    pub fn through_service(&self) -> bool {
+        self.path == SERVICE_PROXY
+    }
+}
+
+/// The path grants give.
+pub const SERVICE_PROXY: &str = "services/proxy";
+
+/// The pod subresources that reach a pod's data (never granted by drmesh).
+pub const POD_PATHS: [&str; 4] = ["proxy", "portforward", "exec", "attach"];
+
+/// The products the chain names (the `product` of every record but the credentials'
+/// records, whose `product` is a DataSource, and the chain's take-over records, whose
+/// `product` is the head ConfigMap): the products whose pods are recognised.
+pub fn products(records: &[Record]) -> Vec<ObjectRef> {
+    let mut products: Vec<ObjectRef> = records
+        .iter()
+        .filter(|r| {
+            r.event.policy.is_some()
+                || !matches!(
+                    r.event.reason.as_str(),
+                    "CredentialsLent" | "CredentialsWithdrawn" | "AuditChainTakenOver"
+                )
+        })
+        .map(|r| r.event.product.clone())
+        .collect();
+    products.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    products.dedup();
+    products
+}
+
+/// The product a pod belongs to: a Deployment's pod is named `<deployment>-<replicaset
+/// hash>-<suffix>`, and a product's Deployment is named after the product.
+pub fn product_of_pod(namespace: &str, pod: &str, products: &[ObjectRef]) -> Option<ObjectRef> {
+    let mut parts = pod.rsplitn(3, '-');
+    let (_suffix, _hash, deployment) = (parts.next()?, parts.next()?, parts.next()?);
+    products.iter().find(|p| p.namespace == namespace && p.name == deployment).cloned()
 }
 
 /// `[scheme:]name[:port]`, as the API server splits a proxy name.
@@ -225,25 +348,49 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// The service proxy reads in an API server audit log (audit.k8s.io/v1 Events, JSON
-/// lines): the `ResponseComplete` (or `Panic`) stage of each, one per `auditID`. Other
-/// lines are ignored.
+/// lines), one per `auditID`: see [`reads_in`].
 pub fn proxy_reads(log: &str) -> Vec<Read> {
+    reads_in(log, &[])
+}
+
+/// The reads of products in an API server audit log (audit.k8s.io/v1 Events, JSON lines),
+/// one per `auditID`: `services/proxy` requests, and `pods/proxy`, `pods/portforward`,
+/// `pods/exec`, `pods/attach` requests to a pod of one of `products` (see
+/// [`product_of_pod`]). The `ResponseComplete` (or `Panic`) stage of each; a
+/// `ResponseStarted` one when the log holds no later stage (a port-forward or an exec
+/// still open when the log was read). Other lines are ignored.
+pub fn reads_in(log: &str, products: &[ObjectRef]) -> Vec<Read> {
     let mut reads: BTreeMap<String, Read> = BTreeMap::new();
-    for line in log.lines().filter(|l| l.contains("\"proxy\"")) {
+    let candidate = |l: &&str| POD_PATHS.iter().any(|p| l.contains(&format!("\"{p}\"")));
+    for line in log.lines().filter(candidate) {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let object = &event["objectRef"];
-        if object["resource"] != "services" || object["subresource"] != "proxy" {
+        let (Some(resource), Some(subresource)) = (object["resource"].as_str(), object["subresource"].as_str()) else {
+            continue;
+        };
+        let path = format!("{resource}/{subresource}");
+        if path != SERVICE_PROXY && !(resource == "pods" && POD_PATHS.contains(&subresource)) {
             continue;
         }
-        if !matches!(event["stage"].as_str(), Some("ResponseComplete" | "Panic")) {
-            continue;
-        }
+        let complete = match event["stage"].as_str() {
+            Some("ResponseComplete" | "Panic") => true,
+            Some("ResponseStarted") => false,
+            _ => continue,
+        };
         let at = ["requestReceivedTimestamp", "stageTimestamp"].iter().find_map(|k| event[*k].as_str().and_then(time));
         let (Some(at), Some(namespace), Some(name)) = (at, object["namespace"].as_str(), object["name"].as_str())
         else {
             continue;
         };
-        let (service, port) = split_proxy_name(name);
+        let (target, port) = if subresource == "proxy" { split_proxy_name(name) } else { (name.to_string(), None) };
+        let (product, pod) = if resource == "services" {
+            (ObjectRef { namespace: namespace.to_string(), name: target }, None)
+        } else {
+            match product_of_pod(namespace, &target, products) {
+                Some(product) => (product, Some(target)),
+                None => continue,
+            }
+        };
         let user = &event["user"];
         let requester = match event["impersonatedUser"].as_object() {
             Some(imp) => Requester {
@@ -262,14 +409,18 @@ pub fn proxy_reads(log: &str) -> Vec<Read> {
             audit_id: audit_id.clone(),
             time: at,
             requester,
-            product: ObjectRef { namespace: namespace.to_string(), name: service },
+            product,
+            path,
+            pod,
             port,
             verb: event["verb"].as_str().unwrap_or_default().to_string(),
             code: event["responseStatus"]["code"].as_u64().and_then(|c| u16::try_from(c).ok()),
             uri: event["requestURI"].as_str().unwrap_or_default().to_string(),
         };
         let key = if audit_id.is_empty() { format!("{}-{}", read.time, reads.len()) } else { audit_id };
-        reads.insert(key, read);
+        if complete || !reads.contains_key(&key) {
+            reads.insert(key, read);
+        }
     }
     let mut reads: Vec<Read> = reads.into_values().collect();
     reads.sort_by(|a, b| (a.time, &a.audit_id).cmp(&(b.time, &b.audit_id)));
@@ -291,10 +442,25 @@ pub enum Outcome {
 
 /// Why no window covers the read.
 fn uncovered_why(windows: &[Window], read: &Read) -> String {
+    if !read.through_service() {
+        return format!(
+            "{} of a product's pod {}: no grant gives it (grants give services/proxy only)",
+            read.path,
+            read.pod.as_deref().unwrap_or_default()
+        );
+    }
     let who = &read.requester;
-    let here: Vec<&Window> = windows.iter().filter(|w| w.product == read.product).collect();
+    let here: Vec<&Window> = windows.iter().filter(|w| w.via.gives_reads() && w.product == read.product).collect();
     let names = |w: &Window| w.subjects.iter().any(|s| subject_covers(s, who));
     let in_force: Vec<&&Window> = here.iter().filter(|w| w.open_at(read.time)).collect();
+    if let Some(w) = in_force.iter().find(|w| names(w) && w.grants_at(read.time)) {
+        return match read.port.as_deref() {
+            Some(port) => format!("port {port} not granted: {} gives {}", w.via, w.ports.join(",")),
+            None => {
+                format!("no port named: {} gives {} (the bare service name is never granted)", w.via, w.ports.join(","))
+            }
+        };
+    }
     if let Some(w) = in_force.iter().find(|w| names(w)) {
         let at = w.expires_at.map(|e| e.to_string()).unwrap_or_default();
         return format!("grant expired at {at} ({})", w.via);
@@ -321,9 +487,16 @@ pub fn account(windows: &[Window], reads: &[Read]) -> Vec<(Read, Outcome)> {
     reads
         .iter()
         .map(|read| {
+            // Grants give the Service's proxy on their ports; nothing gives a pod.
             let covering = windows
                 .iter()
-                .filter(|w| w.product == read.product && w.grants_at(read.time))
+                .filter(|w| {
+                    read.through_service()
+                        && w.via.gives_reads()
+                        && w.product == read.product
+                        && w.grants_at(read.time)
+                        && w.gives_port(read.port.as_deref())
+                })
                 .find_map(|w| w.subjects.iter().find(|s| subject_covers(s, &read.requester)).map(|s| (w, s.clone())));
             let outcome = match (read.refused(), covering) {
                 (true, Some((w, _))) => Outcome::Refused { why: format!("refused although {} covered it", w.via) },
@@ -395,20 +568,24 @@ fn read_cells(read: &Read) -> Vec<String> {
         user,
         who.groups.join(","),
         format!("{}/{}", read.product.namespace, read.product.name),
+        match &read.pod {
+            Some(pod) => format!("{} {pod}", read.path),
+            None => read.path.clone(),
+        },
         read.port.clone().unwrap_or_default(),
         read.verb.clone(),
         read.code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
     ]
 }
 
-const READ_HEADERS: [&str; 7] = ["TIME", "USER", "GROUPS", "PRODUCT", "PORT", "VERB", "CODE"];
+const READ_HEADERS: [&str; 8] = ["TIME", "USER", "GROUPS", "PRODUCT", "PATH", "PORT", "VERB", "CODE"];
 
 /// The report for people: uncovered reads first, then the refused attempts, then the
 /// covered reads with the grant that covered each.
 pub fn describe(accounted: &[(Read, Outcome)]) -> String {
     let c = counts(accounted);
     let mut text = format!(
-        "reads through the service proxy: {} read(s), {} covered, {} UNCOVERED; {} attempt(s) refused by the API server\n",
+        "reads of products (service proxy, pods): {} read(s), {} covered, {} UNCOVERED; {} attempt(s) refused by the API server\n",
         c.covered + c.uncovered,
         c.covered,
         c.uncovered,
@@ -489,7 +666,29 @@ mod tests {
             purpose: Some("Build the situation picture".into()),
             expires_at: Some("2026-11-28T13:00:00Z".into()),
             policy: policy_name.map(policy),
+            ports: vec![],
         }
+    }
+
+    fn with_ports(mut e: Event, ports: &[&str]) -> Event {
+        e.ports = ports.iter().map(|p| p.to_string()).collect();
+        e
+    }
+
+    /// An API server audit line of a request to a pod's `subresource`.
+    fn pod_line(id: &str, t: &str, user: &str, subresource: &str, pod: &str, code: u16, stage: &str) -> String {
+        serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": id,
+            "stage": stage, "verb": if subresource == "exec" { "create" } else { "get" },
+            "requestURI": format!("/api/v1/namespaces/{NS}/pods/{pod}/{subresource}"),
+            "user": {"username": user, "groups": ["system:authenticated"]},
+            "objectRef": {"resource": "pods", "namespace": NS, "name": pod, "apiVersion": "v1", "subresource": subresource},
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestReceivedTimestamp": format!("2026-11-28T12:{t}.000000Z"),
+            "stageTimestamp": format!("2026-11-28T12:{t}.010000Z"),
+        })
+        .to_string()
+            + "\n"
     }
 
     fn chain(events: Vec<Event>) -> Vec<Record> {
@@ -666,13 +865,114 @@ mod tests {
         let text = describe(&accounted);
         assert!(
             text.starts_with(
-                "reads through the service proxy: 1 read(s), 1 covered, 0 UNCOVERED; 1 attempt(s) refused by the API server\n"
+                "reads of products (service proxy, pods): 1 read(s), 1 covered, 0 UNCOVERED; 1 attempt(s) refused by the API server\n"
             ),
             "{text}"
         );
         assert!(!text.contains("UNCOVERED READS"), "{text}");
         assert!(text.contains("Refused attempts (the API server let nothing through) (1):"), "{text}");
         assert!(text.contains("mallory"), "{text}");
+    }
+
+    #[test]
+    fn a_read_is_covered_only_on_a_port_the_grant_gave() {
+        let records = chain(vec![
+            with_ports(event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")), &["8080/http"]),
+            // Owners' records name no port: any port.
+            event("10:00", Decision::Granted, "OwnersAccess", &["User:dave"], None),
+        ]);
+        let port = |line: String, to: &str| line.replace("incident-feed:8080", to);
+        let log = [
+            api_line("a", "11:00", "alice", &[], false, 200),
+            port(api_line("b", "12:00", "alice", &[], false, 200), "incident-feed:http"),
+            port(api_line("c", "13:00", "alice", &[], false, 200), "https:incident-feed:http"),
+            port(api_line("d", "14:00", "alice", &[], false, 200), "incident-feed:9090"),
+            port(api_line("e", "15:00", "alice", &[], false, 200), "https:incident-feed:metrics"),
+            port(api_line("f", "16:00", "alice", &[], false, 200), "incident-feed"),
+            port(api_line("g", "17:00", "dave", &[], false, 200), "incident-feed:9090"),
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(out.len(), 7);
+        for covered in &out[..3] {
+            assert_eq!(via(covered), "AccessPolicy police/cnc");
+        }
+        assert!(matches!(out[3], Outcome::Uncovered { .. }), "{:?}", out[3]);
+        assert_eq!(why(&out[3]), "port 9090 not granted: AccessPolicy police/cnc gives 8080/http");
+        assert_eq!(why(&out[4]), "port metrics not granted: AccessPolicy police/cnc gives 8080/http");
+        assert_eq!(
+            why(&out[5]),
+            "no port named: AccessPolicy police/cnc gives 8080/http (the bare service name is never granted)"
+        );
+        assert_eq!(via(&out[6]), "owners");
+        // A grant recorded before ports were recorded is matched on any port.
+        let old = chain(vec![event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc"))]);
+        assert_eq!(
+            via(&outcomes(&old, &port(api_line("d", "14:00", "alice", &[], false, 200), "incident-feed:9090"))[0]),
+            "AccessPolicy police/cnc"
+        );
+    }
+
+    #[test]
+    fn reads_through_a_product_pod_are_never_covered() {
+        let records = chain(vec![
+            with_ports(event("10:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")), &["8080/http"]),
+            event("10:00", Decision::Granted, "OwnersAccess", &["User:dave"], None),
+        ]);
+        let pod = "incident-feed-5d8f7c9b4-x2x9q";
+        let log = [
+            pod_line("a", "11:00", "alice", "exec", pod, 101, "ResponseComplete"),
+            pod_line("b", "12:00", "alice", "portforward", pod, 101, "ResponseStarted"),
+            pod_line("b", "12:00", "alice", "portforward", pod, 101, "ResponseComplete"),
+            pod_line("c", "13:00", "dave", "proxy", &format!("{pod}:8080"), 200, "ResponseComplete"),
+            // Still open when the log was read: its start counts.
+            pod_line("d", "14:00", "dave", "attach", pod, 101, "ResponseStarted"),
+            pod_line("e", "15:00", "mallory", "exec", pod, 403, "ResponseComplete"),
+            // Not a product's pod, not a path to the data, a look-alike name: ignored.
+            pod_line("f", "16:00", "alice", "exec", "other-app-5d8f7c9b4-x2x9q", 101, "ResponseComplete"),
+            pod_line("g", "16:00", "alice", "log", pod, 200, "ResponseComplete"),
+            pod_line("h", "16:00", "alice", "exec", "incident-feed-cache-5d8f7c9b4-x2x9q", 101, "ResponseComplete"),
+            // Through the Service on a granted port: covered.
+            api_line("i", "17:00", "alice", &[], false, 200),
+        ]
+        .concat();
+        let products = products(&records);
+        assert_eq!(products, [ObjectRef { namespace: NS.into(), name: "incident-feed".into() }]);
+        let reads = reads_in(&log, &products);
+        let paths: Vec<(&str, Option<&str>)> = reads.iter().map(|r| (r.path.as_str(), r.pod.as_deref())).collect();
+        assert_eq!(
+            paths,
+            [
+                ("pods/exec", Some(pod)),
+                ("pods/portforward", Some(pod)),
+                ("pods/proxy", Some(pod)),
+                ("pods/attach", Some(pod)),
+                ("pods/exec", Some(pod)),
+                ("services/proxy", None)
+            ]
+        );
+        let accounted = account(&replay(&records), &reads);
+        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 4, refused: 1 });
+        assert_eq!(
+            why(&accounted[0].1),
+            format!("pods/exec of a product's pod {pod}: no grant gives it (grants give services/proxy only)")
+        );
+        assert!(matches!(accounted[2].1, Outcome::Uncovered { .. }), "the owners' grant gives the Service only");
+        assert!(matches!(accounted[4].1, Outcome::Refused { .. }));
+        let text = describe(&accounted);
+        assert!(text.contains(&format!("pods/exec {pod}")), "{text}");
+    }
+
+    #[test]
+    fn credentials_lent_to_a_product_cover_no_read() {
+        // A source named like the product, its credentials lent to alice's ServiceAccount.
+        let mut lent = event("10:00", Decision::Granted, "CredentialsLent", &["ServiceAccount:police/alice"], None);
+        lent.purpose = None;
+        let records = chain(vec![lent]);
+        let line = api_line("a", "11:00", "system:serviceaccount:police:alice", &[], false, 200);
+        let out = outcomes(&records, &line);
+        assert_eq!(why(&out[0]), "no grant in force for the product");
+        assert!(products(&records).is_empty(), "a source is not a product");
     }
 
     #[test]

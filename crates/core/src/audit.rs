@@ -94,6 +94,12 @@ pub struct Event {
     pub expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRef>,
+    /// The ports a grant gives, `NUMBER/NAME` (e.g. `8080/http`), on a policy's `Granted`
+    /// record. Empty (left out of the JSON, so older records hash as they did): the record
+    /// names no port (owners' access, other decisions, records written before ports were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 /// A chained record, as written on the audit stream.
@@ -119,6 +125,22 @@ pub fn sign_hash(hash: &str, key: &ssh_key::PrivateKey) -> Result<String, ssh_ke
 pub fn signature_holds(hash: &str, signature: &str, key: &ssh_key::PublicKey) -> bool {
     ssh_key::SshSig::from_pem(signature.trim())
         .and_then(|sig| key.verify(SIGNATURE_NAMESPACE, hash.as_bytes(), &sig))
+        .is_ok()
+}
+
+/// The namespace of a head signature: an external signer's (`--audit-signer-command`),
+/// over [`head_message`] (`ssh-keygen -Y verify -n`).
+pub const HEAD_SIGNATURE_NAMESPACE: &str = "drmesh.io/audit-head";
+
+/// What a head signer signs: `SEQ:HASH` and a newline, the bytes it gets on stdin.
+pub fn head_message(head: &Head) -> String {
+    format!("{head}\n")
+}
+
+/// Whether `signature` (an armored SSH signature) is `key`'s over [`head_message`].
+pub fn head_signature_holds(head: &Head, signature: &str, key: &ssh_key::PublicKey) -> bool {
+    ssh_key::SshSig::from_pem(signature.trim())
+        .and_then(|sig| key.verify(HEAD_SIGNATURE_NAMESPACE, head_message(head).as_bytes(), &sig))
         .is_ok()
 }
 
@@ -821,6 +843,7 @@ mod tests {
             purpose: Some("Olympic hypervision".into()),
             expires_at: Some("2027-01-01T00:00:00Z".into()),
             policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u1".into(), generation: 1 }),
+            ports: vec![],
         }
     }
 
@@ -877,6 +900,25 @@ mod tests {
                 None => f.tamper.label().to_string(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_record_without_ports_is_sealed_as_before_ports_were_recorded() {
+        // Records written before `ports` existed hash over JSON without the key: an empty
+        // list must leave it out, or every older record would stop verifying.
+        let mut chain = Chain::default();
+        let plain = chain.append(event(0));
+        let json = serde_json::to_value(&plain).expect("json");
+        assert!(json.get("ports").is_none(), "{json}");
+        let mut granted = event(0);
+        granted.ports = vec!["8080/http".into()];
+        let with_ports = Chain::default().append(granted);
+        assert_eq!(serde_json::to_value(&with_ports).expect("json")["ports"], serde_json::json!(["8080/http"]));
+        assert_ne!(with_ports.hash, plain.hash, "the ports are sealed");
+        let line = serde_json::to_string(&with_ports).expect("json") + "\n";
+        assert_eq!(verify(line.as_bytes()), Ok(1));
+        let edited = line.replace("8080/http", "9090/metrics");
+        assert!(verify(edited.as_bytes()).is_err(), "an edited port is detected");
     }
 
     #[test]

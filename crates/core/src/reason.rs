@@ -67,11 +67,14 @@ pub enum Reason {
     ApprovalMissing,
     /// `startsAt` or `reassessBy` is not an RFC 3339 time.
     InvalidTime,
+    /// Audit only: another writer saved the audit chain's head while this replica led; it
+    /// continues the chain from the head it found (a `Warned` record says what it saw).
+    AuditChainTakenOver,
 }
 
 impl Reason {
     /// Every reason, in a stable order (docs and reports are checked against it).
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 41] = [
         Reason::Ready,
         Reason::Granted,
         Reason::Progressing,
@@ -112,6 +115,7 @@ impl Reason {
         Reason::DurationTooLong,
         Reason::ApprovalMissing,
         Reason::InvalidTime,
+        Reason::AuditChainTakenOver,
     ];
 
     /// The reason as the API shows it.
@@ -157,6 +161,7 @@ impl Reason {
             Reason::DurationTooLong => "DurationTooLong",
             Reason::ApprovalMissing => "ApprovalMissing",
             Reason::InvalidTime => "InvalidTime",
+            Reason::AuditChainTakenOver => "AuditChainTakenOver",
         }
     }
 }

@@ -8,8 +8,11 @@
 //! as written only once all of that succeeded. So:
 //! - the next leader reads the head and continues the same chain (one chain across
 //!   replicas and failovers);
-//! - a replica that lost the chain (another one saved a head since) fails its records and
-//!   writes no more until it takes the chain over again;
+//! - a replica that lost the chain (another one saved a head since) fails that commit; its
+//!   next commit, if it still leads (it holds the Lease, or there is no election), takes
+//!   the chain over again from the head found in the cluster, first writing a record that
+//!   says so (`Warned`, reason `AuditChainTakenOver`, with the head it saved last and the
+//!   head, writer and time it found); one that no longer leads writes no more;
 //! - each head saved is an anchor outside the log (the API server's audit log records
 //!   every write of the ConfigMap): `drmesh audit verify --head` detects a log cut short.
 
@@ -77,17 +80,29 @@ pub struct AuditFile {
 
 impl AuditFile {
     fn open(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Self> {
+        let existed = path.exists();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        if !existed {
+            // A new file's name is durable once its directory is synced.
+            sync_dir(path)?;
+        }
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self { file, path: path.to_path_buf(), max_bytes, size })
     }
 
+    /// Appends and syncs (`fdatasync`); the records are written once this returns Ok. A
+    /// rotation that fails after that is logged and tried again at the next append: the
+    /// records are written all the same.
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all(bytes)?;
         self.file.sync_data()?;
         self.size += bytes.len() as u64;
-        if self.max_bytes > 0 && self.size >= self.max_bytes && self.file.metadata().is_ok_and(|m| m.is_file()) {
-            self.rotate(bytes)?;
+        if self.max_bytes > 0
+            && self.size >= self.max_bytes
+            && self.file.metadata().is_ok_and(|m| m.is_file())
+            && let Err(error) = self.rotate(bytes)
+        {
+            tracing::warn!(%error, path = %self.path.display(), "cannot rotate the audit log: tried again at the next record");
         }
         Ok(())
     }
@@ -102,15 +117,27 @@ impl AuditFile {
         let mut rotated = self.path.clone().into_os_string();
         rotated.push(format!(".{last:012}"));
         std::fs::rename(&self.path, &rotated)?;
+        // The rename and the new file are durable once the directory is synced.
         *self = Self::open(&self.path, self.max_bytes)?;
+        sync_dir(&self.path)?;
         tracing::info!(rotated = %std::path::Path::new(&rotated).display(), "audit log rotated");
         Ok(())
     }
 }
 
+/// Syncs the directory holding `path` (its entries: a file created or renamed).
+fn sync_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The ConfigMap that holds the chain's head.
 pub struct HeadStore {
     api: Api<ConfigMap>,
+    namespace: String,
     name: String,
     /// Who writes (this replica), as the ConfigMap says.
     writer: String,
@@ -118,28 +145,85 @@ pub struct HeadStore {
 
 impl HeadStore {
     pub fn new(client: kube::Client, namespace: &str, name: &str, writer: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), writer: writer.into() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            name: name.into(),
+            writer: writer.into(),
+        }
     }
 
-    /// The head saved in the cluster, the grants in force it lists, and the ConfigMap's
-    /// version (None: no chain yet).
-    async fn load(&self) -> Result<Option<(Head, Granted, String)>, AuditError> {
+    /// The head saved in the cluster, the grants in force it lists, the ConfigMap's
+    /// version (None: no chain yet), and the narrowing records held there (see
+    /// [`HELD_KEY`]).
+    async fn load(&self) -> Result<Option<(Head, Granted, String, Vec<Event>)>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
         let data = map.data.unwrap_or_default();
         let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
+        let held = data.get(HELD_KEY).map(|h| parse_held(h)).unwrap_or_default();
         match data.get(HEAD_KEY).map(|h| h.parse::<Head>()) {
-            Some(Ok(head)) => Ok(Some((head, granted, version))),
+            Some(Ok(head)) => Ok(Some((head, granted, version, held))),
             Some(Err(error)) => Err(AuditError::Head(format!("{}/{}: {error}", self.name, HEAD_KEY))),
             // Created empty (by hand): the chain starts here.
             None => Ok(None),
         }
     }
 
-    /// Saves `head` (and `granted`, when given) if the ConfigMap is still at `version`
-    /// (None: it must not exist yet); returns the new version.
-    async fn save(&self, head: &Head, granted: Option<String>, version: Option<&str>) -> Result<String, AuditError> {
+    /// What the ConfigMap says now, for the record of a take-over: `head`, `writer` and
+    /// `savedAt` as found (missing ones empty), and its version.
+    async fn observe(&self) -> Result<Option<(Observed, Granted, String)>, AuditError> {
+        let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
+        let Some(map) = found else { return Ok(None) };
+        let version = map.metadata.resource_version.clone().unwrap_or_default();
+        let data = map.data.unwrap_or_default();
+        let field = |k: &str| data.get(k).cloned().unwrap_or_default();
+        let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
+        let observed = Observed {
+            head: data.get(HEAD_KEY).and_then(|h| h.parse().ok()),
+            text: field(HEAD_KEY),
+            writer: field("writer"),
+            saved_at: field("savedAt"),
+        };
+        Ok(Some((observed, granted, version)))
+    }
+
+    /// Saves a signature of `head` (keys `signedHead`, `headSignature`) if the ConfigMap
+    /// is still at `version`; returns the new version.
+    async fn save_signature(&self, head: &Head, signature: &str, version: &str) -> Result<String, AuditError> {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "data": {SIGNED_HEAD_KEY: head.to_string(), HEAD_SIGNATURE_KEY: signature},
+        });
+        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(error.to_string())),
+        }
+    }
+
+    /// Saves the narrowing records held (JSON lines; None: removes them) if the ConfigMap
+    /// is still at `version`; returns the new version.
+    async fn save_held(&self, held: Option<&str>, version: &str) -> Result<String, AuditError> {
+        let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": {HELD_KEY: held}});
+        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(error.to_string())),
+        }
+    }
+
+    /// Saves `head` (and `granted`, when given; removing the held records when
+    /// `clear_held`) if the ConfigMap is still at `version` (None: it must not exist yet);
+    /// returns the new version.
+    async fn save(
+        &self,
+        head: &Head,
+        granted: Option<String>,
+        clear_held: bool,
+        version: Option<&str>,
+    ) -> Result<String, AuditError> {
         let mut data = std::collections::BTreeMap::from([
             (HEAD_KEY.to_string(), head.to_string()),
             ("writer".to_string(), self.writer.clone()),
@@ -152,7 +236,10 @@ impl HeadStore {
             // A merge patch carrying the version it read: the API server refuses it (409)
             // if another replica saved since. Only what changed is sent.
             Some(version) => {
-                let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
+                let mut patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
+                if clear_held {
+                    patch["data"][HELD_KEY] = serde_json::Value::Null;
+                }
                 self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await
             }
             None => {
@@ -174,6 +261,49 @@ impl HeadStore {
             Err(error) => Err(AuditError::Head(error.to_string())),
         }
     }
+}
+
+/// The head ConfigMap as found when the chain is taken back.
+struct Observed {
+    head: Option<Head>,
+    /// `head` as written (it may not parse).
+    text: String,
+    writer: String,
+    saved_at: String,
+}
+
+/// The reason of the record a replica writes when it takes back a chain another writer
+/// continued (see [`AuditSink::record`]).
+pub const TAKEN_OVER: &str = crate::mesh::rules::Reason::AuditChainTakenOver.as_str();
+
+/// The keys of the head an external signer signed last, and of its signature, in the
+/// ConfigMap (see [`AuditSink::signing_head_with`]).
+pub const SIGNED_HEAD_KEY: &str = "signedHead";
+pub const HEAD_SIGNATURE_KEY: &str = "headSignature";
+
+/// The key of the narrowing records held while the sink fails (JSON lines of events), in
+/// the ConfigMap: saved when a commit fails and the ConfigMap can still be written (e.g.
+/// the audit file's disk is full), so that a restart or the next leader writes them; at
+/// most [`HELD_MAX_BYTES`] of them (the oldest), removed by the commit that writes them.
+pub const HELD_KEY: &str = "held";
+/// At most this many bytes of held records in the ConfigMap (a ConfigMap holds 1 MiB).
+pub const HELD_MAX_BYTES: usize = 512 * 1024;
+
+fn parse_held(text: &str) -> Vec<Event> {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The held records as saved: JSON lines, the oldest first, within [`HELD_MAX_BYTES`].
+fn print_held(events: &[Event]) -> String {
+    let mut text = String::new();
+    for event in events {
+        let line = serde_json::to_string(event).unwrap_or_default() + "\n";
+        if text.len() + line.len() > HELD_MAX_BYTES {
+            break;
+        }
+        text.push_str(&line);
+    }
+    text
 }
 
 /// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
@@ -232,6 +362,9 @@ struct Committer {
     /// The grants in force the previous leader left, until they are compared with the
     /// cluster (see [`AuditSink::deleted_while_nobody_led`]).
     inherited: Option<Granted>,
+    /// Held records are saved in the ConfigMap ([`HELD_KEY`]): the next commit that writes
+    /// them removes them.
+    held_saved: bool,
 }
 
 /// At most this many narrowing records wait for the sink (the oldest are kept).
@@ -246,6 +379,10 @@ pub struct AuditSink {
     failures: Counter,
     failing: Gauge,
     anchor: Option<Anchor>,
+    signer: Option<Signer>,
+    /// Whether this replica leads (None: no election, it is the only writer): a chain lost
+    /// while it still leads is taken back.
+    leading: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
@@ -263,6 +400,57 @@ pub struct Anchor {
 
 /// How long an anchor command may run.
 const ANCHOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An external head signer (see [`AuditSink::signing_head_with`]).
+pub struct Signer {
+    command: String,
+    every: std::time::Duration,
+    last: Mutex<Option<(Head, std::time::Instant)>>,
+    failures: Counter,
+}
+
+/// Runs `command` (a program and its arguments; no shell: the operator's image has none)
+/// with the head on stdin (`SEQ:HASH` and a newline) and in `DRMESH_AUDIT_HEAD` (and the
+/// head's signature in `DRMESH_AUDIT_HEAD_SIGNATURE`, when given); its stdout, or why it
+/// failed.
+async fn run_with_head(command: &str, head: &Head, signature: Option<&str>) -> Result<Vec<u8>, String> {
+    let command = command.to_string();
+    let (text, signature) = (head.to_string(), signature.map(String::from));
+    let ran = tokio::time::timeout(
+        ANCHOR_TIMEOUT,
+        tokio::task::spawn_blocking(move || -> std::io::Result<std::process::Output> {
+            let mut words = command.split_whitespace();
+            let program = words.next().unwrap_or_default();
+            let mut run = std::process::Command::new(program);
+            run.args(words).env("DRMESH_AUDIT_HEAD", &text);
+            if let Some(signature) = &signature {
+                run.env("DRMESH_AUDIT_HEAD_SIGNATURE", signature);
+            }
+            let mut child = run
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                // A command that does not read its stdin (it takes the head from the
+                // environment) may have exited already: not a failure.
+                match writeln!(stdin, "{text}") {
+                    Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other?,
+                }
+            }
+            child.wait_with_output()
+        }),
+    )
+    .await;
+    match ran {
+        Ok(Ok(Ok(output))) if output.status.success() => Ok(output.stdout),
+        Ok(Ok(Ok(output))) => Err(format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())),
+        Ok(Ok(Err(error))) => Err(error.to_string()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("still running after {ANCHOR_TIMEOUT:?}")),
+    }
+}
 
 impl AuditSink {
     /// A sink writing to `out`, with no head in the cluster and no key (tests).
@@ -310,11 +498,25 @@ impl AuditSink {
                 granted_changed: false,
                 granted_saved: None,
                 inherited: None,
+                held_saved: false,
             }),
             failures: Counter::default(),
             failing: Gauge::default(),
             anchor: None,
+            signer: None,
+            leading: Mutex::new(None),
         }
+    }
+
+    /// Follows the leader election: a chain lost (another writer saved a head) is taken
+    /// back only while `leading` says this replica leads. Without it, the sink is the only
+    /// writer and always takes it back.
+    pub fn following_leadership(&self, leading: tokio::sync::watch::Receiver<bool>) {
+        *self.leading.lock().unwrap_or_else(|p| p.into_inner()) = Some(leading);
+    }
+
+    fn leads(&self) -> bool {
+        self.leading.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|l| *l.borrow())
     }
 
     /// Anchors the head with `command` (a program and its arguments, split on whitespace,
@@ -331,66 +533,95 @@ impl AuditSink {
         self
     }
 
-    /// Runs the anchor command if the head moved and `every` has passed since the last
-    /// run (only a writer that owns the chain anchors). Returns whether it ran and
-    /// succeeded.
-    pub async fn anchor_if_due(&self) -> bool {
-        let Some(anchor) = &self.anchor else { return false };
-        let head = {
-            let committer = self.committer.lock().await;
-            if !committer.owner {
-                return false;
+    /// Signs the head every `every` at most, when it moved, with `command` (a program and
+    /// its arguments, split on whitespace, no shell): given [`audit::head_message`] on
+    /// stdin (and the head in `DRMESH_AUDIT_HEAD`), it prints an armored SSH signature
+    /// (namespace [`audit::HEAD_SIGNATURE_NAMESPACE`]), e.g. `ssh-keygen -Y sign -f KEY -n
+    /// drmesh.io/audit-head` with a key the operator does not hold (an agent, a token).
+    /// The signature is saved in the head ConfigMap (`signedHead`, `headSignature`) and
+    /// handed to the anchor command; failed runs count into `failures`.
+    pub fn signing_head_with(mut self, command: &str, every: std::time::Duration, failures: Counter) -> Self {
+        self.signer = Some(Signer { command: command.into(), every, last: Mutex::new(None), failures });
+        self
+    }
+
+    /// The head this writer owns, if any.
+    async fn owned_head(&self) -> Option<Head> {
+        let committer = self.committer.lock().await;
+        if !committer.owner {
+            return None;
+        }
+        committer.chain.head()
+    }
+
+    /// Runs the head signer if the head moved and its pace allows; saves the signature
+    /// with the head. Returns the head signed and its signature.
+    pub async fn sign_head_if_due(&self) -> Option<(Head, String)> {
+        let signer = self.signer.as_ref()?;
+        let head = self.owned_head().await?;
+        {
+            let last = signer.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|(h, at)| *h == head || at.elapsed() < signer.every) {
+                return None;
             }
-            match committer.chain.head() {
-                Some(head) => head,
-                None => return false,
+        }
+        let signed = run_with_head(&signer.command, &head, None).await.and_then(|out| {
+            let text = String::from_utf8_lossy(&out).trim().to_string();
+            if text.starts_with("-----BEGIN SSH SIGNATURE-----") {
+                Ok(text)
+            } else {
+                Err(format!("not an armored SSH signature: {:?}", text.chars().take(80).collect::<String>()))
+            }
+        });
+        let signature = match signed {
+            Ok(signature) => signature,
+            Err(why) => {
+                signer.failures.inc();
+                tracing::warn!(%head, %why, "the audit head signer failed");
+                return None;
             }
         };
+        {
+            let mut committer = self.committer.lock().await;
+            if !committer.owner {
+                return None;
+            }
+            if let Err(error) = committer.save_signature(&head, &signature).await {
+                signer.failures.inc();
+                tracing::warn!(%head, %error, "cannot save the audit head's signature");
+                return None;
+            }
+        }
+        tracing::info!(%head, "audit head signed");
+        *signer.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((head.clone(), std::time::Instant::now()));
+        Some((head, signature))
+    }
+
+    /// Signs the head (when a signer is set, see [`AuditSink::signing_head_with`]), then
+    /// runs the anchor command if the head moved and `every` has passed since the last
+    /// run (only a writer that owns the chain anchors); the anchor command gets the
+    /// signature of the head it anchors, if any, in `DRMESH_AUDIT_HEAD_SIGNATURE`. Returns
+    /// whether the anchor command ran and succeeded.
+    pub async fn anchor_if_due(&self) -> bool {
+        let signed = self.sign_head_if_due().await;
+        let Some(anchor) = &self.anchor else { return false };
+        let Some(head) = self.owned_head().await else { return false };
         {
             let last = anchor.last.lock().unwrap_or_else(|p| p.into_inner());
             if last.as_ref().is_some_and(|(h, at)| *h == head || at.elapsed() < anchor.every) {
                 return false;
             }
         }
-        let command = anchor.command.clone();
-        let text = head.to_string();
-        let ran = tokio::time::timeout(
-            ANCHOR_TIMEOUT,
-            tokio::task::spawn_blocking(move || -> std::io::Result<std::process::Output> {
-                // No shell (the operator's image has none): a program and its arguments.
-                let mut words = command.split_whitespace();
-                let program = words.next().unwrap_or_default();
-                let mut child = std::process::Command::new(program)
-                    .args(words)
-                    .env("DRMESH_AUDIT_HEAD", &text)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    writeln!(stdin, "{text}")?;
-                }
-                child.wait_with_output()
-            }),
-        )
-        .await;
-        match ran {
-            Ok(Ok(Ok(output))) if output.status.success() => {
-                let receipt = String::from_utf8_lossy(&output.stdout);
+        let signature = signed.filter(|(h, _)| *h == head).map(|(_, s)| s);
+        match run_with_head(&anchor.command, &head, signature.as_deref()).await {
+            Ok(output) => {
+                let receipt = String::from_utf8_lossy(&output);
                 tracing::info!(%head, receipt = %receipt.chars().take(512).collect::<String>(), "audit head anchored");
                 anchor.anchored.set(head.seq as i64);
                 *anchor.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((head, std::time::Instant::now()));
                 true
             }
-            outcome => {
-                let why = match outcome {
-                    Ok(Ok(Ok(output))) => {
-                        format!("{}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim())
-                    }
-                    Ok(Ok(Err(error))) => error.to_string(),
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_) => format!("still running after {ANCHOR_TIMEOUT:?}"),
-                };
+            Err(why) => {
                 anchor.failures.inc();
                 tracing::warn!(%head, %why, "the audit anchor command failed");
                 false
@@ -426,7 +657,7 @@ impl AuditSink {
         let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
         let loaded = store.load().await?;
         match loaded {
-            Some((head, granted, version)) => {
+            Some((head, granted, version, held)) => {
                 if committer.chain.head().as_ref() != Some(&head) {
                     tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
                 }
@@ -434,6 +665,16 @@ impl AuditSink {
                 committer.version = Some(version);
                 committer.granted = granted.clone();
                 committer.inherited = Some(granted);
+                if !held.is_empty() {
+                    // Narrowing records a writer (this one before a restart, or the
+                    // previous leader) could not write: written first, once.
+                    tracing::warn!(records = held.len(), "writing the narrowing records held in the head ConfigMap");
+                    let mine = std::mem::take(&mut committer.backlog);
+                    let mut backlog = held;
+                    backlog.extend(mine.into_iter().filter(|e| !backlog.contains(e)).collect::<Vec<_>>());
+                    committer.backlog = backlog;
+                    committer.held_saved = true;
+                }
             }
             None => committer.version = None,
         }
@@ -477,7 +718,7 @@ impl AuditSink {
             return result;
         }
         let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        let result = committer.commit(group.iter().map(|(e, _)| e.clone()).collect()).await;
+        let result = committer.commit(group.iter().map(|(e, _)| e.clone()).collect(), self.leads()).await;
         drop(committer);
         match &result {
             Ok(()) => {
@@ -518,24 +759,29 @@ impl Committer {
         Ok(())
     }
 
-    async fn commit(&mut self, events: Vec<Event>) -> Result<(), AuditError> {
+    async fn commit(&mut self, events: Vec<Event>, leads: bool) -> Result<(), AuditError> {
         if events.is_empty() {
             return Ok(());
         }
-        if !self.owner {
-            return Err(AuditError::ChainLost);
-        }
+        let taken_back = match (self.owner, leads) {
+            (true, _) => None,
+            (false, false) => return Err(AuditError::ChainLost),
+            (false, true) => Some(self.take_back().await?),
+        };
         let mut events = {
-            let mut all = std::mem::take(&mut self.backlog);
+            let mut all: Vec<Event> = taken_back.into_iter().collect();
+            all.extend(std::mem::take(&mut self.backlog));
             all.extend(events);
             all
         };
         let written = self.write(&events);
         if let Err(error) = written {
-            // Nothing was written: narrowing records wait for the next commit.
+            // Nothing was written: narrowing records wait for the next commit, kept in
+            // the head ConfigMap too when it can be written (a restart writes them then).
             events.retain(|e| e.decision != audit::Decision::Granted);
             events.truncate(BACKLOG_MAX);
             self.backlog = events;
+            self.save_held().await;
             return Err(error);
         }
         let due = self.granted_saved.is_none_or(|at| at.elapsed() >= GRANTED_EVERY);
@@ -543,7 +789,106 @@ impl Committer {
         // grant is applied. The chain goes on from them; the next commit saves a later
         // head. If another leader continues from the older head meanwhile, they end up
         // as an uncommitted branch (`drmesh audit verify` lists it apart).
-        self.save_head(self.granted_changed && due).await
+        let saved = self.save_head(self.granted_changed && due).await;
+        if matches!(saved, Err(AuditError::ChainLost)) {
+            // Another writer continued the chain: these records are an uncommitted branch.
+            // What they narrowed was applied: write them again on the chain taken back.
+            events.retain(|e| e.decision != audit::Decision::Granted && e.reason != TAKEN_OVER);
+            events.truncate(BACKLOG_MAX);
+            self.backlog = events;
+        }
+        saved
+    }
+
+    /// Takes back a chain another writer continued, while this replica still leads:
+    /// continues from the head found in the cluster (or from its own chain when the
+    /// ConfigMap was deleted). Returns the record that says so.
+    async fn take_back(&mut self) -> Result<Event, AuditError> {
+        let Some(store) = &self.head else { return Err(AuditError::ChainLost) };
+        let mine = self.chain.head().map(|h| h.to_string()).unwrap_or_else(|| "none".into());
+        let namespace = store.namespace.clone();
+        let (found, what) = match store.observe().await? {
+            // Deleted: this writer's own chain goes on, in a new ConfigMap.
+            None => (None, "was deleted".to_string()),
+            Some((observed, granted, version)) => {
+                let Some(head) = observed.head else {
+                    return Err(AuditError::Head(format!(
+                        "{}/{}: {:?} is not SEQ:HASH",
+                        store.name, HEAD_KEY, observed.text
+                    )));
+                };
+                let what = format!("was saved by {:?} at {:?} (head {head})", observed.writer, observed.saved_at);
+                (Some((head, granted, version)), what)
+            }
+        };
+        let message = format!(
+            "the audit chain's head in ConfigMap {namespace}/{} {what} after this writer's last record {mine}; {} \
+             still leads, so it continues the chain from the head found (its records after its last saved head, \
+             if any, are an uncommitted branch; those that narrowed access follow)",
+            store.name, store.writer,
+        );
+        tracing::warn!("{message}");
+        let event = Event {
+            time: jiff::Timestamp::now().to_string(),
+            actor: store.writer.clone(),
+            decision: audit::Decision::Warned,
+            reason: TAKEN_OVER.into(),
+            message,
+            product: audit::ObjectRef { namespace, name: store.name.clone() },
+            classification: "Unknown".into(),
+            subjects: vec![],
+            purpose: None,
+            expires_at: None,
+            policy: None,
+            ports: vec![],
+        };
+        match found {
+            Some((head, granted, version)) => {
+                self.chain = Chain::after(&head);
+                self.version = Some(version);
+                self.granted = granted;
+            }
+            None => self.version = None,
+        }
+        self.owner = true;
+        Ok(event)
+    }
+
+    /// Saves a signature of `head` with it in the head ConfigMap (logged when there is
+    /// none); a refusal because another replica saved since loses the chain.
+    async fn save_signature(&mut self, head: &Head, signature: &str) -> Result<(), AuditError> {
+        let (Some(store), Some(version)) = (&self.head, self.version.as_deref()) else {
+            tracing::info!(%head, %signature, "audit head signature (no head ConfigMap to keep it)");
+            return Ok(());
+        };
+        match store.save_signature(head, signature, version).await {
+            Ok(version) => {
+                self.version = Some(version);
+                Ok(())
+            }
+            Err(AuditError::ChainLost) => {
+                self.owner = false;
+                Err(AuditError::ChainLost)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Saves the held narrowing records in the head ConfigMap, if there is one and this
+    /// writer owns it; a failure is logged (they stay in memory).
+    async fn save_held(&mut self) {
+        let (Some(store), Some(version)) = (&self.head, self.version.as_deref()) else { return };
+        if !self.owner || self.backlog.is_empty() {
+            return;
+        }
+        match store.save_held(Some(&print_held(&self.backlog)), version).await {
+            Ok(version) => {
+                self.version = Some(version);
+                self.held_saved = true;
+            }
+            Err(AuditError::ChainLost) => self.owner = false,
+            Err(error) => tracing::warn!(%error, "cannot keep the held audit records in the head ConfigMap"),
+        }
     }
 
     /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
@@ -551,8 +896,12 @@ impl Committer {
     async fn save_head(&mut self, with_granted: bool) -> Result<(), AuditError> {
         let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
         let granted = with_granted.then(|| print_granted(&self.granted));
-        match store.save(&head, granted, self.version.as_deref()).await {
+        let clear_held = self.held_saved && self.backlog.is_empty();
+        match store.save(&head, granted, clear_held, self.version.as_deref()).await {
             Ok(version) => {
+                if clear_held {
+                    self.held_saved = false;
+                }
                 self.version = Some(version);
                 if with_granted {
                     self.granted_changed = false;
@@ -570,14 +919,14 @@ impl Committer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
 
     /// A writer the test reads back.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -590,7 +939,7 @@ mod tests {
     }
 
     impl Shared {
-        fn records(&self) -> Vec<audit::Record> {
+        pub(super) fn records(&self) -> Vec<audit::Record> {
             let text = String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8");
             text.lines().map(|l| serde_json::from_str(l).expect("a record")).collect()
         }
@@ -653,7 +1002,7 @@ mod tests {
 
     /// A writer that fails while `down` is set.
     #[derive(Clone, Default)]
-    struct Flaky(Shared, Arc<std::sync::atomic::AtomicBool>);
+    pub(super) struct Flaky(pub(super) Shared, pub(super) Arc<std::sync::atomic::AtomicBool>);
 
     impl Write for Flaky {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -708,6 +1057,25 @@ mod tests {
         let text = std::fs::read_to_string(first_rotated).expect("read");
         let records: Vec<audit::Record> = text.lines().map(|l| serde_json::from_str(l).expect("record")).collect();
         assert_eq!(records.last().map(|r| r.seq), Some(last));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_that_fails_after_the_records_are_synced_does_not_fail_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        // The name the first rotation wants is taken (by a directory): the rename fails.
+        std::fs::create_dir(dir.path().join("audit.log.000000000000")).expect("dir");
+        let sink = AuditSink::append_rotating(&path, 1).expect("open");
+        sink.record(event(0)).await.expect("written and synced: the failed rotation is only logged");
+        sink.record(event(1)).await.expect("written; rotated this time");
+        let rotated = dir.path().join("audit.log.000000000001");
+        let inputs: Vec<(String, String)> = [&rotated, &path]
+            .iter()
+            .map(|f| (f.display().to_string(), std::fs::read_to_string(f).expect("read")))
+            .collect();
+        let report = audit::verify_logs(&inputs, &audit::Anchors::default());
+        assert!(report.intact(), "one chain, no record sealed twice: {:?}", report.findings);
+        assert_eq!(report.records, 2);
     }
 
     #[tokio::test]
@@ -787,5 +1155,291 @@ mod granted_tests {
         assert!(follow(&mut granted, &record(audit::Decision::Revoked, "c")));
         assert_eq!(parse_granted(&print_granted(&granted)), granted);
         assert_eq!(granted["a"], ("police/p-a".to_string(), "feed".to_string()));
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    //! The head ConfigMap against a mock API server that keeps one ConfigMap and refuses a
+    //! merge patch carrying another version than its own (409), as the API server does.
+
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::tests::Shared;
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Store(Arc<Mutex<Option<Value>>>);
+
+    fn status(code: u16, reason: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": reason, "reason": reason, "code": code,
+        }))
+        .expect("json")
+    }
+
+    impl Store {
+        fn client(&self) -> kube::Client {
+            let store = self.clone();
+            let service = tower::service_fn(move |request: http::Request<Body>| {
+                let store = store.clone();
+                async move {
+                    let method = request.method().to_string();
+                    let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                    let (code, answer) = store.answer(&method, &body);
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Body::from(answer))
+                            .expect("response"),
+                    )
+                }
+            });
+            kube::Client::new(service, "default")
+        }
+
+        fn answer(&self, method: &str, body: &[u8]) -> (u16, Vec<u8>) {
+            let mut map = self.0.lock().expect("store");
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            match (method, map.as_mut()) {
+                ("GET", Some(m)) => (200, serde_json::to_vec(m).expect("json")),
+                ("GET" | "PATCH", None) => (404, status(404, "NotFound")),
+                ("POST", None) => {
+                    let mut m = request;
+                    m["metadata"]["resourceVersion"] = json!("1");
+                    let answer = serde_json::to_vec(&m).expect("json");
+                    *map = Some(m);
+                    (201, answer)
+                }
+                ("POST", Some(_)) => (409, status(409, "AlreadyExists")),
+                ("PATCH", Some(m)) => {
+                    if request["metadata"]["resourceVersion"] != m["metadata"]["resourceVersion"] {
+                        return (409, status(409, "Conflict"));
+                    }
+                    // A merge patch: null removes the key.
+                    for (k, v) in request["data"].as_object().cloned().unwrap_or_default() {
+                        match (v.is_null(), m["data"].as_object_mut()) {
+                            (true, Some(data)) => {
+                                data.remove(&k);
+                            }
+                            _ => m["data"][k] = v,
+                        }
+                    }
+                    bump(m);
+                    (200, serde_json::to_vec(m).expect("json"))
+                }
+                _ => (405, status(405, "MethodNotAllowed")),
+            }
+        }
+
+        /// Another writer saves a head.
+        fn overwrite(&self, head: &str, writer: &str) {
+            let mut map = self.0.lock().expect("store");
+            let m = map.as_mut().expect("a head ConfigMap");
+            m["data"]["head"] = json!(head);
+            m["data"]["writer"] = json!(writer);
+            m["data"]["savedAt"] = json!("2026-12-03T10:00:00Z");
+            bump(m);
+        }
+
+        fn head(&self) -> String {
+            self.0
+                .lock()
+                .expect("store")
+                .as_ref()
+                .and_then(|m| m["data"]["head"].as_str().map(String::from))
+                .unwrap_or_default()
+        }
+
+        fn data(&self, key: &str) -> String {
+            let map = self.0.lock().expect("store");
+            map.as_ref().and_then(|m| m["data"][key].as_str().map(String::from)).unwrap_or_default()
+        }
+    }
+
+    fn bump(m: &mut Value) {
+        let version: u64 = m["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        m["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+    }
+
+    fn event(n: usize, decision: audit::Decision) -> Event {
+        serde_json::from_value(json!({
+            "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": decision, "reason": "r",
+            "message": format!("decision {n}"), "product": {"namespace": "police", "name": "feed"},
+            "classification": "Restricted", "subjects": ["Group:cnc-officers"],
+        }))
+        .expect("an event")
+    }
+
+    fn sink(store: &Store, out: &Shared) -> AuditSink {
+        AuditSink::new(Box::new(out.clone())).keeping_head_in(HeadStore::new(
+            store.client(),
+            "drmesh-system",
+            "drmesh-audit-head",
+            "replica-a",
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_chain_another_writer_continued_is_taken_back_while_this_replica_leads_and_it_is_recorded() {
+        let (store, out) = (Store::default(), Shared::default());
+        let sink = sink(&store, &out);
+        assert_eq!(sink.take_over().await.expect("no head yet"), None);
+        sink.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(store.head().starts_with("0:"), "{}", store.head());
+        let theirs = format!("5:{}", "cd".repeat(32));
+        store.overwrite(&theirs, "intruder");
+        // Written, then refused by the head's version: lost, and the expiry is held.
+        let lost = sink.record(event(1, audit::Decision::Expired)).await;
+        assert!(matches!(lost, Err(AuditError::ChainLost)), "{lost:?}");
+        let mine = out.records().last().map(|r| format!("{}:{}", r.seq, r.hash)).expect("record 1");
+        // The next record takes the chain back from the head found, and says so.
+        sink.record(event(2, audit::Decision::Granted)).await.expect("taken back");
+        let records = out.records();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1, 6, 7, 8]);
+        let taken = &records[2];
+        assert_eq!((taken.event.decision, taken.event.reason.as_str()), (audit::Decision::Warned, TAKEN_OVER));
+        assert_eq!(taken.prev_hash, "cd".repeat(32), "continues the head found");
+        for seen in ["drmesh-system/drmesh-audit-head", "\"intruder\"", &theirs, &mine, "replica-a still leads"] {
+            assert!(taken.event.message.contains(seen), "{seen:?} in {}", taken.event.message);
+        }
+        let messages: Vec<&str> = records[3..].iter().map(|r| r.event.message.as_str()).collect();
+        assert_eq!(messages, ["decision 1", "decision 2"], "the held expiry again, then the grant");
+        assert_eq!(store.head(), format!("8:{}", records[4].hash), "committed");
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_no_longer_leads_does_not_take_the_chain_back() {
+        let (store, out) = (Store::default(), Shared::default());
+        let sink = sink(&store, &out);
+        let (leading, follows) = tokio::sync::watch::channel(true);
+        sink.following_leadership(follows);
+        sink.take_over().await.expect("no head yet");
+        sink.record(event(0, audit::Decision::Granted)).await.expect("written");
+        let theirs = format!("3:{}", "ef".repeat(32));
+        store.overwrite(&theirs, "replica-b");
+        leading.send(false).expect("sent");
+        assert!(matches!(sink.record(event(1, audit::Decision::Revoked)).await, Err(AuditError::ChainLost)));
+        assert!(matches!(sink.record(event(2, audit::Decision::Granted)).await, Err(AuditError::ChainLost)));
+        assert_eq!(store.head(), theirs, "the other writer's head stays");
+        assert_eq!(out.records().len(), 2, "nothing written once lost");
+        // Leading again (the Lease is back): taken back, the held revocation written.
+        leading.send(true).expect("sent");
+        sink.record(event(3, audit::Decision::Granted)).await.expect("taken back");
+        let messages: Vec<String> = out.records()[2..].iter().map(|r| r.event.message.clone()).collect();
+        assert_eq!(messages[1..], ["decision 1".to_string(), "decision 3".to_string()]);
+        assert!(store.head().starts_with("6:"), "{}", store.head());
+    }
+
+    #[tokio::test]
+    async fn the_head_is_signed_by_the_external_signer_and_the_signature_kept_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixtures = format!("{}/../../tests/fixtures/example-approvers", env!("CARGO_MANIFEST_DIR"));
+        // ssh-keygen refuses a private key others can read: a copy only we can.
+        let key = dir.path().join("head-signer");
+        std::fs::copy(format!("{fixtures}/example-approver-3"), &key).expect("copy");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        let public = |name: &str| {
+            let text = std::fs::read_to_string(format!("{fixtures}/{name}.pub")).expect("public key");
+            ssh_key::PublicKey::from_openssh(text.trim()).expect("public key")
+        };
+        let command = format!("ssh-keygen -q -Y sign -f {} -n drmesh.io/audit-head", key.display());
+        let failures = Counter::default();
+        let (store, out) = (Store::default(), Shared::default());
+        let signing = sink(&store, &out).signing_head_with(&command, std::time::Duration::ZERO, failures.clone());
+        assert!(signing.sign_head_if_due().await.is_none(), "no record yet: nothing to sign");
+        signing.take_over().await.expect("no head yet");
+        signing.record(event(0, audit::Decision::Granted)).await.expect("written");
+        signing.record(event(1, audit::Decision::Granted)).await.expect("written");
+        let (head, signature) = signing.sign_head_if_due().await.expect("signed");
+        assert_eq!(head.to_string(), store.head());
+        assert_eq!((store.data("signedHead"), store.data("headSignature")), (head.to_string(), signature.clone()));
+        assert!(audit::head_signature_holds(&head, &signature, &public("example-approver-3")));
+        assert!(!audit::head_signature_holds(&head, &signature, &public("example-approver-1")), "not another key's");
+        let older = audit::Head { seq: 0, hash: out.records()[0].hash.clone() };
+        assert!(!audit::head_signature_holds(&older, &signature, &public("example-approver-3")), "not another head's");
+        assert!(signing.sign_head_if_due().await.is_none(), "the head did not move");
+        // The anchor command gets the signature of the head it anchors.
+        let script = dir.path().join("anchor.sh");
+        let received = dir.path().join("received.sig");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprintf '%s' \"$DRMESH_AUDIT_HEAD_SIGNATURE\" > {}\n", received.display()),
+        )
+        .expect("script");
+        let (anchoring_store, anchoring_out) = (Store::default(), Shared::default());
+        let anchoring = sink(&anchoring_store, &anchoring_out)
+            .signing_head_with(&command, std::time::Duration::ZERO, failures.clone())
+            // Read by sh, not executed: a file just written cannot be (ETXTBSY) while
+            // another test's thread forks.
+            .anchoring_with(
+                &format!("sh {}", script.display()),
+                std::time::Duration::ZERO,
+                Gauge::default(),
+                failures.clone(),
+            );
+        anchoring.take_over().await.expect("no head yet");
+        anchoring.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(anchoring.anchor_if_due().await, "signed, then anchored");
+        let handed = std::fs::read_to_string(&received).expect("the anchor ran");
+        assert_eq!(handed, anchoring_store.data("headSignature"));
+        let anchored: audit::Head = anchoring_store.data("signedHead").parse().expect("a head");
+        assert!(audit::head_signature_holds(&anchored, &handed, &public("example-approver-3")));
+        // The next commit keeps the signature beside the new head.
+        signing.record(event(2, audit::Decision::Granted)).await.expect("written");
+        assert!(store.head().starts_with("2:"));
+        assert_eq!(store.data("signedHead"), head.to_string());
+        assert_eq!(failures.get(), 0);
+        // A signer that prints no signature is a failure, counted; nothing is saved.
+        let (store, out) = (Store::default(), Shared::default());
+        let failing =
+            sink(&store, &out).signing_head_with("echo unsigned", std::time::Duration::ZERO, failures.clone());
+        failing.take_over().await.expect("no head yet");
+        failing.record(event(0, audit::Decision::Granted)).await.expect("written");
+        assert!(failing.sign_head_if_due().await.is_none());
+        assert_eq!((failures.get(), store.data("headSignature")), (1, String::new()));
+    }
+
+    #[tokio::test]
+    async fn narrowing_records_held_while_the_output_fails_survive_a_restart_in_the_head_configmap() {
+        use super::tests::Flaky;
+        let store = Store::default();
+        let out = Flaky::default();
+        let first = AuditSink::new(Box::new(out.clone())).keeping_head_in(HeadStore::new(
+            store.client(),
+            "drmesh-system",
+            "drmesh-audit-head",
+            "replica-a",
+        ));
+        first.take_over().await.expect("no head yet");
+        first.record(event(0, audit::Decision::Granted)).await.expect("written");
+        // The audit file's disk is full; the API server answers.
+        out.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(first.record(event(1, audit::Decision::Expired)).await.is_err());
+        assert!(first.record(event(2, audit::Decision::Granted)).await.is_err(), "a grant is refused, not held");
+        let held = store.data(HELD_KEY);
+        assert!(held.contains("decision 1") && !held.contains("decision 2"), "{held}");
+        // The operator restarts before the disk is freed: the held expiry is written first.
+        drop(first);
+        let again = Shared::default();
+        let second = sink(&store, &again);
+        second.take_over().await.expect("the head");
+        second.record(event(3, audit::Decision::Revoked)).await.expect("written");
+        let records = again.records();
+        let written: Vec<(u64, &str)> = records.iter().map(|r| (r.seq, r.event.message.as_str())).collect();
+        assert_eq!(written, [(1, "decision 1"), (2, "decision 3")]);
+        assert_eq!(store.data(HELD_KEY), "", "removed once written");
+        assert_eq!(store.head(), format!("2:{}", records[1].hash));
+        // Taken over again: nothing is written twice.
+        let third = sink(&store, &Shared::default());
+        third.take_over().await.expect("the head");
+        assert!(third.committer.lock().await.backlog.is_empty());
     }
 }

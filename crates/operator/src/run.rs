@@ -96,9 +96,18 @@ pub struct RunArgs {
     /// --audit-anchor-every seconds; its output (a receipt) is logged.
     #[arg(long, env = "DRMESH_AUDIT_ANCHOR_COMMAND")]
     pub audit_anchor_command: Option<String>,
-    /// Seconds between two runs of --audit-anchor-command.
+    /// Seconds between two runs of --audit-anchor-command (and of --audit-signer-command).
     #[arg(long, default_value_t = 60, env = "DRMESH_AUDIT_ANCHOR_EVERY")]
     pub audit_anchor_every: u64,
+    /// A program and its arguments (split on whitespace; no shell) that signs the audit
+    /// chain's head with a key the operator does not hold: given `SEQ:HASH` and a newline
+    /// on stdin, it prints an armored SSH signature (namespace drmesh.io/audit-head), e.g.
+    /// `ssh-keygen -Y sign -f /keys/head-signer.pub -n drmesh.io/audit-head` with the key in
+    /// an agent. Run by the leader when the head moved, at most every
+    /// --audit-anchor-every seconds; the signature is saved with the head in its ConfigMap
+    /// (signedHead, headSignature) and handed to --audit-anchor-command.
+    #[arg(long, env = "DRMESH_AUDIT_SIGNER_COMMAND")]
+    pub audit_signer_command: Option<String>,
     /// When a grant's audit record cannot be written: `refuse` (fail closed: the grant is
     /// not applied, reason AuditUnavailable, until the record is written) or `proceed`
     /// (fail open: applied anyway; the failure is only counted and alerted).
@@ -233,6 +242,13 @@ async fn run_async(args: RunArgs, config: ConfigSource) -> Result<(), RunError> 
             metrics.audit_anchor_failures.clone(),
         );
     }
+    if let Some(command) = &args.audit_signer_command {
+        audit = audit.signing_head_with(
+            command,
+            std::time::Duration::from_secs(args.audit_anchor_every),
+            metrics.audit_anchor_failures.clone(),
+        );
+    }
     let audit =
         Arc::new(audit.counting_failures_in(metrics.audit_write_failures.clone(), metrics.audit_failing.clone()));
     let result = if args.leader_election {
@@ -308,6 +324,8 @@ async fn lead(
     // A warm standby: its watches fill its caches (it is ready once they are synced) and
     // its controllers queue work, but nothing is written until it leads.
     let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    // A chain another writer continued is taken back only while this replica leads.
+    audit.following_leadership(leading.clone());
     let options = Options { leading: Some(leading), ..options };
     let controllers = controllers::run(client, options, metrics.clone(), audit.clone());
     tokio::pin!(controllers);

@@ -96,7 +96,7 @@ async fn record_before_granting(
     if report.decision != audit::Decision::Granted {
         return Ok(false);
     }
-    match ctx.report(report).await {
+    match ctx.report_with_ports(report, granted_ports(plan)).await {
         Err(error) if ctx.audit_refuses => Err(Error::Audit(error)),
         _ => Ok(true),
     }
@@ -181,7 +181,14 @@ async fn report_transition(
     }
     // A record that cannot be written is counted and alerted by the sink; what it
     // narrows is applied anyway, and the sink writes it once it can.
-    let _ = ctx.report(report).await;
+    let ports = if report.decision == audit::Decision::Granted { granted_ports(plan) } else { vec![] };
+    let _ = ctx.report_with_ports(report, ports).await;
+}
+
+/// The ports a grant gives, as its `Granted` record names them (`NUMBER/NAME`): `drmesh
+/// audit reads` covers a read through the proxy only on them.
+fn granted_ports(plan: &GrantPlan) -> Vec<String> {
+    plan.ports.iter().map(|(number, name)| format!("{number}/{name}")).collect()
 }
 
 /// The report of a status change of `policy`: a grant, an edit of one in force, a
@@ -360,6 +367,7 @@ pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
             purpose: policy.spec.purpose.clone(),
             expires_at: policy.spec.expires_at.clone(),
             policy: Some(policy_ref(policy)),
+            ports: vec![],
         })
         .await;
     if let Err(error) = written {

@@ -333,6 +333,15 @@ impl Context {
     /// not announced when grants wait for their record (`--audit-failure=refuse`): the
     /// caller does not apply it.
     pub async fn report(&self, report: Report) -> Result<(), crate::telemetry::AuditError> {
+        self.report_with_ports(report, vec![]).await
+    }
+
+    /// [`Context::report`], the record naming the ports the grant gives (`NUMBER/NAME`).
+    pub async fn report_with_ports(
+        &self,
+        report: Report,
+        ports: Vec<String>,
+    ) -> Result<(), crate::telemetry::AuditError> {
         let granted = report.decision == crate::audit::Decision::Granted;
         let written = self
             .audit
@@ -348,6 +357,7 @@ impl Context {
                 purpose: report.purpose,
                 expires_at: report.expires_at,
                 policy: report.policy,
+                ports,
             })
             .await;
         if let Err(error) = &written {

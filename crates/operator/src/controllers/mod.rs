@@ -1001,6 +1001,7 @@ async fn audit_upkeep(ctx: Arc<Context>) {
                     uid,
                     generation: 0,
                 }),
+                ports: vec![],
             })
             .await;
     }

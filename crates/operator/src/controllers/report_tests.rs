@@ -184,7 +184,10 @@ async fn a_subject_refused_for_want_of_a_clearance_gets_a_warning_event_and_a_de
     let cleared = fixture(&policy, vec![clearance("analysts", in_hours(24))]);
     accesspolicy::reconcile(&policy, &cleared.ctx, false).await.expect("reconciled");
     assert_eq!(warning_about(&cleared.events(), "SubjectNotCleared"), None);
-    assert!(cleared.records.records().iter().any(|r| r.event.decision == audit::Decision::Granted));
+    // The grant's record names the ports it gives (`drmesh audit reads` matches reads on them).
+    let records = cleared.records.records();
+    let granted = records.iter().find(|r| r.event.decision == audit::Decision::Granted).expect("a Granted record");
+    assert_eq!(granted.event.ports, ["8080/http"], "{granted:#?}");
 }
 
 #[tokio::test]
