@@ -265,7 +265,7 @@ fn transition(
 /// and, for an edit of a grant in force, what it gave before (a narrowing edit reads as
 /// such: fewer subjects or ports, an earlier expiry).
 fn access_given(plan: &GrantPlan, before: &AccessPolicyStatus, edited: bool) -> String {
-    let ports: Vec<String> = plan.ports.iter().map(|(port, name)| format!("{port}/{name}")).collect();
+    let ports = granted_ports(plan);
     let subjects: Vec<String> = plan.effective.iter().map(subject_display).collect();
     let mut text = format!(
         "access now: {} on port(s) {} until {}",
