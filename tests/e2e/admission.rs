@@ -281,6 +281,11 @@ async fn kubectl_lists_the_mesh_by_category_with_columns_and_explains_fields() {
     create(&ns.api::<DataProduct>(), base("product")).await;
     create(&ns.api::<AccessPolicy>(), base("policy")).await;
 
+    // kubectl expands categories from its discovery cache (kept 6 h): one filled before
+    // the CRDs were installed (a fresh machine's first kubectl calls) lacks `drmesh`, and
+    // a category miss does not refresh it. `kubectl api-resources` does, as a user would.
+    let refreshed = harness::kubectl(&["api-resources", "--api-group", "drmesh.io"]);
+    assert!(refreshed.status.success(), "kubectl api-resources: {}", String::from_utf8_lossy(&refreshed.stderr));
     let out = harness::kubectl(&["get", "drmesh", "-n", &ns.name]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "kubectl get drmesh: {}", String::from_utf8_lossy(&out.stderr));

@@ -145,6 +145,17 @@ async fn people_read_a_restricted_product_only_while_cleared_and_approved() {
     until_can_read(&user, &group, &id, "feed", true, "the cleared group reads").await;
     let revoked = harness::watch_until(&bindings, BINDING, |b: Option<&RoleBinding>| b.is_none()).await;
     assert!(Timestamp::now() < until, "the watch must start before the clearance's expiry (lengthen the 8 s)");
+    // The grant's record names the Clearance the group's access rests on (issue 17).
+    let cleared = format!("cleared by Group:{group}: Clearance short-{id} (Restricted until ");
+    harness::eventually("a Granted record naming the clearance", TIMEOUT, || async {
+        harness::audit_records().into_iter().find(|r| {
+            r["policy"]["name"] == "readers"
+                && r["policy"]["namespace"] == id.as_str()
+                && r["decision"] == "Granted"
+                && r["message"].as_str().is_some_and(|m| m.contains(&cleared))
+        })
+    })
+    .await;
     let gone = revoked.await.expect("the watch");
     let late = gone.duration_since(until);
     eprintln!("clearance expiry: RoleBinding deleted {late:?} after expiresAt");

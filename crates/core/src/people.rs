@@ -34,14 +34,32 @@ pub fn clearance_in_force(
     name: &str,
     now: Timestamp,
 ) -> Option<(Classification, Timestamp)> {
+    held_clearance(view, kind, name, now).map(|held| (held.level, held.until))
+}
+
+/// The Clearance a person's level at `now` rests on, as an audit record names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldClearance {
+    /// The Clearance object's name.
+    pub name: String,
+    pub level: Classification,
+    pub until: Timestamp,
+}
+
+impl std::fmt::Display for HeldClearance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clearance {} ({} until {})", self.name, self.level, self.until)
+    }
+}
+
+/// The Clearance in force at `now` that gives a person its level: the highest level, the
+/// latest expiry among those; `None`: no clearance in force.
+pub fn held_clearance(view: &dyn MeshView, kind: OwnerKind, name: &str, now: Timestamp) -> Option<HeldClearance> {
     in_force(view.clearances_of(kind, name).iter().map(|c| c.as_ref()), now)
 }
 
-fn in_force<'a>(
-    clearances: impl Iterator<Item = &'a Clearance>,
-    now: Timestamp,
-) -> Option<(Classification, Timestamp)> {
-    let mut best: Option<(Classification, Timestamp)> = None;
+fn in_force<'a>(clearances: impl Iterator<Item = &'a Clearance>, now: Timestamp) -> Option<HeldClearance> {
+    let mut best: Option<HeldClearance> = None;
     for clearance in clearances {
         // An expiry that cannot be read clears nobody (fail closed).
         let Ok(until) = clearance.spec.expires_at.parse::<Timestamp>() else { continue };
@@ -49,10 +67,10 @@ fn in_force<'a>(
             continue;
         }
         let level = clearance.spec.level;
-        best = match best {
-            Some((l, u)) if l > level || (l == level && u >= until) => Some((l, u)),
-            _ => Some((level, until)),
-        };
+        if best.as_ref().is_some_and(|b| b.level > level || (b.level == level && b.until >= until)) {
+            continue;
+        }
+        best = Some(HeldClearance { name: clearance.name_any(), level, until });
     }
     best
 }

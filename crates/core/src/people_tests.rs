@@ -147,11 +147,20 @@ fn people_read_classified_products_only_while_cleared_at_their_level() {
     mesh.add_person_clearance(clearance("User", "bob", "Internal", "2026-11-28T11:59:59Z"));
     mesh.add_person_clearance(clearance("User", "bob", "Public", "2030-01-01T00:00:00Z"));
     assert_eq!(denied_for(&plan(&mesh, &bob), SubjectKind::User), Some(Reason::SubjectNotCleared));
-    // Cleared Internal: effective, re-planned when the clearance ends.
+    assert!(plan(&mesh, &bob).cleared_by.is_empty(), "nobody cleared");
+    // Cleared Internal: effective, re-planned when the clearance ends; the Clearance it
+    // rests on is named (the audit record names it), not the expired or Public ones.
     mesh.add_person_clearance(clearance("User", "bob", "Internal", "2026-12-01T00:00:00Z"));
     let p = plan(&mesh, &bob);
     assert!(people_effective(&p), "{:?}", p.denied);
     assert_eq!(p.next_change, Some("2026-12-01T00:00:00Z".parse().expect("time")));
+    assert_eq!(p.cleared_by, ["User:bob: Clearance bob-Internal (Internal until 2026-12-01T00:00:00Z)"]);
+    // Of two clearances in force, the one giving the level (the highest, then the latest).
+    mesh.add_person_clearance(clearance("User", "bob", "Restricted", "2026-11-30T00:00:00Z"));
+    assert_eq!(plan(&mesh, &bob).cleared_by, ["User:bob: Clearance bob-Restricted (Restricted until 2026-11-30T00:00:00Z)"]);
+    // A workload subject rests on its domain's clearance, not a person's: none named.
+    let picture = grant("stats", "[{kind: DataProduct, namespace: cnc, name: picture}]", "");
+    assert!(plan(&mesh, &picture).cleared_by.is_empty());
     // A group's clearance clears the group subject only, not a user of the same name.
     let user = grant("feed", "[{kind: User, name: cnc-officers}]", "");
     assert_eq!(denied_for(&plan(&mesh, &approved(user)), SubjectKind::User), Some(Reason::SubjectNotCleared));
@@ -171,6 +180,10 @@ fn owners_read_an_internal_product_only_when_every_owner_is_cleared() {
     let p = rules::plan_product(&mesh, &stats, now());
     assert!(p.owners_read_data);
     assert_eq!(p.next_expiry, Some("2027-01-01T00:00:00Z".parse().expect("time")), "re-planned at its end");
+    assert_eq!(
+        p.owners_cleared_by,
+        ["Group:police-owners: Clearance police-owners-Internal (Internal until 2027-01-01T00:00:00Z)"]
+    );
     let role = super::product::build(&stats, &p).owners_role.expect("role");
     assert!(role.rules.unwrap_or_default().iter().any(|r| r.resources.iter().flatten().any(|x| x == "services/proxy")));
 }

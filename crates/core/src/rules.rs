@@ -171,6 +171,9 @@ pub struct GrantPlan {
     pub reassessment_due: Option<Problem>,
     /// The approvals of a Restricted grant, as checked (None: not needed).
     pub approvals: Option<crate::people::Approvals>,
+    /// The Clearance each effective person's access rests on (above Public), as its
+    /// audit record names it: `User:alice: Clearance alice (Restricted until ...)`.
+    pub cleared_by: Vec<String>,
 }
 
 impl GrantPlan {
@@ -198,6 +201,7 @@ impl GrantPlan {
             reach_until: None,
             reassessment_due: None,
             approvals: None,
+            cleared_by: vec![],
         }
     }
 
@@ -390,6 +394,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
     let effective_from = pending.unwrap_or(now);
     let mut effective = Vec::new();
     let mut denied = Vec::new();
+    let mut cleared_by = Vec::new();
     for (index, subject) in subjects.iter().enumerate() {
         let bad_key = subject
             .pod_selector
@@ -418,13 +423,14 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         if let (Some(kind), Some(name)) = (crate::people::person_kind(subject.kind), subject.name.as_deref())
             && classification > Classification::Public
         {
-            match crate::people::clearance_in_force(view, kind, name, effective_from) {
-                Some((level, until)) if level >= classification => {
-                    next_change = earliest(next_change, Some(until));
+            let held = match crate::people::held_clearance(view, kind, name, effective_from) {
+                Some(held) if held.level >= classification => {
+                    next_change = earliest(next_change, Some(held.until));
+                    held
                 }
                 held => {
-                    let held = held.map_or("no Clearance in force".to_string(), |(level, until)| {
-                        format!("a Clearance {level} until {until}")
+                    let held = held.map_or("no Clearance in force".to_string(), |held| {
+                        format!("a Clearance {} until {}", held.level, held.until)
                     });
                     let held = match pending {
                         Some(start) => format!("{held} at the grant's start {start}"),
@@ -437,11 +443,12 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
                     denied.push((subject.clone(), Problem::new(Reason::SubjectNotCleared, message).at(field)));
                     continue;
                 }
-            }
+            };
             if let Some(problem) = &approval_problem {
                 denied.push((subject.clone(), problem.clone()));
                 continue;
             }
+            cleared_by.push(format!("{}: {held}", subject_display(subject)));
         }
         effective.push(subject.clone());
     }
@@ -470,6 +477,7 @@ pub fn plan_grant(view: &dyn MeshView, policy: &AccessPolicy, now: Timestamp) ->
         reach_until,
         reassessment_due,
         approvals,
+        cleared_by,
     }
 }
 
@@ -513,6 +521,7 @@ fn not_yet_started(grant: NotYetStarted, waiting: Vec<Subject>, mut denied: Vec<
         reach_until: Some(start),
         reassessment_due,
         approvals,
+        cleared_by: vec![],
     }
 }
 
@@ -617,6 +626,9 @@ pub struct ProductPlan {
     /// Owners who hold no Clearance in force at the product's level (their reads through
     /// ownership are withheld from all owners until they are cleared).
     pub owners_not_cleared: Vec<String>,
+    /// While owners read the data of a product above Public: the Clearance each owner's
+    /// access rests on, as the `OwnersAccess` record names it.
+    pub owners_cleared_by: Vec<String>,
 }
 
 impl ProductPlan {
@@ -723,16 +735,23 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
         owners_read_data = false;
     }
     let mut owners_not_cleared = Vec::new();
+    let mut owners_cleared_by = Vec::new();
     if owners_read_data && classification > Classification::Public {
         for owner in &product.spec.owners {
-            match crate::people::clearance_in_force(view, owner.kind, &owner.name, now) {
-                Some((level, until)) if level >= classification => next_expiry = earliest(next_expiry, Some(until)),
+            match crate::people::held_clearance(view, owner.kind, &owner.name, now) {
+                Some(held) if held.level >= classification => {
+                    next_expiry = earliest(next_expiry, Some(held.until));
+                    owners_cleared_by.push(format!("{:?}:{}: {held}", owner.kind, owner.name));
+                }
                 _ => owners_not_cleared.push(format!("{:?}:{}", owner.kind, owner.name)),
             }
         }
         owners_read_data = owners_not_cleared.is_empty();
     }
-    ProductPlan { inputs, blocker, next_expiry, owners_read_data, owners_not_cleared }
+    if !owners_read_data {
+        owners_cleared_by.clear();
+    }
+    ProductPlan { inputs, blocker, next_expiry, owners_read_data, owners_not_cleared, owners_cleared_by }
 }
 
 fn plan_product_input(

@@ -383,6 +383,11 @@ pub struct AuditSink {
     /// Whether this replica leads (None: no election, it is the only writer): a chain lost
     /// while it still leads is taken back.
     leading: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
+    /// The grants the previous leader left in force (by uid) that this replica has not yet
+    /// reconciled since it took the chain over (see [`AuditSink::reconciled`]), and the
+    /// head it took over: the first record of one of them is a change made while no
+    /// operator led, and says so.
+    unconfirmed: Mutex<(Option<Head>, std::collections::BTreeSet<String>)>,
 }
 
 /// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
@@ -505,6 +510,7 @@ impl AuditSink {
             anchor: None,
             signer: None,
             leading: Mutex::new(None),
+            unconfirmed: Mutex::new((None, std::collections::BTreeSet::new())),
         }
     }
 
@@ -663,6 +669,8 @@ impl AuditSink {
                 }
                 committer.chain = Chain::after(&head);
                 committer.version = Some(version);
+                *self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (Some(head.clone()), granted.keys().cloned().collect());
                 committer.granted = granted.clone();
                 committer.inherited = Some(granted);
                 if !held.is_empty() {
@@ -700,12 +708,39 @@ impl AuditSink {
     /// Answers once per take-over.
     pub async fn deleted_while_nobody_led(&self, live: &std::collections::HashSet<String>) -> Granted {
         let inherited = self.committer.lock().await.inherited.take().unwrap_or_default();
-        inherited.into_iter().filter(|(uid, _)| !live.contains(uid)).collect()
+        let deleted: Granted = inherited.into_iter().filter(|(uid, _)| !live.contains(uid)).collect();
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        unconfirmed.1.retain(|uid| !deleted.contains_key(uid));
+        deleted
+    }
+
+    /// The grant `uid` was reconciled (by the leader, with everything it wrote recorded):
+    /// what it records from now on is its own decision, not a change found at take-over.
+    pub fn reconciled(&self, uid: &str) {
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).1.remove(uid);
+    }
+
+    /// The first record of a grant the previous leader left in force, written before this
+    /// replica finished reconciling it once, is about a change made while no operator led
+    /// (an edit, an expiry, a clearance or a label changed meanwhile): its message says so
+    /// and names the head taken over.
+    fn mark_if_changed_while_nobody_led(&self, event: &mut Event) {
+        let Some(policy) = &event.policy else { return };
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        if !unconfirmed.1.remove(&policy.uid) {
+            return;
+        }
+        let head = unconfirmed.0.as_ref().map_or("none".to_string(), |h| h.to_string());
+        event.message.push_str(&format!(
+            "; changed while no operator led: the previous leader left this grant in force (chain head {head}), \
+             and this replica found it changed when it took the audit chain over"
+        ));
     }
 
     /// Writes `event` as the chain's next record; returns once it is written, synced and
     /// its head saved — or why not.
-    pub async fn record(&self, event: Event) -> Result<(), AuditError> {
+    pub async fn record(&self, mut event: Event) -> Result<(), AuditError> {
+        self.mark_if_changed_while_nobody_led(&mut event);
         let (done, mut outcome) = tokio::sync::oneshot::channel();
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).push((event, done));
         let mut committer = tokio::select! {
@@ -1405,6 +1440,62 @@ mod head_tests {
         failing.record(event(0, audit::Decision::Granted)).await.expect("written");
         assert!(failing.sign_head_if_due().await.is_none());
         assert_eq!((failures.get(), store.data("headSignature")), (1, String::new()));
+    }
+
+    fn grant_event(uid: &str, decision: audit::Decision) -> Event {
+        let mut event = event(0, decision);
+        event.message = format!("about {uid}");
+        event.policy = Some(audit::PolicyRef {
+            namespace: "police".into(),
+            name: format!("p-{uid}"),
+            uid: uid.into(),
+            generation: 1,
+        });
+        event
+    }
+
+    #[tokio::test]
+    async fn the_first_record_of_a_grant_changed_while_no_operator_led_says_so() {
+        let store = Store::default();
+        let first = sink(&store, &Shared::default());
+        first.take_over().await.expect("no head yet");
+        for uid in ["kept", "edited", "expired", "deleted"] {
+            first.record(grant_event(uid, audit::Decision::Granted)).await.expect("written");
+        }
+        first.checkpoint().await;
+        let head = store.head();
+        // The next leader (a failover, a restart) takes the chain over.
+        let out = Shared::default();
+        let next = sink(&store, &out);
+        next.take_over().await.expect("the head kept");
+        let live: std::collections::HashSet<String> =
+            ["kept", "edited", "expired"].into_iter().map(String::from).collect();
+        assert_eq!(next.deleted_while_nobody_led(&live).await.keys().collect::<Vec<_>>(), ["deleted"]);
+        next.record(grant_event("deleted", audit::Decision::Revoked)).await.expect("written");
+        // "kept" is reconciled and recorded nothing: what it records later is the leader's.
+        next.reconciled("kept");
+        next.record(grant_event("kept", audit::Decision::Revoked)).await.expect("written");
+        next.record(grant_event("edited", audit::Decision::Granted)).await.expect("written");
+        next.record(grant_event("expired", audit::Decision::Expired)).await.expect("written");
+        next.record(grant_event("edited", audit::Decision::Revoked)).await.expect("written");
+        let marked: Vec<(String, bool)> = out
+            .records()
+            .iter()
+            .map(|r| (r.event.message.clone(), r.event.message.contains("changed while no operator led")))
+            .collect();
+        let about = |m: &str| m.split(';').next().unwrap_or_default().to_string();
+        assert_eq!(
+            marked.iter().map(|(m, changed)| (about(m), *changed)).collect::<Vec<_>>(),
+            [
+                ("about deleted".to_string(), false),
+                ("about kept".to_string(), false),
+                ("about edited".to_string(), true),
+                ("about expired".to_string(), true),
+                ("about edited".to_string(), false),
+            ],
+            "only the first record of each grant left in force and not yet reconciled"
+        );
+        assert!(marked[2].0.contains(&format!("chain head {head}")), "names the head taken over: {}", marked[2].0);
     }
 
     #[tokio::test]

@@ -261,7 +261,8 @@ fn transition(
     })
 }
 
-/// The access a grant gives, as its record says it: subjects, ports, expiry, approvers;
+/// The access a grant gives, as its record says it: subjects, ports, expiry, approvers,
+/// the Clearances its people's access rests on;
 /// and, for an edit of a grant in force, what it gave before (a narrowing edit reads as
 /// such: fewer subjects or ports, an earlier expiry).
 fn access_given(plan: &GrantPlan, before: &AccessPolicyStatus, edited: bool) -> String {
@@ -275,6 +276,9 @@ fn access_given(plan: &GrantPlan, before: &AccessPolicyStatus, edited: bool) -> 
     );
     if let Some(approvals) = plan.approvals.as_ref().filter(|a| !a.valid.is_empty()) {
         text.push_str(&format!("; approved by {}", approvals.valid.join(", ")));
+    }
+    if !plan.cleared_by.is_empty() {
+        text.push_str(&format!("; cleared by {}", plan.cleared_by.join(", ")));
     }
     if edited {
         let was: Vec<String> = before.effective_subjects.iter().map(subject_display).collect();

@@ -49,7 +49,7 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
     let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
     let gained: Vec<String> =
         status::owners_with_data_access(product, &plan).into_iter().filter(|o| !had.contains(o)).collect();
-    if !gained.is_empty() && record_owners(ctx, product, audit::Decision::Granted, gained).await.is_err() {
+    if !gained.is_empty() && record_owners(ctx, product, audit::Decision::Granted, gained, &plan.owners_cleared_by).await.is_err() {
         plan.owners_read_data = false;
         bundle = product::build(product, &plan);
     }
@@ -132,7 +132,7 @@ pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Dur
             .await?;
     let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
     if withdrawn > 0 && !had.is_empty() {
-        let _ = record_owners(ctx, product, audit::Decision::Revoked, had).await;
+        let _ = record_owners(ctx, product, audit::Decision::Revoked, had, &[]).await;
     }
     Ok(None)
 }
@@ -192,15 +192,20 @@ const DENIALS: [Reason; 7] = [
 ];
 
 /// The owners' data access gained or lost (`subjects`), as an audit record, an Event and
-/// a metric. An error when a gain could not be recorded and the audit refuses.
+/// a metric; a gain names the Clearances it rests on (`cleared_by`, above Public). An
+/// error when a gain could not be recorded and the audit refuses.
 async fn record_owners(
     ctx: &Context,
     product: &DataProduct,
     decision: audit::Decision,
     subjects: Vec<String>,
+    cleared_by: &[String],
 ) -> Result<(), crate::telemetry::AuditError> {
     let level = product.spec.classification;
     let message = match decision {
+        audit::Decision::Granted if !cleared_by.is_empty() => {
+            format!("owners read the {level} product's data by being owners; cleared by {}", cleared_by.join(", "))
+        }
         audit::Decision::Granted => format!("owners read the {level} product's data by being owners"),
         _ => "the product's owners no longer read its data by being owners".to_string(),
     };
@@ -247,7 +252,7 @@ async fn report_transition(
     let lost: Vec<String> =
         before.owners_with_data_access.iter().filter(|o| !after.owners_with_data_access.contains(o)).cloned().collect();
     if !lost.is_empty() {
-        let _ = record_owners(ctx, product, audit::Decision::Revoked, lost).await;
+        let _ = record_owners(ctx, product, audit::Decision::Revoked, lost, &[]).await;
     }
     let isolated = |s: &DataProductStatus| crate::api::find_condition(&s.conditions, condition_type::ISOLATED).cloned();
     if let Some(exposed) = isolated(after)

@@ -953,6 +953,13 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
             withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
         }
     };
+    // Reconciled once while leading: a later record of it is not a change found at
+    // take-over (see AuditSink::reconciled).
+    if next.is_ok()
+        && let Some(uid) = guarded.uid()
+    {
+        ctx.audit.reconciled(&uid);
+    }
     ctx.finish(accesspolicy::CONTROLLER, run, next)
 }
 
