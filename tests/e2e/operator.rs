@@ -665,18 +665,12 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     kept.wait_granted().await;
     let kept_policies = kept.producer.api::<AccessPolicy>();
     let uid = kept_policies.get("grant").await.expect("the grant").uid().expect("uid");
-    // And one that will be edited while no operator leads.
-    let edited = Mesh::new("e2e-chain-e", "Restricted").await;
-    edited.grant("2030-01-01T00:00:00Z");
-    edited.wait_granted().await;
-    let edited_uid = edited.producer.api::<AccessPolicy>().get("grant").await.expect("the grant").uid().expect("uid");
     let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
     harness::eventually("the grants in force saved with the audit head", TIMEOUT, || {
-        let (heads, uid, edited_uid) = (heads.clone(), uid.clone(), edited_uid.clone());
+        let (heads, uid) = (heads.clone(), uid.clone());
         async move {
             let data = heads.get_opt("drmesh-audit-head").await.ok().flatten()?.data?;
-            let granted = data.get("granted")?;
-            (granted.contains(&uid) && granted.contains(&edited_uid)).then_some(())
+            data.get("granted")?.contains(&uid).then_some(())
         }
     })
     .await;
@@ -687,7 +681,6 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     a.child.kill().expect("kill leader");
     let killed = Instant::now();
     kept_policies.delete("grant", &Default::default()).await.expect("delete the grant");
-    edited.grant("2029-01-01T00:00:00Z"); // narrowed: an earlier expiry
     harness::eventually("replica-b to take over", Duration::from_secs(30), || {
         let ns = ns.name.clone();
         async move { (lease_holder(&ns).await.as_deref() == Some("replica-b")).then_some(()) }
@@ -707,17 +700,6 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
             r.event.reason == "PolicyDeleted"
                 && r.event.policy.as_ref().is_some_and(|p| p.uid == uid)
                 && r.event.message.contains("while no operator led")
-        });
-        async move { seen.then_some(()) }
-    })
-    .await;
-    // And the edit: its first record says it was made while no operator led.
-    harness::eventually("replica-b to record the edit made while no operator led", TIMEOUT, || {
-        let seen = records_in(&log_b).iter().any(|r| {
-            r.event.reason == "Granted"
-                && r.event.policy.as_ref().is_some_and(|p| p.uid == edited_uid)
-                && r.event.expires_at.as_deref() == Some("2029-01-01T00:00:00Z")
-                && r.event.message.contains("changed while no operator led")
         });
         async move { seen.then_some(()) }
     })

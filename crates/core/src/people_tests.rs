@@ -157,7 +157,10 @@ fn people_read_classified_products_only_while_cleared_at_their_level() {
     assert_eq!(p.cleared_by, ["User:bob: Clearance bob-Internal (Internal until 2026-12-01T00:00:00Z)"]);
     // Of two clearances in force, the one giving the level (the highest, then the latest).
     mesh.add_person_clearance(clearance("User", "bob", "Restricted", "2026-11-30T00:00:00Z"));
-    assert_eq!(plan(&mesh, &bob).cleared_by, ["User:bob: Clearance bob-Restricted (Restricted until 2026-11-30T00:00:00Z)"]);
+    assert_eq!(
+        plan(&mesh, &bob).cleared_by,
+        ["User:bob: Clearance bob-Restricted (Restricted until 2026-11-30T00:00:00Z)"]
+    );
     // A workload subject rests on its domain's clearance, not a person's: none named.
     let picture = grant("stats", "[{kind: DataProduct, namespace: cnc, name: picture}]", "");
     assert!(plan(&mesh, &picture).cleared_by.is_empty());

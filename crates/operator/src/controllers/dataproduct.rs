@@ -49,7 +49,9 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
     let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
     let gained: Vec<String> =
         status::owners_with_data_access(product, &plan).into_iter().filter(|o| !had.contains(o)).collect();
-    if !gained.is_empty() && record_owners(ctx, product, audit::Decision::Granted, gained, &plan.owners_cleared_by).await.is_err() {
+    if !gained.is_empty()
+        && record_owners(ctx, product, audit::Decision::Granted, gained, &plan.owners_cleared_by).await.is_err()
+    {
         plan.owners_read_data = false;
         bundle = product::build(product, &plan);
     }
