@@ -585,22 +585,10 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             // An access object passing for drmesh's (a forged managed-by label) is foreign
             // too: its namespace's products say so.
             .watches_stream(changes(np.subscribe(), any_change), move |np| {
-                let forged = records::forged(np.meta());
-                q8.track(
-                    forged
-                        .then(|| in_namespace(&c8.products, &np.namespace().unwrap_or_default()))
-                        .into_iter()
-                        .flatten(),
-                )
+                q8.track(woken_by_forged(&c8.products, np.meta()))
             })
             .watches_stream(changes(rb.subscribe(), any_change), move |rb| {
-                let forged = records::forged(rb.meta());
-                q9.track(
-                    forged
-                        .then(|| in_namespace(&c9.products, &rb.namespace().unwrap_or_default()))
-                        .into_iter()
-                        .flatten(),
-                )
+                q9.track(woken_by_forged(&c9.products, rb.meta()))
             })
             .shutdown_on_signal()
             .run(reconcile_product, error_policy::<Guarded<DataProduct>>, ctx.clone())
@@ -861,6 +849,21 @@ fn namespace_terminating(caches: &Caches, namespace: Option<&str>) -> bool {
     namespace
         .and_then(|ns| caches.namespaces.get(&ObjectRef::new(ns)))
         .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+}
+
+/// The objects of `store` in the namespace of an access object passing for drmesh's with
+/// a forged managed-by label; none for any other object.
+fn woken_by_forged<K>(
+    store: &Store<K>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    if !records::forged(meta) {
+        return vec![];
+    }
+    in_namespace(store, meta.namespace.as_deref().unwrap_or_default())
 }
 
 fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<ObjectRef<K>>
