@@ -799,6 +799,7 @@ fn audit_verify_checks_every_replicas_log_as_one_chain_and_names_the_tampering()
                 expires_at: None,
                 policy: None,
                 ports: vec![],
+                while_no_operator_led: None,
             };
             serde_json::to_string(&chain.append_signed(event, Some(&key)).expect("sign")).expect("json") + "\n"
         })
@@ -885,6 +886,7 @@ fn the_documented_filter_extracts_the_audit_records_from_a_mixed_pod_log() {
                 expires_at: None,
                 policy: None,
                 ports: vec!["8080/http".into()],
+                while_no_operator_led: None,
             };
             serde_json::to_string(&chain.append(event)).expect("json")
         })

@@ -17,6 +17,9 @@ use crate::mesh::{MeshView, Snapshot};
 
 /// Status of a row whose access is in force.
 pub const GRANTED: &str = "Granted";
+/// The status of an access the chain records in force at `--at`, ended later by a change
+/// made while no operator led that may have been made before `--at`.
+pub const UNCONFIRMED: &str = "UnconfirmedWhileNoOperatorLed";
 
 /// One subject's access to one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -252,7 +255,12 @@ pub fn from_chain(windows: &[crate::reads::Window], at: Timestamp) -> Vec<Access
         .iter()
         .filter(|w| w.open_at(at))
         .flat_map(|w| {
-            let status = if w.grants_at(at) { GRANTED.to_string() } else { rules::Reason::Expired.to_string() };
+            let status = match () {
+                _ if !w.grants_at(at) => rules::Reason::Expired.to_string(),
+                // Ended by a change made while no operator led, maybe before `at`.
+                _ if w.unconfirmed_at(at) => UNCONFIRMED.to_string(),
+                _ => GRANTED.to_string(),
+            };
             let credentials = !w.via.gives_reads();
             let ports = if w.ports.is_empty() { vec!["not recorded".to_string()] } else { w.ports.clone() };
             w.subjects.iter().map(move |subject| Access {
@@ -477,15 +485,21 @@ mod tests {
             expires_at: Some("2026-11-28T14:00:00Z".into()),
             policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u".into(), generation: 1 }),
             ports: vec![],
+            while_no_operator_led: None,
         };
         let mut chain = Chain::default();
-        let records: Vec<_> = [
-            event("2026-11-28T12:00:00Z", Decision::Granted, &["Group:cnc-officers", "User:alice"]),
-            event("2026-11-28T13:00:00Z", Decision::Granted, &["Group:cnc-officers"]),
-        ]
-        .into_iter()
-        .map(|e| chain.append(e))
-        .collect();
+        // The edit dropping alice was made while no operator led, after 12:45, and found at 13:00.
+        let mut edit = event("2026-11-28T13:00:00Z", Decision::Granted, &["Group:cnc-officers"]);
+        edit.while_no_operator_led = Some(crate::audit::Unled {
+            head: "0:abc".into(),
+            after: "2026-11-28T12:45:00Z".into(),
+            before: "2026-11-28T13:00:00Z".into(),
+        });
+        let records: Vec<_> =
+            [event("2026-11-28T12:00:00Z", Decision::Granted, &["Group:cnc-officers", "User:alice"]), edit]
+                .into_iter()
+                .map(|e| chain.append(e))
+                .collect();
         let windows = crate::reads::replay(&records);
         let at = |t: &str| from_chain(&windows, t.parse().expect("time"));
         let subjects = |rows: Vec<Access>| rows.into_iter().map(|a| (a.subject, a.status)).collect::<Vec<_>>();
@@ -496,6 +510,11 @@ mod tests {
         assert_eq!(
             subjects(noon),
             [("Group:cnc-officers".to_string(), GRANTED.to_string()), ("User:alice".into(), GRANTED.into())]
+        );
+        assert_eq!(
+            subjects(at("2026-11-28T12:50:00Z")),
+            [("Group:cnc-officers".to_string(), UNCONFIRMED.to_string()), ("User:alice".into(), UNCONFIRMED.into())],
+            "between the previous leader's last record and the take-over, the chain cannot say"
         );
         assert_eq!(subjects(at("2026-11-28T13:30:00Z")), [("Group:cnc-officers".to_string(), GRANTED.to_string())]);
         assert_eq!(subjects(at("2026-11-28T14:00:00Z")), [("Group:cnc-officers".to_string(), "Expired".to_string())]);
@@ -522,6 +541,7 @@ mod tests {
                 generation: 1,
             }),
             ports: ports.iter().map(|p| p.to_string()).collect(),
+            while_no_operator_led: None,
         };
         let (lent, taken) = (Decision::Granted, Decision::Revoked);
         let mut chain = Chain::default();

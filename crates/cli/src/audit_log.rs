@@ -159,7 +159,9 @@ pub fn reads(args: &ReadsArgs) -> Result<(String, usize), CliError> {
         reads.retain(|r| args.namespaces.contains(&r.product.namespace));
     }
     let accounted = crate::reads::account(&windows, &reads);
-    let uncovered = crate::reads::counts(&accounted).uncovered;
+    // A read no operator saw covered is not shown covered either.
+    let counts = crate::reads::counts(&accounted);
+    let uncovered = counts.uncovered + counts.unconfirmed;
     let text = if args.json {
         crate::reads::json(&accounted, serde_json::json!({ "verified": chain.trim_end() }))
     } else {
@@ -371,6 +373,7 @@ mod tests {
             expires_at: None,
             policy: None,
             ports: vec![],
+            while_no_operator_led: None,
         }
     }
 

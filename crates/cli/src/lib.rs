@@ -117,7 +117,7 @@ pub enum CliError {
     Invalid { errors: usize },
     #[error("{count} update(s) the API server would refuse")]
     Refused { count: usize },
-    #[error("{count} read(s) no grant covered")]
+    #[error("{count} read(s) no grant covered, or covered only by a grant changed while no operator led")]
     UncoveredReads { count: usize },
     #[error("the change widens access ({count} change(s)): review it")]
     Widened { count: usize },

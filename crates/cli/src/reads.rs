@@ -91,6 +91,11 @@ pub struct Window {
     /// `Decision reason` of the closing record, e.g. `Revoked PolicyDeleted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_by: Option<String>,
+    /// The closing record is of a change made while no operator led (its
+    /// `whileNoOperatorLed`), found at `until` but made after this instant: from here to
+    /// `until`, whether the window still held is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_after: Option<Timestamp>,
 }
 
 impl Window {
@@ -101,6 +106,11 @@ impl Window {
     /// Whether it grants at `t`: open and before its expiry.
     pub fn grants_at(&self, t: Timestamp) -> bool {
         self.open_at(t) && self.expires_at.is_none_or(|e| t < e)
+    }
+    /// Whether `t` falls after an unrecorded change that ended the window (made while no
+    /// operator led, found later): the chain cannot say whether it still held then.
+    pub fn unconfirmed_at(&self, t: Timestamp) -> bool {
+        self.changed_after.is_some_and(|after| after <= t)
     }
     /// Whether it gives `port` (a number or a name, as in a proxy path; None: the bare
     /// service name). A window whose record names no port gives any.
@@ -158,6 +168,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                 if let Some(mut w) = open.remove(&key) {
                     w.until = Some(at);
                     w.ended_by = Some(format!("{} {}", e.decision.label(), e.reason));
+                    w.changed_after = changed_after(e, &w);
                     done.push(w);
                 }
                 if lent {
@@ -180,6 +191,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                             from_seq: record.seq,
                             until: None,
                             ended_by: None,
+                            changed_after: None,
                         },
                     );
                 }
@@ -202,18 +214,23 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
             open.remove(&key).map(|mut w| {
                 w.until = Some(at);
                 w.ended_by = Some(label.clone());
+                w.changed_after = changed_after(e, &w);
                 done.push(w.clone());
                 w
             })
         };
+        // A grant's record names every subject it gives; an owners' record names those who
+        // gained or lost the product's data (the others keep what they had).
+        let owners = e.policy.is_none();
         let next = match e.decision {
             Decision::Granted => {
-                close(&mut open);
+                let mut subjects = close(&mut open).filter(|_| owners).map(|w| w.subjects).unwrap_or_default();
+                subjects.extend(e.subjects.iter().filter(|s| !subjects.contains(s)).cloned().collect::<Vec<_>>());
                 Some(Window {
                     product: e.product.clone(),
                     classification: e.classification.clone(),
                     via,
-                    subjects: e.subjects.clone(),
+                    subjects,
                     purpose: e.purpose.clone(),
                     expires_at: e.expires_at.as_deref().and_then(time),
                     ports: e.ports.clone(),
@@ -221,13 +238,14 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                     from_seq: record.seq,
                     until: None,
                     ended_by: None,
+                    changed_after: None,
                 })
             }
-            Decision::Revoked | Decision::Expired => {
+            Decision::Revoked | Decision::Expired if !owners => {
                 close(&mut open);
                 None
             }
-            Decision::Denied => {
+            Decision::Revoked | Decision::Expired | Decision::Denied => {
                 let narrowed = open.get(&key).is_some_and(|w| w.subjects.iter().any(|s| e.subjects.contains(s)));
                 if narrowed {
                     close(&mut open).map(|w| Window {
@@ -236,6 +254,7 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
                         from_seq: record.seq,
                         until: None,
                         ended_by: None,
+                        changed_after: None,
                         ..w
                     })
                 } else {
@@ -251,6 +270,14 @@ pub fn replay(records: &[Record]) -> Vec<Window> {
     done.extend(open.into_values());
     done.sort_by_key(|a| (a.from, a.from_seq));
     done
+}
+
+/// When the change a closing record reports was made, if it was made while no operator
+/// led: after the previous leader's last record (or, when that is not said, any time since
+/// `w` opened).
+fn changed_after(e: &crate::audit::Event, w: &Window) -> Option<Timestamp> {
+    let unled = e.while_no_operator_led.as_ref()?;
+    Some(time(&unled.after).map_or(w.from, |after| after.max(w.from)))
 }
 
 /// Who made a request: the impersonated user when there is one.
@@ -433,6 +460,10 @@ pub fn reads_in(log: &str, products: &[ObjectRef]) -> Vec<Read> {
 pub enum Outcome {
     /// A grant in force covered the requester.
     Covered { grant: Box<Window>, subject: String },
+    /// The chain records a grant covering the requester, but a change made while no
+    /// operator led ended it, after an instant before the read: whether it still covered
+    /// the read is unknown (`why` says when the change can have been made).
+    Unconfirmed { grant: Box<Window>, subject: String, why: String },
     /// The API server let it through and no grant covered it.
     Uncovered { why: String },
     /// The API server refused it (401/403): an attempt, not a read. `why` says whether a
@@ -501,6 +532,17 @@ pub fn account(windows: &[Window], reads: &[Read]) -> Vec<(Read, Outcome)> {
             let outcome = match (read.refused(), covering) {
                 (true, Some((w, _))) => Outcome::Refused { why: format!("refused although {} covered it", w.via) },
                 (true, None) => Outcome::Refused { why: uncovered_why(windows, read) },
+                (false, Some((w, subject))) if w.unconfirmed_at(read.time) => Outcome::Unconfirmed {
+                    why: format!(
+                        "{} changed while no operator led, after {} (found at {}, {}): it may no longer have covered the read",
+                        w.via,
+                        w.changed_after.map(|t| t.to_string()).unwrap_or_default(),
+                        w.until.map(|t| t.to_string()).unwrap_or_default(),
+                        w.ended_by.as_deref().unwrap_or_default()
+                    ),
+                    grant: Box::new(w.clone()),
+                    subject,
+                },
                 (false, Some((w, subject))) => Outcome::Covered { grant: Box::new(w.clone()), subject },
                 (false, None) => Outcome::Uncovered { why: uncovered_why(windows, read) },
             };
@@ -514,6 +556,8 @@ pub fn account(windows: &[Window], reads: &[Read]) -> Vec<(Read, Outcome)> {
 pub struct Counts {
     pub covered: usize,
     pub uncovered: usize,
+    /// Covered by a grant that a change made while no operator led may have ended before.
+    pub unconfirmed: usize,
     pub refused: usize,
 }
 
@@ -523,6 +567,7 @@ pub fn counts(accounted: &[(Read, Outcome)]) -> Counts {
         match outcome {
             Outcome::Covered { .. } => c.covered += 1,
             Outcome::Uncovered { .. } => c.uncovered += 1,
+            Outcome::Unconfirmed { .. } => c.unconfirmed += 1,
             Outcome::Refused { .. } => c.refused += 1,
         }
     }
@@ -580,13 +625,17 @@ fn read_cells(read: &Read) -> Vec<String> {
 
 const READ_HEADERS: [&str; 8] = ["TIME", "USER", "GROUPS", "PRODUCT", "PATH", "PORT", "VERB", "CODE"];
 
-/// The report for people: uncovered reads first, then the refused attempts, then the
-/// covered reads with the grant that covered each.
+/// The report for people: uncovered reads first, then those no operator saw covered, then
+/// the refused attempts, then the covered reads with the grant that covered each.
 pub fn describe(accounted: &[(Read, Outcome)]) -> String {
     let c = counts(accounted);
+    let unconfirmed = match c.unconfirmed {
+        0 => String::new(),
+        n => format!(", {n} UNCONFIRMED (a grant changed while no operator led)"),
+    };
     let mut text = format!(
-        "reads of products (service proxy, pods): {} read(s), {} covered, {} UNCOVERED; {} attempt(s) refused by the API server\n",
-        c.covered + c.uncovered,
+        "reads of products (service proxy, pods): {} read(s), {} covered, {} UNCOVERED{unconfirmed}; {} attempt(s) refused by the API server\n",
+        c.covered + c.uncovered + c.unconfirmed,
         c.covered,
         c.uncovered,
         c.refused
@@ -610,6 +659,10 @@ pub fn describe(accounted: &[(Read, Outcome)]) -> String {
     };
     text.push_str(&section("UNCOVERED READS", &["WHY"], &|o| match o {
         Outcome::Uncovered { why } => Some(vec![why.clone()]),
+        _ => None,
+    }));
+    text.push_str(&section("UNCONFIRMED READS (a grant changed while no operator led)", &["WHY"], &|o| match o {
+        Outcome::Unconfirmed { why, .. } => Some(vec![why.clone()]),
         _ => None,
     }));
     text.push_str(&section("Refused attempts (the API server let nothing through)", &["WHY"], &|o| match o {
@@ -667,6 +720,7 @@ mod tests {
             expires_at: Some("2026-11-28T13:00:00Z".into()),
             policy: policy_name.map(policy),
             ports: vec![],
+            while_no_operator_led: None,
         }
     }
 
@@ -721,7 +775,7 @@ mod tests {
 
     fn why(outcome: &Outcome) -> &str {
         match outcome {
-            Outcome::Uncovered { why } | Outcome::Refused { why } => why,
+            Outcome::Uncovered { why } | Outcome::Refused { why } | Outcome::Unconfirmed { why, .. } => why,
             Outcome::Covered { .. } => panic!("expected a read not covered, got {outcome:?}"),
         }
     }
@@ -730,6 +784,56 @@ mod tests {
         match outcome {
             Outcome::Covered { grant, .. } => grant.via.to_string(),
             other => panic!("expected a covered read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_after_a_change_made_while_no_operator_led_is_unconfirmed_until_the_change_is_found() {
+        // The grant was deleted while no operator led, some time after 12:10 (the previous
+        // leader's last record); the next leader found it at 12:30.
+        let mut found = event("30:00", Decision::Revoked, "PolicyDeleted", &[], Some("cnc"));
+        found.while_no_operator_led = Some(crate::audit::Unled {
+            head: "0:abc".into(),
+            after: "2026-11-28T12:10:00Z".into(),
+            before: "2026-11-28T12:30:00Z".into(),
+        });
+        let records = chain(vec![event("00:00", Decision::Granted, "Granted", &["User:alice"], Some("cnc")), found]);
+        let log = [
+            api_line("a", "05:00", "alice", &[], false, 200), // before the previous leader's last record
+            api_line("b", "20:00", "alice", &[], false, 200), // between its last record and the take-over
+            api_line("c", "40:00", "alice", &[], false, 200), // after the change was found
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert_eq!(via(&out[0]), "AccessPolicy police/cnc");
+        assert!(matches!(&out[1], Outcome::Unconfirmed { subject, .. } if subject == "User:alice"), "{:?}", out[1]);
+        assert!(why(&out[1]).contains("after 2026-11-28T12:10:00Z (found at 2026-11-28T12:30:00Z"), "{}", why(&out[1]));
+        assert!(matches!(&out[2], Outcome::Uncovered { .. }), "{:?}", out[2]);
+        let accounted = account(&replay(&records), &proxy_reads(&log));
+        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 1, unconfirmed: 1, refused: 0 });
+        assert!(describe(&accounted).contains("1 UNCONFIRMED (a grant changed while no operator led)"));
+    }
+
+    #[test]
+    fn owners_records_give_and_take_only_the_owners_they_name() {
+        let records = chain(vec![
+            event("00:00", Decision::Granted, "OwnersAccess", &["User:dave", "Group:owners"], None),
+            event("10:00", Decision::Revoked, "OwnersAccess", &["User:dave"], None),
+            event("30:00", Decision::Granted, "OwnersAccess", &["User:erin"], None),
+        ]);
+        let log = [
+            api_line("a", "05:00", "dave", &[], false, 200),
+            api_line("b", "20:00", "dave", &[], false, 200), // lost it at 12:10
+            api_line("c", "20:00", "olga", &["owners"], false, 200), // the group kept it
+            api_line("d", "40:00", "olga", &["owners"], false, 200), // and keeps it when erin gains it
+            api_line("e", "40:00", "erin", &[], false, 200),
+        ]
+        .concat();
+        let out = outcomes(&records, &log);
+        assert!(matches!(&out[0], Outcome::Covered { subject, .. } if subject == "User:dave"), "{:?}", out[0]);
+        assert!(matches!(&out[1], Outcome::Uncovered { .. }), "{:?}", out[1]);
+        for (i, subject) in [(2, "Group:owners"), (3, "Group:owners"), (4, "User:erin")] {
+            assert!(matches!(&out[i], Outcome::Covered { subject: s, .. } if s == subject), "{i}: {:?}", out[i]);
         }
     }
 
@@ -860,7 +964,7 @@ mod tests {
             [api_line("a", "11:00", "mallory", &[], false, 403), api_line("b", "12:00", "alice", &[], false, 503)]
                 .concat();
         let accounted = account(&replay(&records), &proxy_reads(&log));
-        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 0, refused: 1 });
+        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 0, unconfirmed: 0, refused: 1 });
         assert!(matches!(&accounted[0].1, Outcome::Refused { why } if why.starts_with("subject not in the grant")));
         let text = describe(&accounted);
         assert!(
@@ -952,7 +1056,7 @@ mod tests {
             ]
         );
         let accounted = account(&replay(&records), &reads);
-        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 4, refused: 1 });
+        assert_eq!(counts(&accounted), Counts { covered: 1, uncovered: 4, unconfirmed: 0, refused: 1 });
         assert_eq!(
             why(&accounted[0].1),
             format!("pods/exec of a product's pod {pod}: no grant gives it (grants give services/proxy only)")

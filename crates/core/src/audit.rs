@@ -100,6 +100,26 @@ pub struct Event {
     /// recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// Set on a change made while no operator led, found by the replica that took the
+    /// chain over: when it can have been made. Left out of the JSON otherwise (older records
+    /// hash as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub while_no_operator_led: Option<Unled>,
+}
+
+/// When a change found at a take-over was made: after the previous leader's last record
+/// (the head it saved) and before the replica that found it took the chain over. The
+/// record's own `time` is when it was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unled {
+    /// The chain head the previous leader left, `SEQ:HASH`.
+    pub head: String,
+    /// When that head was saved (RFC 3339; empty when the head ConfigMap does not say):
+    /// the change was made after.
+    pub after: String,
+    /// When this replica took the chain over (RFC 3339): the change was made before.
+    pub before: String,
 }
 
 /// A chained record, as written on the audit stream.
@@ -844,6 +864,7 @@ mod tests {
             expires_at: Some("2027-01-01T00:00:00Z".into()),
             policy: Some(PolicyRef { namespace: "police".into(), name: "cnc".into(), uid: "u1".into(), generation: 1 }),
             ports: vec![],
+            while_no_operator_led: None,
         }
     }
 

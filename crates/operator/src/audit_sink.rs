@@ -153,18 +153,18 @@ impl HeadStore {
         }
     }
 
-    /// The head saved in the cluster, the grants in force it lists, the ConfigMap's
-    /// version (None: no chain yet), and the narrowing records held there (see
-    /// [`HELD_KEY`]).
-    async fn load(&self) -> Result<Option<(Head, Granted, String, Vec<Event>)>, AuditError> {
+    /// The head saved in the cluster and what the ConfigMap keeps with it (None: no chain
+    /// yet).
+    async fn load(&self) -> Result<Option<Loaded>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
         let data = map.data.unwrap_or_default();
         let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
         let held = data.get(HELD_KEY).map(|h| parse_held(h)).unwrap_or_default();
+        let saved_at = data.get("savedAt").cloned().unwrap_or_default();
         match data.get(HEAD_KEY).map(|h| h.parse::<Head>()) {
-            Some(Ok(head)) => Ok(Some((head, granted, version, held))),
+            Some(Ok(head)) => Ok(Some(Loaded { head, granted, version, held, saved_at })),
             Some(Err(error)) => Err(AuditError::Head(format!("{}/{}: {error}", self.name, HEAD_KEY))),
             // Created empty (by hand): the chain starts here.
             None => Ok(None),
@@ -263,6 +263,18 @@ impl HeadStore {
     }
 }
 
+/// The head ConfigMap as read when a replica takes the chain over.
+struct Loaded {
+    head: Head,
+    /// The access in force its last records left (see [`Granted`]).
+    granted: Granted,
+    version: String,
+    /// The narrowing records held there (see [`HELD_KEY`]).
+    held: Vec<Event>,
+    /// When the head was saved: the previous writer's last record (empty if not said).
+    saved_at: String,
+}
+
 /// The head ConfigMap as found when the chain is taken back.
 struct Observed {
     head: Option<Head>,
@@ -306,15 +318,87 @@ fn print_held(events: &[Event]) -> String {
     text
 }
 
-/// The key of the grants in force in the ConfigMap (one per line: uid, policy, product).
+/// The key of the access in force in the ConfigMap (one entry per line, tab-separated: the
+/// key, then the entry's two fields; see [`Granted`]).
 pub const GRANTED_KEY: &str = "granted";
 /// The grants in force are saved at most this often (they can be large; the head is
 /// saved at every commit).
 const GRANTED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The AccessPolicies whose last record says they grant access, by uid: the policy's
-/// `namespace/name` and its product.
+/// The access in force as the records written say, by key:
+/// - an AccessPolicy whose last record says it grants access, by uid: the policy's
+///   `namespace/name` and its product;
+/// - a product whose owners read its data by being owners, by [`owners_key`]: the owners
+///   who do (a JSON list of subjects) and the product's name;
+/// - a source whose credentials are lent, by [`credentials_key`]: the ServiceAccounts they
+///   are lent to (a JSON list) and the source's name.
+///
+/// The next leader compares it with the cluster: what is gone was deleted while no
+/// operator led, and the first record of what is left is a change found at take-over.
 pub type Granted = std::collections::BTreeMap<String, (String, String)>;
+
+/// The [`Granted`] key of a product's owners' access (no uid has a space).
+pub fn owners_key(namespace: &str, product: &str) -> String {
+    format!("owners {namespace}/{product}")
+}
+
+/// The [`Granted`] key of a source's lent credentials.
+pub fn credentials_key(namespace: &str, source: &str) -> String {
+    format!("credentials {namespace}/{source}")
+}
+
+/// What a [`Granted`] key names.
+pub enum Standing<'a> {
+    Policy { uid: &'a str },
+    Owners { namespace: &'a str, product: &'a str },
+    Credentials { namespace: &'a str, source: &'a str },
+}
+
+impl<'a> Standing<'a> {
+    pub fn of(key: &'a str) -> Self {
+        let object = |rest: &'a str| rest.split_once('/').unwrap_or(("", rest));
+        match key.split_once(' ') {
+            Some(("owners", rest)) => {
+                let (namespace, product) = object(rest);
+                Standing::Owners { namespace, product }
+            }
+            Some(("credentials", rest)) => {
+                let (namespace, source) = object(rest);
+                Standing::Credentials { namespace, source }
+            }
+            _ => Standing::Policy { uid: key },
+        }
+    }
+}
+
+/// The subjects of an owners' or credentials entry.
+pub fn standing_subjects(entry: &(String, String)) -> Vec<String> {
+    serde_json::from_str(&entry.0).unwrap_or_default()
+}
+
+/// What a record of a change found at take-over adds to its message: when the change can
+/// have been made.
+pub fn unled_message(window: &audit::Unled) -> String {
+    let after = if window.after.is_empty() { "an unknown time" } else { window.after.as_str() };
+    format!(
+        "changed while no operator led: made after the previous leader's last record (chain head {}, saved at \
+         {after}) and before this replica took the audit chain over at {}",
+        window.head, window.before
+    )
+}
+
+/// The [`Granted`] key a record is about: its policy's uid, or the owners' access of its
+/// product, or the credentials of its source.
+fn key_of(event: &Event) -> Option<String> {
+    match (&event.policy, event.reason.as_str()) {
+        (Some(policy), _) => Some(policy.uid.clone()),
+        (None, "OwnersAccess") => Some(owners_key(&event.product.namespace, &event.product.name)),
+        (None, "CredentialsLent" | "CredentialsWithdrawn") => {
+            Some(credentials_key(&event.product.namespace, &event.product.name))
+        }
+        _ => None,
+    }
+}
 
 fn parse_granted(text: &str) -> Granted {
     text.lines()
@@ -329,9 +413,32 @@ fn print_granted(granted: &Granted) -> String {
     granted.iter().map(|(uid, (policy, product))| format!("{uid}\t{policy}\t{product}\n")).collect()
 }
 
-/// Follows what a written record says about the grants in force.
+/// Follows what a written record says about the access in force.
 fn follow(granted: &mut Granted, event: &Event) -> bool {
-    let Some(policy) = &event.policy else { return false };
+    let Some(policy) = &event.policy else {
+        // Owners' access and lent credentials: the subjects gained or lost.
+        let Some(key) = key_of(event) else { return false };
+        let mut subjects: std::collections::BTreeSet<String> =
+            granted.get(&key).map(standing_subjects).unwrap_or_default().into_iter().collect();
+        let before = subjects.clone();
+        match event.decision {
+            audit::Decision::Granted => subjects.extend(event.subjects.iter().cloned()),
+            audit::Decision::Revoked | audit::Decision::Expired => {
+                subjects.retain(|s| !event.subjects.contains(s));
+            }
+            _ => return false,
+        }
+        if subjects == before {
+            return false;
+        }
+        if subjects.is_empty() {
+            granted.remove(&key);
+        } else {
+            let list = serde_json::to_string(&subjects).unwrap_or_default();
+            granted.insert(key, (list, event.product.name.clone()));
+        }
+        return true;
+    };
     match event.decision {
         audit::Decision::Granted => {
             let entry = (format!("{}/{}", policy.namespace, policy.name), event.product.name.clone());
@@ -383,11 +490,18 @@ pub struct AuditSink {
     /// Whether this replica leads (None: no election, it is the only writer): a chain lost
     /// while it still leads is taken back.
     leading: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
-    /// The grants the previous leader left in force (by uid) that this replica has not yet
-    /// reconciled since it took the chain over (see [`AuditSink::reconciled`]), and the
-    /// head it took over: the first record of one of them is a change made while no
-    /// operator led, and says so.
-    unconfirmed: Mutex<(Option<Head>, std::collections::BTreeSet<String>)>,
+    /// The access the previous leader left in force that this replica has not yet
+    /// reconciled since it took the chain over (see [`AuditSink::reconciled`]).
+    unconfirmed: Mutex<Unconfirmed>,
+}
+
+/// The access a new leader found in force (its [`Granted`] keys) and has not reconciled
+/// yet, and when it can have changed: the first record of one of them is a change made
+/// while no operator led, and says so.
+#[derive(Default)]
+struct Unconfirmed {
+    window: Option<audit::Unled>,
+    keys: std::collections::BTreeSet<String>,
 }
 
 /// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
@@ -510,7 +624,7 @@ impl AuditSink {
             anchor: None,
             signer: None,
             leading: Mutex::new(None),
-            unconfirmed: Mutex::new((None, std::collections::BTreeSet::new())),
+            unconfirmed: Mutex::new(Unconfirmed::default()),
         }
     }
 
@@ -663,14 +777,20 @@ impl AuditSink {
         let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
         let loaded = store.load().await?;
         match loaded {
-            Some((head, granted, version, held)) => {
+            Some(Loaded { head, granted, version, held, saved_at }) => {
                 if committer.chain.head().as_ref() != Some(&head) {
                     tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
                 }
                 committer.chain = Chain::after(&head);
                 committer.version = Some(version);
-                *self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (Some(head.clone()), granted.keys().cloned().collect());
+                *self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()) = Unconfirmed {
+                    window: Some(audit::Unled {
+                        head: head.to_string(),
+                        after: saved_at,
+                        before: jiff::Timestamp::now().to_string(),
+                    }),
+                    keys: granted.keys().cloned().collect(),
+                };
                 committer.granted = granted.clone();
                 committer.inherited = Some(granted);
                 if !held.is_empty() {
@@ -703,38 +823,39 @@ impl AuditSink {
         }
     }
 
-    /// The grants the previous leader left in force whose AccessPolicy is gone (`live`:
-    /// the uids of the AccessPolicies in the cluster now): deleted while no operator led.
-    /// Answers once per take-over.
-    pub async fn deleted_while_nobody_led(&self, live: &std::collections::HashSet<String>) -> Granted {
+    /// The access the previous leader left in force whose object is gone (`exists` answers
+    /// for a [`Granted`] key, see [`Standing`]): an AccessPolicy, a product with owners'
+    /// access, a source lending credentials, deleted while no operator led. Answers once per
+    /// take-over, with when the deletions can have happened.
+    pub async fn deleted_while_nobody_led(&self, exists: impl Fn(&str) -> bool) -> (Granted, Option<audit::Unled>) {
         let inherited = self.committer.lock().await.inherited.take().unwrap_or_default();
-        let deleted: Granted = inherited.into_iter().filter(|(uid, _)| !live.contains(uid)).collect();
+        let deleted: Granted = inherited.into_iter().filter(|(key, _)| !exists(key)).collect();
         let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
-        unconfirmed.1.retain(|uid| !deleted.contains_key(uid));
-        deleted
+        unconfirmed.keys.retain(|key| !deleted.contains_key(key));
+        (deleted, unconfirmed.window.clone())
     }
 
-    /// The grant `uid` was reconciled (by the leader, with everything it wrote recorded):
-    /// what it records from now on is its own decision, not a change found at take-over.
-    pub fn reconciled(&self, uid: &str) {
-        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).1.remove(uid);
+    /// The access of `key` (a [`Granted`] key) was reconciled, by the leader, with
+    /// everything it wrote recorded: what it records from now on is its own decision, not
+    /// a change found at take-over.
+    pub fn reconciled(&self, key: &str) {
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).keys.remove(key);
     }
 
-    /// The first record of a grant the previous leader left in force, written before this
-    /// replica finished reconciling it once, is about a change made while no operator led
-    /// (an edit, an expiry, a clearance or a label changed meanwhile): its message says so
-    /// and names the head taken over.
+    /// The first record about access the previous leader left in force (a grant, owners'
+    /// access, lent credentials), written before this replica finished reconciling its
+    /// object once, is about a change made while no operator led (an edit, an expiry, a
+    /// clearance, a label or an input changed meanwhile): it says so, with when the change
+    /// can have been made (`whileNoOperatorLed`), and its message names the head taken over.
     fn mark_if_changed_while_nobody_led(&self, event: &mut Event) {
-        let Some(policy) = &event.policy else { return };
+        let Some(key) = key_of(event) else { return };
         let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
-        if !unconfirmed.1.remove(&policy.uid) {
+        if !unconfirmed.keys.remove(&key) {
             return;
         }
-        let head = unconfirmed.0.as_ref().map_or("none".to_string(), |h| h.to_string());
-        event.message.push_str(&format!(
-            "; changed while no operator led: the previous leader left this grant in force (chain head {head}), \
-             and this replica found it changed when it took the audit chain over"
-        ));
+        let Some(window) = unconfirmed.window.clone() else { return };
+        event.message.push_str(&format!("; {}", unled_message(&window)));
+        event.while_no_operator_led = Some(window);
     }
 
     /// Writes `event` as the chain's next record; returns once it is written, synced and
@@ -876,6 +997,7 @@ impl Committer {
             expires_at: None,
             policy: None,
             ports: vec![],
+            while_no_operator_led: None,
         };
         match found {
             Some((head, granted, version)) => {
@@ -1191,6 +1313,36 @@ mod granted_tests {
         assert_eq!(parse_granted(&print_granted(&granted)), granted);
         assert_eq!(granted["a"], ("police/p-a".to_string(), "feed".to_string()));
     }
+
+    fn standing(decision: audit::Decision, reason: &str, subjects: &[&str]) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": decision, "reason": reason, "message": "m",
+            "product": {"namespace": "police", "name": "feed"}, "classification": "Restricted", "subjects": subjects,
+        }))
+        .expect("an event")
+    }
+
+    #[test]
+    fn owners_access_and_lent_credentials_in_force_follow_their_subjects() {
+        use audit::Decision::{Denied, Granted as Gained, Revoked};
+        let mut granted = Granted::new();
+        let owners = owners_key("police", "feed");
+        assert!(follow(&mut granted, &standing(Gained, "OwnersAccess", &["User:dave", "Group:owners"])));
+        assert!(!follow(&mut granted, &standing(Gained, "OwnersAccess", &["User:dave"])), "already in force");
+        assert!(follow(&mut granted, &standing(Revoked, "OwnersAccess", &["User:dave"])));
+        assert_eq!(standing_subjects(&granted[&owners]), ["Group:owners"], "one owner lost it, one still reads");
+        assert!(!follow(&mut granted, &standing(Denied, "OwnersAccess", &["Group:owners"])));
+        let lent = credentials_key("police", "feed");
+        assert!(follow(&mut granted, &standing(Gained, "CredentialsLent", &["ServiceAccount:police/a"])));
+        assert!(!follow(&mut granted, &standing(Gained, "SomethingElse", &["ServiceAccount:police/b"])));
+        assert_eq!(parse_granted(&print_granted(&granted)), granted, "survives the ConfigMap");
+        assert!(matches!(Standing::of(&lent), Standing::Credentials { namespace: "police", source: "feed" }));
+        assert!(matches!(Standing::of(&owners), Standing::Owners { namespace: "police", product: "feed" }));
+        assert!(matches!(Standing::of("0f3c-uid"), Standing::Policy { uid: "0f3c-uid" }));
+        assert!(follow(&mut granted, &standing(Revoked, "CredentialsWithdrawn", &["ServiceAccount:police/a"])));
+        assert!(follow(&mut granted, &standing(Revoked, "OwnersAccess", &["Group:owners"])));
+        assert!(granted.is_empty(), "nothing left in force: {granted:?}");
+    }
 }
 
 #[cfg(test)]
@@ -1462,15 +1614,25 @@ mod head_tests {
         for uid in ["kept", "edited", "expired", "deleted"] {
             first.record(grant_event(uid, audit::Decision::Granted)).await.expect("written");
         }
+        let owners = |decision| {
+            let mut event = event(0, decision);
+            (event.reason, event.message) = ("OwnersAccess".into(), "about owners".into());
+            event
+        };
+        first.record(owners(audit::Decision::Granted)).await.expect("written");
         first.checkpoint().await;
-        let head = store.head();
+        let (head, saved_at) = (store.head(), store.data("savedAt"));
         // The next leader (a failover, a restart) takes the chain over.
         let out = Shared::default();
         let next = sink(&store, &out);
         next.take_over().await.expect("the head kept");
-        let live: std::collections::HashSet<String> =
-            ["kept", "edited", "expired"].into_iter().map(String::from).collect();
-        assert_eq!(next.deleted_while_nobody_led(&live).await.keys().collect::<Vec<_>>(), ["deleted"]);
+        let live = ["kept", "edited", "expired", "owners police/feed"];
+        let (deleted, window) = next.deleted_while_nobody_led(|uid| live.contains(&uid)).await;
+        assert_eq!(deleted.keys().collect::<Vec<_>>(), ["deleted"]);
+        let window = window.expect("when the deletion can have happened");
+        assert_eq!((window.head.as_str(), window.after.as_str()), (head.as_str(), saved_at.as_str()));
+        let at = |t: &str| t.parse::<jiff::Timestamp>().expect("RFC 3339");
+        assert!(at(&window.before) >= at(&window.after), "taken over after the last save: {window:?}");
         next.record(grant_event("deleted", audit::Decision::Revoked)).await.expect("written");
         // "kept" is reconciled and recorded nothing: what it records later is the leader's.
         next.reconciled("kept");
@@ -1478,6 +1640,8 @@ mod head_tests {
         next.record(grant_event("edited", audit::Decision::Granted)).await.expect("written");
         next.record(grant_event("expired", audit::Decision::Expired)).await.expect("written");
         next.record(grant_event("edited", audit::Decision::Revoked)).await.expect("written");
+        // The owners' access of a product is followed the same way.
+        next.record(owners(audit::Decision::Revoked)).await.expect("written");
         let marked: Vec<(String, bool)> = out
             .records()
             .iter()
@@ -1492,10 +1656,18 @@ mod head_tests {
                 ("about edited".to_string(), true),
                 ("about expired".to_string(), true),
                 ("about edited".to_string(), false),
+                ("about owners".to_string(), true),
             ],
             "only the first record of each grant left in force and not yet reconciled"
         );
         assert!(marked[2].0.contains(&format!("chain head {head}")), "names the head taken over: {}", marked[2].0);
+        let windows: Vec<Option<audit::Unled>> =
+            out.records().into_iter().map(|r| r.event.while_no_operator_led).collect();
+        assert_eq!(
+            windows,
+            [None, None, Some(window.clone()), Some(window.clone()), None, Some(window)],
+            "when the change can have been made"
+        );
     }
 
     #[tokio::test]

@@ -372,6 +372,7 @@ pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
             expires_at: policy.spec.expires_at.clone(),
             policy: Some(policy_ref(policy)),
             ports: vec![],
+            while_no_operator_led: None,
         })
         .await;
     if let Err(error) = written {

@@ -358,6 +358,7 @@ impl Context {
                 expires_at: report.expires_at,
                 policy: report.policy,
                 ports,
+                while_no_operator_led: None,
             })
             .await;
         if let Err(error) = &written {

@@ -923,6 +923,11 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
             withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
         }
     };
+    // Reconciled once while leading (see reconcile_policy).
+    if next.is_ok() {
+        let namespace = guarded.namespace().unwrap_or_default();
+        ctx.audit.reconciled(&crate::audit_sink::owners_key(&namespace, &guarded.name_any()));
+    }
     ctx.finish(dataproduct::CONTROLLER, run, next)
 }
 
@@ -939,6 +944,11 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
             withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
         }
     };
+    // Reconciled once while leading (see reconcile_policy).
+    if next.is_ok() {
+        let namespace = guarded.namespace().unwrap_or_default();
+        ctx.audit.reconciled(&crate::audit_sink::credentials_key(&namespace, &guarded.name_any()));
+    }
     ctx.finish(datasource::CONTROLLER, run, next)
 }
 
@@ -966,17 +976,18 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
     ctx.finish(accesspolicy::CONTROLLER, run, next)
 }
 
-/// Once this replica leads with synced caches: records the grants the previous leader left
-/// in force whose AccessPolicy was deleted while no operator led (their children went
-/// with the garbage collector, unrecorded). Then saves the grants in force when they
-/// changed, and runs the anchor command when due.
+/// Once this replica leads with synced caches: records the access the previous leader left
+/// in force whose object was deleted while no operator led (an AccessPolicy, a product
+/// with owners' access, a source lending credentials: their children went with the
+/// garbage collector, unrecorded). Then saves the access in force when it changed, and
+/// runs the anchor command when due.
 async fn audit_upkeep(ctx: Arc<Context>) {
     ctx.caches.ready().await;
     let mut leading = ctx.leading.clone();
     if leading.wait_for(|l| *l).await.is_err() {
         return;
     }
-    let live: std::collections::HashSet<String> = ctx
+    let policies: std::collections::HashSet<String> = ctx
         .caches
         .policies
         .state()
@@ -986,34 +997,20 @@ async fn audit_upkeep(ctx: Arc<Context>) {
             Err(invalid) => invalid.metadata.uid.clone(),
         })
         .collect();
-    for (uid, (policy, product)) in ctx.audit.deleted_while_nobody_led(&live).await {
-        let (namespace, name) = policy.split_once('/').unwrap_or_default();
-        let message = format!(
-            "AccessPolicy {policy} (uid {uid}) was deleted while no operator led: its access went with it; observed when this replica took the audit chain over"
-        );
-        tracing::warn!(%policy, "{message}");
-        let _ = ctx
-            .audit
-            .record(crate::audit::Event {
-                time: ctx.now().to_string(),
-                actor: ctx.actor.clone(),
-                decision: crate::audit::Decision::Revoked,
-                reason: crate::mesh::rules::Reason::PolicyDeleted.to_string(),
-                message,
-                product: crate::audit::ObjectRef { namespace: namespace.to_string(), name: product },
-                classification: "Unknown".into(),
-                subjects: vec![],
-                purpose: None,
-                expires_at: None,
-                policy: Some(crate::audit::PolicyRef {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                    uid,
-                    generation: 0,
-                }),
-                ports: vec![],
-            })
-            .await;
+    let exists = |key: &str| match crate::audit_sink::Standing::of(key) {
+        crate::audit_sink::Standing::Policy { uid } => policies.contains(uid),
+        crate::audit_sink::Standing::Owners { namespace, product } => {
+            ctx.caches.products.get(&ObjectRef::new(product).within(namespace)).is_some()
+        }
+        crate::audit_sink::Standing::Credentials { namespace, source } => {
+            ctx.caches.sources.get(&ObjectRef::new(source).within(namespace)).is_some()
+        }
+    };
+    let (deleted, window) = ctx.audit.deleted_while_nobody_led(exists).await;
+    for (key, entry) in deleted {
+        let record = deleted_while_nobody_led(&ctx, &key, entry, window.clone());
+        tracing::warn!(object = %record.product.name, "{}", record.message);
+        let _ = ctx.audit.record(record).await;
     }
     // Every second: the last change of a burst is saved within a second of its record,
     // so the operator is quiet soon after the mesh is (nothing is saved when nothing
@@ -1023,6 +1020,81 @@ async fn audit_upkeep(ctx: Arc<Context>) {
         tick.tick().await;
         ctx.audit.checkpoint().await;
         ctx.audit.anchor_if_due().await;
+    }
+}
+
+/// The record of access the previous leader left in force whose object was deleted while
+/// no operator led (`key`, `entry`: see [`crate::audit_sink::Granted`]).
+fn deleted_while_nobody_led(
+    ctx: &Context,
+    key: &str,
+    entry: (String, String),
+    window: Option<crate::audit::Unled>,
+) -> crate::audit::Event {
+    use crate::audit_sink::Standing;
+    let when = window.as_ref().map(crate::audit_sink::unled_message).unwrap_or_default();
+    let subjects = crate::audit_sink::standing_subjects(&entry);
+    let (reason, namespace, product, subjects, policy, message) = match Standing::of(key) {
+        Standing::Policy { uid } => {
+            let (policy, product) = entry;
+            let (namespace, name) = policy.split_once('/').unwrap_or_default();
+            let message = format!(
+                "AccessPolicy {policy} (uid {uid}) was deleted while no operator led: its access went with it; \
+                 observed when this replica took the audit chain over; {when}"
+            );
+            let policy = crate::audit::PolicyRef {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                uid: uid.to_string(),
+                generation: 0,
+            };
+            (crate::mesh::rules::Reason::PolicyDeleted, namespace.to_string(), product, vec![], Some(policy), message)
+        }
+        Standing::Owners { namespace, product } => {
+            let message = format!(
+                "DataProduct {namespace}/{product} was deleted while no operator led: its owners' access to its data \
+                 ({}) went with it; {when}",
+                subjects.join(", ")
+            );
+            (
+                crate::mesh::rules::Reason::OwnersAccess,
+                namespace.to_string(),
+                product.to_string(),
+                subjects,
+                None,
+                message,
+            )
+        }
+        Standing::Credentials { namespace, source } => {
+            let message = format!(
+                "DataSource {namespace}/{source} was deleted while no operator led: its credentials, lent to {}, \
+                 went with it; {when}",
+                subjects.join(", ")
+            );
+            (
+                crate::mesh::rules::Reason::CredentialsWithdrawn,
+                namespace.to_string(),
+                source.to_string(),
+                subjects,
+                None,
+                message,
+            )
+        }
+    };
+    crate::audit::Event {
+        time: ctx.now().to_string(),
+        actor: ctx.actor.clone(),
+        decision: crate::audit::Decision::Revoked,
+        reason: reason.to_string(),
+        message,
+        product: crate::audit::ObjectRef { namespace, name: product },
+        classification: "Unknown".into(),
+        subjects,
+        purpose: None,
+        expires_at: None,
+        policy,
+        ports: vec![],
+        while_no_operator_led: window,
     }
 }
 
