@@ -501,7 +501,8 @@ pub struct AuditSink {
 #[derive(Default)]
 struct Unconfirmed {
     window: Option<audit::Unled>,
-    keys: std::collections::BTreeSet<String>,
+    /// The entries the previous leader left (see [`Granted`]), by key.
+    keys: Granted,
 }
 
 /// An external anchor: a command given the chain's head (`SEQ:HASH` on stdin and in
@@ -789,7 +790,7 @@ impl AuditSink {
                         after: saved_at,
                         before: jiff::Timestamp::now().to_string(),
                     }),
-                    keys: granted.keys().cloned().collect(),
+                    keys: granted.clone(),
                 };
                 committer.granted = granted.clone();
                 committer.inherited = Some(granted);
@@ -831,8 +832,17 @@ impl AuditSink {
         let inherited = self.committer.lock().await.inherited.take().unwrap_or_default();
         let deleted: Granted = inherited.into_iter().filter(|(key, _)| !exists(key)).collect();
         let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
-        unconfirmed.keys.retain(|key| !deleted.contains_key(key));
+        unconfirmed.keys.retain(|key, _| !deleted.contains_key(key));
         (deleted, unconfirmed.window.clone())
+    }
+
+    /// What the previous leader left in force for `key` (see [`Granted`]) if nothing was
+    /// recorded about it since this replica took the chain over: after a first reconcile
+    /// that recorded nothing, access the object no longer gives was narrowed without a
+    /// record reaching the chain (the previous leader's was held while its sink failed and
+    /// lost with it, or the change was made while no operator led), and is recorded then.
+    pub fn left_in_force(&self, key: &str) -> Option<(String, String)> {
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).keys.get(key).cloned()
     }
 
     /// The access of `key` (a [`Granted`] key) was reconciled, by the leader, with
@@ -850,7 +860,7 @@ impl AuditSink {
     fn mark_if_changed_while_nobody_led(&self, event: &mut Event) {
         let Some(key) = key_of(event) else { return };
         let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
-        if !unconfirmed.keys.remove(&key) {
+        if unconfirmed.keys.remove(&key).is_none() {
             return;
         }
         let Some(window) = unconfirmed.window.clone() else { return };
@@ -1634,13 +1644,20 @@ mod head_tests {
         let at = |t: &str| t.parse::<jiff::Timestamp>().expect("RFC 3339");
         assert!(at(&window.before) >= at(&window.after), "taken over after the last save: {window:?}");
         next.record(grant_event("deleted", audit::Decision::Revoked)).await.expect("written");
+        // What the previous leader left in force, until a record or a reconcile confirms it.
+        let left = next.left_in_force("kept").expect("left in force");
+        assert_eq!(left, ("police/p-kept".to_string(), "feed".to_string()));
         // "kept" is reconciled and recorded nothing: what it records later is the leader's.
         next.reconciled("kept");
+        assert_eq!(next.left_in_force("kept"), None);
         next.record(grant_event("kept", audit::Decision::Revoked)).await.expect("written");
         next.record(grant_event("edited", audit::Decision::Granted)).await.expect("written");
         next.record(grant_event("expired", audit::Decision::Expired)).await.expect("written");
         next.record(grant_event("edited", audit::Decision::Revoked)).await.expect("written");
+        assert_eq!(next.left_in_force("edited"), None, "its record confirmed it");
         // The owners' access of a product is followed the same way.
+        let owners_left = next.left_in_force(&owners_key("police", "feed")).expect("owners left in force");
+        assert_eq!(standing_subjects(&owners_left), ["Group:cnc-officers"]);
         next.record(owners(audit::Decision::Revoked)).await.expect("written");
         let marked: Vec<(String, bool)> = out
             .records()

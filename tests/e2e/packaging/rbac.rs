@@ -84,6 +84,11 @@ fn violation(ns: &str, name: &str) -> String {
 /// A grant (signed by the EXAMPLE approvers, its Groups cleared: need to know for people
 /// is not what these tests look at).
 pub(super) fn grant(ns: &str, name: &str, product: &str, subjects: &str) -> String {
+    grant_until(ns, name, product, subjects, "2030-01-01T00:00:00Z")
+}
+
+/// [`grant`] with another `expiresAt`.
+pub(super) fn grant_until(ns: &str, name: &str, product: &str, subjects: &str, expires_at: &str) -> String {
     crate::harness::ensure_sample_mesh_policy();
     for group in subjects.split("kind: Group, name: ").skip(1) {
         crate::harness::clear_group(group.split('}').next().unwrap_or_default().trim(), "Restricted");
@@ -97,7 +102,7 @@ spec:
   dataProduct: {product}
   subjects: [{subjects}]
   purpose: e2e proof that the chart's RBAC lets the operator grant access
-  expiresAt: "2030-01-01T00:00:00Z"
+  expiresAt: "{expires_at}"
 "#
     );
     crate::harness::approved_by_examples(&text, &[1, 2])

@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use std::process::Command;
 
 use super::ok;
-use super::rbac::{apply, grant, product, ready, source};
+use super::rbac::{apply, grant, grant_until, product, ready, source};
 use super::release::{CONVERGE, ONE_OPERATOR, Operator, Release};
 use crate::harness::{self, TestNamespace};
 
@@ -122,4 +122,34 @@ async fn a_restarted_operator_re_applies_nothing_unchanged_and_reverts_what_chan
          only the opened isolation and the deleted RoleBinding had to be; children that did not read back as \
          applied (with RUST_LOG=info,drmesh_operator=debug): {unread:#?}"
     );
+
+    // The audit trail: while no operator runs, the grant is edited (its expiry brought
+    // forward, approved again). The next operator takes the chain over and records the
+    // edit as a change made while no operator led, with when it can have been made.
+    drop(second);
+    let subjects = format!("{{kind: DataProduct, namespace: {c}, name: reader}}");
+    let edited_from = jiff::Timestamp::now();
+    apply(&grant_until(p, "grant", "feed", &subjects, "2029-06-01T00:00:00Z"));
+    let edited_by = jiff::Timestamp::now();
+    let third = start();
+    let audit_log = dir.path().join(format!("{identity}-audit.log"));
+    let record = harness::eventually("the edit recorded as made while no operator led", CONVERGE, || {
+        let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<drmesh::audit::Record>(l).ok())
+            .find(|r| r.event.expires_at.as_deref() == Some("2029-06-01T00:00:00Z"));
+        async move { found }
+    })
+    .await;
+    let event = &record.event;
+    assert_eq!(event.policy.as_ref().map(|p| p.name.as_str()), Some("grant"), "{event:?}");
+    assert!(event.message.contains("changed while no operator led"), "{}", event.message);
+    let window = event.while_no_operator_led.as_ref().unwrap_or_else(|| panic!("no window: {event:?}"));
+    let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap_or_else(|e| panic!("{t:?}: {e}"));
+    assert!(
+        at(&window.after) <= edited_from && edited_by <= at(&window.before),
+        "the window {window:?} brackets the edit, made between {edited_from} and {edited_by}"
+    );
+    drop(third);
 }

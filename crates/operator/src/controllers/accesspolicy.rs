@@ -334,6 +334,55 @@ fn policy_ref(policy: &AccessPolicy) -> audit::PolicyRef {
     }
 }
 
+/// After this replica's first reconcile of `policy` since it took the audit chain over,
+/// when that reconcile recorded nothing: the previous leader left it in force, and it no
+/// longer grants, with no record of the change in the chain (the previous leader's was
+/// held while its sink failed and lost with it, or the change was made while no operator
+/// led). Recorded now, marked as found at take-over (see `AuditSink::left_in_force`).
+pub async fn record_found_narrowed(ctx: &Context, policy: &AccessPolicy) {
+    let Some(uid) = policy.uid() else { return };
+    if ctx.audit.left_in_force(&uid).is_none() {
+        return;
+    }
+    let status = policy.status.clone().unwrap_or_default();
+    let granted = find_condition(&status.conditions, condition_type::GRANTED);
+    if granted.is_some_and(|c| c.status == ConditionStatus::True) {
+        return;
+    }
+    let reason = granted.map_or_else(|| "Unknown".to_string(), |c| c.reason.clone());
+    let decision = if reason == Reason::Expired.as_str() { audit::Decision::Expired } else { audit::Decision::Revoked };
+    let namespace = policy.namespace().unwrap_or_default();
+    let written = ctx
+        .audit
+        .record(audit::Event {
+            time: ctx.now().to_string(),
+            actor: ctx.actor.clone(),
+            decision,
+            reason: reason.clone(),
+            message: format!(
+                "AccessPolicy {namespace}/{} no longer grants access ({reason}), and the chain has no record of it: \
+                 found when this replica took the audit chain over",
+                policy.name_any()
+            ),
+            product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
+            classification: ctx
+                .caches
+                .product(&namespace, &policy.spec.data_product)
+                .map(|p| p.spec.classification.to_string())
+                .unwrap_or_else(|| "Unknown".into()),
+            subjects: policy.spec.subjects.iter().map(subject_display).collect(),
+            purpose: policy.spec.purpose.clone(),
+            expires_at: policy.spec.expires_at.clone(),
+            policy: Some(policy_ref(policy)),
+            ports: vec![],
+            while_no_operator_led: None,
+        })
+        .await;
+    if let Err(error) = written {
+        tracing::warn!(%error, "audit record of access found narrowed not written");
+    }
+}
+
 /// A deleted policy: its children go with the garbage collector; the revocation is recorded
 /// (by the leader only: standbys see the same deletion).
 pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {

@@ -193,6 +193,21 @@ const DENIALS: [Reason; 7] = [
     Reason::ForeignAccessObjects,
 ];
 
+/// After this replica's first reconcile of `product` since it took the audit chain over,
+/// when that reconcile recorded nothing about its owners: those the previous leader left
+/// reading its data who no longer do, with no record of it in the chain, are recorded now
+/// (see `accesspolicy::record_found_narrowed`).
+pub async fn record_found_narrowed(ctx: &Context, product: &DataProduct) {
+    let key = crate::audit_sink::owners_key(&product.namespace().unwrap_or_default(), &product.name_any());
+    let Some(entry) = ctx.audit.left_in_force(&key) else { return };
+    let now = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
+    let lost: Vec<String> =
+        crate::audit_sink::standing_subjects(&entry).into_iter().filter(|o| !now.contains(o)).collect();
+    if !lost.is_empty() {
+        let _ = record_owners(ctx, product, audit::Decision::Revoked, lost, &[]).await;
+    }
+}
+
 /// The owners' data access gained or lost (`subjects`), as an audit record, an Event and
 /// a metric; a gain names the Clearances it rests on (`cleared_by`, above Public). An
 /// error when a gain could not be recorded and the audit refuses.

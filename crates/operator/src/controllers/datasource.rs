@@ -97,6 +97,23 @@ pub async fn withdraw(source: &DataSource, ctx: &Context) -> Result<Option<Durat
     Ok(None)
 }
 
+/// After this replica's first reconcile of `source` since it took the audit chain over,
+/// when that reconcile recorded nothing about its credentials: the ServiceAccounts the
+/// previous leader left them lent to that they no longer are, with no record of it in the
+/// chain, are recorded now (see `accesspolicy::record_found_narrowed`).
+pub async fn record_found_narrowed(ctx: &Context, source: &DataSource) {
+    let namespace = source.namespace().unwrap_or_default();
+    let key = crate::audit_sink::credentials_key(&namespace, &source.name_any());
+    let Some(entry) = ctx.audit.left_in_force(&key) else { return };
+    let now = lent(source.status.as_ref());
+    let taken: Vec<String> = crate::audit_sink::standing_subjects(&entry)
+        .iter()
+        .filter_map(|sa| sa.strip_prefix(&format!("ServiceAccount:{namespace}/")).map(String::from))
+        .filter(|product| !now.contains(product))
+        .collect();
+    let _ = record_credentials(ctx, source, &taken, audit::Decision::Revoked).await;
+}
+
 /// The products a status says the source lends its credentials to.
 fn lent(status: Option<&DataSourceStatus>) -> std::collections::BTreeSet<String> {
     status.map(|s| s.consumers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default()

@@ -914,7 +914,13 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
     let run =
         ctx.start(format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
     let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(product) => dataproduct::reconcile(&product, &ctx).await,
+        Seen::Live(product) => {
+            let next = dataproduct::reconcile(&product, &ctx).await;
+            if next.is_ok() {
+                dataproduct::record_found_narrowed(&ctx, &product).await;
+            }
+            next
+        }
         Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
         // Owners' RBAC and the workload (its pods mount the sources' Secrets): the
         // isolation stays (deny by default), grants on the product are refused by their
@@ -938,7 +944,13 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
     };
     let run = ctx.start(format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
     let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(source) => datasource::reconcile(&source, &ctx).await,
+        Seen::Live(source) => {
+            let next = datasource::reconcile(&source, &ctx).await;
+            if next.is_ok() {
+                datasource::record_found_narrowed(&ctx, &source).await;
+            }
+            next
+        }
         Seen::Withdrawing(source) => datasource::withdraw(&source, &ctx).await,
         Seen::Unparseable(invalid) => {
             withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
@@ -960,7 +972,13 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
     let run =
         ctx.start(format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
     let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(policy) => accesspolicy::reconcile(&policy, &ctx, false).await,
+        Seen::Live(policy) => {
+            let next = accesspolicy::reconcile(&policy, &ctx, false).await;
+            if next.is_ok() {
+                accesspolicy::record_found_narrowed(&ctx, &policy).await;
+            }
+            next
+        }
         Seen::Withdrawing(policy) => accesspolicy::reconcile(&policy, &ctx, true).await,
         Seen::Unparseable(invalid) => {
             withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
