@@ -245,6 +245,8 @@ impl Known {
     fn load() -> Self {
         let mut names: BTreeSet<String> = NOT_REASONS.iter().map(|n| n.to_string()).collect();
         names.extend(rust_types());
+        // The statuses `access-review` prints besides the reasons.
+        names.extend([drmesh::cli::access_review::GRANTED, drmesh::cli::access_review::UNCONFIRMED].map(String::from));
         Self { reasons: reasons(), names, alerts: alerts(), targets: make_targets(), cli: cli() }
     }
 
