@@ -7,5 +7,5 @@ pub use drmesh_cli as cli;
 pub use drmesh_cli::manifest;
 pub use drmesh_core as mesh;
 pub use drmesh_core::audit;
-pub use drmesh_operator::{controllers, leader, telemetry};
+pub use drmesh_operator::{audit_sink, controllers, leader, telemetry};
 pub use drmesh_yaml as yaml;

@@ -669,8 +669,8 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     harness::eventually("the grants in force saved with the audit head", TIMEOUT, || {
         let (heads, uid) = (heads.clone(), uid.clone());
         async move {
-            let data = heads.get_opt("drmesh-audit-head").await.ok().flatten()?.data?;
-            data.get("granted")?.contains(&uid).then_some(())
+            let map = heads.get_opt("drmesh-audit-head").await.ok().flatten()?;
+            drmesh::audit_sink::granted_in(&map).contains_key(&uid).then_some(())
         }
     })
     .await;

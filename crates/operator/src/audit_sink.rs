@@ -159,8 +159,8 @@ impl HeadStore {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
+        let granted = granted_in(&map);
         let data = map.data.unwrap_or_default();
-        let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
         let held = data.get(HELD_KEY).map(|h| parse_held(h)).unwrap_or_default();
         let saved_at = data.get("savedAt").cloned().unwrap_or_default();
         match data.get(HEAD_KEY).map(|h| h.parse::<Head>()) {
@@ -177,9 +177,9 @@ impl HeadStore {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
+        let granted = granted_in(&map);
         let data = map.data.unwrap_or_default();
         let field = |k: &str| data.get(k).cloned().unwrap_or_default();
-        let granted = data.get(GRANTED_KEY).map(|g| parse_granted(g)).unwrap_or_default();
         let observed = Observed {
             head: data.get(HEAD_KEY).and_then(|h| h.parse().ok()),
             text: field(HEAD_KEY),
@@ -224,14 +224,14 @@ impl HeadStore {
         clear_held: bool,
         version: Option<&str>,
     ) -> Result<String, AuditError> {
-        let mut data = std::collections::BTreeMap::from([
+        let data = std::collections::BTreeMap::from([
             (HEAD_KEY.to_string(), head.to_string()),
             ("writer".to_string(), self.writer.clone()),
             ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
         ]);
-        if let Some(granted) = granted {
-            data.insert(GRANTED_KEY.to_string(), granted);
-        }
+        let binary = granted.map(|text| {
+            std::collections::BTreeMap::from([(GRANTED_KEY.to_string(), k8s_openapi::ByteString(gzip(&text)))])
+        });
         let saved = match version {
             // A merge patch carrying the version it read: the API server refuses it (409)
             // if another replica saved since. Only what changed is sent.
@@ -239,6 +239,11 @@ impl HeadStore {
                 let mut patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": data});
                 if clear_held {
                     patch["data"][HELD_KEY] = serde_json::Value::Null;
+                }
+                if let Some(binary) = &binary {
+                    patch["binaryData"] = serde_json::to_value(binary).unwrap_or_default();
+                    // An older operator's text copy goes.
+                    patch["data"][GRANTED_TEXT_KEY] = serde_json::Value::Null;
                 }
                 self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await
             }
@@ -250,6 +255,7 @@ impl HeadStore {
                         ..Default::default()
                     },
                     data: Some(data),
+                    binary_data: binary,
                     ..Default::default()
                 };
                 self.api.create(&PostParams::default(), &map).await
@@ -318,9 +324,37 @@ fn print_held(events: &[Event]) -> String {
     text
 }
 
-/// The key of the access in force in the ConfigMap (one entry per line, tab-separated: the
-/// key, then the entry's two fields; see [`Granted`]).
-pub const GRANTED_KEY: &str = "granted";
+/// The key of the access in force in the ConfigMap's `binaryData`: gzip of one entry per
+/// line, tab-separated (the key, then the entry's two fields; see [`Granted`]). Compressed:
+/// at 10,000 products with owners it is about 0.9 MB of text, near a ConfigMap's 1 MiB.
+pub const GRANTED_KEY: &str = "granted.gz";
+/// Where operators before the compressed copy kept it, as text in `data`: read when there
+/// is no compressed one, removed by the next save.
+const GRANTED_TEXT_KEY: &str = "granted";
+
+/// The access in force the head ConfigMap keeps (empty when it keeps none, or when it
+/// cannot be read: then logged, and nothing is taken as left in force).
+pub fn granted_in(map: &ConfigMap) -> Granted {
+    if let Some(bytes) = map.binary_data.as_ref().and_then(|b| b.get(GRANTED_KEY)) {
+        let mut text = String::new();
+        return match std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes.0[..]), &mut text) {
+            Ok(_) => parse_granted(&text),
+            Err(error) => {
+                tracing::error!(%error, key = GRANTED_KEY, "the access in force kept with the audit head cannot be read");
+                Granted::new()
+            }
+        };
+    }
+    map.data.as_ref().and_then(|d| d.get(GRANTED_TEXT_KEY)).map(|text| parse_granted(text)).unwrap_or_default()
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    match out.write_all(text.as_bytes()) {
+        Ok(()) => out.finish().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
 /// The grants in force are saved at most this often (they can be large; the head is
 /// saved at every commit).
 const GRANTED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -1324,6 +1358,34 @@ mod granted_tests {
         assert_eq!(granted["a"], ("police/p-a".to_string(), "feed".to_string()));
     }
 
+    #[test]
+    fn the_access_in_force_is_kept_compressed_and_an_older_text_copy_is_still_read() {
+        let mut granted = Granted::new();
+        for n in 0..10_000 {
+            granted.insert(
+                owners_key(&format!("domain-{}", n % 20), &format!("product-{n:05}")),
+                (r#"["Group:domain-owners"]"#.to_string(), format!("product-{n:05}")),
+            );
+        }
+        let text = print_granted(&granted);
+        let compressed = gzip(&text);
+        eprintln!("granted at 10,000 owners entries: {} bytes of text, {} compressed", text.len(), compressed.len());
+        assert!(compressed.len() * 8 < text.len(), "{} bytes of {} in text", compressed.len(), text.len());
+        let map = |binary: Option<Vec<u8>>, legacy: Option<&str>| ConfigMap {
+            binary_data: binary.map(|b| [(GRANTED_KEY.to_string(), k8s_openapi::ByteString(b))].into()),
+            data: legacy.map(|t| [(GRANTED_TEXT_KEY.to_string(), t.to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(granted_in(&map(Some(compressed), None)), granted);
+        let older = "uid-1\tpolice/cnc\tfeed\n";
+        assert_eq!(
+            granted_in(&map(None, Some(older))).keys().collect::<Vec<_>>(),
+            ["uid-1"],
+            "an older operator's copy"
+        );
+        assert!(granted_in(&map(Some(b"not gzip".to_vec()), Some(older))).is_empty(), "a damaged copy gives nothing");
+    }
+
     fn standing(decision: audit::Decision, reason: &str, subjects: &[&str]) -> Event {
         serde_json::from_value(serde_json::json!({
             "time": "2026-12-03T00:00:00Z", "actor": "test", "decision": decision, "reason": reason, "message": "m",
@@ -1420,12 +1482,14 @@ mod head_tests {
                         return (409, status(409, "Conflict"));
                     }
                     // A merge patch: null removes the key.
-                    for (k, v) in request["data"].as_object().cloned().unwrap_or_default() {
-                        match (v.is_null(), m["data"].as_object_mut()) {
-                            (true, Some(data)) => {
-                                data.remove(&k);
+                    for field in ["data", "binaryData"] {
+                        for (k, v) in request[field].as_object().cloned().unwrap_or_default() {
+                            match (v.is_null(), m[field].as_object_mut()) {
+                                (true, Some(data)) => {
+                                    data.remove(&k);
+                                }
+                                _ => m[field][k] = v,
                             }
-                            _ => m["data"][k] = v,
                         }
                     }
                     bump(m);
