@@ -352,32 +352,12 @@ pub async fn record_found_narrowed(ctx: &Context, policy: &AccessPolicy) {
     let reason = granted.map_or_else(|| "Unknown".to_string(), |c| c.reason.clone());
     let decision = if reason == Reason::Expired.as_str() { audit::Decision::Expired } else { audit::Decision::Revoked };
     let namespace = policy.namespace().unwrap_or_default();
-    let written = ctx
-        .audit
-        .record(audit::Event {
-            time: ctx.now().to_string(),
-            actor: ctx.actor.clone(),
-            decision,
-            reason: reason.clone(),
-            message: format!(
-                "AccessPolicy {namespace}/{} no longer grants access ({reason}), and the chain has no record of it: \
-                 found when this replica took the audit chain over",
-                policy.name_any()
-            ),
-            product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
-            classification: ctx
-                .caches
-                .product(&namespace, &policy.spec.data_product)
-                .map(|p| p.spec.classification.to_string())
-                .unwrap_or_else(|| "Unknown".into()),
-            subjects: policy.spec.subjects.iter().map(subject_display).collect(),
-            purpose: policy.spec.purpose.clone(),
-            expires_at: policy.spec.expires_at.clone(),
-            policy: Some(policy_ref(policy)),
-            ports: vec![],
-            while_no_operator_led: None,
-        })
-        .await;
+    let message = format!(
+        "AccessPolicy {namespace}/{} no longer grants access ({reason}), and the chain has no record of it: \
+         found when this replica took the audit chain over",
+        policy.name_any()
+    );
+    let written = ctx.audit.record(withdrawal(ctx, policy, decision, reason, message)).await;
     if let Err(error) = written {
         tracing::warn!(%error, "audit record of access found narrowed not written");
     }
@@ -402,30 +382,41 @@ pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
         .decisions
         .get_or_create(&crate::telemetry::DecisionLabels { decision: "Revoked", reason: Reason::PolicyDeleted.into() })
         .inc();
-    let written = ctx
-        .audit
-        .record(audit::Event {
-            time: ctx.now().to_string(),
-            actor: ctx.actor.clone(),
-            decision: audit::Decision::Revoked,
-            reason: Reason::PolicyDeleted.into(),
-            message: format!("AccessPolicy {namespace}/{} was deleted", policy.name_any()),
-            product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
-            classification: ctx
-                .caches
-                .product(&namespace, &policy.spec.data_product)
-                .map(|p| p.spec.classification.to_string())
-                .unwrap_or_else(|| "Unknown".into()),
-            subjects: policy.spec.subjects.iter().map(subject_display).collect(),
-            purpose: policy.spec.purpose.clone(),
-            expires_at: policy.spec.expires_at.clone(),
-            policy: Some(policy_ref(policy)),
-            ports: vec![],
-            while_no_operator_led: None,
-        })
-        .await;
+    let message = format!("AccessPolicy {namespace}/{} was deleted", policy.name_any());
+    let record = withdrawal(ctx, policy, audit::Decision::Revoked, Reason::PolicyDeleted.into(), message);
+    let written = ctx.audit.record(record).await;
     if let Err(error) = written {
         tracing::debug!(%error, "audit record not written");
+    }
+}
+
+/// The record of access a policy no longer gives (no ports: the whole grant goes).
+fn withdrawal(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    decision: audit::Decision,
+    reason: String,
+    message: String,
+) -> audit::Event {
+    let namespace = policy.namespace().unwrap_or_default();
+    audit::Event {
+        time: ctx.now().to_string(),
+        actor: ctx.actor.clone(),
+        decision,
+        reason,
+        message,
+        product: audit::ObjectRef { namespace: namespace.clone(), name: policy.spec.data_product.clone() },
+        classification: ctx
+            .caches
+            .product(&namespace, &policy.spec.data_product)
+            .map(|p| p.spec.classification.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
+        subjects: policy.spec.subjects.iter().map(subject_display).collect(),
+        purpose: policy.spec.purpose.clone(),
+        expires_at: policy.spec.expires_at.clone(),
+        policy: Some(policy_ref(policy)),
+        ports: vec![],
+        while_no_operator_led: None,
     }
 }
 
