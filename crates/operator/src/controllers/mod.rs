@@ -395,6 +395,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         Context::new(client.clone(), caches.clone(), metrics, audit, options.actor.clone(), queues.clone());
     context.refuse_foreign_access = options.refuse_foreign_access;
     context.audit_refuses = options.audit_refuses;
+    context.timers = timers::Timers::debounced(options.debounce);
     if let Some(leading) = &options.leading {
         context.leading = leading.clone();
     }

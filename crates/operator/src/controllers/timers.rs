@@ -5,6 +5,12 @@
 //! run per object and merges a change into it, so the next reconcile of that object is
 //! "scheduled" exactly when it starts at or after the time asked for. The count of those
 //! (`drmesh_reconciles_scheduled_total`) separates timer work from the fan-out of a change.
+//!
+//! kube-runtime's scheduler adds the controller's debounce to every request, a requeue
+//! included: a timer asked for in `after` would start `after + debounce` later, so an
+//! expiry would be revoked a debounce late. The debounce is there to merge the triggers
+//! of a burst of changes, not to delay a time the operator computed, so the requeue asks
+//! for `after - debounce`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +26,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Default)]
 pub struct Timers {
     due: Mutex<Timetable>,
+    /// What the controllers' scheduler adds to each request (see the module's doc).
+    debounce: Duration,
 }
 
 #[derive(Default)]
@@ -30,6 +38,11 @@ struct Timetable {
 }
 
 impl Timers {
+    /// Timers for controllers whose scheduler adds `debounce` to every request.
+    pub fn debounced(debounce: Duration) -> Self {
+        Self { due: Mutex::default(), debounce }
+    }
+
     /// Called when the reconcile of `key` starts: whether it runs because its timer
     /// fired. Any pending timer is consumed either way (kube-runtime merged it).
     pub fn fired(&self, key: &str, now: Instant) -> bool {
@@ -47,7 +60,7 @@ impl Timers {
             due.at.retain(|_, at| *at + FORGET_AFTER > now);
             due.swept = due.at.len();
         }
-        Action::requeue(after)
+        Action::requeue(after.saturating_sub(self.debounce))
     }
 }
 
@@ -67,6 +80,24 @@ mod tests {
         assert!(timers.fired("a", t0 + Duration::from_secs(60)), "the timer fired");
         timers.next("a".into(), None, t0);
         assert!(!timers.fired("a", t0 + Duration::from_secs(120)), "await_change sets no timer");
+    }
+
+    /// The scheduler adds the debounce to the requeue: asked for `after - debounce`, the
+    /// reconcile starts at `after`, when its timer counts as fired.
+    #[test]
+    fn a_requeue_leaves_room_for_the_debounce_the_scheduler_adds() {
+        let debounce = Duration::from_millis(100);
+        let timers = Timers::debounced(debounce);
+        let t0 = Instant::now();
+        let action = timers.next("a".into(), Some(Duration::from_millis(1500)), t0);
+        assert_eq!(action, Action::requeue(Duration::from_millis(1400)));
+        assert!(timers.fired("a", t0 + Duration::from_millis(1400) + debounce), "starts when asked");
+        let action = timers.next("b".into(), Some(Duration::from_millis(30)), t0);
+        assert_eq!(action, Action::requeue(Duration::ZERO), "never negative");
+        assert_eq!(
+            Timers::default().next("c".into(), Some(Duration::from_secs(2)), t0),
+            Action::requeue(Duration::from_secs(2))
+        );
     }
 
     #[test]
