@@ -242,6 +242,8 @@ pub struct Context {
     pub refused: super::children::Refused,
     /// Objects whose status the API server refuses (reported once per generation).
     pub status_refused: super::children::StatusRefused,
+    /// Secret states read lately (sources' credentials).
+    pub secrets: super::datasource::SecretStates,
     /// True while this replica may write (see [`super::Options::leading`]).
     pub leading: tokio::sync::watch::Receiver<bool>,
 }
@@ -342,6 +344,25 @@ impl Context {
         report: Report,
         ports: Vec<String>,
     ) -> Result<(), crate::telemetry::AuditError> {
+        self.write_report(report, ports, true).await
+    }
+
+    /// Writes the audit record of `report` and counts it, without an Event: for the
+    /// access a declaration brings with it (owners' access to their product, credentials
+    /// a source lends to its consumers), which the object's status lists and whose
+    /// Events would repeat, per product, what its Ready transitions already say. At
+    /// 10,000 products they were two Event writes per product in a cold start (and the
+    /// recorder keeps each Event it wrote for 6 minutes).
+    pub async fn record(&self, report: Report) -> Result<(), crate::telemetry::AuditError> {
+        self.write_report(report, vec![], false).await
+    }
+
+    async fn write_report(
+        &self,
+        report: Report,
+        ports: Vec<String>,
+        announced: bool,
+    ) -> Result<(), crate::telemetry::AuditError> {
         let granted = report.decision == crate::audit::Decision::Granted;
         let written = self
             .audit
@@ -368,8 +389,10 @@ impl Context {
                 return written;
             }
         }
-        let action = format!("{:?}", report.decision);
-        self.announce(&report.object, !granted, report.reason.as_ref(), report.message, &action).await;
+        if announced {
+            let action = format!("{:?}", report.decision);
+            self.announce(&report.object, !granted, report.reason.as_ref(), report.message, &action).await;
+        }
         self.metrics
             .decisions
             .get_or_create(&crate::telemetry::DecisionLabels {
@@ -439,6 +462,7 @@ impl Context {
             audit_refuses: true,
             refused: Default::default(),
             status_refused: Default::default(),
+            secrets: Default::default(),
             leading: always_leading(),
             client,
             caches,

@@ -226,7 +226,7 @@ async fn record_owners(
         audit::Decision::Granted => format!("owners read the {level} product's data by being owners"),
         _ => "the product's owners no longer read its data by being owners".to_string(),
     };
-    ctx.report(super::Report {
+    ctx.record(super::Report {
         object: product.object_ref(&()),
         decision,
         reason: Reason::OwnersAccess,

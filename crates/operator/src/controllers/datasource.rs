@@ -1,7 +1,7 @@
 //! DataSource controller: credentials RBAC and endpoint egress for exactly the products
 //! allowed to use the source.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -24,7 +24,9 @@ pub const CONTROLLER: &str = "datasource";
 /// While a source's Secret is missing, look again this often (Secrets are not watched:
 /// the operator may not list or watch Secrets cluster-wide).
 pub const SECRET_RECHECK: Duration = Duration::from_secs(3);
-/// While it exists, look again this often (a deleted Secret is noticed; reads only).
+/// While it exists, a change of it (deleted, labels) is noticed within this long: the
+/// source looks again after this minus [`SECRET_STATE_REUSE`], when the state it used is
+/// at most that old.
 pub const SECRET_PRESENT_RECHECK: Duration = Duration::from_secs(60);
 
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
@@ -80,7 +82,7 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     let status = status::source(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
     let released = secret == SecretState::Released;
-    Ok(Some(if released { SECRET_PRESENT_RECHECK } else { SECRET_RECHECK }))
+    Ok(Some(if released { SECRET_PRESENT_RECHECK - SECRET_STATE_REUSE } else { SECRET_RECHECK }))
 }
 
 /// A source being deleted (or in a namespace being deleted): its credentials and egress
@@ -137,7 +139,7 @@ async fn record_credentials(
         _ => (Reason::CredentialsWithdrawn, "taken from"),
     };
     let written = ctx
-        .report(super::Report {
+        .record(super::Report {
             object: source.object_ref(&()),
             decision,
             reason,
@@ -160,14 +162,53 @@ async fn record_credentials(
     }
 }
 
-/// The Secret's state from its metadata (its data is never read).
-async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<SecretState, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.get_metadata_opt(name).await {
-        Ok(Some(secret)) => Ok(SecretState::of(secret.metadata.labels.as_ref())),
-        Ok(None) => Ok(SecretState::Missing),
-        Err(source) => Err(Error::Read { what: format!("Secret {namespace}/{name}"), source }),
+/// A Secret's state read less than this long ago is reused: while products join a source
+/// (a cold start of 1,000 products reconciled each of 20 sources about 100 times, one GET
+/// each), a source is reconciled several times a second. Changes of the Secret are still
+/// noticed within [`SECRET_PRESENT_RECHECK`]; a missing Secret is not kept (it is looked
+/// for again every [`SECRET_RECHECK`]).
+pub const SECRET_STATE_REUSE: Duration = Duration::from_secs(10);
+
+/// The Secret states read lately, by namespace and name (see [`SECRET_STATE_REUSE`]).
+#[derive(Default)]
+pub struct SecretStates(std::sync::Mutex<std::collections::HashMap<(String, String), (SecretState, Instant)>>);
+
+impl SecretStates {
+    fn fresh(&self, namespace: &str, name: &str, now: Instant) -> Option<SecretState> {
+        let read = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        read.get(&(namespace.to_string(), name.to_string()))
+            .filter(|(_, at)| now.saturating_duration_since(*at) < SECRET_STATE_REUSE)
+            .map(|(state, _)| *state)
     }
+
+    fn read(&self, namespace: &str, name: &str, state: SecretState, at: Instant) {
+        let mut read = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Old entries go as new ones come: the map holds the Secrets read in the last
+        // [`SECRET_STATE_REUSE`], at most.
+        read.retain(|_, (_, then)| at.saturating_duration_since(*then) < SECRET_STATE_REUSE);
+        if state == SecretState::Missing {
+            read.remove(&(namespace.to_string(), name.to_string()));
+        } else {
+            read.insert((namespace.to_string(), name.to_string()), (state, at));
+        }
+    }
+}
+
+/// The Secret's state from its metadata (its data is never read), read again when the
+/// last read is older than [`SECRET_STATE_REUSE`].
+async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<SecretState, Error> {
+    if let Some(state) = ctx.secrets.fresh(namespace, name, Instant::now()) {
+        return Ok(state);
+    }
+    let asked = Instant::now();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let state = match api.get_metadata_opt(name).await {
+        Ok(Some(secret)) => SecretState::of(secret.metadata.labels.as_ref()),
+        Ok(None) => SecretState::Missing,
+        Err(source) => return Err(Error::Read { what: format!("Secret {namespace}/{name}"), source }),
+    };
+    ctx.secrets.read(namespace, name, state, asked);
+    Ok(state)
 }
 
 async fn write_status(
@@ -199,4 +240,30 @@ async fn write_status(
         ctx.announce(&source.object_ref(&()), warning, &new.reason, new.message.clone(), "Reconcile").await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_state_is_reused_for_a_while_and_a_missing_secret_is_looked_for_again() {
+        let states = SecretStates::default();
+        let t0 = Instant::now();
+        assert_eq!(states.fresh("ns", "db", t0), None, "nothing read yet");
+        states.read("ns", "db", SecretState::Released, t0);
+        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(9)), Some(SecretState::Released));
+        assert_eq!(states.fresh("ns", "other", t0), None, "per Secret");
+        assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), None, "read again once old");
+        // Its labels changed: the new state replaces the old one.
+        states.read("ns", "db", SecretState::NotReleased, t0 + SECRET_STATE_REUSE);
+        assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), Some(SecretState::NotReleased));
+        // Deleted: not kept, so the 3-second recheck of a missing Secret asks the API server.
+        states.read("ns", "db", SecretState::Missing, t0 + SECRET_STATE_REUSE);
+        assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), None);
+        // The recheck of a present Secret comes when the state it would reuse is too old.
+        let recheck = SECRET_PRESENT_RECHECK - SECRET_STATE_REUSE;
+        states.read("ns", "db", SecretState::Released, t0);
+        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(1) + recheck), None);
+    }
 }
