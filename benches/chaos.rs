@@ -492,6 +492,8 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     a.kill9();
     let killed = Instant::now();
+    let killed_at = Timestamp::now();
+    let takeable = lease_takeable();
     delete_policy(&record, &domains, "fo-del", "failover");
     lower_clearance(&record, &domains, &domains.producer, "failover");
     let patch = json!({"spec": {"description": "after failover"}});
@@ -517,6 +519,7 @@ fn main() {
     let settled = wait_settled(port_b, Duration::from_secs(300));
     rows.push(("new leader's queue empty after".into(), format!("{:.1} s", settled.as_secs_f64())));
     wait_landed(&record, Duration::from_secs(60));
+    rows.extend(failover_rows(&lock(&record), killed_at, takeable));
 
     // 4. Drift: delete and hand-edit children; time their restoration. A widening edit (or
     // a deleted isolation) is a narrowing for the judge: it times when access is back
@@ -693,6 +696,38 @@ fn wait_landed(record: &Mutex<Record>, deadline: Duration) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// When the leader's Lease could be taken over: its last renewal plus its duration, as
+/// the leader wrote them (on this machine's clock, the bench's too). Read right after the
+/// leader's `kill -9`, before a standby can change it.
+fn lease_takeable() -> Option<Timestamp> {
+    let lease =
+        kubectl_json(&["get", "lease", &format!("{}-leader", audit_head_name()), "-n", "default", "-o", "json"])?;
+    let renewed: Timestamp = lease["spec"]["renewTime"].as_str()?.parse().ok()?;
+    let duration = jiff::SignedDuration::from_secs(lease["spec"]["leaseDurationSeconds"].as_i64()?);
+    renewed.checked_add(duration).ok()
+}
+
+/// The failover's narrowings timed from when a standby could first act: the later of the
+/// narrowing's instant and the instant the killed leader's Lease could be taken over.
+fn failover_rows(record: &Record, killed: Timestamp, takeable: Option<Timestamp>) -> Vec<(String, String)> {
+    let Some(takeable) = takeable else {
+        return vec![("failover: when the Lease could be taken".into(), "not read".into())];
+    };
+    let mut rows = vec![(
+        "failover: the killed leader's Lease could be taken (renewTime + leaseDurationSeconds)".into(),
+        format!("{:.1} s after the kill", takeable.duration_since(killed).as_secs_f64()),
+    )];
+    for n in record.narrowings.iter().filter(|n| n.what.ends_with("(failover)")) {
+        let from = n.at.max(takeable);
+        let late = n.landed.map_or("never".into(), |l| format!("{:.0} ms", l.duration_since(from).as_secs_f64() * 1e3));
+        rows.push((
+            format!("failover: {} — {}, from max(its instant, Lease takeable) to landed", n.kind, n.what),
+            late,
+        ));
+    }
+    rows
 }
 
 /// How late each narrowing landed, by kind and phase, then each one.

@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// API server (the leader stops writing when it cannot renew in time).
     #[arg(long, default_value_t = 10_000, env = "DRMESH_LEASE_DURATION_MS")]
     pub lease_duration_ms: u64,
-    /// How often the leader renews the Lease and standbys look at it.
+    /// How often the leader renews the Lease (standbys look at it four times as often).
     #[arg(long, default_value_t = 2_000, env = "DRMESH_LEASE_RETRY_MS")]
     pub lease_retry_ms: u64,
     /// This replica's identity in the Lease (default: POD_NAME, else host and process id).
