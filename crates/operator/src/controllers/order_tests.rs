@@ -364,11 +364,8 @@ async fn owners_gain_the_data_only_once_it_is_recorded() {
         let (ctx, _) = context(keeping_owner_roles(log.clone(), roles.clone()));
         let records = Shared::default();
         let mut ctx = Arc::into_inner(ctx).expect("one owner");
-        let stream: Box<dyn std::io::Write + Send> = if writable {
-            Box::new(Logged { records: records.clone(), log: log.clone() })
-        } else {
-            Box::new(Broken)
-        };
+        let stream: Box<dyn std::io::Write + Send> =
+            if writable { Box::new(Logged { records: records.clone(), log: log.clone() }) } else { Box::new(Broken) };
         ctx.audit = Arc::new(AuditSink::new(stream));
         let _ = dataproduct::reconcile(&product(), &Arc::new(ctx)).await;
         let role = roles.lock().expect("roles").first().cloned().expect("the owners' Role is applied");
