@@ -721,7 +721,16 @@ fn failover_rows(record: &Record, killed: Timestamp, takeable: Option<Timestamp>
     )];
     for n in record.narrowings.iter().filter(|n| n.what.ends_with("(failover)")) {
         let from = n.at.max(takeable);
-        let late = n.landed.map_or("never".into(), |l| format!("{:.0} ms", l.duration_since(from).as_secs_f64() * 1e3));
+        let late = match n.landed {
+            None => "never".into(),
+            // Landed with no leader: the garbage collector deletes a deleted policy's
+            // children (owner references) without the operator.
+            Some(l) if l < takeable => format!(
+                "landed before the Lease could be taken ({:.0} ms after its instant, without a leader)",
+                l.duration_since(n.at).as_secs_f64() * 1e3
+            ),
+            Some(l) => format!("{:.0} ms", l.duration_since(from).as_secs_f64() * 1e3),
+        };
         rows.push((
             format!("failover: {} — {}, from max(its instant, Lease takeable) to landed", n.kind, n.what),
             late,
