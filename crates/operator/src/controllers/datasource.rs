@@ -165,8 +165,9 @@ async fn record_credentials(
 /// A Secret's state read less than this long ago is reused: while products join a source
 /// (a cold start of 1,000 products reconciled each of 20 sources about 100 times, one GET
 /// each), a source is reconciled several times a second. Changes of the Secret are still
-/// noticed within [`SECRET_PRESENT_RECHECK`]; a missing Secret is not kept (it is looked
-/// for again every [`SECRET_RECHECK`]).
+/// noticed within [`SECRET_PRESENT_RECHECK`]. Only a released Secret's state is kept: a
+/// missing or unreleased one is looked at again every [`SECRET_RECHECK`], so a Secret
+/// created or released is lent as soon as before.
 pub const SECRET_STATE_REUSE: Duration = Duration::from_secs(10);
 
 /// The Secret states read lately, by namespace and name (see [`SECRET_STATE_REUSE`]).
@@ -186,7 +187,7 @@ impl SecretStates {
         // Old entries go as new ones come: the map holds the Secrets read in the last
         // [`SECRET_STATE_REUSE`], at most.
         read.retain(|_, (_, then)| at.saturating_duration_since(*then) < SECRET_STATE_REUSE);
-        if state == SecretState::Missing {
+        if state != SecretState::Released {
             read.remove(&(namespace.to_string(), name.to_string()));
         } else {
             read.insert((namespace.to_string(), name.to_string()), (state, at));
@@ -247,7 +248,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_secret_state_is_reused_for_a_while_and_a_missing_secret_is_looked_for_again() {
+    fn a_released_secret_is_reused_for_a_while_and_any_other_is_looked_at_again() {
         let states = SecretStates::default();
         let t0 = Instant::now();
         assert_eq!(states.fresh("ns", "db", t0), None, "nothing read yet");
@@ -255,12 +256,15 @@ mod tests {
         assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(9)), Some(SecretState::Released));
         assert_eq!(states.fresh("ns", "other", t0), None, "per Secret");
         assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), None, "read again once old");
-        // Its labels changed: the new state replaces the old one.
-        states.read("ns", "db", SecretState::NotReleased, t0 + SECRET_STATE_REUSE);
-        assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), Some(SecretState::NotReleased));
-        // Deleted: not kept, so the 3-second recheck of a missing Secret asks the API server.
-        states.read("ns", "db", SecretState::Missing, t0 + SECRET_STATE_REUSE);
-        assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), None);
+        // No longer released: not kept, so the 3-second recheck asks the API server (a
+        // Secret released again is lent as soon as it is seen).
+        states.read("ns", "db", SecretState::Released, t0);
+        states.read("ns", "db", SecretState::NotReleased, t0 + Duration::from_secs(1));
+        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(1)), None);
+        // Deleted: not kept either.
+        states.read("ns", "db", SecretState::Released, t0);
+        states.read("ns", "db", SecretState::Missing, t0 + Duration::from_secs(1));
+        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(1)), None);
         // The recheck of a present Secret comes when the state it would reuse is too old.
         let recheck = SECRET_PRESENT_RECHECK - SECRET_STATE_REUSE;
         states.read("ns", "db", SecretState::Released, t0);
