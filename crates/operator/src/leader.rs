@@ -60,8 +60,6 @@ pub struct Elector {
     timing: Timing,
     /// The Lease record last seen, and when (on this replica's monotonic clock) it changed.
     observed: Mutex<Option<(Record, Instant)>>,
-    /// After the last round this replica lost: how long until it may take the Lease.
-    takeable_in: Mutex<Option<Duration>>,
 }
 
 /// What identifies one renewal of the Lease (any change restarts the wait).
@@ -77,7 +75,11 @@ struct Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Leader,
-    Follower,
+    /// Another replica holds the Lease; this one may take it in `takeable_in` (None: not
+    /// known, e.g. it lost a race for it).
+    Follower {
+        takeable_in: Option<Duration>,
+    },
 }
 
 /// Notes `record` as seen at `now`: how long it has been the same (zero when it changed).
@@ -95,20 +97,19 @@ fn observe(slot: &mut Option<(Record, Instant)>, record: Option<Record>, now: In
 /// `unchanged_for` as this replica measured it? (The Lease's own duration, written by
 /// its holder, decides.)
 pub fn decide(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> Role {
-    if takeable_in(lease, identity, unchanged_for).is_some() { Role::Follower } else { Role::Leader }
-}
-
-/// How long until `identity` may take `lease` (None: it may now), as [`decide`] rules.
-pub fn takeable_in(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> Option<Duration> {
-    let spec = lease?;
+    let Some(spec) = lease else {
+        return Role::Leader;
+    };
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder.is_empty() || holder == identity {
-        return None;
+        return Role::Leader;
     }
     let duration =
         spec.lease_duration_seconds.and_then(|s| u64::try_from(s).ok()).map_or(LEASE_DURATION, Duration::from_secs);
-    // Not renewed in time: take over.
-    duration.checked_sub(unchanged_for).filter(|left| !left.is_zero())
+    match duration.checked_sub(unchanged_for).filter(|left| !left.is_zero()) {
+        Some(left) => Role::Follower { takeable_in: Some(left) },
+        None => Role::Leader, // not renewed in time: take over
+    }
 }
 
 impl Elector {
@@ -119,7 +120,6 @@ impl Elector {
             identity: identity.into(),
             timing,
             observed: Mutex::new(None),
-            takeable_in: Mutex::new(None),
         }
     }
 
@@ -140,10 +140,9 @@ impl Elector {
     pub async fn round(&self) -> Result<Role, kube::Error> {
         let current = self.api.get_opt(&self.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.clone());
-        let wait = takeable_in(spec.as_ref(), &self.identity, self.unchanged_for(current.as_ref()));
-        *self.takeable_in.lock().unwrap_or_else(|p| p.into_inner()) = wait;
-        if wait.is_some() {
-            return Ok(Role::Follower);
+        let role = decide(spec.as_ref(), &self.identity, self.unchanged_for(current.as_ref()));
+        if role != Role::Leader {
+            return Ok(role);
         }
         let previous_holder = spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
         let transitions = spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0);
@@ -176,7 +175,7 @@ impl Elector {
         };
         match result {
             Ok(_) => Ok(Role::Leader),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Role::Follower),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Role::Follower { takeable_in: None }),
             Err(e) => Err(e),
         }
     }
@@ -198,17 +197,21 @@ impl Elector {
     pub async fn acquire(&self) {
         let mut waiting_logged = false;
         loop {
-            match self.round().await {
+            let takeable_in = match self.round().await {
                 Ok(Role::Leader) => return,
-                Ok(Role::Follower) if !waiting_logged => {
-                    tracing::info!(lease = %self.name, "standing by: another replica leads");
-                    waiting_logged = true;
+                Ok(Role::Follower { takeable_in }) => {
+                    if !waiting_logged {
+                        tracing::info!(lease = %self.name, "standing by: another replica leads");
+                        waiting_logged = true;
+                    }
+                    takeable_in
                 }
-                Ok(Role::Follower) => {}
-                Err(error) => tracing::warn!(%error, "leader election round failed"),
-            }
-            let left = *self.takeable_in.lock().unwrap_or_else(|p| p.into_inner());
-            tokio::time::sleep(self.timing.look(left)).await;
+                Err(error) => {
+                    tracing::warn!(%error, "leader election round failed");
+                    None
+                }
+            };
+            tokio::time::sleep(self.timing.look(takeable_in)).await;
         }
     }
 
@@ -220,7 +223,7 @@ impl Elector {
             tokio::time::sleep(self.timing.retry).await;
             match self.round().await {
                 Ok(Role::Leader) => last_renewal = tokio::time::Instant::now(),
-                Ok(Role::Follower) => {
+                Ok(Role::Follower { .. }) => {
                     tracing::error!("lost the lease to another replica");
                     return;
                 }
@@ -260,7 +263,10 @@ mod tests {
     fn another_replicas_lease_is_respected_until_it_stops_changing_for_its_duration() {
         // Whatever renewTime says (here: a clock far ahead), only the time this replica
         // saw the record unchanged counts.
-        assert_eq!(decide(Some(&lease("b")), "a", Duration::from_secs(9)), Role::Follower);
+        assert_eq!(
+            decide(Some(&lease("b")), "a", Duration::from_secs(9)),
+            Role::Follower { takeable_in: Some(Duration::from_secs(1)) }
+        );
         assert_eq!(decide(Some(&lease("b")), "a", Duration::from_secs(10)), Role::Leader);
     }
 
@@ -273,10 +279,13 @@ mod tests {
         // And, when the Lease can be taken sooner, right then.
         assert_eq!(timing.look(Some(Duration::from_millis(120))), Duration::from_millis(120));
         let spec = lease("b");
-        assert_eq!(takeable_in(Some(&spec), "a", Duration::from_millis(9_880)), Some(Duration::from_millis(120)));
-        assert_eq!(takeable_in(Some(&spec), "a", Duration::from_secs(10)), None);
-        assert_eq!(takeable_in(Some(&spec), "b", Duration::ZERO), None, "its own");
-        assert_eq!(takeable_in(None, "a", Duration::ZERO), None, "free");
+        assert_eq!(
+            decide(Some(&spec), "a", Duration::from_millis(9_880)),
+            Role::Follower { takeable_in: Some(Duration::from_millis(120)) }
+        );
+        assert_eq!(decide(Some(&spec), "a", Duration::from_secs(10)), Role::Leader);
+        assert_eq!(decide(Some(&spec), "b", Duration::ZERO), Role::Leader, "its own");
+        assert_eq!(decide(None, "a", Duration::ZERO), Role::Leader, "free");
     }
 
     #[test]

@@ -170,27 +170,29 @@ async fn record_credentials(
 /// created or released is lent as soon as before.
 pub const SECRET_STATE_REUSE: Duration = Duration::from_secs(10);
 
-/// The Secret states read lately, by namespace and name (see [`SECRET_STATE_REUSE`]).
+/// When each Secret was last read released, by namespace and name (see
+/// [`SECRET_STATE_REUSE`]).
 #[derive(Default)]
-pub struct SecretStates(std::sync::Mutex<std::collections::HashMap<(String, String), (SecretState, Instant)>>);
+pub struct SecretStates(std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>);
 
 impl SecretStates {
     fn fresh(&self, namespace: &str, name: &str, now: Instant) -> Option<SecretState> {
         let read = self.0.lock().unwrap_or_else(|p| p.into_inner());
         read.get(&(namespace.to_string(), name.to_string()))
-            .filter(|(_, at)| now.saturating_duration_since(*at) < SECRET_STATE_REUSE)
-            .map(|(state, _)| *state)
+            .filter(|at| now.saturating_duration_since(**at) < SECRET_STATE_REUSE)
+            .map(|_| SecretState::Released)
     }
 
     fn read(&self, namespace: &str, name: &str, state: SecretState, at: Instant) {
         let mut read = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // Old entries go as new ones come: the map holds the Secrets read in the last
         // [`SECRET_STATE_REUSE`], at most.
-        read.retain(|_, (_, then)| at.saturating_duration_since(*then) < SECRET_STATE_REUSE);
-        if state != SecretState::Released {
-            read.remove(&(namespace.to_string(), name.to_string()));
+        read.retain(|_, then| at.saturating_duration_since(*then) < SECRET_STATE_REUSE);
+        let key = (namespace.to_string(), name.to_string());
+        if state == SecretState::Released {
+            read.insert(key, at);
         } else {
-            read.insert((namespace.to_string(), name.to_string()), (state, at));
+            read.remove(&key);
         }
     }
 }

@@ -298,7 +298,6 @@ status:
     assert_eq!(events, 1, "one Event: {log:?}");
 }
 
-/// An audit stream that cannot be written (a full disk, a dead pipe).
 /// The audit output, noting each write in the request log (so the order of records and
 /// requests can be asserted).
 struct Logged {
@@ -316,6 +315,7 @@ impl std::io::Write for Logged {
     }
 }
 
+/// An audit stream that cannot be written (a full disk, a dead pipe).
 struct Broken;
 
 impl std::io::Write for Broken {
