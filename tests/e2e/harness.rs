@@ -357,20 +357,39 @@ pub fn ready_of(obj: &serde_json::Value) -> Option<(String, String)> {
 /// Waits until every DataSource, DataProduct and AccessPolicy of `namespaces` is Ready
 /// for its current generation; returns how many there are.
 pub async fn wait_all_ready(namespaces: &[String], timeout: Duration) -> usize {
-    eventually(&format!("every drmesh object of {namespaces:?} Ready"), timeout, || {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
         let mut total = 0;
-        let mut all = true;
+        let mut waiting = Vec::new();
         for ns in namespaces {
             let list = kubectl_json(&["get", "datasources,dataproducts,accesspolicies", "-n", ns, "-o", "json"]);
             for o in list["items"].as_array().into_iter().flatten() {
                 total += 1;
                 let current = o["status"]["observedGeneration"] == o["metadata"]["generation"];
-                all &= current && ready_of(o).is_some_and(|(s, _)| s == "True");
+                let ready = ready_of(o);
+                if !(current && ready.as_ref().is_some_and(|(s, _)| s == "True")) {
+                    waiting.push(format!(
+                        "{} {ns}/{}: generation {} observed {}, Ready {:?}",
+                        o["kind"].as_str().unwrap_or_default(),
+                        o["metadata"]["name"].as_str().unwrap_or_default(),
+                        o["metadata"]["generation"],
+                        o["status"]["observedGeneration"],
+                        ready
+                    ));
+                }
             }
         }
-        async move { (all && total > 0).then_some(total) }
-    })
-    .await
+        if waiting.is_empty() && total > 0 {
+            return total;
+        }
+        // The objects still waiting are named, so a timeout says which and why.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for every drmesh object of {namespaces:?} Ready ({total} found); not yet: {waiting:#?}"
+        );
+    }
 }
 
 /// `drmesh access-review --cluster -o json` on the local cluster: every row.

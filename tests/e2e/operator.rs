@@ -666,10 +666,10 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
     let kept_policies = kept.producer.api::<AccessPolicy>();
     let uid = kept_policies.get("grant").await.expect("the grant").uid().expect("uid");
     let heads: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(harness::admin().await, &ns.name);
-    harness::eventually("the grants in force saved with the audit head", TIMEOUT, || {
+    harness::eventually("the grants in force saved beside the audit head", TIMEOUT, || {
         let (heads, uid) = (heads.clone(), uid.clone());
         async move {
-            let map = heads.get_opt("drmesh-audit-head").await.ok().flatten()?;
+            let map = heads.get_opt(&drmesh::audit_sink::granted_name("drmesh-audit-head")).await.ok().flatten()?;
             drmesh::audit_sink::granted_in(&map).contains_key(&uid).then_some(())
         }
     })

@@ -134,14 +134,29 @@ fn sync_dir(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The ConfigMap that holds the chain's head.
+/// The ConfigMap that holds the chain's head, and the one beside it that keeps the access
+/// in force ([`granted_name`]).
 pub struct HeadStore {
     api: Api<ConfigMap>,
     namespace: String,
     name: String,
     /// Who writes (this replica), as the ConfigMap says.
     writer: String,
+    /// The head ConfigMap still holds an older operator's copy of the access in force
+    /// (before it had a ConfigMap of its own): the next head save removes it.
+    legacy_granted: std::sync::atomic::AtomicBool,
 }
+
+/// The ConfigMap that keeps the access in force beside the head ConfigMap `head`: its own,
+/// so that the head, saved at every commit, stays a few hundred bytes (the access in force
+/// is tens of kB at 1,000 products, and every write of a ConfigMap rewrites it whole).
+pub fn granted_name(head: &str) -> String {
+    format!("{head}-granted")
+}
+
+/// The access in force and the version of the ConfigMap that keeps it (None: not created
+/// yet), as read when a replica takes the chain (back) over.
+type GrantedRead = (Granted, Option<String>);
 
 impl HeadStore {
     pub fn new(client: kube::Client, namespace: &str, name: &str, writer: &str) -> Self {
@@ -150,16 +165,16 @@ impl HeadStore {
             namespace: namespace.into(),
             name: name.into(),
             writer: writer.into(),
+            legacy_granted: false.into(),
         }
     }
 
-    /// The head saved in the cluster and what the ConfigMap keeps with it (None: no chain
-    /// yet).
+    /// The head saved in the cluster and what is kept with it (None: no chain yet).
     async fn load(&self) -> Result<Option<Loaded>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
-        let granted = granted_in(&map);
+        let granted = self.granted(&map).await?;
         let data = map.data.unwrap_or_default();
         let held = data.get(HELD_KEY).map(|h| parse_held(h)).unwrap_or_default();
         let saved_at = data.get("savedAt").cloned().unwrap_or_default();
@@ -173,11 +188,11 @@ impl HeadStore {
 
     /// What the ConfigMap says now, for the record of a take-over: `head`, `writer` and
     /// `savedAt` as found (missing ones empty), and its version.
-    async fn observe(&self) -> Result<Option<(Observed, Granted, String)>, AuditError> {
+    async fn observe(&self) -> Result<Option<(Observed, GrantedRead, String)>, AuditError> {
         let found = self.api.get_opt(&self.name).await.map_err(|e| AuditError::Head(e.to_string()))?;
         let Some(map) = found else { return Ok(None) };
         let version = map.metadata.resource_version.clone().unwrap_or_default();
-        let granted = granted_in(&map);
+        let granted = self.granted(&map).await?;
         let data = map.data.unwrap_or_default();
         let field = |k: &str| data.get(k).cloned().unwrap_or_default();
         let observed = Observed {
@@ -187,6 +202,65 @@ impl HeadStore {
             saved_at: field("savedAt"),
         };
         Ok(Some((observed, granted, version)))
+    }
+
+    /// The access in force kept beside the head ConfigMap `head`; an older operator's copy
+    /// in `head` itself when there is no ConfigMap of its own yet.
+    async fn granted(&self, head: &ConfigMap) -> Result<GrantedRead, AuditError> {
+        let legacy = head.binary_data.as_ref().is_some_and(|b| b.contains_key(GRANTED_KEY))
+            || head.data.as_ref().is_some_and(|d| d.contains_key(GRANTED_TEXT_KEY));
+        self.legacy_granted.store(legacy, std::sync::atomic::Ordering::Relaxed);
+        let name = granted_name(&self.name);
+        match self.api.get_opt(&name).await.map_err(|e| AuditError::Head(format!("ConfigMap {name}: {e}")))? {
+            Some(map) => Ok((granted_in(&map), map.metadata.resource_version.clone())),
+            None => Ok((granted_in(head), None)),
+        }
+    }
+
+    /// Saves the access in force (`text`, as the records up to `head` leave it) if its
+    /// ConfigMap is still at `version` (None: it must not exist yet); returns the new
+    /// version.
+    async fn save_granted(&self, text: &str, head: &Head, version: Option<&str>) -> Result<String, AuditError> {
+        let data = std::collections::BTreeMap::from([
+            (HEAD_KEY.to_string(), head.to_string()),
+            ("writer".to_string(), self.writer.clone()),
+            ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
+        ]);
+        let binary = std::collections::BTreeMap::from([(GRANTED_KEY.to_string(), k8s_openapi::ByteString(gzip(text)))]);
+        let name = granted_name(&self.name);
+        let saved = match version {
+            // A merge patch carrying the version read: refused (409) if another replica
+            // saved since.
+            Some(version) => {
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": version},
+                    "data": data,
+                    "binaryData": binary,
+                });
+                self.api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+            }
+            None => {
+                let map = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        // Not managed-by drmesh: the operator's watch of its children
+                        // (whole objects) leaves it out; it changes every second while
+                        // grants do.
+                        labels: Some([("app.kubernetes.io/part-of".to_string(), "drmesh".to_string())].into()),
+                        ..Default::default()
+                    },
+                    data: Some(data),
+                    binary_data: Some(binary),
+                    ..Default::default()
+                };
+                self.api.create(&PostParams::default(), &map).await
+            }
+        };
+        match saved {
+            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+            Err(error) => Err(AuditError::Head(format!("ConfigMap {}: {error}", granted_name(&self.name)))),
+        }
     }
 
     /// Saves a signature of `head` (keys `signedHead`, `headSignature`) if the ConfigMap
@@ -214,24 +288,15 @@ impl HeadStore {
         }
     }
 
-    /// Saves `head` (and `granted`, when given; removing the held records when
-    /// `clear_held`) if the ConfigMap is still at `version` (None: it must not exist yet);
-    /// returns the new version.
-    async fn save(
-        &self,
-        head: &Head,
-        granted: Option<String>,
-        clear_held: bool,
-        version: Option<&str>,
-    ) -> Result<String, AuditError> {
+    /// Saves `head` (removing the held records when `clear_held`) if the ConfigMap is still
+    /// at `version` (None: it must not exist yet); returns the new version.
+    async fn save(&self, head: &Head, clear_held: bool, version: Option<&str>) -> Result<String, AuditError> {
         let data = std::collections::BTreeMap::from([
             (HEAD_KEY.to_string(), head.to_string()),
             ("writer".to_string(), self.writer.clone()),
             ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
         ]);
-        let binary = granted.map(|text| {
-            std::collections::BTreeMap::from([(GRANTED_KEY.to_string(), k8s_openapi::ByteString(gzip(&text)))])
-        });
+        let legacy = self.legacy_granted.load(std::sync::atomic::Ordering::Relaxed);
         let saved = match version {
             // A merge patch carrying the version it read: the API server refuses it (409)
             // if another replica saved since. Only what changed is sent.
@@ -240,9 +305,10 @@ impl HeadStore {
                 if clear_held {
                     patch["data"][HELD_KEY] = serde_json::Value::Null;
                 }
-                if let Some(binary) = &binary {
-                    patch["binaryData"] = serde_json::to_value(binary).unwrap_or_default();
-                    // An older operator's text copy goes.
+                if legacy {
+                    // An older operator's copy of the access in force goes (it has its own
+                    // ConfigMap now).
+                    patch["binaryData"] = serde_json::Value::Null;
                     patch["data"][GRANTED_TEXT_KEY] = serde_json::Value::Null;
                 }
                 self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await
@@ -255,12 +321,14 @@ impl HeadStore {
                         ..Default::default()
                     },
                     data: Some(data),
-                    binary_data: binary,
                     ..Default::default()
                 };
                 self.api.create(&PostParams::default(), &map).await
             }
         };
+        if saved.is_ok() && legacy {
+            self.legacy_granted.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         match saved {
             Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
             Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
@@ -272,8 +340,9 @@ impl HeadStore {
 /// The head ConfigMap as read when a replica takes the chain over.
 struct Loaded {
     head: Head,
-    /// The access in force its last records left (see [`Granted`]).
-    granted: Granted,
+    /// The access in force its last records left (see [`Granted`]), and the version of the
+    /// ConfigMap that keeps it.
+    granted: GrantedRead,
     version: String,
     /// The narrowing records held there (see [`HELD_KEY`]).
     held: Vec<Event>,
@@ -324,16 +393,19 @@ fn print_held(events: &[Event]) -> String {
     text
 }
 
-/// The key of the access in force in the ConfigMap's `binaryData`: gzip of one entry per
-/// line, tab-separated (the key, then the entry's two fields; see [`Granted`]). Compressed:
-/// at 10,000 products with owners it is about 0.9 MB of text, near a ConfigMap's 1 MiB.
+/// The key of the access in force in its ConfigMap's `binaryData` ([`granted_name`]):
+/// gzip of one entry per line, tab-separated (the key, then the entry's two fields; see
+/// [`Granted`]). Compressed: at 10,000 products with owners it is about 0.9 MB of text,
+/// near a ConfigMap's 1 MiB. Operators before it had a ConfigMap of its own kept it under
+/// this key in the head ConfigMap: read there when there is no ConfigMap of its own,
+/// removed by the next head save.
 pub const GRANTED_KEY: &str = "granted.gz";
-/// Where operators before the compressed copy kept it, as text in `data`: read when there
-/// is no compressed one, removed by the next save.
+/// Where operators before the compressed copy kept it, as text in the head ConfigMap's
+/// `data`: read when there is no other copy, removed by the next head save.
 const GRANTED_TEXT_KEY: &str = "granted";
 
-/// The access in force the head ConfigMap keeps (empty when it keeps none, or when it
-/// cannot be read: then logged, and nothing is taken as left in force).
+/// The access in force a ConfigMap keeps (empty when it keeps none, or when it cannot be
+/// read: then logged, and nothing is taken as left in force).
 pub fn granted_in(map: &ConfigMap) -> Granted {
     if let Some(bytes) = map.binary_data.as_ref().and_then(|b| b.get(GRANTED_KEY)) {
         let mut text = String::new();
@@ -355,9 +427,6 @@ fn gzip(text: &str) -> Vec<u8> {
         Err(_) => Vec::new(),
     }
 }
-/// The grants in force are saved at most this often (they can be large; the head is
-/// saved at every commit).
-const GRANTED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The access in force as the records written say, by key:
 /// - an AccessPolicy whose last record says it grants access, by uid: the policy's
@@ -496,10 +565,11 @@ struct Committer {
     /// Records of narrowed access that could not be written: written first by the next
     /// commit that can (a grant's record is not kept: the grant was not applied).
     backlog: Vec<Event>,
-    /// The grants in force as the records written say, and when they were last saved.
+    /// The grants in force as the records written say, whether they changed since they
+    /// were last saved, and the version of their ConfigMap (None: not created yet).
     granted: Granted,
     granted_changed: bool,
-    granted_saved: Option<std::time::Instant>,
+    granted_version: Option<String>,
     /// The grants in force the previous leader left, until they are compared with the
     /// cluster (see [`AuditSink::deleted_while_nobody_led`]).
     inherited: Option<Granted>,
@@ -650,7 +720,7 @@ impl AuditSink {
                 backlog: Vec::new(),
                 granted: Granted::new(),
                 granted_changed: false,
-                granted_saved: None,
+                granted_version: None,
                 inherited: None,
                 held_saved: false,
             }),
@@ -812,7 +882,7 @@ impl AuditSink {
         let Some(store) = &committer.head else { return Ok(committer.chain.head()) };
         let loaded = store.load().await?;
         match loaded {
-            Some(Loaded { head, granted, version, held, saved_at }) => {
+            Some(Loaded { head, granted: (granted, granted_version), version, held, saved_at }) => {
                 if committer.chain.head().as_ref() != Some(&head) {
                     tracing::info!(%head, "continuing the audit chain from the head kept in the cluster");
                 }
@@ -827,6 +897,7 @@ impl AuditSink {
                     keys: granted.clone(),
                 };
                 committer.granted = granted.clone();
+                committer.granted_version = granted_version;
                 committer.inherited = Some(granted);
                 if !held.is_empty() {
                     // Narrowing records a writer (this one before a restart, or the
@@ -846,15 +917,14 @@ impl AuditSink {
     }
 
     /// Saves the grants in force if they changed since they were last saved (called every
-    /// second: commits save them at most every 5 s, so the last change of a burst would
-    /// wait for the next record otherwise).
+    /// second and at shutdown; commits save only the head).
     pub async fn checkpoint(&self) {
         let mut committer = self.committer.lock().await;
         if !committer.granted_changed || !committer.owner {
             return;
         }
-        if let Err(error) = committer.save_head(true).await {
-            tracing::warn!(%error, "cannot save the grants in force with the audit head");
+        if let Err(error) = committer.save_granted().await {
+            tracing::warn!(%error, "cannot save the grants in force beside the audit head");
         }
     }
 
@@ -984,12 +1054,11 @@ impl Committer {
             self.save_held().await;
             return Err(error);
         }
-        let due = self.granted_saved.is_none_or(|at| at.elapsed() >= GRANTED_EVERY);
         // Not saved: the records are written (and synced), not committed: nothing they
         // grant is applied. The chain goes on from them; the next commit saves a later
         // head. If another leader continues from the older head meanwhile, they end up
         // as an uncommitted branch (`drmesh audit verify` lists it apart).
-        let saved = self.save_head(self.granted_changed && due).await;
+        let saved = self.save_head().await;
         if matches!(saved, Err(AuditError::ChainLost)) {
             // Another writer continued the chain: these records are an uncommitted branch.
             // What they narrowed was applied: write them again on the chain taken back.
@@ -1044,10 +1113,11 @@ impl Committer {
             while_no_operator_led: None,
         };
         match found {
-            Some((head, granted, version)) => {
+            Some((head, (granted, granted_version), version)) => {
                 self.chain = Chain::after(&head);
                 self.version = Some(version);
                 self.granted = granted;
+                self.granted_version = granted_version;
             }
             None => self.version = None,
         }
@@ -1092,22 +1162,35 @@ impl Committer {
         }
     }
 
-    /// Saves the chain's head (and the grants in force, if `with_granted`) in the head
-    /// ConfigMap; a refusal because another replica saved since loses the chain.
-    async fn save_head(&mut self, with_granted: bool) -> Result<(), AuditError> {
+    /// Saves the chain's head in the head ConfigMap; a refusal because another replica
+    /// saved since loses the chain.
+    async fn save_head(&mut self) -> Result<(), AuditError> {
         let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
-        let granted = with_granted.then(|| print_granted(&self.granted));
         let clear_held = self.held_saved && self.backlog.is_empty();
-        match store.save(&head, granted, clear_held, self.version.as_deref()).await {
+        match store.save(&head, clear_held, self.version.as_deref()).await {
             Ok(version) => {
                 if clear_held {
                     self.held_saved = false;
                 }
                 self.version = Some(version);
-                if with_granted {
-                    self.granted_changed = false;
-                    self.granted_saved = Some(std::time::Instant::now());
-                }
+                Ok(())
+            }
+            Err(AuditError::ChainLost) => {
+                self.owner = false;
+                Err(AuditError::ChainLost)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Saves the grants in force, as the records up to the head leave them, in their
+    /// ConfigMap; a refusal because another replica saved since loses the chain.
+    async fn save_granted(&mut self) -> Result<(), AuditError> {
+        let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
+        match store.save_granted(&print_granted(&self.granted), &head, self.granted_version.as_deref()).await {
+            Ok(version) => {
+                self.granted_version = Some(version);
+                self.granted_changed = false;
                 Ok(())
             }
             Err(AuditError::ChainLost) => {
@@ -1419,8 +1502,9 @@ mod granted_tests {
 
 #[cfg(test)]
 mod head_tests {
-    //! The head ConfigMap against a mock API server that keeps one ConfigMap and refuses a
-    //! merge patch carrying another version than its own (409), as the API server does.
+    //! The head ConfigMap (and the one of the access in force beside it) against a mock API
+    //! server that keeps ConfigMaps by name and refuses a merge patch carrying another
+    //! version than the ConfigMap's own (409), as the API server does.
 
     use std::sync::{Arc, Mutex};
 
@@ -1432,7 +1516,9 @@ mod head_tests {
     use super::*;
 
     #[derive(Clone, Default)]
-    struct Store(Arc<Mutex<Option<Value>>>);
+    struct Store(Arc<Mutex<std::collections::BTreeMap<String, Value>>>);
+
+    const HEAD: &str = "drmesh-audit-head";
 
     fn status(code: u16, reason: &str) -> Vec<u8> {
         serde_json::to_vec(&json!({
@@ -1449,8 +1535,11 @@ mod head_tests {
                 let store = store.clone();
                 async move {
                     let method = request.method().to_string();
+                    // .../configmaps/NAME, or .../configmaps for a create.
+                    let path = request.uri().path().to_string();
+                    let named = path.rsplit_once("/configmaps/").map(|(_, name)| name.to_string());
                     let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                    let (code, answer) = store.answer(&method, &body);
+                    let (code, answer) = store.answer(&method, named, &body);
                     Ok::<_, std::convert::Infallible>(
                         http::Response::builder()
                             .status(code)
@@ -1463,17 +1552,19 @@ mod head_tests {
             kube::Client::new(service, "default")
         }
 
-        fn answer(&self, method: &str, body: &[u8]) -> (u16, Vec<u8>) {
-            let mut map = self.0.lock().expect("store");
+        fn answer(&self, method: &str, named: Option<String>, body: &[u8]) -> (u16, Vec<u8>) {
+            let mut maps = self.0.lock().expect("store");
             let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            match (method, map.as_mut()) {
+            let name = named.unwrap_or_else(|| request["metadata"]["name"].as_str().unwrap_or_default().to_string());
+            let map = maps.get_mut(&name);
+            match (method, map) {
                 ("GET", Some(m)) => (200, serde_json::to_vec(m).expect("json")),
                 ("GET" | "PATCH", None) => (404, status(404, "NotFound")),
                 ("POST", None) => {
                     let mut m = request;
                     m["metadata"]["resourceVersion"] = json!("1");
                     let answer = serde_json::to_vec(&m).expect("json");
-                    *map = Some(m);
+                    maps.insert(name, m);
                     (201, answer)
                 }
                 ("POST", Some(_)) => (409, status(409, "AlreadyExists")),
@@ -1481,8 +1572,11 @@ mod head_tests {
                     if request["metadata"]["resourceVersion"] != m["metadata"]["resourceVersion"] {
                         return (409, status(409, "Conflict"));
                     }
-                    // A merge patch: null removes the key.
+                    // A merge patch: null removes the key (or the whole field).
                     for field in ["data", "binaryData"] {
+                        if request[field].is_null() && request.get(field).is_some() {
+                            m.as_object_mut().expect("an object").remove(field);
+                        }
                         for (k, v) in request[field].as_object().cloned().unwrap_or_default() {
                             match (v.is_null(), m[field].as_object_mut()) {
                                 (true, Some(data)) => {
@@ -1501,8 +1595,8 @@ mod head_tests {
 
         /// Another writer saves a head.
         fn overwrite(&self, head: &str, writer: &str) {
-            let mut map = self.0.lock().expect("store");
-            let m = map.as_mut().expect("a head ConfigMap");
+            let mut maps = self.0.lock().expect("store");
+            let m = maps.get_mut(HEAD).expect("a head ConfigMap");
             m["data"]["head"] = json!(head);
             m["data"]["writer"] = json!(writer);
             m["data"]["savedAt"] = json!("2026-12-03T10:00:00Z");
@@ -1510,17 +1604,18 @@ mod head_tests {
         }
 
         fn head(&self) -> String {
-            self.0
-                .lock()
-                .expect("store")
-                .as_ref()
-                .and_then(|m| m["data"]["head"].as_str().map(String::from))
-                .unwrap_or_default()
+            self.data("head")
         }
 
         fn data(&self, key: &str) -> String {
-            let map = self.0.lock().expect("store");
-            map.as_ref().and_then(|m| m["data"][key].as_str().map(String::from)).unwrap_or_default()
+            let maps = self.0.lock().expect("store");
+            maps.get(HEAD).and_then(|m| m["data"][key].as_str().map(String::from)).unwrap_or_default()
+        }
+
+        /// A ConfigMap as the API server would return it.
+        fn config_map(&self, name: &str) -> Option<ConfigMap> {
+            let maps = self.0.lock().expect("store");
+            maps.get(name).map(|m| serde_json::from_value(m.clone()).expect("a ConfigMap"))
         }
     }
 
@@ -1539,12 +1634,85 @@ mod head_tests {
     }
 
     fn sink(store: &Store, out: &Shared) -> AuditSink {
+        sink_of("replica-a", store, out)
+    }
+
+    fn sink_of(writer: &str, store: &Store, out: &Shared) -> AuditSink {
         AuditSink::new(Box::new(out.clone())).keeping_head_in(HeadStore::new(
             store.client(),
             "drmesh-system",
-            "drmesh-audit-head",
-            "replica-a",
+            HEAD,
+            writer,
         ))
+    }
+
+    #[tokio::test]
+    async fn the_access_in_force_has_a_configmap_of_its_own_that_head_saves_do_not_rewrite() {
+        let store = Store::default();
+        let a = sink(&store, &Shared::default());
+        a.take_over().await.expect("no head yet");
+        a.record(grant_event("one", audit::Decision::Granted)).await.expect("written");
+        let granted = || store.config_map(&granted_name(HEAD)).map(|m| granted_in(&m)).unwrap_or_default();
+        assert!(granted().is_empty(), "a commit saves the head only");
+        a.checkpoint().await;
+        assert_eq!(granted().keys().collect::<Vec<_>>(), ["one"]);
+        let kept = store.config_map(&granted_name(HEAD)).expect("its ConfigMap");
+        assert_eq!(kept.data.as_ref().and_then(|d| d.get("head")).cloned(), Some(store.head()), "as of the head");
+        let version = kept.metadata.resource_version;
+        a.record(grant_event("two", audit::Decision::Granted)).await.expect("written");
+        a.record(grant_event("one", audit::Decision::Revoked)).await.expect("written");
+        let head = store.config_map(HEAD).expect("the head ConfigMap");
+        assert!(head.binary_data.is_none(), "the head keeps no copy: {head:?}");
+        assert_eq!(
+            store.config_map(&granted_name(HEAD)).and_then(|m| m.metadata.resource_version),
+            version,
+            "not rewritten by the commits"
+        );
+        a.checkpoint().await;
+        assert_eq!(granted().keys().collect::<Vec<_>>(), ["two"]);
+        a.checkpoint().await;
+        assert_ne!(store.config_map(&granted_name(HEAD)).and_then(|m| m.metadata.resource_version), version);
+
+        // replica-b takes over and saves the access in force; replica-a, which no longer
+        // leads, cannot overwrite it with its own older view.
+        a.record(grant_event("three", audit::Decision::Granted)).await.expect("written");
+        let b = sink_of("replica-b", &store, &Shared::default());
+        b.take_over().await.expect("the head");
+        assert!(b.left_in_force("two").is_some(), "read from its ConfigMap");
+        b.record(grant_event("four", audit::Decision::Granted)).await.expect("written");
+        b.checkpoint().await;
+        a.checkpoint().await;
+        // "three" was recorded after replica-a's last save: replica-b does not know it (a
+        // change within a second of a failover; see security-model O8).
+        assert_eq!(granted().keys().collect::<Vec<_>>(), ["four", "two"], "replica-b's view");
+        let writer = store.config_map(&granted_name(HEAD)).and_then(|m| m.data?.get("writer").cloned());
+        assert_eq!(writer.as_deref(), Some("replica-b"));
+    }
+
+    #[tokio::test]
+    async fn an_older_operators_copy_in_the_head_configmap_is_read_and_then_removed() {
+        let store = Store::default();
+        let older = "kept\tpolice/p-kept\tfeed\n";
+        let head = format!("4:{}", "ab".repeat(32));
+        store.0.lock().expect("store").insert(
+            HEAD.into(),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": HEAD, "namespace": "drmesh-system", "resourceVersion": "7"},
+                "data": {"head": head, "writer": "older", "savedAt": "2026-12-01T00:00:00Z"},
+                "binaryData": {GRANTED_KEY: k8s_openapi::ByteString(gzip(older))},
+            }),
+        );
+        let next = sink(&store, &Shared::default());
+        next.take_over().await.expect("the head");
+        assert_eq!(next.left_in_force("kept"), Some(("police/p-kept".to_string(), "feed".to_string())));
+        next.record(grant_event("new", audit::Decision::Granted)).await.expect("written");
+        let map = store.config_map(HEAD).expect("the head ConfigMap");
+        assert!(map.binary_data.is_none(), "the older copy is removed by the head save: {map:?}");
+        assert!(store.head().starts_with("5:"));
+        next.checkpoint().await;
+        let granted = granted_in(&store.config_map(&granted_name(HEAD)).expect("its own ConfigMap"));
+        assert_eq!(granted.keys().collect::<Vec<_>>(), ["kept", "new"]);
     }
 
     #[tokio::test]

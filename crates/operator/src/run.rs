@@ -81,8 +81,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, env = "DRMESH_AUDIT_LOG_MAX_BYTES")]
     pub audit_log_max_bytes: u64,
     /// The ConfigMap (in the Lease's namespace) that keeps the audit chain's head, so the
-    /// next leader continues the same chain; each save is an anchor outside the log. Empty:
-    /// no head in the cluster (one replica, a chain per file).
+    /// next leader continues the same chain; each save is an anchor outside the log. The
+    /// access in force is kept beside it, in `NAME-granted`. Empty: no head in the cluster
+    /// (one replica, a chain per file).
     #[arg(long, default_value = "drmesh-audit-head", env = "DRMESH_AUDIT_HEAD")]
     pub audit_head: String,
     /// Sign every audit record with this OpenSSH private key (ed25519; unencrypted, e.g.
