@@ -25,8 +25,8 @@ pub const CONTROLLER: &str = "datasource";
 /// the operator may not list or watch Secrets cluster-wide).
 pub const SECRET_RECHECK: Duration = Duration::from_secs(3);
 /// While it exists, a change of it (deleted, labels) is noticed within this long: the
-/// source looks again after this minus [`SECRET_STATE_REUSE`], when the state it used is
-/// at most that old.
+/// source looks again when the state it used is this old (it may have been read up to
+/// [`SECRET_STATE_REUSE`] before the reconcile that used it).
 pub const SECRET_PRESENT_RECHECK: Duration = Duration::from_secs(60);
 
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().unwrap_or_default()))]
@@ -35,7 +35,7 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     let namespace = source.namespace().ok_or(Error::MissingNamespace)?;
     let uid = source.uid().ok_or(Error::MissingUid)?;
     let now = ctx.now();
-    let secret = secret_state(ctx, &namespace, &source.spec.credentials_secret_ref.name).await?;
+    let (secret, age) = secret_state(ctx, &namespace, &source.spec.credentials_secret_ref.name).await?;
     let clearance = ctx.caches.clearance(&namespace);
     // A source that is not Ready lends nothing: no credentials RBAC, no endpoint egress.
     let consumers = lends_to(&ctx.caches, source, secret, now);
@@ -81,8 +81,17 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     ctx.refused.clear(&uid);
     let status = status::source(source, &consumers, secret, clearance, None, now);
     write_status(ctx, source, &namespace, status).await?;
-    let released = secret == SecretState::Released;
-    Ok(Some(if released { SECRET_PRESENT_RECHECK - SECRET_STATE_REUSE } else { SECRET_RECHECK }))
+    Ok(Some(recheck_after(secret, age)))
+}
+
+/// When a source looks at its Secret again, given the state it used and how long ago that
+/// was read: a released Secret when that state is [`SECRET_PRESENT_RECHECK`] old (an
+/// idle source reads it every 60 s), any other in [`SECRET_RECHECK`].
+fn recheck_after(secret: SecretState, age: Duration) -> Duration {
+    match secret {
+        SecretState::Released => SECRET_PRESENT_RECHECK.saturating_sub(age),
+        _ => SECRET_RECHECK,
+    }
 }
 
 /// A source being deleted (or in a namespace being deleted): its credentials and egress
@@ -176,11 +185,13 @@ pub const SECRET_STATE_REUSE: Duration = Duration::from_secs(10);
 pub struct SecretStates(std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>);
 
 impl SecretStates {
-    fn fresh(&self, namespace: &str, name: &str, now: Instant) -> Option<SecretState> {
+    /// A released state read less than [`SECRET_STATE_REUSE`] before `now`, and its age.
+    fn fresh(&self, namespace: &str, name: &str, now: Instant) -> Option<(SecretState, Duration)> {
         let read = self.0.lock().unwrap_or_else(|p| p.into_inner());
         read.get(&(namespace.to_string(), name.to_string()))
-            .filter(|at| now.saturating_duration_since(**at) < SECRET_STATE_REUSE)
-            .map(|_| SecretState::Released)
+            .map(|at| now.saturating_duration_since(*at))
+            .filter(|age| *age < SECRET_STATE_REUSE)
+            .map(|age| (SecretState::Released, age))
     }
 
     fn read(&self, namespace: &str, name: &str, state: SecretState, at: Instant) {
@@ -198,10 +209,10 @@ impl SecretStates {
 }
 
 /// The Secret's state from its metadata (its data is never read), read again when the
-/// last read is older than [`SECRET_STATE_REUSE`].
-async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<SecretState, Error> {
-    if let Some(state) = ctx.secrets.fresh(namespace, name, Instant::now()) {
-        return Ok(state);
+/// last read is older than [`SECRET_STATE_REUSE`]; with how long ago it was read.
+async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<(SecretState, Duration), Error> {
+    if let Some(fresh) = ctx.secrets.fresh(namespace, name, Instant::now()) {
+        return Ok(fresh);
     }
     let asked = Instant::now();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
@@ -211,7 +222,7 @@ async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<Secr
         Err(source) => return Err(Error::Read { what: format!("Secret {namespace}/{name}"), source }),
     };
     ctx.secrets.read(namespace, name, state, asked);
-    Ok(state)
+    Ok((state, asked.elapsed()))
 }
 
 async fn write_status(
@@ -255,7 +266,8 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(states.fresh("ns", "db", t0), None, "nothing read yet");
         states.read("ns", "db", SecretState::Released, t0);
-        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(9)), Some(SecretState::Released));
+        let nine = Duration::from_secs(9);
+        assert_eq!(states.fresh("ns", "db", t0 + nine), Some((SecretState::Released, nine)), "with its age");
         assert_eq!(states.fresh("ns", "other", t0), None, "per Secret");
         assert_eq!(states.fresh("ns", "db", t0 + SECRET_STATE_REUSE), None, "read again once old");
         // No longer released: not kept, so the 3-second recheck asks the API server (a
@@ -267,9 +279,24 @@ mod tests {
         states.read("ns", "db", SecretState::Released, t0);
         states.read("ns", "db", SecretState::Missing, t0 + Duration::from_secs(1));
         assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(1)), None);
-        // The recheck of a present Secret comes when the state it would reuse is too old.
-        let recheck = SECRET_PRESENT_RECHECK - SECRET_STATE_REUSE;
+    }
+
+    #[test]
+    fn a_released_secret_is_looked_at_again_when_the_state_used_is_a_minute_old() {
+        // Read just now (an idle source): in 60 s.
+        assert_eq!(recheck_after(SecretState::Released, Duration::ZERO), SECRET_PRESENT_RECHECK);
+        // A state read 9 s before the reconcile that reused it: 9 s sooner.
+        let nine = Duration::from_secs(9);
+        assert_eq!(recheck_after(SecretState::Released, nine), SECRET_PRESENT_RECHECK - nine);
+        // Missing or not released: every 3 s, whatever its age.
+        for state in [SecretState::Missing, SecretState::NotReleased] {
+            assert_eq!(recheck_after(state, nine), SECRET_RECHECK);
+        }
+        // The state reused is never older than the bound when the recheck comes.
+        let states = SecretStates::default();
+        let t0 = Instant::now();
         states.read("ns", "db", SecretState::Released, t0);
-        assert_eq!(states.fresh("ns", "db", t0 + Duration::from_secs(1) + recheck), None);
+        let (state, age) = states.fresh("ns", "db", t0 + nine).expect("reused");
+        assert_eq!(age + recheck_after(state, age), SECRET_PRESENT_RECHECK);
     }
 }
