@@ -308,14 +308,29 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    eventually_explained(what, timeout, || {
+        let probed = probe();
+        async move { probed.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// [`eventually`], for a probe that says what it still waits for (`Err`): the last answer
+/// is in the timeout's message.
+pub async fn eventually_explained<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     loop {
         interval.tick().await;
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        let waiting = match probe().await {
+            Ok(v) => return v,
+            Err(waiting) => waiting,
+        };
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}{waiting}");
     }
 }
 
@@ -357,10 +372,8 @@ pub fn ready_of(obj: &serde_json::Value) -> Option<(String, String)> {
 /// Waits until every DataSource, DataProduct and AccessPolicy of `namespaces` is Ready
 /// for its current generation; returns how many there are.
 pub async fn wait_all_ready(namespaces: &[String], timeout: Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        interval.tick().await;
+    let what = format!("every drmesh object of {namespaces:?} Ready");
+    eventually_explained(&what, timeout, || {
         let mut total = 0;
         let mut waiting = Vec::new();
         for ns in namespaces {
@@ -381,15 +394,15 @@ pub async fn wait_all_ready(namespaces: &[String], timeout: Duration) -> usize {
                 }
             }
         }
-        if waiting.is_empty() && total > 0 {
-            return total;
-        }
         // The objects still waiting are named, so a timeout says which and why.
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for every drmesh object of {namespaces:?} Ready ({total} found); not yet: {waiting:#?}"
-        );
-    }
+        let ready = if waiting.is_empty() && total > 0 {
+            Ok(total)
+        } else {
+            Err(format!(" ({total} found); not yet: {waiting:#?}"))
+        };
+        async move { ready }
+    })
+    .await
 }
 
 /// `drmesh access-review --cluster -o json` on the local cluster: every row.

@@ -217,15 +217,21 @@ impl HeadStore {
         }
     }
 
+    /// What a save of the head, or of the access in force, writes besides its own keys: the
+    /// head it is at, who saved it and when.
+    fn stamp(&self, head: &Head) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::from([
+            (HEAD_KEY.to_string(), head.to_string()),
+            ("writer".to_string(), self.writer.clone()),
+            ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
+        ])
+    }
+
     /// Saves the access in force (`text`, as the records up to `head` leave it) if its
     /// ConfigMap is still at `version` (None: it must not exist yet); returns the new
     /// version.
     async fn save_granted(&self, text: &str, head: &Head, version: Option<&str>) -> Result<String, AuditError> {
-        let data = std::collections::BTreeMap::from([
-            (HEAD_KEY.to_string(), head.to_string()),
-            ("writer".to_string(), self.writer.clone()),
-            ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
-        ]);
+        let data = self.stamp(head);
         let binary = std::collections::BTreeMap::from([(GRANTED_KEY.to_string(), k8s_openapi::ByteString(gzip(text)))]);
         let name = granted_name(&self.name);
         let saved = match version {
@@ -256,11 +262,7 @@ impl HeadStore {
                 self.api.create(&PostParams::default(), &map).await
             }
         };
-        match saved {
-            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
-            Err(error) => Err(AuditError::Head(format!("ConfigMap {}: {error}", granted_name(&self.name)))),
-        }
+        saved_version(saved, &name)
     }
 
     /// Saves a signature of `head` (keys `signedHead`, `headSignature`) if the ConfigMap
@@ -270,32 +272,20 @@ impl HeadStore {
             "metadata": {"resourceVersion": version},
             "data": {SIGNED_HEAD_KEY: head.to_string(), HEAD_SIGNATURE_KEY: signature},
         });
-        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
-            Err(error) => Err(AuditError::Head(error.to_string())),
-        }
+        saved_version(self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await, &self.name)
     }
 
     /// Saves the narrowing records held (JSON lines; None: removes them) if the ConfigMap
     /// is still at `version`; returns the new version.
     async fn save_held(&self, held: Option<&str>, version: &str) -> Result<String, AuditError> {
         let patch = serde_json::json!({"metadata": {"resourceVersion": version}, "data": {HELD_KEY: held}});
-        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
-            Err(error) => Err(AuditError::Head(error.to_string())),
-        }
+        saved_version(self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await, &self.name)
     }
 
     /// Saves `head` (removing the held records when `clear_held`) if the ConfigMap is still
     /// at `version` (None: it must not exist yet); returns the new version.
     async fn save(&self, head: &Head, clear_held: bool, version: Option<&str>) -> Result<String, AuditError> {
-        let data = std::collections::BTreeMap::from([
-            (HEAD_KEY.to_string(), head.to_string()),
-            ("writer".to_string(), self.writer.clone()),
-            ("savedAt".to_string(), jiff::Timestamp::now().to_string()),
-        ]);
+        let data = self.stamp(head);
         let legacy = self.legacy_granted.load(std::sync::atomic::Ordering::Relaxed);
         let saved = match version {
             // A merge patch carrying the version it read: the API server refuses it (409)
@@ -329,11 +319,17 @@ impl HeadStore {
         if saved.is_ok() && legacy {
             self.legacy_granted.store(false, std::sync::atomic::Ordering::Relaxed);
         }
-        match saved {
-            Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
-            Err(error) => Err(AuditError::Head(error.to_string())),
-        }
+        saved_version(saved, &self.name)
+    }
+}
+
+/// The new version of the ConfigMap `name` a save wrote; a refusal (409: another replica
+/// saved or created it since) loses the chain.
+fn saved_version(saved: Result<ConfigMap, kube::Error>, name: &str) -> Result<String, AuditError> {
+    match saved {
+        Ok(map) => Ok(map.metadata.resource_version.unwrap_or_default()),
+        Err(kube::Error::Api(response)) if response.code == 409 => Err(AuditError::ChainLost),
+        Err(error) => Err(AuditError::Head(format!("ConfigMap {name}: {error}"))),
     }
 }
 
@@ -1132,17 +1128,18 @@ impl Committer {
             tracing::info!(%head, %signature, "audit head signature (no head ConfigMap to keep it)");
             return Ok(());
         };
-        match store.save_signature(head, signature, version).await {
-            Ok(version) => {
-                self.version = Some(version);
-                Ok(())
-            }
-            Err(AuditError::ChainLost) => {
-                self.owner = false;
-                Err(AuditError::ChainLost)
-            }
-            Err(error) => Err(error),
+        let saved = store.save_signature(head, signature, version).await;
+        self.version = Some(self.fenced(saved)?);
+        Ok(())
+    }
+
+    /// The outcome of a save in the cluster: a refusal because another replica saved
+    /// since loses the chain (this writer no longer owns it).
+    fn fenced<T>(&mut self, saved: Result<T, AuditError>) -> Result<T, AuditError> {
+        if matches!(saved, Err(AuditError::ChainLost)) {
+            self.owner = false;
         }
+        saved
     }
 
     /// Saves the held narrowing records in the head ConfigMap, if there is one and this
@@ -1152,12 +1149,13 @@ impl Committer {
         if !self.owner || self.backlog.is_empty() {
             return;
         }
-        match store.save_held(Some(&print_held(&self.backlog)), version).await {
+        let saved = store.save_held(Some(&print_held(&self.backlog)), version).await;
+        match self.fenced(saved) {
             Ok(version) => {
                 self.version = Some(version);
                 self.held_saved = true;
             }
-            Err(AuditError::ChainLost) => self.owner = false,
+            Err(AuditError::ChainLost) => {}
             Err(error) => tracing::warn!(%error, "cannot keep the held audit records in the head ConfigMap"),
         }
     }
@@ -1167,38 +1165,22 @@ impl Committer {
     async fn save_head(&mut self) -> Result<(), AuditError> {
         let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
         let clear_held = self.held_saved && self.backlog.is_empty();
-        match store.save(&head, clear_held, self.version.as_deref()).await {
-            Ok(version) => {
-                if clear_held {
-                    self.held_saved = false;
-                }
-                self.version = Some(version);
-                Ok(())
-            }
-            Err(AuditError::ChainLost) => {
-                self.owner = false;
-                Err(AuditError::ChainLost)
-            }
-            Err(error) => Err(error),
+        let saved = store.save(&head, clear_held, self.version.as_deref()).await;
+        self.version = Some(self.fenced(saved)?);
+        if clear_held {
+            self.held_saved = false;
         }
+        Ok(())
     }
 
     /// Saves the grants in force, as the records up to the head leave them, in their
     /// ConfigMap; a refusal because another replica saved since loses the chain.
     async fn save_granted(&mut self) -> Result<(), AuditError> {
         let (Some(store), Some(head)) = (&self.head, self.chain.head()) else { return Ok(()) };
-        match store.save_granted(&print_granted(&self.granted), &head, self.granted_version.as_deref()).await {
-            Ok(version) => {
-                self.granted_version = Some(version);
-                self.granted_changed = false;
-                Ok(())
-            }
-            Err(AuditError::ChainLost) => {
-                self.owner = false;
-                Err(AuditError::ChainLost)
-            }
-            Err(error) => Err(error),
-        }
+        let saved = store.save_granted(&print_granted(&self.granted), &head, self.granted_version.as_deref()).await;
+        self.granted_version = Some(self.fenced(saved)?);
+        self.granted_changed = false;
+        Ok(())
     }
 }
 
