@@ -82,7 +82,7 @@ impl Applier {
         &self.client
     }
 
-    fn key<K: Child>(namespace: &str, name: &str) -> String {
+    fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
         format!("{}/{namespace}/{name}", K::kind(&()))
     }
 
@@ -183,6 +183,16 @@ impl Applier {
         self.check_ours(child, cache, &namespace, &name)?;
         self.send(child, &namespace, &name, PatchParams::apply(self.manager).force().dry_run()).await?;
         Ok(())
+    }
+
+    /// Whether `child` is the version this applier's last apply of it answered with: the
+    /// watch echoing drmesh's own write.
+    pub fn wrote<K: Resource<DynamicType = ()>>(&self, child: &K) -> bool {
+        let meta = child.meta();
+        let (Some(namespace), Some(name), Some(version)) = (&meta.namespace, &meta.name, &meta.resource_version) else {
+            return false;
+        };
+        self.remembered(&Self::key::<K>(namespace, name)).is_some_and(|(_, last)| last == *version)
     }
 
     fn remembered(&self, key: &str) -> Option<(u64, String)> {

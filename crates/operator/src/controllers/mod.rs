@@ -264,21 +264,31 @@ fn deployment_change(d: &Deployment) -> u64 {
     ))
 }
 
-/// Triggers from a child cache: the controlling owner of kind `P` of each changed child.
+/// Which controller's [`children::Applier`] a child stream answers to.
+type ApplierOf = fn(&Context) -> &children::Applier;
+
+/// Triggers from a child cache: the controlling owner of kind `P` of each changed child,
+/// except the watch's echo of the owner's own apply (the version that apply answered
+/// with: the reconcile that wrote it knew what it holds, and waking it again would only
+/// find it unchanged). Any other version — someone's edit, a status or finalizer write,
+/// a deletion — wakes the owner.
 fn owned<C, P>(
     events: Events<C>,
     fingerprint: watches::Fingerprint<C>,
     queue: Arc<queue::Queue<P>>,
+    (ctx, applier): (Arc<Context>, ApplierOf),
 ) -> impl futures::Stream<Item = Result<C, watcher::Error>> + Send
 where
     C: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     P: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    changes(events, fingerprint).inspect(move |child| {
-        if let Ok(child) = child {
-            queue.track(queue::owner::<P>(child.meta()));
-        }
-    })
+    changes(events, fingerprint)
+        .filter(move |child| future::ready(!child.as_ref().is_ok_and(|c| applier(&ctx).wrote(c))))
+        .inspect(move |child| {
+            if let Ok(child) = child {
+                queue.track(queue::owner::<P>(child.meta()));
+            }
+        })
 }
 
 /// What every watch needs: the client, the namespaces in scope, the sync gate.
@@ -518,15 +528,16 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let products_seen = Mutex::new(MeshIndex::default());
         let policies_seen = Mutex::new(MeshIndex::default());
         let owners_seen = people::ClearanceSubjects::default();
+        let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.products) };
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
-            .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone()))
-            .owns_stream(owned(svc.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(sa.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(np.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(cm.subscribe(), any_change, q))
+            .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone(), mine()))
+            .owns_stream(owned(svc.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(sa.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(np.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(cm.subscribe(), any_change, q, mine()))
             .watches_stream(changes(ap.subscribe(), generation), move |guarded| {
                 let DeserializeGuard(Ok(policy)) = guarded else {
                     return vec![];
@@ -600,11 +611,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let (c, c2) = (caches.clone(), caches.clone());
         let q = queues.sources.clone();
         let (q1, q2) = (q.clone(), q.clone());
+        let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.sources) };
         Controller::for_stream(primary(ds.subscribe(), q.clone()), caches.sources.clone())
             .with_config(config.clone())
-            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(np.subscribe(), any_change, q))
+            .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(np.subscribe(), any_change, q, mine()))
             .watches_stream(changes(dp.subscribe(), product_as_a_source_consumer), move |product| {
                 q1.track(in_namespace(&c.sources, &product.namespace().unwrap_or_default()))
             })
@@ -621,11 +633,12 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let q = queues.policies.clone();
         let (q1, q2, q3, q4) = (q.clone(), q.clone(), q.clone(), q.clone());
         let subjects_seen = people::ClearanceSubjects::default();
+        let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.policies) };
         Controller::for_stream(primary(ap.subscribe(), q.clone()), caches.policies.clone())
             .with_config(config)
-            .owns_stream(owned(role.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(rb.subscribe(), any_change, q.clone()))
-            .owns_stream(owned(np.subscribe(), any_change, q))
+            .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
+            .owns_stream(owned(np.subscribe(), any_change, q, mine()))
             .watches_stream(changes(dp.subscribe(), product_as_granted), move |product| {
                 let namespace = product.namespace().unwrap_or_default();
                 q1.track(

@@ -34,6 +34,14 @@ fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
             log.lock().expect("log").push((method.clone(), path.clone()));
             let mut body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
             let mut status = 200;
+            if method == "PATCH"
+                && let Ok(mut object) = serde_json::from_slice::<serde_json::Value>(&body)
+                && let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut())
+            {
+                // As the API server does: the stored object's version.
+                meta.insert("resourceVersion".into(), "1".into());
+                body = serde_json::to_vec(&object).unwrap_or_default();
+            }
             if method == "DELETE" {
                 body = br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}"#.to_vec();
             }
@@ -107,6 +115,42 @@ async fn a_product_is_isolated_before_its_pods_can_start() {
     assert!(at("serviceaccounts") < at("deployments"), "the identity before the pods: {log:?}");
     assert!(at("roles") < at("rolebindings"), "a Role before the binding that names it: {log:?}");
     assert!(applied.first() == Some(&"networkpolicies"), "nothing before the isolation: {log:?}");
+}
+
+/// The watch's echo of a reconcile's own apply (the version the apply answered with)
+/// does not wake the product again: that reconcile knew what the child holds. Any other
+/// version of it (someone's edit, the Deployment controller's status write) does.
+#[tokio::test]
+async fn the_echo_of_a_reconciles_own_apply_does_not_wake_it_again() {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let log = Log::default();
+    let (ctx, _) = context(mock_client(log.clone()));
+    let _ = dataproduct::reconcile(&product(), &ctx).await;
+    let applied = log.lock().expect("log").iter().any(|(m, p)| m == "PATCH" && p.ends_with("/deployments/feed"));
+    assert!(applied, "the fixture's reconcile applies the Deployment feed: {log:?}");
+    let deployment = |version: &str| {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("feed".into());
+        d.metadata.namespace = Some("police".into());
+        d.metadata.uid = Some("uid-deployment".into());
+        d.metadata.resource_version = Some(version.into());
+        d.metadata.owner_references = Some(vec![crate::mesh::owner_reference(&product())]);
+        d
+    };
+    let fan = super::watches::FanOut::<Deployment>::new();
+    let events = fan.subscribe();
+    for version in ["1", "2"] {
+        fan.send(&Ok(kube::runtime::watcher::Event::Apply(deployment(version))));
+    }
+    drop(fan);
+    let queue = Arc::new(super::queue::Queue::<kube::core::DeserializeGuard<DataProduct>>::default());
+    let woken: Vec<String> = super::owned(events, super::watches::any_change, queue, (ctx.clone(), |c| &c.products))
+        .map(|d| d.expect("ok").metadata.resource_version.unwrap_or_default())
+        .collect()
+        .await;
+    assert_eq!(woken, ["2"], "the echo (version 1, what the apply answered) wakes nothing; version 2 does");
 }
 
 /// A reconcile started from a cache that has not yet seen the product's deletion (the
