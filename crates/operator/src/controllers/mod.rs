@@ -251,13 +251,17 @@ pub fn available_replicas(d: &Deployment) -> u64 {
 }
 
 /// A Deployment wakes its product when its spec, metadata or available replicas change,
-/// not on each intermediate status update of a rollout.
+/// not on each intermediate status update of a rollout, nor on the revision annotation
+/// the Deployment controller sets right after the product's first apply (its own field,
+/// which grants nothing).
 fn deployment_change(d: &Deployment) -> u64 {
     let m = &d.metadata;
+    let annotations: Vec<_> =
+        m.annotations.iter().flatten().filter(|(key, _)| !key.starts_with("deployment.kubernetes.io/")).collect();
     watches::hash(&(
         m.generation,
         &m.labels,
-        &m.annotations,
+        annotations,
         m.owner_references.as_ref().map(|o| o.iter().map(|r| &r.uid).collect::<Vec<_>>()),
         m.deletion_timestamp.is_some(),
         d.status.as_ref().and_then(|s| s.available_replicas),
@@ -1220,6 +1224,27 @@ mod backoff_tests {
         assert_eq!(patch["status"]["consumers"], serde_json::Value::Null);
         assert!(patch["status"].as_object().is_some_and(|s| s.contains_key("consumers")), "{patch}");
         assert_eq!(patch["status"]["consumerCount"], 0);
+    }
+
+    /// A Deployment wakes its product when what the product reads or set changes: not
+    /// when the Deployment controller stamps its revision right after the first apply.
+    #[test]
+    fn a_deployment_wakes_its_product_on_its_availability_and_drmeshs_fields_not_on_its_revision() {
+        use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+        let with = |annotations: &[(&str, &str)], available: Option<i32>| {
+            let mut d = Deployment::default();
+            d.metadata.generation = Some(1);
+            d.metadata.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+            d.status = Some(DeploymentStatus { available_replicas: available, ..Default::default() });
+            d
+        };
+        let applied = super::deployment_change(&with(&[], None));
+        let revision = super::deployment_change(&with(&[("deployment.kubernetes.io/revision", "1")], None));
+        assert_eq!(applied, revision, "the revision stamp wakes nothing");
+        let available = super::deployment_change(&with(&[("deployment.kubernetes.io/revision", "1")], Some(1)));
+        assert_ne!(revision, available, "availability wakes the product");
+        let edited = super::deployment_change(&with(&[("example.com/note", "x")], None));
+        assert_ne!(applied, edited, "any other annotation (drmesh's, or an edit) wakes it");
     }
 
     #[test]
