@@ -291,16 +291,20 @@ impl Context {
         Run { key, started, scheduled }
     }
 
-    /// Ends `run` with `next` (when to look again unprompted): counts it, resets its
-    /// backoff on success and sets its timer.
+    /// Ends `run` with `next` (when to look again unprompted, counted from the start of
+    /// the reconcile, whose clock was read then): counts it, resets its backoff on
+    /// success and sets its timer. A reconcile that waited (for its audit commit, for
+    /// the API server) would otherwise wake that much past the instant it computed: an
+    /// expiry revoked late.
     pub fn finish(
         &self,
         controller: &'static str,
         run: Run,
         next: Result<Option<std::time::Duration>, super::Error>,
     ) -> Result<kube::runtime::controller::Action, super::Error> {
-        self.metrics.reconciled(controller, run.started.elapsed(), run.scheduled);
-        let next = next?;
+        let took = run.started.elapsed();
+        self.metrics.reconciled(controller, took, run.scheduled);
+        let next = next?.map(|after| after.saturating_sub(took));
         self.backoff.succeeded(&run.key);
         Ok(self.timers.next(run.key, next, std::time::Instant::now()))
     }
@@ -505,5 +509,42 @@ impl Caches {
             api_server: crate::mesh::grant::ApiServer::none(),
             index: Default::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use kube::runtime::controller::Action;
+
+    use super::*;
+
+    /// The time a reconcile asks to run again at counts from its start: one that took
+    /// 300 ms (waiting for its audit commit) and computed an expiry 1 s away is due 1 s
+    /// after it started, not 1 s after it ended (the revocation would land 300 ms late).
+    #[tokio::test]
+    async fn a_reconcile_wakes_at_the_instant_it_computed_however_long_it_took() {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::empty()))
+        });
+        let client = kube::Client::new(service, "default");
+        let metrics = Arc::new(crate::telemetry::Metrics::default());
+        let audit = Arc::new(crate::telemetry::AuditSink::new(Box::new(std::io::sink())));
+        let ctx = Context::new(client, Caches::listed(), metrics, audit, "test".into(), Arc::new(Queues::default()));
+        let started = Instant::now() - Duration::from_millis(300);
+        for key in ["ns/a", "ns/b"] {
+            let run = Run { key: key.into(), started, scheduled: false };
+            let action = ctx.finish("accesspolicy", run, Ok(Some(Duration::from_secs(1)))).expect("action");
+            assert_ne!(action, Action::await_change());
+        }
+        let second = Duration::from_secs(1);
+        assert!(!ctx.timers.fired("ns/a", started + second - Duration::from_millis(100)), "not early");
+        assert!(ctx.timers.fired("ns/b", started + second), "due 1 s after the reconcile started");
+        // Past its instant when it ends: at once.
+        let run = Run { key: "ns/c".into(), started: Instant::now() - 2 * second, scheduled: false };
+        let action = ctx.finish("accesspolicy", run, Ok(Some(second))).expect("action");
+        assert_eq!(action, Action::requeue(Duration::ZERO));
     }
 }
