@@ -192,7 +192,9 @@ impl Applier {
         let (Some(namespace), Some(name), Some(version)) = (&meta.namespace, &meta.name, &meta.resource_version) else {
             return false;
         };
-        self.remembered(&Self::key::<K>(namespace, name)).is_some_and(|(_, last)| last == *version)
+        // Read under the lock, not cloned: every child event of the owner's kind asks.
+        let key = Self::key::<K>(namespace, name);
+        self.last.lock().is_ok_and(|m| m.get(&key).is_some_and(|(_, last)| last == version))
     }
 
     fn remembered(&self, key: &str) -> Option<(u64, String)> {

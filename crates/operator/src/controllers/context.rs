@@ -514,7 +514,6 @@ impl Caches {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use kube::runtime::controller::Action;
@@ -526,13 +525,8 @@ mod tests {
     /// after it started, not 1 s after it ended (the revocation would land 300 ms late).
     #[tokio::test]
     async fn a_reconcile_wakes_at_the_instant_it_computed_however_long_it_took() {
-        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::empty()))
-        });
-        let client = kube::Client::new(service, "default");
-        let metrics = Arc::new(crate::telemetry::Metrics::default());
-        let audit = Arc::new(crate::telemetry::AuditSink::new(Box::new(std::io::sink())));
-        let ctx = Context::new(client, Caches::listed(), metrics, audit, "test".into(), Arc::new(Queues::default()));
+        use super::super::order_tests::{Log, context, mock_client};
+        let (ctx, _) = context(mock_client(Log::default()));
         let started = Instant::now() - Duration::from_millis(300);
         for key in ["ns/a", "ns/b"] {
             let run = Run { key: key.into(), started, scheduled: false };

@@ -17,9 +17,9 @@ use crate::api::DataProduct;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// (method, path) of every request, in order.
-type Log = Arc<Mutex<Vec<(String, String)>>>;
+pub(super) type Log = Arc<Mutex<Vec<(String, String)>>>;
 
-fn mock_client(log: Log) -> kube::Client {
+pub(super) fn mock_client(log: Log) -> kube::Client {
     mock_client_where(log, true)
 }
 
@@ -66,9 +66,9 @@ fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
 }
 
 /// The caches' writer of products (the other caches start empty).
-type Products = reflector::store::Writer<kube::core::DeserializeGuard<DataProduct>>;
+pub(super) type Products = reflector::store::Writer<kube::core::DeserializeGuard<DataProduct>>;
 
-fn context(client: kube::Client) -> (Arc<Context>, Products) {
+pub(super) fn context(client: kube::Client) -> (Arc<Context>, Products) {
     let (products, products_writer) = reflector::store();
     let caches = Caches { products, ..Caches::listed() };
     let metrics = Arc::new(Metrics::default());
