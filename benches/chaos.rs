@@ -14,7 +14,11 @@
 //! everything converges, no child outlives its owner.
 //!
 //! Environment: DRMESH_KUBECONFIG, DRMESH_KUBECTL (set by `make chaos`),
-//! DRMESH_CHAOS_PRODUCTS (default 1000, as QUALITY.md asks), DRMESH_CHAOS_KILLS (default 20). Results also go to
+//! DRMESH_CHAOS_PRODUCTS (default 1000, as QUALITY.md asks), DRMESH_CHAOS_KILLS (default 20),
+//! DRMESH_CHAOS_PHASES (default `kills,restart,failover,drift`; without `kills` the mesh
+//! converges under one calm operator first; the failover always runs),
+//! DRMESH_CHAOS_JUDGE_PAUSE_MS (default 100: the pause between two judged samples; at
+//! 10,000 products a sample lists about 100,000 objects). Results also go to
 //! bench/results/chaos-<unix time>-n<products>.md and chaos-latest.md. The operators'
 //! HTTP ports are picked free (no fixed ports: several clusters may share a machine).
 
@@ -29,8 +33,12 @@ use serde_json::{Value, json};
 
 mod common;
 use common::judging::{Narrowing, Record};
-use common::narrowing::Domains;
+use common::narrowing::{Domains, NARROWING_READERS};
+use common::sightings::{Sightings, watch_grant_children};
 use common::{env_or, free_port};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
 
 fn kubectl(args: &[&str]) -> std::process::Output {
     let mut c = Command::new(std::env::var("DRMESH_KUBECTL").unwrap_or_else(|_| "kubectl".into()));
@@ -295,10 +303,11 @@ fn start_judge(prefix: String, record: Arc<Mutex<Record>>, stop: Arc<AtomicBool>
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
             let client = common::client().await;
+            let pause = Duration::from_millis(env_or("DRMESH_CHAOS_JUDGE_PAUSE_MS", 100));
             while !stop.load(Ordering::Relaxed) {
                 let sample = common::judging::sample(&client, &|ns: &str| ns.starts_with(&prefix)).await;
                 lock(&record).add(sample);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(pause).await;
             }
         })
     })
@@ -411,19 +420,25 @@ fn main() {
     // clearance (+28 s). At most DRMESH_CHAOS_KILLS kills (default 20), then it must
     // converge on its own: every restart lists and re-verifies the whole mesh, so endless
     // kills every few seconds at 1,000 products would measure only the restarts.
-    let max_kills: usize = env_or("DRMESH_CHAOS_KILLS", 20);
+    let phases = std::env::var("DRMESH_CHAOS_PHASES").unwrap_or_else(|_| "kills,restart,failover,drift".into());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    // Large meshes take long to converge: the deadlines grow with them.
+    let converge_within = Duration::from_secs((products as u64 * 3 / 10).max(600));
+    let max_kills: usize = if phase("kills") { env_or("DRMESH_CHAOS_KILLS", 20) } else { 0 };
     apply(&mesh(&prefix, products));
     let started = Instant::now();
     let t0 = Timestamp::now();
-    let expiring: Vec<(String, Timestamp)> =
-        (0..4).map(|k| (format!("exp-{k}"), seconds_after(t0, 15 + 5 * k as i64))).collect();
-    expire(&record, &domains, &expiring, "kill -9 phase", true);
-    let mut actions: Vec<(Duration, Option<String>)> =
-        vec![(12, Some("del-0")), (17, Some("del-1")), (22, Some("del-2")), (28, None)]
+    let mut actions: Vec<(Duration, Option<String>)> = Vec::new();
+    if phase("kills") {
+        let expiring: Vec<(String, Timestamp)> =
+            (0..4).map(|k| (format!("exp-{k}"), seconds_after(t0, 15 + 5 * k as i64))).collect();
+        expire(&record, &domains, &expiring, "kill -9 phase", true);
+        actions = vec![(12, Some("del-0")), (17, Some("del-1")), (22, Some("del-2")), (28, None)]
             .into_iter()
             .map(|(s, a)| (Duration::from_secs(s), a.map(String::from)))
             .collect();
-    let narrowing_end = Duration::from_secs(36);
+    }
+    let narrowing_end = if phase("kills") { Duration::from_secs(36) } else { Duration::ZERO };
     let mut kills = 0;
     let mut next_kill = Instant::now() + Duration::from_secs(2);
     let (mut ready, mut total) = (0, 0);
@@ -451,8 +466,10 @@ fn main() {
     }
     let ready_at_last_kill =
         format!("{ready}/{total} Ready at the last kill, {:.0} s in", started.elapsed().as_secs_f64());
-    wait_converged(&prefix, "after the kills", Duration::from_secs(600), &[port]);
-    rows.push(("state when the kills stopped".into(), ready_at_last_kill));
+    wait_converged(&prefix, "after the kills", converge_within, &[port]);
+    if phase("kills") {
+        rows.push(("state when the kills stopped".into(), ready_at_last_kill));
+    }
     rows.push((
         format!("converged under {kills} kill -9 ({products} products)"),
         format!("{:.1} s", started.elapsed().as_secs_f64()),
@@ -462,22 +479,15 @@ fn main() {
     assert!(orphaned.is_empty(), "orphans: {orphaned:?}");
 
     // 2. Restart kube-apiserver and etcd under the running operator, then change the mesh.
-    kill_component("kube-apiserver");
-    kill_component("etcd");
-    std::thread::sleep(Duration::from_secs(1));
-    cluster_script("up");
-    let change = json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "after-restart", "namespace": format!("{prefix}-d0")},
-        "spec": {"classification": "Internal", "inputs": [{"dataSource": "db"}], "runtime": {"image": "registry.example/chaos:1"},
-                 "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}});
-    apply(&[change]);
-    let t = wait_converged(&prefix, "after an API server and etcd restart", Duration::from_secs(180), &[port]);
-    rows.push((
-        "a change after kube-apiserver+etcd restart, converged in".into(),
-        format!("{:.1} s (operator not restarted)", t.as_secs_f64()),
-    ));
+    if phase("restart") {
+        restart_control_plane(&prefix, port, &mut rows);
+    }
 
-    // 3. Two replicas with leader election; kill -9 the leader while a grant expires, another
-    // is deleted and the producer's domain loses its clearance; a change still converges.
+    // 3. Two replicas with leader election. The standby is warm before the leader fails:
+    // it has listed the mesh and run every reconcile on its caches with its writes fenced
+    // off. Then kill -9 the leader; before its Lease can be taken, a grant expires,
+    // another is deleted, a new one is made, the producer's domain loses its clearance
+    // and a product changes. The grant's children are watched for exact times.
     drop(operator);
     let (port_a, port_b) = (free_port(), free_port());
     let replica = |identity: &str, port: u16| {
@@ -485,17 +495,45 @@ fn main() {
         Operator::start(&["--leader-election", "--identity", identity, "--http-addr", &http])
     };
     let mut a = replica("chaos-a", port_a);
-    std::thread::sleep(Duration::from_secs(3));
-    // Expires 3 s after the leader's kill below.
-    expire(&record, &domains, &[("fo-exp".into(), seconds_after(Timestamp::now(), 5))], "failover", false);
+    wait_metric(port_a, "drmesh_leader", 1.0, Duration::from_secs(120));
+    let started_b = Instant::now();
     let b = replica("chaos-b", port_b);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_ready(port_b, converge_within);
+    wait_settled(port_b, converge_within);
+    let in_step =
+        metric_where(port_b, "drmesh_standby_verifications_total{", "outcome=\"in_step\"").unwrap_or_default();
+    let held_seen = metric_where(port_b, "drmesh_standby_verifications_total{", "outcome=\"held\"").unwrap_or_default();
+    let held = metric_sum(port_b, "drmesh_standby_held{").unwrap_or_default();
+    rows.push((
+        "standby warm (caches listed, every object reconciled with its writes fenced off)".into(),
+        format!(
+            "{:.1} s after it started; {in_step:.0} reconciles on the standby found their object in step, {held_seen:.0} needed a write (the leader had not made it yet), {held:.0} objects held for the take-over at the end",
+            started_b.elapsed().as_secs_f64()
+        ),
+    ));
+    let seen = Arc::new(Mutex::new(Sightings::default()));
+    let watching = watch_grants(domains.producer.clone(), seen.clone(), stop.clone());
+    // In force first, then expires 3 s after the leader's kill below.
+    let expiry = seconds_after(Timestamp::now(), 8);
+    expire(&record, &domains, &[("fo-exp".into(), expiry)], "failover", false);
+    wait_granted(&domains.producer, &["fo-exp".to_string()]);
+    while Timestamp::now() < seconds_after(expiry, -3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     a.kill9();
     let killed = Instant::now();
     let killed_at = Timestamp::now();
     let takeable = lease_takeable();
+    let reconciles_before = metric_sum(port_b, "drmesh_reconciles_total").unwrap_or_default();
     delete_policy(&record, &domains, "fo-del", "failover");
     lower_clearance(&record, &domains, &domains.producer, "failover");
+    let granted_at = Timestamp::now();
+    apply(&[domains.policy(
+        "fo-new",
+        json!([{"kind": "Group", "name": NARROWING_READERS}]),
+        None,
+        "2030-01-01T00:00:00Z",
+    )]);
     let patch = json!({"spec": {"description": "after failover"}});
     let _ = kubectl(&[
         "patch",
@@ -508,24 +546,37 @@ fn main() {
         "-p",
         &patch.to_string(),
     ]);
-    let t = wait_converged(&prefix, "after a leader failover", Duration::from_secs(120), &[port_b]);
+    let t = wait_converged(&prefix, "after a leader failover", converge_within, &[port_b]);
     rows.push((
         "change converged after kill -9 of the leader".into(),
         format!("{:.1} s after the kill", killed.elapsed().as_secs_f64().max(t.as_secs_f64())),
     ));
+    let new_grant = sighted_blocking(&seen, "RoleBinding/drmesh-grant-fo-new", false, Duration::from_secs(120));
+    let expired = sighted_blocking(&seen, "RoleBinding/drmesh-grant-fo-exp", true, Duration::from_secs(120));
+    let reconciles_after = metric_sum(port_b, "drmesh_reconciles_total").unwrap_or_default();
+    rows.extend(takeover_rows(takeable, granted_at, new_grant, expiry, expired));
+    rows.push((
+        "failover: the new leader's reconciles, from the kill until the change converged".into(),
+        format!(
+            "{:.0} (the standby had found the rest in step; {} products, {} objects in all)",
+            reconciles_after - reconciles_before,
+            products,
+            products + products / 3 + (products / 40).max(3)
+        ),
+    ));
 
-    // A new leader lists everything and re-verifies every product once (its memory of
-    // what it applied is empty): drift is measured on a settled operator, after that.
-    let settled = wait_settled(port_b, Duration::from_secs(300));
+    // A new leader's queue: what it still had to do after the change converged.
+    let settled = wait_settled(port_b, converge_within);
     rows.push(("new leader's queue empty after".into(), format!("{:.1} s", settled.as_secs_f64())));
     wait_landed(&record, Duration::from_secs(60));
     rows.extend(failover_rows(&lock(&record), killed_at, takeable));
+    drop(watching);
 
     // 4. Drift: delete and hand-edit children; time their restoration. A widening edit (or
     // a deleted isolation) is a narrowing for the judge: it times when access is back
     // within the policies.
     let mut restore = Vec::new();
-    for i in 0..10 {
+    for i in 0..if phase("drift") { 10 } else { 0 } {
         let ns = format!("{prefix}-d{}", i % 3);
         let Some(list) = kubectl_json(&[
             "get",
@@ -696,6 +747,141 @@ fn wait_landed(record: &Mutex<Record>, deadline: Duration) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Restarts kube-apiserver and etcd under the running operator (on `port`), then changes
+/// the mesh: the change must converge without restarting the operator.
+fn restart_control_plane(prefix: &str, port: u16, rows: &mut Vec<(String, String)>) {
+    kill_component("kube-apiserver");
+    kill_component("etcd");
+    std::thread::sleep(Duration::from_secs(1));
+    cluster_script("up");
+    let change = json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "after-restart", "namespace": format!("{prefix}-d0")},
+        "spec": {"classification": "Internal", "inputs": [{"dataSource": "db"}], "runtime": {"image": "registry.example/chaos:1"},
+                 "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}});
+    apply(&[change]);
+    let t = wait_converged(prefix, "after an API server and etcd restart", Duration::from_secs(180), &[port]);
+    rows.push((
+        "a change after kube-apiserver+etcd restart, converged in".into(),
+        format!("{:.1} s (operator not restarted)", t.as_secs_f64()),
+    ));
+}
+
+/// The sum of the samples of the metric lines starting with `prefix`, on `port`.
+fn metric_sum(port: u16, prefix: &str) -> Option<f64> {
+    metric_where(port, prefix, "")
+}
+
+/// [`metric_sum`] of the lines that also contain `having` (a label).
+fn metric_where(port: u16, prefix: &str, having: &str) -> Option<f64> {
+    let text = metrics_text(port)?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(having))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Waits until `metric` on `port` reads `value`.
+fn wait_metric(port: u16, metric: &str, value: f64, deadline: Duration) {
+    let started = Instant::now();
+    while metric_sum(port, &format!("{metric} ")) != Some(value) {
+        assert!(started.elapsed() < deadline, "{metric} on :{port} is not {value} after {deadline:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the operator on `port` answers /readyz (every cache has listed).
+fn wait_ready(port: u16, deadline: Duration) {
+    let started = Instant::now();
+    loop {
+        let out =
+            Command::new("curl").args(["-fsS", "--max-time", "2", &format!("http://127.0.0.1:{port}/readyz")]).output();
+        if out.is_ok_and(|o| o.status.success()) {
+            return;
+        }
+        assert!(started.elapsed() < deadline, "the operator on :{port} is not ready after {deadline:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Watches the grant children of `namespace` (RoleBindings, NetworkPolicies) until `stop`
+/// or the handle is dropped.
+fn watch_grants(namespace: String, seen: Arc<Mutex<Sightings>>, stop: Arc<AtomicBool>) -> Watching {
+    let done = Arc::new(AtomicBool::new(false));
+    let own = done.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let client = common::client().await;
+            watch_grant_children(
+                Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+                "RoleBinding",
+                seen.clone(),
+            );
+            watch_grant_children(Api::<NetworkPolicy>::namespaced(client, &namespace), "NetworkPolicy", seen);
+            while !stop.load(Ordering::Relaxed) && !own.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    Watching(done)
+}
+
+struct Watching(Arc<AtomicBool>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`common::sightings::sighted`] from a thread without a runtime.
+fn sighted_blocking(seen: &Mutex<Sightings>, key: &str, deleted: bool, deadline: Duration) -> Option<Timestamp> {
+    let until = Instant::now() + deadline;
+    loop {
+        {
+            let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            let map = if deleted { &seen.deleted } else { &seen.applied };
+            if let Some((_, at)) = map.get(key) {
+                return Some(*at);
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The take-over's first decisions, from the watch of the grant children: a grant made
+/// while no operator led becomes effective, a grant expiring in that window is revoked;
+/// each counted from the later of its own instant and the instant the Lease could be taken.
+fn takeover_rows(
+    takeable: Option<Timestamp>,
+    granted_at: Timestamp,
+    new_grant: Option<Timestamp>,
+    expiry: Timestamp,
+    expired: Option<Timestamp>,
+) -> Vec<(String, String)> {
+    let Some(takeable) = takeable else {
+        return vec![("failover: when the Lease could be taken".into(), "not read".into())];
+    };
+    let late = |at: Timestamp, seen: Option<Timestamp>| match seen {
+        None => "never (120 s)".to_string(),
+        Some(seen) => format!("{:.0} ms", seen.duration_since(at.max(takeable)).as_secs_f64() * 1e3),
+    };
+    vec![
+        (
+            "failover: a grant made while no operator led, its RoleBinding seen applied, from max(its creation, Lease takeable)".into(),
+            late(granted_at, new_grant),
+        ),
+        (
+            "failover: a grant expiring while no operator led, its RoleBinding seen deleted, from max(expiresAt, Lease takeable)".into(),
+            late(expiry, expired),
+        ),
+    ]
 }
 
 /// When the leader's Lease could be taken over: its last renewal plus its duration, as

@@ -22,7 +22,7 @@
 //! that the longest periodic re-plan is the 60 s Secret recheck, 75 idle seconds,
 //! assertions instead of targets).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,17 +31,16 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::judging::{self, Narrowing, Record};
+use common::sightings::{Sightings, sighted, watch_grant_children};
 use common::{env_or, free_port, kubectl, rendered_children, synthetic};
 
 use drmesh::api::{AccessPolicy, DataProduct};
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -341,59 +340,6 @@ async fn wait_operator_ready() {
         }
         assert!(started.elapsed() < Duration::from_secs(120), "the operator is not ready after 120 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// When each grant child was first seen applied and first seen deleted, from watches.
-#[derive(Default)]
-struct Sightings {
-    applied: HashMap<String, (Instant, Timestamp)>,
-    deleted: HashMap<String, (Instant, Timestamp)>,
-}
-
-fn watch_grant_children<K>(api: Api<K>, kind: &'static str, seen: Arc<Mutex<Sightings>>)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default().labels("drmesh.io/access-policy"));
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            let stamp = (Instant::now(), Timestamp::now());
-            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    seen.applied.entry(format!("{kind}/{}", o.name_any())).or_insert(stamp);
-                }
-                Ok(watcher::Event::Delete(o)) => {
-                    seen.deleted.entry(format!("{kind}/{}", o.name_any())).or_insert(stamp);
-                }
-                _ => {}
-            }
-        }
-    });
-}
-
-/// Waits for a sighting (applied or deleted) of `key`, up to `deadline`.
-async fn sighted(
-    seen: &Mutex<Sightings>,
-    key: &str,
-    deleted: bool,
-    deadline: Duration,
-) -> Option<(Instant, Timestamp)> {
-    let until = Instant::now() + deadline;
-    loop {
-        {
-            let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-            let map = if deleted { &seen.deleted } else { &seen.applied };
-            if let Some(at) = map.get(key) {
-                return Some(*at);
-            }
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

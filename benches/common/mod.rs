@@ -5,6 +5,7 @@ use std::process::Command;
 
 pub mod judging;
 pub mod narrowing;
+pub mod sightings;
 
 use drmesh::api::{AccessPolicy, Classification, DataProduct, DataSource};
 use drmesh::mesh::{Snapshot, grant, product, rules, source};

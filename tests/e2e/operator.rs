@@ -611,10 +611,24 @@ impl Replica {
         Self { child, metrics: format!("http://127.0.0.1:{port}/metrics") }
     }
 
-    fn is_leader(&self) -> Option<bool> {
+    fn scrape(&self) -> Option<String> {
         let out = std::process::Command::new("curl").args(["-fsS", "--max-time", "1", &self.metrics]).output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find(|l| l.starts_with("drmesh_leader ")).map(|l| l.ends_with(" 1"))
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn is_leader(&self) -> Option<bool> {
+        self.scrape()?.lines().find(|l| l.starts_with("drmesh_leader ")).map(|l| l.ends_with(" 1"))
+    }
+
+    /// The sum of a metric's samples whose line starts with `prefix`.
+    fn sum(&self, prefix: &str) -> Option<f64> {
+        let text = self.scrape()?;
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
     }
 }
 
@@ -674,6 +688,16 @@ async fn two_replicas_elect_one_leader_and_fail_over_with_one_audit_chain() {
         }
     })
     .await;
+
+    // The standby ran the reconciles on its warm caches with every write fenced off: it
+    // found objects in step with what the leader left, and wrote nothing.
+    harness::eventually("replica-b to find the leader's objects in step", TIMEOUT, || {
+        let in_step = b.sum("drmesh_standby_verifications_total{controller=\"accesspolicy\",outcome=\"in_step\"}");
+        async move { in_step.is_some_and(|n| n >= 1.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(b.sum("drmesh_child_writes_total"), Some(0.0), "a standby applies nothing");
+    assert_eq!(b.sum("drmesh_reconciles_total"), Some(0.0), "a standby's reconciles are verifications");
 
     // kill -9 the leader: the standby takes over once the Lease expires. Meanwhile, with
     // no operator leading, the grant is deleted.

@@ -40,6 +40,8 @@ pub enum AuditError {
     Head(String),
     #[error("another replica has continued the audit chain since this one last wrote: it writes no more records")]
     ChainLost,
+    #[error("this replica stands by: it records nothing until it leads")]
+    Standby,
 }
 
 /// Where the lines go.

@@ -29,6 +29,13 @@ pub struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StandbyLabels {
+    pub controller: &'static str,
+    /// `in_step`: nothing to write; `held`: a write waits until this replica leads.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub decision: &'static str,
     pub reason: String,
@@ -47,6 +54,10 @@ pub struct Metrics {
     pub child_writes: Family<ControllerLabels, Counter>,
     pub leader: Gauge,
     pub queue_depth: Family<ControllerLabels, Gauge>,
+    /// A standby's reconciles, by outcome (they are not counted as reconciles).
+    pub standby_verifications: Family<StandbyLabels, Counter>,
+    /// Objects a standby found needing a write: reconciled first when it leads.
+    pub standby_held: Family<ControllerLabels, Gauge>,
     pub grants: Family<GrantLabels, Gauge>,
     /// The API server's clock minus this process's clock, in seconds (expiries are
     /// decided on the local clock: a lagging one extends grants).
@@ -77,6 +88,7 @@ pub struct GrantLabels {
 /// reconcile (counting grants is a walk over every AccessPolicy).
 pub struct LiveFigures {
     pub queue_depth: [(&'static str, usize); 3],
+    pub standby_held: [(&'static str, usize); 3],
     pub grants: GrantCounts,
     pub foreign_access_objects: usize,
 }
@@ -136,6 +148,8 @@ impl Default for Metrics {
         let child_writes = Family::<ControllerLabels, Counter>::default();
         let leader = Gauge::default();
         let queue_depth = Family::<ControllerLabels, Gauge>::default();
+        let standby_verifications = Family::<StandbyLabels, Counter>::default();
+        let standby_held = Family::<ControllerLabels, Gauge>::default();
         let grants = Family::<GrantLabels, Gauge>::default();
         let clock_offset = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let foreign_access_objects = Gauge::default();
@@ -186,6 +200,16 @@ impl Default for Metrics {
             foreign_access_objects.clone(),
         );
         registry.register("queue_depth", "Objects waiting for a reconcile, by controller", queue_depth.clone());
+        registry.register(
+            "standby_verifications",
+            "A standby's reconciles with every write fenced off, by controller and outcome (in_step: nothing to write; held: reconciled when it leads)",
+            standby_verifications.clone(),
+        );
+        registry.register(
+            "standby_held",
+            "Objects a standby found needing a write, reconciled first when it leads, by controller",
+            standby_held.clone(),
+        );
         registry.register("grants", "AccessPolicies by grant state (active, expired, denied, pending)", grants.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         registry.register("reconciles", "Reconciles run, by controller", reconciles.clone());
@@ -218,6 +242,8 @@ impl Default for Metrics {
             child_writes,
             leader,
             queue_depth,
+            standby_verifications,
+            standby_held,
             grants,
             clock_offset,
             foreign_access_objects,
@@ -243,6 +269,12 @@ impl Metrics {
         self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a standby's reconcile: `held` when it needed a write.
+    pub fn verified(&self, controller: &'static str, held: bool) {
+        let outcome = if held { "held" } else { "in_step" };
+        self.standby_verifications.get_or_create(&StandbyLabels { controller, outcome }).inc();
+    }
+
     pub fn failed(&self, controller: &'static str, error: &'static str) {
         self.failures.get_or_create(&FailureLabels { controller, error }).inc();
     }
@@ -257,6 +289,9 @@ impl Metrics {
         let figures = live();
         for (controller, depth) in figures.queue_depth {
             self.queue_depth.get_or_create(&ControllerLabels { controller }).set(depth as i64);
+        }
+        for (controller, held) in figures.standby_held {
+            self.standby_held.get_or_create(&ControllerLabels { controller }).set(held as i64);
         }
         let g = figures.grants;
         for (state, n) in [("active", g.active), ("expired", g.expired), ("denied", g.denied), ("pending", g.pending)] {

@@ -61,8 +61,16 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
         // had, then say why (the API server's message) and retry with backoff.
         if let Some(problem) = error.problem() {
             ctx.refused.mark(&uid, policy.meta().generation);
-            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (ACCESS_POLICY, &policy.name_any()), true)
-                .await?;
+            children::withdraw(
+                &ctx.client,
+                &ctx.fence,
+                &ctx.caches,
+                &namespace,
+                &uid,
+                (ACCESS_POLICY, &policy.name_any()),
+                true,
+            )
+            .await?;
             let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
             let status = status::policy(policy, &refused, now);
             write_status(ctx, policy, &namespace, &refused, status, false).await?;
@@ -115,6 +123,7 @@ async fn write_status(
     if policy.status.is_some() && previous == status {
         return Ok(());
     }
+    ctx.fence.pass()?;
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
     let written = api
         .patch_status(

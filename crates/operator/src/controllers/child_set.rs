@@ -78,14 +78,15 @@ impl ChildSet<'_> {
     /// Deletes the access-bearing children the plan no longer has: RoleBindings, then
     /// Roles, then granting NetworkPolicies. Returns how many were deleted.
     pub async fn revoke(&self) -> Result<usize, Error> {
-        let (client, c, ns, uid, label) =
-            (self.applier.client(), self.caches, self.namespace, self.owner_uid, self.label);
+        let (client, fence, c, ns, uid, label) =
+            (self.applier.client(), self.applier.fence(), self.caches, self.namespace, self.owner_uid, self.label);
         let mut deleted =
-            prune::<RoleBinding, _>(client, &c.role_bindings, ns, uid, label, &self.planned_bindings()).await?;
+            prune::<RoleBinding, _>(client, fence, &c.role_bindings, ns, uid, label, &self.planned_bindings()).await?;
         let roles = self.planned(|c| matches!(c, Child::Role(_)).then(|| name(c)));
-        deleted += prune::<Role, _>(client, &c.roles, ns, uid, label, &roles).await?;
+        deleted += prune::<Role, _>(client, fence, &c.roles, ns, uid, label, &roles).await?;
         if self.network == Network::Grants {
-            deleted += prune::<NetworkPolicy, _>(client, &c.network_policies, ns, uid, label, &self.policies()).await?;
+            deleted +=
+                prune::<NetworkPolicy, _>(client, fence, &c.network_policies, ns, uid, label, &self.policies()).await?;
         }
         Ok(deleted)
     }
@@ -130,6 +131,7 @@ impl ChildSet<'_> {
             {
                 continue;
             }
+            self.applier.fence().pass()?;
             match api.delete(&binding_name, &DeleteParams::default()).await {
                 Ok(either::Either::Left(held)) => {
                     release_finalizers(&api, held.meta()).await?;
@@ -146,23 +148,39 @@ impl ChildSet<'_> {
     /// Deletes the other children the plan no longer has (and isolating NetworkPolicies,
     /// now that the planned one is in place). Returns how many were deleted.
     pub async fn prune(&self) -> Result<usize, Error> {
-        let (client, c, ns, uid, label) =
-            (self.applier.client(), self.caches, self.namespace, self.owner_uid, self.label);
+        let (client, fence, c, ns, uid, label) =
+            (self.applier.client(), self.applier.fence(), self.caches, self.namespace, self.owner_uid, self.label);
         let of = |kind: fn(&Child) -> bool| self.planned(|c| kind(c).then(|| name(c)));
         let mut deleted = 0;
         deleted +=
-            prune::<Service, _>(client, &c.services, ns, uid, label, &of(|c| matches!(c, Child::Service(_)))).await?;
-        deleted +=
-            prune::<Deployment, _>(client, &c.deployments, ns, uid, label, &of(|c| matches!(c, Child::Deployment(_))))
+            prune::<Service, _>(client, fence, &c.services, ns, uid, label, &of(|c| matches!(c, Child::Service(_))))
                 .await?;
-        deleted +=
-            prune::<ConfigMap, _>(client, &c.config_maps, ns, uid, label, &of(|c| matches!(c, Child::ConfigMap(_))))
-                .await?;
+        deleted += prune::<Deployment, _>(
+            client,
+            fence,
+            &c.deployments,
+            ns,
+            uid,
+            label,
+            &of(|c| matches!(c, Child::Deployment(_))),
+        )
+        .await?;
+        deleted += prune::<ConfigMap, _>(
+            client,
+            fence,
+            &c.config_maps,
+            ns,
+            uid,
+            label,
+            &of(|c| matches!(c, Child::ConfigMap(_))),
+        )
+        .await?;
         if self.network == Network::Isolates {
-            deleted += prune::<NetworkPolicy, _>(client, &c.network_policies, ns, uid, label, &self.policies()).await?;
+            deleted +=
+                prune::<NetworkPolicy, _>(client, fence, &c.network_policies, ns, uid, label, &self.policies()).await?;
         }
         let accounts = of(|c| matches!(c, Child::ServiceAccount(_)));
-        deleted += prune::<ServiceAccount, _>(client, &c.service_accounts, ns, uid, label, &accounts).await?;
+        deleted += prune::<ServiceAccount, _>(client, fence, &c.service_accounts, ns, uid, label, &accounts).await?;
         Ok(deleted)
     }
 }

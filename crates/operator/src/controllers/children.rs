@@ -28,6 +28,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use super::applied;
 use super::error::Error;
+use super::fence::Fence;
 use super::foreign::Foreign;
 use super::records::ChildCache;
 use crate::mesh::labels;
@@ -64,6 +65,7 @@ pub struct Applier {
     last: Mutex<HashMap<String, (u64, String)>>,
     writes: prometheus_client::metrics::counter::Counter,
     foreign: Foreign,
+    fence: Fence,
 }
 
 impl Applier {
@@ -75,11 +77,20 @@ impl Applier {
         writes: prometheus_client::metrics::counter::Counter,
         foreign: Foreign,
     ) -> Self {
-        Self { client, manager, last: Mutex::default(), writes, foreign }
+        Self { client, manager, last: Mutex::default(), writes, foreign, fence: Fence::default() }
+    }
+
+    /// Writes only while `fence` is open (a standby's applier writes nothing).
+    pub fn fenced(&mut self, fence: Fence) {
+        self.fence = fence;
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
     fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
@@ -111,6 +122,11 @@ impl Applier {
         {
             return Ok(false);
         }
+        // Counted when sent: a standby's fenced apply is not a write.
+        if !self.fence.open() {
+            tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, live = ?cached.as_ref().map(|c| c.applied), desired, "standby: this child differs from what drmesh would apply");
+        }
+        self.fence.pass()?;
         self.writes.inc();
         let stored = self.send(child, &namespace, &name, PatchParams::apply(self.manager).force()).await?;
         // Serializing the stored child costs as much as the apply's own encoding: only
@@ -132,6 +148,7 @@ impl Applier {
 
     /// One server-side apply of `child` with `params`.
     async fn send<K: Child>(&self, child: &K, namespace: &str, name: &str, params: PatchParams) -> Result<K, Error> {
+        self.fence.pass()?;
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         api.patch(name, &params, &Patch::Apply(child)).await.map_err(|source| Error::Apply {
             kind: K::kind(&()).to_string(),
@@ -228,6 +245,7 @@ pub fn fingerprint<K: Serialize>(child: &K) -> u64 {
 /// never removed by mistake.
 pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Default + Clone>(
     client: &Client,
+    fence: &Fence,
     cache: &ChildCache<C>,
     namespace: &str,
     owner_uid: &str,
@@ -239,6 +257,7 @@ pub async fn prune<K: Child, C: Resource<DynamicType = ()> + Default + Clone>(
         if keep.contains(&name) {
             continue;
         }
+        fence.pass()?;
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let params = DeleteParams {
             preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
@@ -287,6 +306,7 @@ pub async fn release_finalizers<K: Child>(
 /// `network`) of one parent; bindings first. Returns how many were deleted.
 pub async fn withdraw(
     client: &Client,
+    fence: &Fence,
     caches: &super::Caches,
     namespace: &str,
     owner_uid: &str,
@@ -295,11 +315,12 @@ pub async fn withdraw(
 ) -> Result<usize, Error> {
     let none = BTreeSet::new();
     let mut deleted =
-        prune::<RoleBinding, _>(client, &caches.role_bindings, namespace, owner_uid, label, &none).await?;
-    deleted += prune::<Role, _>(client, &caches.roles, namespace, owner_uid, label, &none).await?;
+        prune::<RoleBinding, _>(client, fence, &caches.role_bindings, namespace, owner_uid, label, &none).await?;
+    deleted += prune::<Role, _>(client, fence, &caches.roles, namespace, owner_uid, label, &none).await?;
     if network {
         deleted +=
-            prune::<NetworkPolicy, _>(client, &caches.network_policies, namespace, owner_uid, label, &none).await?;
+            prune::<NetworkPolicy, _>(client, fence, &caches.network_policies, namespace, owner_uid, label, &none)
+                .await?;
     }
     Ok(deleted)
 }

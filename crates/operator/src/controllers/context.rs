@@ -246,6 +246,8 @@ pub struct Context {
     pub secrets: super::datasource::SecretStates,
     /// True while this replica may write (see [`super::Options::leading`]).
     pub leading: tokio::sync::watch::Receiver<bool>,
+    /// Closed while this replica stands by: every write of a reconcile passes it.
+    pub fence: super::fence::Fence,
 }
 
 /// A leadership flag that is always true (no leader election).
@@ -253,25 +255,36 @@ pub fn always_leading() -> tokio::sync::watch::Receiver<bool> {
     tokio::sync::watch::channel(true).1
 }
 
+/// Where a reconcile leaves its object on this replica.
+pub enum Standing {
+    /// The ordinary end: this replica led throughout (or the reconcile failed).
+    Done,
+    /// A standby's reconcile needed a write: the object is reconciled when this replica
+    /// leads; `now`: it already does, and the take-over had not taken the object yet.
+    Held { now: bool },
+    /// A standby's reconcile found nothing to write; `now` as for `Held` (its audit
+    /// standing is confirmed by the reconcile that found it).
+    InStep { now: bool },
+}
+
 impl Context {
-    /// Waits until this replica leads and its caches are synced, then returns the
-    /// freshest version of `object` from `store` (a standby's request may have waited
-    /// through edits), or None if it is gone, or if the process is asked to stop while it
-    /// stands by (a standby then exits at once instead of after the shutdown grace).
-    pub async fn when_leading<K>(&self, store: &Store<K>, object: Arc<K>) -> Option<Arc<K>>
+    /// Where a reconcile that began with the fence `closed` (a standby), `reached` it or
+    /// not, and ended `ok` or not, leaves its object.
+    pub fn standing<K>(&self, queue: &Queue<K>, obj: &ObjectRef<K>, closed: bool, reached: bool, ok: bool) -> Standing
     where
         K: kube::Resource<DynamicType = ()> + Clone + 'static,
     {
-        let mut leading = self.leading.clone();
-        if !*leading.borrow() {
-            tokio::select! {
-                _ = leading.wait_for(|l| *l) => {}
-                _ = super::shutdown_signal() => return None,
-            }
-            self.caches.ready().await;
-            return store.get(&ObjectRef::from_obj(object.as_ref()));
+        // Found, then looked at the fence: a take-over in between takes the finding (it
+        // opens the fence before it takes them all), or this reconcile takes it back.
+        if reached {
+            queue.hold(obj);
+            return Standing::Held { now: self.fence.open() && queue.take(obj) };
         }
-        Some(object)
+        if !closed || !ok {
+            return Standing::Done;
+        }
+        queue.in_step(obj);
+        Standing::InStep { now: self.fence.open() && queue.take(obj) }
     }
 }
 
@@ -307,6 +320,35 @@ impl Context {
         let next = next?.map(|after| after.saturating_sub(took));
         self.backoff.succeeded(&run.key);
         Ok(self.timers.next(run.key, next, std::time::Instant::now()))
+    }
+
+    /// Ends a standby's reconcile (counted apart from reconciles). Held: nothing more
+    /// until the take-over reconciles it, or at once if this replica leads `now`. In
+    /// step: its timer is set as a leader's would be, so that an expiry falling while
+    /// it stands by is found (and held) on time.
+    pub fn finish_standby(
+        &self,
+        controller: &'static str,
+        run: Run,
+        next: Result<Option<std::time::Duration>, super::Error>,
+        standing: Standing,
+    ) -> Result<kube::runtime::controller::Action, super::Error> {
+        use kube::runtime::controller::Action;
+        match standing {
+            Standing::Held { now } => {
+                tracing::debug!(object = %run.key, outcome = ?next.as_ref().err().map(|e| e.to_string()), "standby: held until this replica leads");
+                self.metrics.verified(controller, true);
+                Ok(if now { Action::requeue(std::time::Duration::ZERO) } else { Action::await_change() })
+            }
+            Standing::InStep { .. } => {
+                self.metrics.verified(controller, false);
+                let took = run.started.elapsed();
+                let next = next?.map(|after| after.saturating_sub(took));
+                self.backoff.succeeded(&run.key);
+                Ok(self.timers.next(run.key, next, std::time::Instant::now()))
+            }
+            Standing::Done => self.finish(controller, run, next),
+        }
     }
 }
 
@@ -367,6 +409,9 @@ impl Context {
         ports: Vec<String>,
         announced: bool,
     ) -> Result<(), crate::telemetry::AuditError> {
+        if self.fence.pass().is_err() {
+            return Err(crate::telemetry::AuditError::Standby);
+        }
         let granted = report.decision == crate::audit::Decision::Granted;
         let written = self
             .audit
@@ -418,6 +463,9 @@ impl Context {
         action: &str,
     ) {
         use kube::runtime::events::{Event, EventType};
+        if self.fence.pass().is_err() {
+            return;
+        }
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),
@@ -468,6 +516,7 @@ impl Context {
             status_refused: Default::default(),
             secrets: Default::default(),
             leading: always_leading(),
+            fence: Default::default(),
             client,
             caches,
             metrics,

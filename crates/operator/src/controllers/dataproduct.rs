@@ -59,11 +59,13 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
         if let Some(problem) = error.problem() {
             // Owners' access goes; if the isolation is not ours, the workload goes too:
             // no pod runs without drmesh's deny-by-default in front of it.
-            children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &name), false).await?;
+            children::withdraw(&ctx.client, &ctx.fence, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &name), false)
+                .await?;
             if matches!(&error, Error::NameConflict { kind, .. } | Error::Apply { kind, .. } if kind == "NetworkPolicy")
             {
                 prune::<k8s_openapi::api::apps::v1::Deployment, _>(
                     &ctx.client,
+                    &ctx.fence,
                     &ctx.caches.deployments,
                     &namespace,
                     &uid,
@@ -129,9 +131,16 @@ fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
 pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
-    let withdrawn =
-        children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &product.name_any()), false)
-            .await?;
+    let withdrawn = children::withdraw(
+        &ctx.client,
+        &ctx.fence,
+        &ctx.caches,
+        &namespace,
+        &uid,
+        (DATA_PRODUCT, &product.name_any()),
+        false,
+    )
+    .await?;
     let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
     if withdrawn > 0 && !had.is_empty() {
         let _ = record_owners(ctx, product, audit::Decision::Revoked, had, &[]).await;
@@ -174,6 +183,7 @@ async fn write_status(
     if product.status.is_some() && previous == status {
         return Ok(()); // quiet: no write when nothing changed
     }
+    ctx.fence.pass()?;
     let api: Api<DataProduct> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = super::status_patch(&previous, &status);
     api.patch_status(&product.name_any(), &PatchParams::default(), &Patch::Merge(&patch))

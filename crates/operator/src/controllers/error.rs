@@ -38,6 +38,9 @@ pub enum Error {
     MissingNamespace,
     #[error("object has no uid yet")]
     MissingUid,
+    /// A write a standby may not make: the object waits until this replica leads.
+    #[error("this replica stands by: it writes nothing until it leads")]
+    Standby,
 }
 
 impl Error {
@@ -54,6 +57,8 @@ impl Error {
                 Some(Problem::new(Reason::ApplyFailed, format!("the API server refused {kind} {name}: {message}")))
             }
             Error::NameConflict { .. } => Some(Problem::new(Reason::NameConflict, self.to_string())),
+            // A standby records nothing: not a problem of the object.
+            Error::Audit(crate::telemetry::AuditError::Standby) => None,
             Error::Audit(error) => Some(Problem::new(
                 Reason::AuditUnavailable,
                 format!("not applied until its audit record is written: {error}"),
@@ -73,6 +78,7 @@ impl Error {
             Error::Audit(_) => "audit_unavailable",
             Error::MissingNamespace => "missing_namespace",
             Error::MissingUid => "missing_uid",
+            Error::Standby => "standby",
         }
     }
 }

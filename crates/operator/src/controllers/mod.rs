@@ -10,6 +10,7 @@ pub mod context;
 pub mod dataproduct;
 pub mod datasource;
 pub mod error;
+pub mod fence;
 pub mod finalizers;
 pub mod foreign;
 pub mod graph;
@@ -43,7 +44,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 
-pub use context::{Caches, Context, Queues, Report, SyncGate};
+pub use context::{Caches, Context, Queues, Report, Standing, SyncGate};
 pub use error::Error;
 use records::{ChildCache, no_detail};
 pub use scope::Scope;
@@ -412,6 +413,11 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     context.timers = timers::Timers::debounced(options.debounce);
     if let Some(leading) = &options.leading {
         context.leading = leading.clone();
+        let fence = fence::Fence::following(leading.clone());
+        context.products.fenced(fence.clone());
+        context.sources.fenced(fence.clone());
+        context.policies.fenced(fence.clone());
+        context.fence = fence;
     }
     let ctx = Arc::new(context);
     let audit_tasks = tokio::spawn(audit_upkeep(ctx.clone()));
@@ -535,6 +541,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.products) };
         Controller::for_stream(primary(dp.subscribe(), q.clone()), caches.products.clone())
             .with_config(config.clone())
+            .reconcile_on(take_over(ctx.clone(), q.clone(), caches.products.clone(), |c, g| {
+                Box::pin(confirm_product(c, g))
+            }))
             .owns_stream(owned(deploy.subscribe(), deployment_change, q.clone(), mine()))
             .owns_stream(owned(svc.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(sa.subscribe(), any_change, q.clone(), mine()))
@@ -618,6 +627,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.sources) };
         Controller::for_stream(primary(ds.subscribe(), q.clone()), caches.sources.clone())
             .with_config(config.clone())
+            .reconcile_on(take_over(ctx.clone(), q.clone(), caches.sources.clone(), |c, g| {
+                Box::pin(confirm_source(c, g))
+            }))
             .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(np.subscribe(), any_change, q, mine()))
@@ -640,6 +652,9 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
         let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.policies) };
         Controller::for_stream(primary(ap.subscribe(), q.clone()), caches.policies.clone())
             .with_config(config)
+            .reconcile_on(take_over(ctx.clone(), q.clone(), caches.policies.clone(), |c, g| {
+                Box::pin(confirm_policy(c, g))
+            }))
             .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(np.subscribe(), any_change, q, mine()))
@@ -785,10 +800,26 @@ where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     Guarded<K>: Resource<DynamicType = ()> + Clone,
 {
-    changes(events, spec_or_unparseable).inspect(move |obj| {
-        if let Ok(obj) = obj {
+    // A status write wakes nothing, except on a standby holding the object: the leader's
+    // status write is often the last of its reconcile, after which the standby finds the
+    // object in step.
+    let mut seen = watches::Seen::new(spec_or_unparseable);
+    events.filter_map(move |event| {
+        let wake = match event {
+            Event::Apply(obj) | Event::InitApply(obj) => {
+                let changed = seen.changed(&obj);
+                (changed || queue.is_held(&ObjectRef::from_obj(&obj))).then_some(obj)
+            }
+            Event::Delete(obj) => {
+                seen.forget(&obj);
+                Some(obj)
+            }
+            Event::Init | Event::InitDone => None,
+        };
+        if let Some(obj) = &wake {
             queue.track([ObjectRef::from_obj(obj)]);
         }
+        future::ready(wake.map(Ok))
     })
 }
 
@@ -849,6 +880,11 @@ fn live_figures(
                 (dataproduct::CONTROLLER, queues.products.depth(&caches.products)),
                 (datasource::CONTROLLER, queues.sources.depth(&caches.sources)),
                 (accesspolicy::CONTROLLER, queues.policies.depth(&caches.policies)),
+            ],
+            standby_held: [
+                (dataproduct::CONTROLLER, queues.products.held(&caches.products)),
+                (datasource::CONTROLLER, queues.sources.held(&caches.sources)),
+                (accesspolicy::CONTROLLER, queues.policies.held(&caches.policies)),
             ],
             grants,
             foreign_access_objects: caches
@@ -925,91 +961,143 @@ fn seen<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Ca
 }
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.queues.products.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(guarded) = ctx.when_leading(&ctx.caches.products, guarded).await else {
-        return Ok(Action::await_change()); // gone while this replica waited to lead
-    };
+    let obj = ObjectRef::from_obj(guarded.as_ref());
+    ctx.queues.products.started(&obj);
     let run =
         ctx.start(format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(product) => {
-            let next = dataproduct::reconcile(&product, &ctx).await;
-            if next.is_ok() {
-                dataproduct::record_found_narrowed(&ctx, &product).await;
+    let closed = !ctx.fence.open();
+    let (next, reached) = fence::watched(async {
+        match seen(&guarded, &ctx.caches) {
+            Seen::Live(product) => dataproduct::reconcile(&product, &ctx).await,
+            Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
+            // Owners' RBAC and the workload (its pods mount the sources' Secrets): the
+            // isolation stays (deny by default), grants on the product are refused by
+            // their own controller (it cannot be read), and its sources drop it.
+            Seen::Unparseable(invalid) => {
+                withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
             }
-            next
         }
-        Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
-        // Owners' RBAC and the workload (its pods mount the sources' Secrets): the
-        // isolation stays (deny by default), grants on the product are refused by their
-        // own controller (it cannot be read), and its sources drop it.
-        Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
-        }
-    };
-    // Reconciled once while leading (see reconcile_policy).
-    if next.is_ok() {
-        let namespace = guarded.namespace().unwrap_or_default();
-        ctx.audit.reconciled(&crate::audit_sink::owners_key(&namespace, &guarded.name_any()));
+    })
+    .await;
+    let standing = ctx.standing(&ctx.queues.products, &obj, closed, reached, next.is_ok());
+    if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
+        confirm_product(&ctx, &guarded).await;
     }
-    ctx.finish(dataproduct::CONTROLLER, run, next)
+    ctx.finish_standby(dataproduct::CONTROLLER, run, next, standing)
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.queues.sources.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(guarded) = ctx.when_leading(&ctx.caches.sources, guarded).await else {
-        return Ok(Action::await_change()); // gone while this replica waited to lead
-    };
+    let obj = ObjectRef::from_obj(guarded.as_ref());
+    ctx.queues.sources.started(&obj);
     let run = ctx.start(format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(source) => {
-            let next = datasource::reconcile(&source, &ctx).await;
-            if next.is_ok() {
-                datasource::record_found_narrowed(&ctx, &source).await;
+    let closed = !ctx.fence.open();
+    let (next, reached) = fence::watched(async {
+        match seen(&guarded, &ctx.caches) {
+            Seen::Live(source) => datasource::reconcile(&source, &ctx).await,
+            Seen::Withdrawing(source) => datasource::withdraw(&source, &ctx).await,
+            Seen::Unparseable(invalid) => {
+                withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
             }
-            next
         }
-        Seen::Withdrawing(source) => datasource::withdraw(&source, &ctx).await,
-        Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
-        }
-    };
-    // Reconciled once while leading (see reconcile_policy).
-    if next.is_ok() {
-        let namespace = guarded.namespace().unwrap_or_default();
-        ctx.audit.reconciled(&crate::audit_sink::credentials_key(&namespace, &guarded.name_any()));
+    })
+    .await;
+    let standing = ctx.standing(&ctx.queues.sources, &obj, closed, reached, next.is_ok());
+    if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
+        confirm_source(&ctx, &guarded).await;
     }
-    ctx.finish(datasource::CONTROLLER, run, next)
+    ctx.finish_standby(datasource::CONTROLLER, run, next, standing)
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.queues.policies.started(&ObjectRef::from_obj(guarded.as_ref()));
-    let Some(guarded) = ctx.when_leading(&ctx.caches.policies, guarded).await else {
-        return Ok(Action::await_change()); // gone while this replica waited to lead
-    };
+    let obj = ObjectRef::from_obj(guarded.as_ref());
+    ctx.queues.policies.started(&obj);
     let run =
         ctx.start(format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let next = match seen(&guarded, &ctx.caches) {
-        Seen::Live(policy) => {
-            let next = accesspolicy::reconcile(&policy, &ctx, false).await;
-            if next.is_ok() {
-                accesspolicy::record_found_narrowed(&ctx, &policy).await;
+    let closed = !ctx.fence.open();
+    let (next, reached) = fence::watched(async {
+        match seen(&guarded, &ctx.caches) {
+            Seen::Live(policy) => accesspolicy::reconcile(&policy, &ctx, false).await,
+            Seen::Withdrawing(policy) => accesspolicy::reconcile(&policy, &ctx, true).await,
+            Seen::Unparseable(invalid) => {
+                withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
             }
-            next
         }
-        Seen::Withdrawing(policy) => accesspolicy::reconcile(&policy, &ctx, true).await,
-        Seen::Unparseable(invalid) => {
-            withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
-        }
-    };
-    // Reconciled once while leading: a later record of it is not a change found at
-    // take-over (see AuditSink::reconciled).
-    if next.is_ok()
-        && let Some(uid) = guarded.uid()
-    {
+    })
+    .await;
+    let standing = ctx.standing(&ctx.queues.policies, &obj, closed, reached, next.is_ok());
+    if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
+        confirm_policy(&ctx, &guarded).await;
+    }
+    ctx.finish_standby(accesspolicy::CONTROLLER, run, next, standing)
+}
+
+// After the first reconcile of an object while leading, or at the take-over for an object
+// the standby found in step: access the previous leader left in force that the object no
+// longer gives, with no record in the chain, is recorded; then the object counts as
+// reconciled, so a later record of it is this replica's own decision, not a change found
+// at take-over (see AuditSink::reconciled).
+
+async fn confirm_product(ctx: &Context, guarded: &Guarded<DataProduct>) {
+    if let Seen::Live(product) = seen(guarded, &ctx.caches) {
+        dataproduct::record_found_narrowed(ctx, &product).await;
+    }
+    let namespace = guarded.namespace().unwrap_or_default();
+    ctx.audit.reconciled(&crate::audit_sink::owners_key(&namespace, &guarded.name_any()));
+}
+
+async fn confirm_source(ctx: &Context, guarded: &Guarded<DataSource>) {
+    if let Seen::Live(source) = seen(guarded, &ctx.caches) {
+        datasource::record_found_narrowed(ctx, &source).await;
+    }
+    let namespace = guarded.namespace().unwrap_or_default();
+    ctx.audit.reconciled(&crate::audit_sink::credentials_key(&namespace, &guarded.name_any()));
+}
+
+async fn confirm_policy(ctx: &Context, guarded: &Guarded<AccessPolicy>) {
+    if let Seen::Live(policy) = seen(guarded, &ctx.caches) {
+        accesspolicy::record_found_narrowed(ctx, &policy).await;
+    }
+    if let Some(uid) = guarded.uid() {
         ctx.audit.reconciled(&uid);
     }
-    ctx.finish(accesspolicy::CONTROLLER, run, next)
+}
+
+type Confirm<K> = for<'a> fn(&'a Context, &'a Guarded<K>) -> futures::future::BoxFuture<'a, ()>;
+
+/// The take-over, for one controller: once this replica leads (its fence open, its audit
+/// chain taken over), the objects its standby held are reconciled first, and those it
+/// found in step are confirmed without a reconcile. Without leader election it finds
+/// nothing and ends.
+fn take_over<K>(
+    ctx: Arc<Context>,
+    queue: Arc<queue::Queue<Guarded<K>>>,
+    store: Store<Guarded<K>>,
+    confirm: Confirm<K>,
+) -> impl futures::Stream<Item = ObjectRef<Guarded<K>>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    futures::stream::once(async move {
+        ctx.caches.ready().await;
+        let mut leading = ctx.leading.clone();
+        let _ = leading.wait_for(|l| *l).await;
+        let (held, in_step) = queue.take_all();
+        if !held.is_empty() || !in_step.is_empty() {
+            tracing::info!(kind = %K::kind(&()), held = held.len(), in_step = in_step.len(), "taking over what the standby found");
+        }
+        let held = queue.track(held);
+        let ctx2 = ctx.clone();
+        // Confirmed beside the held objects' reconciles, not before them.
+        tokio::spawn(async move {
+            for obj in in_step {
+                if let Some(guarded) = store.get(&obj) {
+                    confirm(&ctx2, &guarded).await;
+                }
+            }
+        });
+        futures::stream::iter(held)
+    })
+    .flatten()
 }
 
 /// Once this replica leads with synced caches: records the access the previous leader left
@@ -1146,11 +1234,13 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let uid = invalid.metadata.uid.clone().unwrap_or_default();
-    let mut withdrawn = children::withdraw(&ctx.client, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
+    let mut withdrawn =
+        children::withdraw(&ctx.client, &ctx.fence, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
     if K::kind(&()) == "DataProduct" {
         let none = std::collections::BTreeSet::new();
         withdrawn += children::prune::<Deployment, _>(
             &ctx.client,
+            &ctx.fence,
             &ctx.caches.deployments,
             &namespace,
             &uid,

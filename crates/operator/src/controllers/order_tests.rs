@@ -69,14 +69,18 @@ fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
 pub(super) type Products = reflector::store::Writer<kube::core::DeserializeGuard<DataProduct>>;
 
 pub(super) fn context(client: kube::Client) -> (Arc<Context>, Products) {
+    context_with(client, |_| {})
+}
+
+/// [`context`], changed by `set` before it is shared.
+fn context_with(client: kube::Client, set: impl FnOnce(&mut Context)) -> (Arc<Context>, Products) {
     let (products, products_writer) = reflector::store();
     let caches = Caches { products, ..Caches::listed() };
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditSink::new(Box::new(std::io::sink())));
-    (
-        Arc::new(Context::new(client, caches, metrics, audit, "test".into(), Arc::new(Queues::default()))),
-        products_writer,
-    )
+    let mut context = Context::new(client, caches, metrics, audit, "test".into(), Arc::new(Queues::default()));
+    set(&mut context);
+    (Arc::new(context), products_writer)
 }
 
 fn product() -> DataProduct {
@@ -428,4 +432,47 @@ async fn owners_gain_the_data_only_once_it_is_recorded() {
             assert!(!role.contains("services/proxy"), "unrecorded owners must not read the data: {role}");
         }
     }
+}
+
+/// A standby (the Lease held by another replica) runs the product's reconcile on its warm
+/// caches, but sends no write: the product, which needs its children applied, is held.
+/// Once the replica leads, the take-over hands it to the controller first, and its
+/// reconcile then writes.
+#[tokio::test]
+async fn a_standby_writes_nothing_and_hands_what_needs_a_write_to_its_take_over() {
+    use futures::StreamExt;
+    use kube::core::DeserializeGuard;
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher::Event;
+
+    let log = Log::default();
+    let (leading, follows) = tokio::sync::watch::channel(false);
+    let (ctx, mut products) = context_with(mock_client(log.clone()), |c| {
+        let fence = super::fence::Fence::following(follows.clone());
+        c.products.fenced(fence.clone());
+        c.sources.fenced(fence.clone());
+        c.policies.fenced(fence.clone());
+        c.fence = fence;
+        c.leading = follows;
+    });
+    let guarded = DeserializeGuard(Ok(product()));
+    products.apply_watcher_event(&Event::Apply(guarded.clone()));
+    let take_over = super::take_over(ctx.clone(), ctx.queues.products.clone(), ctx.caches.products.clone(), |c, g| {
+        Box::pin(super::confirm_product(c, g))
+    });
+
+    let action = super::reconcile_product(Arc::new(guarded.clone()), ctx.clone()).await.expect("standby reconcile");
+    let writes: Vec<_> = log.lock().expect("log").iter().filter(|(m, _)| m != "GET").cloned().collect();
+    assert!(writes.is_empty(), "a standby writes nothing: {writes:?}");
+    assert_eq!(action, kube::runtime::controller::Action::await_change(), "held until the take-over");
+    assert_eq!(ctx.queues.products.held(&ctx.caches.products), 1, "the product needs its children: held");
+
+    leading.send(true).expect("lead");
+    let handed: Vec<_> = take_over.collect().await;
+    assert_eq!(handed, vec![ObjectRef::from_obj(&guarded)], "the held product is reconciled first");
+    assert_eq!(ctx.queues.products.held(&ctx.caches.products), 0);
+    let _ = super::reconcile_product(Arc::new(guarded), ctx).await;
+    let applied =
+        log.lock().expect("log").iter().any(|(m, p)| m == "PATCH" && p.ends_with("/networkpolicies/feed-isolation"));
+    assert!(applied, "leading, it writes: {log:?}");
 }

@@ -2,6 +2,10 @@
 //! yet. kube-runtime's scheduler does not expose its queue, so every trigger a
 //! controller receives goes through [`Queue::track`] and every reconcile calls
 //! [`Queue::started`]; the set de-duplicates as the scheduler does.
+//!
+//! A standby's queue also keeps what its fenced reconciles found (see [`super::fence`]):
+//! objects held for a write, reconciled first when it leads, and objects in step, whose
+//! audit standing is confirmed then without a reconcile.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -12,11 +16,21 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 pub struct Queue<K: Resource<DynamicType = ()>> {
     pending: Mutex<HashSet<ObjectRef<K>>>,
+    standby: Mutex<Standby<K>>,
+}
+
+/// What a standby's reconciles found, object by object (the last finding counts).
+struct Standby<K: Resource<DynamicType = ()>> {
+    held: HashSet<ObjectRef<K>>,
+    in_step: HashSet<ObjectRef<K>>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for Queue<K> {
     fn default() -> Self {
-        Self { pending: Mutex::default() }
+        Self {
+            pending: Mutex::default(),
+            standby: Mutex::new(Standby { held: HashSet::new(), in_step: HashSet::new() }),
+        }
     }
 }
 
@@ -33,6 +47,45 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Queue<K> {
 
     pub fn started(&self, obj: &ObjectRef<K>) {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(obj);
+    }
+
+    /// A standby's reconcile of `obj` needed a write: it is reconciled when this replica leads.
+    pub fn hold(&self, obj: &ObjectRef<K>) {
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        standby.in_step.remove(obj);
+        standby.held.insert(obj.clone());
+    }
+
+    /// A standby's reconcile of `obj` found nothing to write.
+    pub fn in_step(&self, obj: &ObjectRef<K>) {
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        standby.held.remove(obj);
+        standby.in_step.insert(obj.clone());
+    }
+
+    /// Takes `obj` back out of what the standby found, if the take-over has not taken it
+    /// yet: the reconcile that ended as this replica began to lead handles it itself
+    /// (each finding is handled once, by one or the other).
+    pub fn take(&self, obj: &ObjectRef<K>) -> bool {
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        standby.held.remove(obj) | standby.in_step.remove(obj)
+    }
+
+    /// At take-over: everything the standby found (held, in step), emptied.
+    pub fn take_all(&self) -> (Vec<ObjectRef<K>>, Vec<ObjectRef<K>>) {
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        (standby.held.drain().collect(), standby.in_step.drain().collect())
+    }
+
+    pub fn is_held(&self, obj: &ObjectRef<K>) -> bool {
+        self.standby.lock().unwrap_or_else(|p| p.into_inner()).held.contains(obj)
+    }
+
+    /// Objects held for a write, still cached.
+    pub fn held(&self, cache: &Store<K>) -> usize {
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        standby.held.retain(|r| cache.get(r).is_some());
+        standby.held.len()
     }
 
     /// Objects waiting for a reconcile. Triggers for objects no longer in the cache are
@@ -88,6 +141,24 @@ mod tests {
         assert_eq!(queue.depth(&store), 2);
         queue.started(&a);
         assert_eq!(queue.depth(&store), 1);
+    }
+
+    #[test]
+    fn a_standbys_findings_are_handed_over_once_the_last_finding_counting() {
+        let queue = Queue::<DataProduct>::default();
+        let (a, b, c) =
+            (ObjectRef::new("a").within("ns"), ObjectRef::new("b").within("ns"), ObjectRef::new("c").within("ns"));
+        queue.in_step(&a);
+        queue.hold(&a); // changed since: held
+        queue.hold(&b);
+        queue.in_step(&b); // the leader caught up: in step
+        queue.in_step(&c);
+        assert!(queue.take(&c), "a reconcile ending at the take-over handles its own finding");
+        assert!(!queue.take(&c), "once");
+        let (held, in_step) = queue.take_all();
+        assert_eq!((held, in_step), (vec![a.clone()], vec![b.clone()]));
+        assert!(!queue.take(&a), "the take-over took it");
+        assert_eq!(queue.take_all(), (vec![], vec![]));
     }
 
     #[test]
