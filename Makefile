@@ -45,7 +45,7 @@ bench-ci: cluster-up build ## The CI bench: 100 products; asserts 0 idle writes,
 bench-memory: ## Bytes per cached child, reflector store against compact records (no cluster; DRMESH_BENCH_PRODUCTS)
 	$(CARGO) bench --locked --bench memory
 
-chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS, DRMESH_CHAOS_KILLS)
+chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS, DRMESH_CHAOS_KILLS, DRMESH_CHAOS_PHASES, DRMESH_CHAOS_JUDGE_PAUSE_MS)
 	$(E2E_ENV) $(CARGO) bench --locked --bench chaos
 
 chart-lint: ## helm lint --strict and helm template of charts/drmesh (helm built from Go modules)

@@ -124,7 +124,7 @@ impl Operator {
             .env("KUBECONFIG", std::env::var("DRMESH_KUBECONFIG").unwrap_or_default())
             // Watch reconnects and each reconcile's start are logged: enough to tell, after
             // a failed phase, whether an object's event arrived and whether it was taken.
-            .env("RUST_LOG", "info,kube_runtime::watcher=debug,drmesh::controllers=debug")
+            .env("RUST_LOG", "info,kube_runtime::watcher=debug,drmesh_operator::controllers=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
