@@ -257,8 +257,10 @@ pub fn always_leading() -> tokio::sync::watch::Receiver<bool> {
 
 /// Where a reconcile leaves its object on this replica.
 pub enum Standing {
-    /// The ordinary end: this replica led throughout (or the reconcile failed).
+    /// The ordinary end: this replica leads.
     Done,
+    /// A standby's reconcile that failed without needing a write (a read failed).
+    Retry,
     /// A standby's reconcile needed a write: the object is reconciled when this replica
     /// leads; `now`: it already does, and the take-over had not taken the object yet.
     Held { now: bool },
@@ -280,8 +282,11 @@ impl Context {
             queue.hold(obj);
             return Standing::Held { now: self.fence.open() && queue.take(obj) };
         }
-        if !closed || !ok {
+        if !closed {
             return Standing::Done;
+        }
+        if !ok {
+            return Standing::Retry;
         }
         queue.in_step(obj);
         Standing::InStep { now: self.fence.open() && queue.take(obj) }
@@ -315,8 +320,17 @@ impl Context {
         run: Run,
         next: Result<Option<std::time::Duration>, super::Error>,
     ) -> Result<kube::runtime::controller::Action, super::Error> {
+        self.metrics.reconciled(controller, run.started.elapsed(), run.scheduled);
+        self.settle(run, next)
+    }
+
+    /// Resets the backoff of `run` on success and sets its timer (see [`Context::finish`]).
+    fn settle(
+        &self,
+        run: Run,
+        next: Result<Option<std::time::Duration>, super::Error>,
+    ) -> Result<kube::runtime::controller::Action, super::Error> {
         let took = run.started.elapsed();
-        self.metrics.reconciled(controller, took, run.scheduled);
         let next = next?.map(|after| after.saturating_sub(took));
         self.backoff.succeeded(&run.key);
         Ok(self.timers.next(run.key, next, std::time::Instant::now()))
@@ -342,11 +356,10 @@ impl Context {
             }
             Standing::InStep { .. } => {
                 self.metrics.verified(controller, false);
-                let took = run.started.elapsed();
-                let next = next?.map(|after| after.saturating_sub(took));
-                self.backoff.succeeded(&run.key);
-                Ok(self.timers.next(run.key, next, std::time::Instant::now()))
+                self.settle(run, next)
             }
+            // A failed read: retried with backoff, as a leader's would be.
+            Standing::Retry => self.settle(run, next),
             Standing::Done => self.finish(controller, run, next),
         }
     }
