@@ -8,7 +8,6 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::child_set::{ChildSet, Network};
-use super::children;
 use super::context::Context;
 use super::error::Error;
 use super::wait_until;
@@ -61,16 +60,7 @@ pub async fn reconcile(policy: &AccessPolicy, ctx: &Context, withdrawing: bool) 
         // had, then say why (the API server's message) and retry with backoff.
         if let Some(problem) = error.problem() {
             ctx.refused.mark(&uid, policy.meta().generation);
-            children::withdraw(
-                &ctx.client,
-                &ctx.fence,
-                &ctx.caches,
-                &namespace,
-                &uid,
-                (ACCESS_POLICY, &policy.name_any()),
-                true,
-            )
-            .await?;
+            ctx.withdraw(&namespace, &uid, (ACCESS_POLICY, &policy.name_any()), true).await?;
             let refused = GrantPlan::refused(plan.product.clone(), &policy.spec.subjects, problem, plan.expires_at);
             let status = status::policy(policy, &refused, now);
             write_status(ctx, policy, &namespace, &refused, status, false).await?;

@@ -336,6 +336,17 @@ impl Context {
         Ok(self.timers.next(run.key, next, std::time::Instant::now()))
     }
 
+    /// Withdraws every access-bearing child of one parent (see [`super::children::withdraw`]).
+    pub async fn withdraw(
+        &self,
+        namespace: &str,
+        owner_uid: &str,
+        label: (&str, &str),
+        network: bool,
+    ) -> Result<usize, super::Error> {
+        super::children::withdraw(&self.client, &self.fence, &self.caches, namespace, owner_uid, label, network).await
+    }
+
     /// Ends a standby's reconcile (counted apart from reconciles). Held: nothing more
     /// until the take-over reconciles it, or at once if this replica leads `now`. In
     /// step: its timer is set as a leader's would be, so that an expiry falling while

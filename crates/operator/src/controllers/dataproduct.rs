@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::child_set::{ChildSet, Network};
-use super::children::{self, prune};
+use super::children::prune;
 use super::context::Context;
 use super::error::Error;
 use super::wait_until;
@@ -59,8 +59,7 @@ pub async fn reconcile(product: &DataProduct, ctx: &Context) -> Result<Option<Du
         if let Some(problem) = error.problem() {
             // Owners' access goes; if the isolation is not ours, the workload goes too:
             // no pod runs without drmesh's deny-by-default in front of it.
-            children::withdraw(&ctx.client, &ctx.fence, &ctx.caches, &namespace, &uid, (DATA_PRODUCT, &name), false)
-                .await?;
+            ctx.withdraw(&namespace, &uid, (DATA_PRODUCT, &name), false).await?;
             if matches!(&error, Error::NameConflict { kind, .. } | Error::Apply { kind, .. } if kind == "NetworkPolicy")
             {
                 prune::<k8s_openapi::api::apps::v1::Deployment, _>(
@@ -131,16 +130,7 @@ fn foreign_access(ctx: &Context, namespace: &str) -> Option<rules::Problem> {
 pub async fn withdraw(product: &DataProduct, ctx: &Context) -> Result<Option<Duration>, Error> {
     let namespace = product.namespace().ok_or(Error::MissingNamespace)?;
     let uid = product.uid().ok_or(Error::MissingUid)?;
-    let withdrawn = children::withdraw(
-        &ctx.client,
-        &ctx.fence,
-        &ctx.caches,
-        &namespace,
-        &uid,
-        (DATA_PRODUCT, &product.name_any()),
-        false,
-    )
-    .await?;
+    let withdrawn = ctx.withdraw(&namespace, &uid, (DATA_PRODUCT, &product.name_any()), false).await?;
     let had = product.status.as_ref().map(|s| s.owners_with_data_access.clone()).unwrap_or_default();
     if withdrawn > 0 && !had.is_empty() {
         let _ = record_owners(ctx, product, audit::Decision::Revoked, had, &[]).await;

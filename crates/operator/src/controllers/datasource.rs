@@ -9,7 +9,6 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::child_set::{ChildSet, Network};
-use super::children;
 use super::context::Context;
 use super::error::Error;
 use crate::api::{ConditionStatus, DataSource, DataSourceStatus, condition_type, find_condition};
@@ -67,16 +66,7 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
         // Credentials and egress that cannot be applied whole are not lent at all.
         if let Some(problem) = error.problem() {
             ctx.refused.mark(&uid, source.meta().generation);
-            children::withdraw(
-                &ctx.client,
-                &ctx.fence,
-                &ctx.caches,
-                &namespace,
-                &uid,
-                (DATA_SOURCE, &source.name_any()),
-                true,
-            )
-            .await?;
+            ctx.withdraw(&namespace, &uid, (DATA_SOURCE, &source.name_any()), true).await?;
             if recorded {
                 // Recorded as lent, then not applied: say they were taken back.
                 let _ = record_credentials(ctx, source, &newly, audit::Decision::Revoked).await;
@@ -108,8 +98,7 @@ pub async fn withdraw(source: &DataSource, ctx: &Context) -> Result<Option<Durat
     let namespace = source.namespace().ok_or(Error::MissingNamespace)?;
     let uid = source.uid().ok_or(Error::MissingUid)?;
     let name = source.name_any();
-    let withdrawn =
-        children::withdraw(&ctx.client, &ctx.fence, &ctx.caches, &namespace, &uid, (DATA_SOURCE, &name), true).await?;
+    let withdrawn = ctx.withdraw(&namespace, &uid, (DATA_SOURCE, &name), true).await?;
     let had: Vec<String> = lent(source.status.as_ref()).into_iter().collect();
     if withdrawn > 0 {
         record_credentials(ctx, source, &had, audit::Decision::Revoked).await?;

@@ -961,12 +961,7 @@ fn seen<K: Resource<DynamicType = ()> + Clone>(guarded: &Guarded<K>, caches: &Ca
 }
 
 async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let obj = ObjectRef::from_obj(guarded.as_ref());
-    ctx.queues.products.started(&obj);
-    let run =
-        ctx.start(format!("DataProduct/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let closed = !ctx.fence.open();
-    let (next, reached) = fence::watched(async {
+    let reconcile = async {
         match seen(&guarded, &ctx.caches) {
             Seen::Live(product) => dataproduct::reconcile(&product, &ctx).await,
             Seen::Withdrawing(product) => dataproduct::withdraw(&product, &ctx).await,
@@ -977,21 +972,13 @@ async fn reconcile_product(guarded: Arc<Guarded<DataProduct>>, ctx: Arc<Context>
                 withdraw_unparseable::<DataProduct>(&ctx, &invalid, labels::DATA_PRODUCT, false).await
             }
         }
-    })
-    .await;
-    let standing = ctx.standing(&ctx.queues.products, &obj, closed, reached, next.is_ok());
-    if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
-        confirm_product(&ctx, &guarded).await;
-    }
-    ctx.finish_standby(dataproduct::CONTROLLER, run, next, standing)
+    };
+    let confirm: Confirm<DataProduct> = |c, g| Box::pin(confirm_product(c, g));
+    run_reconcile(&ctx, &guarded, &ctx.queues.products, dataproduct::CONTROLLER, reconcile, confirm).await
 }
 
 async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let obj = ObjectRef::from_obj(guarded.as_ref());
-    ctx.queues.sources.started(&obj);
-    let run = ctx.start(format!("DataSource/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let closed = !ctx.fence.open();
-    let (next, reached) = fence::watched(async {
+    let reconcile = async {
         match seen(&guarded, &ctx.caches) {
             Seen::Live(source) => datasource::reconcile(&source, &ctx).await,
             Seen::Withdrawing(source) => datasource::withdraw(&source, &ctx).await,
@@ -999,22 +986,13 @@ async fn reconcile_source(guarded: Arc<Guarded<DataSource>>, ctx: Arc<Context>) 
                 withdraw_unparseable::<DataSource>(&ctx, &invalid, labels::DATA_SOURCE, true).await
             }
         }
-    })
-    .await;
-    let standing = ctx.standing(&ctx.queues.sources, &obj, closed, reached, next.is_ok());
-    if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
-        confirm_source(&ctx, &guarded).await;
-    }
-    ctx.finish_standby(datasource::CONTROLLER, run, next, standing)
+    };
+    let confirm: Confirm<DataSource> = |c, g| Box::pin(confirm_source(c, g));
+    run_reconcile(&ctx, &guarded, &ctx.queues.sources, datasource::CONTROLLER, reconcile, confirm).await
 }
 
 async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let obj = ObjectRef::from_obj(guarded.as_ref());
-    ctx.queues.policies.started(&obj);
-    let run =
-        ctx.start(format!("AccessPolicy/{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
-    let closed = !ctx.fence.open();
-    let (next, reached) = fence::watched(async {
+    let reconcile = async {
         match seen(&guarded, &ctx.caches) {
             Seen::Live(policy) => accesspolicy::reconcile(&policy, &ctx, false).await,
             Seen::Withdrawing(policy) => accesspolicy::reconcile(&policy, &ctx, true).await,
@@ -1022,13 +1000,37 @@ async fn reconcile_policy(guarded: Arc<Guarded<AccessPolicy>>, ctx: Arc<Context>
                 withdraw_unparseable::<AccessPolicy>(&ctx, &invalid, labels::ACCESS_POLICY, true).await
             }
         }
-    })
-    .await;
-    let standing = ctx.standing(&ctx.queues.policies, &obj, closed, reached, next.is_ok());
+    };
+    let confirm: Confirm<AccessPolicy> = |c, g| Box::pin(confirm_policy(c, g));
+    run_reconcile(&ctx, &guarded, &ctx.queues.policies, accesspolicy::CONTROLLER, reconcile, confirm).await
+}
+
+/// One reconcile of `guarded`, on a leader or (every write fenced off) on a standby:
+/// counted, timed, its object held or found in step on a standby, and confirmed for the
+/// audit chain once reconciled while leading.
+async fn run_reconcile<K>(
+    ctx: &Context,
+    guarded: &Guarded<K>,
+    queue: &queue::Queue<Guarded<K>>,
+    controller: &'static str,
+    reconcile: impl std::future::Future<Output = Result<Option<Duration>, Error>>,
+    confirm: Confirm<K>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    Guarded<K>: Resource<DynamicType = ()> + Clone,
+{
+    let obj = ObjectRef::from_obj(guarded);
+    queue.started(&obj);
+    let run =
+        ctx.start(format!("{}/{}/{}", K::kind(&()), guarded.namespace().unwrap_or_default(), guarded.name_any())).await;
+    let closed = !ctx.fence.open();
+    let (next, reached) = fence::watched(reconcile).await;
+    let standing = ctx.standing(queue, &obj, closed, reached, next.is_ok());
     if next.is_ok() && matches!(standing, Standing::Done | Standing::InStep { now: true }) {
-        confirm_policy(&ctx, &guarded).await;
+        confirm(ctx, guarded).await;
     }
-    ctx.finish_standby(accesspolicy::CONTROLLER, run, next, standing)
+    ctx.finish_standby(controller, run, next, standing)
 }
 
 // After the first reconcile of an object while leading, or at the take-over for an object
@@ -1234,8 +1236,7 @@ async fn withdraw_unparseable<K: Resource<DynamicType = ()>>(
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let uid = invalid.metadata.uid.clone().unwrap_or_default();
-    let mut withdrawn =
-        children::withdraw(&ctx.client, &ctx.fence, &ctx.caches, &namespace, &uid, (label, &name), network).await?;
+    let mut withdrawn = ctx.withdraw(&namespace, &uid, (label, &name), network).await?;
     if K::kind(&()) == "DataProduct" {
         let none = std::collections::BTreeSet::new();
         withdrawn += children::prune::<Deployment, _>(
