@@ -123,10 +123,10 @@ impl Applier {
             return Ok(false);
         }
         // Counted when sent: a standby's fenced apply is not a write.
-        if !self.fence.open() {
+        if let Err(standby) = self.fence.pass() {
             tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, live = ?cached.as_ref().map(|c| c.applied), desired, "standby: this child differs from what drmesh would apply");
+            return Err(standby);
         }
-        self.fence.pass()?;
         self.writes.inc();
         let stored = self.send(child, &namespace, &name, PatchParams::apply(self.manager).force()).await?;
         // Serializing the stored child costs as much as the apply's own encoding: only

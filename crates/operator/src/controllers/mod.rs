@@ -48,7 +48,9 @@ pub use context::{Caches, Context, Queues, Report, Standing, SyncGate};
 pub use error::Error;
 use records::{ChildCache, no_detail};
 pub use scope::Scope;
-use watches::{Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, generation, keep_all};
+use watches::{
+    Events, FanOut, any_change, cached, cached_children, cached_cluster, changes, changes_or, generation, keep_all,
+};
 
 use crate::api::{AccessPolicy, Clearance, DataProduct, DataSource, MeshPolicy};
 use crate::mesh::MeshView;
@@ -803,23 +805,11 @@ where
     // A status write wakes nothing, except on a standby holding the object: the leader's
     // status write is often the last of its reconcile, after which the standby finds the
     // object in step.
-    let mut seen = watches::Seen::new(spec_or_unparseable);
-    events.filter_map(move |event| {
-        let wake = match event {
-            Event::Apply(obj) | Event::InitApply(obj) => {
-                let changed = seen.changed(&obj);
-                (changed || queue.is_held(&ObjectRef::from_obj(&obj))).then_some(obj)
-            }
-            Event::Delete(obj) => {
-                seen.forget(&obj);
-                Some(obj)
-            }
-            Event::Init | Event::InitDone => None,
-        };
-        if let Some(obj) = &wake {
+    let held = queue.clone();
+    changes_or(events, spec_or_unparseable, move |obj| held.is_held(&ObjectRef::from_obj(obj))).inspect(move |obj| {
+        if let Ok(obj) = obj {
             queue.track([ObjectRef::from_obj(obj)]);
         }
-        future::ready(wake.map(Ok))
     })
 }
 

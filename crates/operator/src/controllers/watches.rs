@@ -261,10 +261,22 @@ pub fn changes<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Send + 'static,
 {
+    changes_or(events, fingerprint, |_| false)
+}
+
+/// [`changes`], and also any event of an object `also` names, changed or not.
+pub fn changes_or<K>(
+    events: Events<K>,
+    fingerprint: Fingerprint<K>,
+    also: impl Fn(&K) -> bool + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + Send + 'static,
+{
     let mut seen = Seen::new(fingerprint);
     events.filter_map(move |event| {
         let changed = match event {
-            Event::Apply(obj) | Event::InitApply(obj) => seen.changed(&obj).then_some(Ok(obj)),
+            Event::Apply(obj) | Event::InitApply(obj) => (seen.changed(&obj) || also(&obj)).then_some(Ok(obj)),
             Event::Delete(obj) => {
                 seen.forget(&obj);
                 Some(Ok(obj))
