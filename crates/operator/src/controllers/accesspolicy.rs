@@ -365,7 +365,7 @@ pub async fn record_found_narrowed(ctx: &Context, policy: &AccessPolicy) {
 /// A deleted policy: its children go with the garbage collector; the revocation is recorded
 /// (by the leader only: standbys see the same deletion).
 pub async fn record_deletion(ctx: &Context, policy: &AccessPolicy) {
-    if !*ctx.leading.borrow() {
+    if !ctx.fence.open() {
         return;
     }
     let was_granted = policy

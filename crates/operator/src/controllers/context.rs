@@ -244,15 +244,9 @@ pub struct Context {
     pub status_refused: super::children::StatusRefused,
     /// Secret states read lately (sources' credentials).
     pub secrets: super::datasource::SecretStates,
-    /// True while this replica may write (see [`super::Options::leading`]).
-    pub leading: tokio::sync::watch::Receiver<bool>,
-    /// Closed while this replica stands by: every write of a reconcile passes it.
+    /// Closed while this replica stands by (see [`super::Options::leading`]): every write
+    /// of a reconcile passes it.
     pub fence: super::fence::Fence,
-}
-
-/// A leadership flag that is always true (no leader election).
-pub fn always_leading() -> tokio::sync::watch::Receiver<bool> {
-    tokio::sync::watch::channel(true).1
 }
 
 /// Where a reconcile leaves its object on this replica.
@@ -539,7 +533,6 @@ impl Context {
             refused: Default::default(),
             status_refused: Default::default(),
             secrets: Default::default(),
-            leading: always_leading(),
             fence: Default::default(),
             client,
             caches,

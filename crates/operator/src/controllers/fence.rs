@@ -40,6 +40,11 @@ impl Fence {
         Self(leading)
     }
 
+    /// The leadership flag it follows (for tasks that wait until this replica leads).
+    pub fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.clone()
+    }
+
     pub fn open(&self) -> bool {
         *self.0.borrow()
     }

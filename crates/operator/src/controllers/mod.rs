@@ -414,7 +414,6 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     context.audit_refuses = options.audit_refuses;
     context.timers = timers::Timers::debounced(options.debounce);
     if let Some(leading) = &options.leading {
-        context.leading = leading.clone();
         let fence = fence::Fence::following(leading.clone());
         context.products.fenced(fence.clone());
         context.sources.fenced(fence.clone());
@@ -706,7 +705,7 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
             .for_each(|_| future::ready(()))
     };
 
-    let leading = || ctx.leading.clone();
+    let leading = || ctx.fence.receiver();
     let finalizers_kept = future::join(
         finalizers::network_policies(client.clone(), caches.clone(), np.subscribe(), leading()),
         future::join3(
@@ -1071,7 +1070,7 @@ where
 {
     futures::stream::once(async move {
         ctx.caches.ready().await;
-        let mut leading = ctx.leading.clone();
+        let mut leading = ctx.fence.receiver();
         let _ = leading.wait_for(|l| *l).await;
         let (held, in_step) = queue.take_all();
         if !held.is_empty() || !in_step.is_empty() {
@@ -1099,7 +1098,7 @@ where
 /// runs the anchor command when due.
 async fn audit_upkeep(ctx: Arc<Context>) {
     ctx.caches.ready().await;
-    let mut leading = ctx.leading.clone();
+    let mut leading = ctx.fence.receiver();
     if leading.wait_for(|l| *l).await.is_err() {
         return;
     }

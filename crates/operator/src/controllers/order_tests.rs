@@ -448,12 +448,11 @@ async fn a_standby_writes_nothing_and_hands_what_needs_a_write_to_its_take_over(
     let log = Log::default();
     let (leading, follows) = tokio::sync::watch::channel(false);
     let (ctx, mut products) = context_with(mock_client(log.clone()), |c| {
-        let fence = super::fence::Fence::following(follows.clone());
+        let fence = super::fence::Fence::following(follows);
         c.products.fenced(fence.clone());
         c.sources.fenced(fence.clone());
         c.policies.fenced(fence.clone());
         c.fence = fence;
-        c.leading = follows;
     });
     let guarded = DeserializeGuard(Ok(product()));
     products.apply_watcher_event(&Event::Apply(guarded.clone()));
