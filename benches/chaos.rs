@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::judging::{Narrowing, Record};
-use common::narrowing::{Domains, NARROWING_READERS};
+use common::narrowing::{Domains, FAILOVER_READERS};
 use common::sightings::{Sightings, watch_grant_children};
 use common::{env_or, free_port};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -343,14 +343,21 @@ fn delete_policy(record: &Mutex<Record>, domains: &Domains, name: &str, phase: &
     });
 }
 
-fn lower_clearance(record: &Mutex<Record>, domains: &Domains, namespace: &str, phase: &str) {
+/// Lowers a reader's domain to Internal: what it narrows is that domain's children and the
+/// producer's children of `grants` (the reader's grants there; the kill phase's reader
+/// is named by many grants, so any of the producer's children may be it).
+fn lower_clearance(record: &Mutex<Record>, domains: &Domains, namespace: &str, grants: Option<&str>, phase: &str) {
+    let children = grants.map(|g| domains.grant_children(g)).unwrap_or_default();
     let mut n = Narrowing::new(
         "clearance lowering",
         format!("{namespace} lowered to Internal ({phase})"),
         Timestamp::now(),
-        BTreeSet::new(),
+        children,
     );
-    n.namespaces = [domains.producer.clone(), domains.reader.clone()].into();
+    n.namespaces = [namespace.to_string()].into();
+    if grants.is_none() {
+        n.namespaces.insert(domains.producer.clone());
+    }
     narrow(record, n, || {
         let out = kubectl(&["label", "namespace", namespace, "drmesh.io/clearance=Internal", "--overwrite"]);
         assert!(out.status.success(), "lower {namespace}: {}", String::from_utf8_lossy(&out.stderr));
@@ -412,7 +419,7 @@ fn main() {
     apply(&domains.docs(&deletable));
     let mut operator = Operator::start(&["--http-addr", &http]);
     let mut in_force = deletable.clone();
-    in_force.push("to-reader".into());
+    in_force.extend(["to-reader".into(), "to-alt".into()]);
     wait_granted(&domains.producer, &in_force);
 
     // 1. kill -9 the operator every 2-4 s while the mesh converges and access narrows:
@@ -449,7 +456,7 @@ fn main() {
         while actions.first().is_some_and(|(at, _)| started.elapsed() >= *at) {
             match actions.remove(0).1 {
                 Some(policy) => delete_policy(&record, &domains, &policy, "kill -9 phase"),
-                None => lower_clearance(&record, &domains, &domains.reader, "kill -9 phase"),
+                None => lower_clearance(&record, &domains, &domains.reader, None, "kill -9 phase"),
             }
         }
         if Instant::now() >= next_kill && kills < max_kills {
@@ -489,8 +496,8 @@ fn main() {
     // 3. Two replicas with leader election. The standby is warm before the leader fails:
     // it has listed the mesh and run every reconcile on its caches with its writes fenced
     // off. Then kill -9 the leader; before its Lease can be taken, a grant expires,
-    // another is deleted, a new one is made, the producer's domain loses its clearance
-    // and a product changes. The grant's children are watched for exact times.
+    // another is deleted, a new one is made, a reader's domain (`n-alt`) loses its
+    // clearance and a product changes. The grant's children are watched for exact times.
     drop(operator);
     let (port_a, port_b) = (free_port(), free_port());
     let replica = |identity: &str, port: u16| {
@@ -529,11 +536,11 @@ fn main() {
     let takeable = lease_takeable();
     let reconciles_before = metric_sum(port_b, "drmesh_reconciles_total").unwrap_or_default();
     delete_policy(&record, &domains, "fo-del", "failover");
-    lower_clearance(&record, &domains, &domains.producer, "failover");
+    lower_clearance(&record, &domains, &domains.alt, Some("to-alt"), "failover");
     let granted_at = Timestamp::now();
     apply(&[domains.policy(
         "fo-new",
-        json!([{"kind": "Group", "name": NARROWING_READERS}]),
+        json!([{"kind": "Group", "name": FAILOVER_READERS}]),
         None,
         "2030-01-01T00:00:00Z",
     )]);
@@ -698,7 +705,7 @@ fn main() {
     std::fs::write(results.join("chaos-latest.md"), &report).expect("write results");
     // The namespaces go while the leader runs (it releases the isolation finalizers).
     let mut namespaces: Vec<String> = (0..(products / 40).max(3)).map(|d| format!("{prefix}-d{d}")).collect();
-    namespaces.extend([domains.producer.clone(), domains.reader.clone()]);
+    namespaces.extend([domains.producer.clone(), domains.reader.clone(), domains.alt.clone()]);
     common::delete_namespaces(&namespaces);
     drop(b);
     assert!(record.violations.is_empty(), "access beyond the policies: {:#?}", record.violations);

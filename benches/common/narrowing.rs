@@ -1,9 +1,12 @@
-//! The part of the chaos mesh whose access narrows under faults: two domains beside the
+//! The part of the chaos mesh whose access narrows under faults: three domains beside the
 //! big mesh, `<prefix>n-prod` (a Restricted product on a Restricted source, granted to
-//! people, to a Namespace and to `<prefix>n-low`'s reader) and `<prefix>n-low` (the
-//! reader, on a source of its own). Grants expire, are deleted, and the reader's domain
-//! loses its clearance while the operator is killed or fails over; the judge times how
-//! late each narrowing lands.
+//! people, to a Namespace and to the readers of the two other domains), `<prefix>n-low`
+//! (a reader, on a source of its own) and `<prefix>n-alt` (a second reader, whose domain
+//! loses its clearance during the failover). Grants expire, are deleted, and a reader's
+//! domain loses its clearance while the operator is killed or fails over; the judge times
+//! how late each narrowing lands. The failover lowers `n-alt`, which no other narrowing
+//! touches: a lowered producer's domain would hide its expired grants from the judge (no
+//! access is counted to a product that may not run).
 
 use std::collections::BTreeSet;
 
@@ -13,14 +16,20 @@ use serde_json::{Value, json};
 /// The people the narrowing grants name (cleared Restricted; grants approved).
 pub const NARROWING_READERS: &str = "narrowing-readers";
 
+/// The people of the grant made during the failover: not the expiring grant's, whose
+/// expiry an equal access granted meanwhile would hide from the judge (it judges access).
+pub const FAILOVER_READERS: &str = "failover-readers";
+
 pub struct Domains {
     pub producer: String,
     pub reader: String,
+    /// The reader whose domain the failover lowers.
+    pub alt: String,
 }
 
 impl Domains {
     pub fn new(prefix: &str) -> Self {
-        Domains { producer: format!("{prefix}n-prod"), reader: format!("{prefix}n-low") }
+        Domains { producer: format!("{prefix}n-prod"), reader: format!("{prefix}n-low"), alt: format!("{prefix}n-alt") }
     }
 
     /// The children a grant policy makes (what its expiry or deletion must remove).
@@ -67,11 +76,12 @@ impl Domains {
         self.policy(name, json!(subjects), None, &at.to_string())
     }
 
-    /// The two domains, the reader's grant and `deletable` grants to be deleted later.
+    /// The three domains, the readers' grants (`to-reader`, `to-alt`) and `deletable`
+    /// grants to be deleted later.
     pub fn docs(&self, deletable: &[String]) -> Vec<Value> {
-        let (p, r) = (&self.producer, &self.reader);
-        let mut docs = super::people(&[NARROWING_READERS], &mut drmesh::mesh::Snapshot::default());
-        docs.extend([Self::namespace(p), Self::namespace(r)]);
+        let (p, r, a) = (&self.producer, &self.reader, &self.alt);
+        let mut docs = super::people(&[NARROWING_READERS, FAILOVER_READERS], &mut drmesh::mesh::Snapshot::default());
+        docs.extend([Self::namespace(p), Self::namespace(r), Self::namespace(a)]);
         docs.extend(Self::source(p, "vault", "Restricted", "10.70.0.0/24"));
         docs.extend(Self::source(r, "notes", "Internal", "10.71.0.0/24"));
         docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "secret-feed", "namespace": p},
@@ -82,6 +92,16 @@ impl Domains {
             "spec": {"classification": "Restricted", "inputs": [{"dataSource": "notes"}, {"dataProduct": {"namespace": p, "name": "secret-feed"}, "ports": ["http"]}],
                      "runtime": {"image": "registry.example/chaos:1"},
                      "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}));
+        docs.push(json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "alt-reader", "namespace": a},
+            "spec": {"classification": "Restricted", "inputs": [{"dataProduct": {"namespace": p, "name": "secret-feed"}, "ports": ["http"]}],
+                     "runtime": {"image": "registry.example/chaos:1"},
+                     "outputPorts": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}));
+        docs.push(self.policy(
+            "to-alt",
+            json!([{"kind": "DataProduct", "namespace": a, "name": "alt-reader"}]),
+            None,
+            "2030-01-01T00:00:00Z",
+        ));
         docs.push(self.policy(
             "to-reader",
             json!([{"kind": "DataProduct", "namespace": r, "name": "reader"}]),
