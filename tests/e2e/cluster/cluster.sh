@@ -14,7 +14,9 @@
 # With DRMESH_REAL_NODE=1, `up` also starts a real node beside the kwok nodes (node.sh):
 # real pods, real packets, NetworkPolicies enforced. `down` always removes it.
 #
-# State lives in $DRMESH_CLUSTER_DIR (default: <repo>/.drmesh/cluster).
+# State lives in $DRMESH_CLUSTER_DIR (default: <repo>/.drmesh/cluster). The API server's
+# audit log (logs/audit.log) rotates at 200 MB and keeps $DRMESH_AUDIT_LOG_BACKUPS old
+# files (default 2); a 10,000-product `make bench` writes about 3 GB of it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -214,7 +216,7 @@ up() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
-    --audit-log-maxsize 200 --audit-log-maxbackup 2 \
+    --audit-log-maxsize 200 --audit-log-maxbackup "${DRMESH_AUDIT_LOG_BACKUPS:-2}" \
     --allow-privileged=false --profiling=false \
     --cert-dir "$dir/apiserver-certs" \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-preferred-address-types InternalIP \
