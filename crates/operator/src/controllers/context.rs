@@ -9,7 +9,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PartialObjectMeta;
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
@@ -224,7 +223,7 @@ pub struct Context {
     pub caches: Caches,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditSink>,
-    pub recorder: Recorder,
+    pub events: super::events::Announcer,
     /// The operator's identity, as audit records name it.
     pub actor: String,
     pub products: Applier,
@@ -415,8 +414,7 @@ impl Context {
     /// access a declaration brings with it (owners' access to their product, credentials
     /// a source lends to its consumers), which the object's status lists and whose
     /// Events would repeat, per product, what its Ready transitions already say. In a
-    /// cold start of 1,000 products they were 2,088 Event writes (and the recorder keeps
-    /// each Event it wrote for 6 minutes).
+    /// cold start of 1,000 products they were 2,088 Event writes.
     pub async fn record(&self, report: Report) -> Result<(), crate::telemetry::AuditError> {
         self.write_report(report, vec![], false).await
     }
@@ -480,18 +478,11 @@ impl Context {
         note: String,
         action: &str,
     ) {
-        use kube::runtime::events::{Event, EventType};
         if self.fence.pass().is_err() {
             return;
         }
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, object).await {
+        let said = super::events::Announcement { regarding: object, warning, action, reason, note };
+        if let Err(error) = self.events.publish(&said, self.now()).await {
             tracing::warn!(%error, "cannot publish event");
         }
     }
@@ -504,9 +495,8 @@ impl Context {
         actor: String,
         queues: Arc<Queues>,
     ) -> Self {
-        let reporter = Reporter { controller: "drmesh".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: super::events::Announcer::new(client.clone(), "drmesh", std::env::var("POD_NAME").ok()),
             products: Applier::new(
                 client.clone(),
                 labels::MANAGER_DATA_PRODUCT,

@@ -10,6 +10,7 @@ pub mod context;
 pub mod dataproduct;
 pub mod datasource;
 pub mod error;
+pub mod events;
 pub mod fence;
 pub mod finalizers;
 pub mod foreign;
