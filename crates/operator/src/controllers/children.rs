@@ -62,7 +62,10 @@ impl<K> Child for K where
 pub struct Applier {
     client: Client,
     manager: &'static str,
-    last: Mutex<HashMap<String, (u64, String)>>,
+    /// Per child (a hash of its kind, namespace and name): a hash of what the last apply
+    /// set ([`applied::desired`]) and of the resourceVersion it answered with. Hashes, not
+    /// strings: one entry per child drmesh wrote, 66,600 of them at 10,000 products.
+    last: Mutex<HashMap<u64, (u64, u64)>>,
     writes: prometheus_client::metrics::counter::Counter,
     foreign: Foreign,
     fence: Fence,
@@ -93,8 +96,8 @@ impl Applier {
         &self.fence
     }
 
-    fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
-        format!("{}/{namespace}/{name}", K::kind(&()))
+    fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> u64 {
+        super::watches::hash(&(K::kind(&()), namespace, name))
     }
 
     /// Server-side applies `child` unless the cache shows it is already as we left it.
@@ -116,9 +119,9 @@ impl Applier {
             return Ok(false);
         }
         // Or it is still the version this applier last wrote, from the same object.
-        if let (Some(cached), Some((hash, last_rv))) = (&cached, self.remembered(&key))
+        if let (Some(cached), Some((hash, last_rv))) = (&cached, self.remembered(key))
             && hash == desired
-            && *cached.resource_version == last_rv
+            && super::watches::hash(&*cached.resource_version) == last_rv
         {
             return Ok(false);
         }
@@ -141,7 +144,7 @@ impl Applier {
             }
         }
         if let Some(rv) = stored.resource_version() {
-            self.remember(key, desired, rv);
+            self.remember(key, desired, super::watches::hash(&rv));
         }
         Ok(true)
     }
@@ -211,14 +214,15 @@ impl Applier {
         };
         // Read under the lock, not cloned: every child event of the owner's kind asks.
         let key = Self::key::<K>(namespace, name);
-        self.last.lock().is_ok_and(|m| m.get(&key).is_some_and(|(_, last)| last == version))
+        let version = super::watches::hash(version.as_str());
+        self.last.lock().is_ok_and(|m| m.get(&key).is_some_and(|(_, last)| *last == version))
     }
 
-    fn remembered(&self, key: &str) -> Option<(u64, String)> {
-        self.last.lock().map(|m| m.get(key).cloned()).unwrap_or(None)
+    fn remembered(&self, key: u64) -> Option<(u64, u64)> {
+        self.last.lock().map(|m| m.get(&key).copied()).unwrap_or(None)
     }
 
-    fn remember(&self, key: String, hash: u64, rv: String) {
+    fn remember(&self, key: u64, hash: u64, rv: u64) {
         if let Ok(mut m) = self.last.lock() {
             m.insert(key, (hash, rv));
         }

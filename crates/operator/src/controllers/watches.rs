@@ -247,7 +247,7 @@ pub fn any_change<K: Resource>(obj: &K) -> u64 {
     hash(&obj.meta().resource_version)
 }
 
-pub fn hash<T: Hash>(value: &T) -> u64 {
+pub fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish()
