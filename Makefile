@@ -42,7 +42,7 @@ bench-ci: cluster-up build ## The CI bench: 100 products; asserts 0 idle writes,
 	@# Built with the dev profile, like the e2e tests: no release build in CI.
 	$(E2E_ENV) DRMESH_BENCH_CI=1 $(CARGO) bench --locked --profile dev --bench mesh
 
-bench-memory: ## Bytes per cached child, reflector store against compact records (no cluster; DRMESH_BENCH_PRODUCTS)
+bench-memory: ## Bytes per cached child (reflector store against compact records), per Event kept (kube Recorder against drmesh), the mesh index (no cluster; DRMESH_BENCH_PRODUCTS)
 	$(CARGO) bench --locked --bench memory
 
 chaos: cluster-up ## Faults during convergence, with an invariant checker (DRMESH_CHAOS_PRODUCTS, DRMESH_CHAOS_KILLS, DRMESH_CHAOS_PHASES, DRMESH_CHAOS_JUDGE_PAUSE_MS)

@@ -13,6 +13,9 @@
 //! policies, its consumers, the users of its sources) answered for every product, by a
 //! scan of every cached object (as the caches did before the index) and by the index.
 //!
+//! Then what the Event writer keeps of each Event it wrote (kube's `Recorder` against
+//! drmesh's `Announcer`), two Events per product, against a mock API server.
+//!
 //! Prints a table and writes it to bench/results/memory-<unix time>-n<N>.md.
 
 use std::fmt::Write as _;
@@ -173,6 +176,91 @@ fn index_figures(snapshot: &drmesh::mesh::Snapshot) -> String {
     )
 }
 
+/// A mock API server for the Event writers: answers each request with its own body, as
+/// the API server answers a create with the object created.
+fn echo_client() -> kube::Client {
+    use http_body_util::BodyExt;
+    let service = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+        http::Response::builder()
+            .status(201)
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(body))
+    });
+    kube::Client::new(service, "default")
+}
+
+/// What the Event writer keeps per Event written, for the 6 minutes a repeat would make it
+/// a series: kube's `Recorder` against drmesh's `Announcer`, after two Events per product
+/// (the Ready transitions of a cold start).
+fn event_figures(products: usize) -> String {
+    use drmesh::controllers::events::{Announcement, Announcer};
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The client's buffer task needs the runtime.
+    let _entered = runtime.enter();
+    let regarding = |i: usize| ObjectReference {
+        api_version: Some("drmesh.io/v1alpha1".into()),
+        kind: Some("DataProduct".into()),
+        namespace: Some(format!("n{}", i % 20)),
+        name: Some(format!("product-{i}")),
+        uid: Some(format!("6f1c2d3e-5a4b-4c3d-9e8f-{i:012}")),
+        resource_version: Some(format!("{}", 4_000_000 + i)),
+        ..ObjectReference::default()
+    };
+    let said = [("Progressing", "0 of 1 replicas available"), ("Ready", "1 replicas available; all inputs granted")];
+    let events = products * said.len();
+    let recorder = cost(|| {
+        let reporter = Reporter { controller: "drmesh".into(), instance: Some("drmesh-0".into()) };
+        let recorder = Recorder::new(echo_client(), reporter);
+        runtime.block_on(async {
+            for i in 0..products {
+                for (reason, note) in said {
+                    let event = KubeEvent {
+                        type_: EventType::Normal,
+                        reason: reason.into(),
+                        note: Some(note.into()),
+                        action: "Reconcile".into(),
+                        secondary: None,
+                    };
+                    recorder.publish(&event, &regarding(i)).await.expect("published");
+                }
+            }
+        });
+        recorder
+    });
+    let announcer = cost(|| {
+        let announcer = Announcer::new(echo_client(), "drmesh", Some("drmesh-0".into()));
+        runtime.block_on(async {
+            for i in 0..products {
+                let object = regarding(i);
+                for (reason, note) in said {
+                    let a = Announcement {
+                        regarding: &object,
+                        warning: false,
+                        action: "Reconcile",
+                        reason,
+                        note: note.into(),
+                    };
+                    announcer.publish(&a, jiff::Timestamp::now()).await.expect("published");
+                }
+            }
+        });
+        assert_eq!(announcer.remembered(), events);
+        announcer
+    });
+    format!(
+        "\n# Event writers, {events} Events ({products} products x 2)\n\n| writer | B/Event kept | total |\n|---|---|---|\n\
+         | kube's `Recorder` (a copy of each Event and its key) | {} | {:.1} MiB |\n\
+         | drmesh's `Announcer` (a hash, the name, the series) | {} | {:.1} MiB |\n",
+        recorder / events.max(1),
+        mib(recorder),
+        announcer / events.max(1),
+        mib(announcer),
+    )
+}
+
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -183,6 +271,7 @@ fn main() {
     let docs: Vec<Value> =
         rendered_children(&snapshot, true).into_iter().enumerate().map(|(i, c)| dressed(c, i)).collect();
     let index = index_figures(&snapshot);
+    let events = event_figures(products);
     drop(snapshot);
     let rows = [
         measure::<Deployment>("Deployment", &docs, controllers::trim_deployment, controllers::available_replicas),
@@ -223,6 +312,7 @@ fn main() {
         mib(store.saturating_sub(records))
     );
     out.push_str(&index);
+    out.push_str(&events);
     print!("{out}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
