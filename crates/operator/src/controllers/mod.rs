@@ -23,7 +23,7 @@ pub mod timers;
 pub mod watches;
 
 #[cfg(test)]
-mod order_tests;
+pub(crate) mod order_tests;
 #[cfg(test)]
 mod report_tests;
 

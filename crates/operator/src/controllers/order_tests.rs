@@ -19,6 +19,15 @@ use crate::telemetry::{AuditSink, Metrics};
 /// (method, path) of every request, in order.
 pub(super) type Log = Arc<Mutex<Vec<(String, String)>>>;
 
+/// A JSON answer of a mock API server.
+pub(crate) fn answer(status: u16, body: Vec<u8>) -> Result<http::Response<Body>, std::convert::Infallible> {
+    Ok(http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("response"))
+}
+
 pub(super) fn mock_client(log: Log) -> kube::Client {
     mock_client_where(log, true)
 }
@@ -53,13 +62,7 @@ fn mock_client_where(log: Log, product_exists: bool) -> kube::Client {
                     br#"{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404}"#.to_vec()
                 };
             }
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body))
-                    .expect("response"),
-            )
+            answer(status, body)
         }
     });
     kube::Client::new(service, "default")
@@ -297,13 +300,7 @@ fn refusing_status(log: Log) -> kube::Client {
             } else {
                 (200, body)
             };
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body))
-                    .expect("response"),
-            )
+            answer(code, body)
         }
     });
     kube::Client::new(service, "default")
@@ -390,13 +387,7 @@ fn keeping_owner_roles(log: Log, roles: Arc<Mutex<Vec<String>>>) -> kube::Client
             if method == "GET" && path.ends_with("/namespaces/police/dataproducts/feed") {
                 body = br#"{"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct", "metadata": {"name": "feed", "namespace": "police", "uid": "uid-feed"}}"#.to_vec();
             }
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .status(200)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body))
-                    .expect("response"),
-            )
+            answer(200, body)
         }
     });
     kube::Client::new(service, "default")

@@ -46,13 +46,7 @@ fn mock_client(log: Log, policy: Value) -> kube::Client {
             } else {
                 body
             };
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .status(200)
-                    .header("content-type", "application/json")
-                    .body(Body::from(answer))
-                    .expect("response"),
-            )
+            super::order_tests::answer(200, answer)
         }
     });
     kube::Client::new(service, "default")
