@@ -105,7 +105,7 @@ impl Announcer {
                 .written
                 .get(&key)
                 .filter(|w| w.last + SERIES_WINDOW > now)
-                .map(|w| (w.namespace.clone(), w.name.clone(), w.count + 1))
+                .map(|w| (w.namespace.clone(), w.name.clone(), w.count.saturating_add(1)))
         };
         let written = match repeat {
             Some((namespace, name, count)) => match self.observe_again(&namespace, &name, count, now).await {
