@@ -10,7 +10,6 @@
 //! key, the Event's name and the series: 172 bytes each.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
@@ -40,10 +39,10 @@ impl Announcement<'_> {
     /// What makes two Events the same Event observed again.
     fn key(&self) -> u64 {
         let r = self.regarding;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&r.api_version, &r.kind, &r.namespace, &r.name, &r.uid).hash(&mut hasher);
-        (self.warning, self.action, self.reason, &self.note).hash(&mut hasher);
-        hasher.finish()
+        super::watches::hash(&(
+            (&r.api_version, &r.kind, &r.namespace, &r.name, &r.uid),
+            (self.warning, self.action, self.reason, &self.note),
+        ))
     }
 }
 
@@ -53,6 +52,13 @@ struct Written {
     name: String,
     count: i32,
     last: Timestamp,
+}
+
+impl Written {
+    /// Whether a repeat at `now` still belongs to this Event's series.
+    fn current(&self, now: Timestamp) -> bool {
+        self.last + SERIES_WINDOW > now
+    }
 }
 
 #[derive(Default)]
@@ -69,7 +75,7 @@ impl Memory {
             return;
         }
         self.swept = Some(now);
-        self.written.retain(|_, w| w.last + SERIES_WINDOW > now);
+        self.written.retain(|_, w| w.current(now));
     }
 }
 
@@ -104,7 +110,7 @@ impl Announcer {
             memory
                 .written
                 .get(&key)
-                .filter(|w| w.last + SERIES_WINDOW > now)
+                .filter(|w| w.current(now))
                 .map(|w| (w.namespace.clone(), w.name.clone(), w.count.saturating_add(1)))
         };
         let written = match repeat {
@@ -131,19 +137,19 @@ impl Announcer {
     }
 
     async fn create(&self, a: &Announcement<'_>, now: Timestamp) -> Result<Written, kube::Error> {
-        let event = self.event(a, now);
-        let namespace = event.namespace().unwrap_or_else(|| "default".into());
+        let namespace = a.regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = self.event(a, &namespace, now);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let created = events.create(&PostParams::default(), &event).await?;
         Ok(Written { namespace, name: created.name_any(), count: 1, last: now })
     }
 
     /// The Event as kube's `Recorder` builds it: named after the object and the instant.
-    fn event(&self, a: &Announcement<'_>, now: Timestamp) -> Event {
+    fn event(&self, a: &Announcement<'_>, namespace: &str, now: Timestamp) -> Event {
         let r = a.regarding;
         Event {
             metadata: ObjectMeta {
-                namespace: Some(r.namespace.clone().unwrap_or_else(|| "default".into())),
+                namespace: Some(namespace.into()),
                 name: Some(format!("{}.{:x}", r.name.as_deref().unwrap_or(&self.controller), now.as_nanosecond())),
                 ..ObjectMeta::default()
             },
