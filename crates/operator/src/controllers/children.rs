@@ -175,7 +175,7 @@ impl Applier {
         let parent = child.meta().owner_references.iter().flatten().find(|o| o.controller == Some(true));
         if let Some(record) = cache.get(namespace, name) {
             let same = match (&record.owner, parent) {
-                (Some(owner), Some(parent)) => *owner.uid == *parent.uid,
+                (Some(owner), Some(parent)) => owner.uid.is(&parent.uid),
                 _ => false,
             };
             if !same {

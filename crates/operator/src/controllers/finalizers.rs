@@ -166,7 +166,7 @@ async fn release_isolation_when_no_pod_is_left(
     let uid = meta.uid.clone().unwrap_or_default();
     loop {
         // Gone meanwhile (released by someone with the right to): nothing left to do.
-        if caches.network_policies.get(&namespace, &name).is_none_or(|r| *r.uid != *uid) {
+        if caches.network_policies.get(&namespace, &name).is_none_or(|r| !r.uid.is(&uid)) {
             return;
         }
         if owner_lives(caches, &meta) {

@@ -28,16 +28,107 @@ const PARENT_LABELS: [&str; 3] = [labels::DATA_PRODUCT, labels::DATA_SOURCE, lab
 /// The controller owner reference of a child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
-    pub api_version: Box<str>,
-    pub kind: Box<str>,
+    pub api_version: Known,
+    pub kind: Known,
     pub name: Box<str>,
-    pub uid: Box<str>,
+    pub uid: Uid,
+}
+
+/// The owner apiVersions and kinds nearly every child carries: kept as a pointer to one
+/// copy, not a string per child.
+const KNOWN: [&str; 4] = ["drmesh.io/v1alpha1", "DataProduct", "DataSource", "AccessPolicy"];
+
+/// A string that is most often one of [`KNOWN`] (then an index into it: 16 bytes in all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Known {
+    Shared(u8),
+    Own(Box<str>),
+}
+
+impl Known {
+    fn of(s: &str) -> Self {
+        KNOWN.iter().position(|k| *k == s).map_or_else(|| Known::Own(s.into()), |i| Known::Shared(i as u8))
+    }
+}
+
+impl std::ops::Deref for Known {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Known::Shared(i) => KNOWN[*i as usize],
+            Known::Own(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// An object's UID: the API server's are UUIDs (36 characters), kept in 16 bytes; any
+/// other text, as it is. The text round-trips exactly: only the lower-case, hyphenated
+/// form is kept as bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uid {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Uid {
+    pub fn of(s: &str) -> Self {
+        Self::uuid(s).map_or_else(|| Uid::Text(s.into()), Uid::Uuid)
+    }
+
+    fn uuid(s: &str) -> Option<[u8; 16]> {
+        let text = s.as_bytes();
+        if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut digits = text.iter().filter(|c| **c != b'-');
+        let mut bytes = [0u8; 16];
+        for byte in &mut bytes {
+            *byte = nibble(*digits.next()?)? << 4 | nibble(*digits.next()?)?;
+        }
+        Some(bytes)
+    }
+
+    /// Whether this is the UID written `other`.
+    pub fn is(&self, other: &str) -> bool {
+        match self {
+            Uid::Uuid(bytes) => Self::uuid(other).is_some_and(|b| b == *bytes),
+            Uid::Text(text) => **text == *other,
+        }
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uid::Uuid(b) => {
+                for (i, byte) in b.iter().enumerate() {
+                    if [4, 6, 8, 10].contains(&i) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+            Uid::Text(text) => f.write_str(text),
+        }
+    }
 }
 
 /// What the operator remembers of one child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildRecord {
-    pub uid: Box<str>,
+    pub uid: Uid,
     pub resource_version: Box<str>,
     /// Carries `app.kubernetes.io/managed-by=drmesh`.
     pub managed: bool,
@@ -95,13 +186,13 @@ impl ChildRecord {
             .filter_map(|(i, key)| label(key).map(|v| (i as u8, Box::from(v.as_str()))))
             .collect();
         let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| Owner {
-            api_version: o.api_version.as_str().into(),
-            kind: o.kind.as_str().into(),
+            api_version: Known::of(&o.api_version),
+            kind: Known::of(&o.kind),
             name: o.name.as_str().into(),
-            uid: o.uid.as_str().into(),
+            uid: Uid::of(&o.uid),
         });
         Self {
-            uid: meta.uid.as_deref().unwrap_or_default().into(),
+            uid: Uid::of(meta.uid.as_deref().unwrap_or_default()),
             resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
             managed: label(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER),
             parents,
@@ -194,13 +285,14 @@ impl<K: Resource<DynamicType = ()> + Default + Clone> ChildCache<K> {
     /// Children of `namespace` managed by drmesh, labelled `label`, whose controller
     /// owner has `owner_uid`: (name, UID), sorted by name.
     pub fn owned(&self, namespace: &str, owner_uid: &str, label: (&str, &str)) -> Vec<(String, String)> {
+        let owner_uid = Uid::of(owner_uid);
         let index = self.read();
         let mut found: Vec<(String, String)> = index
             .get(namespace)
             .into_iter()
             .flatten()
             .filter(|(_, r)| {
-                r.managed && r.label(label.0) == Some(label.1) && r.owner.as_ref().is_some_and(|o| &*o.uid == owner_uid)
+                r.managed && r.label(label.0) == Some(label.1) && r.owner.as_ref().is_some_and(|o| o.uid == owner_uid)
             })
             .map(|(name, r)| (name.to_string(), r.uid.to_string()))
             .collect();
@@ -356,6 +448,22 @@ mod tests {
     }
 
     #[test]
+    fn uids_round_trip_exactly() {
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(matches!(Uid::of(uuid), Uid::Uuid(_)), "a UUID is kept as bytes");
+        assert_eq!(Uid::of(uuid).to_string(), uuid);
+        assert!(Uid::of(uuid).is(uuid));
+        assert!(!Uid::of(uuid).is("0f8fad5b-d9cb-469f-a165-70867728950f"));
+        for other in ["0F8FAD5B-D9CB-469F-A165-70867728950E", "uid-svc", "", "0f8fad5b+d9cb-469f-a165-70867728950e"] {
+            assert!(matches!(Uid::of(other), Uid::Text(_)), "{other} is kept as text");
+            assert_eq!(Uid::of(other).to_string(), other);
+            assert!(Uid::of(other).is(other));
+            assert!(!Uid::of(other).is(uuid));
+        }
+        assert!(!Uid::of(uuid).is(&uuid.to_uppercase()), "UIDs compare as the server wrote them");
+    }
+
+    #[test]
     fn a_record_keeps_what_the_controllers_read() {
         let cache = ChildCache::<Meta>::new(|m| m.metadata.name.as_ref().map_or(0, |n| n.len() as u64));
         let mut listing = None;
@@ -365,14 +473,17 @@ mod tests {
             vec![Event::Init, Event::InitApply(child("a", "svc", "7", "owner-1", "p")), Event::InitDone],
         );
         let record = cache.get("a", "svc").expect("cached");
-        assert_eq!(&*record.uid, "uid-svc");
+        assert_eq!(record.uid.to_string(), "uid-svc");
         assert_eq!(&*record.resource_version, "7");
         assert!(record.managed);
         assert_eq!(record.label(labels::DATA_PRODUCT), Some("p"));
         assert_eq!(record.label(labels::ACCESS_POLICY), None);
         assert_eq!(record.label("app.kubernetes.io/name"), None, "other labels are not kept");
         let owner = record.owner.expect("controller owner");
-        assert_eq!((&*owner.kind, &*owner.name, &*owner.uid), ("DataProduct", "p", "owner-1"));
+        assert_eq!((&*owner.kind, &*owner.name, owner.uid.to_string().as_str()), ("DataProduct", "p", "owner-1"));
+        assert!(matches!(owner.kind, Known::Shared(_)), "one copy of the kind");
+        assert_eq!(Known::of("ConfigMap"), Known::Own("ConfigMap".into()));
+        assert_eq!(&*Known::of("ConfigMap"), "ConfigMap");
         assert_eq!(record.detail, 3);
         assert_eq!(cache.resource_version("a", "svc").as_deref(), Some("7"));
         assert_eq!(cache.resource_version("b", "svc"), None);
