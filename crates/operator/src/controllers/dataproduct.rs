@@ -241,10 +241,11 @@ async fn record_owners(
     .await
 }
 
-/// An Event on every change of the Ready reason (an audit record when it is a denial);
+/// An Event on every change of the Ready reason but a new product's first, progressing one
+/// (an audit record when it is a denial);
 /// an audit record when owners lose the product's data, or foreign access objects appear
 /// in its domain.
-async fn report_transition(
+pub(super) async fn report_transition(
     ctx: &Context,
     product: &DataProduct,
     before: &DataProductStatus,
@@ -282,6 +283,10 @@ async fn report_transition(
         return;
     };
     if old.as_ref().map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
+        return;
+    }
+    // A new product on its way says so in its status; its Event comes with the outcome.
+    if old.is_none() && why == Reason::Progressing {
         return;
     }
     if DENIALS.contains(&why) {

@@ -235,3 +235,27 @@ async fn a_grant_due_for_reassessment_is_recorded_announced_once_and_counted() {
     assert!(again.records.records().is_empty(), "{:#?}", again.records.records());
     assert_eq!(warning_about(&again.events(), "ReassessmentDue"), None);
 }
+
+/// A new product's first status, progressing, is announced by its outcome, not by itself;
+/// every later change of its Ready reason has its Event.
+#[tokio::test]
+async fn a_new_product_gets_its_first_event_when_it_is_ready() {
+    let f = fixture(&grant(""), vec![]);
+    let ready = |status: &str, reason: &str| -> crate::api::DataProductStatus {
+        serde_json::from_value(serde_json::json!({"conditions": [{
+            "type": "Ready", "status": status, "reason": reason, "message": reason,
+            "lastTransitionTime": "2026-12-05T10:00:00Z"
+        }]}))
+        .expect("status")
+    };
+    let (none, progressing, up) = (Default::default(), ready("False", "Progressing"), ready("True", "Ready"));
+    let (p, why) = (product(), crate::mesh::rules::Reason::Progressing);
+    super::dataproduct::report_transition(&f.ctx, &p, &none, &progressing, why).await;
+    assert!(f.events().is_empty(), "no Event for a new product on its way: {:?}", f.events());
+    super::dataproduct::report_transition(&f.ctx, &p, &progressing, &up, crate::mesh::rules::Reason::Ready).await;
+    assert_eq!(f.events().len(), 1, "its outcome is announced");
+    assert_eq!(f.events()[0]["reason"], "Ready");
+    super::dataproduct::report_transition(&f.ctx, &p, &up, &progressing, why).await;
+    assert_eq!(f.events().len(), 2, "a product that was Ready and progresses again is announced");
+    assert_eq!(f.events()[1]["reason"], "Progressing");
+}
