@@ -11,9 +11,7 @@ use tracing::instrument;
 use super::child_set::{ChildSet, Network};
 use super::context::Context;
 use super::error::Error;
-use kube::core::DeserializeGuard;
-
-use crate::api::{ConditionStatus, DataProduct, DataSource, DataSourceStatus, condition_type, find_condition};
+use crate::api::{ConditionStatus, DataSource, DataSourceStatus, condition_type, find_condition};
 use crate::audit;
 use crate::mesh::MeshView;
 use crate::mesh::labels::DATA_SOURCE;
@@ -225,25 +223,6 @@ async fn secret_state(ctx: &Context, namespace: &str, name: &str) -> Result<(Sec
     Ok((state, asked.elapsed()))
 }
 
-/// Whether a change of `product` (`live`: as cached now) can only add it to `source`'s
-/// consumers: a product never edited since it was created, still there, that the source
-/// does not lend to yet. Any other change may narrow what the source lends, and wakes it
-/// at once (see `throttle`).
-pub fn only_widens(
-    product: &DeserializeGuard<DataProduct>,
-    live: Option<&DeserializeGuard<DataProduct>>,
-    source: Option<&DeserializeGuard<DataSource>>,
-) -> bool {
-    let (Ok(p), Some(Ok(live)), Some(Ok(source))) = (&product.0, live.map(|l| &l.0), source.map(|s| &s.0)) else {
-        return false;
-    };
-    let lent = source.status.as_ref().is_some_and(|s| s.consumers.iter().any(|c| c.name == p.name_any()));
-    p.metadata.generation == Some(1)
-        && p.metadata.deletion_timestamp.is_none()
-        && live.metadata.uid == p.metadata.uid
-        && !lent
-}
-
 async fn write_status(
     ctx: &Context,
     source: &DataSource,
@@ -279,65 +258,6 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Only a new consumer is merged with others; whatever may narrow wakes the source at once.
-    #[test]
-    fn only_a_product_new_to_the_source_only_widens() {
-        let product = |generation: i64| {
-            let mut p = DataProduct::new(
-                "p",
-                serde_json::from_value(serde_json::json!({"classification": "Public", "runtime": {"image": "x"}}))
-                    .expect("spec"),
-            );
-            p.metadata.namespace = Some("ns".into());
-            p.metadata.uid = Some("uid-p".into());
-            p.metadata.generation = Some(generation);
-            DeserializeGuard(Ok(p))
-        };
-        let source = |lent: &[&str]| {
-            let mut s = DataSource::new(
-                "db",
-                serde_json::from_value(serde_json::json!({
-                    "classification": "Public", "owners": [{"kind": "Group", "name": "g"}], "type": "Kafka",
-                    "endpoint": {"host": "db", "port": 5432}, "credentialsSecretRef": {"name": "db"}
-                }))
-                .expect("spec"),
-            );
-            s.status = Some(DataSourceStatus {
-                consumers: lent
-                    .iter()
-                    .map(|n| serde_json::from_value(serde_json::json!({"namespace": "ns", "name": n})).expect("ref"))
-                    .collect(),
-                ..Default::default()
-            });
-            DeserializeGuard(Ok(s))
-        };
-        let new = product(1);
-        assert!(only_widens(&new, Some(&new), Some(&source(&["other"]))), "a new consumer");
-        assert!(!only_widens(&new, Some(&new), Some(&source(&["p"]))), "already lent to: its change may narrow");
-        assert!(
-            !only_widens(&product(2), Some(&product(2)), Some(&source(&[]))),
-            "edited: its inputs may have changed"
-        );
-        assert!(!only_widens(&new, None, Some(&source(&[]))), "deleted");
-        let mut deleting = product(1);
-        if let Ok(p) = &mut deleting.0 {
-            p.metadata.deletion_timestamp =
-                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
-        }
-        assert!(!only_widens(&deleting, Some(&deleting), Some(&source(&[]))), "being deleted");
-        let mut recreated = product(1);
-        if let Ok(p) = &mut recreated.0 {
-            p.metadata.uid = Some("uid-new".into());
-        }
-        assert!(!only_widens(&new, Some(&recreated), Some(&source(&[]))), "deleted and created again");
-        let broken: DeserializeGuard<DataProduct> =
-            serde_json::from_value(serde_json::json!({"apiVersion": "drmesh.io/v1alpha1", "kind": "DataProduct",
-                "metadata": {"name": "p", "namespace": "ns", "generation": 1}, "spec": {"classification": 7}}))
-            .expect("guarded");
-        assert!(!only_widens(&broken, Some(&broken), Some(&source(&[]))), "unparseable");
-        assert!(!only_widens(&new, Some(&new), None), "no such source");
-    }
 
     #[test]
     fn a_released_secret_is_reused_for_a_while_and_any_other_is_looked_at_again() {

@@ -19,7 +19,6 @@ pub mod people;
 pub mod queue;
 pub mod records;
 pub mod scope;
-pub mod throttle;
 pub mod timers;
 pub mod watches;
 
@@ -626,29 +625,18 @@ pub async fn run(client: Client, options: Options, metrics: Arc<Metrics>, audit:
     let sources_ctrl = {
         let (c, c2) = (caches.clone(), caches.clone());
         let q = queues.sources.clone();
-        let (q1, q2, q3) = (q.clone(), q.clone(), q.clone());
+        let (q1, q2) = (q.clone(), q.clone());
         let mine = || -> (Arc<Context>, ApplierOf) { (ctx.clone(), |c| &c.sources) };
-        // New consumers of a source are merged (see `throttle`); what may narrow goes at once.
-        let (widening, merged) = throttle::Throttle::<ObjectRef<Guarded<DataSource>>>::new(throttle::WIDENING_WINDOW);
         Controller::for_stream(primary(ds.subscribe(), q.clone()), caches.sources.clone())
             .with_config(config.clone())
             .reconcile_on(take_over(ctx.clone(), q.clone(), caches.sources.clone(), |c, g| {
                 Box::pin(confirm_source(c, g))
             }))
-            .reconcile_on(merged.map(move |source| {
-                q3.track([source.clone()]);
-                source
-            }))
             .owns_stream(owned(role.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(rb.subscribe(), any_change, q.clone(), mine()))
             .owns_stream(owned(np.subscribe(), any_change, q, mine()))
             .watches_stream(changes(dp.subscribe(), product_as_a_source_consumer), move |product| {
-                let sources = in_namespace(&c.sources, &product.namespace().unwrap_or_default());
-                let live = c.products.get(&ObjectRef::from_obj(&product));
-                let (widen, at_once): (Vec<_>, Vec<_>) = sources
-                    .into_iter()
-                    .partition(|s| datasource::only_widens(&product, live.as_deref(), c.sources.get(s).as_deref()));
-                q1.track(at_once.into_iter().chain(widening.pass(widen)))
+                q1.track(in_namespace(&c.sources, &product.namespace().unwrap_or_default()))
             })
             .watches_stream(changes(ns.subscribe(), any_change), move |ns| {
                 q2.track(in_namespace(&c2.sources, &ns.name_any()))
