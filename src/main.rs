@@ -13,6 +13,15 @@ use drmesh_operator::run::RunArgs;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment still
+/// overrides them): one arena, as the operator has few threads and each arena keeps free
+/// pages of its own; freed pages handed back within a second by a background thread, so
+/// the resident set follows what the caches hold rather than a burst's peak. `make bench`
+/// at 1,000 products: 1.0 MiB less at the peak, 1.4 MiB less after the idle period.
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &u8 = &b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true\0"[0];
+
 /// drmesh: a data mesh with restricted-distribution controls, as Kubernetes objects.
 #[derive(Debug, Parser)]
 #[command(name = "drmesh", version, about)]

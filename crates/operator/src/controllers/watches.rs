@@ -287,10 +287,12 @@ where
     })
 }
 
-/// The fingerprints last seen, by UID (a re-created object is new).
+/// The fingerprints last seen, by UID (a re-created object is new). Keyed by a hash of the
+/// UID: one map per trigger stream of a child kind, about 240,000 entries in all at
+/// 10,000 products, 16 bytes each instead of a 36-character string's 72.
 pub struct Seen<K> {
     fingerprint: Fingerprint<K>,
-    last: HashMap<String, u64>,
+    last: HashMap<u64, u64>,
 }
 
 impl<K: Resource> Seen<K> {
@@ -298,14 +300,17 @@ impl<K: Resource> Seen<K> {
         Self { fingerprint, last: HashMap::new() }
     }
 
+    fn key(obj: &K) -> u64 {
+        hash(obj.meta().uid.as_deref().unwrap_or_default())
+    }
+
     pub fn changed(&mut self, obj: &K) -> bool {
-        let uid = obj.meta().uid.clone().unwrap_or_default();
         let print = (self.fingerprint)(obj);
-        self.last.insert(uid, print) != Some(print)
+        self.last.insert(Self::key(obj), print) != Some(print)
     }
 
     pub fn forget(&mut self, obj: &K) {
-        self.last.remove(obj.meta().uid.as_deref().unwrap_or_default());
+        self.last.remove(&Self::key(obj));
     }
 }
 
