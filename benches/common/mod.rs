@@ -170,7 +170,7 @@ pub fn rendered_children(snapshot: &Snapshot, owners: bool) -> Vec<Value> {
         product::build(p, &plan).into_ordered().iter().for_each(|c| push(c.to_value()));
     }
     for s in snapshot.sources.values() {
-        let consumers = drmesh::mesh::source::allowed_consumers(snapshot, s, now);
+        let consumers = drmesh::mesh::source::allowed_consumers(snapshot, s);
         source::build(s, &consumers).into_ordered().iter().for_each(|c| push(c.to_value()));
     }
     for a in snapshot.policies.values() {

@@ -197,7 +197,7 @@ pub fn review(view: &Snapshot, now: Timestamp) -> Vec<Access> {
         let name = source.name_any();
         let secret =
             view.secret_state(&namespace, &source.spec.credentials_secret_ref.name).unwrap_or(SecretState::Released);
-        let allowed = lends_to(view, source, secret, now);
+        let allowed = lends_to(view, source, secret);
         let access = if source.spec.endpoint.cidr.is_some() { "credentials+egress" } else { "credentials" };
         for user in view.products_using_source(&namespace, &name) {
             let status = if allowed.contains(&user.name_any()) {

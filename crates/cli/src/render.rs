@@ -49,7 +49,7 @@ pub fn children(view: &Snapshot, now: Timestamp) -> Vec<Child> {
         let secret = view
             .secret_state(&namespace, &source_object.spec.credentials_secret_ref.name)
             .unwrap_or(SecretState::Released);
-        let consumers = lends_to(view, source_object, secret, now);
+        let consumers = lends_to(view, source_object, secret);
         push(parent, source::build(source_object, &consumers).into_ordered());
     }
     for policy in view.policies.values() {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::rules::{self, Reach};
-use super::{MeshView, Snapshot, grant, product};
+use super::{MeshView, Snapshot, grant, product, source};
 use crate::api::{AccessPolicy, Classification, DataProduct, DataSource, SubjectKind};
 
 const NAMESPACES: [&str; 4] = ["ns-a", "ns-b", "ns-c", "ns-d"];
@@ -210,6 +210,34 @@ proptest! {
                 for port in rule["ports"].as_array().into_iter().flatten() {
                     prop_assert!(allowed.contains(&port["port"].as_i64().unwrap_or(-1)), "port {port} not granted: {rule}");
                 }
+            }
+        }
+    }
+
+    /// A source decides whom it lends to without planning its users' grants: the same
+    /// products as their whole plans, before and after the grants expire.
+    #[test]
+    fn a_source_lends_to_exactly_the_users_whose_plans_reach_it(g in mesh_strategy()) {
+        let mesh = build_mesh(&g);
+        for s in mesh.sources.values() {
+            let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+            let lent = source::allowed_consumers(&mesh, s);
+            for at in [now(), now() + jiff::SignedDuration::from_hours(4)] {
+                let planned: Vec<String> = mesh
+                    .products
+                    .values()
+                    .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|p| {
+                        let plan = rules::plan_product(&mesh, p, at);
+                        plan.runnable()
+                            && plan.inputs.iter().any(|i| {
+                                i.input == rules::InputKey::Source(name.clone())
+                                    && i.outcome.as_ref().map_or_else(|p| p.reason == rules::Reason::InputNotReady, |_| true)
+                            })
+                    })
+                    .map(|p| p.name_any())
+                    .collect();
+                prop_assert_eq!(&lent, &planned, "source {}/{} at {}", ns, name, at);
             }
         }
     }

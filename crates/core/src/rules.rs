@@ -651,52 +651,13 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
     let namespace = product.namespace().unwrap_or_default();
     let name = product.name_any();
     let classification = product.spec.classification;
-    let mut blocker = None;
-    let clearance = view.clearance(&namespace);
-    if clearance < classification {
-        blocker = Some(
-            Problem::new(
-                Reason::NamespaceClearanceTooLow,
-                format!(
-                    "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
-                 (namespace label drmesh.io/clearance)"
-                ),
-            )
-            .at("spec.classification"),
-        );
-    }
     let mut inputs = Vec::new();
     let mut next_expiry: Option<Timestamp> = None;
     for (index, input) in product.spec.inputs.iter().enumerate() {
         let field = format!("spec.inputs[{index}]");
         if let Some(source_name) = &input.data_source {
             let key = InputKey::Source(source_name.clone());
-            let outcome = match view.source(&namespace, source_name) {
-                None => Err(Problem::new(
-                    Reason::InputNotFound,
-                    format!("spec.inputs: DataSource {namespace}/{source_name} does not exist"),
-                )),
-                Some(source) if source.spec.classification > classification => Err(Problem::new(
-                    Reason::ClassificationViolation,
-                    format!(
-                        "spec.inputs: DataSource {source_name} is {} but this product is {classification}: \
-                         derived data cannot be classified lower than its inputs",
-                        source.spec.classification
-                    ),
-                )),
-                // A source that is not Ready (Secret missing or not released for drmesh,
-                // endpoint unusable) lends nothing: its Secret is never mounted.
-                Some(source) => match view.source_ready(&namespace, source_name) {
-                    Readiness::NotReady(why) => Err(Problem::new(
-                        Reason::InputNotReady,
-                        format!("spec.inputs: DataSource {source_name} is not Ready: {why}"),
-                    )),
-                    Readiness::Ready | Readiness::Unknown => {
-                        Ok(Reach::Source { secret: source.spec.credentials_secret_ref.name.clone() })
-                    }
-                },
-            };
-            let outcome = outcome.map_err(|p| p.at(field));
+            let outcome = source_input(view, &namespace, source_name, classification).map_err(|p| p.at(field));
             inputs.push(InputPlan { input: key, outcome, waiting: None });
         } else if let Some(reference) = &input.data_product {
             let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
@@ -716,13 +677,7 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             inputs.push(InputPlan { input: InputKey::Product(key), outcome, waiting });
         }
     }
-    if blocker.is_none() {
-        blocker = inputs
-            .iter()
-            .filter_map(|i| i.outcome.as_ref().err())
-            .find(|p| p.reason == Reason::ClassificationViolation)
-            .cloned();
-    }
+    let blocker = product_blocker(view, product);
     let mut owners_read_data = crate::product::owners_read_data(product);
     // Owners read the data for as long as they own the product: where the MeshPolicy
     // bounds how long a grant of this level may last (maxGrantDuration), that would be a
@@ -754,6 +709,88 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
     ProductPlan { inputs, blocker, next_expiry, owners_read_data, owners_not_cleared, owners_cleared_by }
 }
 
+/// What forbids running `product` at all ([`ProductPlan::blocker`]): its domain's
+/// clearance below its classification, else the first input classified above it. It
+/// reads no grant and no clock, so a source asks it of each of its users without planning
+/// their grants.
+pub fn product_blocker(view: &dyn MeshView, product: &DataProduct) -> Option<Problem> {
+    let namespace = product.namespace().unwrap_or_default();
+    let classification = product.spec.classification;
+    let clearance = view.clearance(&namespace);
+    if clearance < classification {
+        return Some(
+            Problem::new(
+                Reason::NamespaceClearanceTooLow,
+                format!(
+                    "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
+                 (namespace label drmesh.io/clearance)"
+                ),
+            )
+            .at("spec.classification"),
+        );
+    }
+    product.spec.inputs.iter().enumerate().find_map(|(index, input)| {
+        let violation = if let Some(source_name) = &input.data_source {
+            source_input(view, &namespace, source_name, classification).err()
+        } else if let Some(reference) = &input.data_product {
+            let key = ProductKey { namespace: reference.namespace.clone(), name: reference.name.clone() };
+            view.product(&key.namespace, &key.name).and_then(|i| classified_above(&key, &i, classification))
+        } else {
+            None
+        };
+        violation.filter(|p| p.reason == Reason::ClassificationViolation).map(|p| p.at(format!("spec.inputs[{index}]")))
+    })
+}
+
+/// What a product classified `classification` in `namespace` gets of its input, the
+/// source `source_name`: its Secret, or why not.
+pub fn source_input(
+    view: &dyn MeshView,
+    namespace: &str,
+    source_name: &str,
+    classification: Classification,
+) -> Result<Reach, Problem> {
+    match view.source(namespace, source_name) {
+        None => Err(Problem::new(
+            Reason::InputNotFound,
+            format!("spec.inputs: DataSource {namespace}/{source_name} does not exist"),
+        )),
+        Some(source) if source.spec.classification > classification => Err(Problem::new(
+            Reason::ClassificationViolation,
+            format!(
+                "spec.inputs: DataSource {source_name} is {} but this product is {classification}: \
+                 derived data cannot be classified lower than its inputs",
+                source.spec.classification
+            ),
+        )),
+        // A source that is not Ready (Secret missing or not released for drmesh,
+        // endpoint unusable) lends nothing: its Secret is never mounted.
+        Some(source) => match view.source_ready(namespace, source_name) {
+            Readiness::NotReady(why) => Err(Problem::new(
+                Reason::InputNotReady,
+                format!("spec.inputs: DataSource {source_name} is not Ready: {why}"),
+            )),
+            Readiness::Ready | Readiness::Unknown => {
+                Ok(Reach::Source { secret: source.spec.credentials_secret_ref.name.clone() })
+            }
+        },
+    }
+}
+
+/// The input product `key` classified above a product classified `classification`.
+fn classified_above(key: &ProductKey, input: &DataProduct, classification: Classification) -> Option<Problem> {
+    (input.spec.classification > classification).then(|| {
+        Problem::new(
+            Reason::ClassificationViolation,
+            format!(
+                "spec.inputs: DataProduct {key} is {} but this product is {classification}: \
+                 derived data cannot be classified lower than its inputs",
+                input.spec.classification
+            ),
+        )
+    })
+}
+
 fn plan_product_input(
     view: &dyn MeshView,
     namespace: &str,
@@ -766,15 +803,8 @@ fn plan_product_input(
     let Some(input) = view.product(&key.namespace, &key.name) else {
         return Err(Problem::new(Reason::InputNotFound, format!("spec.inputs: DataProduct {key} does not exist")));
     };
-    if input.spec.classification > classification {
-        return Err(Problem::new(
-            Reason::ClassificationViolation,
-            format!(
-                "spec.inputs: DataProduct {key} is {} but this product is {classification}: \
-                 derived data cannot be classified lower than its inputs",
-                input.spec.classification
-            ),
-        ));
+    if let Some(violation) = classified_above(key, &input, classification) {
+        return Err(violation);
     }
     let mut granted: BTreeSet<i32> = BTreeSet::new();
     let mut until: Option<Timestamp> = None;

@@ -9,10 +9,9 @@ use kube::ResourceExt;
 
 use super::k8s::{self, ip_block, label_in, port, role_ref, rule};
 use super::labels::{self, DATA_PRODUCT, DATA_SOURCE};
-use super::rules::{self, InputKey, Problem, Reason};
+use super::rules::{self, Problem, Reason};
 use super::{MeshView, owner_reference};
 use crate::api::DataSource;
-use jiff::Timestamp;
 
 /// What drmesh knows of a source's credentials Secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,25 +96,23 @@ pub fn build(source: &DataSource, consumers: &[String]) -> SourceBundle {
     SourceBundle { role: Some(role), binding: Some(binding), egress }
 }
 
-/// Products allowed to use `source` now, were it Ready: they declare it, run, and their
-/// plan reaches it (or waits only for this source to be Ready). The caller passes none
-/// while the source itself is not Ready.
-pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestamp) -> Vec<String> {
+/// Products allowed to use `source`, were it Ready: they declare it, may run, and reach
+/// it (or wait only for this source to be Ready). The caller passes none while the source
+/// itself is not Ready. Neither part reads a grant or the clock ([`rules::product_blocker`],
+/// [`rules::source_input`]): a source with 50 users does not plan 50 products' grants.
+pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource) -> Vec<String> {
     let namespace = source.namespace().unwrap_or_default();
     let name = source.name_any();
     let mut consumers: Vec<String> = view
         .products_using_source(&namespace, &name)
         .iter()
         .filter(|product| {
-            let plan = rules::plan_product(view, product, now);
-            plan.runnable()
-                && plan.inputs.iter().any(|i| {
-                    i.input == InputKey::Source(name.clone())
-                        && match &i.outcome {
-                            Ok(_) => true,
-                            Err(problem) => problem.reason == Reason::InputNotReady,
-                        }
-                })
+            let reaches = product.spec.inputs.iter().any(|i| i.data_source.as_deref() == Some(name.as_str()))
+                && match rules::source_input(view, &namespace, &name, product.spec.classification) {
+                    Ok(_) => true,
+                    Err(problem) => problem.reason == Reason::InputNotReady,
+                };
+            reaches && rules::product_blocker(view, product).is_none()
         })
         .map(|p| p.name_any())
         .collect();
@@ -125,10 +122,10 @@ pub fn allowed_consumers(view: &dyn MeshView, source: &DataSource, now: Timestam
 
 /// The products `source` lends its credentials and endpoint to now: none while it is
 /// not Ready (the operator and `drmesh render` both decide here).
-pub fn lends_to(view: &dyn MeshView, source: &DataSource, secret: SecretState, now: Timestamp) -> Vec<String> {
+pub fn lends_to(view: &dyn MeshView, source: &DataSource, secret: SecretState) -> Vec<String> {
     let clearance = view.clearance(&source.namespace().unwrap_or_default());
     match source_problem(source, secret, clearance) {
-        None => allowed_consumers(view, source, now),
+        None => allowed_consumers(view, source),
         Some(_) => vec![],
     }
 }

@@ -205,7 +205,7 @@ fn classification_never_flows_downward() {
     assert_eq!(plan.blocker.as_ref().map(|p| p.reason), Some(Reason::ClassificationViolation));
     assert!(product::build(&summary, &plan).deployment.is_none(), "no Deployment runs");
     let db = mesh.sources.get(&("police".into(), "incident-db".into())).cloned().expect("fixture");
-    let consumers = crate::source::allowed_consumers(&mesh, &db, now());
+    let consumers = crate::source::allowed_consumers(&mesh, &db);
     assert_eq!(consumers, vec!["incident-feed".to_string()], "the violating product gets no credentials");
 }
 

@@ -37,7 +37,7 @@ pub async fn reconcile(source: &DataSource, ctx: &Context) -> Result<Option<Dura
     let (secret, age) = secret_state(ctx, &namespace, &source.spec.credentials_secret_ref.name).await?;
     let clearance = ctx.caches.clearance(&namespace);
     // A source that is not Ready lends nothing: no credentials RBAC, no endpoint egress.
-    let consumers = lends_to(&ctx.caches, source, secret, now);
+    let consumers = lends_to(&ctx.caches, source, secret);
     let name = source.name_any();
     let children = ChildSet {
         applier: &ctx.sources,
