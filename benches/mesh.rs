@@ -251,6 +251,9 @@ fn proc_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ).
+const TICKS_PER_SEC: f64 = 100.0;
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
@@ -269,7 +272,7 @@ fn control_plane_cpu() -> f64 {
         .filter_map(|pid| pid.trim().parse::<u32>().ok())
         .map(cpu_ticks)
         .sum();
-    ticks as f64 / 100.0
+    ticks as f64 / TICKS_PER_SEC
 }
 
 /// resourceVersions of every child the operator manages in the bench namespaces.
@@ -533,7 +536,7 @@ async fn main() {
     kubectl_apply_file(&dir.join("mesh.yaml"));
     let converged = wait_converged(&client, &op_prefix, &expected, started, limit).await;
     let cold_to = Timestamp::now();
-    let cold_cpu = (control_plane_cpu() - cpu_before, (cpu_ticks(pid) - operator_cpu_before) as f64 / 100.0);
+    let cold_cpu = (control_plane_cpu() - cpu_before, (cpu_ticks(pid) - operator_cpu_before) as f64 / TICKS_PER_SEC);
     eprintln!("operator: {products} products: {converged:?}");
     let figure = converged.as_ref().map_or_else(|e| e.clone(), |t| format!("{:.1} s", t.as_secs_f64()));
     table.push((
@@ -815,10 +818,9 @@ async fn main() {
         format!("{changed}"),
         "0".into(),
     ));
-    let ticks_per_sec = 100.0;
     table.push((
         "idle CPU".into(),
-        format!("{:.2} % of a core", ticks as f64 / ticks_per_sec / idle.as_secs_f64() * 100.0),
+        format!("{:.2} % of a core", ticks as f64 / TICKS_PER_SEC / idle.as_secs_f64() * 100.0),
         IDLE_CPU_TARGET.into(),
     ));
     table.push((

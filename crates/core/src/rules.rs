@@ -677,7 +677,14 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
             inputs.push(InputPlan { input: InputKey::Product(key), outcome, waiting });
         }
     }
-    let blocker = product_blocker(view, product);
+    // The blocker as `product_blocker` says it, from the outcomes just computed.
+    let blocker = clearance_blocker(view, product).or_else(|| {
+        inputs
+            .iter()
+            .filter_map(|i| i.outcome.as_ref().err())
+            .find(|p| p.reason == Reason::ClassificationViolation)
+            .cloned()
+    });
     let mut owners_read_data = crate::product::owners_read_data(product);
     // Owners read the data for as long as they own the product: where the MeshPolicy
     // bounds how long a grant of this level may last (maxGrantDuration), that would be a
@@ -714,21 +721,11 @@ pub fn plan_product(view: &dyn MeshView, product: &DataProduct, now: Timestamp) 
 /// reads no grant and no clock, so a source asks it of each of its users without planning
 /// their grants.
 pub fn product_blocker(view: &dyn MeshView, product: &DataProduct) -> Option<Problem> {
+    if let Some(problem) = clearance_blocker(view, product) {
+        return Some(problem);
+    }
     let namespace = product.namespace().unwrap_or_default();
     let classification = product.spec.classification;
-    let clearance = view.clearance(&namespace);
-    if clearance < classification {
-        return Some(
-            Problem::new(
-                Reason::NamespaceClearanceTooLow,
-                format!(
-                    "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
-                 (namespace label drmesh.io/clearance)"
-                ),
-            )
-            .at("spec.classification"),
-        );
-    }
     product.spec.inputs.iter().enumerate().find_map(|(index, input)| {
         let violation = if let Some(source_name) = &input.data_source {
             source_input(view, &namespace, source_name, classification).err()
@@ -739,6 +736,23 @@ pub fn product_blocker(view: &dyn MeshView, product: &DataProduct) -> Option<Pro
             None
         };
         violation.filter(|p| p.reason == Reason::ClassificationViolation).map(|p| p.at(format!("spec.inputs[{index}]")))
+    })
+}
+
+/// The product's domain is not cleared for its classification.
+fn clearance_blocker(view: &dyn MeshView, product: &DataProduct) -> Option<Problem> {
+    let namespace = product.namespace().unwrap_or_default();
+    let classification = product.spec.classification;
+    let clearance = view.clearance(&namespace);
+    (clearance < classification).then(|| {
+        Problem::new(
+            Reason::NamespaceClearanceTooLow,
+            format!(
+                "spec.classification {classification} exceeds the clearance {clearance} of domain {namespace} \
+                 (namespace label drmesh.io/clearance)"
+            ),
+        )
+        .at("spec.classification")
     })
 }
 

@@ -34,8 +34,8 @@ pub struct Owner {
     pub uid: Uid,
 }
 
-/// The owner apiVersions and kinds nearly every child carries: kept as a pointer to one
-/// copy, not a string per child.
+/// The owner apiVersions and kinds nearly every child carries: kept as an index into this
+/// one copy, not a string per child.
 const KNOWN: [&str; 4] = ["drmesh.io/v1alpha1", "DataProduct", "DataSource", "AccessPolicy"];
 
 /// A string that is most often one of [`KNOWN`] (then an index into it: 16 bytes in all).
