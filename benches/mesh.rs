@@ -35,12 +35,12 @@ use common::sightings::{Sightings, sighted, watch_grant_children};
 use common::{env_or, free_port, kubectl, rendered_children, synthetic};
 
 use drmesh::api::{AccessPolicy, DataProduct};
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -72,35 +72,6 @@ fn write_yaml(path: &Path, docs: &[Value]) {
     std::fs::write(path, text).expect("write manifests");
 }
 
-/// The children of the namespaces of `prefix` drmesh labels, as `Kind/ns/name`, and how
-/// many of their Deployments are Available.
-async fn children_and_available(client: &Client, prefix: &str) -> Result<(BTreeSet<String>, usize), kube::Error> {
-    let mut ids = BTreeSet::new();
-    let mut available = 0;
-    let params = ListParams::default().labels("app.kubernetes.io/managed-by=drmesh");
-    for (group, version, kind) in CHILD_GVKS {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        for o in api.list(&params).await?.items {
-            let ns = o.namespace().unwrap_or_default();
-            if !ns.starts_with(prefix) {
-                continue;
-            }
-            if kind == "Deployment"
-                && o.data["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Available" && c["status"] == "True")
-            {
-                available += 1;
-            }
-            ids.insert(format!("{kind}/{ns}/{}", o.name_any()));
-        }
-    }
-    Ok((ids, available))
-}
-
 const CHILD_GVKS: [(&str, &str, &str); 7] = [
     ("apps", "v1", "Deployment"),
     ("", "v1", "Service"),
@@ -128,6 +99,10 @@ fn child_ids(children: &[Value]) -> BTreeSet<String> {
 /// The end of a cold convergence, the same for the operator and the baseline: every
 /// expected child present and every Deployment Available. Returns the time since
 /// `started`, or how far it got by `limit`.
+///
+/// Observed through one watch per child kind (a list, then events), not by listing: at
+/// 10,000 products a list of every child four times a second would load the API server
+/// that both phases share, and the sequential baseline more than the operator's workers.
 async fn wait_converged(
     client: &Client,
     prefix: &str,
@@ -136,20 +111,78 @@ async fn wait_converged(
     limit: Duration,
 ) -> Result<Duration, String> {
     let deployments = expected.iter().filter(|id| id.starts_with("Deployment/")).count();
+    let streams = CHILD_GVKS.iter().map(|&(group, version, kind)| {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=drmesh");
+        watcher(api, config).default_backoff().map(move |event| (kind, event)).boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let mut seen = Converging::new(expected);
+    let deadline = tokio::time::sleep(limit.saturating_sub(started.elapsed()));
+    tokio::pin!(deadline);
     loop {
-        let (present, available) = children_and_available(client, prefix).await.unwrap_or_default();
-        let missing = expected.difference(&present).count();
-        if missing == 0 && available >= deployments {
+        if seen.present == expected.len() && seen.available >= deployments {
             return Ok(started.elapsed());
         }
-        if started.elapsed() > limit {
-            return Err(format!(
-                "not converged in {} s: {missing} of {} children missing, {available}/{deployments} Deployments Available",
-                limit.as_secs(),
-                expected.len()
-            ));
+        tokio::select! {
+            event = events.next() => match event {
+                Some((kind, Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)))) => {
+                    if o.namespace().is_some_and(|ns| ns.starts_with(prefix)) {
+                        seen.saw(kind, &o, true);
+                    }
+                }
+                Some((kind, Ok(watcher::Event::Delete(o)))) => seen.saw(kind, &o, false),
+                Some((_, Ok(watcher::Event::Init | watcher::Event::InitDone))) | Some((_, Err(_))) => {}
+                None => return Err("the watches of the children ended".into()),
+            },
+            () = &mut deadline => {
+                return Err(format!(
+                    "not converged in {} s: {} of {} children missing, {}/{deployments} Deployments Available",
+                    limit.as_secs(),
+                    expected.len() - seen.present,
+                    expected.len(),
+                    seen.available,
+                ));
+            }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The expected children seen present, and the Deployments among them seen Available,
+/// kept as counts so that each event costs one lookup.
+struct Converging<'a> {
+    expected: &'a BTreeSet<String>,
+    /// Expected child -> Available (false for kinds other than Deployment).
+    live: BTreeMap<String, bool>,
+    present: usize,
+    available: usize,
+}
+
+impl<'a> Converging<'a> {
+    fn new(expected: &'a BTreeSet<String>) -> Self {
+        Self { expected, live: BTreeMap::new(), present: 0, available: 0 }
+    }
+
+    fn saw(&mut self, kind: &str, o: &DynamicObject, exists: bool) {
+        let id = format!("{kind}/{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        if !self.expected.contains(&id) {
+            return;
+        }
+        let available = exists
+            && kind == "Deployment"
+            && o.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Available" && c["status"] == "True");
+        let before = if exists { self.live.insert(id, available) } else { self.live.remove(&id) };
+        match (before, exists) {
+            (None, true) => self.present += 1,
+            (Some(_), false) => self.present -= 1,
+            _ => {}
+        }
+        self.available = self.available + usize::from(available) - usize::from(before == Some(true));
     }
 }
 

@@ -217,7 +217,7 @@ up() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
     --audit-log-maxsize 200 --audit-log-maxbackup "${DRMESH_AUDIT_LOG_BACKUPS:-2}" \
-    --allow-privileged=false --profiling=false \
+    --allow-privileged=false --profiling="${DRMESH_APISERVER_PROFILING:-false}" \
     --cert-dir "$dir/apiserver-certs" \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-preferred-address-types InternalIP \
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
